@@ -1,0 +1,56 @@
+# egressguard build entry points. `make deps` once on a fresh Debian machine (as root), then `make test` or `make demo`.
+SHELL := /bin/bash
+ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null)
+CLANG ?= clang
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/include/$(MULTIARCH) -Ibpf
+BPF_SOURCES := $(wildcard bpf/*.bpf.c)
+BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
+DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod
+
+.PHONY: deps ensure-deps build bpf native ts test demo bench lint clean
+
+deps:
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make deps installs Debian packages and must run as root" >&2; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES)
+	npm ci --no-audit --no-fund
+
+# Install only when something is missing, so `make test` and `make demo` work on a fresh machine and stay fast after.
+ensure-deps:
+	@missing=""; for tool in clang llc bpftool ip dnsmasq nsenter unshare; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -f /usr/include/bpf/libbpf.h ] || missing="$$missing libbpf-dev"; \
+	[ -d node_modules ] || missing="$$missing node_modules"; \
+	if [ -n "$$missing" ]; then echo "missing:$$missing; running make deps"; $(MAKE) deps; fi
+
+build: ensure-deps bpf native ts
+
+bpf: $(BPF_OBJECTS)
+
+bpf/%.bpf.o: bpf/%.bpf.c bpf/egressguard.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Use the installed Node headers when present: node-gyp would otherwise download them.
+NODE_GYP_FLAGS := $(if $(wildcard /usr/include/node/node_api.h),--nodedir=/usr,)
+
+native:
+	node node_modules/node-gyp/bin/node-gyp.js rebuild --directory native --silent $(NODE_GYP_FLAGS)
+
+ts:
+	npx tsc -p tsconfig.json
+
+test: build
+	node scripts/run-tests.mjs
+
+demo: build
+	node dist/src/cli/main.js demo
+
+bench: build
+	node dist/bench/run.js
+
+lint:
+	npx eslint .
+	npx prettier --check .
+
+clean:
+	rm -rf dist native/build bpf/*.o

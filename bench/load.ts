@@ -1,0 +1,65 @@
+// Load generator run inside a lab pod by bench/run.ts. Prints one JSON line.
+//   load connect <ip> <port> <count>       sequential TCP connects (connect + close), connects per second
+//   load dns <name> <server> <count>       sequential UDP queries, latency percentiles in microseconds
+import { createSocket } from 'node:dgram';
+import { connect, isIPv6 } from 'node:net';
+import dnsPacket from 'dns-packet';
+
+function connectOnce(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.once('error', reject);
+  });
+}
+
+async function connectRate(host: string, port: number, count: number): Promise<void> {
+  for (let i = 0; i < Math.min(50, count); i++) await connectOnce(host, port);
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) await connectOnce(host, port);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  console.log(JSON.stringify({ kind: 'connect', count, seconds, perSecond: count / seconds }));
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function dnsLatency(name: string, server: string, count: number): Promise<void> {
+  const socket = createSocket(isIPv6(server) ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => socket.bind(0, resolve));
+  const ask = (id: number) =>
+    new Promise<number>((resolve, reject) => {
+      const started = process.hrtime.bigint();
+      const timer = setTimeout(() => reject(new Error(`query ${id} timed out`)), 2000);
+      const onMessage = (message: Buffer) => {
+        if (message.readUInt16BE(0) !== id) return;
+        clearTimeout(timer);
+        socket.off('message', onMessage);
+        resolve(Number(process.hrtime.bigint() - started) / 1e3);
+      };
+      socket.on('message', onMessage);
+      socket.send(
+        dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }),
+        53,
+        server,
+      );
+    });
+  for (let i = 0; i < 20; i++) await ask(i + 1);
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) samples.push(await ask(((i + 100) % 65000) + 1));
+  socket.close();
+  samples.sort((a, b) => a - b);
+  console.log(JSON.stringify({ kind: 'dns', count, p50us: percentile(samples, 50), p99us: percentile(samples, 99) }));
+}
+
+const [mode, a, b, c] = process.argv.slice(2);
+if (mode === 'connect') await connectRate(a!, Number(b), Number(c));
+else if (mode === 'dns') await dnsLatency(a!, b!, Number(c));
+else {
+  console.error('usage: load connect <ip> <port> <count> | load dns <name> <server> <count>');
+  process.exit(2);
+}

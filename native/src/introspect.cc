@@ -1,0 +1,71 @@
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+
+#include "addon.h"
+
+// probeFeatures() -> { [feature]: boolean } for what the datapath needs from the kernel.
+Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object result = Napi::Object::New(env);
+  auto record = [&](const char* name, const char* call, int probed) {
+    if (probed < 0) ThrowErrno(env, std::string(call) + "(" + name + ")", probed);
+    result.Set(name, Napi::Boolean::New(env, probed == 1));
+  };
+  record("cgroupSockAddrProgram", "libbpf_probe_bpf_prog_type",
+         libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, nullptr));
+  record("hashMap", "libbpf_probe_bpf_map_type", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_HASH, nullptr));
+  record("lpmTrieMap", "libbpf_probe_bpf_map_type", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_LPM_TRIE, nullptr));
+  record("ringBufferMap", "libbpf_probe_bpf_map_type", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr));
+  record("socketStorageMap", "libbpf_probe_bpf_map_type", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_SK_STORAGE, nullptr));
+  record("perCpuArrayMap", "libbpf_probe_bpf_map_type", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_PERCPU_ARRAY, nullptr));
+  record("ancestorCgroupIdHelper", "libbpf_probe_bpf_helper",
+         libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_current_ancestor_cgroup_id, nullptr));
+  record("socketStorageHelper", "libbpf_probe_bpf_helper",
+         libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_storage_get, nullptr));
+  return result;
+}
+
+// btfLayout(objectPath, structNames) -> { [struct]: { size, members: [{ name, offset, size }] } }
+Napi::Value BtfLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = RequireString(info, 0, "object path");
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "struct names must be an array");
+  Napi::Array names = info[1].As<Napi::Array>();
+  struct btf* btf = btf__parse_elf(path.c_str(), nullptr);
+  if (btf == nullptr) ThrowErrno(env, "btf__parse_elf(" + path + ")", errno);
+  Napi::Object result = Napi::Object::New(env);
+  try {
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string name = names.Get(i).ToString().Utf8Value();
+      int id = btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_STRUCT);
+      if (id < 0) ThrowErrno(env, "btf__find_by_name_kind(struct " + name + " in " + path + ")", id);
+      const struct btf_type* type = btf__type_by_id(btf, id);
+      const struct btf_member* member = btf_members(type);
+      Napi::Array members = Napi::Array::New(env);
+      for (uint16_t m = 0; m < btf_vlen(type); m++, member++) {
+        Napi::Object entry = Napi::Object::New(env);
+        entry.Set("name", Napi::String::New(env, btf__name_by_offset(btf, member->name_off)));
+        entry.Set("offset", Napi::Number::New(env, btf_member_bit_offset(type, m) / 8));
+        entry.Set("size", Napi::Number::New(env, btf__resolve_size(btf, member->type)));
+        members.Set(m, entry);
+      }
+      Napi::Object layout = Napi::Object::New(env);
+      layout.Set("size", Napi::Number::New(env, type->size));
+      layout.Set("members", members);
+      result.Set(name, layout);
+    }
+  } catch (...) {
+    btf__free(btf);
+    throw;
+  }
+  btf__free(btf);
+  return result;
+}
+
+Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) ThrowErrno(info.Env(), "libbpf_num_possible_cpus", cpus);
+  return Napi::Number::New(info.Env(), cpus);
+}

@@ -1,0 +1,362 @@
+// Host-mode agent configuration: what to enforce, where, and where events go.
+// Every error names the file and the field, and says what to write instead.
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { parseCidr } from '../policy/cidr.js';
+import type { Cidr, RuleProtocol } from '../policy/types.js';
+
+export type Mode = 'enforce' | 'discovery';
+
+export interface WorkloadConfig {
+  namespace: string;
+  name: string;
+  /** Absolute path of the workload's cgroup v2 directory (resolved against the cgroup2 mount when relative). */
+  cgroup: string;
+  labels: Record<string, string>;
+  addresses: string[];
+}
+
+export interface BaselineEntryConfig {
+  name: string;
+  cidr: Cidr;
+  protocol: RuleProtocol;
+  portLow: number;
+  portHigh: number;
+  log: boolean;
+}
+
+export interface EventSinkConfig {
+  type: 'jsonl';
+  /** File path, or `-` for standard output. */
+  path: string;
+}
+
+export interface AgentConfig {
+  file: string;
+  node: string;
+  /** cgroup v2 directory the programs attach to; null = the cgroup2 mount's root. */
+  attachCgroup: string | null;
+  /** Pin directory under bpffs; null = `<bpffs>/egressguard`. */
+  pinDir: string | null;
+  controlSocket: string;
+  workloads: WorkloadConfig[];
+  /** Policy files or folders, absolute. */
+  policies: string[];
+  policyNamespace: string;
+  baseline: {
+    mode: Mode;
+    permits: BaselineEntryConfig[];
+    denyList: BaselineEntryConfig[];
+    /** DNS suffixes always answered (cluster-internal names); their flows still need a tier-1 or tier-2 permit. */
+    dnsNames: string[];
+  };
+  dns: {
+    listen: string[];
+    port: number;
+    upstreams: { ip: string; port: number }[];
+    deniedRcode: 'NXDOMAIN' | 'REFUSED';
+    minTtlSeconds: number;
+    graceSeconds: number;
+    maxIpsPerName: number;
+  };
+  events: {
+    sinks: EventSinkConfig[];
+    aggregateWindowMs: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`${file}: invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const cidrEntrySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'cidr'],
+  properties: {
+    name: { type: 'string', minLength: 1 },
+    cidr: { type: 'string' },
+    protocol: { enum: ['tcp', 'udp', 'icmp', 'any'] },
+    port: { type: 'integer', minimum: 1, maximum: 65535 },
+    endPort: { type: 'integer', minimum: 1, maximum: 65535 },
+    log: { type: 'boolean' },
+  },
+} as const;
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['workloads'],
+  properties: {
+    node: { type: 'string', minLength: 1 },
+    attachCgroup: { type: 'string', minLength: 1 },
+    pinDir: { type: 'string', minLength: 1 },
+    controlSocket: { type: 'string', minLength: 1 },
+    workloads: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'cgroup'],
+        properties: {
+          namespace: { type: 'string', minLength: 1 },
+          name: { type: 'string', minLength: 1 },
+          cgroup: { type: 'string', minLength: 1 },
+          labels: { type: 'object', additionalProperties: { type: 'string' } },
+          addresses: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+    policies: { type: 'array', items: { type: 'string', minLength: 1 } },
+    policyNamespace: { type: 'string', minLength: 1 },
+    baseline: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        mode: { enum: ['enforce', 'discovery'] },
+        permits: { type: 'array', items: cidrEntrySchema },
+        denyList: { type: 'array', items: cidrEntrySchema },
+        dnsNames: { type: 'array', items: { type: 'string', minLength: 1 } },
+      },
+    },
+    dns: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        listen: { type: 'array', minItems: 1, items: { type: 'string' } },
+        port: { type: 'integer', minimum: 1, maximum: 65535 },
+        upstreams: { type: 'array', minItems: 1, items: { type: 'string' } },
+        deniedRcode: { enum: ['NXDOMAIN', 'REFUSED'] },
+        minTtlSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
+        graceSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
+        maxIpsPerName: { type: 'integer', minimum: 1, maximum: 4096 },
+      },
+    },
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        sinks: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['type', 'path'],
+            properties: { type: { enum: ['jsonl'] }, path: { type: 'string', minLength: 1 } },
+          },
+        },
+        aggregateWindowMs: { type: 'integer', minimum: 0, maximum: 600000 },
+      },
+    },
+  },
+} as const;
+
+type RawCidrEntry = { name: string; cidr: string; protocol?: RuleProtocol; port?: number; endPort?: number; log?: boolean };
+
+/** The file's shape once the schema accepted it. */
+interface RawConfig {
+  node?: string;
+  attachCgroup?: string;
+  pinDir?: string;
+  controlSocket?: string;
+  workloads: { namespace?: string; name: string; cgroup: string; labels?: Record<string, string>; addresses?: string[] }[];
+  policies?: string[];
+  policyNamespace?: string;
+  baseline?: { mode?: Mode; permits?: RawCidrEntry[]; denyList?: RawCidrEntry[]; dnsNames?: string[] };
+  dns?: {
+    listen?: string[];
+    port?: number;
+    upstreams?: string[];
+    deniedRcode?: 'NXDOMAIN' | 'REFUSED';
+    minTtlSeconds?: number;
+    graceSeconds?: number;
+    maxIpsPerName?: number;
+  };
+  events?: { sinks?: EventSinkConfig[]; aggregateWindowMs?: number };
+}
+
+const validate = new Ajv({ allErrors: true }).compile(schema);
+
+function describeSchemaError(error: ErrorObject): string {
+  const field =
+    error.instancePath
+      .replace(/^\//, '')
+      .replace(/\/(\d+)/g, '[$1]')
+      .replace(/\//g, '.') || '(top level)';
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const extra = (error.params as { additionalProperty: string }).additionalProperty;
+      return `${field === '(top level)' ? '' : `${field}.`}${extra}: unknown field; remove it or check its spelling`;
+    }
+    case 'required':
+      return `${field}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
+    case 'enum':
+      return `${field}: must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+    default:
+      return `${field}: ${error.message ?? 'is invalid'}`;
+  }
+}
+
+function parseHostPort(text: string, defaultPort: number): { ip: string; port: number } | null {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (bracketed) return isIP(bracketed[1]!) === 6 ? { ip: bracketed[1]!, port: Number(bracketed[2] ?? defaultPort) } : null;
+  if (isIP(text) !== 0) return { ip: text, port: defaultPort };
+  const v4 = /^([\d.]+):(\d+)$/.exec(text);
+  if (v4 && isIP(v4[1]!) === 4) return { ip: v4[1]!, port: Number(v4[2]) };
+  return null;
+}
+
+function cidrEntries(raw: RawCidrEntry[] | undefined, field: string, problems: string[]): BaselineEntryConfig[] {
+  const entries: BaselineEntryConfig[] = [];
+  const seen = new Set<string>();
+  (raw ?? []).forEach((entry, index) => {
+    const where = `${field}[${index}]`;
+    const cidr = parseCidr(entry.cidr);
+    if (typeof cidr === 'string') {
+      problems.push(`${where}.cidr: ${cidr}`);
+      return;
+    }
+    if (seen.has(entry.name)) problems.push(`${where}.name: "${entry.name}" is used twice in ${field}; names must be unique`);
+    seen.add(entry.name);
+    if (entry.endPort !== undefined && entry.port === undefined) problems.push(`${where}.endPort: needs "port" as well`);
+    if (entry.endPort !== undefined && entry.port !== undefined && entry.endPort < entry.port)
+      problems.push(`${where}.endPort: ${entry.endPort} is below port ${entry.port}`);
+    entries.push({
+      name: entry.name,
+      cidr,
+      protocol: entry.protocol ?? 'any',
+      portLow: entry.port ?? 0,
+      portHigh: entry.endPort ?? entry.port ?? 65535,
+      log: entry.log ?? false,
+    });
+  });
+  const byPrefix = new Map<string, string>();
+  for (const entry of entries) {
+    const key = `${entry.cidr.address}/${entry.cidr.prefix}`;
+    const other = byPrefix.get(key);
+    if (other) problems.push(`${field}: "${entry.name}" and "${other}" both name ${key}; merge them into one entry`);
+    byPrefix.set(key, entry.name);
+  }
+  return entries;
+}
+
+/** Parse and validate a config file's text. `cgroup2Mount` resolves relative workload cgroup paths. */
+export function parseConfig(file: string, text: string, cgroup2Mount: string): AgentConfig {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(file, [`not valid YAML: ${(error as Error).message}`]);
+  }
+  if (!validate(parsed)) throw new ConfigError(file, (validate.errors ?? []).map(describeSchemaError));
+  const raw = parsed as RawConfig;
+  const problems: string[] = [];
+  const base = dirname(resolve(file));
+  const underCgroup = (path: string) => (isAbsolute(path) ? path : resolve(cgroup2Mount, path));
+
+  const workloads: WorkloadConfig[] = raw.workloads.map((w, index) => {
+    const addresses = w.addresses ?? [];
+    addresses.forEach((address, a) => {
+      if (isIP(address) === 0) problems.push(`workloads[${index}].addresses[${a}]: "${address}" is not an IPv4 or IPv6 address`);
+    });
+    return {
+      namespace: w.namespace ?? 'default',
+      name: w.name,
+      cgroup: underCgroup(w.cgroup),
+      labels: { ...(w.labels ?? {}) },
+      addresses,
+    };
+  });
+  const byKey = new Map<string, number>();
+  const byAddress = new Map<string, string>();
+  const byCgroup = new Map<string, string>();
+  workloads.forEach((w, index) => {
+    const key = `${w.namespace}/${w.name}`;
+    if (byKey.has(key)) problems.push(`workloads[${index}]: ${key} is declared twice`);
+    byKey.set(key, index);
+    const cgroupOwner = byCgroup.get(w.cgroup);
+    if (cgroupOwner) problems.push(`workloads[${index}].cgroup: ${w.cgroup} is already the cgroup of ${cgroupOwner}`);
+    byCgroup.set(w.cgroup, key);
+    for (const address of w.addresses) {
+      const owner = byAddress.get(address);
+      if (owner)
+        problems.push(
+          `workloads[${index}].addresses: ${address} already belongs to ${owner}; the DNS proxy identifies workloads by address`,
+        );
+      byAddress.set(address, key);
+    }
+  });
+
+  const dns = raw.dns ?? {};
+  const port = dns.port ?? 53;
+  const listen = dns.listen ?? [];
+  listen.forEach((address, index) => {
+    if (isIP(address) === 0) problems.push(`dns.listen[${index}]: "${address}" is not an IP address`);
+  });
+  const families = listen.map((address) => isIP(address));
+  if (families.filter((f) => f === 4).length > 1 || families.filter((f) => f === 6).length > 1)
+    problems.push('dns.listen: give at most one IPv4 and one IPv6 address');
+  const upstreams = (dns.upstreams ?? []).flatMap((text, index) => {
+    const parsed = parseHostPort(text, 53);
+    if (!parsed) problems.push(`dns.upstreams[${index}]: "${text}" is not IP, IP:port or [IPv6]:port`);
+    return parsed ? [parsed] : [];
+  });
+  if (workloads.length > 0 && listen.length === 0)
+    problems.push('dns.listen: enrolled workloads need the DNS proxy; give the address(es) it listens on, reachable from the workloads');
+  if (listen.length > 0 && upstreams.length === 0)
+    problems.push('dns.upstreams: give the trusted resolver the proxy forwards allowed queries to');
+
+  const baseline = raw.baseline ?? {};
+  const config: AgentConfig = {
+    file: resolve(file),
+    node: raw.node ?? hostname(),
+    attachCgroup: raw.attachCgroup ? underCgroup(raw.attachCgroup) : null,
+    pinDir: raw.pinDir ?? null,
+    controlSocket: raw.controlSocket ?? '/run/egressguard/agent.sock',
+    workloads,
+    policies: (raw.policies ?? []).map((p) => resolve(base, p)),
+    policyNamespace: raw.policyNamespace ?? 'default',
+    baseline: {
+      mode: baseline.mode ?? 'enforce',
+      permits: cidrEntries(baseline.permits, 'baseline.permits', problems),
+      denyList: cidrEntries(baseline.denyList, 'baseline.denyList', problems),
+      dnsNames: (baseline.dnsNames ?? []).map((name) => name.toLowerCase().replace(/\.$/, '')),
+    },
+    dns: {
+      listen,
+      port,
+      upstreams,
+      deniedRcode: dns.deniedRcode ?? 'NXDOMAIN',
+      minTtlSeconds: dns.minTtlSeconds ?? 5,
+      graceSeconds: dns.graceSeconds ?? 30,
+      maxIpsPerName: dns.maxIpsPerName ?? 64,
+    },
+    events: {
+      sinks: raw.events?.sinks ?? [{ type: 'jsonl', path: '-' }],
+      aggregateWindowMs: raw.events?.aggregateWindowMs ?? 1000,
+    },
+  };
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return config;
+}
+
+export function loadConfig(file: string, cgroup2Mount: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
+  }
+  return parseConfig(file, text, cgroup2Mount);
+}

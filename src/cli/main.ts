@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+// egressguard command line: run the agent, lint policies, show status, tear down, run the demo.
+
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import type { AgentStatus } from '../agent/agent.js';
+import { controlRequest } from '../agent/control.js';
+import { lintFiles, formatDiagnostic } from '../policy/lint.js';
+
+const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
+
+Usage:
+  egressguard run --config FILE          run the host-mode agent (root)
+  egressguard policy lint FILE|DIR...    validate FirewallPolicy manifests (exit 1 on errors)
+  egressguard status [--socket PATH] [--json]
+                                         show what the running agent enforces per workload
+  egressguard teardown --config FILE     detach programs and remove pins: enforcement ends (root)
+  egressguard demo [--keep-logs]         replay the reference containment lab on this host (root)
+  egressguard version
+`;
+
+const defaultSocket = '/run/egressguard/agent.sock';
+
+function requireRoot(command: string): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new Error(
+      `egressguard ${command} must run as root: it loads eBPF programs (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and manages cgroups`,
+    );
+  }
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) throw new Error('egressguard run needs --config FILE');
+  requireRoot('run');
+  const { Agent } = await import('../agent/agent.js');
+  const log = pino({ name: 'egressguard', level: process.env.EGRESSGUARD_LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const agent = await Agent.start({ configPath: values.config, log });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping; pinned programs keep enforcing until `egressguard teardown`');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await agent.stop();
+  return 0;
+}
+
+function lint(args: string[]): number {
+  if (args.length === 0) throw new Error('egressguard policy lint needs at least one FILE or DIR');
+  const result = lintFiles(args);
+  for (const d of result.diagnostics) console.log(formatDiagnostic(d));
+  const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
+  const warnings = result.diagnostics.length - errors;
+  console.log(`${errors} error(s), ${warnings} warning(s)`);
+  return result.ok ? 0 : 1;
+}
+
+function renderStatus(status: AgentStatus): string {
+  const lines = [`node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`, ''];
+  lines.push('policies:');
+  for (const p of status.policies) {
+    lines.push(
+      `  ${p.namespace}/${p.name}  generation ${p.generation}  ruleset ${p.ruleset || '(pending)'}  workloads: ${p.workloads.join(', ') || '(none on this node)'}`,
+    );
+    for (const n of p.notEnforced) lines.push(`    not enforced: ${n}`);
+  }
+  for (const r of status.rejected) {
+    lines.push(`  REJECTED ${r.file} (last good version stays in force):`);
+    for (const m of r.messages) lines.push(`    ${m}`);
+  }
+  for (const w of status.workloads) {
+    lines.push(
+      '',
+      `workload ${w.key}  labels ${
+        Object.entries(w.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',') || '-'
+      }  addresses ${w.addresses.join(', ') || '-'}`,
+    );
+    lines.push(`  cgroup ${w.cgroup} (workload id ${w.workloadId})`);
+    if (w.rules.length === 0) lines.push('  no FirewallPolicy rules select it: tier 3 default applies');
+    w.rules.forEach((r, i) => {
+      const dest = r.domains ? `domains ${r.domains.join(', ')}` : `to ${r.destinations.join(', ') || '(none)'}`;
+      lines.push(
+        `  ${i + 1}. ${r.action.padEnd(6)} ${r.protocol}/${r.ports}  ${dest}  [${r.policy}:${r.name}]${r.watch ? ' (watch)' : ''}`,
+      );
+      for (const n of r.notEnforced) lines.push(`     not enforced: ${n}`);
+    });
+    if (w.learned.length > 0) {
+      lines.push('  learned addresses:');
+      for (const l of w.learned) lines.push(`    ${l.ip.padEnd(24)} ${l.rule}  expires in ${l.expiresInSeconds}s`);
+    }
+  }
+  lines.push(
+    '',
+    'counters: ' +
+      Object.entries(status.stats)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' '),
+  );
+  return lines.join('\n');
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { socket: { type: 'string' }, json: { type: 'boolean' } } });
+  const reply = await controlRequest(values.socket ?? defaultSocket, { command: 'status' });
+  if (typeof reply.error === 'string') throw new Error(reply.error);
+  const agentStatus = reply.status as AgentStatus;
+  console.log(values.json ? JSON.stringify(agentStatus, null, 2) : renderStatus(agentStatus));
+  return 0;
+}
+
+async function teardown(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) throw new Error('egressguard teardown needs --config FILE (the one the agent ran with)');
+  requireRoot('teardown');
+  const { teardownFromConfig } = await import('../agent/teardown.js');
+  teardownFromConfig(values.config);
+  console.log('egressguard programs detached and pins removed: enforcement has ended');
+  return 0;
+}
+
+async function demo(args: string[]): Promise<number> {
+  requireRoot('demo');
+  const { runDemo } = await import('./demo.js');
+  return runDemo(args);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return run(rest);
+    case 'policy':
+      if (rest[0] !== 'lint') throw new Error('usage: egressguard policy lint FILE|DIR...');
+      return lint(rest.slice(1));
+    case 'status':
+      return status(rest);
+    case 'teardown':
+      return teardown(rest);
+    case 'demo':
+      return demo(rest);
+    case 'version':
+      console.log('egressguard 0.1.0');
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(usage);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`unknown command "${command}"\n\n${usage}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`egressguard: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

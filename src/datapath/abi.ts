@@ -1,0 +1,393 @@
+// TypeScript mirror of bpf/egressguard.h: struct layouts, constants, encoders and decoders.
+// test/unit/abi.test.ts checks every layout here against the compiled object's BTF.
+// Multi-byte fields are host order (little-endian on every supported architecture) unless noted.
+import { isIPv4, isIPv6 } from 'node:net';
+import { endianness } from 'node:os';
+
+import type { Cidr, RuleAction, RuleProtocol } from '../policy/types.js';
+import type { Layer, Tier, Verdict } from '../events/types.js';
+import type { KernelEvent } from './types.js';
+
+if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
+
+export const EG_MAX_RULES = 64;
+export const EG_RULE_CIDR_FIXED_BITS = 64;
+
+export const ACTION = { deny: 0, permit: 1 } as const satisfies Record<RuleAction, number>;
+export const VERDICTS: readonly Verdict[] = ['denied', 'permitted', 'would-deny', 'would-permit'];
+export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet' };
+export const PROTOCOL = { any: 0, icmp: 1, tcp: 6, udp: 17 } as const satisfies Record<RuleProtocol, number>;
+
+export const RULE_FLAG = {
+  hasCidr: 1 << 0,
+  anyDestination: 1 << 1,
+  web: 1 << 2,
+  anyName: 1 << 3,
+  watch: 1 << 4,
+  log: 1 << 5,
+  tlsRequired: 1 << 6,
+} as const;
+
+export const CONFIG_FLAG = { proxyV4: 1 << 0, proxyV6: 1 << 1 } as const;
+
+export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3 } as const;
+export const STAT_COUNT = 4;
+
+export interface Member {
+  offset: number;
+  size: number;
+}
+
+export interface StructLayout {
+  size: number;
+  members: Record<string, Member>;
+}
+
+function layout<M extends Record<string, [offset: number, size: number]>>(
+  size: number,
+  members: M,
+): { size: number; members: { [K in keyof M]: Member } } {
+  const result = {} as { [K in keyof M]: Member };
+  for (const key of Object.keys(members) as Array<keyof M>) {
+    const [offset, memberSize] = members[key]!;
+    result[key] = { offset, size: memberSize };
+  }
+  return { size, members: result };
+}
+
+export const LAYOUTS = {
+  eg_config: layout(40, {
+    default_action: [0, 1],
+    flags: [1, 1],
+    proxy_port: [2, 2],
+    _pad: [4, 4],
+    proxy_v4: [8, 16],
+    proxy_v6: [24, 16],
+  }),
+  eg_workload: layout(8, { workload_id: [0, 4], rule_count: [4, 2], slot: [6, 1], _pad: [7, 1] }),
+  eg_rule_key: layout(8, { workload_id: [0, 4], rule_ref: [4, 4] }),
+  eg_rule: layout(12, {
+    rule_id: [0, 4],
+    port_lo: [4, 2],
+    port_hi: [6, 2],
+    action: [8, 1],
+    protocol: [9, 1],
+    flags: [10, 2],
+  }),
+  eg_cidr_key: layout(20, { prefixlen: [0, 4], addr: [4, 16] }),
+  eg_cidr_value: layout(12, {
+    rule_id: [0, 4],
+    port_lo: [4, 2],
+    port_hi: [6, 2],
+    protocol: [8, 1],
+    flags: [9, 1],
+    _pad: [10, 2],
+  }),
+  eg_rule_cidr_key: layout(28, { prefixlen: [0, 4], workload_id: [4, 4], rule_ref: [8, 4], addr: [12, 16] }),
+  eg_learned_key: layout(24, { workload_id: [0, 4], rule_id: [4, 4], addr: [8, 16] }),
+  eg_learned_value: layout(8, { expires_ns: [0, 8] }),
+  eg_sk_origin: layout(24, { addr: [0, 16], port: [16, 2], family: [18, 1], _pad: [19, 5] }),
+  eg_event: layout(72, {
+    timestamp_ns: [0, 8],
+    cgroup_id: [8, 8],
+    workload_id: [16, 4],
+    rule_id: [20, 4],
+    addr: [24, 16],
+    port: [40, 2],
+    protocol: [42, 1],
+    family: [43, 1],
+    verdict: [44, 1],
+    tier: [45, 1],
+    layer: [46, 1],
+    hook: [47, 1],
+    pid: [48, 4],
+    comm: [52, 16],
+    _pad: [68, 4],
+  }),
+} satisfies Record<string, StructLayout>;
+
+// ---- addresses ----
+
+/** 16-byte network-order address; IPv4 becomes IPv4-mapped IPv6. Throws on anything else. */
+export function addressToBytes(ip: string): Buffer {
+  const bytes = Buffer.alloc(16);
+  if (isIPv4(ip)) {
+    bytes[10] = 0xff;
+    bytes[11] = 0xff;
+    ip.split('.').forEach((octet, index) => (bytes[12 + index] = Number(octet)));
+    return bytes;
+  }
+  if (!isIPv6(ip) || ip.includes('%')) throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
+  let text = ip;
+  const embeddedV4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (embeddedV4) {
+    const tail = addressToBytes(embeddedV4[1]!);
+    text = text.slice(0, -embeddedV4[1]!.length) + `${tail.readUInt16BE(12).toString(16)}:${tail.readUInt16BE(14).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::') as [string, string | undefined];
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = rest === undefined || rest === '' ? [] : rest.split(':');
+  const zeros = rest === undefined ? 0 : 8 - headGroups.length - tailGroups.length;
+  const groups = [...headGroups, ...Array<string>(zeros).fill('0'), ...tailGroups];
+  groups.forEach((group, index) => bytes.writeUInt16BE(parseInt(group, 16), index * 2));
+  return bytes;
+}
+
+export function isMappedV4(bytes: Buffer): boolean {
+  return bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+}
+
+/** Inverse of addressToBytes: IPv4-mapped addresses come back as dotted quads. */
+export function bytesToAddress(bytes: Buffer): string {
+  if (bytes.length !== 16) throw new Error(`address must be 16 bytes, got ${bytes.length}`);
+  if (isMappedV4(bytes)) return Array.from(bytes.subarray(12)).join('.');
+  const groups: number[] = [];
+  for (let index = 0; index < 16; index += 2) groups.push(bytes.readUInt16BE(index));
+  // RFC 5952: compress the longest run (length >= 2) of zero groups, the first on ties.
+  let bestStart = -1;
+  let bestLength = 0;
+  for (let start = 0; start < 8;) {
+    if (groups[start] !== 0) {
+      start++;
+      continue;
+    }
+    let end = start;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - start > bestLength && end - start >= 2) [bestStart, bestLength] = [start, end - start];
+    start = end;
+  }
+  const hex = groups.map((group) => group.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+/** The CIDR's address with host bits cleared, and its prefix length over the 128-bit (mapped) address. */
+export function cidrToKeyParts(cidr: Cidr): { addr: Buffer; prefixBits: number } {
+  const maxPrefix = cidr.family === 4 ? 32 : 128;
+  if (!Number.isInteger(cidr.prefix) || cidr.prefix < 0 || cidr.prefix > maxPrefix) {
+    throw new Error(`invalid prefix length /${cidr.prefix} for IPv${cidr.family} CIDR ${cidr.address}`);
+  }
+  if ((cidr.family === 4 && !isIPv4(cidr.address)) || (cidr.family === 6 && !isIPv6(cidr.address))) {
+    throw new Error(`CIDR address ${cidr.address} is not IPv${cidr.family}`);
+  }
+  const addr = addressToBytes(cidr.address);
+  const prefixBits = (cidr.family === 4 ? 96 : 0) + cidr.prefix;
+  for (let bit = prefixBits; bit < 128; bit++) addr[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return { addr, prefixBits };
+}
+
+// ---- encoders (key/value buffers exactly as the kernel reads them) ----
+
+const CONFIG = LAYOUTS.eg_config.members;
+export function encodeConfig(config: {
+  defaultAction: RuleAction;
+  proxyV4: string | null;
+  proxyV6: string | null;
+  proxyPort: number;
+}): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_config.size);
+  buffer.writeUInt8(ACTION[config.defaultAction], CONFIG.default_action.offset);
+  let flags = 0;
+  if (config.proxyV4 !== null) {
+    if (!isIPv4(config.proxyV4)) throw new Error(`DNS proxy IPv4 address ${config.proxyV4} is not IPv4`);
+    addressToBytes(config.proxyV4).copy(buffer, CONFIG.proxy_v4.offset);
+    flags |= CONFIG_FLAG.proxyV4;
+  }
+  if (config.proxyV6 !== null) {
+    if (!isIPv6(config.proxyV6)) throw new Error(`DNS proxy IPv6 address ${config.proxyV6} is not IPv6`);
+    addressToBytes(config.proxyV6).copy(buffer, CONFIG.proxy_v6.offset);
+    flags |= CONFIG_FLAG.proxyV6;
+  }
+  buffer.writeUInt8(flags, CONFIG.flags.offset);
+  buffer.writeUInt16LE(config.proxyPort, CONFIG.proxy_port.offset);
+  return buffer;
+}
+
+export interface WorkloadEntry {
+  workloadId: number;
+  ruleCount: number;
+  slot: 0 | 1;
+}
+
+const WORKLOAD = LAYOUTS.eg_workload.members;
+export function encodeWorkload(entry: WorkloadEntry): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_workload.size);
+  buffer.writeUInt32LE(entry.workloadId, WORKLOAD.workload_id.offset);
+  buffer.writeUInt16LE(entry.ruleCount, WORKLOAD.rule_count.offset);
+  buffer.writeUInt8(entry.slot, WORKLOAD.slot.offset);
+  return buffer;
+}
+
+export function decodeWorkload(buffer: Buffer): WorkloadEntry {
+  return {
+    workloadId: buffer.readUInt32LE(WORKLOAD.workload_id.offset),
+    ruleCount: buffer.readUInt16LE(WORKLOAD.rule_count.offset),
+    slot: buffer.readUInt8(WORKLOAD.slot.offset) === 1 ? 1 : 0,
+  };
+}
+
+export function encodeCgroupId(cgroupId: bigint): Buffer {
+  const buffer = Buffer.alloc(8);
+  buffer.writeBigUInt64LE(cgroupId);
+  return buffer;
+}
+
+const RULE_KEY = LAYOUTS.eg_rule_key.members;
+export function encodeRuleKey(workloadId: number, ruleRef: number): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_rule_key.size);
+  buffer.writeUInt32LE(workloadId, RULE_KEY.workload_id.offset);
+  buffer.writeUInt32LE(ruleRef, RULE_KEY.rule_ref.offset);
+  return buffer;
+}
+
+export function decodeRuleKey(buffer: Buffer): { workloadId: number; ruleRef: number } {
+  return {
+    workloadId: buffer.readUInt32LE(RULE_KEY.workload_id.offset),
+    ruleRef: buffer.readUInt32LE(RULE_KEY.rule_ref.offset),
+  };
+}
+
+export interface RuleValue {
+  ruleId: number;
+  portLow: number;
+  portHigh: number;
+  action: RuleAction;
+  protocol: RuleProtocol;
+  flags: number;
+}
+
+const RULE = LAYOUTS.eg_rule.members;
+export function encodeRule(rule: RuleValue): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_rule.size);
+  buffer.writeUInt32LE(rule.ruleId, RULE.rule_id.offset);
+  buffer.writeUInt16LE(rule.portLow, RULE.port_lo.offset);
+  buffer.writeUInt16LE(rule.portHigh, RULE.port_hi.offset);
+  buffer.writeUInt8(ACTION[rule.action], RULE.action.offset);
+  buffer.writeUInt8(PROTOCOL[rule.protocol], RULE.protocol.offset);
+  buffer.writeUInt16LE(rule.flags, RULE.flags.offset);
+  return buffer;
+}
+
+const CIDR_KEY = LAYOUTS.eg_cidr_key.members;
+export function encodeCidrKey(cidr: Cidr): Buffer {
+  const { addr, prefixBits } = cidrToKeyParts(cidr);
+  const buffer = Buffer.alloc(LAYOUTS.eg_cidr_key.size);
+  buffer.writeUInt32LE(prefixBits, CIDR_KEY.prefixlen.offset);
+  addr.copy(buffer, CIDR_KEY.addr.offset);
+  return buffer;
+}
+
+const CIDR_VALUE = LAYOUTS.eg_cidr_value.members;
+export function encodeCidrValue(value: {
+  ruleId: number;
+  portLow: number;
+  portHigh: number;
+  protocol: RuleProtocol;
+  log: boolean;
+}): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_cidr_value.size);
+  buffer.writeUInt32LE(value.ruleId, CIDR_VALUE.rule_id.offset);
+  buffer.writeUInt16LE(value.portLow, CIDR_VALUE.port_lo.offset);
+  buffer.writeUInt16LE(value.portHigh, CIDR_VALUE.port_hi.offset);
+  buffer.writeUInt8(PROTOCOL[value.protocol], CIDR_VALUE.protocol.offset);
+  buffer.writeUInt8(value.log ? RULE_FLAG.log : 0, CIDR_VALUE.flags.offset);
+  return buffer;
+}
+
+const RULE_CIDR_KEY = LAYOUTS.eg_rule_cidr_key.members;
+export function encodeRuleCidrKey(workloadId: number, ruleRef: number, cidr: Cidr): Buffer {
+  const { addr, prefixBits } = cidrToKeyParts(cidr);
+  const buffer = Buffer.alloc(LAYOUTS.eg_rule_cidr_key.size);
+  buffer.writeUInt32LE(EG_RULE_CIDR_FIXED_BITS + prefixBits, RULE_CIDR_KEY.prefixlen.offset);
+  buffer.writeUInt32LE(workloadId, RULE_CIDR_KEY.workload_id.offset);
+  buffer.writeUInt32LE(ruleRef, RULE_CIDR_KEY.rule_ref.offset);
+  addr.copy(buffer, RULE_CIDR_KEY.addr.offset);
+  return buffer;
+}
+
+export function decodeRuleCidrKey(buffer: Buffer): { workloadId: number; ruleRef: number } {
+  return {
+    workloadId: buffer.readUInt32LE(RULE_CIDR_KEY.workload_id.offset),
+    ruleRef: buffer.readUInt32LE(RULE_CIDR_KEY.rule_ref.offset),
+  };
+}
+
+const LEARNED_KEY = LAYOUTS.eg_learned_key.members;
+export function encodeLearnedKey(workloadId: number, ruleId: number, ip: string): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_learned_key.size);
+  buffer.writeUInt32LE(workloadId, LEARNED_KEY.workload_id.offset);
+  buffer.writeUInt32LE(ruleId, LEARNED_KEY.rule_id.offset);
+  addressToBytes(ip).copy(buffer, LEARNED_KEY.addr.offset);
+  return buffer;
+}
+
+export function decodeLearnedKey(buffer: Buffer): { workloadId: number; ruleId: number; ip: string } {
+  const { offset, size } = LEARNED_KEY.addr;
+  return {
+    workloadId: buffer.readUInt32LE(LEARNED_KEY.workload_id.offset),
+    ruleId: buffer.readUInt32LE(LEARNED_KEY.rule_id.offset),
+    ip: bytesToAddress(buffer.subarray(offset, offset + size)),
+  };
+}
+
+export function encodeLearnedValue(expiresAtNs: bigint): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_learned_value.size);
+  buffer.writeBigUInt64LE(expiresAtNs, LAYOUTS.eg_learned_value.members.expires_ns.offset);
+  return buffer;
+}
+
+export function decodeLearnedValue(buffer: Buffer): bigint {
+  return buffer.readBigUInt64LE(LAYOUTS.eg_learned_value.members.expires_ns.offset);
+}
+
+export function encodeU32(value: number): Buffer {
+  const buffer = Buffer.alloc(4);
+  buffer.writeUInt32LE(value);
+  return buffer;
+}
+
+/** Sum of a per-CPU u64 value across CPUs (slots are 8 bytes each). */
+export function sumPerCpuU64(buffer: Buffer): bigint {
+  let total = 0n;
+  for (let offset = 0; offset + 8 <= buffer.length; offset += 8) total += buffer.readBigUInt64LE(offset);
+  return total;
+}
+
+// ---- events ----
+
+/** A KernelEvent plus the hook that decided it (enum eg_hook: 1 connect4 … 4 sendmsg6). */
+export interface DecodedEvent extends KernelEvent {
+  hook: number;
+}
+
+const EVENT = LAYOUTS.eg_event.members;
+/** Decodes one ring-buffer record; throws on a record that is not an eg_event. */
+export function decodeEvent(buffer: Buffer): DecodedEvent {
+  if (buffer.length !== LAYOUTS.eg_event.size) {
+    throw new Error(`kernel event has ${buffer.length} bytes, expected ${LAYOUTS.eg_event.size}`);
+  }
+  const verdict = VERDICTS[buffer.readUInt8(EVENT.verdict.offset)];
+  const tier = buffer.readUInt8(EVENT.tier.offset);
+  const layer = LAYERS[buffer.readUInt8(EVENT.layer.offset)];
+  if (verdict === undefined || layer === undefined || tier > 3) {
+    throw new Error(`kernel event has an unknown verdict, tier or layer: ${buffer.toString('hex')}`);
+  }
+  const comm = buffer.subarray(EVENT.comm.offset, EVENT.comm.offset + EVENT.comm.size);
+  const nul = comm.indexOf(0);
+  return {
+    timestampNs: buffer.readBigUInt64LE(EVENT.timestamp_ns.offset),
+    cgroupId: buffer.readBigUInt64LE(EVENT.cgroup_id.offset),
+    workloadId: buffer.readUInt32LE(EVENT.workload_id.offset),
+    ruleId: buffer.readUInt32LE(EVENT.rule_id.offset),
+    ip: bytesToAddress(buffer.subarray(EVENT.addr.offset, EVENT.addr.offset + EVENT.addr.size)),
+    family: buffer.readUInt8(EVENT.family.offset) === 6 ? 6 : 4,
+    port: buffer.readUInt16LE(EVENT.port.offset),
+    protocol: buffer.readUInt8(EVENT.protocol.offset),
+    verdict,
+    tier: tier as Tier,
+    layer,
+    hook: buffer.readUInt8(EVENT.hook.offset),
+    pid: buffer.readUInt32LE(EVENT.pid.offset),
+    comm: comm.subarray(0, nul < 0 ? comm.length : nul).toString('utf8'),
+  };
+}

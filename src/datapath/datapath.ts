@@ -1,0 +1,465 @@
+// The Datapath over the kernel: loads bpf/egressguard.bpf.o, attaches (or adopts) its cgroup
+// programs through pinned bpf_links, and keeps the pinned maps in step with the agent's state.
+import { existsSync, mkdirSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import {
+  EG_MAX_RULES,
+  RULE_FLAG,
+  STAT,
+  decodeEvent,
+  decodeLearnedKey,
+  decodeLearnedValue,
+  decodeRuleCidrKey,
+  decodeWorkload,
+  encodeCgroupId,
+  encodeCidrKey,
+  encodeCidrValue,
+  encodeConfig,
+  encodeLearnedKey,
+  encodeLearnedValue,
+  encodeRule,
+  encodeRuleCidrKey,
+  encodeRuleKey,
+  encodeU32,
+  encodeWorkload,
+  sumPerCpuU64,
+  type WorkloadEntry,
+} from './abi.js';
+import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
+import { loadNative, type NativeAddon, type NativeMap, type NativeRingBuffer } from './native.js';
+import type {
+  CidrEntry,
+  Datapath,
+  DatapathOptions,
+  DatapathSettings,
+  DatapathStats,
+  KernelEvent,
+  KernelRule,
+  LearnedEntry,
+} from './types.js';
+
+/** Restoring programs first: a socket steered by connect/sendmsg must always be restored. */
+export const PROGRAM_NAMES = [
+  'eg_recvmsg4',
+  'eg_recvmsg6',
+  'eg_getpeername4',
+  'eg_getpeername6',
+  'eg_connect4',
+  'eg_connect6',
+  'eg_sendmsg4',
+  'eg_sendmsg6',
+] as const;
+
+const MAP_NAMES = [
+  'eg_config',
+  'eg_workloads',
+  'eg_rules',
+  'eg_rule_cidrs',
+  'eg_deny_cidrs',
+  'eg_base_cidrs',
+  'eg_learned',
+  'eg_events',
+  'eg_stats',
+] as const;
+type MapName = (typeof MAP_NAMES)[number];
+
+const MAX_WORKLOAD_ID = 0xffffffff;
+
+/** Pin layout under DatapathOptions.pinDir. */
+export function pinPaths(pinDir: string): { maps: string; links: string; link(program: string): string } {
+  return {
+    maps: join(pinDir, 'maps'),
+    links: join(pinDir, 'links'),
+    link: (program) => join(pinDir, 'links', program),
+  };
+}
+
+function cgroupIdOf(path: string): bigint {
+  return statSync(path, { bigint: true }).ino;
+}
+
+function checkPort(port: number, what: string): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${what} ${port} is not a port (0-65535)`);
+}
+
+function checkPortRange(low: number, high: number, what: string): void {
+  checkPort(low, `${what}: portLow`);
+  checkPort(high, `${what}: portHigh`);
+  if (low > high) throw new Error(`${what}: portLow ${low} is above portHigh ${high}`);
+}
+
+function checkRuleId(ruleId: number, what: string): void {
+  if (!Number.isInteger(ruleId) || ruleId < 1 || ruleId > 0xffffffff) {
+    throw new Error(`${what}: ruleId ${ruleId} must be an integer in 1..2^32-1`);
+  }
+}
+
+function ruleFlags(rule: KernelRule): number {
+  let flags = 0;
+  if (rule.cidrs.length > 0) flags |= RULE_FLAG.hasCidr;
+  if (rule.anyDestination) flags |= RULE_FLAG.anyDestination;
+  if (rule.web) flags |= RULE_FLAG.web;
+  if (rule.anyName) flags |= RULE_FLAG.anyName;
+  if (rule.watch) flags |= RULE_FLAG.watch;
+  if (rule.log) flags |= RULE_FLAG.log;
+  if (rule.tlsRequired) flags |= RULE_FLAG.tlsRequired;
+  return flags;
+}
+
+/** Makes `map` hold exactly `desired` (hex key -> value), touching only entries that differ. */
+function syncMap(map: NativeMap, desired: Map<string, Buffer>): void {
+  for (const key of map.keys()) {
+    const hex = key.toString('hex');
+    const want = desired.get(hex);
+    if (want === undefined) {
+      map.delete(key);
+      continue;
+    }
+    const have = map.lookup(key);
+    if (have !== null && have.equals(want)) desired.delete(hex);
+  }
+  for (const [hex, value] of desired) map.update(Buffer.from(hex, 'hex'), value);
+}
+
+class KernelDatapath implements Datapath {
+  readonly adopted: boolean;
+  private readonly maps: Record<MapName, NativeMap>;
+  private readonly attachCgroup: string;
+  private readonly listeners: Array<(event: KernelEvent) => void> = [];
+  private ringBuffer: NativeRingBuffer | null = null;
+  /** Records the ring buffer delivered that were not eg_events (counted with kernel-side losses). */
+  private malformedEvents = 0n;
+  /** Enrolled workloads by cgroup id (mirrors eg_workloads). */
+  private readonly enrolled = new Map<bigint, WorkloadEntry>();
+  /** Keys present in eg_rule_cidrs, hex-encoded (mirror, so swaps can diff without a scan). */
+  private readonly ruleCidrKeys = new Set<string>();
+  private closed = false;
+
+  constructor(
+    private readonly native: NativeAddon,
+    private readonly options: DatapathOptions,
+    maps: Record<MapName, NativeMap>,
+    attachCgroup: string,
+    adopted: boolean,
+  ) {
+    this.maps = maps;
+    this.attachCgroup = attachCgroup;
+    this.adopted = adopted;
+    for (const key of maps.eg_workloads.keys()) {
+      const value = maps.eg_workloads.lookup(key);
+      if (value !== null) this.enrolled.set(key.readBigUInt64LE(0), decodeWorkload(value));
+    }
+    for (const key of maps.eg_rule_cidrs.keys()) this.ruleCidrKeys.add(key.toString('hex'));
+  }
+
+  configure(settings: DatapathSettings): void {
+    this.assertOpen();
+    checkPort(settings.dnsProxy.port, 'dnsProxy.port');
+    const hasProxy = settings.dnsProxy.ipv4 !== null || settings.dnsProxy.ipv6 !== null;
+    if (hasProxy && settings.dnsProxy.port === 0) throw new Error('dnsProxy.port must be set when a proxy address is');
+    const config = encodeConfig({
+      defaultAction: settings.defaultAction,
+      proxyV4: settings.dnsProxy.ipv4,
+      proxyV6: settings.dnsProxy.ipv6,
+      proxyPort: settings.dnsProxy.port,
+    });
+    this.maps.eg_config.update(encodeU32(0), config);
+  }
+
+  setDenyList(entries: CidrEntry[]): void {
+    this.setCidrTier(this.maps.eg_deny_cidrs, entries, 'deny list');
+  }
+
+  setBaseline(entries: CidrEntry[]): void {
+    this.setCidrTier(this.maps.eg_base_cidrs, entries, 'baseline');
+  }
+
+  private setCidrTier(map: NativeMap, entries: CidrEntry[], tier: string): void {
+    this.assertOpen();
+    const desired = new Map<string, Buffer>();
+    const owner = new Map<string, number>();
+    for (const entry of entries) {
+      const what = `${tier} entry ${entry.cidr.address}/${entry.cidr.prefix}`;
+      checkRuleId(entry.ruleId, what);
+      checkPortRange(entry.portLow, entry.portHigh, what);
+      const key = encodeCidrKey(entry.cidr).toString('hex');
+      const previous = owner.get(key);
+      if (previous !== undefined) {
+        throw new Error(`${what} (rule ${entry.ruleId}) duplicates the prefix of rule ${previous}: one entry per prefix`);
+      }
+      owner.set(key, entry.ruleId);
+      desired.set(key, encodeCidrValue(entry));
+    }
+    syncMap(map, desired);
+  }
+
+  setWorkload(cgroupPath: string, rules: KernelRule[]): number {
+    this.assertOpen();
+    const cgroupId = this.resolveWorkloadCgroup(cgroupPath);
+    if (rules.length > EG_MAX_RULES) {
+      throw new Error(`workload ${cgroupPath} has ${rules.length} rules; the kernel evaluates at most ${EG_MAX_RULES}`);
+    }
+    rules.forEach((rule, index) => {
+      const what = `workload ${cgroupPath} rule #${index} (id ${rule.ruleId})`;
+      checkRuleId(rule.ruleId, what);
+      checkPortRange(rule.portLow, rule.portHigh, what);
+    });
+
+    const current = this.enrolled.get(cgroupId);
+    const workloadId = current?.workloadId ?? this.allocateWorkloadId();
+    const slot: 0 | 1 = current === undefined ? 0 : current.slot === 0 ? 1 : 0;
+    const base = slot * EG_MAX_RULES;
+
+    // Fill the inactive slot completely before the one update that makes it live.
+    const wantedCidrs = new Set<string>();
+    rules.forEach((rule, index) => {
+      this.maps.eg_rules.update(encodeRuleKey(workloadId, base + index), encodeRule({ ...rule, flags: ruleFlags(rule) }));
+      for (const cidr of rule.cidrs) wantedCidrs.add(encodeRuleCidrKey(workloadId, base + index, cidr).toString('hex'));
+    });
+    for (let index = rules.length; index < EG_MAX_RULES; index++) {
+      this.maps.eg_rules.delete(encodeRuleKey(workloadId, base + index));
+    }
+    this.syncRuleCidrs(workloadId, (ruleRef) => ruleRef >= base && ruleRef < base + EG_MAX_RULES, wantedCidrs);
+
+    const entry: WorkloadEntry = { workloadId, ruleCount: rules.length, slot };
+    this.maps.eg_workloads.update(encodeCgroupId(cgroupId), encodeWorkload(entry));
+    this.enrolled.set(cgroupId, entry);
+    return workloadId;
+  }
+
+  private syncRuleCidrs(workloadId: number, inScope: (ruleRef: number) => boolean, wanted: Set<string>): void {
+    for (const hex of this.ruleCidrKeys) {
+      if (wanted.has(hex)) continue;
+      const key = Buffer.from(hex, 'hex');
+      const parts = decodeRuleCidrKey(key);
+      if (parts.workloadId !== workloadId || !inScope(parts.ruleRef)) continue;
+      this.maps.eg_rule_cidrs.delete(key);
+      this.ruleCidrKeys.delete(hex);
+    }
+    for (const hex of wanted) {
+      if (this.ruleCidrKeys.has(hex)) continue;
+      this.maps.eg_rule_cidrs.update(Buffer.from(hex, 'hex'), encodeU32(1));
+      this.ruleCidrKeys.add(hex);
+    }
+  }
+
+  removeWorkload(cgroupPath: string): void {
+    this.assertOpen();
+    const cgroupId = this.resolveWorkloadCgroup(cgroupPath);
+    const entry = this.enrolled.get(cgroupId);
+    if (entry === undefined) return;
+    this.maps.eg_workloads.delete(encodeCgroupId(cgroupId));
+    this.enrolled.delete(cgroupId);
+    for (let ruleRef = 0; ruleRef < 2 * EG_MAX_RULES; ruleRef++) {
+      this.maps.eg_rules.delete(encodeRuleKey(entry.workloadId, ruleRef));
+    }
+    this.syncRuleCidrs(entry.workloadId, () => true, new Set());
+    for (const key of this.maps.eg_learned.keys()) {
+      if (decodeLearnedKey(key).workloadId === entry.workloadId) this.maps.eg_learned.delete(key);
+    }
+  }
+
+  workloads(): Map<bigint, number> {
+    return new Map([...this.enrolled].map(([cgroupId, entry]) => [cgroupId, entry.workloadId]));
+  }
+
+  learn(entries: LearnedEntry[]): void {
+    this.assertOpen();
+    for (const entry of entries) {
+      checkRuleId(entry.ruleId, `learned ${entry.ip}`);
+      if (entry.expiresAtNs < 0n) throw new Error(`learned ${entry.ip}: expiresAtNs must not be negative`);
+      this.maps.eg_learned.update(encodeLearnedKey(entry.workloadId, entry.ruleId, entry.ip), encodeLearnedValue(entry.expiresAtNs));
+    }
+  }
+
+  learned(workloadId?: number): LearnedEntry[] {
+    this.assertOpen();
+    const found: LearnedEntry[] = [];
+    for (const key of this.maps.eg_learned.keys()) {
+      const parts = decodeLearnedKey(key);
+      if (workloadId !== undefined && parts.workloadId !== workloadId) continue;
+      const value = this.maps.eg_learned.lookup(key);
+      if (value !== null) found.push({ ...parts, expiresAtNs: decodeLearnedValue(value) });
+    }
+    return found;
+  }
+
+  expireLearned(nowNs: bigint): number {
+    this.assertOpen();
+    let removed = 0;
+    for (const key of this.maps.eg_learned.keys()) {
+      const value = this.maps.eg_learned.lookup(key);
+      if (value !== null && decodeLearnedValue(value) <= nowNs && this.maps.eg_learned.delete(key)) removed++;
+    }
+    return removed;
+  }
+
+  onEvent(listener: (event: KernelEvent) => void): void {
+    this.assertOpen();
+    this.listeners.push(listener);
+    // Read the ring buffer only once someone listens: unread events wait in the kernel.
+    this.ringBuffer ??= new this.native.RingBuffer(this.maps.eg_events, (records, error) => {
+      if (error !== undefined || records === null) throw error ?? new Error('ring buffer reader stopped');
+      for (const record of records) {
+        let event: KernelEvent;
+        try {
+          event = decodeEvent(record);
+        } catch {
+          this.malformedEvents++;
+          continue;
+        }
+        for (const each of this.listeners) each(event);
+      }
+    });
+  }
+
+  stats(): DatapathStats {
+    this.assertOpen();
+    const read = (index: number): bigint => {
+      const value = this.maps.eg_stats.lookup(encodeU32(index));
+      return value === null ? 0n : sumPerCpuU64(value);
+    };
+    return {
+      eventsLost: read(STAT.eventsLost) + this.malformedEvents,
+      decisionsPermitted: read(STAT.permitted),
+      decisionsDenied: read(STAT.denied),
+      dnsSteered: read(STAT.dnsSteered),
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ringBuffer?.close();
+    this.ringBuffer = null;
+    for (const map of Object.values(this.maps)) map.close();
+  }
+
+  destroy(): void {
+    this.close();
+    destroyPinned(this.native, this.options.pinDir);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('datapath is closed');
+  }
+
+  /** The cgroup id of a workload directory, which must exist at or below the attach cgroup. */
+  private resolveWorkloadCgroup(cgroupPath: string): bigint {
+    let real: string;
+    try {
+      real = realpathSync(cgroupPath);
+    } catch {
+      throw new Error(`workload cgroup ${cgroupPath} does not exist`);
+    }
+    if (!statSync(real).isDirectory()) throw new Error(`workload cgroup ${cgroupPath} is not a directory`);
+    if (!isAtOrBelow(real, this.attachCgroup)) {
+      throw new Error(
+        `workload cgroup ${cgroupPath} is not under the attach cgroup ${this.attachCgroup}: its processes would never reach egressguard's programs`,
+      );
+    }
+    return cgroupIdOf(real);
+  }
+
+  private allocateWorkloadId(): number {
+    const used = new Set([...this.enrolled.values()].map((entry) => entry.workloadId));
+    for (let id = 1; id <= MAX_WORKLOAD_ID; id++) if (!used.has(id)) return id;
+    throw new Error('no free workload id');
+  }
+}
+
+function validateOptions(options: DatapathOptions): { attachCgroup: string; pinDir: string } {
+  if (!existsSync(options.objectPath)) {
+    throw new Error(`BPF object ${options.objectPath} does not exist: build it with \`make bpf\``);
+  }
+  const cgroup2 = findCgroup2Mount();
+  if (cgroup2 === null) throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard needs cgroup v2');
+  let attachCgroup: string;
+  try {
+    attachCgroup = realpathSync(options.attachCgroup);
+  } catch {
+    throw new Error(`attach cgroup ${options.attachCgroup} does not exist`);
+  }
+  if (!isAtOrBelow(attachCgroup, cgroup2)) {
+    throw new Error(`attach cgroup ${options.attachCgroup} is not on the cgroup2 mount ${cgroup2}`);
+  }
+  const bpffs = ensureBpffs();
+  const pinDir = resolve(options.pinDir);
+  if (!isAtOrBelow(pinDir, bpffs) || pinDir === bpffs) {
+    throw new Error(`pinDir ${options.pinDir} must be a directory below the bpffs mount ${bpffs}`);
+  }
+  return { attachCgroup, pinDir };
+}
+
+/**
+ * Opens the datapath: loads the object reusing pinned maps, then for each program either swaps it
+ * into the pinned link (adoption: enforcement never pauses) or attaches and pins a new link.
+ */
+export function openDatapath(options: DatapathOptions): Datapath {
+  const { attachCgroup, pinDir } = validateOptions(options);
+  const native = loadNative();
+  const paths = pinPaths(pinDir);
+  mkdirSync(paths.maps, { recursive: true });
+  mkdirSync(paths.links, { recursive: true });
+
+  const object = new native.BpfObject(options.objectPath, paths.maps);
+  let adopted = false;
+  try {
+    object.load();
+    const attachCgroupId = cgroupIdOf(attachCgroup);
+    for (const name of PROGRAM_NAMES) {
+      const program = object.program(name);
+      const linkPath = paths.link(name);
+      if (existsSync(linkPath)) {
+        const link = native.BpfLink.openPinned(linkPath);
+        try {
+          const { cgroupId } = link.info();
+          if (cgroupId !== attachCgroupId) {
+            throw new Error(
+              `pinned link ${linkPath} is attached to cgroup id ${cgroupId}, not to ${attachCgroup} (id ${attachCgroupId}): use another pinDir or destroy the old state`,
+            );
+          }
+          link.update(program);
+        } finally {
+          link.close();
+        }
+        adopted = true;
+      } else {
+        const link = program.attachCgroup(attachCgroup);
+        try {
+          link.pin(linkPath);
+        } finally {
+          link.close();
+        }
+      }
+    }
+    const maps = Object.fromEntries(MAP_NAMES.map((name) => [name, object.map(name)])) as Record<MapName, NativeMap>;
+    return new KernelDatapath(native, { ...options, pinDir }, maps, attachCgroup, adopted);
+  } finally {
+    // Links hold the programs and the returned maps hold their own fds.
+    object.close();
+  }
+}
+
+/** Detaches every pinned link and removes every pin under pinDir (no open Datapath needed). */
+export function destroyPinned(native: NativeAddon, pinDir: string): void {
+  const paths = pinPaths(pinDir);
+  if (existsSync(paths.links)) {
+    for (const name of readdirSync(paths.links)) {
+      const link = native.BpfLink.openPinned(join(paths.links, name));
+      try {
+        link.detach();
+      } finally {
+        link.close();
+      }
+      unlinkSync(join(paths.links, name));
+    }
+    rmdirSync(paths.links);
+  }
+  if (existsSync(paths.maps)) {
+    for (const name of readdirSync(paths.maps)) unlinkSync(join(paths.maps, name));
+    rmdirSync(paths.maps);
+  }
+  if (existsSync(pinDir)) rmdirSync(pinDir);
+}

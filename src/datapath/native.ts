@@ -1,0 +1,161 @@
+// Typed interface of the raw libbpf addon (native/) and its loader. The addon holds no policy
+// logic: everything it does is named after the libbpf call it makes.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Errors thrown by the addon: message "<libbpf call>: <strerror>", plus the errno. */
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+}
+
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+
+export interface MapInfo {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
+export interface NativeMap {
+  info(): MapInfo;
+  /** Per-CPU maps return possibleCpus() slots of round_up(valueSize, 8) bytes. */
+  lookup(key: Buffer): Buffer | null;
+  update(key: Buffer, value: Buffer, flags?: number): void;
+  /** True when an entry was removed, false when there was none. */
+  delete(key: Buffer): boolean;
+  keys(): Buffer[];
+  pin(path: string): void;
+  close(): void;
+}
+
+export interface LinkInfo {
+  id: number;
+  progId: number;
+  type: number;
+  cgroupId: bigint;
+  attachType: number;
+}
+
+export interface NativeLink {
+  pin(path: string): void;
+  unpin(): void;
+  /** Atomically replace the attached program (bpf_link_update). */
+  update(program: NativeProgram): void;
+  /** Detach from the cgroup even while other references (pins, fds) exist. */
+  detach(): void;
+  info(): LinkInfo;
+  /** Close the fd: an unpinned link detaches, a pinned one keeps enforcing. */
+  close(): void;
+}
+
+export interface TestRunOptions {
+  data?: Buffer;
+  ctx?: Buffer;
+  dataOutSize?: number;
+  ctxOutSize?: number;
+  repeat?: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  /** Average nanoseconds per repetition. */
+  duration: number;
+  data: Buffer;
+  ctx: Buffer;
+}
+
+export interface NativeProgram {
+  readonly name: string;
+  readonly id: number;
+  attachCgroup(cgroupPath: string): NativeLink;
+  testRun(options?: TestRunOptions): TestRunResult;
+}
+
+export interface NativeObject {
+  /** Creates maps (reusing pinned ones under the pin root) and loads every program. */
+  load(): void;
+  programNames(): string[];
+  mapNames(): string[];
+  program(name: string): NativeProgram;
+  /** The map with its own fd: usable after the object is closed. */
+  map(name: string): NativeMap;
+  close(): void;
+}
+
+export interface NativeRingBuffer {
+  /** Stops and joins the polling thread. */
+  close(): void;
+}
+
+export interface KernelFeatures {
+  cgroupSockAddrProgram: boolean;
+  hashMap: boolean;
+  lpmTrieMap: boolean;
+  ringBufferMap: boolean;
+  socketStorageMap: boolean;
+  perCpuArrayMap: boolean;
+  ancestorCgroupIdHelper: boolean;
+  socketStorageHelper: boolean;
+}
+
+export interface BtfStructLayout {
+  size: number;
+  members: Array<{ name: string; offset: number; size: number }>;
+}
+
+export interface NativeAddon {
+  BpfObject: new (objectPath: string, pinRoot?: string) => NativeObject;
+  BpfMap: { openPinned(path: string): NativeMap };
+  BpfLink: { openPinned(path: string): NativeLink };
+  RingBuffer: new (map: NativeMap, onRecords: (records: Buffer[] | null, error?: Error) => void) => NativeRingBuffer;
+  probeFeatures(): KernelFeatures;
+  btfLayout(objectPath: string, structNames: string[]): Record<string, BtfStructLayout>;
+  possibleCpus(): number;
+}
+
+const ADDON_FILE = 'egressguard_native.node';
+
+/** The project root: the nearest ancestor of this module holding native/binding.gyp. */
+function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'native', 'binding.gyp'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find native/binding.gyp above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+let cached: NativeAddon | null = null;
+
+/** Loads the addon from native/build/{Release,Debug}; the error lists every path it tried. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  const root = projectRoot();
+  const candidates = ['Release', 'Debug'].map((kind) => join(root, 'native', 'build', kind, ADDON_FILE));
+  const found = candidates.find((candidate) => existsSync(candidate));
+  if (found === undefined) {
+    throw new Error(
+      `egressguard native addon not built: checked ${candidates.join(', ')}. Run \`make native\` (needs libbpf-dev, libelf-dev, zlib1g-dev: \`make deps\`).`,
+    );
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require(found) as NativeAddon;
+  } catch (error) {
+    throw new Error(`loading the native addon ${found} failed: ${(error as Error).message}. Rebuild it with \`make native\`.`);
+  }
+  return cached;
+}
+
+export function isNativeError(error: unknown): error is NativeError {
+  return error instanceof Error && typeof (error as Partial<NativeError>).errno === 'number';
+}

@@ -1,0 +1,406 @@
+// The DNS proxy enrolled workloads' port-53 traffic is steered to. It answers only names the workload's
+// policy permits: denied names are answered locally and never reach the upstream (a burst of unique
+// subdomains cannot tunnel data through the resolver). Permitted queries go to the trusted resolvers,
+// and the answer's addresses are installed in the datapath before the client sees the answer, so the
+// client's first connect after the lookup always finds them.
+
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+import { once } from 'node:events';
+import type { Tier } from '../events/types.js';
+import { AddressCap } from './address-cap.js';
+import { extractAddresses, learnTtlSeconds } from './answers.js';
+import type {
+  DeniedRcode,
+  DnsDecision,
+  DnsDecisionEvent,
+  DnsEventListener,
+  DnsPolicyOracle,
+  DnsProxyStats,
+  DnsTransport,
+  DnsWorkload,
+  LearnedIpSink,
+  ResolverAddress,
+} from './types.js';
+import { exchange, formatResolver, UpstreamError, type UpstreamAnswer } from './upstream.js';
+import {
+  clientUdpLimit,
+  encodeErrorResponse,
+  encodeTruncatedResponse,
+  frame,
+  FrameReader,
+  parseQuery,
+  rcodeOf,
+  withQueryId,
+  type DnsQuery,
+  type RcodeName,
+} from './wire.js';
+
+export interface DnsProxyOptions {
+  /** Addresses to listen on (IPv4 and/or IPv6); UDP and TCP on each. */
+  listen: string[];
+  /** One port for every address; 0 picks a free port (the first address's) for all. */
+  port: number;
+  /** Trusted resolvers, asked in order. Answers are learned from these only. */
+  upstreams: ResolverAddress[];
+  oracle: DnsPolicyOracle;
+  sink: LearnedIpSink;
+  onEvent?: DnsEventListener;
+  /** Response code for denied names. NXDOMAIN (default) lets musl continue its search list; REFUSED stops it. */
+  deniedRcode?: DeniedRcode;
+  /** Lower bound for the TTL addresses are learned with; answers keep their own TTLs. Default 5. */
+  minTtlSeconds?: number;
+  /** Live addresses one name may teach one workload; extra addresses are not learned. Default 1000. */
+  maxIpsPerName?: number;
+  /** Per resolver attempt. Default 2000. */
+  upstreamTimeoutMs?: number;
+  /** learn() must finish within this, or the client gets SERVFAIL. Default 2000. */
+  learnTimeoutMs?: number;
+  /** Idle TCP connections are closed after this. Default 10000. */
+  tcpIdleTimeoutMs?: number;
+  /** Concurrent TCP connections; more are closed at accept. Default 256. */
+  maxTcpConnections?: number;
+  /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
+  maxInflightQueries?: number;
+}
+
+export interface ListeningAddress {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+interface Client {
+  ip: string;
+  port: number;
+  transport: DnsTransport;
+}
+
+/** What the proxy decided, before it became a response and an event. */
+interface Outcome {
+  response: Buffer | null;
+  event: Omit<DnsDecisionEvent, 'time' | 'sourceIp' | 'sourcePort' | 'transport'> | null;
+}
+
+const MAX_QUERIES_PER_TCP_CONNECTION = 64;
+const CAP_PRUNE_INTERVAL_MS = 60_000;
+
+export class DnsProxy {
+  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent'>> & Pick<DnsProxyOptions, 'onEvent'>;
+  private readonly cap: AddressCap;
+  private readonly counters: DnsProxyStats = {
+    queries: 0,
+    permitted: 0,
+    denied: 0,
+    unknownSource: 0,
+    malformed: 0,
+    upstreamErrors: 0,
+    upstreamResponsesIgnored: 0,
+    learnFailures: 0,
+    learnedAddresses: 0,
+    addressesOverCap: 0,
+    droppedOverload: 0,
+    tcpConnectionsRejected: 0,
+  };
+  private readonly udpSockets: dgram.Socket[] = [];
+  private readonly tcpServers: net.Server[] = [];
+  private readonly tcpConnections = new Set<net.Socket>();
+  private readonly cancel = new AbortController();
+  private listening: ListeningAddress[] = [];
+  private inflight = 0;
+  private pruneTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: DnsProxyOptions) {
+    if (options.listen.length === 0) throw new Error('DNS proxy: listen is empty; give at least one IPv4 or IPv6 address');
+    for (const address of options.listen) {
+      if (net.isIP(address) === 0) throw new Error(`DNS proxy: listen address "${address}" is not an IP address`);
+    }
+    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
+      throw new Error(`DNS proxy: port ${options.port} is out of range 0-65535`);
+    }
+    if (options.upstreams.length === 0) throw new Error('DNS proxy: no upstream resolver is configured');
+    this.options = {
+      deniedRcode: 'NXDOMAIN',
+      minTtlSeconds: 5,
+      maxIpsPerName: 1000,
+      upstreamTimeoutMs: 2000,
+      learnTimeoutMs: 2000,
+      tcpIdleTimeoutMs: 10_000,
+      maxTcpConnections: 256,
+      maxInflightQueries: 4096,
+      ...options,
+    };
+    this.cap = new AddressCap(this.options.maxIpsPerName);
+  }
+
+  async start(): Promise<void> {
+    let port = this.options.port;
+    for (const address of this.options.listen) {
+      const family = net.isIPv6(address) ? 6 : 4;
+      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+      udp.on('message', (message, remote) => this.onDatagram(udp, message, remote));
+      // Socket errors after bind (e.g. ICMP unreachable for a client) must not take the proxy down.
+      udp.on('error', () => {});
+      this.udpSockets.push(udp);
+      await bindUdp(udp, address, port);
+      port = udp.address().port;
+      const server = net.createServer((socket) => this.onConnection(socket));
+      server.maxConnections = this.options.maxTcpConnections;
+      server.on('drop', () => (this.counters.tcpConnectionsRejected += 1));
+      this.tcpServers.push(server);
+      server.listen({ host: address, port, ipv6Only: family === 6 });
+      await once(server, 'listening');
+      this.listening.push({ address, port, family });
+    }
+    this.pruneTimer = setInterval(() => this.cap.prune(Date.now()), CAP_PRUNE_INTERVAL_MS);
+    this.pruneTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.cancel.abort();
+    if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
+    for (const socket of this.tcpConnections) socket.destroy();
+    await Promise.all([
+      ...this.udpSockets.map((socket) => new Promise<void>((resolve) => socket.close(() => resolve()))),
+      ...this.tcpServers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    ]);
+    this.udpSockets.length = 0;
+    this.tcpServers.length = 0;
+    this.listening = [];
+  }
+
+  addresses(): ListeningAddress[] {
+    return this.listening.map((entry) => ({ ...entry }));
+  }
+
+  stats(): DnsProxyStats {
+    return { ...this.counters };
+  }
+
+  private onDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): void {
+    const client: Client = { ip: unmapIPv4(remote.address), port: remote.port, transport: 'udp' };
+    void this.serve(message, client).then((response) => {
+      if (response !== null && !this.cancel.signal.aborted) socket.send(response, remote.port, remote.address);
+    });
+  }
+
+  private onConnection(socket: net.Socket): void {
+    this.tcpConnections.add(socket);
+    const client: Client = { ip: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
+    const reader = new FrameReader();
+    let pending = 0;
+    socket.setTimeout(this.options.tcpIdleTimeoutMs, () => {
+      if (pending === 0) socket.destroy();
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.tcpConnections.delete(socket));
+    socket.on('data', (chunk) => {
+      for (const message of reader.push(chunk)) {
+        pending += 1;
+        // Back-pressure: a client pipelining many queries waits for answers before we read more.
+        if (pending >= MAX_QUERIES_PER_TCP_CONNECTION) socket.pause();
+        void this.serve(message, client).then((response) => {
+          pending -= 1;
+          if (response !== null && !socket.destroyed) socket.write(frame(response));
+          if (pending < MAX_QUERIES_PER_TCP_CONNECTION && socket.isPaused()) socket.resume();
+        });
+      }
+    });
+  }
+
+  /** Serve one query; resolves to the response to send (null: send nothing). Never rejects. */
+  private async serve(message: Buffer, client: Client): Promise<Buffer | null> {
+    const receivedAt = new Date().toISOString();
+    if (this.inflight >= this.options.maxInflightQueries) {
+      this.counters.droppedOverload += 1;
+      return null;
+    }
+    this.inflight += 1;
+    this.counters.queries += 1;
+    try {
+      const outcome = await this.decideAndAnswer(message, client).catch((error: unknown): Outcome => {
+        // A bug in the proxy drops the query (the client retries) instead of crashing the agent.
+        process.emitWarning(`DNS proxy: query failed unexpectedly: ${(error as Error)?.stack ?? String(error)}`);
+        return { response: null, event: null };
+      });
+      if (outcome.event !== null) {
+        this.emit({ time: receivedAt, sourceIp: client.ip, sourcePort: client.port, transport: client.transport, ...outcome.event });
+      }
+      return outcome.response;
+    } finally {
+      this.inflight -= 1;
+    }
+  }
+
+  private async decideAndAnswer(message: Buffer, client: Client): Promise<Outcome> {
+    const parsed = parseQuery(message);
+    if (parsed.kind === 'drop') {
+      this.counters.malformed += 1;
+      return { response: null, event: null };
+    }
+    const workload = this.options.oracle.workloadFor(client.ip);
+    if (parsed.kind === 'reject') {
+      this.counters.malformed += 1;
+      return {
+        response: encodeErrorResponse(parsed.header, parsed.question, parsed.rcode),
+        event: {
+          ...preDecisionEvent(workload, 'malformed-query', parsed.rcode, parsed.reason),
+          query: parsed.question?.normalizedName ?? '',
+          qtype: parsed.question?.type ?? '',
+        },
+      };
+    }
+    const query = parsed.query;
+    const named = { query: query.question.normalizedName, qtype: query.question.type };
+    if (workload === null) {
+      this.counters.unknownSource += 1;
+      return {
+        response: errorFor(query, 'REFUSED'),
+        event: { ...preDecisionEvent(null, 'unknown-source', 'REFUSED', `no workload owns source address ${client.ip}`), ...named },
+      };
+    }
+    let decision: DnsDecision;
+    try {
+      decision = this.options.oracle.decide(workload, query.question.normalizedName);
+    } catch (error) {
+      return {
+        response: errorFor(query, 'SERVFAIL'),
+        event: {
+          ...preDecisionEvent(workload, 'policy-error', 'SERVFAIL', `policy evaluation failed: ${(error as Error).message}`),
+          ...named,
+        },
+      };
+    }
+    const decided = {
+      ...named,
+      workloadKey: workload.key,
+      workloadId: workload.workloadId,
+      verdict: decision.verdict,
+      tier: decision.tier,
+      ruleName: decision.ruleName,
+      policy: decision.policy,
+      discoveryOverride: decision.discoveryOverride ?? false,
+    };
+    if (decision.verdict !== 'permitted') {
+      this.counters.denied += 1;
+      const rcode = this.options.deniedRcode;
+      return { response: errorFor(query, rcode), event: { ...decided, ...notForwarded(rcode, null) } };
+    }
+    this.counters.permitted += 1;
+    let answer: UpstreamAnswer;
+    try {
+      answer = await exchange(query, {
+        upstreams: this.options.upstreams,
+        transport: client.transport,
+        timeoutMs: this.options.upstreamTimeoutMs,
+        signal: this.cancel.signal,
+        onIgnoredResponse: () => (this.counters.upstreamResponsesIgnored += 1),
+      });
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      this.counters.upstreamErrors += 1;
+      return { response: errorFor(query, 'SERVFAIL'), event: { ...decided, ...notForwarded('SERVFAIL', error.message) } };
+    }
+    const upstreamFields = { upstream: formatResolver(answer.upstream), upstreamLatencyMs: Math.round(answer.latencyMs * 1000) / 1000 };
+    const rcode = rcodeOf(answer.message);
+    const { addresses, ttlSeconds } =
+      rcode === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
+    const learning = await this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
+    if (learning.failed) {
+      return {
+        response: errorFor(query, 'SERVFAIL'),
+        event: { ...decided, ...upstreamFields, rcode: 'SERVFAIL', answers: addresses, learnedTtlSeconds: null, reason: learning.reason },
+      };
+    }
+    let response = withQueryId(answer.message, query.id);
+    if (client.transport === 'udp' && response.length > clientUdpLimit(query)) response = encodeTruncatedResponse(query);
+    return {
+      response,
+      event: { ...decided, ...upstreamFields, rcode, answers: addresses, learnedTtlSeconds: learning.ttlSeconds, reason: learning.reason },
+    };
+  }
+
+  /** Install the answer's addresses for the decision's rules, within the cap and the learn timeout. */
+  private async learn(
+    workload: DnsWorkload,
+    query: DnsQuery,
+    ruleIds: number[],
+    addresses: string[],
+    answerTtlSeconds: number | null,
+  ): Promise<{ failed: boolean; ttlSeconds: number | null; reason: string | null }> {
+    if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null)
+      return { failed: false, ttlSeconds: null, reason: null };
+    const ttlSeconds = learnTtlSeconds(answerTtlSeconds, this.options.minTtlSeconds);
+    const { admitted, rejected } = this.cap.admit(workload.workloadId, query.question.normalizedName, addresses, ttlSeconds, Date.now());
+    this.counters.addressesOverCap += rejected.length;
+    const capReason =
+      rejected.length === 0
+        ? null
+        : `${rejected.length} address(es) not learned: ${query.question.normalizedName} already has ${this.options.maxIpsPerName} live addresses for this workload (${rejected.join(', ')})`;
+    if (admitted.length === 0) return { failed: false, ttlSeconds: null, reason: capReason };
+    try {
+      await withTimeout(
+        Promise.resolve(this.options.sink.learn(workload.workloadId, ruleIds, admitted, ttlSeconds)),
+        this.options.learnTimeoutMs,
+        `learning addresses took longer than ${this.options.learnTimeoutMs} ms`,
+      );
+    } catch (error) {
+      this.counters.learnFailures += 1;
+      return { failed: true, ttlSeconds: null, reason: `could not install learned addresses: ${(error as Error).message}` };
+    }
+    this.counters.learnedAddresses += admitted.length;
+    return { failed: false, ttlSeconds, reason: capReason };
+  }
+
+  private emit(event: DnsDecisionEvent): void {
+    try {
+      this.options.onEvent?.(event);
+    } catch {
+      // A failing listener must not turn an answered query into a dropped one.
+    }
+  }
+}
+
+function errorFor(query: DnsQuery, rcode: RcodeName): Buffer {
+  return encodeErrorResponse(query, query.question, rcode);
+}
+
+function notForwarded(rcode: string, reason: string | null) {
+  return { rcode, answers: [], learnedTtlSeconds: null, upstream: null, upstreamLatencyMs: null, reason };
+}
+
+/** Event fields for answers given before (or instead of) a policy decision. */
+function preDecisionEvent(workload: DnsWorkload | null, ruleName: string, rcode: string, reason: string) {
+  return {
+    workloadKey: workload?.key ?? null,
+    workloadId: workload?.workloadId ?? null,
+    verdict: 'denied' as const,
+    tier: 0 as Tier,
+    ruleName,
+    policy: null,
+    discoveryOverride: false,
+    ...notForwarded(rcode, reason),
+  };
+}
+
+function unmapIPv4(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function bindUdp(socket: dgram.Socket, address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), timeoutMs);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}

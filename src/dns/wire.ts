@@ -1,0 +1,225 @@
+// DNS wire handling for the proxy: strict parsing of client queries, synthesized responses, TCP framing.
+// dns-packet does the decoding and encoding; the checks here reject what it would accept ambiguously
+// (labels containing dots or binary bytes decode to strings that name something else).
+
+import dnsPacket from 'dns-packet';
+
+const HEADER_BYTES = 12;
+const FLAG_QR = 0x8000;
+const OPCODE_MASK = 0x7800;
+const FLAG_RD = dnsPacket.RECURSION_DESIRED;
+const FLAG_RA = dnsPacket.RECURSION_AVAILABLE;
+const FLAG_CD = dnsPacket.CHECKING_DISABLED;
+const FLAG_TC = dnsPacket.TRUNCATED_RESPONSE;
+const MAX_NAME_WIRE_BYTES = 255;
+/** Letters, digits, hyphen, underscore (SRV-style labels): everything a host or service name needs. */
+const LABEL_BYTE = /^[A-Za-z0-9_-]+$/;
+const PLAIN_DNS_UDP_LIMIT = 512;
+
+export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
+export type RcodeName = keyof typeof RCODE;
+const RCODE_NAMES = new Map<number, string>(Object.entries(RCODE).map(([name, code]) => [code, name]));
+
+export interface EdnsInfo {
+  udpPayloadSize: number;
+  dnssecOk: boolean;
+}
+
+export interface DnsQuestion {
+  /** As the client wrote it (case preserved, no trailing dot). */
+  name: string;
+  /** Lower case: what policy decides on. */
+  normalizedName: string;
+  /** dns-packet mnemonic, e.g. `A`, `UNKNOWN_65400`. */
+  type: string;
+  class: string;
+}
+
+export interface DnsQuery {
+  id: number;
+  /** Header flags word as received. */
+  flags: number;
+  question: DnsQuestion;
+  edns: EdnsInfo | null;
+}
+
+/** The header fields a response can be built from even when the rest of the query is unusable. */
+export interface QueryHeader {
+  id: number;
+  flags: number;
+}
+
+export type ParsedQuery =
+  | { kind: 'query'; query: DnsQuery }
+  /** Not worth an answer (too short to carry an id, or a response sent to us). */
+  | { kind: 'drop'; reason: string }
+  /** Answer with `rcode` and no question section. */
+  | { kind: 'reject'; header: QueryHeader; rcode: 'FORMERR' | 'NOTIMP'; reason: string; question: DnsQuestion | null };
+
+/** Parse a client query; never throws. */
+export function parseQuery(message: Buffer): ParsedQuery {
+  if (message.length < HEADER_BYTES) return { kind: 'drop', reason: `message of ${message.length} bytes is shorter than a DNS header` };
+  const header: QueryHeader = { id: message.readUInt16BE(0), flags: message.readUInt16BE(2) };
+  if ((header.flags & FLAG_QR) !== 0) return { kind: 'drop', reason: 'message is a response, not a query' };
+  const reject = (rcode: 'FORMERR' | 'NOTIMP', reason: string, question: DnsQuestion | null = null): ParsedQuery => ({
+    kind: 'reject',
+    header,
+    rcode,
+    reason,
+    question,
+  });
+  if ((header.flags & OPCODE_MASK) !== 0) return reject('NOTIMP', `opcode ${(header.flags & OPCODE_MASK) >> 11} is not QUERY`);
+  const questionCount = message.readUInt16BE(4);
+  if (questionCount !== 1) return reject('FORMERR', `query has ${questionCount} questions; exactly one is required`);
+  if (message.readUInt16BE(6) !== 0 || message.readUInt16BE(8) !== 0) {
+    return reject('FORMERR', 'query carries answer or authority records');
+  }
+  const nameProblem = checkQuestionName(message);
+  if (nameProblem !== null) return reject('FORMERR', nameProblem);
+  let decoded: dnsPacket.DecodedPacket;
+  try {
+    decoded = dnsPacket.decode(message);
+  } catch (error) {
+    return reject('FORMERR', `undecodable query: ${(error as Error).message}`);
+  }
+  const raw = decoded.questions?.[0];
+  if (raw === undefined) return reject('FORMERR', 'query has no question');
+  const name = raw.name === '.' ? '' : raw.name;
+  const question: DnsQuestion = { name, normalizedName: name.toLowerCase(), type: raw.type, class: raw.class ?? 'IN' };
+  if (name === '') return reject('FORMERR', 'query for the root name is not served', question);
+  return { kind: 'query', query: { id: header.id, flags: header.flags, question, edns: ednsOf(decoded) } };
+}
+
+/** Walk the question name's labels on the wire: no compression, host-name characters only, RFC 1035 lengths. */
+function checkQuestionName(message: Buffer): string | null {
+  let offset = HEADER_BYTES;
+  let wireBytes = 0;
+  for (;;) {
+    if (offset >= message.length) return 'question name runs past the end of the message';
+    const length = message[offset] as number;
+    if (length === 0) return offset + 5 <= message.length ? null : 'question is truncated before its type and class';
+    if ((length & 0xc0) !== 0) return 'question name uses compression or an extended label type';
+    const label = message.subarray(offset + 1, offset + 1 + length);
+    if (label.length !== length) return 'question name runs past the end of the message';
+    wireBytes += length + 1;
+    if (wireBytes + 1 > MAX_NAME_WIRE_BYTES) return `question name exceeds ${MAX_NAME_WIRE_BYTES} bytes`;
+    if (!LABEL_BYTE.test(label.toString('latin1'))) {
+      return 'question name has a label with characters other than letters, digits, "-" and "_"';
+    }
+    offset += length + 1;
+  }
+}
+
+function ednsOf(packet: dnsPacket.DecodedPacket): EdnsInfo | null {
+  const opt = packet.additionals?.find((record): record is dnsPacket.OptAnswer => record.type === 'OPT');
+  if (opt === undefined) return null;
+  return {
+    udpPayloadSize: Math.max(PLAIN_DNS_UDP_LIMIT, opt.udpPayloadSize),
+    dnssecOk: (opt.flags & dnsPacket.DNSSEC_OK) !== 0,
+  };
+}
+
+/** Largest UDP response the client said it accepts. */
+export function clientUdpLimit(query: DnsQuery): number {
+  return query.edns?.udpPayloadSize ?? PLAIN_DNS_UDP_LIMIT;
+}
+
+/** A query carrying only what the upstream needs: the question, RD/CD, and the client's EDNS size and DO bit (no options). */
+export function encodeUpstreamQuery(query: Omit<DnsQuery, 'id'>, id: number): Buffer {
+  const packet: dnsPacket.Packet = {
+    type: 'query',
+    id,
+    flags: query.flags & (FLAG_RD | FLAG_CD),
+    questions: [{ name: query.question.name, type: query.question.type, class: query.question.class } as dnsPacket.Question],
+  };
+  if (query.edns !== null) {
+    const opt: dnsPacket.OptAnswer = {
+      type: 'OPT',
+      name: '.',
+      udpPayloadSize: query.edns.udpPayloadSize,
+      extendedRcode: 0,
+      ednsVersion: 0,
+      flags: query.edns.dnssecOk ? dnsPacket.DNSSEC_OK : 0,
+      flag_do: query.edns.dnssecOk,
+      options: [],
+    };
+    packet.additionals = [opt];
+  }
+  return dnsPacket.encode(packet);
+}
+
+/** A response with `rcode`, echoing the question when there is one to echo. */
+export function encodeErrorResponse(header: QueryHeader, question: DnsQuestion | null, rcode: RcodeName): Buffer {
+  return encodeHeaderOnlyResponse(header, question, RCODE[rcode]);
+}
+
+/** An empty response with TC set, telling a UDP client to retry over TCP. */
+export function encodeTruncatedResponse(query: DnsQuery): Buffer {
+  return encodeHeaderOnlyResponse(query, query.question, RCODE.NOERROR | FLAG_TC);
+}
+
+function encodeHeaderOnlyResponse(header: QueryHeader, question: DnsQuestion | null, extraFlags: number): Buffer {
+  return dnsPacket.encode({
+    type: 'response',
+    id: header.id,
+    flags: (header.flags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | extraFlags,
+    questions: question === null ? [] : [{ name: question.name, type: question.type, class: question.class } as dnsPacket.Question],
+  });
+}
+
+/** A copy of an upstream response carrying the client's query id. */
+export function withQueryId(response: Buffer, id: number): Buffer {
+  const copy = Buffer.from(response);
+  copy.writeUInt16BE(id, 0);
+  return copy;
+}
+
+/** Whether a decoded upstream message answers the query we sent (id, response bit, same single question). */
+export function answersQuery(packet: dnsPacket.DecodedPacket, id: number, question: DnsQuestion): boolean {
+  if (packet.id !== id || !packet.flag_qr || packet.questions?.length !== 1) return false;
+  const echoed = packet.questions[0] as dnsPacket.Question;
+  return (
+    echoed.name.toLowerCase() === question.normalizedName && echoed.type === question.type && (echoed.class ?? 'IN') === question.class
+  );
+}
+
+export function decodeOrNull(message: Buffer): dnsPacket.DecodedPacket | null {
+  try {
+    return dnsPacket.decode(message);
+  } catch {
+    return null;
+  }
+}
+
+export function rcodeOf(message: Buffer): string {
+  const code = message.readUInt16BE(2) & 0x0f;
+  return RCODE_NAMES.get(code) ?? `RCODE_${code}`;
+}
+
+export function isTruncated(packet: dnsPacket.DecodedPacket): boolean {
+  return packet.flag_tc;
+}
+
+/** Prefix a message with its two-byte length for DNS over TCP. */
+export function frame(message: Buffer): Buffer {
+  const prefix = Buffer.alloc(2);
+  prefix.writeUInt16BE(message.length);
+  return Buffer.concat([prefix, message]);
+}
+
+/** Splits a TCP byte stream into length-prefixed DNS messages, however the bytes were segmented. */
+export class FrameReader {
+  private pending: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Buffer[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const messages: Buffer[] = [];
+    while (this.pending.length >= 2) {
+      const length = this.pending.readUInt16BE(0);
+      if (this.pending.length < 2 + length) break;
+      messages.push(this.pending.subarray(2, 2 + length));
+      this.pending = this.pending.subarray(2 + length);
+    }
+    return messages;
+  }
+}

@@ -1,0 +1,187 @@
+// Runs the real agent (`egressguard run`) inside a lab's node namespace with a config generated from the lab,
+// for the demo, the integration tests and the benchmarks. Nothing here is a test double: it is the CLI binary.
+
+import { type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { controlRequest } from '../agent/control.js';
+import type { AgentStatus } from '../agent/agent.js';
+import { ensureBpffs } from '../datapath/mounts.js';
+import type { FlowEvent } from '../events/types.js';
+import { LAB_ADDRESSES, type Lab } from './lab.js';
+
+export const CLI_SCRIPT = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export interface LabWorkload {
+  pod: string;
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+}
+
+export interface LabAgentOptions {
+  workloads: LabWorkload[];
+  mode: 'enforce' | 'discovery';
+  /** Extra config merged into `dns` (minTtlSeconds, graceSeconds, deniedRcode, ...). */
+  dns?: Record<string, unknown>;
+  baselinePermits?: { name: string; cidr: string; protocol?: string; port?: number; endPort?: number; log?: boolean }[];
+  aggregateWindowMs?: number;
+}
+
+export class LabAgent {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly policiesDir: string;
+  readonly eventsPath: string;
+  readonly logPath: string;
+  readonly socketPath: string;
+  readonly pinDir: string;
+  private process: ChildProcess | null = null;
+  private config: Record<string, unknown>;
+
+  constructor(
+    private readonly lab: Lab,
+    options: LabAgentOptions,
+  ) {
+    this.dir = join(lab.workDir, 'agent');
+    this.policiesDir = join(this.dir, 'policies');
+    mkdirSync(this.policiesDir, { recursive: true });
+    this.configPath = join(this.dir, 'egressguard.yaml');
+    this.eventsPath = join(this.dir, 'events.jsonl');
+    this.logPath = join(this.dir, 'agent.log');
+    this.socketPath = join(this.dir, 'agent.sock');
+    this.pinDir = join(ensureBpffs(), `egressguard-${lab.prefix}`);
+    this.config = {
+      node: `${lab.prefix}-node`,
+      attachCgroup: lab.attachCgroup,
+      pinDir: this.pinDir,
+      controlSocket: this.socketPath,
+      workloads: options.workloads.map((w) => {
+        const pod = lab.pod(w.pod);
+        return { namespace: w.namespace, name: w.name, cgroup: pod.cgroupPath, labels: w.labels, addresses: [pod.ipv4, pod.ipv6] };
+      }),
+      policies: [this.policiesDir],
+      baseline: { mode: options.mode, permits: options.baselinePermits ?? [], dnsNames: ['cluster.local'] },
+      dns: {
+        listen: [LAB_ADDRESSES.dnsProxy.ipv4, LAB_ADDRESSES.dnsProxy.ipv6],
+        port: 53,
+        upstreams: [LAB_ADDRESSES.resolver.ipv4],
+        ...options.dns,
+      },
+      events: { sinks: [{ type: 'jsonl', path: this.eventsPath }], aggregateWindowMs: options.aggregateWindowMs ?? 1000 },
+    };
+    this.writeConfig();
+  }
+
+  private writeConfig(): void {
+    writeFileSync(this.configPath, stringify(this.config));
+  }
+
+  /** Start the agent and wait until it answers on its control socket. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    if (this.process) throw new Error('the lab agent is already running');
+    const log = openSync(this.logPath, 'a');
+    try {
+      this.process = this.lab.spawnInNode([process.execPath, CLI_SCRIPT, 'run', '--config', this.configPath], {
+        stdio: ['ignore', log, log],
+      });
+    } finally {
+      closeSync(log);
+    }
+    const child = this.process;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        this.process = null;
+        throw new Error(`the agent exited during start (${child.exitCode ?? child.signalCode}); its log:\n${this.log()}`);
+      }
+      try {
+        await this.status();
+        return;
+      } catch (error) {
+        if (Date.now() > deadline)
+          throw new Error(`the agent did not answer within ${timeoutMs} ms: ${(error as Error).message}\n${this.log()}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  get pid(): number | null {
+    return this.process?.pid ?? null;
+  }
+
+  log(): string {
+    return existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8') : '';
+  }
+
+  async status(): Promise<AgentStatus> {
+    const reply = await controlRequest(this.socketPath, { command: 'status' });
+    if (typeof reply.error === 'string') throw new Error(reply.error);
+    return reply.status as AgentStatus;
+  }
+
+  /** Wait until `predicate` holds for the agent's status (e.g. a policy reached the kernel). */
+  async waitFor(what: string, predicate: (status: AgentStatus) => boolean, timeoutMs = 15_000): Promise<AgentStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let last: AgentStatus | null = null;
+    while (Date.now() < deadline) {
+      try {
+        last = await this.status();
+        if (predicate(last)) return last;
+      } catch {
+        // Not answering yet.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last)}\n${this.log()}`);
+  }
+
+  /** Wait until every named policy is in the kernel at its current generation (the lab's `status.ruleset` wait). */
+  waitForPolicies(names: string[], timeoutMs?: number): Promise<AgentStatus> {
+    return this.waitFor(
+      `policies ${names.join(', ')} to be enforced`,
+      (s) => names.every((n) => s.policies.some((p) => p.name === n && p.ruleset !== '' && p.lastReconciledGeneration === p.generation)),
+      timeoutMs,
+    );
+  }
+
+  writePolicy(fileName: string, yaml: string): void {
+    writeFileSync(join(this.policiesDir, fileName), yaml);
+  }
+
+  /** Switch between discovery (default permit + log) and enforce (default deny), and wait until the agent applied it. */
+  async setMode(mode: 'enforce' | 'discovery'): Promise<void> {
+    (this.config.baseline as Record<string, unknown>).mode = mode;
+    this.writeConfig();
+    await this.waitFor(`mode ${mode}`, (s) => s.mode === mode);
+  }
+
+  events(): FlowEvent[] {
+    if (!existsSync(this.eventsPath)) return [];
+    return readFileSync(this.eventsPath, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('"kind":"flow"'))
+      .map((line) => JSON.parse(line) as FlowEvent);
+  }
+
+  /** Stop the agent: SIGTERM (orderly) or SIGKILL (crash). Pinned programs keep enforcing either way. */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    const child = this.process;
+    this.process = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill(signal);
+    await exited;
+  }
+
+  /** Stop the agent and end enforcement: detach programs and remove pins. */
+  async teardown(): Promise<void> {
+    await this.stop();
+    if (!existsSync(this.pinDir)) return;
+    const result = await this.lab.runInNode([process.execPath, CLI_SCRIPT, 'teardown', '--config', this.configPath], { timeoutMs: 20_000 });
+    if (result.code !== 0) throw new Error(`egressguard teardown failed: ${result.stderr}`);
+  }
+}

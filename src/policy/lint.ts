@@ -1,0 +1,58 @@
+// `egressguard policy lint FILE…`: validate manifests for CI, with one-line messages that name file, object, field and fix.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { PolicyStore } from './store.js';
+import type { PolicyDiagnostic } from './types.js';
+import type { ValidationOptions } from './validate.js';
+
+// The CLI and the agent import formatDiagnostic from here together with lintFiles.
+export { formatDiagnostic } from './diagnostics.js';
+
+export interface LintResult {
+  diagnostics: PolicyDiagnostic[];
+  /** No errors (warnings allowed). */
+  ok: boolean;
+}
+
+/** `path` itself when it is a file; every *.yaml / *.yml below it (sorted) when it is a directory. */
+export function manifestFilesIn(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path)
+    .sort()
+    .flatMap((entry) => {
+      const child = join(path, entry);
+      if (statSync(child).isDirectory()) return manifestFilesIn(child);
+      return /\.ya?ml$/.test(entry) ? [child] : [];
+    });
+}
+
+/** Validates every file as one policy set (so an object defined in two files is reported too). */
+export function lintFiles(paths: readonly string[], options: ValidationOptions = {}): LintResult {
+  const store = new PolicyStore(options);
+  const diagnostics: PolicyDiagnostic[] = [];
+  for (const path of paths) {
+    let files: string[];
+    try {
+      files = manifestFilesIn(path);
+    } catch (error) {
+      diagnostics.push(unreadable(path, error));
+      continue;
+    }
+    for (const file of files) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (error) {
+        diagnostics.push(unreadable(file, error));
+        continue;
+      }
+      diagnostics.push(...store.applyFile(file, text));
+    }
+  }
+  return { diagnostics, ok: !diagnostics.some((d) => d.severity === 'error') };
+}
+
+function unreadable(path: string, error: unknown): PolicyDiagnostic {
+  const reason = error instanceof Error ? error.message : String(error);
+  return { severity: 'error', location: { file: path }, message: `cannot read: ${reason}`, fix: 'check the path and its permissions' };
+}

@@ -1,0 +1,144 @@
+// The set of accepted policies with last-good semantics: a file with any error changes nothing, and its previously
+// accepted objects stay in force until a valid version of the file (or its removal) replaces them.
+import { formatDiagnostic } from './diagnostics.js';
+import { parseManifests } from './parse.js';
+import type { PolicyDiagnostic } from './types.js';
+import type { AcceptedObject, ValidatedPolicy, ValidationOptions } from './validate.js';
+
+/** An accepted FirewallPolicy with where it came from and its findings, for status and logs. */
+export interface PolicyEntry {
+  policy: ValidatedPolicy;
+  file: string;
+  /** One-line forms of the policy's warnings (accepted, not enforced). */
+  warnings: string[];
+}
+
+function objectKey(object: Pick<AcceptedObject, 'kind' | 'namespace' | 'name'>): string {
+  return `${object.kind}/${object.namespace}/${object.name}`;
+}
+
+/** JSON with sorted keys, so that two specs compare equal whatever their key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export class PolicyStore {
+  private readonly byKey = new Map<string, AcceptedObject>();
+  private readonly keysByFile = new Map<string, string[]>();
+  private readonly fileByKey = new Map<string, string>();
+  /** Last generation handed out per object, kept after removal so a re-added object never reuses one. */
+  private readonly generations = new Map<string, { generation: number; spec: string }>();
+
+  private revisionCounter = 0;
+
+  constructor(private readonly options: ValidationOptions = {}) {}
+
+  /** Increments whenever the accepted set changes (objects added, removed, or given a new spec): recompile when it moves. */
+  get revision(): number {
+    return this.revisionCounter;
+  }
+
+  /**
+   * Validates `text` as the new content of `path` and returns every diagnostic. With any error the file's previous
+   * objects stay in force; otherwise its objects replace them (objects no longer in the file are removed).
+   */
+  applyFile(path: string, text: string): PolicyDiagnostic[] {
+    const parsed = parseManifests(text, path, this.options);
+    const diagnostics = [...parsed.diagnostics];
+    for (const object of parsed.objects) {
+      const owner = this.fileByKey.get(objectKey(object));
+      if (owner !== undefined && owner !== path) {
+        diagnostics.push({
+          severity: 'error',
+          location: {
+            file: path,
+            document: object.source.document,
+            namespace: object.namespace,
+            name: object.name,
+            field: 'metadata.name',
+          },
+          message: `${object.kind} ${object.namespace}/${object.name} is already defined in ${owner}`,
+          fix: 'define each object in one file only, or rename one of them',
+        });
+      }
+    }
+    if (diagnostics.some((d) => d.severity === 'error')) return diagnostics;
+
+    let changed = this.dropFile(path, new Set(parsed.objects.map(objectKey)));
+    const keys: string[] = [];
+    for (const object of parsed.objects) {
+      const key = objectKey(object);
+      const spec = canonical(object.spec);
+      const previous = this.generations.get(key);
+      const stillPresent = this.byKey.has(key);
+      const generation =
+        previous === undefined ? 1 : stillPresent && previous.spec === spec ? previous.generation : previous.generation + 1;
+      if (!stillPresent || generation !== previous?.generation) changed = true;
+      this.generations.set(key, { generation, spec });
+      this.byKey.set(key, { ...object, generation });
+      this.fileByKey.set(key, path);
+      keys.push(key);
+    }
+    this.keysByFile.set(path, keys);
+    if (changed) this.revisionCounter++;
+    return diagnostics;
+  }
+
+  /** Forgets every object the file defined. Returns true when something was removed. */
+  removeFile(path: string): boolean {
+    const changed = this.dropFile(path, new Set());
+    this.keysByFile.delete(path);
+    if (changed) this.revisionCounter++;
+    return changed;
+  }
+
+  /** Removes the file's objects except those in `keep` (which are about to be replaced). */
+  private dropFile(path: string, keep: ReadonlySet<string>): boolean {
+    let changed = false;
+    for (const key of this.keysByFile.get(path) ?? []) {
+      if (keep.has(key)) continue;
+      this.byKey.delete(key);
+      this.fileByKey.delete(key);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /** Accepted FirewallPolicies (the enforced kind), in (namespace, name) order. */
+  policies(): ValidatedPolicy[] {
+    return [...this.byKey.values()]
+      .filter((object): object is ValidatedPolicy => object.kind === 'FirewallPolicy')
+      .sort((a, b) => (objectKey(a) < objectKey(b) ? -1 : objectKey(a) > objectKey(b) ? 1 : 0));
+  }
+
+  /** Every accepted object, including WebgroupPolicies (validated, not enforced). */
+  objects(): AcceptedObject[] {
+    return [...this.byKey.values()];
+  }
+
+  get(namespace: string, name: string): ValidatedPolicy | undefined {
+    const object = this.byKey.get(objectKey({ kind: 'FirewallPolicy', namespace, name }));
+    return object?.kind === 'FirewallPolicy' ? object : undefined;
+  }
+
+  /** Accepted FirewallPolicies with their file and warnings, in (namespace, name) order. */
+  entries(): PolicyEntry[] {
+    return this.policies().map((policy) => ({
+      policy,
+      file: this.fileByKey.get(objectKey(policy)) ?? '',
+      warnings: policy.warnings.map(formatDiagnostic),
+    }));
+  }
+
+  /** Files whose objects are currently in force. */
+  files(): string[] {
+    return [...this.keysByFile.keys()];
+  }
+}

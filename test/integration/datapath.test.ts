@@ -1,0 +1,494 @@
+// The datapath against the real kernel: a two-namespace lab (pod <-> inet over a veth), a test
+// cgroup tree as the attach point, and client processes placed in (pod netns + workload cgroup).
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+
+import { destroyPinned, openDatapath } from '../../src/datapath/datapath.js';
+import { ensureBpffs, findCgroup2Mount } from '../../src/datapath/mounts.js';
+import { loadNative } from '../../src/datapath/native.js';
+import type { Datapath, DatapathOptions, KernelEvent, KernelRule } from '../../src/datapath/types.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+
+const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+const skip = privilegedSkip();
+
+const prefix = uniquePrefix('dp');
+const subnet = randomBytes(1)[0]!;
+const podNs = `${prefix}-pod`;
+const inetNs = `${prefix}-inet`;
+const v4 = (host: number): string => `198.18.${subnet}.${host}`;
+const v6 = (host: number): string => `fd00:eb:${subnet.toString(16)}::${host}`;
+const INET = 2; // inet host; also the DNS proxy
+const OTHER = 3; // second inet address for CIDR tests
+const LEARNED = 4; // address only reachable through a learned entry
+const UNROUTED_RESOLVER_V4 = '198.19.255.53'; // no route from the pod: only steering can answer
+const UNROUTED_RESOLVER_V6 = 'fd00:eb:ffff::53';
+const PROXY_PORT = 5353;
+
+/** Listeners in the inet namespace: TCP answers `ok:<port>`, UDP echoes; port 5353 plays the DNS proxy. */
+const SERVER_SCRIPT = `
+const net = require('net'), dgram = require('dgram');
+let pending = 0;
+const ready = () => { if (--pending === 0) console.log('ready'); };
+for (const port of [80, 443, 8080, ${PROXY_PORT}]) {
+  pending++;
+  net.createServer((s) => s.end(port === ${PROXY_PORT} ? 'proxy' : 'ok:' + port)).listen({ port, host: '::' }, ready);
+}
+// The proxy binds its own addresses, as a real one does, so replies come from the proxy address.
+for (const [type, port, host, reply] of [['udp6', 9000, '::', 'echo:'], ['udp4', ${PROXY_PORT}, '${v4(INET)}', 'proxy:'], ['udp6', ${PROXY_PORT}, '${v6(INET)}', 'proxy:']]) {
+  pending++;
+  const u = dgram.createSocket({ type, ipv6Only: type === 'udp6' && host !== '::' });
+  u.on('message', (m, r) => u.send(reply + m, r.port, r.address));
+  u.bind(port, host, ready);
+}`;
+
+/** One network operation; prints a JSON result. The timer only guards against a hang. */
+const CLIENT_SCRIPT = `
+const net = require('net'), dgram = require('dgram');
+const a = JSON.parse(process.env.EG_ARGS);
+const done = (r) => { process.stdout.write(JSON.stringify({ pid: process.pid, ...r })); process.exit(0); };
+setTimeout(() => done({ ok: false, code: 'TIMEOUT' }), 5000);
+if (a.op === 'tcp') {
+  const s = net.connect({ host: a.host, port: a.port });
+  let data = '', peer = null, peerPort = null;
+  s.on('connect', () => { peer = s.remoteAddress; peerPort = s.remotePort; });
+  s.on('data', (c) => (data += c));
+  s.on('end', () => done({ ok: true, data, peer, peerPort }));
+  s.on('error', (e) => done({ ok: false, code: e.code }));
+} else {
+  const u = dgram.createSocket(a.type);
+  u.on('message', (m, r) => done({ ok: true, data: String(m), from: r.address, fromPort: r.port,
+    peer: a.connect ? u.remoteAddress().address : null }));
+  u.on('error', (e) => done({ ok: false, code: e.code }));
+  const failed = (e) => { if (e) done({ ok: false, code: e.code }); };
+  if (a.connect) u.connect(a.port, a.host, (e) => { if (e) return failed(e); u.send('hi', failed); });
+  else u.send('hi', a.port, a.host, failed);
+}`;
+
+interface ClientResult {
+  pid: number;
+  ok: boolean;
+  code?: string;
+  data?: string;
+  peer?: string | null;
+  peerPort?: number | null;
+  from?: string;
+  fromPort?: number;
+}
+
+type ClientOp =
+  { op: 'tcp'; host: string; port: number } | { op: 'udp'; type: 'udp4' | 'udp6'; host: string; port: number; connect?: boolean };
+
+function sh(command: string, args: string[]): string {
+  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function inNs(ns: string, args: string[]): void {
+  sh('ip', ['-n', ns, ...args]);
+}
+
+describe('datapath (real kernel)', { skip }, () => {
+  let cgroupRoot = '';
+  let attachCgroup = '';
+  let workloadCgroup = '';
+  let nestedCgroup = '';
+  let otherCgroup = '';
+  let pinDir = '';
+  let options: DatapathOptions;
+  let server: ChildProcess | null = null;
+  let datapath: Datapath | null = null;
+  let workloadId = 0;
+  const events: KernelEvent[] = [];
+
+  function client(cgroup: string, op: ClientOp): Promise<ClientResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(
+        'nsenter',
+        [
+          `--net=/run/netns/${podNs}`,
+          '--',
+          'sh',
+          '-c',
+          `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec "$0" -e "$EG_SCRIPT"`,
+          process.execPath,
+        ],
+        { env: { ...process.env, EG_SCRIPT: CLIENT_SCRIPT, EG_ARGS: JSON.stringify(op) }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', () => {
+        try {
+          resolve(JSON.parse(out) as ClientResult);
+        } catch {
+          reject(new Error(`client ${JSON.stringify(op)} printed ${JSON.stringify(out)}; stderr: ${err}`));
+        }
+      });
+    });
+  }
+
+  /** Waits for a matching event (the deadline only guards against a hang). */
+  async function eventMatching(predicate: (event: KernelEvent) => boolean): Promise<KernelEvent> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const found = events.find(predicate);
+      if (found) return found;
+      if (Date.now() > deadline)
+        throw new Error(
+          `no matching event among ${events.length}: ${JSON.stringify(events.slice(-5), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
+        );
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  function rule(partial: Partial<KernelRule> & Pick<KernelRule, 'ruleId' | 'action'>): KernelRule {
+    return {
+      protocol: 'any',
+      portLow: 0,
+      portHigh: 65535,
+      cidrs: [],
+      anyDestination: false,
+      web: false,
+      anyName: false,
+      watch: false,
+      log: false,
+      tlsRequired: false,
+      ...partial,
+    };
+  }
+
+  const cgroupId = (path: string): bigint => statSync(path, { bigint: true }).ino;
+
+  before(
+    async () => {
+      const cgroup2 = findCgroup2Mount();
+      assert.ok(cgroup2, 'cgroup2 must be mounted');
+      cgroupRoot = cgroup2;
+      attachCgroup = join(cgroupRoot, prefix);
+      workloadCgroup = join(attachCgroup, 'workload');
+      nestedCgroup = join(workloadCgroup, 'container');
+      otherCgroup = join(attachCgroup, 'other');
+      for (const dir of [attachCgroup, workloadCgroup, nestedCgroup, otherCgroup]) mkdirSync(dir);
+      pinDir = join(ensureBpffs(), prefix);
+      options = { objectPath, pinDir, attachCgroup };
+
+      sh('ip', ['netns', 'add', podNs]);
+      sh('ip', ['netns', 'add', inetNs]);
+      inNs(podNs, ['link', 'add', `${prefix}p`, 'type', 'veth', 'peer', 'name', `${prefix}i`, 'netns', inetNs]);
+      inNs(podNs, ['addr', 'add', `${v4(1)}/24`, 'dev', `${prefix}p`]);
+      inNs(podNs, ['addr', 'add', `${v6(1)}/64`, 'dev', `${prefix}p`, 'nodad']);
+      for (const host of [INET, OTHER, LEARNED]) {
+        inNs(inetNs, ['addr', 'add', `${v4(host)}/24`, 'dev', `${prefix}i`]);
+        inNs(inetNs, ['addr', 'add', `${v6(host)}/64`, 'dev', `${prefix}i`, 'nodad']);
+      }
+      for (const ns of [podNs, inetNs]) inNs(ns, ['link', 'set', 'lo', 'up']);
+      inNs(podNs, ['link', 'set', `${prefix}p`, 'up']);
+      inNs(inetNs, ['link', 'set', `${prefix}i`, 'up']);
+
+      server = spawn('nsenter', [`--net=/run/netns/${inetNs}`, process.execPath, '-e', SERVER_SCRIPT], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve, reject) => {
+        server!.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
+        server!.on('exit', (code) => reject(new Error(`inet server exited with ${code}`)));
+      });
+    },
+    { timeout: 30_000 },
+  );
+
+  after(() => {
+    const problems: string[] = [];
+    const attempt = (what: string, action: () => void): void => {
+      try {
+        action();
+      } catch (error) {
+        problems.push(`${what}: ${(error as Error).message}`);
+      }
+    };
+    attempt('close datapath', () => datapath?.close());
+    if (pinDir && existsSync(pinDir)) attempt('remove pins', () => destroyPinned(loadNative(), pinDir));
+    if (server?.pid !== undefined && server.exitCode === null) attempt('stop server', () => process.kill(server!.pid!));
+    for (const dir of [nestedCgroup, workloadCgroup, otherCgroup, attachCgroup]) {
+      if (dir && existsSync(dir)) attempt(`rmdir ${dir}`, () => rmdirSync(dir));
+    }
+    for (const ns of [podNs, inetNs]) {
+      if (existsSync(`/run/netns/${ns}`)) attempt(`delete netns ${ns}`, () => sh('ip', ['netns', 'del', ns]));
+    }
+    if (problems.length > 0) throw new Error(`cleanup incomplete:\n${problems.join('\n')}`);
+  });
+
+  test('before enrolment every cgroup is unaffected', async () => {
+    datapath = openDatapath(options);
+    assert.equal(datapath.adopted, false);
+    datapath.onEvent((event) => events.push(event));
+    datapath.configure({ defaultAction: 'deny', dnsProxy: { ipv4: v4(INET), ipv6: v6(INET), port: PROXY_PORT } });
+    for (const cgroup of [workloadCgroup, otherCgroup]) {
+      const result = await client(cgroup, { op: 'tcp', host: v4(INET), port: 80 });
+      assert.equal(result.data, 'ok:80', JSON.stringify(result));
+    }
+  });
+
+  test('enrolment rejects cgroups that are missing or outside the attach cgroup', () => {
+    assert.throws(() => datapath!.setWorkload(join(attachCgroup, 'missing'), []), /does not exist/);
+    assert.throws(() => datapath!.setWorkload(cgroupRoot, []), /not under the attach cgroup/);
+    const tooMany = Array.from({ length: 65 }, (_, index) => rule({ ruleId: index + 1, action: 'deny' }));
+    assert.throws(() => datapath!.setWorkload(workloadCgroup, tooMany), /65 rules; the kernel evaluates at most 64/);
+    assert.throws(
+      () => datapath!.setWorkload(workloadCgroup, [rule({ ruleId: 9, action: 'deny', portLow: 90, portHigh: 80 })]),
+      /portLow 90 is above portHigh 80/,
+    );
+    assert.equal(datapath!.workloads().size, 0, 'rejected input enrols nothing');
+  });
+
+  test('default deny: TCP and UDP, IPv4 and IPv6 fail at once with EPERM', async () => {
+    workloadId = datapath!.setWorkload(workloadCgroup, []);
+    assert.ok(workloadId > 0);
+    assert.equal(datapath!.workloads().get(cgroupId(workloadCgroup)), workloadId);
+    for (const host of [v4(INET), v6(INET)]) {
+      assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 80 })).code, 'EPERM', host);
+    }
+    assert.equal((await client(workloadCgroup, { op: 'udp', type: 'udp4', host: v4(INET), port: 9000 })).code, 'EPERM');
+    assert.equal((await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(INET), port: 9000 })).code, 'EPERM');
+    // A dual-stack socket connecting to an IPv4-mapped address is judged as IPv4.
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: `::ffff:${v4(INET)}`, port: 80 })).code, 'EPERM');
+    // Other cgroups under the same attach point stay unaffected.
+    assert.equal((await client(otherCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
+  });
+
+  test('deny events carry the decision and the process', async () => {
+    const denied = await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 8080 });
+    assert.equal(denied.code, 'EPERM');
+    const event = await eventMatching((e) => e.pid === denied.pid);
+    assert.deepEqual(
+      { ...event, timestampNs: typeof event.timestampNs },
+      {
+        timestampNs: 'bigint',
+        cgroupId: cgroupId(workloadCgroup),
+        workloadId,
+        ruleId: 0,
+        ip: v4(INET),
+        family: 4,
+        port: 8080,
+        protocol: 6,
+        verdict: 'denied',
+        tier: 3,
+        layer: 'connect',
+        hook: 1,
+        pid: denied.pid,
+        comm: 'node',
+      },
+    );
+    const udp6 = await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(OTHER), port: 9000 });
+    const udpEvent = await eventMatching((e) => e.pid === udp6.pid);
+    assert.equal(udpEvent.ip, v6(OTHER));
+    assert.equal(udpEvent.family, 6);
+    assert.equal(udpEvent.protocol, 17);
+    assert.ok(datapath!.stats().decisionsDenied >= 2n);
+  });
+
+  test('CIDR rules: first match wins, ports and protocols must match', async () => {
+    datapath!.setWorkload(workloadCgroup, [
+      rule({ ruleId: 101, action: 'deny', protocol: 'tcp', cidrs: [{ family: 4, address: v4(OTHER), prefix: 32 }] }),
+      rule({
+        ruleId: 102,
+        action: 'permit',
+        protocol: 'tcp',
+        portLow: 80,
+        portHigh: 443,
+        log: true,
+        cidrs: [
+          { family: 4, address: v4(0), prefix: 24 },
+          { family: 6, address: v6(0), prefix: 64 },
+        ],
+      }),
+      rule({
+        ruleId: 103,
+        action: 'permit',
+        protocol: 'udp',
+        portLow: 9000,
+        portHigh: 9000,
+        cidrs: [{ family: 6, address: v6(0), prefix: 64 }],
+      }),
+    ]);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 443 })).data, 'ok:443');
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v6(INET), port: 443 })).data, 'ok:443');
+    const shadowed = await client(workloadCgroup, { op: 'tcp', host: v4(OTHER), port: 80 });
+    assert.equal(shadowed.code, 'EPERM', 'the earlier deny rule wins');
+    const shadowedEvent = await eventMatching((e) => e.pid === shadowed.pid);
+    assert.equal(shadowedEvent.ruleId, 101);
+    assert.equal(shadowedEvent.tier, 2);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 8080 })).code, 'EPERM', 'port outside range');
+    assert.equal(
+      (await client(workloadCgroup, { op: 'udp', type: 'udp4', host: v4(INET), port: 9000 })).code,
+      'EPERM',
+      'udp v4 has no rule',
+    );
+    assert.equal((await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(INET), port: 9000 })).data, 'echo:hi');
+    const logged = await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 81 });
+    assert.equal(logged.code, 'ECONNREFUSED', 'permitted (nothing listens on 81)');
+    const permitEvent = await eventMatching((e) => e.pid === logged.pid);
+    assert.equal(permitEvent.verdict, 'permitted');
+    assert.equal(permitEvent.ruleId, 102);
+  });
+
+  test('learned IPs permit until they expire (the kernel checks expiry)', async () => {
+    const webRule = 201;
+    datapath!.setWorkload(workloadCgroup, [
+      rule({ ruleId: webRule, action: 'permit', protocol: 'tcp', portLow: 443, portHigh: 443, web: true }),
+    ]);
+    const now = process.hrtime.bigint();
+    for (const host of [v4(LEARNED), v6(LEARNED)]) {
+      assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).code, 'EPERM', `${host} not learned yet`);
+      datapath!.learn([{ workloadId, ruleId: webRule, ip: host, expiresAtNs: now + 600_000_000_000n }]);
+      assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).data, 'ok:443', `${host} learned`);
+      assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 80 })).code, 'EPERM', 'learned for port 443 only');
+    }
+    assert.deepEqual(
+      datapath!
+        .learned(workloadId)
+        .map((entry) => entry.ip)
+        .sort(),
+      [v4(LEARNED), v6(LEARNED)].sort(),
+    );
+    // Same key with an expiry in the past: denied although the entry is still in the map.
+    datapath!.learn([{ workloadId, ruleId: webRule, ip: v4(LEARNED), expiresAtNs: process.hrtime.bigint() - 1n }]);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(LEARNED), port: 443 })).code, 'EPERM');
+    assert.equal(datapath!.expireLearned(process.hrtime.bigint()), 1);
+    assert.deepEqual(
+      datapath!.learned(workloadId).map((entry) => entry.ip),
+      [v6(LEARNED)],
+    );
+  });
+
+  test('a nested cgroup inherits its ancestor workload', async () => {
+    const result = await client(nestedCgroup, { op: 'tcp', host: v4(INET), port: 8080 });
+    assert.equal(result.code, 'EPERM');
+    const event = await eventMatching((e) => e.pid === result.pid);
+    assert.equal(event.workloadId, workloadId);
+    assert.equal(event.cgroupId, cgroupId(nestedCgroup), 'the event names the process cgroup (= bpf_get_current_cgroup_id)');
+    assert.equal((await client(nestedCgroup, { op: 'tcp', host: v6(LEARNED), port: 443 })).data, 'ok:443');
+  });
+
+  test('watch rules report would-* without changing the verdict', async () => {
+    datapath!.setWorkload(workloadCgroup, [
+      rule({ ruleId: 301, action: 'deny', watch: true, cidrs: [{ family: 4, address: v4(INET), prefix: 32 }] }),
+      rule({ ruleId: 302, action: 'permit', watch: true, cidrs: [{ family: 4, address: v4(OTHER), prefix: 32 }] }),
+      rule({
+        ruleId: 303,
+        action: 'permit',
+        protocol: 'tcp',
+        portLow: 80,
+        portHigh: 80,
+        cidrs: [{ family: 4, address: v4(INET), prefix: 32 }],
+      }),
+    ]);
+    const permitted = await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 });
+    assert.equal(permitted.data, 'ok:80');
+    const wouldDeny = await eventMatching((e) => e.pid === permitted.pid);
+    assert.equal(wouldDeny.verdict, 'would-deny');
+    assert.equal(wouldDeny.ruleId, 301);
+    const denied = await client(workloadCgroup, { op: 'tcp', host: v4(OTHER), port: 80 });
+    assert.equal(denied.code, 'EPERM');
+    const wouldPermit = await eventMatching((e) => e.pid === denied.pid && e.verdict === 'would-permit');
+    assert.equal(wouldPermit.ruleId, 302);
+    const final = await eventMatching((e) => e.pid === denied.pid && e.verdict === 'denied');
+    assert.equal(final.tier, 3);
+  });
+
+  test('DNS over UDP to any address reaches the proxy and the reply shows the address asked', async () => {
+    const steeredBefore = datapath!.stats().dnsSteered;
+    const cases: ClientOp[] = [
+      { op: 'udp', type: 'udp4', host: UNROUTED_RESOLVER_V4, port: 53 },
+      { op: 'udp', type: 'udp4', host: UNROUTED_RESOLVER_V4, port: 53, connect: true },
+      { op: 'udp', type: 'udp6', host: UNROUTED_RESOLVER_V6, port: 53 },
+      { op: 'udp', type: 'udp6', host: `::ffff:${UNROUTED_RESOLVER_V4}`, port: 53 },
+    ];
+    for (const op of cases) {
+      const result = await client(workloadCgroup, op);
+      assert.equal(result.data, 'proxy:hi', JSON.stringify({ op, result }));
+      assert.equal(result.from, op.host, 'reply source restored');
+      assert.equal(result.fromPort, 53);
+      if ('connect' in op && op.connect) assert.equal(result.peer, op.host, 'getpeername restored');
+    }
+    assert.equal(datapath!.stats().dnsSteered - steeredBefore, BigInt(cases.length));
+  });
+
+  test('DNS over TCP is steered and getpeername shows the address asked', async () => {
+    for (const host of [UNROUTED_RESOLVER_V4, UNROUTED_RESOLVER_V6]) {
+      const result = await client(workloadCgroup, { op: 'tcp', host, port: 53 });
+      assert.equal(result.data, 'proxy', host);
+      assert.equal(result.peer, host);
+      assert.equal(result.peerPort, 53);
+    }
+    // Unenrolled cgroups are not steered: nothing routes to that resolver.
+    assert.equal((await client(otherCgroup, { op: 'tcp', host: UNROUTED_RESOLVER_V4, port: 53 })).code, 'ENETUNREACH');
+  });
+
+  test('tier 0 deny list beats workload rules; tier 1 baseline permits before them', async () => {
+    datapath!.setWorkload(workloadCgroup, [
+      rule({ ruleId: 501, action: 'permit', protocol: 'tcp', portLow: 80, portHigh: 80, anyDestination: true }),
+    ]);
+    datapath!.setDenyList([
+      { ruleId: 502, cidr: { family: 4, address: v4(OTHER), prefix: 32 }, protocol: 'any', portLow: 0, portHigh: 65535, log: false },
+    ]);
+    datapath!.setBaseline([
+      { ruleId: 503, cidr: { family: 4, address: v4(0), prefix: 24 }, protocol: 'tcp', portLow: 8080, portHigh: 8080, log: true },
+      { ruleId: 504, cidr: { family: 6, address: v6(0), prefix: 64 }, protocol: 'udp', portLow: 9000, portHigh: 9000, log: false },
+    ]);
+    const blocked = await client(workloadCgroup, { op: 'tcp', host: v4(OTHER), port: 80 });
+    assert.equal(blocked.code, 'EPERM');
+    assert.equal((await eventMatching((e) => e.pid === blocked.pid)).tier, 0);
+    const baseline = await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 8080 });
+    assert.equal(baseline.data, 'ok:8080');
+    const baselineEvent = await eventMatching((e) => e.pid === baseline.pid);
+    assert.deepEqual([baselineEvent.tier, baselineEvent.ruleId, baselineEvent.verdict], [1, 503, 'permitted']);
+    assert.equal((await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(INET), port: 9000 })).data, 'echo:hi');
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80', 'tier 2 still applies');
+    assert.throws(
+      () =>
+        datapath!.setBaseline([
+          { ruleId: 505, cidr: { family: 4, address: v4(0), prefix: 24 }, protocol: 'tcp', portLow: 1, portHigh: 2, log: false },
+          { ruleId: 506, cidr: { family: 4, address: v4(9), prefix: 24 }, protocol: 'udp', portLow: 1, portHigh: 2, log: false },
+        ]),
+      /duplicates the prefix of rule 505/,
+    );
+    datapath!.setDenyList([]);
+    datapath!.setBaseline([]);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(OTHER), port: 80 })).data, 'ok:80');
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 8080 })).code, 'EPERM');
+  });
+
+  test('enforcement survives the agent: close, deny without agent, adopt', async () => {
+    datapath!.setWorkload(workloadCgroup, []);
+    datapath!.close();
+    datapath = null;
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).code, 'EPERM');
+    assert.equal((await client(workloadCgroup, { op: 'udp', type: 'udp4', host: UNROUTED_RESOLVER_V4, port: 53 })).data, 'proxy:hi');
+
+    datapath = openDatapath(options);
+    assert.equal(datapath.adopted, true);
+    assert.equal(datapath.workloads().get(cgroupId(workloadCgroup)), workloadId);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).code, 'EPERM');
+    assert.equal(datapath.setWorkload(workloadCgroup, [rule({ ruleId: 401, action: 'permit', anyDestination: true })]), workloadId);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
+    const attached = JSON.parse(sh('bpftool', ['cgroup', 'show', attachCgroup, '-j'])) as unknown[];
+    assert.equal(attached.length, 8, 'one program per hook, no duplicates after adoption');
+  });
+
+  test('destroy detaches everything and removes every pin', async () => {
+    datapath!.setWorkload(workloadCgroup, []);
+    datapath!.destroy();
+    datapath = null;
+    assert.equal(existsSync(pinDir), false);
+    assert.deepEqual(JSON.parse(sh('bpftool', ['cgroup', 'show', attachCgroup, '-j']).trim() || '[]'), []);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
+  });
+});

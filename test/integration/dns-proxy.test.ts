@@ -1,0 +1,449 @@
+// The DNS proxy and the name refresher against a real dnsmasq on loopback (unprivileged high ports, no netns).
+// Assertions about what reached the resolver read dnsmasq's own query log.
+
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as dgram from 'node:dgram';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import dnsPacket from 'dns-packet';
+import { DnsProxy, type DnsProxyOptions } from '../../src/dns/proxy.js';
+import { NameRefresher } from '../../src/dns/resolver.js';
+import type { DnsDecision, DnsDecisionEvent, DnsPolicyOracle, LearnedIpSink, ResolverAddress } from '../../src/dns/types.js';
+import { frame, FrameReader } from '../../src/dns/wire.js';
+
+const DNSMASQ = '/usr/sbin/dnsmasq';
+const CLIENT_TIMEOUT_MS = 5000;
+const WORKLOAD = { key: 'obot-mcp/ms1kbsng', workloadId: 7 };
+const ALLOW_RULE = 101;
+const POLICY = { namespace: 'obot-mcp', name: 'ms1kbsng', generation: 3 };
+const ALLOWED = new Set(['api.openai.com', 'chat.openai.com', 'many.cdn.example', 'short.openai.com']);
+
+const oracle: DnsPolicyOracle = {
+  workloadFor: (ip) => (ip === '127.0.0.1' ? WORKLOAD : null),
+  decide: (_workload, qname): DnsDecision =>
+    ALLOWED.has(qname) || qname.endsWith('.marker.test')
+      ? { verdict: 'permitted', tier: 2, ruleName: 'allow-openai', policy: POLICY, learnFor: [ALLOW_RULE] }
+      : { verdict: 'denied', tier: 2, ruleName: 'deny-all', policy: POLICY, learnFor: [] },
+};
+
+interface LearnCall {
+  workloadId: number;
+  ruleIds: number[];
+  ips: string[];
+  ttlSeconds: number;
+}
+
+/** Completes each learn() only after a delay, so an answer released before learning finished would be caught. */
+class SlowSink implements LearnedIpSink {
+  readonly calls: LearnCall[] = [];
+  async learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): Promise<void> {
+    await sleep(50);
+    this.calls.push({ workloadId, ruleIds, ips, ttlSeconds });
+  }
+  learnedSoFar(): string[] {
+    return this.calls.flatMap((call) => call.ips);
+  }
+}
+
+function encodeQuery(name: string, type: dnsPacket.RecordType = 'A', id = 4321): Buffer {
+  return dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
+}
+
+function addressesOf(packet: dnsPacket.Packet): string[] {
+  return (packet.answers ?? []).flatMap((a) => (a.type === 'A' || a.type === 'AAAA' ? [a.data] : []));
+}
+
+function rcodeOf(packet: dnsPacket.DecodedPacket): string {
+  return (packet as dnsPacket.DecodedPacket & { rcode: string }).rcode;
+}
+
+/** One UDP exchange; `onAnswer` runs at the moment the answer arrives. */
+function udpAsk(
+  port: number,
+  message: Buffer,
+  options: { localAddress?: string; onAnswer?: () => void } = {},
+): Promise<dnsPacket.DecodedPacket> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket('udp4');
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error('no UDP answer from the proxy'));
+    }, CLIENT_TIMEOUT_MS);
+    socket.on('message', (reply) => {
+      options.onAnswer?.();
+      clearTimeout(timer);
+      socket.close();
+      resolve(dnsPacket.decode(reply));
+    });
+    socket.bind({ address: options.localAddress ?? '127.0.0.1', port: 0 }, () => socket.send(message, port, '127.0.0.1'));
+  });
+}
+
+/** Writes `chunks` on one TCP connection (each after the previous is flushed) and collects `expected` answers. */
+function tcpAsk(port: number, chunks: Buffer[], expected: number): Promise<dnsPacket.DecodedPacket[]> {
+  return new Promise((resolve, reject) => {
+    const answers: dnsPacket.DecodedPacket[] = [];
+    const reader = new FrameReader();
+    const socket = net.connect({ host: '127.0.0.1', port }, async () => {
+      socket.setNoDelay(true);
+      for (const chunk of chunks) {
+        await new Promise<void>((flushed) => socket.write(chunk, () => flushed()));
+        await sleep(20);
+      }
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`only ${answers.length} of ${expected} TCP answers arrived`));
+    }, CLIENT_TIMEOUT_MS);
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      for (const message of reader.push(chunk)) answers.push(dnsPacket.decode(message));
+      if (answers.length === expected) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(answers);
+      }
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('DNS proxy against dnsmasq', () => {
+  const workDir = mkdtempSync(join(tmpdir(), 'egressguard-dns-'));
+  const logFile = join(workDir, 'queries.log');
+  let dnsmasq: ChildProcess | null = null;
+  let upstream: ResolverAddress;
+  const proxies: DnsProxy[] = [];
+  let markers = 0;
+
+  async function startProxy(
+    overrides: Partial<DnsProxyOptions> = {},
+  ): Promise<{ proxy: DnsProxy; port: number; sink: SlowSink; events: DnsDecisionEvent[] }> {
+    const sink = new SlowSink();
+    const events: DnsDecisionEvent[] = [];
+    const proxy = new DnsProxy({
+      listen: ['127.0.0.1'],
+      port: 0,
+      upstreams: [upstream],
+      oracle,
+      sink,
+      onEvent: (event) => events.push(event),
+      minTtlSeconds: 1,
+      ...overrides,
+    });
+    proxies.push(proxy);
+    await proxy.start();
+    return { proxy, port: (proxy.addresses()[0] as { port: number }).port, sink, events };
+  }
+
+  function queryLog(): string {
+    return existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+  }
+
+  /** Send an allowed marker query through the proxy and wait until dnsmasq logged it: every earlier query is logged by then. */
+  async function flushQueryLog(port: number): Promise<void> {
+    markers += 1;
+    const marker = `m${markers}.marker.test`;
+    await udpAsk(port, encodeQuery(marker));
+    for (let attempt = 0; attempt < 500 && !queryLog().includes(`query[A] ${marker} `); attempt += 1) await sleep(10);
+    assert.ok(queryLog().includes(`query[A] ${marker} `), `dnsmasq never logged the marker ${marker}`);
+  }
+
+  before(async () => {
+    const port = await freePort();
+    upstream = { ip: '127.0.0.1', port };
+    const manyRecords = Array.from({ length: 40 }, (_, i) => `--host-record=many.cdn.example,198.18.101.${i + 1},60`);
+    const args = [
+      '--no-daemon',
+      '--no-resolv',
+      '--no-hosts',
+      '--conf-file=/dev/null',
+      '--bind-interfaces',
+      '--listen-address=127.0.0.1',
+      `--port=${port}`,
+      '--host-record=api.openai.com,198.18.100.10,fd00:eb:100::10,300',
+      '--host-record=short.openai.com,198.18.100.20,fd00:eb:100::20,1',
+      '--cname=chat.openai.com,api.openai.com,120',
+      ...manyRecords,
+      '--log-queries',
+      `--log-facility=${logFile}`,
+      '--pid-file=',
+      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+    ];
+    dnsmasq = spawn(DNSMASQ, args, { stdio: ['ignore', 'ignore', 'ignore'] });
+    // Ready when it answers a direct query.
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const answered = await new Promise<boolean>((resolve) => {
+        const socket = dgram.createSocket('udp4');
+        const timer = setTimeout(() => (socket.close(), resolve(false)), 100);
+        socket.on('error', () => (clearTimeout(timer), socket.close(), resolve(false)));
+        socket.on('message', () => (clearTimeout(timer), socket.close(), resolve(true)));
+        socket.send(encodeQuery('api.openai.com'), port, '127.0.0.1');
+      });
+      if (answered) return;
+      await sleep(50);
+    }
+    throw new Error(`dnsmasq did not start on 127.0.0.1:${port}`);
+  });
+
+  after(async () => {
+    await Promise.all(proxies.map((proxy) => proxy.stop()));
+    if (dnsmasq?.pid !== undefined && dnsmasq.exitCode === null) {
+      const exited = new Promise((resolve) => dnsmasq?.once('exit', resolve));
+      process.kill(dnsmasq.pid, 'SIGTERM');
+      await exited;
+    }
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  test('allowed name: A and AAAA answered, learned for the rule before the client gets the answer', async () => {
+    const { port, sink, events } = await startProxy();
+    let learnedAtAnswer: string[] = [];
+    const a = await udpAsk(port, encodeQuery('api.openai.com', 'A'), { onAnswer: () => (learnedAtAnswer = sink.learnedSoFar()) });
+    assert.equal(a.id, 4321);
+    assert.deepEqual(addressesOf(a), ['198.18.100.10']);
+    assert.deepEqual(learnedAtAnswer, ['198.18.100.10']);
+    const aaaa = await udpAsk(port, encodeQuery('api.openai.com', 'AAAA'), { onAnswer: () => (learnedAtAnswer = sink.learnedSoFar()) });
+    assert.deepEqual(addressesOf(aaaa), ['fd00:eb:100::10']);
+    assert.ok(learnedAtAnswer.includes('fd00:eb:100::10'));
+    assert.deepEqual(sink.calls[0], { workloadId: 7, ruleIds: [ALLOW_RULE], ips: ['198.18.100.10'], ttlSeconds: 300 });
+    const event = events[0] as DnsDecisionEvent;
+    assert.equal(event.workloadKey, WORKLOAD.key);
+    assert.equal(event.query, 'api.openai.com');
+    assert.equal(event.qtype, 'A');
+    assert.equal(event.verdict, 'permitted');
+    assert.equal(event.ruleName, 'allow-openai');
+    assert.deepEqual(event.policy, POLICY);
+    assert.equal(event.rcode, 'NOERROR');
+    assert.deepEqual(event.answers, ['198.18.100.10']);
+    assert.equal(event.upstream, `127.0.0.1:${upstream.port}`);
+    assert.equal(typeof event.upstreamLatencyMs, 'number');
+  });
+
+  test('CNAME: the target addresses are learned for the queried name with the minimum TTL of the chain', async () => {
+    const { port, sink } = await startProxy();
+    const answer = await udpAsk(port, encodeQuery('Chat.OpenAI.com'));
+    assert.deepEqual(addressesOf(answer), ['198.18.100.10']);
+    assert.equal(answer.questions?.[0]?.name, 'Chat.OpenAI.com', 'the client sees its own question back');
+    assert.deepEqual(sink.calls, [{ workloadId: 7, ruleIds: [ALLOW_RULE], ips: ['198.18.100.10'], ttlSeconds: 120 }]);
+  });
+
+  test('denied name: NXDOMAIN without any query reaching the resolver', async () => {
+    const { port, proxy, sink, events } = await startProxy();
+    const answer = await udpAsk(port, encodeQuery('httpbin.org'));
+    assert.equal(rcodeOf(answer), 'NXDOMAIN');
+    assert.equal(answer.id, 4321);
+    await flushQueryLog(port);
+    assert.ok(!queryLog().includes('httpbin.org'));
+    assert.deepEqual(sink.calls, [], 'neither the denied name nor the unanswered marker taught any address');
+    const denied = events.find((event) => event.query === 'httpbin.org');
+    assert.equal(denied?.verdict, 'denied');
+    assert.equal(denied?.ruleName, 'deny-all');
+    assert.equal(denied?.rcode, 'NXDOMAIN');
+    assert.equal(denied?.upstream, null);
+    assert.equal(proxy.stats().denied, 1);
+  });
+
+  test('DNS tunnelling: 200 unique subdomains of a denied domain produce zero upstream queries', async () => {
+    const { port, proxy } = await startProxy();
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => udpAsk(port, encodeQuery(`c2VjcmV0LWNodW5r${i}x.exfil.attacker.example`, 'TXT', i))),
+    );
+    assert.ok(answers.every((answer) => rcodeOf(answer) === 'NXDOMAIN'));
+    await flushQueryLog(port);
+    assert.ok(!queryLog().includes('attacker.example'));
+    assert.equal(proxy.stats().denied, 200);
+  });
+
+  test('deniedRcode REFUSED answers denied names with REFUSED', async () => {
+    const { port } = await startProxy({ deniedRcode: 'REFUSED' });
+    assert.equal(rcodeOf(await udpAsk(port, encodeQuery('webhook.site'))), 'REFUSED');
+  });
+
+  test('unknown source address: REFUSED, event without a workload, nothing forwarded', async () => {
+    const { port, events, proxy } = await startProxy();
+    const answer = await udpAsk(port, encodeQuery('api.openai.com', 'A', 77), { localAddress: '127.0.0.2' });
+    assert.equal(rcodeOf(answer), 'REFUSED');
+    assert.equal(answer.id, 77);
+    assert.equal(events[0]?.workloadKey, null);
+    assert.equal(events[0]?.sourceIp, '127.0.0.2');
+    assert.equal(events[0]?.ruleName, 'unknown-source');
+    assert.equal(proxy.stats().unknownSource, 1);
+  });
+
+  test('TCP: one query, two queries in one write, and a query split across writes', async () => {
+    const { port, sink } = await startProxy();
+    const [single] = await tcpAsk(port, [frame(encodeQuery('api.openai.com', 'A', 1))], 1);
+    assert.deepEqual(addressesOf(single as dnsPacket.DecodedPacket), ['198.18.100.10']);
+
+    const pair = await tcpAsk(
+      port,
+      [Buffer.concat([frame(encodeQuery('api.openai.com', 'A', 2)), frame(encodeQuery('httpbin.org', 'A', 3))])],
+      2,
+    );
+    const byId = new Map(pair.map((answer) => [answer.id, answer]));
+    assert.deepEqual(addressesOf(byId.get(2) as dnsPacket.DecodedPacket), ['198.18.100.10']);
+    assert.equal(rcodeOf(byId.get(3) as dnsPacket.DecodedPacket), 'NXDOMAIN');
+
+    const whole = frame(encodeQuery('api.openai.com', 'AAAA', 4));
+    const [split] = await tcpAsk(port, [whole.subarray(0, 1), whole.subarray(1, 9), whole.subarray(9)], 1);
+    assert.equal(split?.id, 4);
+    assert.deepEqual(addressesOf(split as dnsPacket.DecodedPacket), ['fd00:eb:100::10']);
+    assert.ok(sink.learnedSoFar().includes('fd00:eb:100::10'));
+  });
+
+  test('TCP: connections over the cap are closed at accept; idle connections are closed', async () => {
+    const { port, proxy } = await startProxy({ maxTcpConnections: 1, tcpIdleTimeoutMs: 100 });
+    const connect = async (): Promise<net.Socket> => {
+      const socket = net.connect({ host: '127.0.0.1', port });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return socket;
+    };
+    const first = await connect();
+    const firstClosed = new Promise((resolve) => first.once('close', resolve));
+    const second = await connect();
+    await new Promise((resolve) => second.once('close', resolve));
+    assert.equal(proxy.stats().tcpConnectionsRejected, 1);
+    await firstClosed;
+    assert.equal(first.destroyed, true, 'the idle connection was closed by the proxy');
+  });
+
+  test('listens on IPv6 too: a query over ::1 is served (REFUSED here, as ::1 belongs to no workload)', async () => {
+    const { proxy } = await startProxy({ listen: ['127.0.0.1', '::1'] });
+    const v6 = proxy.addresses().find((entry) => entry.family === 6);
+    assert.equal(v6?.port, proxy.addresses()[0]?.port, 'one port for every address');
+    const socket = dgram.createSocket('udp6');
+    const answer = await new Promise<dnsPacket.DecodedPacket>((resolve) => {
+      socket.on('message', (reply) => resolve(dnsPacket.decode(reply)));
+      socket.send(encodeQuery('api.openai.com'), v6?.port ?? 0, '::1');
+    });
+    socket.close();
+    assert.equal(rcodeOf(answer), 'REFUSED');
+  });
+
+  test('truncated UDP answer: full answer fetched over TCP and learned, client told to retry over TCP; cap applies', async () => {
+    const { port, sink, events, proxy } = await startProxy({ maxIpsPerName: 30 });
+    const viaUdp = await udpAsk(port, encodeQuery('many.cdn.example'));
+    assert.equal(viaUdp.flag_tc, true);
+    assert.equal(sink.calls.length, 1);
+    assert.equal(sink.calls[0]?.ips.length, 30);
+    assert.equal(proxy.stats().addressesOverCap, 10);
+    assert.match(events[0]?.reason ?? '', /10 address\(es\) not learned/);
+    const [viaTcp] = await tcpAsk(port, [frame(encodeQuery('many.cdn.example'))], 1);
+    assert.equal(addressesOf(viaTcp as dnsPacket.DecodedPacket).length, 40);
+  });
+
+  test('malformed input is counted and answered FORMERR or dropped, and the proxy keeps serving', async () => {
+    const { port, proxy } = await startProxy();
+    const twoQuestions = dnsPacket.encode({
+      type: 'query',
+      id: 99,
+      questions: [
+        { type: 'A', name: 'api.openai.com' },
+        { type: 'A', name: 'httpbin.org' },
+      ],
+    });
+    const formerr = await udpAsk(port, twoQuestions);
+    assert.equal(rcodeOf(formerr), 'FORMERR');
+    assert.equal(formerr.id, 99);
+    const sender = dgram.createSocket('udp4');
+    for (const junk of [Buffer.alloc(0), Buffer.from([1, 2, 3]), Buffer.from('ffffffffffffffffffffffffffffffff', 'hex')]) {
+      await new Promise((resolve) => sender.send(junk, port, '127.0.0.1', resolve));
+    }
+    sender.close();
+    const [zeroFrameThenQuery] = await tcpAsk(port, [Buffer.from([0, 0]), frame(encodeQuery('api.openai.com', 'A', 5))], 1);
+    assert.equal(zeroFrameThenQuery?.id, 5);
+    assert.deepEqual(addressesOf(await udpAsk(port, encodeQuery('api.openai.com'))), ['198.18.100.10']);
+    assert.equal(proxy.stats().malformed, 5);
+  });
+
+  test('upstream down or silent: SERVFAIL and an event naming the failure', async () => {
+    const closedPort = await freePort();
+    const down = await startProxy({ upstreams: [{ ip: '127.0.0.1', port: closedPort }] });
+    assert.equal(rcodeOf(await udpAsk(down.port, encodeQuery('api.openai.com'))), 'SERVFAIL');
+    assert.equal(down.proxy.stats().upstreamErrors, 1);
+    assert.match(down.events[0]?.reason ?? '', /no upstream answered/);
+
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+    try {
+      const quiet = await startProxy({ upstreams: [{ ip: '127.0.0.1', port: silent.address().port }], upstreamTimeoutMs: 200 });
+      assert.equal(rcodeOf(await udpAsk(quiet.port, encodeQuery('api.openai.com'))), 'SERVFAIL');
+      assert.equal(quiet.sink.calls.length, 0);
+    } finally {
+      silent.close();
+    }
+  });
+
+  test('spoofed answers (other source port, wrong id) are ignored; only the resolver socket answer is learned', async () => {
+    const resolver = dgram.createSocket('udp4');
+    const spoofer = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => resolver.bind(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => spoofer.bind(0, '127.0.0.1', resolve));
+    const answerFor = (query: dnsPacket.DecodedPacket, id: number, address: string): Buffer =>
+      dnsPacket.encode({
+        type: 'response',
+        id,
+        flags: dnsPacket.RECURSION_AVAILABLE,
+        questions: query.questions,
+        answers: [{ type: 'A', name: query.questions?.[0]?.name ?? '', ttl: 60, data: address }],
+      });
+    resolver.on('message', async (message, from) => {
+      const query = dnsPacket.decode(message);
+      const send = (socket: dgram.Socket, reply: Buffer): Promise<unknown> =>
+        new Promise((resolve) => socket.send(reply, from.port, from.address, resolve));
+      await send(spoofer, answerFor(query, query.id ?? 0, '198.18.66.66'));
+      await send(resolver, answerFor(query, ((query.id ?? 0) + 1) & 0xffff, '198.18.66.67'));
+      await sleep(50);
+      await send(resolver, answerFor(query, query.id ?? 0, '198.18.100.10'));
+    });
+    try {
+      const { port, sink, proxy } = await startProxy({ upstreams: [{ ip: '127.0.0.1', port: resolver.address().port }] });
+      const answer = await udpAsk(port, encodeQuery('api.openai.com'));
+      assert.deepEqual(addressesOf(answer), ['198.18.100.10']);
+      assert.deepEqual(sink.learnedSoFar(), ['198.18.100.10']);
+      assert.equal(proxy.stats().upstreamResponsesIgnored, 1, 'the wrong-id answer from the resolver socket is counted');
+    } finally {
+      resolver.close();
+      spoofer.close();
+    }
+  });
+
+  test('NameRefresher resolves exact names itself, learns A and AAAA, and re-learns before the TTL expires', async () => {
+    const sink = new SlowSink();
+    const refresher = new NameRefresher({ upstreams: [upstream], sink, minTtlSeconds: 1, maxRefreshSeconds: 60 });
+    try {
+      refresher.setNames([
+        { workloadId: 7, ruleIds: [ALLOW_RULE], name: 'Short.OpenAI.com.' },
+        { workloadId: 7, ruleIds: [102], name: 'short.openai.com' },
+      ]);
+      for (let attempt = 0; attempt < 1000 && sink.calls.length < 2; attempt += 1) await sleep(10);
+      assert.ok(sink.calls.length >= 2, 'the name was resolved again after its TTL');
+      for (const call of sink.calls.slice(0, 2)) {
+        assert.equal(call.workloadId, 7);
+        assert.deepEqual(call.ruleIds, [ALLOW_RULE, 102]);
+        assert.deepEqual([...call.ips].sort(), ['198.18.100.20', 'fd00:eb:100::20']);
+        assert.ok(call.ttlSeconds >= 2, 'learned entries outlive the 1 s refresh interval');
+      }
+      assert.ok(queryLog().includes('query[AAAA] short.openai.com from 127.0.0.1'));
+      refresher.setNames([]);
+      assert.deepEqual(refresher.names(), []);
+      assert.throws(() => refresher.setNames([{ workloadId: 7, ruleIds: [1], name: '*.openai.com' }]), /not an exact DNS name/);
+    } finally {
+      await refresher.stop();
+    }
+  });
+});
