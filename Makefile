@@ -6,7 +6,7 @@ CLANG ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/include/$(MULTIARCH) -Ibpf
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
-DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod
+DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3
 
 .PHONY: deps ensure-deps build bpf native ts test demo bench lint clean
 

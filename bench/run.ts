@@ -90,6 +90,7 @@ const report = {
   queries: QUERIES,
   unenforced: base,
   enforced: enf,
+  samples: { unenforced, enforced },
   ratios: {
     connectRate: enf.connectsPerSecond / base.connectsPerSecond,
     dnsP50: enf.dnsP50us / base.dnsP50us,

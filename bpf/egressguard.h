@@ -16,6 +16,26 @@
 #define EG_RINGBUF_BYTES (1 << 22)
 #define EG_DNS_PORT 53
 
+/* TLS (cgroup_skb egress). QUIC / UDP 443 is never SNI-checked: its ClientHello travels inside
+ * encrypted QUIC Initial packets, which this datapath does not decrypt. A webGroup rule therefore
+ * matches UDP only when its protocol is explicitly udp, and then on the learned-IP condition alone;
+ * protocol `any` webGroup rules match TCP only. */
+#define EG_TLS_MAX_CANDIDATES 8   /* webGroup/tlsRequired rules remembered per pending socket */
+#define EG_HELLO_MAX 4096         /* reassembly bound: a longer first flight fails closed */
+#define EG_HELLO_CHUNK 256        /* bytes copied per bpf_skb_load_bytes call */
+#define EG_MAX_EXTENSIONS 128     /* ClientHello extensions walked; more fails closed */
+#define EG_DOMAIN_NAME_BYTES 252  /* LPM data is at most 256 bytes: 4 of rule id + name + end */
+#define EG_DOMAIN_NAME_MAX (EG_DOMAIN_NAME_BYTES - 1) /* longest SNI matched (longer: no match) */
+#define EG_NAME_END 0             /* terminator after an exact name; never a valid name byte */
+#define EG_SNI_MAX 256            /* SNI bytes carried in events (longer names are cut) */
+
+/* Packet layer (cgroup_skb for raw/ping sockets, tc backstop) */
+#define EG_MAX_FLOWS 131072       /* approved 5-tuples (LRU) */
+#define EG_MAX_FRAGMENTS 16384    /* first-fragment verdicts (LRU) */
+#define EG_MAX_ADDRESSES 65536    /* workload source addresses */
+#define EG_MAX_INTERFACES 4096
+#define EG_MAX_IPV6_EXT_HEADERS 6
+
 enum eg_action { EG_ACTION_DENY = 0, EG_ACTION_PERMIT = 1 };
 
 enum eg_verdict {
@@ -34,6 +54,8 @@ enum eg_hook {
 	EG_HOOK_CONNECT6 = 2,
 	EG_HOOK_SENDMSG4 = 3,
 	EG_HOOK_SENDMSG6 = 4,
+	EG_HOOK_SKB_EGRESS = 5, /* cgroup_skb egress: TLS and raw/ping sockets */
+	EG_HOOK_TC_INGRESS = 6, /* tc on the workload's host-side interface */
 };
 
 /* eg_rule.flags and eg_cidr_value.flags */
@@ -44,7 +66,7 @@ enum eg_rule_flag {
 	EG_RULE_ANY_NAME = 1 << 3,     /* webGroup "*": the learned condition always holds */
 	EG_RULE_WATCH = 1 << 4,        /* report would-*, keep evaluating */
 	EG_RULE_LOG = 1 << 5,          /* emit events for permits */
-	EG_RULE_TLS_REQUIRED = 1 << 6, /* enforced by the TLS layer (later) */
+	EG_RULE_TLS_REQUIRED = 1 << 6, /* TCP only, and only when the first payload is a ClientHello */
 };
 
 /* Protocol 0 matches any; otherwise an IP protocol number. IPPROTO_ICMP also matches ICMPv6. */
@@ -58,7 +80,13 @@ enum eg_stat {
 	EG_STAT_COUNT = 4,
 };
 
-enum eg_config_flag { EG_CONFIG_PROXY_V4 = 1 << 0, EG_CONFIG_PROXY_V6 = 1 << 1 };
+enum eg_config_flag {
+	EG_CONFIG_PROXY_V4 = 1 << 0,
+	EG_CONFIG_PROXY_V6 = 1 << 1,
+	EG_CONFIG_TLS = 1 << 2,      /* the cgroup_skb program is attached: webGroup rules wait for the SNI */
+	EG_CONFIG_BACKSTOP = 1 << 3, /* tc programs are attached: record approved flows */
+	EG_CONFIG_DENY_ECH = 1 << 4, /* a ClientHello with encrypted_client_hello is denied */
+};
 
 /* eg_config[0] */
 struct eg_config {
@@ -71,11 +99,14 @@ struct eg_config {
 };
 
 /* eg_workloads: key __u64 cgroup id (cgroup2 directory inode) */
+enum eg_workload_flag { EG_WORKLOAD_HAS_ADDRESSES = 1 << 0 /* eg_workload_addrs lists its sources */ };
+
+/* eg_workloads: key __u64 cgroup id (cgroup2 directory inode); eg_workload_ids: key __u32 workload_id */
 struct eg_workload {
 	__u32 workload_id;
 	__u16 rule_count; /* rules in the active slot */
 	__u8 slot;        /* 0 or 1: which half of eg_rules is live */
-	__u8 _pad;
+	__u8 flags;       /* enum eg_workload_flag */
 };
 
 struct eg_rule_key {
@@ -150,9 +181,122 @@ struct eg_event {
 	__u8 tier;    /* enum eg_tier */
 	__u8 layer;   /* enum eg_layer */
 	__u8 hook;    /* enum eg_hook */
-	__u32 pid;    /* tgid */
+	__u32 pid;    /* tgid; 0 at the tc layer */
 	char comm[16];
-	__u8 _pad[4];
+	__u16 sni_len; /* bytes of sni used; 0 when the event has no SNI */
+	__u8 _pad[2];
+	char sni[EG_SNI_MAX]; /* lower-cased, as sent */
+};
+
+/* eg_domains (LPM trie): the webGroup domains of a rule. name holds the lower-cased name
+ * reversed ("api.example.com" -> "moc.elpmaxe.ipa"); an exact name is followed by EG_NAME_END
+ * so it matches only itself, a wildcard "*.example.com" is stored as "moc.elpmaxe." so it
+ * matches one or more labels before the apex and never the apex. prefixlen counts the 32 bits of
+ * rule_id plus 8 per name byte. A lookup key is the reversed SNI + EG_NAME_END. */
+struct eg_domain_key {
+	__u32 prefixlen;
+	__u32 rule_id;
+	__u8 name[EG_DOMAIN_NAME_BYTES];
+};
+
+/* eg_workload_addrs: the workload's own source addresses; eg_interfaces: key __u32 ifindex of a
+ * host-side interface, value __u32 workload_id. */
+struct eg_addr_key {
+	__u32 workload_id;
+	__u8 addr[16];
+};
+
+/* eg_approved: 5-tuples the socket hooks judged (addresses as in eg_cidr_key, ports host order). */
+struct eg_flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 protocol;
+	__u8 _pad[3];
+};
+
+/* eg_fragments: verdict of an IP datagram's first fragment, for the ones that follow. */
+struct eg_fragment_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 id; /* IPv4 16-bit or IPv6 32-bit identification */
+	__u8 protocol;
+	__u8 _pad[3];
+};
+
+/* eg_hello_probe input after the Ethernet header (see egressguard.bpf.c) and its result bits. */
+struct eg_probe_header {
+	__u32 rule_id;
+	__u16 flags; /* enum eg_rule_flag: EG_RULE_WEB, EG_RULE_ANY_NAME */
+	__u8 _pad[2];
+};
+
+enum eg_probe_result {
+	EG_PROBE_MATCH = 1 << 0,      /* the rule's candidate matched: the flow would be permitted */
+	EG_PROBE_INCOMPLETE = 1 << 1, /* more bytes needed */
+	EG_PROBE_VALID = 1 << 2,      /* a well-formed ClientHello */
+	EG_PROBE_SNI = 1 << 3,        /* with a server_name */
+	EG_PROBE_ECH = 1 << 4,        /* with encrypted_client_hello */
+};
+
+/* ---- kernel-private socket state (sk_storage; userspace never reads it) ---- */
+
+struct eg_candidate {
+	__u32 rule_id;
+	__u16 flags; /* enum eg_rule_flag */
+	__u8 action;
+	__u8 _pad;
+};
+
+struct eg_candidate_list {
+	__u8 count;
+	__u8 _pad[3];
+	struct eg_candidate items[EG_TLS_MAX_CANDIDATES];
+};
+
+enum eg_sk_verdict { EG_SK_PERMIT = 1, EG_SK_PENDING = 2, EG_SK_DENY = 3 };
+enum eg_sk_flag { EG_SK_RECORD = 1 << 0 /* the next packet's 5-tuple goes to eg_approved */ };
+
+/* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:
+ * the candidate rules in order and the fallback (first non-TLS rule that matched, or the default). */
+struct eg_sk_state {
+	__u8 verdict; /* struct eg_candidate_list {
+	__u8 count;
+	__u8 _pad[3];
+	struct eg_candidate items[EG_TLS_MAX_CANDIDATES];
+};
+
+enum eg_sk_verdict */
+	__u8 flags;   /* enum eg_sk_flag */
+	__u8 candidate_count;
+	__u8 fallback_action;
+	__u8 fallback_tier;
+	__u8 fallback_log;
+	__u8 seq_known;
+	__u8 family;
+	__u32 fallback_rule_id;
+	__u32 base_seq; /* TCP sequence number of the first payload byte */
+	__u32 pid;
+	__u16 port;
+	__u8 protocol;
+	__u8 _pad;
+	__u8 addr[16];
+	__u64 cgroup_id;
+	struct eg_workload workload;
+	char comm[16];
+	struct eg_candidate_list candidates;
+};
+
+/* eg_sk_hello: the reassembled first flight of a pending socket, then the parsed name. */
+struct eg_sk_hello {
+	__u16 len;     /* bytes in buf */
+	__u16 sni_len; /* bytes in sni */
+	__u8 ech;      /* encrypted_client_hello present */
+	__u8 _pad[3];
+	struct eg_domain_key key;
+	__u8 sni[EG_SNI_MAX];
+	__u8 buf[EG_HELLO_MAX + EG_HELLO_CHUNK]; /* the tail lets a masked offset plus a chunk stay in bounds */
 };
 
 #endif

@@ -135,3 +135,9 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info);
 Napi::Value BtfLayout(const Napi::CallbackInfo& info);
 Napi::Value PossibleCpus(const Napi::CallbackInfo& info);
+
+// tc.cc
+Napi::Value IfNameToIndex(const Napi::CallbackInfo& info);
+Napi::Value TcAttachIngress(const Napi::CallbackInfo& info);
+Napi::Value TcDetachIngress(const Napi::CallbackInfo& info);
+Napi::Value TcQueryIngress(const Napi::CallbackInfo& info);

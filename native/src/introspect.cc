@@ -24,6 +24,9 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
          libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_current_ancestor_cgroup_id, nullptr));
   record("socketStorageHelper", "libbpf_probe_bpf_helper",
          libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_storage_get, nullptr));
+  record("cgroupSkbProgram", "libbpf_probe_bpf_prog_type", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SKB, nullptr));
+  record("schedClsProgram", "libbpf_probe_bpf_prog_type", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SCHED_CLS, nullptr));
+  record("loopHelper", "libbpf_probe_bpf_helper", libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_loop, nullptr));
   return result;
 }
 

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig, type AgentConfig, type BaselineEntryConfig } from './config.js';
+import { loadConfig, type AgentConfig, type BaselineEntryConfig, type WorkloadConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
 import { openDatapath } from '../datapath/datapath.js';
@@ -22,6 +22,7 @@ import type { DnsDecision, DnsDecisionEvent, DnsWorkload } from '../dns/types.js
 import { EventPipeline } from '../events/pipeline.js';
 import { JsonLinesSink } from '../events/jsonl.js';
 import type { FlowEvent, Tier } from '../events/types.js';
+import { hostInterfacesOf } from '../identity/interfaces.js';
 import { WorkloadRegistry, identityOf, workloadKey, type Workload } from '../identity/registry.js';
 
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
@@ -107,7 +108,14 @@ function kernelRule(rule: CompiledRule): KernelRule {
     watch: rule.watch,
     log: rule.logging,
     tlsRequired: rule.tlsRequired,
+    domains: rule.domains,
   };
+}
+
+/** The workload's host-side interfaces: declared, or found from its network namespace. */
+function hostInterfaces(w: WorkloadConfig): string[] {
+  if (w.interfaces.length > 0) return w.interfaces;
+  return w.netns === null ? [] : hostInterfacesOf(w.netns);
 }
 
 function policyFiles(path: string): string[] {
@@ -240,6 +248,8 @@ export class Agent {
     this.datapath.configure({
       defaultAction: baseline.mode === 'enforce' ? 'deny' : 'permit',
       dnsProxy: { ipv4: v4, ipv6: v6, port: dns.port },
+      denyEch: baseline.denyEch,
+      features: this.config.enforcement,
     });
     this.datapath.setDenyList(baseline.denyList.map((e) => cidrEntry('deny-list', e)));
     this.datapath.setBaseline(baseline.permits.map((e) => cidrEntry('permits', e)));
@@ -297,9 +307,17 @@ export class Agent {
       const key = workloadKey(w);
       const compiled = compileForWorkload(policies, { namespace: w.namespace, labels: w.labels });
       const active = compiled.filter((r) => r.active);
+      let interfaces: string[] = [];
+      try {
+        if (this.config.enforcement.packet) interfaces = hostInterfaces(w);
+      } catch (error) {
+        // Socket-level enforcement does not depend on it: enrol the workload, say what is missing.
+        this.log.error({ workload: key, err: error }, 'packet-layer backstop not attached for workload');
+      }
       let workloadId: number;
       try {
-        workloadId = this.datapath.setWorkload(w.cgroup, active.map(kernelRule));
+        const network = this.config.enforcement.packet ? { interfaces, addresses: w.addresses } : undefined;
+        workloadId = this.datapath.setWorkload(w.cgroup, active.map(kernelRule), network);
       } catch (error) {
         this.log.error({ workload: key, err: error }, 'cannot enforce rules for workload; its previous rules stay in force');
         const previous = this.registry.byKey(key);
@@ -428,7 +446,8 @@ export class Agent {
       event.tier === 3
         ? { tier: 3, name: 'default-action', policy: null }
         : (this.ruleLabels.get(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
-    const fqdn = this.namesByAddress.get(`${event.workloadId}|${event.ip}`) ?? this.namesByAddress.get(event.ip) ?? null;
+    const learnedName = this.namesByAddress.get(`${event.workloadId}|${event.ip}`) ?? this.namesByAddress.get(event.ip) ?? null;
+    const fqdn = event.sni ?? learnedName;
     this.pipeline.push({
       time: new Date().toISOString(),
       node: this.config.node,
@@ -441,7 +460,7 @@ export class Agent {
         family: event.family,
       },
       fqdn,
-      fqdnSource: fqdn ? 'dns' : 'none',
+      fqdnSource: event.sni ? 'sni' : fqdn ? 'dns' : 'none',
       layer: event.layer,
       verdict: event.verdict,
       tier: event.tier,

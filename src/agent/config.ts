@@ -19,6 +19,10 @@ export interface WorkloadConfig {
   cgroup: string;
   labels: Record<string, string>;
   addresses: string[];
+  /** Host-side interfaces (in the agent's network namespace) for the packet-layer backstop. */
+  interfaces: string[];
+  /** The workload's network namespace (a path such as /run/netns/NAME or /proc/PID/ns/net), to find `interfaces`. */
+  netns: string | null;
 }
 
 export interface BaselineEntryConfig {
@@ -54,7 +58,11 @@ export interface AgentConfig {
     denyList: BaselineEntryConfig[];
     /** DNS suffixes always answered (cluster-internal names); their flows still need a tier-1 or tier-2 permit. */
     dnsNames: string[];
+    /** Deny TLS ClientHellos that carry Encrypted Client Hello (the outer SNI would decide otherwise). */
+    denyEch: boolean;
   };
+  /** Which enforcement layers run: TLS SNI checks (cgroup skb) and the packet-layer backstop (tc). */
+  enforcement: { tls: boolean; packet: boolean };
   dns: {
     listen: string[];
     port: number;
@@ -115,6 +123,8 @@ const schema = {
           cgroup: { type: 'string', minLength: 1 },
           labels: { type: 'object', additionalProperties: { type: 'string' } },
           addresses: { type: 'array', items: { type: 'string' } },
+          interfaces: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 15 } },
+          netns: { type: 'string', minLength: 1 },
         },
       },
     },
@@ -128,7 +138,13 @@ const schema = {
         permits: { type: 'array', items: cidrEntrySchema },
         denyList: { type: 'array', items: cidrEntrySchema },
         dnsNames: { type: 'array', items: { type: 'string', minLength: 1 } },
+        denyEch: { type: 'boolean' },
       },
+    },
+    enforcement: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { tls: { type: 'boolean' }, packet: { type: 'boolean' } },
     },
     dns: {
       type: 'object',
@@ -170,10 +186,19 @@ interface RawConfig {
   attachCgroup?: string;
   pinDir?: string;
   controlSocket?: string;
-  workloads: { namespace?: string; name: string; cgroup: string; labels?: Record<string, string>; addresses?: string[] }[];
+  workloads: {
+    namespace?: string;
+    name: string;
+    cgroup: string;
+    labels?: Record<string, string>;
+    addresses?: string[];
+    interfaces?: string[];
+    netns?: string;
+  }[];
   policies?: string[];
   policyNamespace?: string;
-  baseline?: { mode?: Mode; permits?: RawCidrEntry[]; denyList?: RawCidrEntry[]; dnsNames?: string[] };
+  baseline?: { mode?: Mode; permits?: RawCidrEntry[]; denyList?: RawCidrEntry[]; dnsNames?: string[]; denyEch?: boolean };
+  enforcement?: { tls?: boolean; packet?: boolean };
   dns?: {
     listen?: string[];
     port?: number;
@@ -276,6 +301,8 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       cgroup: underCgroup(w.cgroup),
       labels: { ...(w.labels ?? {}) },
       addresses,
+      interfaces: w.interfaces ?? [],
+      netns: w.netns ?? null,
     };
   });
   const byKey = new Map<string, number>();
@@ -332,7 +359,9 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       permits: cidrEntries(baseline.permits, 'baseline.permits', problems),
       denyList: cidrEntries(baseline.denyList, 'baseline.denyList', problems),
       dnsNames: (baseline.dnsNames ?? []).map((name) => name.toLowerCase().replace(/\.$/, '')),
+      denyEch: baseline.denyEch ?? false,
     },
+    enforcement: { tls: raw.enforcement?.tls ?? true, packet: raw.enforcement?.packet ?? true },
     dns: {
       listen,
       port,

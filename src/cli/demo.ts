@@ -5,8 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { renderPolicyLogTable } from '../events/table.js';
+import { renderPolicyLogTable, summarizeFlows } from '../events/table.js';
 import type { FlowEvent } from '../events/types.js';
+import { LAB_UNLISTED_TLS_NAME } from '../lab/certs.js';
 import { LAB_ADDRESSES, Lab } from '../lab/lab.js';
 import { LabAgent } from '../lab/lab-agent.js';
 import type { ProbeResult } from '../lab/probe-result.js';
@@ -31,58 +32,58 @@ function summary(r: ProbeResult): string {
       return r.ok ? `rcode ${r.rcode}, ${r.answers.length} answer(s), reply from ${r.replyFrom}` : `failed: ${r.error}`;
     case 'udp':
       return r.ok ? `echoed "${r.reply ?? ''}"` : `failed: ${r.error}`;
+    case 'tls':
+      return r.ok ? `TLS ok (sni ${r.servername ?? 'none'}), got "${r.firstLine ?? ''}"` : `failed: ${r.error}`;
     case 'loop-tcp':
       return `${r.successes}/${r.attempts} connected`;
+    default:
+      return JSON.stringify(r);
   }
 }
 
-const connected = (r: ProbeResult) => r.kind === 'tcp' && r.ok;
-const refused = (code: string) => (r: ProbeResult) => r.kind === 'tcp' && !r.ok && r.error === code;
+const handshake = (r: ProbeResult) => r.kind === 'tls' && r.ok;
+const failed = (code: string) => (r: ProbeResult) => (r.kind === 'tcp' || r.kind === 'tls') && !r.ok && r.error === code;
+const noHandshake = (r: ProbeResult) => r.kind === 'tls' && !r.handshake;
 const dnsRcode = (rcode: string) => (r: ProbeResult) => r.kind === 'dns' && r.rcode === rcode;
 
-const discoverySteps: Step[] = [
-  {
-    what: 'benign -> api.openai.com:443',
-    pod: BENIGN.pod,
-    args: ['tcp', 'api.openai.com', '443'],
-    expect: connected,
-    expected: 'connects',
-  },
-  { what: 'rogue  -> httpbin.org:443', pod: ROGUE.pod, args: ['tcp', 'httpbin.org', '443'], expect: connected, expected: 'connects' },
-  { what: 'rogue  -> webhook.site:443', pod: ROGUE.pod, args: ['tcp', 'webhook.site', '443'], expect: connected, expected: 'connects' },
-];
+/** A real TLS handshake to a lab host, its certificate checked against the lab CA. */
+function tlsStep(
+  what: string,
+  pod: string,
+  target: string,
+  ca: string,
+  expect: Step['expect'],
+  expected: string,
+  extra: string[] = [],
+): Step {
+  return { what, pod, args: ['tls', target, '443', '--ca', ca, ...extra], expect, expected };
+}
 
-function enforcementSteps(): Step[] {
-  const tunnel = `${randomBytes(12).toString('hex')}.attacker.example`;
+function discoverySteps(ca: string): Step[] {
   return [
-    {
-      what: 'benign -> api.openai.com:443',
-      pod: BENIGN.pod,
-      args: ['tcp', 'api.openai.com', '443'],
-      expect: connected,
-      expected: 'connects (allow-openai)',
-    },
-    {
-      what: 'benign -> httpbin.org:443',
-      pod: BENIGN.pod,
-      args: ['tcp', 'httpbin.org', '443'],
-      expect: refused('ENOTFOUND'),
-      expected: 'name denied (deny-all)',
-    },
-    {
-      what: 'rogue  -> httpbin.org:443',
-      pod: ROGUE.pod,
-      args: ['tcp', 'httpbin.org', '443'],
-      expect: refused('ENOTFOUND'),
-      expected: 'name denied (deny-all)',
-    },
-    {
-      what: 'rogue  -> webhook.site:443',
-      pod: ROGUE.pod,
-      args: ['tcp', 'webhook.site', '443'],
-      expect: refused('ENOTFOUND'),
-      expected: 'name denied (deny-all)',
-    },
+    tlsStep('benign -> https://api.openai.com', BENIGN.pod, 'api.openai.com', ca, handshake, 'TLS handshake'),
+    tlsStep('rogue  -> https://httpbin.org', ROGUE.pod, 'httpbin.org', ca, handshake, 'TLS handshake'),
+    tlsStep('rogue  -> https://webhook.site', ROGUE.pod, 'webhook.site', ca, handshake, 'TLS handshake'),
+  ];
+}
+
+function enforcementSteps(ca: string): Step[] {
+  const tunnel = `${randomBytes(12).toString('hex')}.attacker.example`;
+  const openaiIp = '198.18.100.10';
+  return [
+    tlsStep('benign -> https://api.openai.com', BENIGN.pod, 'api.openai.com', ca, handshake, 'TLS handshake (allow-openai)'),
+    tlsStep('benign -> https://httpbin.org', BENIGN.pod, 'httpbin.org', ca, failed('ENOTFOUND'), 'name denied (deny-all)'),
+    tlsStep(
+      `benign -> api.openai.com's IP, SNI ${LAB_UNLISTED_TLS_NAME}`,
+      BENIGN.pod,
+      openaiIp,
+      ca,
+      noHandshake,
+      'domain fronting: ClientHello dropped',
+      ['--sni', LAB_UNLISTED_TLS_NAME, '--timeout-ms', '2000'],
+    ),
+    tlsStep('rogue  -> https://httpbin.org', ROGUE.pod, 'httpbin.org', ca, failed('ENOTFOUND'), 'name denied (deny-all)'),
+    tlsStep('rogue  -> https://webhook.site', ROGUE.pod, 'webhook.site', ca, failed('ENOTFOUND'), 'name denied (deny-all)'),
     {
       what: 'rogue  DNS tunnel TXT <data>.attacker.example',
       pod: ROGUE.pod,
@@ -94,14 +95,14 @@ function enforcementSteps(): Step[] {
       what: 'rogue  direct IP 198.18.100.20:443 (httpbin.org)',
       pod: ROGUE.pod,
       args: ['tcp', '198.18.100.20', '443'],
-      expect: refused('EPERM'),
+      expect: failed('EPERM'),
       expected: 'EPERM at connect (deny-all)',
     },
     {
       what: 'rogue  direct IPv6 [fd00:eb:100::30]:443 (webhook.site)',
       pod: ROGUE.pod,
       args: ['tcp', 'fd00:eb:100::30', '443'],
-      expect: refused('EPERM'),
+      expect: failed('EPERM'),
       expected: 'EPERM at connect (default deny)',
     },
     {
@@ -135,10 +136,7 @@ async function runSteps(lab: Lab, steps: Step[], out: (line: string) => void): P
 async function eventsSince(agent: LabAgent, start: string): Promise<FlowEvent[]> {
   // First occurrences are written at once; give the asynchronous file sink a moment.
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  return agent
-    .events()
-    .filter((e) => e.time >= start)
-    .sort((a, b) => a.time.localeCompare(b.time));
+  return summarizeFlows(agent.events().filter((e) => e.time >= start));
 }
 
 export async function runDemo(args: string[], out: (line: string) => void = (line) => console.log(line)): Promise<number> {
@@ -165,7 +163,7 @@ export async function runDemo(args: string[], out: (line: string) => void = (lin
 
     out('\nPhase 1 - discovery: default permit + log, no FirewallPolicy yet');
     const phase1 = new Date().toISOString();
-    failures += await runSteps(lab, discoverySteps, out);
+    failures += await runSteps(lab, discoverySteps(lab.caPath), out);
     out('\nPolicy log (phase 1):');
     out(renderPolicyLogTable((await eventsSince(agent, phase1)).filter((e) => e.layer === 'connect')));
 
@@ -180,7 +178,7 @@ export async function runDemo(args: string[], out: (line: string) => void = (lin
     await agent.setMode('enforce');
     out('  default action: deny');
     const phase2 = new Date().toISOString();
-    failures += await runSteps(lab, enforcementSteps(), out);
+    failures += await runSteps(lab, enforcementSteps(lab.caPath), out);
     const tunnelled = (await lab.resolverQueries()).filter((name) => name.endsWith('attacker.example'));
     out(`  ${tunnelled.length === 0 ? 'ok  ' : 'FAIL'} queries for attacker.example that reached the resolver: ${tunnelled.length}`);
     if (tunnelled.length > 0) failures++;

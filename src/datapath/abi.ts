@@ -4,7 +4,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 
-import type { Cidr, RuleAction, RuleProtocol } from '../policy/types.js';
+import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
 import type { Layer, Tier, Verdict } from '../events/types.js';
 import type { KernelEvent } from './types.js';
 
@@ -28,7 +28,19 @@ export const RULE_FLAG = {
   tlsRequired: 1 << 6,
 } as const;
 
-export const CONFIG_FLAG = { proxyV4: 1 << 0, proxyV6: 1 << 1 } as const;
+export const CONFIG_FLAG = { proxyV4: 1 << 0, proxyV6: 1 << 1, tls: 1 << 2, backstop: 1 << 3, denyEch: 1 << 4 } as const;
+
+export const WORKLOAD_FLAG = { hasAddresses: 1 << 0 } as const;
+
+export const EG_DOMAIN_NAME_BYTES = 252;
+/** Longest name the domain trie holds (one byte goes to the terminator). */
+export const EG_DOMAIN_NAME_MAX = EG_DOMAIN_NAME_BYTES - 1;
+export const EG_NAME_END = 0;
+export const EG_SNI_MAX = 256;
+export const EG_HELLO_MAX = 4096;
+
+/** enum eg_probe_result: what eg_hello_probe returns. */
+export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
 export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3 } as const;
 export const STAT_COUNT = 4;
@@ -64,7 +76,7 @@ export const LAYOUTS = {
     proxy_v4: [8, 16],
     proxy_v6: [24, 16],
   }),
-  eg_workload: layout(8, { workload_id: [0, 4], rule_count: [4, 2], slot: [6, 1], _pad: [7, 1] }),
+  eg_workload: layout(8, { workload_id: [0, 4], rule_count: [4, 2], slot: [6, 1], flags: [7, 1] }),
   eg_rule_key: layout(8, { workload_id: [0, 4], rule_ref: [4, 4] }),
   eg_rule: layout(12, {
     rule_id: [0, 4],
@@ -87,7 +99,7 @@ export const LAYOUTS = {
   eg_learned_key: layout(24, { workload_id: [0, 4], rule_id: [4, 4], addr: [8, 16] }),
   eg_learned_value: layout(8, { expires_ns: [0, 8] }),
   eg_sk_origin: layout(24, { addr: [0, 16], port: [16, 2], family: [18, 1], _pad: [19, 5] }),
-  eg_event: layout(72, {
+  eg_event: layout(328, {
     timestamp_ns: [0, 8],
     cgroup_id: [8, 8],
     workload_id: [16, 4],
@@ -102,8 +114,13 @@ export const LAYOUTS = {
     hook: [47, 1],
     pid: [48, 4],
     comm: [52, 16],
-    _pad: [68, 4],
+    sni_len: [68, 2],
+    _pad: [70, 2],
+    sni: [72, 256],
   }),
+  eg_domain_key: layout(260, { prefixlen: [0, 4], rule_id: [4, 4], name: [8, 252] }),
+  eg_addr_key: layout(20, { workload_id: [0, 4], addr: [4, 16] }),
+  eg_probe_header: layout(8, { rule_id: [0, 4], flags: [4, 2], _pad: [6, 2] }),
 } satisfies Record<string, StructLayout>;
 
 // ---- addresses ----
@@ -184,10 +201,16 @@ export function encodeConfig(config: {
   proxyV4: string | null;
   proxyV6: string | null;
   proxyPort: number;
+  tls?: boolean;
+  backstop?: boolean;
+  denyEch?: boolean;
 }): Buffer {
   const buffer = Buffer.alloc(LAYOUTS.eg_config.size);
   buffer.writeUInt8(ACTION[config.defaultAction], CONFIG.default_action.offset);
   let flags = 0;
+  if (config.tls === true) flags |= CONFIG_FLAG.tls;
+  if (config.backstop === true) flags |= CONFIG_FLAG.backstop;
+  if (config.denyEch === true) flags |= CONFIG_FLAG.denyEch;
   if (config.proxyV4 !== null) {
     if (!isIPv4(config.proxyV4)) throw new Error(`DNS proxy IPv4 address ${config.proxyV4} is not IPv4`);
     addressToBytes(config.proxyV4).copy(buffer, CONFIG.proxy_v4.offset);
@@ -207,6 +230,8 @@ export interface WorkloadEntry {
   workloadId: number;
   ruleCount: number;
   slot: 0 | 1;
+  /** enum eg_workload_flag */
+  flags: number;
 }
 
 const WORKLOAD = LAYOUTS.eg_workload.members;
@@ -215,6 +240,7 @@ export function encodeWorkload(entry: WorkloadEntry): Buffer {
   buffer.writeUInt32LE(entry.workloadId, WORKLOAD.workload_id.offset);
   buffer.writeUInt16LE(entry.ruleCount, WORKLOAD.rule_count.offset);
   buffer.writeUInt8(entry.slot, WORKLOAD.slot.offset);
+  buffer.writeUInt8(entry.flags, WORKLOAD.flags.offset);
   return buffer;
 }
 
@@ -223,6 +249,7 @@ export function decodeWorkload(buffer: Buffer): WorkloadEntry {
     workloadId: buffer.readUInt32LE(WORKLOAD.workload_id.offset),
     ruleCount: buffer.readUInt16LE(WORKLOAD.rule_count.offset),
     slot: buffer.readUInt8(WORKLOAD.slot.offset) === 1 ? 1 : 0,
+    flags: buffer.readUInt8(WORKLOAD.flags.offset),
   };
 }
 
@@ -340,6 +367,100 @@ export function decodeLearnedValue(buffer: Buffer): bigint {
   return buffer.readBigUInt64LE(LAYOUTS.eg_learned_value.members.expires_ns.offset);
 }
 
+// ---- webGroup domains (eg_domains) ----
+
+const DOMAIN_KEY = LAYOUTS.eg_domain_key.members;
+const NAME_BYTE = /^[a-z0-9_-]$/;
+
+/**
+ * The trie form of a host name: lower-cased, one trailing dot removed, labels checked, reversed.
+ * The same rules as the kernel applies to an SNI (bpf/egressguard.bpf.c eg_hello_name); throws
+ * with the reason for a name the trie cannot hold.
+ */
+export function reversedName(name: string): string {
+  let text = name.toLowerCase();
+  if (text.endsWith('.')) text = text.slice(0, -1);
+  if (text.length === 0) throw new Error(`domain ${JSON.stringify(name)} is empty`);
+  if (text.length > EG_DOMAIN_NAME_MAX) {
+    throw new Error(`domain ${JSON.stringify(name)} has ${text.length} characters; the kernel matches at most ${EG_DOMAIN_NAME_MAX}`);
+  }
+  for (const label of text.split('.')) {
+    if (label === '') throw new Error(`domain ${JSON.stringify(name)} has an empty label`);
+    for (const char of label) {
+      if (!NAME_BYTE.test(char)) {
+        throw new Error(
+          `domain ${JSON.stringify(name)} contains ${JSON.stringify(char)}: only a-z, 0-9, '-', '_' and '.' (IDNA names in their xn-- form)`,
+        );
+      }
+    }
+  }
+  return [...text].reverse().join('');
+}
+
+function domainKey(ruleId: number, bytes: Buffer): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_domain_key.size);
+  buffer.writeUInt32LE(32 + 8 * bytes.length, DOMAIN_KEY.prefixlen.offset);
+  buffer.writeUInt32LE(ruleId, DOMAIN_KEY.rule_id.offset);
+  bytes.copy(buffer, DOMAIN_KEY.name.offset);
+  return buffer;
+}
+
+/**
+ * The eg_domains key of one webGroup pattern: an exact name is its reversal plus the terminator
+ * (it matches only itself); `*.example.com` is the reversal of `.example.com` without one (it
+ * matches one or more labels before the apex, never the apex). `*` has no key: the rule's
+ * anyName flag covers it.
+ */
+export function encodeDomainKey(ruleId: number, pattern: DomainPattern): Buffer | null {
+  switch (pattern.kind) {
+    case 'any':
+      return null;
+    case 'exact':
+      return domainKey(ruleId, Buffer.concat([Buffer.from(reversedName(pattern.name), 'latin1'), Buffer.from([EG_NAME_END])]));
+    case 'wildcard': {
+      const reversed = `${reversedName(pattern.suffix)}.`;
+      if (reversed.length + 1 > EG_DOMAIN_NAME_MAX) {
+        throw new Error(`wildcard *.${pattern.suffix} leaves no room for a label under the kernel's ${EG_DOMAIN_NAME_MAX}-character limit`);
+      }
+      return domainKey(ruleId, Buffer.from(reversed, 'latin1'));
+    }
+  }
+}
+
+/** The lookup key the kernel builds for an SNI (reversed name + terminator), or null when it builds none. */
+export function encodeSniLookupKey(ruleId: number, sni: string): Buffer | null {
+  try {
+    return encodeDomainKey(ruleId, { kind: 'exact', name: sni });
+  } catch {
+    return null;
+  }
+}
+
+export function decodeDomainKeyRuleId(buffer: Buffer): number {
+  return buffer.readUInt32LE(DOMAIN_KEY.rule_id.offset);
+}
+
+const ADDR_KEY = LAYOUTS.eg_addr_key.members;
+export function encodeAddrKey(workloadId: number, ip: string): Buffer {
+  const buffer = Buffer.alloc(LAYOUTS.eg_addr_key.size);
+  buffer.writeUInt32LE(workloadId, ADDR_KEY.workload_id.offset);
+  addressToBytes(ip).copy(buffer, ADDR_KEY.addr.offset);
+  return buffer;
+}
+
+export function decodeAddrKeyWorkload(buffer: Buffer): number {
+  return buffer.readUInt32LE(ADDR_KEY.workload_id.offset);
+}
+
+const PROBE_HEADER = LAYOUTS.eg_probe_header.members;
+/** eg_hello_probe input: 14 bytes standing for the Ethernet header, the probe header, then the payload. */
+export function encodeProbeInput(ruleId: number, flags: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(14 + LAYOUTS.eg_probe_header.size);
+  header.writeUInt32LE(ruleId, 14 + PROBE_HEADER.rule_id.offset);
+  header.writeUInt16LE(flags, 14 + PROBE_HEADER.flags.offset);
+  return Buffer.concat([header, payload]);
+}
+
 export function encodeU32(value: number): Buffer {
   const buffer = Buffer.alloc(4);
   buffer.writeUInt32LE(value);
@@ -355,7 +476,7 @@ export function sumPerCpuU64(buffer: Buffer): bigint {
 
 // ---- events ----
 
-/** A KernelEvent plus the hook that decided it (enum eg_hook: 1 connect4 … 4 sendmsg6). */
+/** A KernelEvent plus the hook that decided it (enum eg_hook: 1 connect4 … 4 sendmsg6, 5 cgroup_skb egress, 6 tc ingress). */
 export interface DecodedEvent extends KernelEvent {
   hook: number;
 }
@@ -374,6 +495,7 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
   }
   const comm = buffer.subarray(EVENT.comm.offset, EVENT.comm.offset + EVENT.comm.size);
   const nul = comm.indexOf(0);
+  const sniLength = Math.min(buffer.readUInt16LE(EVENT.sni_len.offset), EVENT.sni.size);
   return {
     timestampNs: buffer.readBigUInt64LE(EVENT.timestamp_ns.offset),
     cgroupId: buffer.readBigUInt64LE(EVENT.cgroup_id.offset),
@@ -389,5 +511,7 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
     hook: buffer.readUInt8(EVENT.hook.offset),
     pid: buffer.readUInt32LE(EVENT.pid.offset),
     comm: comm.subarray(0, nul < 0 ? comm.length : nul).toString('utf8'),
+    // latin1: one character per byte as sent, so odd bytes stay visible instead of becoming U+FFFD.
+    sni: sniLength === 0 ? null : buffer.subarray(EVENT.sni.offset, EVENT.sni.offset + sniLength).toString('latin1'),
   };
 }

@@ -7,6 +7,12 @@ import {
   EG_MAX_RULES,
   RULE_FLAG,
   STAT,
+  WORKLOAD_FLAG,
+  addressToBytes,
+  decodeAddrKeyWorkload,
+  decodeDomainKeyRuleId,
+  encodeAddrKey,
+  encodeDomainKey,
   decodeEvent,
   decodeLearnedKey,
   decodeLearnedValue,
@@ -27,7 +33,7 @@ import {
   type WorkloadEntry,
 } from './abi.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
-import { loadNative, type NativeAddon, type NativeMap, type NativeRingBuffer } from './native.js';
+import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
 import type {
   CidrEntry,
   Datapath,
@@ -37,6 +43,7 @@ import type {
   KernelEvent,
   KernelRule,
   LearnedEntry,
+  WorkloadNetwork,
 } from './types.js';
 
 /** Restoring programs first: a socket steered by connect/sendmsg must always be restored. */
@@ -49,7 +56,15 @@ export const PROGRAM_NAMES = [
   'eg_connect6',
   'eg_sendmsg4',
   'eg_sendmsg6',
+  'eg_skb_egress',
 ] as const;
+
+/** cgroup programs that features can turn off. */
+const TLS_PROGRAM = 'eg_skb_egress';
+const TC_PROGRAM = 'eg_tc_ingress';
+/** tc filter identity on a host-side interface: fixed, so a restarted agent replaces its own filter in place. */
+export const TC_HANDLE = 0xe9;
+export const TC_PRIORITY = 0xe9;
 
 const MAP_NAMES = [
   'eg_config',
@@ -59,6 +74,10 @@ const MAP_NAMES = [
   'eg_deny_cidrs',
   'eg_base_cidrs',
   'eg_learned',
+  'eg_domains',
+  'eg_workload_ids',
+  'eg_workload_addrs',
+  'eg_interfaces',
   'eg_events',
   'eg_stats',
 ] as const;
@@ -93,6 +112,21 @@ function checkRuleId(ruleId: number, what: string): void {
   if (!Number.isInteger(ruleId) || ruleId < 1 || ruleId > 0xffffffff) {
     throw new Error(`${what}: ruleId ${ruleId} must be an integer in 1..2^32-1`);
   }
+}
+
+/** eg_domains keys of a rule (hex), validating every pattern; empty for non-webGroup rules. */
+function domainKeys(rule: KernelRule, what: string): Set<string> {
+  const keys = new Set<string>();
+  for (const pattern of rule.domains ?? []) {
+    let key: Buffer | null;
+    try {
+      key = encodeDomainKey(rule.ruleId, pattern);
+    } catch (error) {
+      throw new Error(`${what}: ${(error as Error).message}`);
+    }
+    if (key !== null) keys.add(key.toString('hex'));
+  }
+  return keys;
 }
 
 function ruleFlags(rule: KernelRule): number {
@@ -134,11 +168,18 @@ class KernelDatapath implements Datapath {
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
   /** Keys present in eg_rule_cidrs, hex-encoded (mirror, so swaps can diff without a scan). */
   private readonly ruleCidrKeys = new Set<string>();
+  /** Which workloads use each webGroup rule id (its eg_domains keys go when the last one does). */
+  private readonly domainUsers = new Map<number, Set<number>>();
+  private readonly writtenDomainRules = new Set<number>();
+  /** Host-side interfaces (ifindex) per workload id, mirroring eg_interfaces. */
+  private readonly interfaces = new Map<number, Set<number>>();
+  private features = { tls: true, packet: true };
   private closed = false;
 
   constructor(
     private readonly native: NativeAddon,
     private readonly options: DatapathOptions,
+    private readonly object: NativeObject,
     maps: Record<MapName, NativeMap>,
     attachCgroup: string,
     adopted: boolean,
@@ -151,6 +192,14 @@ class KernelDatapath implements Datapath {
       if (value !== null) this.enrolled.set(key.readBigUInt64LE(0), decodeWorkload(value));
     }
     for (const key of maps.eg_rule_cidrs.keys()) this.ruleCidrKeys.add(key.toString('hex'));
+    for (const key of maps.eg_interfaces.keys()) {
+      const value = maps.eg_interfaces.lookup(key);
+      if (value === null) continue;
+      const workloadId = value.readUInt32LE(0);
+      const set = this.interfaces.get(workloadId) ?? new Set<number>();
+      set.add(key.readUInt32LE(0));
+      this.interfaces.set(workloadId, set);
+    }
   }
 
   configure(settings: DatapathSettings): void {
@@ -158,13 +207,57 @@ class KernelDatapath implements Datapath {
     checkPort(settings.dnsProxy.port, 'dnsProxy.port');
     const hasProxy = settings.dnsProxy.ipv4 !== null || settings.dnsProxy.ipv6 !== null;
     if (hasProxy && settings.dnsProxy.port === 0) throw new Error('dnsProxy.port must be set when a proxy address is');
+    const features = settings.features ?? { tls: true, packet: true };
+    // Attach before the flag that makes connect hooks rely on the program, detach after clearing it.
+    if (features.tls) this.setTlsProgram(true);
+    if (!features.packet) this.detachAllTc();
+    this.features = { ...features };
     const config = encodeConfig({
       defaultAction: settings.defaultAction,
       proxyV4: settings.dnsProxy.ipv4,
       proxyV6: settings.dnsProxy.ipv6,
       proxyPort: settings.dnsProxy.port,
+      tls: features.tls,
+      backstop: features.packet,
+      denyEch: settings.denyEch ?? false,
     });
     this.maps.eg_config.update(encodeU32(0), config);
+    if (!features.tls) this.setTlsProgram(false);
+    if (features.packet) {
+      for (const ifindexes of this.interfaces.values()) for (const ifindex of ifindexes) this.attachTc(ifindex);
+    }
+  }
+
+  /** Attaches (pinning the link) or detaches the cgroup_skb program. */
+  private setTlsProgram(attached: boolean): void {
+    const linkPath = pinPaths(this.options.pinDir).link(TLS_PROGRAM);
+    if (attached === existsSync(linkPath)) return;
+    if (attached) {
+      const link = this.object.program(TLS_PROGRAM).attachCgroup(this.attachCgroup);
+      try {
+        link.pin(linkPath);
+      } finally {
+        link.close();
+      }
+      return;
+    }
+    const link = this.native.BpfLink.openPinned(linkPath);
+    try {
+      link.detach();
+    } finally {
+      link.close();
+    }
+    unlinkSync(linkPath);
+  }
+
+  private attachTc(ifindex: number): void {
+    this.native.tcAttachIngress(this.object.program(TC_PROGRAM), ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
+  }
+
+  private detachAllTc(): void {
+    for (const ifindexes of this.interfaces.values()) {
+      for (const ifindex of ifindexes) this.native.tcDetachIngress(ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
+    }
   }
 
   setDenyList(entries: CidrEntry[]): void {
@@ -194,22 +287,35 @@ class KernelDatapath implements Datapath {
     syncMap(map, desired);
   }
 
-  setWorkload(cgroupPath: string, rules: KernelRule[]): number {
+  setWorkload(cgroupPath: string, rules: KernelRule[], network?: WorkloadNetwork): number {
     this.assertOpen();
     const cgroupId = this.resolveWorkloadCgroup(cgroupPath);
     if (rules.length > EG_MAX_RULES) {
       throw new Error(`workload ${cgroupPath} has ${rules.length} rules; the kernel evaluates at most ${EG_MAX_RULES}`);
     }
+    const domainsByRule = new Map<number, Set<string>>();
     rules.forEach((rule, index) => {
       const what = `workload ${cgroupPath} rule #${index} (id ${rule.ruleId})`;
       checkRuleId(rule.ruleId, what);
       checkPortRange(rule.portLow, rule.portHigh, what);
+      if (rule.domains !== null) {
+        if (!rule.web) throw new Error(`${what}: has domains but is not a webGroup rule (web: false)`);
+        domainsByRule.set(rule.ruleId, domainKeys(rule, what));
+      }
     });
+    const ifindexes = this.resolveNetwork(cgroupPath, network);
 
     const current = this.enrolled.get(cgroupId);
     const workloadId = current?.workloadId ?? this.allocateWorkloadId();
     const slot: 0 | 1 = current === undefined ? 0 : current.slot === 0 ? 1 : 0;
     const base = slot * EG_MAX_RULES;
+
+    // Domains and addresses first: the new rules may need them the moment the slot flips.
+    for (const keys of domainsByRule.values()) {
+      for (const hex of keys) this.maps.eg_domains.update(Buffer.from(hex, 'hex'), Buffer.from([1]));
+    }
+    const addresses = network?.addresses ?? [];
+    this.syncAddresses(workloadId, addresses);
 
     // Fill the inactive slot completely before the one update that makes it live.
     const wantedCidrs = new Set<string>();
@@ -222,10 +328,95 @@ class KernelDatapath implements Datapath {
     }
     this.syncRuleCidrs(workloadId, (ruleRef) => ruleRef >= base && ruleRef < base + EG_MAX_RULES, wantedCidrs);
 
-    const entry: WorkloadEntry = { workloadId, ruleCount: rules.length, slot };
+    const entry: WorkloadEntry = {
+      workloadId,
+      ruleCount: rules.length,
+      slot,
+      flags: addresses.length > 0 ? WORKLOAD_FLAG.hasAddresses : 0,
+    };
     this.maps.eg_workloads.update(encodeCgroupId(cgroupId), encodeWorkload(entry));
+    this.maps.eg_workload_ids.update(encodeU32(workloadId), encodeWorkload(entry));
     this.enrolled.set(cgroupId, entry);
+    this.syncDomains(workloadId, domainsByRule);
+    if (network !== undefined) this.syncInterfaces(workloadId, ifindexes);
     return workloadId;
+  }
+
+  /** Interface indexes of a workload's network, validating it (an interface needs addresses to judge sources). */
+  private resolveNetwork(cgroupPath: string, network: WorkloadNetwork | undefined): Set<number> {
+    const ifindexes = new Set<number>();
+    if (network === undefined) return ifindexes;
+    for (const address of network.addresses) {
+      try {
+        addressToBytes(address);
+      } catch {
+        throw new Error(`workload ${cgroupPath}: address ${JSON.stringify(address)} is not an IP address`);
+      }
+    }
+    if (network.interfaces.length > 0 && network.addresses.length === 0) {
+      throw new Error(
+        `workload ${cgroupPath}: interfaces ${network.interfaces.join(', ')} need the workload's addresses (its only allowed sources)`,
+      );
+    }
+    for (const name of network.interfaces) {
+      try {
+        ifindexes.add(this.native.ifNameToIndex(name, this.options.hostNetns));
+      } catch (error) {
+        const where = this.options.hostNetns === undefined ? "the agent's network namespace" : this.options.hostNetns;
+        throw new Error(`workload ${cgroupPath}: interface ${name} not found in ${where} (${(error as Error).message})`);
+      }
+    }
+    return ifindexes;
+  }
+
+  private syncAddresses(workloadId: number, addresses: string[]): void {
+    const wanted = new Set(addresses.map((address) => encodeAddrKey(workloadId, address).toString('hex')));
+    for (const key of this.maps.eg_workload_addrs.keys()) {
+      if (decodeAddrKeyWorkload(key) === workloadId && !wanted.has(key.toString('hex'))) this.maps.eg_workload_addrs.delete(key);
+    }
+    for (const hex of wanted) this.maps.eg_workload_addrs.update(Buffer.from(hex, 'hex'), Buffer.from([1]));
+  }
+
+  /**
+   * Records which webGroup rules this workload uses, then drops domain keys no rule needs any more.
+   * Keys of rule ids this agent never wrote (found after adoption) stay until a workload sets them.
+   */
+  private syncDomains(workloadId: number, domainsByRule: Map<number, Set<string>>): void {
+    for (const [ruleId, users] of this.domainUsers) {
+      if (!domainsByRule.has(ruleId)) users.delete(workloadId);
+      if (users.size === 0) this.domainUsers.delete(ruleId);
+    }
+    for (const ruleId of domainsByRule.keys()) {
+      this.domainUsers.set(ruleId, (this.domainUsers.get(ruleId) ?? new Set<number>()).add(workloadId));
+      this.writtenDomainRules.add(ruleId);
+    }
+    const retired = new Set([...this.writtenDomainRules].filter((ruleId) => !this.domainUsers.has(ruleId)));
+    for (const key of this.maps.eg_domains.keys()) {
+      const ruleId = decodeDomainKeyRuleId(key);
+      const wanted = domainsByRule.get(ruleId);
+      // A rule id is one policy rule: its current domains replace older ones for every workload.
+      if (wanted !== undefined ? !wanted.has(key.toString('hex')) : retired.has(ruleId)) this.maps.eg_domains.delete(key);
+    }
+    for (const ruleId of retired) this.writtenDomainRules.delete(ruleId);
+  }
+
+  private syncInterfaces(workloadId: number, wanted: Set<number>): void {
+    const current = this.interfaces.get(workloadId) ?? new Set<number>();
+    for (const ifindex of current) {
+      if (wanted.has(ifindex)) continue;
+      this.native.tcDetachIngress(ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
+      this.maps.eg_interfaces.delete(encodeU32(ifindex));
+    }
+    for (const ifindex of wanted) {
+      const owner = this.maps.eg_interfaces.lookup(encodeU32(ifindex));
+      if (owner !== null && owner.readUInt32LE(0) !== workloadId) {
+        throw new Error(`interface index ${ifindex} already belongs to workload ${owner.readUInt32LE(0)}`);
+      }
+      this.maps.eg_interfaces.update(encodeU32(ifindex), encodeU32(workloadId));
+      if (this.features.packet) this.attachTc(ifindex);
+    }
+    if (wanted.size > 0) this.interfaces.set(workloadId, new Set(wanted));
+    else this.interfaces.delete(workloadId);
   }
 
   private syncRuleCidrs(workloadId: number, inScope: (ruleRef: number) => boolean, wanted: Set<string>): void {
@@ -254,10 +445,14 @@ class KernelDatapath implements Datapath {
     for (let ruleRef = 0; ruleRef < 2 * EG_MAX_RULES; ruleRef++) {
       this.maps.eg_rules.delete(encodeRuleKey(entry.workloadId, ruleRef));
     }
+    this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
     this.syncRuleCidrs(entry.workloadId, () => true, new Set());
     for (const key of this.maps.eg_learned.keys()) {
       if (decodeLearnedKey(key).workloadId === entry.workloadId) this.maps.eg_learned.delete(key);
     }
+    this.syncInterfaces(entry.workloadId, new Set());
+    this.syncAddresses(entry.workloadId, []);
+    this.syncDomains(entry.workloadId, new Map());
   }
 
   workloads(): Map<bigint, number> {
@@ -334,11 +529,12 @@ class KernelDatapath implements Datapath {
     this.ringBuffer?.close();
     this.ringBuffer = null;
     for (const map of Object.values(this.maps)) map.close();
+    this.object.close();
   }
 
   destroy(): void {
     this.close();
-    destroyPinned(this.native, this.options.pinDir);
+    destroyPinned(this.native, this.options.pinDir, this.options.hostNetns);
   }
 
   private assertOpen(): void {
@@ -383,6 +579,9 @@ function validateOptions(options: DatapathOptions): { attachCgroup: string; pinD
   }
   if (!isAtOrBelow(attachCgroup, cgroup2)) {
     throw new Error(`attach cgroup ${options.attachCgroup} is not on the cgroup2 mount ${cgroup2}`);
+  }
+  if (options.hostNetns !== undefined && !existsSync(options.hostNetns)) {
+    throw new Error(`hostNetns ${options.hostNetns} does not exist (expected a network namespace path such as /run/netns/NAME)`);
   }
   const bpffs = ensureBpffs();
   const pinDir = resolve(options.pinDir);
@@ -435,16 +634,29 @@ export function openDatapath(options: DatapathOptions): Datapath {
       }
     }
     const maps = Object.fromEntries(MAP_NAMES.map((name) => [name, object.map(name)])) as Record<MapName, NativeMap>;
-    return new KernelDatapath(native, { ...options, pinDir }, maps, attachCgroup, adopted);
-  } finally {
-    // Links hold the programs and the returned maps hold their own fds.
+    // The object stays open: configure() and setWorkload() attach its cgroup_skb and tc programs.
+    return new KernelDatapath(native, { ...options, pinDir }, object, maps, attachCgroup, adopted);
+  } catch (error) {
     object.close();
+    throw error;
   }
 }
 
-/** Detaches every pinned link and removes every pin under pinDir (no open Datapath needed). */
-export function destroyPinned(native: NativeAddon, pinDir: string): void {
+/**
+ * Detaches every pinned link and tc filter and removes every pin under pinDir (no open Datapath
+ * needed). hostNetns: where the workloads' host-side interfaces are (DatapathOptions.hostNetns).
+ */
+export function destroyPinned(native: NativeAddon, pinDir: string, hostNetns?: string): void {
   const paths = pinPaths(pinDir);
+  const interfacesPin = join(paths.maps, 'eg_interfaces');
+  if (existsSync(interfacesPin)) {
+    const interfaces = native.BpfMap.openPinned(interfacesPin);
+    try {
+      for (const key of interfaces.keys()) native.tcDetachIngress(key.readUInt32LE(0), TC_HANDLE, TC_PRIORITY, hostNetns);
+    } finally {
+      interfaces.close();
+    }
+  }
   if (existsSync(paths.links)) {
     for (const name of readdirSync(paths.links)) {
       const link = native.BpfLink.openPinned(join(paths.links, name));

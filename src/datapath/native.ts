@@ -104,6 +104,12 @@ export interface KernelFeatures {
   perCpuArrayMap: boolean;
   ancestorCgroupIdHelper: boolean;
   socketStorageHelper: boolean;
+  /** TLS SNI and raw/ping sockets (features.tls). */
+  cgroupSkbProgram: boolean;
+  /** The tc backstop (features.packet). */
+  schedClsProgram: boolean;
+  /** bpf_loop, used by the ClientHello parser. */
+  loopHelper: boolean;
 }
 
 export interface BtfStructLayout {
@@ -119,6 +125,14 @@ export interface NativeAddon {
   probeFeatures(): KernelFeatures;
   btfLayout(objectPath: string, structNames: string[]): Record<string, BtfStructLayout>;
   possibleCpus(): number;
+  /** if_nametoindex, in netnsPath's network namespace when given. */
+  ifNameToIndex(name: string, netnsPath?: string): number;
+  /** Creates the clsact qdisc if needed and attaches (or replaces) a direct-action ingress filter; returns the program id. */
+  tcAttachIngress(program: NativeProgram, ifindex: number, handle: number, priority: number, netnsPath?: string): number;
+  /** True when a filter was removed; false when there was none (or no such interface). */
+  tcDetachIngress(ifindex: number, handle: number, priority: number, netnsPath?: string): boolean;
+  /** The attached program id, or null. */
+  tcQueryIngress(ifindex: number, handle: number, priority: number, netnsPath?: string): number | null;
 }
 
 const ADDON_FILE = 'egressguard_native.node';

@@ -1,7 +1,7 @@
 // The datapath's contract with the rest of the agent. Everything here is in plain TypeScript terms;
 // the byte layouts live in bpf/egressguard.h and src/datapath/abi.ts.
 
-import type { Cidr, RuleAction, RuleProtocol } from '../policy/types.js';
+import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
 import type { Layer, Tier, Verdict } from '../events/types.js';
 
 export type DefaultAction = 'permit' | 'deny';
@@ -13,12 +13,33 @@ export interface DatapathOptions {
   pinDir: string;
   /** cgroup v2 directory the programs attach to; every workload cgroup must be it or below it. */
   attachCgroup: string;
+  /**
+   * Network namespace (a path such as /run/netns/node) holding the workloads' host-side
+   * interfaces; default: the agent's own. For host-mode labs whose "node" is a namespace.
+   */
+  hostNetns?: string;
 }
 
 export interface DatapathSettings {
   defaultAction: DefaultAction;
   /** The agent's DNS proxy; enrolled workloads' port-53 traffic is steered here. */
   dnsProxy: { ipv4: string | null; ipv6: string | null; port: number };
+  /** Deny TLS flows whose ClientHello carries encrypted_client_hello (their real name is hidden). Default false. */
+  denyEch?: boolean;
+  /**
+   * Which programs beyond the socket hooks are attached (default both true; false exists for
+   * benchmarks and for kernels lacking them). tls: the cgroup_skb program (SNI, raw and ping
+   * sockets); without it webGroup rules match on learned IPs alone. packet: the tc backstop.
+   */
+  features?: { tls: boolean; packet: boolean };
+}
+
+/** Where a workload's traffic enters the node outside its sockets (the tc backstop). */
+export interface WorkloadNetwork {
+  /** Host-side interface names (in DatapathOptions.hostNetns or the agent's namespace). */
+  interfaces: string[];
+  /** The workload's own addresses: the only sources it may send from. */
+  addresses: string[];
 }
 
 /** A tier-0 (deny list) or tier-1 (baseline permit) entry. */
@@ -49,6 +70,8 @@ export interface KernelRule {
   watch: boolean;
   log: boolean;
   tlsRequired: boolean;
+  /** webGroup domains (null: not a webGroup rule). The SNI must match one of them. */
+  domains: DomainPattern[] | null;
 }
 
 export interface LearnedEntry {
@@ -74,6 +97,8 @@ export interface KernelEvent {
   layer: Layer;
   pid: number;
   comm: string;
+  /** The ClientHello's server name (layer tls), lower-cased; null when there was none. */
+  sni: string | null;
 }
 
 export interface DatapathStats {
@@ -89,8 +114,12 @@ export interface Datapath {
   configure(settings: DatapathSettings): void;
   setDenyList(entries: CidrEntry[]): void;
   setBaseline(entries: CidrEntry[]): void;
-  /** Enrol (or update) a workload cgroup and atomically replace its tier-2 rules. Returns the workload id. */
-  setWorkload(cgroupPath: string, rules: KernelRule[]): number;
+  /**
+   * Enrol (or update) a workload cgroup and atomically replace its tier-2 rules. With network,
+   * the tc backstop is attached to its interfaces and its sources are restricted to its
+   * addresses (also for raw sockets). Returns the workload id.
+   */
+  setWorkload(cgroupPath: string, rules: KernelRule[], network?: WorkloadNetwork): number;
   removeWorkload(cgroupPath: string): void;
   /** Workloads found in the kernel (after adoption): cgroup id -> workload id. */
   workloads(): Map<bigint, number>;

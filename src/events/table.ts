@@ -46,3 +46,29 @@ export function renderPolicyLogTable(events: readonly FlowEvent[]): string {
     [line(COLUMNS.map((column) => column.header)), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n') + '\n'
   );
 }
+
+/**
+ * One row per distinct flow for a human reader: the pipeline writes a first occurrence and later a counted repeat
+ * (and DNS asks A and AAAA separately); here they are summed, earliest time first.
+ */
+export function summarizeFlows(events: readonly FlowEvent[]): FlowEvent[] {
+  const rows = new Map<string, FlowEvent>();
+  for (const event of [...events].sort((a, b) => a.time.localeCompare(b.time))) {
+    const key = JSON.stringify([
+      event.workload.namespace,
+      event.workload.name,
+      event.fqdn,
+      event.destination.ip,
+      event.destination.port,
+      event.destination.protocol,
+      event.layer,
+      event.rule,
+      event.tier,
+      event.verdict,
+    ]);
+    const row = rows.get(key);
+    if (row) row.count += event.count;
+    else rows.set(key, { ...event });
+  }
+  return [...rows.values()];
+}

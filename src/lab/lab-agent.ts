@@ -3,7 +3,7 @@
 
 import { type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -20,6 +20,8 @@ export interface LabWorkload {
   namespace: string;
   name: string;
   labels: Record<string, string>;
+  /** How the agent learns the pod's host-side interface: declared by name (default) or found from its netns. */
+  interface?: 'declared' | 'from-netns';
 }
 
 export interface LabAgentOptions {
@@ -28,6 +30,8 @@ export interface LabAgentOptions {
   /** Extra config merged into `dns` (minTtlSeconds, graceSeconds, deniedRcode, ...). */
   dns?: Record<string, unknown>;
   baselinePermits?: { name: string; cidr: string; protocol?: string; port?: number; endPort?: number; log?: boolean }[];
+  denyEch?: boolean;
+  enforcement?: { tls?: boolean; packet?: boolean };
   aggregateWindowMs?: number;
 }
 
@@ -61,10 +65,24 @@ export class LabAgent {
       controlSocket: this.socketPath,
       workloads: options.workloads.map((w) => {
         const pod = lab.pod(w.pod);
-        return { namespace: w.namespace, name: w.name, cgroup: pod.cgroupPath, labels: w.labels, addresses: [pod.ipv4, pod.ipv6] };
+        const network = w.interface === 'from-netns' ? { netns: pod.netnsPath } : { interfaces: [pod.nodeInterface] };
+        return {
+          namespace: w.namespace,
+          name: w.name,
+          cgroup: pod.cgroupPath,
+          labels: w.labels,
+          addresses: [pod.ipv4, pod.ipv6],
+          ...network,
+        };
       }),
       policies: [this.policiesDir],
-      baseline: { mode: options.mode, permits: options.baselinePermits ?? [], dnsNames: ['cluster.local'] },
+      baseline: {
+        mode: options.mode,
+        permits: options.baselinePermits ?? [],
+        dnsNames: ['cluster.local'],
+        denyEch: options.denyEch ?? false,
+      },
+      ...(options.enforcement ? { enforcement: options.enforcement } : {}),
       dns: {
         listen: [LAB_ADDRESSES.dnsProxy.ipv4, LAB_ADDRESSES.dnsProxy.ipv6],
         port: 53,
@@ -154,9 +172,19 @@ export class LabAgent {
 
   /** Switch between discovery (default permit + log) and enforce (default deny), and wait until the agent applied it. */
   async setMode(mode: 'enforce' | 'discovery'): Promise<void> {
-    (this.config.baseline as Record<string, unknown>).mode = mode;
-    this.writeConfig();
+    this.editConfig((config) => ((config.baseline as Record<string, unknown>).mode = mode));
     await this.waitFor(`mode ${mode}`, (s) => s.mode === mode);
+  }
+
+  /** Change the config file the agent watches (the agent applies valid edits live). */
+  editConfig(change: (config: Record<string, unknown>) => void): void {
+    change(this.config);
+    this.writeConfig();
+  }
+
+  /** Write arbitrary text as the config file (to test how the agent treats a broken edit). */
+  writeRawConfig(text: string): void {
+    writeFileSync(this.configPath, text);
   }
 
   events(): FlowEvent[] {
@@ -182,6 +210,10 @@ export class LabAgent {
     await this.stop();
     if (!existsSync(this.pinDir)) return;
     const result = await this.lab.runInNode([process.execPath, CLI_SCRIPT, 'teardown', '--config', this.configPath], { timeoutMs: 20_000 });
-    if (result.code !== 0) throw new Error(`egressguard teardown failed: ${result.stderr}`);
+    if (result.code !== 0) {
+      // Still leave nothing behind: removing the pins drops the last references to links and maps.
+      rmSync(this.pinDir, { recursive: true, force: true });
+      throw new Error(`egressguard teardown failed: ${result.stderr}`);
+    }
   }
 }

@@ -14,8 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findCgroup2Mount } from '../datapath/mounts.js';
+import { createLabPki, type LabPki } from './certs.js';
 import { collect, mustRun, run, type RunResult } from './exec.js';
-import type { InternetServerConfig } from './internet-server.js';
+import type { InternetServerConfig, ServerRecord } from './internet-server.js';
 import type { ProbeResult } from './probe-result.js';
 
 export interface LabHost {
@@ -43,8 +44,10 @@ export const LAB_ADDRESSES = {
   alternateResolver: { ipv4: '198.18.100.99', ipv6: 'fd00:eb:100::99' },
 } as const;
 
-export const LAB_TCP_PORTS: readonly number[] = [80, 443, 8443];
+export const LAB_TCP_PORTS: readonly number[] = [80, 8443];
 export const LAB_UDP_PORTS: readonly number[] = [443, 9999];
+/** Real TLS (certificate chosen by SNI, lab CA) on every host address. */
+export const LAB_TLS_PORT = 443;
 
 export interface LabOptions {
   /** Unique, short: [a-z][a-z0-9]{1,9} (interface names must stay within 15 characters). */
@@ -249,6 +252,7 @@ export class Lab {
   private readonly createdCgroups: string[] = [];
   private readonly processes = new Set<ChildProcess>();
   private workDirPath: string | null = null;
+  private pki: LabPki | null = null;
   private teardown: Promise<void> | null = null;
 
   private constructor(
@@ -272,6 +276,7 @@ export class Lab {
     if (existsSync(lab.attachCgroup)) throw new Error(`cgroup ${lab.attachCgroup} already exists: pick another lab prefix`);
     try {
       lab.workDirPath = await mkdtemp(join(tmpdir(), `${WORKDIR_PREFIX}${lab.prefix}-`));
+      lab.pki = await createLabPki(lab.workDirPath, hosts);
       await lab.buildNode();
       await lab.buildInternet();
       await lab.startResolvers();
@@ -333,6 +338,39 @@ export class Lab {
   get workDir(): string {
     if (this.workDirPath === null) throw new Error('lab has no work directory (destroyed?)');
     return this.workDirPath;
+  }
+
+  /** PEM file of the lab CA that signed every lab server certificate (pass to `probe tls --ca`). */
+  get caPath(): string {
+    if (this.pki === null) throw new Error('lab has no CA (destroyed?)');
+    return this.pki.caPath;
+  }
+
+  private get serverLogPath(): string {
+    return join(this.workDir, 'server-log.jsonl');
+  }
+
+  /** Everything the lab internet server has recorded so far (see ServerRecord), oldest first. */
+  async serverLog(): Promise<ServerRecord[]> {
+    const text = await readFile(this.serverLogPath, 'utf8').catch(() => '');
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as ServerRecord);
+  }
+
+  /**
+   * Wait until the server log holds a record matching `predicate` and return the matches. TCP/TLS records are written
+   * when the connection closes, which can lag the client's view by a moment; use serverLog() to assert absence.
+   */
+  async waitForServerRecords(what: string, predicate: (record: ServerRecord) => boolean, timeoutMs = 10_000): Promise<ServerRecord[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const matches = (await this.serverLog()).filter(predicate);
+      if (matches.length > 0) return matches;
+      if (Date.now() > deadline) throw new Error(`the lab server recorded no ${what} within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   pod(name: string): LabPod {
@@ -448,7 +486,9 @@ export class Lab {
   private spawnTracked(argv: readonly string[], options: LabSpawnOptions): ChildProcess {
     if (this.teardown !== null) throw new Error(`lab ${this.prefix} is destroyed`);
     const [command, ...args] = argv as [string, ...string[]];
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: options.stdio ?? 'ignore' });
+    // Lab programs trust the lab CA (Node reads NODE_EXTRA_CA_CERTS) unless the caller says otherwise.
+    const env = { NODE_EXTRA_CA_CERTS: this.pki?.caPath, ...(options.env ?? process.env) };
+    const child = spawn(command, args, { env, stdio: options.stdio ?? 'ignore' });
     this.processes.add(child);
     child.once('exit', () => this.processes.delete(child));
     child.once('error', () => this.processes.delete(child));
@@ -554,6 +594,8 @@ export class Lab {
       hosts: this.hosts.map((host) => ({ name: host.name, addresses: [host.ipv4, host.ipv6] })),
       tcpPorts: [...LAB_TCP_PORTS],
       udpPorts: [...LAB_UDP_PORTS],
+      tls: { port: LAB_TLS_PORT, certificates: [...(this.pki as LabPki).certificates.values()] },
+      logPath: this.serverLogPath,
     };
     const configPath = join(this.workDir, 'internet-server.json');
     await writeFile(configPath, JSON.stringify(config));
@@ -562,6 +604,26 @@ export class Lab {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     await waitForLine(child, 'ready', 'lab internet server');
+  }
+
+  /**
+   * Static neighbour entries on both ends of a pod's veth: no ARP/NDP is ever needed between pod and node, so a
+   * packet-socket probe knows the gateway MAC up front and enforcement tests never depend on neighbour discovery.
+   */
+  private async pinNeighbours(pod: LabPod): Promise<void> {
+    const macOf = async (netns: string, device: string): Promise<string> => {
+      const [link] = JSON.parse(await ipIn(netns, `-j link show dev ${device}`)) as { address: string }[];
+      if (link === undefined) throw new Error(`no link ${device} in ${netns}`);
+      return link.address;
+    };
+    const gatewayMac = await macOf(this.nodeNetns, pod.nodeInterface);
+    const podMac = await macOf(pod.netns, 'eth0');
+    for (const gateway of [pod.gatewayIpv4, pod.gatewayIpv6]) {
+      await ipIn(pod.netns, `neigh replace ${gateway} lladdr ${gatewayMac} dev eth0 nud permanent`);
+    }
+    for (const address of [pod.ipv4, pod.ipv6]) {
+      await ipIn(this.nodeNetns, `neigh replace ${address} lladdr ${podMac} dev ${pod.nodeInterface} nud permanent`);
+    }
   }
 
   private async buildPod(name: string, index: number): Promise<void> {
@@ -580,7 +642,8 @@ export class Lab {
       resolvConfPath: join(this.workDir, `${name}.resolv.conf`),
       hostsPath: join(this.workDir, `${name}.hosts`),
     };
-    await this.addNetns(pod.netns, []);
+    // Any group may open ICMP datagram ("ping") sockets, so tests can send echoes without a raw socket.
+    await this.addNetns(pod.netns, ['net.ipv4.ping_group_range=0 2147483647']);
     await ipIn(this.nodeNetns, `link add ${pod.nodeInterface} type veth peer name eth0 netns ${pod.netns}`);
     await ipIn(this.nodeNetns, `addr add ${pod.gatewayIpv4}/24 dev ${pod.nodeInterface}`);
     await ipIn(this.nodeNetns, `addr add ${pod.gatewayIpv6}/64 dev ${pod.nodeInterface} nodad`);
@@ -590,6 +653,7 @@ export class Lab {
     await ipIn(pod.netns, 'link set eth0 up');
     await ipIn(pod.netns, `route add default via ${pod.gatewayIpv4} dev eth0`);
     await ipIn(pod.netns, `-6 route add default via ${pod.gatewayIpv6} dev eth0`);
+    await this.pinNeighbours(pod);
     await mkdir(pod.cgroupPath);
     this.createdCgroups.push(pod.cgroupPath);
     // Short resolver timeouts keep a blocked lookup from stalling a test for the glibc default of 5 s x 2.

@@ -3,73 +3,29 @@
 //   probe udp <ip> <port> [--timeout-ms N]
 //   probe dns <name> --server IP [--tcp] [--type A|AAAA|TXT] [--timeout-ms N]
 //   probe loop-tcp <ip> <port> --count N --interval-ms M [--timeout-ms N]
+//   probe tls | hello ...                      (src/lab/probe-tls.ts)
+//   probe packet | raw-udp | fragments | ping  (src/lab/probe-packet.ts)
 // Exit 0 when the probe ran (whatever its outcome), 2 on a usage error.
 import { createSocket } from 'node:dgram';
-import { Resolver, lookup } from 'node:dns/promises';
-import { connect, isIP, isIPv6 } from 'node:net';
+import { connect, isIPv6 } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
+import {
+  UsageError,
+  chooseAddress,
+  errorCode,
+  familyFlag,
+  intFlag,
+  ipArg,
+  parseArgs,
+  portArg,
+  stringFlag,
+  timeoutError,
+  type ParsedArgs,
+} from './probe-common.js';
+import { probePing, probeRawSend } from './probe-packet.js';
+import { probeHello, probeTls } from './probe-tls.js';
 import type { DnsAnswer, DnsProbeResult, LoopTcpProbeResult, ProbeResult, TcpProbeResult, UdpProbeResult } from './probe-result.js';
-
-class UsageError extends Error {}
-
-interface ParsedArgs {
-  positional: string[];
-  flags: Map<string, string | true>;
-}
-
-const VALUE_FLAGS = new Set(['--resolver', '--family', '--timeout-ms', '--server', '--type', '--count', '--interval-ms']);
-const BOOLEAN_FLAGS = new Set(['--tcp']);
-
-function parseArgs(argv: string[]): ParsedArgs {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (VALUE_FLAGS.has(arg)) {
-      const value = argv[++i];
-      if (value === undefined) throw new UsageError(`${arg} needs a value`);
-      flags.set(arg, value);
-    } else if (BOOLEAN_FLAGS.has(arg)) flags.set(arg, true);
-    else if (arg.startsWith('--')) throw new UsageError(`unknown option ${arg}`);
-    else positional.push(arg);
-  }
-  return { positional, flags };
-}
-
-function stringFlag(args: ParsedArgs, name: string): string | undefined {
-  const value = args.flags.get(name);
-  return typeof value === 'string' ? value : undefined;
-}
-
-function intFlag(args: ParsedArgs, name: string, fallback: number, min: number, max: number): number {
-  const raw = stringFlag(args, name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${raw}"`);
-  return value;
-}
-
-function portArg(raw: string | undefined): number {
-  const port = Number(raw);
-  if (raw === undefined || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`port must be 1..65535, got "${raw}"`);
-  return port;
-}
-
-function ipArg(raw: string | undefined, what: string): string {
-  if (raw === undefined || isIP(raw) === 0) throw new UsageError(`${what} must be an IP address, got "${raw}"`);
-  return raw;
-}
-
-function errorCode(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : error instanceof Error ? error.message : String(error);
-}
-
-function timeoutError(): NodeJS.ErrnoException {
-  return Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' });
-}
 
 /** Connect and read the first line (or just connect when readLine is false). Resolves the line, rejects with an errno error. */
 function tcpExchange(address: string, port: number, timeoutMs: number, readLine: boolean): Promise<string> {
@@ -95,40 +51,20 @@ function tcpExchange(address: string, port: number, timeoutMs: number, readLine:
   });
 }
 
-async function resolveTarget(target: string, family: 4 | 6 | undefined, resolverIp: string | undefined): Promise<string[]> {
-  if (resolverIp !== undefined) {
-    const resolver = new Resolver({ timeout: 2000, tries: 1 });
-    resolver.setServers([isIPv6(resolverIp) ? `[${resolverIp}]:53` : resolverIp]);
-    if (family === 6) return resolver.resolve6(target);
-    if (family === 4) return resolver.resolve4(target);
-    const [v4, v6] = await Promise.allSettled([resolver.resolve4(target), resolver.resolve6(target)]);
-    const found = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
-    if (found.length === 0 && v4.status === 'rejected') throw v4.reason;
-    return found;
-  }
-  const results = await lookup(target, { all: true, family: family ?? 0 });
-  return results.map((result) => result.address);
-}
-
 async function probeTcp(args: ParsedArgs): Promise<TcpProbeResult> {
   const target = args.positional[1];
   if (target === undefined) throw new UsageError('tcp needs <host-or-ip> <port>');
   const port = portArg(args.positional[2]);
-  const familyFlag = stringFlag(args, '--family');
-  if (familyFlag !== undefined && familyFlag !== '4' && familyFlag !== '6') throw new UsageError('--family must be 4 or 6');
-  const family = familyFlag === undefined ? undefined : (Number(familyFlag) as 4 | 6);
+  const family = familyFlag(args);
   const resolverIp = stringFlag(args, '--resolver');
   if (resolverIp !== undefined) ipArg(resolverIp, '--resolver');
   const timeoutMs = intFlag(args, '--timeout-ms', 3000, 1, 120_000);
   const started = performance.now();
   const result: TcpProbeResult = { kind: 'tcp', target, port, resolved: [], address: null, ok: false, elapsedMs: 0 };
   try {
-    if (isIP(target) !== 0) result.address = target;
-    else {
-      result.resolved = await resolveTarget(target, family, resolverIp);
-      result.address = result.resolved.find((address) => family === undefined || isIP(address) === family) ?? null;
-      if (result.address === null) throw Object.assign(new Error('no address of the requested family'), { code: 'ENODATA' });
-    }
+    const chosen = await chooseAddress(target, family, resolverIp);
+    result.resolved = chosen.resolved;
+    result.address = chosen.address;
     result.firstLine = await tcpExchange(result.address, port, timeoutMs, true);
     result.ok = true;
   } catch (error) {
@@ -301,8 +237,20 @@ async function main(argv: string[]): Promise<ProbeResult> {
       return probeDns(args);
     case 'loop-tcp':
       return probeLoopTcp(args);
+    case 'tls':
+      return probeTls(args);
+    case 'hello':
+      return probeHello(args);
+    case 'packet':
+    case 'raw-udp':
+    case 'fragments':
+      return probeRawSend(args.positional[0], args);
+    case 'ping':
+      return probePing(args);
     default:
-      throw new UsageError(`unknown probe "${args.positional[0] ?? ''}": use tcp, udp, dns or loop-tcp`);
+      throw new UsageError(
+        `unknown probe "${args.positional[0] ?? ''}": use tcp, udp, dns, loop-tcp, tls, hello, packet, raw-udp, fragments or ping`,
+      );
   }
 }
 

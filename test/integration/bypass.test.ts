@@ -6,7 +6,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, PROBE_SCRIPT } from '../../src/lab/lab.js';
 import { LabAgent } from '../../src/lab/lab-agent.js';
-import type { DnsProbeResult, LoopTcpProbeResult, ProbeResult, TcpProbeResult, UdpProbeResult } from '../../src/lab/probe-result.js';
+import type {
+  DnsProbeResult,
+  LoopTcpProbeResult,
+  ProbeResult,
+  TcpProbeResult,
+  TlsProbeResult,
+  UdpProbeResult,
+} from '../../src/lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const BENIGN = { pod: 'benign', namespace: 'obot-mcp', name: 'ms1kbsng-xyz', labels: { app: 'ms1kbsng' } };
@@ -75,6 +82,10 @@ function tcp(r: ProbeResult): TcpProbeResult {
   assert.equal(r.kind, 'tcp', JSON.stringify(r));
   return r as TcpProbeResult;
 }
+function tls(r: ProbeResult): TlsProbeResult {
+  assert.equal(r.kind, 'tls', JSON.stringify(r));
+  return r as TlsProbeResult;
+}
 function udp(r: ProbeResult): UdpProbeResult {
   assert.equal(r.kind, 'udp', JSON.stringify(r));
   return r as UdpProbeResult;
@@ -108,19 +119,22 @@ describe('bypass attempts against an enforcing agent', { skip: privilegedSkip() 
   });
 
   after(async () => {
-    await agent?.teardown();
-    await lab?.destroy();
+    try {
+      await agent?.teardown();
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   async function assertBenignStillWorks(): Promise<void> {
-    const r = tcp(await lab.probe(BENIGN.pod, ['tcp', 'api.openai.com', '443']));
+    const r = tls(await lab.probe(BENIGN.pod, ['tls', 'api.openai.com', '443', '--ca', lab.caPath]));
     assert.equal(r.ok, true, `benign allowed traffic broke: ${JSON.stringify(r)}`);
-    assert.equal(r.firstLine, 'hello from api.openai.com');
+    assert.equal(r.firstLine, 'tls hello from api.openai.com sni=api.openai.com');
   }
 
   test('allowed name over IPv4 and IPv6, TCP and UDP, works from the first connect', async () => {
     await assertBenignStillWorks();
-    const v6 = tcp(await lab.probe(BENIGN.pod, ['tcp', 'api.openai.com', '443', '--family', '6']));
+    const v6 = tls(await lab.probe(BENIGN.pod, ['tls', 'api.openai.com', '443', '--family', '6', '--ca', lab.caPath]));
     assert.equal(v6.ok, true, JSON.stringify(v6));
     assert.equal(v6.address, OPENAI.ipv6);
     const u = udp(await lab.probe(BENIGN.pod, ['udp', OPENAI.ipv4, '9999']));
@@ -198,7 +212,7 @@ describe('bypass attempts against an enforcing agent', { skip: privilegedSkip() 
 
   test('a learned IP stops working after its TTL and grace expire', async () => {
     const name = `a${randomBytes(3).toString('hex')}.short.example`;
-    const first = tcp(await lab.probe(BENIGN.pod, ['tcp', name, '443', '--family', '4']));
+    const first = tls(await lab.probe(BENIGN.pod, ['tls', name, '443', '--family', '4', '--ca', lab.caPath]));
     assert.equal(first.ok, true, JSON.stringify(first));
     assert.equal(first.address, SHORT_HOST.ipv4);
     const status = await agent.status();
@@ -269,7 +283,7 @@ describe('bypass attempts against an enforcing agent', { skip: privilegedSkip() 
     await new Promise((resolve) => setTimeout(resolve, 500));
     await agent.stop('SIGKILL');
     // With no agent at all, the pinned programs keep enforcing: a learned allowed address still works.
-    const whileDown = tcp(await lab.probe(BENIGN.pod, ['tcp', OPENAI.ipv4, '443']));
+    const whileDown = tls(await lab.probe(BENIGN.pod, ['tls', OPENAI.ipv4, '443', '--sni', 'api.openai.com', '--ca', lab.caPath]));
     assert.equal(whileDown.ok, true, JSON.stringify(whileDown));
     await new Promise((resolve) => setTimeout(resolve, 1000));
     await agent.start();

@@ -160,6 +160,7 @@ describe('datapath (real kernel)', { skip }, () => {
       watch: false,
       log: false,
       tlsRequired: false,
+      domains: null,
       ...partial,
     };
   }
@@ -283,6 +284,7 @@ describe('datapath (real kernel)', { skip }, () => {
         hook: 1,
         pid: denied.pid,
         comm: 'node',
+        sni: null,
       },
     );
     const udp6 = await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(OTHER), port: 9000 });
@@ -480,7 +482,7 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal(datapath.setWorkload(workloadCgroup, [rule({ ruleId: 401, action: 'permit', anyDestination: true })]), workloadId);
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
     const attached = JSON.parse(sh('bpftool', ['cgroup', 'show', attachCgroup, '-j'])) as unknown[];
-    assert.equal(attached.length, 8, 'one program per hook, no duplicates after adoption');
+    assert.equal(attached.length, 9, 'one program per hook (8 socket hooks + cgroup_skb egress), no duplicates after adoption');
   });
 
   test('destroy detaches everything and removes every pin', async () => {

@@ -1,5 +1,6 @@
 // The containment lab on its own (no BPF): pods reach the lab internet over IPv4/IPv6, TCP/UDP, through a real
-// resolver; destroy() and a failed create() leave nothing behind.
+// resolver; destroy() and a failed create() leave nothing behind. The TLS and below-the-socket probes are proven to
+// reach the far end here, so that with BPF loaded a missing server record means "dropped".
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -9,8 +10,17 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { findCgroup2Mount } from '../../src/datapath/mounts.js';
 import { mustRun } from '../../src/lab/exec.js';
-import { Lab } from '../../src/lab/lab.js';
-import type { DnsProbeResult, LoopTcpProbeResult, TcpProbeResult, UdpProbeResult } from '../../src/lab/probe-result.js';
+import { LAB_UNLISTED_TLS_NAME } from '../../src/lab/certs.js';
+import type { ServerRecord } from '../../src/lab/internet-server.js';
+import { LAB_TLS_PORT, Lab } from '../../src/lab/lab.js';
+import type {
+  DnsProbeResult,
+  LoopTcpProbeResult,
+  ProbeResult,
+  ProbeResultOfKind,
+  TcpProbeResult,
+  UdpProbeResult,
+} from '../../src/lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 function labNetns(prefix: string): string[] {
@@ -52,7 +62,7 @@ describe('containment lab', { skip: privilegedSkip() }, () => {
 
   test('pods reach internet hosts over TCP by name, IPv4 and IPv6', async () => {
     for (const family of ['4', '6']) {
-      const result = (await lab.probe('alpha', ['tcp', 'api.openai.com', '443', '--family', family])) as TcpProbeResult;
+      const result = (await lab.probe('alpha', ['tcp', 'api.openai.com', '8443', '--family', family])) as TcpProbeResult;
       assert.equal(result.ok, true, JSON.stringify(result));
       assert.equal(result.firstLine, 'hello from api.openai.com');
       assert.equal(result.address, family === '4' ? '198.18.100.10' : 'fd00:eb:100::10');
@@ -94,7 +104,7 @@ describe('containment lab', { skip: privilegedSkip() }, () => {
       tunnel.answers.map((a) => a.data),
       ['198.18.100.66'],
     );
-    const unknown = (await lab.probe('beta', ['tcp', 'unknown.example', '443'])) as TcpProbeResult;
+    const unknown = (await lab.probe('beta', ['tcp', 'unknown.example', '8443'])) as TcpProbeResult;
     assert.equal(unknown.error, 'ENOTFOUND');
 
     const primary = await lab.resolverQueries('primary');
@@ -137,6 +147,158 @@ describe('containment lab', { skip: privilegedSkip() }, () => {
     assert.equal(existsSync(workDir), false);
     assert.deepEqual(processesMentioning(prefix), []);
     assert.notEqual(sleeper.exitCode ?? sleeper.signalCode, null);
+  });
+});
+
+function ofKind<K extends ProbeResult['kind']>(kind: K, result: ProbeResult): ProbeResultOfKind<K> {
+  assert.equal(result.kind, kind, JSON.stringify(result));
+  return result as ProbeResultOfKind<K>;
+}
+
+describe('lab TLS and packet-layer probes, without BPF', { skip: privilegedSkip() }, () => {
+  const prefix = uniquePrefix('lt');
+  const tlsPort = String(LAB_TLS_PORT);
+  const OPENAI = { v4: '198.18.100.10', v6: 'fd00:eb:100::10' };
+  const HTTPBIN = { v4: '198.18.100.20', v6: 'fd00:eb:100::20' };
+  let lab: Lab;
+
+  before(async () => {
+    lab = await Lab.create({ prefix, pods: ['alpha'] });
+  });
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  const probe = (args: string[]): Promise<ProbeResult> => lab.probe('alpha', args);
+  /** The server's record of the connection or datagram the probe made from `sourcePort`. */
+  const recordFrom = async (sourcePort: number | undefined): Promise<ServerRecord> => {
+    assert.ok(sourcePort !== undefined, 'the probe reported no source port');
+    const [record] = await lab.waitForServerRecords(`record from port ${sourcePort}`, (r) => r.remotePort === sourcePort);
+    return record as ServerRecord;
+  };
+
+  test('real TLS handshakes, verified against the lab CA, with and without SNI, over IPv4 and IPv6', async () => {
+    for (const family of ['4', '6'] as const) {
+      const named = ofKind('tls', await probe(['tls', 'api.openai.com', tlsPort, '--family', family, '--ca', lab.caPath]));
+      assert.equal(named.ok, true, JSON.stringify(named));
+      assert.equal(named.firstLine, 'tls hello from api.openai.com sni=api.openai.com');
+      const namedRecord = await recordFrom(named.sourcePort);
+      assert.deepEqual(
+        [namedRecord.proto, namedRecord.sni, namedRecord.handshake, namedRecord.clientHello],
+        ['tls', 'api.openai.com', true, true],
+      );
+      assert.equal(namedRecord.local, family === '4' ? OPENAI.v4 : OPENAI.v6);
+
+      const address = family === '4' ? HTTPBIN.v4 : HTTPBIN.v6;
+      const bare = ofKind('tls', await probe(['tls', address, tlsPort, '--no-sni', '--ca', lab.caPath]));
+      assert.equal(bare.ok, true, JSON.stringify(bare));
+      assert.equal(bare.servername, null);
+      assert.equal(bare.firstLine, 'tls hello from httpbin.org sni=none');
+      const bareRecord = await recordFrom(bare.sourcePort);
+      // The server parsed the ClientHello itself: there really was no server_name extension on the wire.
+      assert.deepEqual([bareRecord.clientHello, bareRecord.sni, bareRecord.handshake], [true, null, true]);
+    }
+  });
+
+  test('a fronted name that no resolver knows still completes a verified handshake on any host', async () => {
+    const fronted = ofKind('tls', await probe(['tls', OPENAI.v6, tlsPort, '--sni', LAB_UNLISTED_TLS_NAME, '--ca', lab.caPath]));
+    assert.equal(fronted.ok, true, JSON.stringify(fronted));
+    assert.equal(fronted.firstLine, `tls hello from api.openai.com sni=${LAB_UNLISTED_TLS_NAME}`);
+    const wrongName = ofKind('tls', await probe(['tls', OPENAI.v4, tlsPort, '--sni', 'nowhere.invalid', '--ca', lab.caPath]));
+    assert.equal(wrongName.ok, false);
+    assert.equal(wrongName.error, 'ERR_TLS_CERT_ALTNAME_INVALID');
+  });
+
+  test('hand-built ClientHellos split into 1, 2 and 3 segments get a ServerHello from the real server', async () => {
+    for (const split of ['1', '2', '3']) {
+      for (const target of [OPENAI.v4, OPENAI.v6]) {
+        const hello = ofKind('hello', await probe(['hello', target, tlsPort, '--sni', 'api.openai.com', '--split', split, '--grease']));
+        assert.equal(hello.serverHello, true, JSON.stringify(hello));
+        const record = await recordFrom(hello.sourcePort);
+        assert.deepEqual([record.clientHello, record.sni, record.bytesReceived], [true, 'api.openai.com', hello.bytesSent]);
+        assert.equal(record.reads, Number(split), 'each write should arrive as its own segment');
+      }
+    }
+  });
+
+  test('ECH-style, padded and TLS 1.2 hellos are answered; TLS 1.0 gets an alert; plain HTTP gets no ServerHello', async () => {
+    const ech = ofKind('hello', await probe(['hello', OPENAI.v4, tlsPort, '--sni', 'api.openai.com', '--ech']));
+    assert.equal(ech.serverHello, true, JSON.stringify(ech));
+    assert.deepEqual([(await recordFrom(ech.sourcePort)).ech, (await recordFrom(ech.sourcePort)).sni], [true, 'api.openai.com']);
+    const padded = ofKind(
+      'hello',
+      await probe(['hello', OPENAI.v6, tlsPort, '--sni', 'api.openai.com', '--tls-version', '1.2', '--pad', '4000']),
+    );
+    assert.equal(padded.serverHello, true, JSON.stringify(padded));
+    assert.ok(padded.bytesSent > 4000);
+    const old = ofKind('hello', await probe(['hello', OPENAI.v4, tlsPort, '--sni', 'api.openai.com', '--tls-version', '1.0']));
+    assert.deepEqual([old.serverHello, old.alert], [false, true]);
+    const http = ofKind('hello', await probe(['hello', OPENAI.v4, tlsPort, '--plain-http']));
+    assert.equal(http.connected, true);
+    assert.equal(http.serverHello, false);
+    const httpRecord = await recordFrom(http.sourcePort);
+    assert.deepEqual([httpRecord.clientHello, httpRecord.handshake, httpRecord.bytesReceived], [false, false, http.bytesSent]);
+  });
+
+  test('a UDP datagram sent on an AF_PACKET socket arrives, over IPv4 and IPv6', async () => {
+    for (const target of [OPENAI.v4, OPENAI.v6]) {
+      const sent = ofKind('packet', await probe(['packet', target, '9999']));
+      assert.equal(sent.ok, true, JSON.stringify(sent));
+      const record = await recordFrom(sent.sourcePort);
+      assert.deepEqual([record.proto, record.local, record.remote, record.bytesReceived], ['udp', target, sent.source, sent.payloadBytes]);
+      assert.equal(sent.source, target === OPENAI.v4 ? lab.pod('alpha').ipv4 : lab.pod('alpha').ipv6);
+    }
+  });
+
+  test('raw-socket datagrams arrive, from the pod address and from a forged one (nothing blocks them yet)', async () => {
+    for (const [target, forged] of [
+      [HTTPBIN.v4, '198.18.77.7'],
+      [HTTPBIN.v6, 'fd00:eb:77::7'],
+    ] as const) {
+      const own = ofKind('raw-udp', await probe(['raw-udp', target, '9999']));
+      assert.equal(own.ok, true, JSON.stringify(own));
+      assert.equal((await recordFrom(own.sourcePort)).remote, own.source);
+      const spoofed = ofKind('raw-udp', await probe(['raw-udp', target, '9999', '--src', forged]));
+      assert.equal(spoofed.source, forged);
+      assert.equal((await recordFrom(spoofed.sourcePort)).remote, forged);
+    }
+  });
+
+  test('ICMP and ICMPv6 echoes are answered, over raw and over unprivileged ping sockets', async () => {
+    for (const target of [OPENAI.v4, OPENAI.v6]) {
+      for (const method of [[], ['--ping-socket']]) {
+        const ping = ofKind('ping', await probe(['ping', target, '--count', '2', ...method]));
+        assert.deepEqual([ping.sent, ping.received, ping.error], [2, 2, undefined], JSON.stringify(ping));
+      }
+    }
+  });
+
+  test('IP fragments reassemble at the receiver into one datagram; a lone first fragment delivers nothing', async () => {
+    for (const target of [HTTPBIN.v4, HTTPBIN.v6]) {
+      const whole = ofKind('fragments', await probe(['fragments', target, '9999']));
+      assert.equal(whole.ok, true, JSON.stringify(whole));
+      assert.ok(whole.sent > 1);
+      const records = await lab.waitForServerRecords('reassembled datagram', (r) => r.remotePort === whole.sourcePort);
+      assert.deepEqual(
+        records.map((r) => r.bytesReceived),
+        [whole.payloadBytes],
+      );
+      const partial = ofKind('fragments', await probe(['fragments', target, '9999', '--first-only']));
+      assert.deepEqual([partial.ok, partial.sent], [true, 1]);
+      // A later datagram from the same pod is logged, yet the incomplete one never is.
+      const marker = ofKind('raw-udp', await probe(['raw-udp', target, '9999']));
+      await recordFrom(marker.sourcePort);
+      assert.deepEqual(
+        (await lab.serverLog()).filter((r) => r.remotePort === partial.sourcePort),
+        [],
+      );
+    }
+  });
+
+  test('probe usage errors are reported, not guessed around', async () => {
+    await assert.rejects(probe(['tls', OPENAI.v4, tlsPort, '--sni', 'a.example', '--no-sni']), /--sni and --no-sni exclude each other/);
+    await assert.rejects(probe(['hello', OPENAI.v4, tlsPort, '--split', '9']), /--split must be an integer in 1\.\.4/);
+    await assert.rejects(probe(['raw-udp', OPENAI.v4, '9999', '--src', 'fd00:eb:77::7']), /must be the same IP family/);
   });
 });
 

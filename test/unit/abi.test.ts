@@ -3,7 +3,17 @@ import * as assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 
-import { LAYOUTS, addressToBytes, bytesToAddress, cidrToKeyParts, decodeEvent, encodeRuleCidrKey } from '../../src/datapath/abi.js';
+import {
+  LAYOUTS,
+  addressToBytes,
+  bytesToAddress,
+  cidrToKeyParts,
+  decodeEvent,
+  encodeDomainKey,
+  encodeRuleCidrKey,
+  encodeSniLookupKey,
+  reversedName,
+} from '../../src/datapath/abi.js';
 import { ruleIdFor } from '../../src/datapath/ids.js';
 import { loadNative } from '../../src/datapath/native.js';
 
@@ -99,6 +109,7 @@ describe('events', () => {
       hook: 0,
       pid: 4242,
       comm: 'curl',
+      sni: null,
     });
   });
 
@@ -117,5 +128,41 @@ describe('rule ids', () => {
     assert.notEqual(ruleIdFor('a', 'b/c', 'd'), 0);
     // FNV-1a 32 of "a/b/c" (reference value computed independently).
     assert.equal(ruleIdFor('a', 'b', 'c'), 0x477dfb6b);
+  });
+});
+
+describe('webGroup domain keys', () => {
+  /** What the kernel's LPM lookup does: the stored prefix (after prefixlen) must start the query. */
+  function matches(pattern: Buffer | null, query: Buffer | null): boolean {
+    if (pattern === null || query === null) return false;
+    const bits = pattern.readUInt32LE(0);
+    return bits % 8 === 0 && bits <= query.readUInt32LE(0) && pattern.subarray(4, 4 + bits / 8).equals(query.subarray(4, 4 + bits / 8));
+  }
+  const wildcard = encodeDomainKey(9, { kind: 'wildcard', suffix: 'example.com' });
+  const exact = encodeDomainKey(9, { kind: 'exact', name: 'api.example.com' });
+
+  test('a wildcard matches one and two labels, never the apex', () => {
+    assert.equal(matches(wildcard, encodeSniLookupKey(9, 'api.example.com')), true);
+    assert.equal(matches(wildcard, encodeSniLookupKey(9, 'a.b.example.com')), true);
+    assert.equal(matches(wildcard, encodeSniLookupKey(9, 'example.com')), false);
+    assert.equal(matches(wildcard, encodeSniLookupKey(9, 'badexample.com')), false);
+  });
+
+  test('an exact name matches only itself, case-insensitively and with one trailing dot', () => {
+    assert.equal(matches(exact, encodeSniLookupKey(9, 'API.Example.COM.')), true);
+    assert.equal(matches(exact, encodeSniLookupKey(9, 'x.api.example.com')), false);
+    assert.equal(matches(exact, encodeSniLookupKey(9, 'api.example.co')), false);
+    assert.equal(matches(exact, encodeSniLookupKey(10, 'api.example.com')), false, 'other rule');
+  });
+
+  test('keys are the reversed name; invalid names are refused with the reason', () => {
+    assert.equal(reversedName('Api.Example.com.'), 'moc.elpmaxe.ipa');
+    assert.equal(exact!.subarray(8, 8 + 16).toString('latin1'), 'moc.elpmaxe.ipa\0');
+    assert.equal(exact!.readUInt32LE(0), 32 + 8 * 16);
+    assert.equal(encodeDomainKey(9, { kind: 'any' }), null);
+    assert.throws(() => reversedName('a..b'), /empty label/);
+    assert.throws(() => reversedName('a b.com'), /contains " "/);
+    assert.throws(() => reversedName(`${'a'.repeat(252)}`), /at most 251/);
+    assert.equal(encodeSniLookupKey(9, 'bad name'), null);
   });
 });

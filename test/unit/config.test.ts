@@ -1,0 +1,105 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/agent/config.js';
+
+const cgroupMount = '/sys/fs/cgroup/unified';
+
+function problems(text: string): string[] {
+  try {
+    parseConfig('/etc/egressguard/egressguard.yaml', text, cgroupMount);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.problems;
+  }
+  assert.fail('the configuration was accepted');
+}
+
+const minimal = `
+workloads:
+  - name: ms1kbsng-xyz
+    namespace: obot-mcp
+    cgroup: obot/ms1kbsng
+    labels: { app: ms1kbsng }
+    addresses: [198.18.10.2, "fd00:eb:10::2"]
+policies: [./policies]
+dns:
+  listen: [198.18.0.53]
+  upstreams: ["198.18.100.53", "[fd00:eb:100::53]:5353"]
+`;
+
+describe('agent configuration', () => {
+  test('defaults and path resolution', () => {
+    const config = parseConfig('/etc/egressguard/egressguard.yaml', minimal, cgroupMount);
+    assert.equal(config.workloads[0]!.cgroup, '/sys/fs/cgroup/unified/obot/ms1kbsng');
+    assert.deepEqual(config.policies, ['/etc/egressguard/policies']);
+    assert.equal(config.baseline.mode, 'enforce');
+    assert.deepEqual(config.dns.upstreams, [
+      { ip: '198.18.100.53', port: 53 },
+      { ip: 'fd00:eb:100::53', port: 5353 },
+    ]);
+    assert.equal(config.dns.deniedRcode, 'NXDOMAIN');
+    assert.deepEqual(config.events.sinks, [{ type: 'jsonl', path: '-' }]);
+  });
+
+  test('baseline entries are parsed into CIDRs and port ranges', () => {
+    const config = parseConfig(
+      'c.yaml',
+      `${minimal}baseline:
+  mode: discovery
+  permits:
+    - { name: cluster-dns, cidr: 10.96.0.10, protocol: udp, port: 53 }
+    - { name: pods, cidr: 10.244.0.0/16, port: 1000, endPort: 2000, log: true }
+`,
+      cgroupMount,
+    );
+    assert.equal(config.baseline.mode, 'discovery');
+    assert.deepEqual(config.baseline.permits[0], {
+      name: 'cluster-dns',
+      cidr: { family: 4, address: '10.96.0.10', prefix: 32 },
+      protocol: 'udp',
+      portLow: 53,
+      portHigh: 53,
+      log: false,
+    });
+    assert.equal(config.baseline.permits[1]!.portHigh, 2000);
+  });
+
+  test('each mistake is named by its field', () => {
+    assert.deepEqual(problems(`${minimal}bogus: 1\n`), ['bogus: unknown field; remove it or check its spelling']);
+    assert.match(problems(minimal.replace('cgroup: obot/ms1kbsng', 'cgrop: obot/ms1kbsng')).join('\n'), /workloads\[0\]/);
+    assert.match(problems(`${minimal}baseline: { mode: enforcing }\n`).join('\n'), /baseline\.mode: must be one of "enforce", "discovery"/);
+    assert.match(
+      problems(minimal.replace('198.18.10.2', '198.18.10.300')).join('\n'),
+      /workloads\[0\]\.addresses\[0\]: "198\.18\.10\.300" is not an IPv4 or IPv6 address/,
+    );
+    assert.match(
+      problems(`${minimal}baseline:\n  permits:\n    - { name: x, cidr: 10.0.0.0/33 }\n`).join('\n'),
+      /baseline\.permits\[0\]\.cidr: prefix length "\/33" must be a whole number from 0 to 32/,
+    );
+    assert.match(
+      problems(`${minimal}baseline:\n  permits:\n    - { name: x, cidr: 10.0.0.0/8, endPort: 5 }\n`).join('\n'),
+      /endPort: needs "port"/,
+    );
+    assert.match(problems(minimal.replace('"198.18.100.53", ', '"resolver.local", ')).join('\n'), /dns\.upstreams\[0\]/);
+    assert.match(problems('workloads: [\n').join('\n'), /not valid YAML/);
+  });
+
+  test('two workloads may not share an address, a cgroup or a name', () => {
+    const twice = minimal.replace(
+      'policies:',
+      `  - name: ms1kbsng-xyz
+    namespace: obot-mcp
+    cgroup: obot/ms1kbsng
+    addresses: [198.18.10.2]
+policies:`,
+    );
+    const found = problems(twice).join('\n');
+    assert.match(found, /obot-mcp\/ms1kbsng-xyz is declared twice/);
+    assert.match(found, /already the cgroup of obot-mcp\/ms1kbsng-xyz/);
+    assert.match(found, /198\.18\.10\.2 already belongs to obot-mcp\/ms1kbsng-xyz/);
+  });
+
+  test('enrolled workloads need a DNS proxy address and an upstream', () => {
+    assert.match(problems(minimal.replace(/dns:[\s\S]*$/, '')).join('\n'), /dns\.listen: enrolled workloads need the DNS proxy/);
+  });
+});
