@@ -47,6 +47,8 @@ demo: build
 
 bench: build
 	node dist/bench/run.js
+	node dist/bench/tls.js
+	node dist/bench/packet-cost.js
 
 lint:
 	npx eslint .

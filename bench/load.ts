@@ -1,8 +1,11 @@
 // Load generator run inside a lab pod by bench/run.ts. Prints one JSON line.
 //   load connect <ip> <port> <count>       sequential TCP connects (connect + close), connects per second
 //   load dns <name> <server> <count>       sequential UDP queries, latency percentiles in microseconds
+//   load tls-connect <ip> <port> <sni> <count>   sequential TLS handshakes (verified), handshakes per second
+//   load tls-upload <ip> <port> <sni> <MiB>      one TLS flow sending MiB to the lab's sink, MiB per second
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import dnsPacket from 'dns-packet';
 
 function connectOnce(host: string, port: number): Promise<void> {
@@ -56,10 +59,55 @@ async function dnsLatency(name: string, server: string, count: number): Promise<
   console.log(JSON.stringify({ kind: 'dns', count, p50us: percentile(samples, 50), p99us: percentile(samples, 99) }));
 }
 
-const [mode, a, b, c] = process.argv.slice(2);
+function handshakeOnce(host: string, port: number, servername: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connectTls({ host, port, servername }, () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.once('error', reject);
+  });
+}
+
+async function tlsConnectRate(host: string, port: number, servername: string, count: number): Promise<void> {
+  for (let i = 0; i < Math.min(20, count); i++) await handshakeOnce(host, port, servername);
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) await handshakeOnce(host, port, servername);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  console.log(JSON.stringify({ kind: 'tls-connect', count, seconds, perSecond: count / seconds }));
+}
+
+async function tlsUpload(host: string, port: number, servername: string, mebibytes: number): Promise<void> {
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const total = mebibytes * 1024 * 1024;
+  const reply = await new Promise<{ seconds: number; answer: string }>((resolve, reject) => {
+    const socket = connectTls({ host, port, servername }, () => {
+      const started = process.hrtime.bigint();
+      let sent = 0;
+      let answer = '';
+      const pump = () => {
+        while (sent < total) {
+          sent += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+        socket.end();
+      };
+      socket.setEncoding('utf8').on('data', (text: string) => (answer += text));
+      socket.once('end', () => resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, answer: answer.trim() }));
+      pump();
+    });
+    socket.once('error', reject);
+  });
+  if (reply.answer !== `received ${total}`) throw new Error(`the sink answered "${reply.answer}", expected "received ${total}"`);
+  console.log(JSON.stringify({ kind: 'tls-upload', mebibytes, seconds: reply.seconds, mebibytesPerSecond: mebibytes / reply.seconds }));
+}
+
+const [mode, a, b, c, d] = process.argv.slice(2);
 if (mode === 'connect') await connectRate(a!, Number(b), Number(c));
 else if (mode === 'dns') await dnsLatency(a!, b!, Number(c));
+else if (mode === 'tls-connect') await tlsConnectRate(a!, Number(b), c!, Number(d));
+else if (mode === 'tls-upload') await tlsUpload(a!, Number(b), c!, Number(d));
 else {
-  console.error('usage: load connect <ip> <port> <count> | load dns <name> <server> <count>');
+  console.error('usage: load connect|dns|tls-connect|tls-upload ... (see the header of bench/load.ts)');
   process.exit(2);
 }

@@ -3,40 +3,15 @@
 //     workload unenforced (no agent, no programs attached);
 //   - DNS lookup latency through the agent's proxy (steered by the kernel) vs straight to the resolver.
 // Rounds alternate unenforced/enforced so drift on the machine hits both sides. Run: make bench
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { WORKLOAD, allowOpenAiPolicy, loadInPod, median } from './common.js';
 import { Lab, LAB_ADDRESSES, DEFAULT_LAB_HOSTS } from '../src/lab/lab.js';
 import { LabAgent } from '../src/lab/lab-agent.js';
 
-const LOAD_SCRIPT = fileURLToPath(new URL('./load.js', import.meta.url));
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 3000);
 const QUERIES = Number(process.env.BENCH_QUERIES ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const OPENAI = DEFAULT_LAB_HOSTS.find((h) => h.name === 'api.openai.com')!;
-const WORKLOAD = { pod: 'w', namespace: 'bench', name: 'w', labels: { app: 'bench' } };
-const POLICY = `apiVersion: networking.aviatrix.com/v1alpha1
-kind: FirewallPolicy
-metadata: { name: bench-fw, namespace: bench }
-spec:
-  smartGroups:
-    - name: any-destination
-      selectors: [{ cidr: 0.0.0.0/0 }]
-  webGroups:
-    - name: approved
-      domains: [api.openai.com]
-  rules:
-    - name: allow-openai
-      action: permit
-      protocol: tcp
-      port: 443
-      selector: { matchLabels: { app: bench } }
-      destinationSmartGroups: [{ name: any-destination }]
-      webGroups: [{ name: approved }]
-    - name: deny-all
-      action: deny
-      selector: { matchLabels: { app: bench } }
-      destinationSmartGroups: [{ name: any-destination }]
-`;
 
 interface Sample {
   connectsPerSecond: number;
@@ -44,23 +19,15 @@ interface Sample {
   dnsP99us: number;
 }
 
-async function load(lab: Lab, args: string[]): Promise<Record<string, number>> {
-  const result = await lab.runInPod(WORKLOAD.pod, [process.execPath, LOAD_SCRIPT, ...args], { timeoutMs: 300_000 });
-  if (result.code !== 0) throw new Error(`load ${args.join(' ')} failed: ${result.stderr}`);
-  return JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, number>;
-}
-
 async function measure(lab: Lab): Promise<Sample> {
-  const connect = await load(lab, ['connect', OPENAI.ipv4, '443', String(CONNECTS)]);
-  const dns = await load(lab, ['dns', 'api.openai.com', LAB_ADDRESSES.resolver.ipv4, String(QUERIES)]);
+  const connect = await loadInPod(lab, ['connect', OPENAI.ipv4, '443', String(CONNECTS)]);
+  const dns = await loadInPod(lab, ['dns', 'api.openai.com', LAB_ADDRESSES.resolver.ipv4, String(QUERIES)]);
   return { connectsPerSecond: connect.perSecond!, dnsP50us: dns.p50us!, dnsP99us: dns.p99us! };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
 const lab = await Lab.create({ prefix: `egbn${randomBytes(2).toString('hex')}`, pods: [WORKLOAD.pod] });
 const agent = new LabAgent(lab, { workloads: [WORKLOAD], mode: 'enforce' });
-agent.writePolicy('bench.yaml', POLICY);
+agent.writePolicy('bench.yaml', allowOpenAiPolicy('bench-fw', 443));
 const unenforced: Sample[] = [];
 const enforced: Sample[] = [];
 try {

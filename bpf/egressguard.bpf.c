@@ -1301,8 +1301,9 @@ static __always_inline int backstop_on(void)
 
 /*
  * Connections the workload accepted never pass a connect hook: egress policy does not judge replies on them.
- * The SYN-ACK leaves from a request socket (not a full socket), later segments from the accepted socket; both
- * are recorded as approved so the backstop lets the replies through.
+ * The SYN-ACK belongs to a request socket, but cgroup_skb runs with skb->sk set to its full socket (the kernel's
+ * sk_to_full_sk): the program sees the listener, for every SYN-ACK of every connection it accepts. Later
+ * segments leave from the accepted socket. Both are recorded as approved so the backstop lets the replies through.
  */
 static __always_inline int approve_syn_ack(struct __sk_buff *skb)
 {
@@ -1442,7 +1443,8 @@ int eg_skb_egress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
-	if (!sk)
+	/* A listener sends only SYN-ACKs here: record each one, and keep no state on the listener itself. */
+	if (!sk || (sk->type == SOCK_STREAM_TYPE && sk->state == BPF_TCP_LISTEN))
 		return approve_syn_ack(skb);
 	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
 	if (state) {

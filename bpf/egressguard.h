@@ -261,15 +261,9 @@ enum eg_sk_flag { EG_SK_RECORD = 1 << 0 /* the next packet's 5-tuple goes to eg_
 /* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:
  * the candidate rules in order and the fallback (first non-TLS rule that matched, or the default). */
 struct eg_sk_state {
-	__u8 verdict; /* struct eg_candidate_list {
-	__u8 count;
-	__u8 _pad[3];
-	struct eg_candidate items[EG_TLS_MAX_CANDIDATES];
-};
-
-enum eg_sk_verdict */
+	__u8 verdict; /* enum eg_sk_verdict */
 	__u8 flags;   /* enum eg_sk_flag */
-	__u8 candidate_count;
+	__u8 _reserved; /* keeps the byte layout; the count lives in candidates */
 	__u8 fallback_action;
 	__u8 fallback_tier;
 	__u8 fallback_log;

@@ -14,7 +14,7 @@ import type { CidrEntry, Datapath, KernelEvent, KernelRule } from '../datapath/t
 import { PolicyStore } from '../policy/store.js';
 import { compileForWorkload } from '../policy/compile.js';
 import { dnsDecision, normalizeDomain } from '../policy/domains.js';
-import type { CompiledRule, PolicyDiagnostic } from '../policy/types.js';
+import type { CompiledRule, DomainPattern, PolicyDiagnostic } from '../policy/types.js';
 import { formatDiagnostic } from '../policy/lint.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
@@ -28,6 +28,8 @@ import { WorkloadRegistry, identityOf, workloadKey, type Workload } from '../ide
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
 export const defaultObjectPath = new URL('../../../bpf/egressguard.bpf.o', import.meta.url).pathname;
 const protocolNames: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
+/** Addresses whose DNS name is kept to name destinations in events. */
+const NAMES_REMEMBERED = 65_536;
 
 interface RuleLabel {
   tier: Tier;
@@ -53,6 +55,8 @@ export interface WorkloadStatus {
   addresses: string[];
   cgroup: string;
   workloadId: number;
+  /** Names the workload may reach through permit rules (exact, `*.suffix` or `*`), in rule order. */
+  allowedNames: string[];
   rules: {
     policy: string;
     name: string;
@@ -315,7 +319,9 @@ export class Agent {
         this.log.error({ workload: key, err: error }, 'packet-layer backstop not attached for workload');
       }
       let workloadId: number;
+      let cgroupId: bigint;
       try {
+        cgroupId = statSync(w.cgroup, { bigint: true }).ino;
         const network = this.config.enforcement.packet ? { interfaces, addresses: w.addresses } : undefined;
         workloadId = this.datapath.setWorkload(w.cgroup, active.map(kernelRule), network);
       } catch (error) {
@@ -331,15 +337,22 @@ export class Agent {
         if (!selectedBy.has(policyKey)) selectedBy.set(policyKey, new Set());
         selectedBy.get(policyKey)!.add(key);
       }
-      const cgroupId = BigInt(statSync(w.cgroup, { bigint: true }).ino);
       workloads.push({ ...w, cgroupPath: w.cgroup, cgroupId, workloadId });
     }
-    const configured = new Set(this.config.workloads.map((w) => w.cgroup));
-    for (const previous of this.registry.all()) {
-      if (configured.has(previous.cgroupPath)) continue;
-      this.datapath.removeWorkload(previous.cgroupPath);
-      this.rulesByWorkload.delete(workloadKey(previous));
-      this.log.info({ workload: workloadKey(previous) }, 'workload removed from configuration; no longer enforced');
+    // Withdraw what the kernel enforces beyond the configuration: workloads removed from it, including while no
+    // agent was running (adopted state), and cgroups that no longer exist.
+    const configured = new Set(
+      this.config.workloads.flatMap((w) => (existsSync(w.cgroup) ? [statSync(w.cgroup, { bigint: true }).ino] : [])),
+    );
+    for (const cgroupId of this.datapath.workloads().keys()) {
+      if (configured.has(cgroupId)) continue;
+      this.datapath.removeWorkload(cgroupId);
+      const previous = this.registry.all().find((w) => w.cgroupId === cgroupId);
+      if (previous) this.rulesByWorkload.delete(workloadKey(previous));
+      this.log.info(
+        { workload: previous ? workloadKey(previous) : `cgroup id ${cgroupId}` },
+        'workload not in the configuration; no longer enforced',
+      );
     }
     this.registry.replace(workloads);
     this.policyStatus.clear();
@@ -385,7 +398,8 @@ export class Agent {
     const name = normalizeDomain(qname);
     const rules = this.rulesByWorkload.get(dnsWorkload.key) ?? [];
     const decision = dnsDecision(rules, name);
-    const learnFor = decision.learnFor.map((r) => r.ruleId);
+    // A `*` rule accepts any address in the kernel: learning for it would only fill the map.
+    const learnFor = decision.learnFor.filter((r) => !r.domains?.some((d) => d.kind === 'any')).map((r) => r.ruleId);
     const baselineSuffix = this.config.baseline.dnsNames.find((s) => name === s || name.endsWith(`.${s}`));
     if (baselineSuffix !== undefined)
       return { verdict: 'permitted', tier: 1, ruleName: `baseline-dns:${baselineSuffix}`, policy: null, learnFor };
@@ -403,8 +417,10 @@ export class Agent {
 
   private learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): void {
     if (ruleIds.length === 0 || ips.length === 0) return;
-    const { minTtlSeconds, graceSeconds } = this.config.dns;
-    const lifetime = BigInt(Math.max(ttlSeconds, minTtlSeconds) + graceSeconds) * 1_000_000_000n;
+    const { minTtlSeconds, maxTtlSeconds, graceSeconds } = this.config.dns;
+    // Clamped both ways: an attacker-run zone must not make an address permanent with a huge TTL.
+    const ttl = Math.min(Math.max(ttlSeconds, minTtlSeconds), maxTtlSeconds);
+    const lifetime = BigInt(ttl + graceSeconds) * 1_000_000_000n;
     const expiresAtNs = process.hrtime.bigint() + lifetime;
     this.datapath.learn(ruleIds.flatMap((ruleId) => ips.map((ip) => ({ workloadId, ruleId, ip, expiresAtNs }))));
   }
@@ -412,8 +428,8 @@ export class Agent {
   private onDnsEvent(e: DnsDecisionEvent): void {
     const w = e.workloadKey ? this.registry.byKey(e.workloadKey) : null;
     for (const ip of e.answers) {
-      this.namesByAddress.set(ip, e.query);
-      if (w) this.namesByAddress.set(`${w.workloadId}|${ip}`, e.query);
+      this.rememberName(ip, e.query);
+      if (w) this.rememberName(`${w.workloadId}|${ip}`, e.query);
     }
     this.pipeline.push({
       time: e.time,
@@ -433,6 +449,13 @@ export class Agent {
       dns: { query: e.query, type: e.qtype, rcode: e.rcode, answers: e.answers },
       eventId: '',
     });
+  }
+
+  /** Bounded: workloads decide how many names they look up. The oldest entries go first. */
+  private rememberName(key: string, name: string): void {
+    this.namesByAddress.delete(key);
+    this.namesByAddress.set(key, name);
+    if (this.namesByAddress.size > NAMES_REMEMBERED) this.namesByAddress.delete(this.namesByAddress.keys().next().value!);
   }
 
   private proxyAddressFor(sourceIp: string): string {
@@ -505,9 +528,6 @@ export class Agent {
   reload(): void {
     try {
       const next = loadConfig(this.options.configPath, this.cgroup2Mount);
-      for (const w of next.workloads) {
-        if (!existsSync(w.cgroup)) throw new Error(`workload ${workloadKey(w)}: cgroup path ${w.cgroup} does not exist`);
-      }
       if (JSON.stringify(next.dns) !== JSON.stringify(this.config.dns))
         this.log.warn('dns settings changed: restart the agent to apply them');
       this.config = { ...next, dns: this.config.dns };
@@ -515,8 +535,13 @@ export class Agent {
     } catch (error) {
       this.log.error({ err: error }, 'configuration rejected; the last good configuration stays in force');
     }
-    this.loadPolicies();
-    this.reconcile();
+    try {
+      this.loadPolicies();
+      this.reconcile();
+    } catch (error) {
+      // Reached from file watchers, SIGHUP and the control socket: report, keep running, keep enforcing.
+      this.log.error({ err: error }, 'reconciling failed; the kernel keeps its current state');
+    }
   }
 
   status(): AgentStatus {
@@ -531,6 +556,13 @@ export class Agent {
       addresses: w.addresses,
       cgroup: w.cgroupPath,
       workloadId: w.workloadId,
+      allowedNames: [
+        ...new Set(
+          (this.rulesByWorkload.get(workloadKey(w)) ?? [])
+            .filter((r) => r.active && r.action === 'permit' && !r.watch)
+            .flatMap((r) => (r.domains ?? []).map(patternText)),
+        ),
+      ],
       rules: (this.rulesByWorkload.get(workloadKey(w)) ?? []).map((r) => ({
         policy: `${r.policy.namespace}/${r.policy.name}`,
         name: r.name,
@@ -539,7 +571,7 @@ export class Agent {
         ports:
           r.portLow === 0 && r.portHigh === 65535 ? 'any' : r.portLow === r.portHigh ? String(r.portLow) : `${r.portLow}-${r.portHigh}`,
         destinations: r.anyDestination ? ['any'] : r.cidrs.map((c) => `${c.address}/${c.prefix}`),
-        domains: r.domains?.map((d) => (d.kind === 'exact' ? d.name : d.kind === 'wildcard' ? `*.${d.suffix}` : '*')) ?? null,
+        domains: r.domains?.map(patternText) ?? null,
         watch: r.watch,
         notEnforced: r.active ? r.notEnforced : ['inactive: ' + r.notEnforced.join('; ')],
       })),
@@ -581,6 +613,10 @@ export class Agent {
     this.datapath.close();
     await this.pipeline.close();
   }
+}
+
+function patternText(pattern: DomainPattern): string {
+  return pattern.kind === 'exact' ? pattern.name : pattern.kind === 'wildcard' ? `*.${pattern.suffix}` : '*';
 }
 
 function kernelRuleDigest(rule: CompiledRule): unknown {

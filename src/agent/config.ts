@@ -7,7 +7,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { parseCidr } from '../policy/cidr.js';
+import { cidrContains, formatCidr, parseCidr } from '../policy/cidr.js';
 import type { Cidr, RuleProtocol } from '../policy/types.js';
 
 export type Mode = 'enforce' | 'discovery';
@@ -69,6 +69,7 @@ export interface AgentConfig {
     upstreams: { ip: string; port: number }[];
     deniedRcode: 'NXDOMAIN' | 'REFUSED';
     minTtlSeconds: number;
+    maxTtlSeconds: number;
     graceSeconds: number;
     maxIpsPerName: number;
   };
@@ -100,6 +101,14 @@ const cidrEntrySchema = {
     endPort: { type: 'integer', minimum: 1, maximum: 65535 },
     log: { type: 'boolean' },
   },
+} as const;
+
+// Deny-list entries (threat feeds) deny whole addresses: no protocol or port to narrow them.
+const denyEntrySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'cidr'],
+  properties: { name: { type: 'string', minLength: 1 }, cidr: { type: 'string' } },
 } as const;
 
 const schema = {
@@ -136,7 +145,7 @@ const schema = {
       properties: {
         mode: { enum: ['enforce', 'discovery'] },
         permits: { type: 'array', items: cidrEntrySchema },
-        denyList: { type: 'array', items: cidrEntrySchema },
+        denyList: { type: 'array', items: denyEntrySchema },
         dnsNames: { type: 'array', items: { type: 'string', minLength: 1 } },
         denyEch: { type: 'boolean' },
       },
@@ -155,6 +164,7 @@ const schema = {
         upstreams: { type: 'array', minItems: 1, items: { type: 'string' } },
         deniedRcode: { enum: ['NXDOMAIN', 'REFUSED'] },
         minTtlSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
+        maxTtlSeconds: { type: 'integer', minimum: 1, maximum: 604800 },
         graceSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
         maxIpsPerName: { type: 'integer', minimum: 1, maximum: 4096 },
       },
@@ -205,6 +215,7 @@ interface RawConfig {
     upstreams?: string[];
     deniedRcode?: 'NXDOMAIN' | 'REFUSED';
     minTtlSeconds?: number;
+    maxTtlSeconds?: number;
     graceSeconds?: number;
     maxIpsPerName?: number;
   };
@@ -266,13 +277,23 @@ function cidrEntries(raw: RawCidrEntry[] | undefined, field: string, problems: s
       log: entry.log ?? false,
     });
   });
-  const byPrefix = new Map<string, string>();
-  for (const entry of entries) {
-    const key = `${entry.cidr.address}/${entry.cidr.prefix}`;
-    const other = byPrefix.get(key);
-    if (other) problems.push(`${field}: "${entry.name}" and "${other}" both name ${key}; merge them into one entry`);
-    byPrefix.set(key, entry.name);
-  }
+  // The kernel consults only the longest matching prefix: an entry inside another with other protocols or ports
+  // would hide the outer one for the addresses it covers.
+  entries.forEach((inner, i) =>
+    entries.forEach((outer, j) => {
+      if (i === j || inner.cidr.family !== outer.cidr.family || inner.cidr.prefix < outer.cidr.prefix) return;
+      if (!cidrContains(outer.cidr, inner.cidr.address)) return;
+      if (inner.cidr.prefix === outer.cidr.prefix && j < i) return;
+      const same = inner.protocol === outer.protocol && inner.portLow === outer.portLow && inner.portHigh === outer.portHigh;
+      if (inner.cidr.prefix === outer.cidr.prefix)
+        problems.push(`${field}: "${inner.name}" and "${outer.name}" both name ${formatCidr(inner.cidr)}; merge them into one entry`);
+      else if (!same)
+        problems.push(
+          `${field}: "${inner.name}" (${formatCidr(inner.cidr)}) lies inside "${outer.name}" (${formatCidr(outer.cidr)}) with other protocol or ports; ` +
+            'only the narrower entry would apply to its addresses: give both the same protocol and ports, or split the outer one',
+        );
+    }),
+  );
   return entries;
 }
 
@@ -343,6 +364,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
     problems.push('dns.listen: enrolled workloads need the DNS proxy; give the address(es) it listens on, reachable from the workloads');
   if (listen.length > 0 && upstreams.length === 0)
     problems.push('dns.upstreams: give the trusted resolver the proxy forwards allowed queries to');
+  if ((dns.minTtlSeconds ?? 5) > (dns.maxTtlSeconds ?? 3600)) problems.push('dns.minTtlSeconds: must not exceed dns.maxTtlSeconds');
 
   const baseline = raw.baseline ?? {};
   const config: AgentConfig = {
@@ -368,6 +390,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       upstreams,
       deniedRcode: dns.deniedRcode ?? 'NXDOMAIN',
       minTtlSeconds: dns.minTtlSeconds ?? 5,
+      maxTtlSeconds: dns.maxTtlSeconds ?? 3600,
       graceSeconds: dns.graceSeconds ?? 30,
       maxIpsPerName: dns.maxIpsPerName ?? 64,
     },

@@ -81,6 +81,7 @@ function renderStatus(status: AgentStatus): string {
       }  addresses ${w.addresses.join(', ') || '-'}`,
     );
     lines.push(`  cgroup ${w.cgroup} (workload id ${w.workloadId})`);
+    lines.push(`  allowed names: ${w.allowedNames.join(', ') || '(none)'}`);
     if (w.rules.length === 0) lines.push('  no FirewallPolicy rules select it: tier 3 default applies');
     w.rules.forEach((r, i) => {
       const dest = r.domains ? `domains ${r.domains.join(', ')}` : `to ${r.destinations.join(', ') || '(none)'}`;

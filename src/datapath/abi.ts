@@ -4,6 +4,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 
+import { formatIp, ipBytes } from '../policy/cidr.js';
 import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
 import type { Layer, Tier, Verdict } from '../events/types.js';
 import type { KernelEvent } from './types.js';
@@ -127,27 +128,13 @@ export const LAYOUTS = {
 
 /** 16-byte network-order address; IPv4 becomes IPv4-mapped IPv6. Throws on anything else. */
 export function addressToBytes(ip: string): Buffer {
-  const bytes = Buffer.alloc(16);
-  if (isIPv4(ip)) {
-    bytes[10] = 0xff;
-    bytes[11] = 0xff;
-    ip.split('.').forEach((octet, index) => (bytes[12 + index] = Number(octet)));
-    return bytes;
-  }
-  if (!isIPv6(ip) || ip.includes('%')) throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
-  let text = ip;
-  const embeddedV4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (embeddedV4) {
-    const tail = addressToBytes(embeddedV4[1]!);
-    text = text.slice(0, -embeddedV4[1]!.length) + `${tail.readUInt16BE(12).toString(16)}:${tail.readUInt16BE(14).toString(16)}`;
-  }
-  const [head = '', rest] = text.split('::') as [string, string | undefined];
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = rest === undefined || rest === '' ? [] : rest.split(':');
-  const zeros = rest === undefined ? 0 : 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(zeros).fill('0'), ...tailGroups];
-  groups.forEach((group, index) => bytes.writeUInt16BE(parseInt(group, 16), index * 2));
-  return bytes;
+  const raw = ipBytes(ip);
+  if (raw.length === 16) return raw;
+  const mapped = Buffer.alloc(16);
+  mapped[10] = 0xff;
+  mapped[11] = 0xff;
+  raw.copy(mapped, 12);
+  return mapped;
 }
 
 export function isMappedV4(bytes: Buffer): boolean {
@@ -157,25 +144,7 @@ export function isMappedV4(bytes: Buffer): boolean {
 /** Inverse of addressToBytes: IPv4-mapped addresses come back as dotted quads. */
 export function bytesToAddress(bytes: Buffer): string {
   if (bytes.length !== 16) throw new Error(`address must be 16 bytes, got ${bytes.length}`);
-  if (isMappedV4(bytes)) return Array.from(bytes.subarray(12)).join('.');
-  const groups: number[] = [];
-  for (let index = 0; index < 16; index += 2) groups.push(bytes.readUInt16BE(index));
-  // RFC 5952: compress the longest run (length >= 2) of zero groups, the first on ties.
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let start = 0; start < 8;) {
-    if (groups[start] !== 0) {
-      start++;
-      continue;
-    }
-    let end = start;
-    while (end < 8 && groups[end] === 0) end++;
-    if (end - start > bestLength && end - start >= 2) [bestStart, bestLength] = [start, end - start];
-    start = end;
-  }
-  const hex = groups.map((group) => group.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return formatIp(isMappedV4(bytes) ? bytes.subarray(12) : bytes);
 }
 
 /** The CIDR's address with host bits cleared, and its prefix length over the 128-bit (mapped) address. */

@@ -166,6 +166,8 @@ class KernelDatapath implements Datapath {
   private malformedEvents = 0n;
   /** Enrolled workloads by cgroup id (mirrors eg_workloads). */
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
+  /** Cgroup id each path was enrolled under: a deleted cgroup (its pod is gone) can still be removed. */
+  private readonly cgroupIdsByPath = new Map<string, bigint>();
   /** Keys present in eg_rule_cidrs, hex-encoded (mirror, so swaps can diff without a scan). */
   private readonly ruleCidrKeys = new Set<string>();
   /** Which workloads use each webGroup rule id (its eg_domains keys go when the last one does). */
@@ -337,9 +339,21 @@ class KernelDatapath implements Datapath {
     this.maps.eg_workloads.update(encodeCgroupId(cgroupId), encodeWorkload(entry));
     this.maps.eg_workload_ids.update(encodeU32(workloadId), encodeWorkload(entry));
     this.enrolled.set(cgroupId, entry);
+    this.cgroupIdsByPath.set(cgroupPath, cgroupId);
     this.syncDomains(workloadId, domainsByRule);
     if (network !== undefined) this.syncInterfaces(workloadId, ifindexes);
+    // Addresses learned for rules that are gone must not wait for their TTL to stop counting.
+    const webRuleIds = new Set(rules.filter((rule) => rule.web).map((rule) => rule.ruleId));
+    this.deleteLearned((key) => key.workloadId === workloadId && !webRuleIds.has(key.ruleId));
     return workloadId;
+  }
+
+  private deleteLearned(matches: (key: ReturnType<typeof decodeLearnedKey>) => boolean): number {
+    let removed = 0;
+    for (const key of this.maps.eg_learned.keys()) {
+      if (matches(decodeLearnedKey(key)) && this.maps.eg_learned.delete(key)) removed++;
+    }
+    return removed;
   }
 
   /** Interface indexes of a workload's network, validating it (an interface needs addresses to judge sources). */
@@ -435,21 +449,21 @@ class KernelDatapath implements Datapath {
     }
   }
 
-  removeWorkload(cgroupPath: string): void {
+  removeWorkload(cgroup: string | bigint): void {
     this.assertOpen();
-    const cgroupId = this.resolveWorkloadCgroup(cgroupPath);
-    const entry = this.enrolled.get(cgroupId);
-    if (entry === undefined) return;
+    const cgroupId =
+      typeof cgroup === 'bigint' ? cgroup : existsSync(cgroup) ? this.resolveWorkloadCgroup(cgroup) : this.cgroupIdsByPath.get(cgroup);
+    const entry = cgroupId === undefined ? undefined : this.enrolled.get(cgroupId);
+    if (cgroupId === undefined || entry === undefined) return;
     this.maps.eg_workloads.delete(encodeCgroupId(cgroupId));
     this.enrolled.delete(cgroupId);
+    for (const [path, id] of this.cgroupIdsByPath) if (id === cgroupId) this.cgroupIdsByPath.delete(path);
     for (let ruleRef = 0; ruleRef < 2 * EG_MAX_RULES; ruleRef++) {
       this.maps.eg_rules.delete(encodeRuleKey(entry.workloadId, ruleRef));
     }
     this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
     this.syncRuleCidrs(entry.workloadId, () => true, new Set());
-    for (const key of this.maps.eg_learned.keys()) {
-      if (decodeLearnedKey(key).workloadId === entry.workloadId) this.maps.eg_learned.delete(key);
-    }
+    this.deleteLearned((key) => key.workloadId === entry.workloadId);
     this.syncInterfaces(entry.workloadId, new Set());
     this.syncAddresses(entry.workloadId, []);
     this.syncDomains(entry.workloadId, new Map());

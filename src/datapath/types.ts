@@ -1,7 +1,7 @@
 // The datapath's contract with the rest of the agent. Everything here is in plain TypeScript terms;
 // the byte layouts live in bpf/egressguard.h and src/datapath/abi.ts.
 
-import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
+import type { Cidr, CompiledRule, RuleProtocol } from '../policy/types.js';
 import type { Layer, Tier, Verdict } from '../events/types.js';
 
 export type DefaultAction = 'permit' | 'deny';
@@ -55,23 +55,15 @@ export interface CidrEntry {
 }
 
 /** One tier-2 rule as the kernel evaluates it. Order in the array is evaluation order. */
-export interface KernelRule {
-  ruleId: number;
-  action: RuleAction;
-  protocol: RuleProtocol;
-  portLow: number;
-  portHigh: number;
-  cidrs: Cidr[];
-  anyDestination: boolean;
+export interface KernelRule extends Pick<
+  CompiledRule,
+  'ruleId' | 'action' | 'protocol' | 'portLow' | 'portHigh' | 'cidrs' | 'anyDestination' | 'watch' | 'tlsRequired' | 'domains'
+> {
   /** Destination must have been learned for this rule (webGroup rule). */
   web: boolean;
   /** webGroup `*`: any destination satisfies the learned-IP condition. */
   anyName: boolean;
-  watch: boolean;
   log: boolean;
-  tlsRequired: boolean;
-  /** webGroup domains (null: not a webGroup rule). The SNI must match one of them. */
-  domains: DomainPattern[] | null;
 }
 
 export interface LearnedEntry {
@@ -120,7 +112,8 @@ export interface Datapath {
    * addresses (also for raw sockets). Returns the workload id.
    */
   setWorkload(cgroupPath: string, rules: KernelRule[], network?: WorkloadNetwork): number;
-  removeWorkload(cgroupPath: string): void;
+  /** Withdraw a workload, by cgroup path or by cgroup id (a workload enrolled by an earlier agent). */
+  removeWorkload(cgroup: string | bigint): void;
   /** Workloads found in the kernel (after adoption): cgroup id -> workload id. */
   workloads(): Map<bigint, number>;
   learn(entries: LearnedEntry[]): void;

@@ -15,7 +15,8 @@ export interface InternetServerConfig {
   hosts: { name: string; addresses: string[] }[];
   tcpPorts: number[];
   udpPorts: number[];
-  tls?: { port: number; certificates: { names: string[]; certPath: string; keyPath: string }[] };
+  /** `sinkPort`: TLS that reads until the client ends, then answers `received <bytes>` (throughput benchmarks). */
+  tls?: { port: number; sinkPort: number; certificates: { names: string[]; certPath: string; keyPath: string }[] };
   logPath?: string;
 }
 
@@ -135,7 +136,7 @@ function certificateChooser(contexts: Map<string, SecureContext>, fallback: Secu
  * Serve TLS over a JS stream that sits between the TCP socket and the TLS engine, so the recorder sees the raw bytes
  * (including a ClientHello whose handshake then fails or a first payload that is not TLS at all).
  */
-function serveTls(name: string, raw: Socket, contexts: Map<string, SecureContext>): void {
+function serveTls(name: string, raw: Socket, contexts: Map<string, SecureContext>, sink = false): void {
   const own = contexts.get(name) as SecureContext;
   const recorder = new ConnectionRecorder(name, raw, 'tls');
   const wire = new Duplex({
@@ -163,7 +164,10 @@ function serveTls(name: string, raw: Socket, contexts: Map<string, SecureContext
   tls.once('secure', () => {
     recorder.handshake = true;
     const servername = typeof tls.servername === 'string' && tls.servername !== '' ? tls.servername : 'none';
-    tls.end(`tls hello from ${name} sni=${servername}\n`);
+    if (!sink) return void tls.end(`tls hello from ${name} sni=${servername}\n`);
+    let received = 0;
+    tls.on('data', (chunk: Buffer) => (received += chunk.length));
+    tls.once('end', () => tls.end(`received ${received}\n`));
   });
   raw.once('close', () => {
     tls.destroy();
@@ -226,6 +230,7 @@ async function main(configPath: string): Promise<void> {
       for (const port of config.tcpPorts) listening.push(listenTcp(address, port, (socket) => servePlain(host.name, socket)));
       if (config.tls !== undefined) {
         listening.push(listenTcp(address, config.tls.port, (socket) => serveTls(host.name, socket, contexts)));
+        listening.push(listenTcp(address, config.tls.sinkPort, (socket) => serveTls(host.name, socket, contexts, true)));
       }
       for (const port of config.udpPorts) listening.push(listenUdp(host.name, address, port));
     }

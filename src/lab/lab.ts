@@ -48,6 +48,8 @@ export const LAB_TCP_PORTS: readonly number[] = [80, 8443];
 export const LAB_UDP_PORTS: readonly number[] = [443, 9999];
 /** Real TLS (certificate chosen by SNI, lab CA) on every host address. */
 export const LAB_TLS_PORT = 443;
+/** TLS that swallows what the client sends and reports the byte count: for throughput benchmarks. */
+export const LAB_TLS_SINK_PORT = 4444;
 
 export interface LabOptions {
   /** Unique, short: [a-z][a-z0-9]{1,9} (interface names must stay within 15 characters). */
@@ -594,7 +596,7 @@ export class Lab {
       hosts: this.hosts.map((host) => ({ name: host.name, addresses: [host.ipv4, host.ipv6] })),
       tcpPorts: [...LAB_TCP_PORTS],
       udpPorts: [...LAB_UDP_PORTS],
-      tls: { port: LAB_TLS_PORT, certificates: [...(this.pki as LabPki).certificates.values()] },
+      tls: { port: LAB_TLS_PORT, sinkPort: LAB_TLS_SINK_PORT, certificates: [...(this.pki as LabPki).certificates.values()] },
       logPath: this.serverLogPath,
     };
     const configPath = join(this.workDir, 'internet-server.json');

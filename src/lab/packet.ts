@@ -1,26 +1,12 @@
 // IPv4/IPv6 + UDP packets built byte by byte (with checksums and, when asked, IP fragmentation), for probes that send
 // below the socket layer (packet sockets, raw sockets with a hand-written IP header, forged source addresses).
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4 } from 'node:net';
+import { ipBytes } from '../policy/cidr.js';
 
 const IPPROTO_UDP = 17;
 const IPV6_NEXT_FRAGMENT = 44;
 const UDP_HEADER_BYTES = 8;
 const DEFAULT_TTL = 64;
-
-/** The 4 or 16 bytes of an IP address. */
-export function addressBytes(address: string): Buffer {
-  if (isIPv4(address)) return Buffer.from(address.split('.').map(Number));
-  if (!isIPv6(address)) throw new Error(`not an IP address: "${address}"`);
-  if (address.includes('.')) throw new Error(`IPv4-embedded IPv6 addresses are not supported: "${address}"`);
-  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
-  const headGroups = head === '' || head === undefined ? [] : head.split(':');
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
-  const zeros = tail === undefined ? 0 : 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(zeros).fill('0'), ...tailGroups];
-  const out = Buffer.alloc(16);
-  groups.forEach((group, i) => out.writeUInt16BE(parseInt(group, 16), i * 2));
-  return out;
-}
 
 /** RFC 1071 Internet checksum over the concatenated parts. */
 export function internetChecksum(...parts: Buffer[]): number {
@@ -48,8 +34,8 @@ function udpSegment(spec: UdpPacketSpec): Buffer {
   segment.writeUInt16BE(spec.destinationPort, 2);
   segment.writeUInt16BE(length, 4);
   spec.payload.copy(segment, UDP_HEADER_BYTES);
-  const source = addressBytes(spec.source);
-  const destination = addressBytes(spec.destination);
+  const source = ipBytes(spec.source);
+  const destination = ipBytes(spec.destination);
   const pseudo = Buffer.alloc(source.length === 4 ? 4 : 8);
   if (source.length === 4) {
     pseudo.writeUInt8(IPPROTO_UDP, 1);
@@ -71,8 +57,8 @@ function ipv4Header(spec: UdpPacketSpec, payloadLength: number, identification: 
   header.writeUInt16BE(fragmentField, 6);
   header.writeUInt8(DEFAULT_TTL, 8);
   header.writeUInt8(IPPROTO_UDP, 9);
-  addressBytes(spec.source).copy(header, 12);
-  addressBytes(spec.destination).copy(header, 16);
+  ipBytes(spec.source).copy(header, 12);
+  ipBytes(spec.destination).copy(header, 16);
   header.writeUInt16BE(internetChecksum(header), 10);
   return header;
 }
@@ -83,8 +69,8 @@ function ipv6Header(spec: UdpPacketSpec, payloadLength: number, nextHeader: numb
   header.writeUInt16BE(payloadLength, 4);
   header.writeUInt8(nextHeader, 6);
   header.writeUInt8(DEFAULT_TTL, 7);
-  addressBytes(spec.source).copy(header, 8);
-  addressBytes(spec.destination).copy(header, 24);
+  ipBytes(spec.source).copy(header, 8);
+  ipBytes(spec.destination).copy(header, 24);
   return header;
 }
 

@@ -53,6 +53,18 @@ function bytesToIpv6(bytes: number[]): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
 
+/** Network-order bytes of an IP address: 4 for IPv4, 16 for IPv6 (embedded dotted quad included). Throws otherwise. */
+export function ipBytes(address: string): Buffer {
+  if (isIPv4(address)) return Buffer.from(ipv4ToBytes(address));
+  if (!isIPv6(address) || address.includes('%')) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+  return Buffer.from(ipv6ToBytes(address));
+}
+
+/** Text of 4 bytes (dotted quad) or 16 bytes (RFC 5952). */
+export function formatIp(bytes: Uint8Array): string {
+  return bytes.length === 4 ? Array.from(bytes).join('.') : bytesToIpv6(Array.from(bytes));
+}
+
 function clearHostBits(bytes: number[], prefix: number): number[] {
   return bytes.map((byte, i) => {
     const keep = Math.min(8, Math.max(0, prefix - i * 8));
@@ -79,6 +91,12 @@ export function parseCidr(text: string): Cidr | string {
   const bytes = clearHostBits(family === 4 ? ipv4ToBytes(address) : ipv6ToBytes(address), prefix);
   const network = family === 4 ? bytes.join('.') : bytesToIpv6(bytes);
   return { family, address: network, prefix };
+}
+
+/** True when `address` (text, same family as the CIDR) lies inside `cidr`. */
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  const inside = parseCidr(`${address}/${cidr.prefix}`);
+  return typeof inside !== 'string' && inside.family === cidr.family && inside.address === cidr.address;
 }
 
 export function formatCidr(cidr: Cidr): string {

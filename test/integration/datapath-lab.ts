@@ -1,6 +1,6 @@
-// A small netns lab for the SNI and backstop datapath tests: pod <-> node <-> inet, with the node
-// namespace routing between them (forwarding is enabled only inside the node namespace), a test
-// attach cgroup with one workload cgroup, and helpers to run node scripts in the pod or inet.
+// A small netns lab for the datapath tests: pod <-> node <-> inet, with the node namespace routing
+// between them (forwarding is enabled only inside the node namespace), a test attach cgroup with one
+// workload cgroup (plus any extra cgroups a test asks for), and helpers to run node scripts in the pod or inet.
 import * as assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +19,8 @@ export function sh(command: string, args: string[], input?: string): string {
 
 export interface Lab {
   prefix: string;
+  /** The cgroup2 mount the attach cgroup lives under. */
+  cgroupRoot: string;
   podNs: string;
   nodeNs: string;
   inetNs: string;
@@ -68,7 +70,12 @@ export async function eventMatching<E extends KernelEvent>(events: E[], predicat
   }
 }
 
-export function createLab(tag: string): Lab {
+export interface LabOptions {
+  /** More cgroups to create, relative to the attach cgroup, parents first (e.g. `workload/container`). */
+  extraCgroups?: string[];
+}
+
+export function createLab(tag: string, options: LabOptions = {}): Lab {
   const prefix = uniquePrefix(tag);
   const subnet = randomBytes(1)[0]! & 0x7f; // pod side 198.18.x, inet side 198.18.(x+128)
   const podNs = `${prefix}-pod`;
@@ -79,6 +86,7 @@ export function createLab(tag: string): Lab {
   assert.ok(cgroup2, 'cgroup2 must be mounted');
   const attachCgroup = join(cgroup2, prefix);
   const workloadCgroup = join(attachCgroup, 'workload');
+  const cgroups = [attachCgroup, workloadCgroup, ...(options.extraCgroups ?? []).map((relative) => join(attachCgroup, relative))];
   const pinDir = join(ensureBpffs(), prefix);
   const podV4 = `198.18.${subnet}.2`;
   const podV6 = `fd00:eb:${subnet.toString(16)}::2`;
@@ -88,31 +96,41 @@ export function createLab(tag: string): Lab {
   const ip = (ns: string, args: string[]): string => sh('ip', ['-n', ns, ...args]);
   const nsExec = (ns: string, args: string[]): string => sh('nsenter', [`--net=/run/netns/${ns}`, '--', ...args]);
 
-  for (const dir of [attachCgroup, workloadCgroup]) mkdirSync(dir);
-  for (const ns of [podNs, nodeNs, inetNs]) sh('ip', ['netns', 'add', ns]);
-  ip(podNs, ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', podHostIf, 'netns', nodeNs]);
-  ip(inetNs, ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `${prefix}i`, 'netns', nodeNs]);
-  ip(podNs, ['addr', 'add', `${podV4}/24`, 'dev', 'eth0']);
-  ip(podNs, ['addr', 'add', `${podV6}/64`, 'dev', 'eth0', 'nodad']);
-  ip(nodeNs, ['addr', 'add', `198.18.${subnet}.1/24`, 'dev', podHostIf]);
-  ip(nodeNs, ['addr', 'add', `fd00:eb:${subnet.toString(16)}::1/64`, 'dev', podHostIf, 'nodad']);
-  ip(nodeNs, ['addr', 'add', `${inet(1, 4)}/24`, 'dev', `${prefix}i`]);
-  ip(nodeNs, ['addr', 'add', `${inet(1, 6)}/64`, 'dev', `${prefix}i`, 'nodad']);
-  for (const host of [2, 3, 4]) {
-    ip(inetNs, ['addr', 'add', `${inet(host, 4)}/24`, 'dev', 'eth0']);
-    ip(inetNs, ['addr', 'add', `${inet(host, 6)}/64`, 'dev', 'eth0', 'nodad']);
+  try {
+    build();
+  } catch (error) {
+    // Nothing is handed back to the caller's cleanup, so undo a half-built lab here.
+    cleanup(null);
+    throw error;
   }
-  for (const ns of [podNs, nodeNs, inetNs]) ip(ns, ['link', 'set', 'lo', 'up']);
-  ip(podNs, ['link', 'set', 'eth0', 'up']);
-  ip(inetNs, ['link', 'set', 'eth0', 'up']);
-  ip(nodeNs, ['link', 'set', podHostIf, 'up']);
-  ip(nodeNs, ['link', 'set', `${prefix}i`, 'up']);
-  ip(podNs, ['route', 'add', 'default', 'via', `198.18.${subnet}.1`]);
-  ip(podNs, ['-6', 'route', 'add', 'default', 'via', `fd00:eb:${subnet.toString(16)}::1`]);
-  ip(inetNs, ['route', 'add', `198.18.${subnet}.0/24`, 'via', inet(1, 4)]);
-  ip(inetNs, ['-6', 'route', 'add', `fd00:eb:${subnet.toString(16)}::/64`, 'via', inet(1, 6)]);
-  // Forwarding only in the lab's own node namespace.
-  nsExec(nodeNs, ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+
+  function build(): void {
+    for (const dir of cgroups) mkdirSync(dir);
+    for (const ns of [podNs, nodeNs, inetNs]) sh('ip', ['netns', 'add', ns]);
+    ip(podNs, ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', podHostIf, 'netns', nodeNs]);
+    ip(inetNs, ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `${prefix}i`, 'netns', nodeNs]);
+    ip(podNs, ['addr', 'add', `${podV4}/24`, 'dev', 'eth0']);
+    ip(podNs, ['addr', 'add', `${podV6}/64`, 'dev', 'eth0', 'nodad']);
+    ip(nodeNs, ['addr', 'add', `198.18.${subnet}.1/24`, 'dev', podHostIf]);
+    ip(nodeNs, ['addr', 'add', `fd00:eb:${subnet.toString(16)}::1/64`, 'dev', podHostIf, 'nodad']);
+    ip(nodeNs, ['addr', 'add', `${inet(1, 4)}/24`, 'dev', `${prefix}i`]);
+    ip(nodeNs, ['addr', 'add', `${inet(1, 6)}/64`, 'dev', `${prefix}i`, 'nodad']);
+    for (const host of [2, 3, 4]) {
+      ip(inetNs, ['addr', 'add', `${inet(host, 4)}/24`, 'dev', 'eth0']);
+      ip(inetNs, ['addr', 'add', `${inet(host, 6)}/64`, 'dev', 'eth0', 'nodad']);
+    }
+    for (const ns of [podNs, nodeNs, inetNs]) ip(ns, ['link', 'set', 'lo', 'up']);
+    ip(podNs, ['link', 'set', 'eth0', 'up']);
+    ip(inetNs, ['link', 'set', 'eth0', 'up']);
+    ip(nodeNs, ['link', 'set', podHostIf, 'up']);
+    ip(nodeNs, ['link', 'set', `${prefix}i`, 'up']);
+    ip(podNs, ['route', 'add', 'default', 'via', `198.18.${subnet}.1`]);
+    ip(podNs, ['-6', 'route', 'add', 'default', 'via', `fd00:eb:${subnet.toString(16)}::1`]);
+    ip(inetNs, ['route', 'add', `198.18.${subnet}.0/24`, 'via', inet(1, 4)]);
+    ip(inetNs, ['-6', 'route', 'add', `fd00:eb:${subnet.toString(16)}::/64`, 'via', inet(1, 6)]);
+    // Forwarding only in the lab's own node namespace.
+    nsExec(nodeNs, ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+  }
 
   function inPod<T>(script: string, args: unknown, options?: { cgroup?: string }): Promise<T> {
     const cgroup = options?.cgroup ?? workloadCgroup;
@@ -171,12 +189,28 @@ export function createLab(tag: string): Lab {
     for (const server of servers) {
       if (server.pid !== undefined && server.exitCode === null) attempt('stop server', () => process.kill(server.pid!));
     }
-    for (const dir of [workloadCgroup, attachCgroup]) if (existsSync(dir)) attempt(`rmdir ${dir}`, () => rmdirSync(dir));
+    for (const dir of [...cgroups].reverse()) if (existsSync(dir)) attempt(`rmdir ${dir}`, () => rmdirSync(dir));
     for (const ns of [podNs, nodeNs, inetNs]) {
       if (existsSync(`/run/netns/${ns}`)) attempt(`delete netns ${ns}`, () => sh('ip', ['netns', 'del', ns]));
     }
     if (problems.length > 0) throw new Error(`cleanup incomplete:\n${problems.join('\n')}`);
   }
 
-  return { prefix, podNs, nodeNs, inetNs, podHostIf, attachCgroup, workloadCgroup, pinDir, podV4, podV6, inet, inPod, serve, cleanup };
+  return {
+    prefix,
+    cgroupRoot: cgroup2,
+    podNs,
+    nodeNs,
+    inetNs,
+    podHostIf,
+    attachCgroup,
+    workloadCgroup,
+    pinDir,
+    podV4,
+    podV6,
+    inet,
+    inPod,
+    serve,
+    cleanup,
+  };
 }

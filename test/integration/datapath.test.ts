@@ -1,38 +1,32 @@
-// The datapath against the real kernel: a two-namespace lab (pod <-> inet over a veth), a test
-// cgroup tree as the attach point, and client processes placed in (pod netns + workload cgroup).
+// The datapath against the real kernel, in the shared netns lab (pod <-> node <-> inet), with the lab's
+// test cgroup tree as the attach point and client processes placed in (pod netns + workload cgroup).
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
-import { destroyPinned, openDatapath } from '../../src/datapath/datapath.js';
-import { ensureBpffs, findCgroup2Mount } from '../../src/datapath/mounts.js';
-import { loadNative } from '../../src/datapath/native.js';
-import type { Datapath, DatapathOptions, KernelEvent, KernelRule } from '../../src/datapath/types.js';
-import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { openDatapath } from '../../src/datapath/datapath.js';
+import type { Datapath, DatapathOptions, KernelEvent } from '../../src/datapath/types.js';
+import { privilegedSkip } from '../support/privileged.js';
+import { createLab, eventMatching as eventIn, rule, sh, type Lab } from './datapath-lab.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
 const skip = privilegedSkip();
 
-const prefix = uniquePrefix('dp');
-const subnet = randomBytes(1)[0]!;
-const podNs = `${prefix}-pod`;
-const inetNs = `${prefix}-inet`;
-const v4 = (host: number): string => `198.18.${subnet}.${host}`;
-const v6 = (host: number): string => `fd00:eb:${subnet.toString(16)}::${host}`;
 const INET = 2; // inet host; also the DNS proxy
 const OTHER = 3; // second inet address for CIDR tests
 const LEARNED = 4; // address only reachable through a learned entry
-const UNROUTED_RESOLVER_V4 = '198.19.255.53'; // no route from the pod: only steering can answer
+const UNROUTED_RESOLVER_V4 = '198.19.255.53'; // nothing routes it beyond the pod: only steering can answer
 const UNROUTED_RESOLVER_V6 = 'fd00:eb:ffff::53';
 const PROXY_PORT = 5353;
+const NESTED = 'workload/container';
+const OTHER_CGROUP = 'other';
 
 /** Listeners in the inet namespace: TCP answers `ok:<port>`, UDP echoes; port 5353 plays the DNS proxy. */
 const SERVER_SCRIPT = `
 const net = require('net'), dgram = require('dgram');
+const [proxyV4, proxyV6] = JSON.parse(process.env.EG_PROXY);
 let pending = 0;
 const ready = () => { if (--pending === 0) console.log('ready'); };
 for (const port of [80, 443, 8080, ${PROXY_PORT}]) {
@@ -40,7 +34,7 @@ for (const port of [80, 443, 8080, ${PROXY_PORT}]) {
   net.createServer((s) => s.end(port === ${PROXY_PORT} ? 'proxy' : 'ok:' + port)).listen({ port, host: '::' }, ready);
 }
 // The proxy binds its own addresses, as a real one does, so replies come from the proxy address.
-for (const [type, port, host, reply] of [['udp6', 9000, '::', 'echo:'], ['udp4', ${PROXY_PORT}, '${v4(INET)}', 'proxy:'], ['udp6', ${PROXY_PORT}, '${v6(INET)}', 'proxy:']]) {
+for (const [type, port, host, reply] of [['udp6', 9000, '::', 'echo:'], ['udp4', ${PROXY_PORT}, proxyV4, 'proxy:'], ['udp6', ${PROXY_PORT}, proxyV6, 'proxy:']]) {
   pending++;
   const u = dgram.createSocket({ type, ipv6Only: type === 'udp6' && host !== '::' });
   u.on('message', (m, r) => u.send(reply + m, r.port, r.address));
@@ -84,15 +78,8 @@ interface ClientResult {
 type ClientOp =
   { op: 'tcp'; host: string; port: number } | { op: 'udp'; type: 'udp4' | 'udp6'; host: string; port: number; connect?: boolean };
 
-function sh(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function inNs(ns: string, args: string[]): void {
-  sh('ip', ['-n', ns, ...args]);
-}
-
 describe('datapath (real kernel)', { skip }, () => {
+  let lab: Lab;
   let cgroupRoot = '';
   let attachCgroup = '';
   let workloadCgroup = '';
@@ -100,130 +87,29 @@ describe('datapath (real kernel)', { skip }, () => {
   let otherCgroup = '';
   let pinDir = '';
   let options: DatapathOptions;
-  let server: ChildProcess | null = null;
   let datapath: Datapath | null = null;
   let workloadId = 0;
   const events: KernelEvent[] = [];
+  const v4 = (host: number): string => lab.inet(host, 4);
+  const v6 = (host: number): string => lab.inet(host, 6);
 
-  function client(cgroup: string, op: ClientOp): Promise<ClientResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(
-        'nsenter',
-        [
-          `--net=/run/netns/${podNs}`,
-          '--',
-          'sh',
-          '-c',
-          `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec "$0" -e "$EG_SCRIPT"`,
-          process.execPath,
-        ],
-        { env: { ...process.env, EG_SCRIPT: CLIENT_SCRIPT, EG_ARGS: JSON.stringify(op) }, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let out = '';
-      let err = '';
-      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
-      child.on('error', reject);
-      child.on('close', () => {
-        try {
-          resolve(JSON.parse(out) as ClientResult);
-        } catch {
-          reject(new Error(`client ${JSON.stringify(op)} printed ${JSON.stringify(out)}; stderr: ${err}`));
-        }
-      });
-    });
-  }
-
-  /** Waits for a matching event (the deadline only guards against a hang). */
-  async function eventMatching(predicate: (event: KernelEvent) => boolean): Promise<KernelEvent> {
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const found = events.find(predicate);
-      if (found) return found;
-      if (Date.now() > deadline)
-        throw new Error(
-          `no matching event among ${events.length}: ${JSON.stringify(events.slice(-5), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
-        );
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  function rule(partial: Partial<KernelRule> & Pick<KernelRule, 'ruleId' | 'action'>): KernelRule {
-    return {
-      protocol: 'any',
-      portLow: 0,
-      portHigh: 65535,
-      cidrs: [],
-      anyDestination: false,
-      web: false,
-      anyName: false,
-      watch: false,
-      log: false,
-      tlsRequired: false,
-      domains: null,
-      ...partial,
-    };
-  }
-
+  const client = (cgroup: string, op: ClientOp): Promise<ClientResult> => lab.inPod<ClientResult>(CLIENT_SCRIPT, op, { cgroup });
+  const eventMatching = (predicate: (event: KernelEvent) => boolean): Promise<KernelEvent> => eventIn(events, predicate);
   const cgroupId = (path: string): bigint => statSync(path, { bigint: true }).ino;
 
   before(
     async () => {
-      const cgroup2 = findCgroup2Mount();
-      assert.ok(cgroup2, 'cgroup2 must be mounted');
-      cgroupRoot = cgroup2;
-      attachCgroup = join(cgroupRoot, prefix);
-      workloadCgroup = join(attachCgroup, 'workload');
-      nestedCgroup = join(workloadCgroup, 'container');
-      otherCgroup = join(attachCgroup, 'other');
-      for (const dir of [attachCgroup, workloadCgroup, nestedCgroup, otherCgroup]) mkdirSync(dir);
-      pinDir = join(ensureBpffs(), prefix);
+      lab = createLab('dp', { extraCgroups: [NESTED, OTHER_CGROUP] });
+      ({ cgroupRoot, attachCgroup, workloadCgroup, pinDir } = lab);
+      nestedCgroup = join(attachCgroup, NESTED);
+      otherCgroup = join(attachCgroup, OTHER_CGROUP);
       options = { objectPath, pinDir, attachCgroup };
-
-      sh('ip', ['netns', 'add', podNs]);
-      sh('ip', ['netns', 'add', inetNs]);
-      inNs(podNs, ['link', 'add', `${prefix}p`, 'type', 'veth', 'peer', 'name', `${prefix}i`, 'netns', inetNs]);
-      inNs(podNs, ['addr', 'add', `${v4(1)}/24`, 'dev', `${prefix}p`]);
-      inNs(podNs, ['addr', 'add', `${v6(1)}/64`, 'dev', `${prefix}p`, 'nodad']);
-      for (const host of [INET, OTHER, LEARNED]) {
-        inNs(inetNs, ['addr', 'add', `${v4(host)}/24`, 'dev', `${prefix}i`]);
-        inNs(inetNs, ['addr', 'add', `${v6(host)}/64`, 'dev', `${prefix}i`, 'nodad']);
-      }
-      for (const ns of [podNs, inetNs]) inNs(ns, ['link', 'set', 'lo', 'up']);
-      inNs(podNs, ['link', 'set', `${prefix}p`, 'up']);
-      inNs(inetNs, ['link', 'set', `${prefix}i`, 'up']);
-
-      server = spawn('nsenter', [`--net=/run/netns/${inetNs}`, process.execPath, '-e', SERVER_SCRIPT], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      await new Promise<void>((resolve, reject) => {
-        server!.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
-        server!.on('exit', (code) => reject(new Error(`inet server exited with ${code}`)));
-      });
+      await lab.serve(SERVER_SCRIPT, { EG_PROXY: JSON.stringify([v4(INET), v6(INET)]) });
     },
     { timeout: 30_000 },
   );
 
-  after(() => {
-    const problems: string[] = [];
-    const attempt = (what: string, action: () => void): void => {
-      try {
-        action();
-      } catch (error) {
-        problems.push(`${what}: ${(error as Error).message}`);
-      }
-    };
-    attempt('close datapath', () => datapath?.close());
-    if (pinDir && existsSync(pinDir)) attempt('remove pins', () => destroyPinned(loadNative(), pinDir));
-    if (server?.pid !== undefined && server.exitCode === null) attempt('stop server', () => process.kill(server!.pid!));
-    for (const dir of [nestedCgroup, workloadCgroup, otherCgroup, attachCgroup]) {
-      if (dir && existsSync(dir)) attempt(`rmdir ${dir}`, () => rmdirSync(dir));
-    }
-    for (const ns of [podNs, inetNs]) {
-      if (existsSync(`/run/netns/${ns}`)) attempt(`delete netns ${ns}`, () => sh('ip', ['netns', 'del', ns]));
-    }
-    if (problems.length > 0) throw new Error(`cleanup incomplete:\n${problems.join('\n')}`);
-  });
+  after(() => lab?.cleanup(datapath));
 
   test('before enrolment every cgroup is unaffected', async () => {
     datapath = openDatapath(options);
@@ -466,6 +352,19 @@ describe('datapath (real kernel)', { skip }, () => {
     datapath!.setBaseline([]);
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(OTHER), port: 80 })).data, 'ok:80');
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 8080 })).code, 'EPERM');
+  });
+
+  test('a workload whose cgroup is gone (its pod was deleted) can still be removed', () => {
+    const gone = join(attachCgroup, 'gone');
+    mkdirSync(gone);
+    try {
+      const goneId = datapath!.setWorkload(gone, []);
+      rmdirSync(gone);
+      datapath!.removeWorkload(gone);
+      assert.equal([...datapath!.workloads().values()].includes(goneId), false);
+    } finally {
+      if (existsSync(gone)) rmdirSync(gone);
+    }
   });
 
   test('enforcement survives the agent: close, deny without agent, adopt', async () => {

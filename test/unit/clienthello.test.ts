@@ -4,7 +4,8 @@ import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { EXTENSION_ECH, EXTENSION_SERVER_NAME, buildClientHello, parseClientHello } from '../../src/lab/clienthello.js';
-import { addressBytes, buildUdpFragments, buildUdpPacket, internetChecksum } from '../../src/lab/packet.js';
+import { buildUdpFragments, buildUdpPacket, internetChecksum } from '../../src/lab/packet.js';
+import { ipBytes } from '../../src/policy/cidr.js';
 
 /** Deterministic byte source, so failures reproduce. */
 function seeded(seed: string): (size: number) => Buffer {
@@ -98,8 +99,8 @@ describe('buildClientHello', () => {
 
 describe('packet builder', () => {
   test('IPv6 addresses expand; IPv4 headers and UDP checksums verify', () => {
-    assert.equal(addressBytes('fd00:eb:100::10').toString('hex'), 'fd0000eb010000000000000000000010');
-    assert.equal(addressBytes('::1').toString('hex'), '00000000000000000000000000000001');
+    assert.equal(ipBytes('fd00:eb:100::10').toString('hex'), 'fd0000eb010000000000000000000010');
+    assert.equal(ipBytes('::1').toString('hex'), '00000000000000000000000000000001');
     const packet = buildUdpPacket({
       source: '198.18.10.2',
       destination: '198.18.100.10',

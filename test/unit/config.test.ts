@@ -84,6 +84,35 @@ describe('agent configuration', () => {
     assert.match(problems('workloads: [\n').join('\n'), /not valid YAML/);
   });
 
+  test('baseline entries that the longest-prefix lookup would let hide each other are rejected', () => {
+    const nested = problems(`${minimal}baseline:
+  permits:
+    - { name: cluster, cidr: 10.0.0.0/8 }
+    - { name: dns, cidr: 10.96.0.10/32, protocol: udp, port: 53 }
+`).join('\n');
+    assert.match(nested, /"dns" \(10\.96\.0\.10\/32\) lies inside "cluster" \(10\.0\.0\.0\/8\) with other protocol or ports/);
+    // The same protocol and ports nested are fine; so are disjoint entries.
+    parseConfig(
+      'c.yaml',
+      `${minimal}baseline:\n  permits:\n    - { name: a, cidr: 10.0.0.0/8 }\n    - { name: b, cidr: 10.1.0.0/16 }\n    - { name: c, cidr: 192.0.2.0/24, port: 53 }\n`,
+      cgroupMount,
+    );
+    // Deny-list entries deny whole addresses: ports are refused with the field named.
+    assert.match(
+      problems(`${minimal}baseline:\n  denyList:\n    - { name: feed, cidr: 203.0.113.0/24, port: 22 }\n`).join('\n'),
+      /baseline\.denyList\[0\]\.port: unknown field/,
+    );
+  });
+
+  test('learned-address lifetimes are bounded both ways', () => {
+    const config = parseConfig('c.yaml', minimal, cgroupMount);
+    assert.equal(config.dns.maxTtlSeconds, 3600);
+    assert.match(
+      problems(minimal.replace('dns:\n', 'dns:\n  minTtlSeconds: 600\n  maxTtlSeconds: 60\n')).join('\n'),
+      /dns\.minTtlSeconds: must not exceed dns\.maxTtlSeconds/,
+    );
+  });
+
   test('two workloads may not share an address, a cgroup or a name', () => {
     const twice = minimal.replace(
       'policies:',
