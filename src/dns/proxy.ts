@@ -279,7 +279,6 @@ export class DnsProxy {
       tier: decision.tier,
       ruleName: decision.ruleName,
       policy: decision.policy,
-      discoveryOverride: decision.discoveryOverride ?? false,
     };
     if (decision.verdict !== 'permitted') {
       this.counters.denied += 1;
@@ -378,7 +377,6 @@ function preDecisionEvent(workload: DnsWorkload | null, ruleName: string, rcode:
     tier: 0 as Tier,
     ruleName,
     policy: null,
-    discoveryOverride: false,
     ...notForwarded(rcode, reason),
   };
 }

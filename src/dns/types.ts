@@ -17,8 +17,6 @@ export interface DnsDecision {
   policy: PolicyRef | null;
   /** Rule ids the answer's A/AAAA addresses must be learned for (may be empty). */
   learnFor: number[];
-  /** Permitted only because the default action is permit (discovery mode); reported in events. */
-  discoveryOverride?: boolean;
 }
 
 export interface DnsPolicyOracle {
@@ -60,7 +58,6 @@ export interface DnsDecisionEvent {
   /** Policy rule name, or a proxy reason code for decisions made without policy: `unknown-source`, `malformed-query`, `policy-error`. */
   ruleName: string;
   policy: PolicyRef | null;
-  discoveryOverride: boolean;
   /** Response code sent to the client (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...). */
   rcode: string;
   /** A/AAAA addresses the answer carried for the query name (CNAME chain followed). */
