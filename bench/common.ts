@@ -34,12 +34,9 @@ spec:
 `;
 }
 
-/** Run bench/load.ts in the workload's pod (lab CA trusted) and parse its JSON line. */
+/** Run bench/load.ts in the workload's pod (the lab trusts its CA there) and parse its JSON line. */
 export async function loadInPod(lab: Lab, args: string[]): Promise<Record<string, number>> {
-  const result = await lab.runInPod(WORKLOAD.pod, [process.execPath, LOAD_SCRIPT, ...args], {
-    timeoutMs: 600_000,
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: lab.caPath },
-  });
+  const result = await lab.runInPod(WORKLOAD.pod, [process.execPath, LOAD_SCRIPT, ...args], { timeoutMs: 600_000 });
   if (result.code !== 0) throw new Error(`load ${args.join(' ')} failed: ${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, number>;
 }

@@ -10,8 +10,10 @@ import { LabAgent } from '../src/lab/lab-agent.js';
 
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 3000);
 const QUERIES = Number(process.env.BENCH_QUERIES ?? 2000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Each round measures both sides twice, once in each order. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const OPENAI = DEFAULT_LAB_HOSTS.find((h) => h.name === 'api.openai.com')!;
+const PLAIN_PORT = 8443;
 
 interface Sample {
   connectsPerSecond: number;
@@ -20,24 +22,34 @@ interface Sample {
 }
 
 async function measure(lab: Lab): Promise<Sample> {
-  const connect = await loadInPod(lab, ['connect', OPENAI.ipv4, '443', String(CONNECTS)]);
+  // The plain port: its server only writes a line, so the client's connect path is what is measured.
+  const connect = await loadInPod(lab, ['connect', OPENAI.ipv4, String(PLAIN_PORT), String(CONNECTS)]);
   const dns = await loadInPod(lab, ['dns', 'api.openai.com', LAB_ADDRESSES.resolver.ipv4, String(QUERIES)]);
   return { connectsPerSecond: connect.perSecond!, dnsP50us: dns.p50us!, dnsP99us: dns.p99us! };
 }
 
 const lab = await Lab.create({ prefix: `egbn${randomBytes(2).toString('hex')}`, pods: [WORKLOAD.pod] });
 const agent = new LabAgent(lab, { workloads: [WORKLOAD], mode: 'enforce' });
-agent.writePolicy('bench.yaml', allowOpenAiPolicy('bench-fw', 443));
+agent.writePolicy('bench.yaml', allowOpenAiPolicy('bench-fw', PLAIN_PORT));
 const unenforced: Sample[] = [];
 const enforced: Sample[] = [];
 try {
-  for (let round = 0; round < ROUNDS; round++) {
-    unenforced.push(await measure(lab));
+  const measureEnforced = async () => {
     await agent.start();
     await agent.waitForPolicies(['bench-fw']);
     await agent.waitFor('api.openai.com to be learned', (s) => s.workloads.some((w) => w.learned.some((l) => l.ip === OPENAI.ipv4)));
     enforced.push(await measure(lab));
     await agent.teardown();
+  };
+  // Even rounds measure unenforced first, odd rounds enforced first: order effects cancel out.
+  for (let round = 0; round < ROUNDS * 2; round++) {
+    if (round % 2 === 0) {
+      unenforced.push(await measure(lab));
+      await measureEnforced();
+    } else {
+      await measureEnforced();
+      unenforced.push(await measure(lab));
+    }
   }
 } finally {
   await agent.teardown().catch(() => undefined);

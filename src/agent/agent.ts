@@ -74,6 +74,7 @@ export interface WorkloadStatus {
 export interface AgentStatus {
   node: string;
   mode: AgentConfig['baseline']['mode'];
+  enforcement: AgentConfig['enforcement'];
   adopted: boolean;
   policies: PolicyStatus[];
   rejected: { file: string; messages: string[] }[];
@@ -586,6 +587,7 @@ export class Agent {
     return {
       node: this.config.node,
       mode: this.config.baseline.mode,
+      enforcement: this.config.enforcement,
       adopted: this.datapath.adopted,
       policies: [...this.policyStatus.values()],
       rejected: [...this.rejected].map(([file, messages]) => ({ file, messages })),

@@ -59,8 +59,6 @@ export const PROGRAM_NAMES = [
   'eg_skb_egress',
 ] as const;
 
-/** cgroup programs that features can turn off. */
-const TLS_PROGRAM = 'eg_skb_egress';
 const TC_PROGRAM = 'eg_tc_ingress';
 /** tc filter identity on a host-side interface: fixed, so a restarted agent replaces its own filter in place. */
 export const TC_HANDLE = 0xe9;
@@ -210,8 +208,8 @@ class KernelDatapath implements Datapath {
     const hasProxy = settings.dnsProxy.ipv4 !== null || settings.dnsProxy.ipv6 !== null;
     if (hasProxy && settings.dnsProxy.port === 0) throw new Error('dnsProxy.port must be set when a proxy address is');
     const features = settings.features ?? { tls: true, packet: true };
-    // Attach before the flag that makes connect hooks rely on the program, detach after clearing it.
-    if (features.tls) this.setTlsProgram(true);
+    // The skb program stays attached whatever the features: it judges raw and ping sockets and records the flows
+    // the backstop must pass. `tls: false` only clears the flag that makes connect hooks defer to the SNI check.
     if (!features.packet) this.detachAllTc();
     this.features = { ...features };
     const config = encodeConfig({
@@ -224,32 +222,9 @@ class KernelDatapath implements Datapath {
       denyEch: settings.denyEch ?? false,
     });
     this.maps.eg_config.update(encodeU32(0), config);
-    if (!features.tls) this.setTlsProgram(false);
     if (features.packet) {
       for (const ifindexes of this.interfaces.values()) for (const ifindex of ifindexes) this.attachTc(ifindex);
     }
-  }
-
-  /** Attaches (pinning the link) or detaches the cgroup_skb program. */
-  private setTlsProgram(attached: boolean): void {
-    const linkPath = pinPaths(this.options.pinDir).link(TLS_PROGRAM);
-    if (attached === existsSync(linkPath)) return;
-    if (attached) {
-      const link = this.object.program(TLS_PROGRAM).attachCgroup(this.attachCgroup);
-      try {
-        link.pin(linkPath);
-      } finally {
-        link.close();
-      }
-      return;
-    }
-    const link = this.native.BpfLink.openPinned(linkPath);
-    try {
-      link.detach();
-    } finally {
-      link.close();
-    }
-    unlinkSync(linkPath);
   }
 
   private attachTc(ifindex: number): void {

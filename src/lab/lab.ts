@@ -488,8 +488,8 @@ export class Lab {
   private spawnTracked(argv: readonly string[], options: LabSpawnOptions): ChildProcess {
     if (this.teardown !== null) throw new Error(`lab ${this.prefix} is destroyed`);
     const [command, ...args] = argv as [string, ...string[]];
-    // Lab programs trust the lab CA (Node reads NODE_EXTRA_CA_CERTS) unless the caller says otherwise.
-    const env = { NODE_EXTRA_CA_CERTS: this.pki?.caPath, ...(options.env ?? process.env) };
+    // Lab programs trust the lab CA (Node reads NODE_EXTRA_CA_CERTS), whatever the caller's environment says.
+    const env = { ...(options.env ?? process.env), NODE_EXTRA_CA_CERTS: this.pki?.caPath };
     const child = spawn(command, args, { env, stdio: options.stdio ?? 'ignore' });
     this.processes.add(child);
     child.once('exit', () => this.processes.delete(child));

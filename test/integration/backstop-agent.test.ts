@@ -186,6 +186,31 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
   }
 
   /** The tc filters on the workload's host-side interface, and the ones that run egressguard's backstop program. */
+  async function assertInboundWorks(w: LabWorkload): Promise<void> {
+    const server = lab.spawnInPod(w.pod, [process.execPath, '-e', INBOUND_SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
+    spawned.push(server);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        server.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+          out += chunk;
+          if (out.includes('ready')) resolve();
+        });
+        server.once('exit', (code) => reject(new Error(`the pod's server exited (${code})`)));
+      });
+      // Several connections per family: every accepted connection's replies must pass, not only the first.
+      for (let round = 0; round < 3; round++) {
+        for (const family of FAMILIES) {
+          const address = addressOf(podOf(w), family);
+          const result = await lab.runInNode([process.execPath, '-e', INBOUND_CLIENT, address]);
+          assert.equal(result.stdout.trim(), 'pong ping', `round ${round}, IPv${family} to ${address}: ${result.stdout}${result.stderr}`);
+        }
+      }
+    } finally {
+      server.kill('SIGKILL');
+    }
+  }
+
   async function tcFilters(w: LabWorkload): Promise<{ all: TcFilter[]; egressguard: TcFilter[] }> {
     const output = await mustRun(['tc', '-n', lab.nodeNetns, '-j', 'filter', 'show', 'dev', podOf(w).nodeInterface, 'ingress']);
     const all = JSON.parse(output || '[]') as TcFilter[];
@@ -268,30 +293,7 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
       });
     }
 
-    test(`${w.pod}: inbound TCP connections to a server in the pod keep working with the backstop on`, async () => {
-      const server = lab.spawnInPod(w.pod, [process.execPath, '-e', INBOUND_SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
-      spawned.push(server);
-      try {
-        await new Promise<void>((resolve, reject) => {
-          let out = '';
-          server.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-            out += chunk;
-            if (out.includes('ready')) resolve();
-          });
-          server.once('exit', (code) => reject(new Error(`the pod's server exited (${code})`)));
-        });
-        // Several connections per family: every accepted connection's replies must pass, not only the first.
-        for (let round = 0; round < 3; round++) {
-          for (const family of FAMILIES) {
-            const address = addressOf(podOf(w), family);
-            const result = await lab.runInNode([process.execPath, '-e', INBOUND_CLIENT, address]);
-            assert.equal(result.stdout.trim(), 'pong ping', `round ${round}, IPv${family} to ${address}: ${result.stdout}${result.stderr}`);
-          }
-        }
-      } finally {
-        server.kill('SIGKILL');
-      }
-    });
+    test(`${w.pod}: inbound TCP connections to a server in the pod keep working with the backstop on`, () => assertInboundWorks(w));
   }
 
   for (const family of FAMILIES) {
@@ -342,6 +344,21 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
       }
     });
   }
+
+  test('with the SNI check turned off the backstop still passes socket flows and raw packets are still judged', async () => {
+    agent.editConfig((config) => (config.enforcement = { tls: false, packet: true }));
+    await agent.waitFor('the SNI check to be off', (s) => !s.enforcement.tls && s.enforcement.packet);
+    try {
+      await assertInboundWorks(DECLARED);
+      for (const family of FAMILIES) {
+        const denied = await rawSend(DECLARED, ['raw-udp', addressOf(HTTPBIN, family), UDP_PORT]);
+        await assertNeverArrived(DECLARED, family, [denied]);
+      }
+    } finally {
+      agent.editConfig((config) => (config.enforcement = { tls: true, packet: true }));
+      await agent.waitFor('the SNI check to be back', (s) => s.enforcement.tls);
+    }
+  });
 
   test('kill -9 of the agent: the backstop keeps dropping, the restart adopts and replaces the tc filter in place', async () => {
     const filtersBefore = await Promise.all(WORKLOADS.map(async (w) => (await tcFilters(w)).egressguard));
