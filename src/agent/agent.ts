@@ -255,6 +255,7 @@ export class Agent {
       dnsProxy: { ipv4: v4, ipv6: v6, port: dns.port },
       denyEch: baseline.denyEch,
       features: this.config.enforcement,
+      maxLearnedPerWorkload: dns.maxIpsPerWorkload,
     });
     this.datapath.setDenyList(baseline.denyList.map((e) => cidrEntry('deny-list', e)));
     this.datapath.setBaseline(baseline.permits.map((e) => cidrEntry('permits', e)));

@@ -72,6 +72,7 @@ export interface AgentConfig {
     maxTtlSeconds: number;
     graceSeconds: number;
     maxIpsPerName: number;
+    maxIpsPerWorkload: number;
   };
   events: {
     sinks: EventSinkConfig[];
@@ -167,6 +168,7 @@ const schema = {
         maxTtlSeconds: { type: 'integer', minimum: 1, maximum: 604800 },
         graceSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
         maxIpsPerName: { type: 'integer', minimum: 1, maximum: 4096 },
+        maxIpsPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
       },
     },
     events: {
@@ -218,6 +220,7 @@ interface RawConfig {
     maxTtlSeconds?: number;
     graceSeconds?: number;
     maxIpsPerName?: number;
+    maxIpsPerWorkload?: number;
   };
   events?: { sinks?: EventSinkConfig[]; aggregateWindowMs?: number };
 }
@@ -393,6 +396,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       maxTtlSeconds: dns.maxTtlSeconds ?? 3600,
       graceSeconds: dns.graceSeconds ?? 30,
       maxIpsPerName: dns.maxIpsPerName ?? 64,
+      maxIpsPerWorkload: dns.maxIpsPerWorkload ?? 4096,
     },
     events: {
       sinks: raw.events?.sinks ?? [{ type: 'jsonl', path: '-' }],

@@ -62,6 +62,7 @@ export const PROGRAM_NAMES = [
 const TC_PROGRAM = 'eg_tc_ingress';
 /** tc filter identity on a host-side interface: fixed, so a restarted agent replaces its own filter in place. */
 export const TC_HANDLE = 0xe9;
+const DEFAULT_MAX_LEARNED_PER_WORKLOAD = 4096;
 export const TC_PRIORITY = 0xe9;
 
 const MAP_NAMES = [
@@ -164,6 +165,9 @@ class KernelDatapath implements Datapath {
   private malformedEvents = 0n;
   /** Enrolled workloads by cgroup id (mirrors eg_workloads). */
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
+  /** Learned entries per workload id, mirroring eg_learned: one workload must not fill the node's map. */
+  private readonly learnedCounts = new Map<number, number>();
+  private maxLearnedPerWorkload = DEFAULT_MAX_LEARNED_PER_WORKLOAD;
   /** Cgroup id each path was enrolled under: a deleted cgroup (its pod is gone) can still be removed. */
   private readonly cgroupIdsByPath = new Map<string, bigint>();
   /** Keys present in eg_rule_cidrs, hex-encoded (mirror, so swaps can diff without a scan). */
@@ -192,6 +196,7 @@ class KernelDatapath implements Datapath {
       if (value !== null) this.enrolled.set(key.readBigUInt64LE(0), decodeWorkload(value));
     }
     for (const key of maps.eg_rule_cidrs.keys()) this.ruleCidrKeys.add(key.toString('hex'));
+    for (const key of maps.eg_learned.keys()) this.countLearned(decodeLearnedKey(key).workloadId, 1);
     for (const key of maps.eg_interfaces.keys()) {
       const value = maps.eg_interfaces.lookup(key);
       if (value === null) continue;
@@ -208,6 +213,7 @@ class KernelDatapath implements Datapath {
     const hasProxy = settings.dnsProxy.ipv4 !== null || settings.dnsProxy.ipv6 !== null;
     if (hasProxy && settings.dnsProxy.port === 0) throw new Error('dnsProxy.port must be set when a proxy address is');
     const features = settings.features ?? { tls: true, packet: true };
+    this.maxLearnedPerWorkload = settings.maxLearnedPerWorkload ?? DEFAULT_MAX_LEARNED_PER_WORKLOAD;
     // The skb program stays attached whatever the features: it judges raw and ping sockets and records the flows
     // the backstop must pass. `tls: false` only clears the flag that makes connect hooks defer to the SNI check.
     if (!features.packet) this.detachAllTc();
@@ -323,12 +329,22 @@ class KernelDatapath implements Datapath {
     return workloadId;
   }
 
-  private deleteLearned(matches: (key: ReturnType<typeof decodeLearnedKey>) => boolean): number {
+  private deleteLearned(matches: (parts: ReturnType<typeof decodeLearnedKey>, key: Buffer) => boolean): number {
     let removed = 0;
     for (const key of this.maps.eg_learned.keys()) {
-      if (matches(decodeLearnedKey(key)) && this.maps.eg_learned.delete(key)) removed++;
+      const parts = decodeLearnedKey(key);
+      if (!matches(parts, key) || !this.maps.eg_learned.delete(key)) continue;
+      this.countLearned(parts.workloadId, -1);
+      removed++;
     }
     return removed;
+  }
+
+  private countLearned(workloadId: number, change: number): number {
+    const count = (this.learnedCounts.get(workloadId) ?? 0) + change;
+    if (count > 0) this.learnedCounts.set(workloadId, count);
+    else this.learnedCounts.delete(workloadId);
+    return count;
   }
 
   /** Interface indexes of a workload's network, validating it (an interface needs addresses to judge sources). */
@@ -450,10 +466,23 @@ class KernelDatapath implements Datapath {
 
   learn(entries: LearnedEntry[]): void {
     this.assertOpen();
+    const refused = new Map<number, number>();
     for (const entry of entries) {
       checkRuleId(entry.ruleId, `learned ${entry.ip}`);
       if (entry.expiresAtNs < 0n) throw new Error(`learned ${entry.ip}: expiresAtNs must not be negative`);
-      this.maps.eg_learned.update(encodeLearnedKey(entry.workloadId, entry.ruleId, entry.ip), encodeLearnedValue(entry.expiresAtNs));
+      const key = encodeLearnedKey(entry.workloadId, entry.ruleId, entry.ip);
+      const isNew = this.maps.eg_learned.lookup(key) === null;
+      if (isNew && (this.learnedCounts.get(entry.workloadId) ?? 0) >= this.maxLearnedPerWorkload) {
+        refused.set(entry.workloadId, (refused.get(entry.workloadId) ?? 0) + 1);
+        continue;
+      }
+      this.maps.eg_learned.update(key, encodeLearnedValue(entry.expiresAtNs));
+      if (isNew) this.countLearned(entry.workloadId, 1);
+    }
+    for (const [workloadId, count] of refused) {
+      throw new Error(
+        `workload id ${workloadId}: ${count} address(es) not learned: it holds its cap of ${this.maxLearnedPerWorkload} learned addresses`,
+      );
     }
   }
 
@@ -471,12 +500,10 @@ class KernelDatapath implements Datapath {
 
   expireLearned(nowNs: bigint): number {
     this.assertOpen();
-    let removed = 0;
-    for (const key of this.maps.eg_learned.keys()) {
+    return this.deleteLearned((_, key) => {
       const value = this.maps.eg_learned.lookup(key);
-      if (value !== null && decodeLearnedValue(value) <= nowNs && this.maps.eg_learned.delete(key)) removed++;
-    }
-    return removed;
+      return value !== null && decodeLearnedValue(value) <= nowNs;
+    });
   }
 
   onEvent(listener: (event: KernelEvent) => void): void {

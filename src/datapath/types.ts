@@ -21,6 +21,8 @@ export interface DatapathOptions {
 }
 
 export interface DatapathSettings {
+  /** Learned addresses one workload may hold (default 4096): a wildcard zone must not fill the node's map. */
+  maxLearnedPerWorkload?: number;
   defaultAction: DefaultAction;
   /** The agent's DNS proxy; enrolled workloads' port-53 traffic is steered here. */
   dnsProxy: { ipv4: string | null; ipv6: string | null; port: number };
@@ -116,6 +118,7 @@ export interface Datapath {
   removeWorkload(cgroup: string | bigint): void;
   /** Workloads found in the kernel (after adoption): cgroup id -> workload id. */
   workloads(): Map<bigint, number>;
+  /** Write learned addresses. Throws, naming the workload, when entries would exceed its cap (the rest are written). */
   learn(entries: LearnedEntry[]): void;
   learned(workloadId?: number): LearnedEntry[];
   /** Delete learned entries that expired before nowNs; returns how many were removed. */

@@ -265,6 +265,41 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal((await client(nestedCgroup, { op: 'tcp', host: v6(LEARNED), port: 443 })).data, 'ok:443');
   });
 
+  test('a workload cannot hold more learned addresses than its cap; others are unaffected', () => {
+    const webRule = 202;
+    const settings = { defaultAction: 'deny' as const, dnsProxy: { ipv4: v4(INET), ipv6: v6(INET), port: PROXY_PORT } };
+    datapath!.setWorkload(workloadCgroup, [
+      rule({ ruleId: webRule, action: 'permit', protocol: 'tcp', portLow: 443, portHigh: 443, web: true }),
+    ]);
+    const otherId = datapath!.setWorkload(otherCgroup, [rule({ ruleId: webRule, action: 'permit', web: true })]);
+    // setWorkload dropped the entries learned for the previous test's rule: both start empty.
+    assert.equal(datapath!.learned(workloadId).length + datapath!.learned(otherId).length, 0);
+    datapath!.configure({ ...settings, maxLearnedPerWorkload: 3 });
+    try {
+      const later = process.hrtime.bigint() + 600_000_000_000n;
+      const entries = (id: number, count: number) =>
+        Array.from({ length: count }, (_, i) => ({ workloadId: id, ruleId: webRule, ip: `198.18.250.${i + 1}`, expiresAtNs: later }));
+      assert.throws(
+        () => datapath!.learn(entries(workloadId, 5)),
+        new RegExp(`workload id ${workloadId}: 2 address\\(es\\) not learned: it holds its cap of 3`),
+      );
+      assert.equal(datapath!.learned(workloadId).length, 3);
+      // Refreshing an address it already holds is not a new entry.
+      datapath!.learn(entries(workloadId, 3));
+      datapath!.learn(entries(otherId, 3));
+      assert.equal(datapath!.learned(otherId).length, 3);
+      // Expiry frees room again.
+      datapath!.learn([{ workloadId, ruleId: webRule, ip: '198.18.250.1', expiresAtNs: 1n }]);
+      assert.equal(datapath!.expireLearned(process.hrtime.bigint()), 1);
+      datapath!.learn([{ workloadId, ruleId: webRule, ip: '198.18.250.9', expiresAtNs: later }]);
+      assert.equal(datapath!.learned(workloadId).length, 3);
+    } finally {
+      datapath!.configure(settings);
+      datapath!.removeWorkload(otherCgroup);
+      datapath!.expireLearned(BigInt(Number.MAX_SAFE_INTEGER) * 1_000_000_000n);
+    }
+  });
+
   test('watch rules report would-* without changing the verdict', async () => {
     datapath!.setWorkload(workloadCgroup, [
       rule({ ruleId: 301, action: 'deny', watch: true, cidrs: [{ family: 4, address: v4(INET), prefix: 32 }] }),
