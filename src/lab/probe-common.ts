@@ -1,6 +1,6 @@
 // Helpers shared by the probe sub-commands (src/lab/probe.ts and its probe-*.ts modules): arguments, errors, targets.
 import { Resolver, lookup } from 'node:dns/promises';
-import { isIP, isIPv6 } from 'node:net';
+import { isIP, isIPv6, type Socket } from 'node:net';
 
 /** A usage error: the probe exits 2 with this message instead of printing a result. */
 export class UsageError extends Error {}
@@ -84,6 +84,35 @@ export function errorCode(error: unknown): string {
 
 export function timeoutError(): NodeJS.ErrnoException {
   return Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' });
+}
+
+/**
+ * The first line the peer sends, or '' as soon as the socket connects when `untilConnect` is set. Rejects with an
+ * errno-style error on a socket error or timeout, or with `endError()` when the stream ends before a line and that
+ * returns one. The socket is destroyed either way.
+ */
+export function readFirstLine(
+  socket: Socket,
+  timeoutMs: number,
+  options: { untilConnect?: boolean; endError?: () => Error | null } = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let received = '';
+    const finish = (error: Error | null): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(received.split('\n')[0] ?? '');
+    };
+    const timer = setTimeout(() => finish(timeoutError()), timeoutMs);
+    socket.once('error', finish);
+    if (options.untilConnect) socket.once('connect', () => finish(null));
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      received += chunk;
+      if (received.includes('\n')) finish(null);
+    });
+    socket.once('end', () => finish(options.endError?.() ?? null));
+  });
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -18,6 +18,7 @@ import {
   portArg,
   sleep,
   stringFlag,
+  readFirstLine,
   timeoutError,
   type ParsedArgs,
 } from './probe-common.js';
@@ -67,29 +68,16 @@ export async function probeTls(args: ParsedArgs): Promise<TlsProbeResult> {
     const chosen = await chooseAddress(target, family);
     result.resolved = chosen.resolved;
     result.address = chosen.address;
-    result.firstLine = await new Promise<string>((resolve, reject) => {
-      // servername '' makes Node send no server_name; the certificate is then checked against the address.
-      const socket = connectTls({ host: chosen.address, port, servername: servername ?? '', ca, rejectUnauthorized: ca !== undefined });
-      let received = '';
-      const finish = (error: Error | null): void => {
-        clearTimeout(timer);
-        socket.destroy();
-        if (error) reject(error);
-        else resolve(received.split('\n')[0] ?? '');
-      };
-      const timer = setTimeout(() => finish(timeoutError()), timeoutMs);
-      socket.once('connect', () => (result.sourcePort = socket.localPort));
-      socket.once('secureConnect', () => {
-        result.handshake = true;
-        result.authorized = socket.authorized;
-        if (!socket.authorized) result.authorizationError = String(socket.authorizationError);
-      });
-      socket.once('error', finish);
-      socket.setEncoding('utf8').on('data', (chunk: string) => {
-        received += chunk;
-        if (received.includes('\n')) finish(null);
-      });
-      socket.once('end', () => (result.handshake ? finish(null) : finish(Object.assign(new Error('closed'), { code: 'ECONNRESET' }))));
+    // servername '' makes Node send no server_name; the certificate is then checked against the address.
+    const socket = connectTls({ host: chosen.address, port, servername: servername ?? '', ca, rejectUnauthorized: ca !== undefined });
+    socket.once('connect', () => (result.sourcePort = socket.localPort));
+    socket.once('secureConnect', () => {
+      result.handshake = true;
+      result.authorized = socket.authorized;
+      if (!socket.authorized) result.authorizationError = String(socket.authorizationError);
+    });
+    result.firstLine = await readFirstLine(socket, timeoutMs, {
+      endError: () => (result.handshake ? null : Object.assign(new Error('closed'), { code: 'ECONNRESET' })),
     });
     result.ok = result.handshake && result.firstLine !== '';
   } catch (error) {

@@ -20,36 +20,13 @@ import {
   parseArgs,
   portArg,
   stringFlag,
+  readFirstLine,
   timeoutError,
   type ParsedArgs,
 } from './probe-common.js';
 import { probePing, probeRawSend } from './probe-packet.js';
 import { probeHello, probeTls } from './probe-tls.js';
 import type { DnsAnswer, DnsProbeResult, LoopTcpProbeResult, ProbeResult, TcpProbeResult, UdpProbeResult } from './probe-result.js';
-
-/** Connect and read the first line (or just connect when readLine is false). Resolves the line, rejects with an errno error. */
-function tcpExchange(address: string, port: number, timeoutMs: number, readLine: boolean): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: address, port });
-    let received = '';
-    const finish = (error: Error | null): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve(received.split('\n')[0] ?? '');
-    };
-    const timer = setTimeout(() => finish(timeoutError()), timeoutMs);
-    socket.once('error', finish);
-    socket.once('connect', () => {
-      if (!readLine) finish(null);
-    });
-    socket.setEncoding('utf8').on('data', (chunk: string) => {
-      received += chunk;
-      if (received.includes('\n')) finish(null);
-    });
-    socket.once('end', () => finish(null));
-  });
-}
 
 async function probeTcp(args: ParsedArgs): Promise<TcpProbeResult> {
   const target = args.positional[1];
@@ -65,7 +42,7 @@ async function probeTcp(args: ParsedArgs): Promise<TcpProbeResult> {
     const chosen = await chooseAddress(target, family, resolverIp);
     result.resolved = chosen.resolved;
     result.address = chosen.address;
-    result.firstLine = await tcpExchange(result.address, port, timeoutMs, true);
+    result.firstLine = await readFirstLine(connect({ host: result.address, port }), timeoutMs);
     result.ok = true;
   } catch (error) {
     result.error = errorCode(error);
@@ -215,7 +192,7 @@ async function probeLoopTcp(args: ParsedArgs): Promise<LoopTcpProbeResult> {
   for (let i = 0; i < count; i++) {
     result.attempts++;
     try {
-      await tcpExchange(target, port, timeoutMs, false);
+      await readFirstLine(connect({ host: target, port }), timeoutMs, { untilConnect: true });
       result.successes++;
     } catch (error) {
       const code = errorCode(error);
