@@ -9,7 +9,7 @@ import { loadConfig, type AgentConfig, type BaselineEntryConfig, type WorkloadCo
 import { ControlServer } from './control.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
 import { openDatapath } from '../datapath/datapath.js';
-import { ruleIdFor } from '../datapath/ids.js';
+import { ruleIdFor } from '../policy/rule-ids.js';
 import type { CidrEntry, Datapath, KernelEvent, KernelRule } from '../datapath/types.js';
 import { PolicyStore } from '../policy/store.js';
 import { compileForWorkload } from '../policy/compile.js';
@@ -24,6 +24,7 @@ import { JsonLinesSink } from '../events/jsonl.js';
 import type { FlowEvent, Tier } from '../events/types.js';
 import { hostInterfacesOf } from '../identity/interfaces.js';
 import { WorkloadRegistry, identityOf, workloadKey, type Workload } from '../identity/registry.js';
+import { isIpv6Address } from '../model/ip.js';
 
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
 export const defaultObjectPath = new URL('../../../bpf/egressguard.bpf.o', import.meta.url).pathname;
@@ -461,7 +462,7 @@ export class Agent {
   }
 
   private proxyAddressFor(sourceIp: string): string {
-    const wantV6 = sourceIp.includes(':') && !sourceIp.startsWith('::ffff:');
+    const wantV6 = isIpv6Address(sourceIp);
     return this.config.dns.listen.find((a) => a.includes(':') === wantV6) ?? this.config.dns.listen[0] ?? '';
   }
 

@@ -6,7 +6,7 @@ import { endianness } from 'node:os';
 
 import { formatIp, ipBytes } from '../policy/cidr.js';
 import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
-import type { Layer, Tier, Verdict } from '../events/types.js';
+import type { Layer, Tier, Verdict } from '../model/decision.js';
 import type { KernelEvent } from './types.js';
 
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');

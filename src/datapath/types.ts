@@ -2,7 +2,7 @@
 // the byte layouts live in bpf/egressguard.h and src/datapath/abi.ts.
 
 import type { Cidr, CompiledRule, RuleProtocol } from '../policy/types.js';
-import type { Layer, Tier, Verdict } from '../events/types.js';
+import type { Layer, Tier, Verdict } from '../model/decision.js';
 
 export type DefaultAction = 'permit' | 'deny';
 

@@ -7,7 +7,8 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { once } from 'node:events';
-import type { Tier } from '../events/types.js';
+import type { Tier } from '../model/decision.js';
+import { unmapIpv4 } from '../model/ip.js';
 import { AddressCap } from './address-cap.js';
 import { extractAddresses, learnTtlSeconds } from './answers.js';
 import type {
@@ -178,7 +179,7 @@ export class DnsProxy {
   }
 
   private onDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): void {
-    const client: Client = { ip: unmapIPv4(remote.address), port: remote.port, transport: 'udp' };
+    const client: Client = { ip: unmapIpv4(remote.address), port: remote.port, transport: 'udp' };
     void this.serve(message, client).then((response) => {
       if (response !== null && !this.cancel.signal.aborted) socket.send(response, remote.port, remote.address);
     });
@@ -186,7 +187,7 @@ export class DnsProxy {
 
   private onConnection(socket: net.Socket): void {
     this.tcpConnections.add(socket);
-    const client: Client = { ip: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
+    const client: Client = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
     const reader = new FrameReader();
     let pending = 0;
     socket.setTimeout(this.options.tcpIdleTimeoutMs, () => {
@@ -379,10 +380,6 @@ function preDecisionEvent(workload: DnsWorkload | null, ruleName: string, rcode:
     policy: null,
     ...notForwarded(rcode, reason),
   };
-}
-
-function unmapIPv4(address: string): string {
-  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
 }
 
 function bindUdp(socket: dgram.Socket, address: string, port: number): Promise<void> {

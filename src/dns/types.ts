@@ -1,7 +1,7 @@
 // The DNS path's contract with the rest of the agent: the policy oracle it asks, the sink it teaches
 // learned addresses to, and the decision events it reports. The proxy depends on nothing else.
 
-import type { Tier } from '../events/types.js';
+import type { Tier } from '../model/decision.js';
 import type { PolicyRef } from '../policy/types.js';
 
 export interface DnsWorkload {

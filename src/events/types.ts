@@ -1,18 +1,10 @@
 // The one internal flow event every renderer (JSON lines, OCSF, CEF, ...) reads.
+import type { FqdnSource, Layer, Tier, Verdict } from '../model/decision.js';
+import type { WorkloadIdentity } from '../model/workload.js';
 
-export type Verdict = 'permitted' | 'denied' | 'would-deny' | 'would-permit';
-export type Layer = 'connect' | 'dns' | 'tls' | 'packet';
-export type FqdnSource = 'dns' | 'sni' | 'none';
-/** 0: deny list, 1: baseline permits, 2: FirewallPolicy rules, 3: default action. */
-export type Tier = 0 | 1 | 2 | 3;
-
-export interface WorkloadIdentity {
-  namespace: string;
-  name: string;
-  labels: Record<string, string>;
-  podIps: string[];
-  cgroupId: string;
-}
+// The vocabulary moved to src/model; re-exported so existing importers keep compiling.
+export type { FqdnSource, Layer, Tier, Verdict } from '../model/decision.js';
+export type { WorkloadIdentity } from '../model/workload.js';
 
 export interface FlowEvent {
   /** ISO-8601 time of the first occurrence in this aggregate. */

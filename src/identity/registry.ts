@@ -1,6 +1,7 @@
 // Workload identity: which cgroup, which addresses, which labels make up a workload, and lookups by each.
 
-import type { WorkloadIdentity } from '../events/types.js';
+import { unmapIpv4 } from '../model/ip.js';
+import type { WorkloadIdentity } from '../model/workload.js';
 
 export interface Workload {
   namespace: string;
@@ -45,7 +46,6 @@ export class WorkloadRegistry {
 
   /** The workload that owns a source address (IPv4-mapped IPv6 addresses are matched as IPv4). */
   byAddress(ip: string): Workload | null {
-    const plain = ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-    return this.byAddressMap.get(plain) ?? null;
+    return this.byAddressMap.get(unmapIpv4(ip)) ?? null;
   }
 }

@@ -1,5 +1,7 @@
 // The set of accepted policies with last-good semantics: a file with any error changes nothing, and its previously
 // accepted objects stay in force until a valid version of the file (or its removal) replaces them.
+import { compilePolicy } from './compile.js';
+import { hostModeResolver, type DestinationResolver } from './destination-resolver.js';
 import { formatDiagnostic } from './diagnostics.js';
 import { parseManifests } from './parse.js';
 import type { PolicyDiagnostic } from './types.js';
@@ -9,7 +11,7 @@ import type { AcceptedObject, ValidatedPolicy, ValidationOptions } from './valid
 export interface PolicyEntry {
   policy: ValidatedPolicy;
   file: string;
-  /** One-line forms of the policy's warnings (accepted, not enforced). */
+  /** One-line forms of the policy's warnings (accepted, not enforced), from validation and compilation. */
   warnings: string[];
 }
 
@@ -38,7 +40,11 @@ export class PolicyStore {
 
   private revisionCounter = 0;
 
-  constructor(private readonly options: ValidationOptions = {}) {}
+  /** `resolver` decides which selectors are enforceable, for the warnings applyFile and entries() report. */
+  constructor(
+    private readonly options: ValidationOptions = {},
+    private readonly resolver: DestinationResolver = hostModeResolver,
+  ) {}
 
   /** Increments whenever the accepted set changes (objects added, removed, or given a new spec): recompile when it moves. */
   get revision(): number {
@@ -51,7 +57,7 @@ export class PolicyStore {
    */
   applyFile(path: string, text: string): PolicyDiagnostic[] {
     const parsed = parseManifests(text, path, this.options);
-    const diagnostics = [...parsed.diagnostics];
+    const diagnostics = [...parsed.diagnostics, ...parsed.objects.flatMap((object) => this.compilerFindings(object))];
     for (const object of parsed.objects) {
       const owner = this.fileByKey.get(objectKey(object));
       if (owner !== undefined && owner !== path) {
@@ -133,8 +139,13 @@ export class PolicyStore {
     return this.policies().map((policy) => ({
       policy,
       file: this.fileByKey.get(objectKey(policy)) ?? '',
-      warnings: policy.warnings.map(formatDiagnostic),
+      warnings: [...policy.warnings, ...this.compilerFindings(policy)].map(formatDiagnostic),
     }));
+  }
+
+  /** What the compiler reports about a FirewallPolicy with this store's resolver (parts not enforced). */
+  private compilerFindings(object: AcceptedObject): PolicyDiagnostic[] {
+    return object.kind === 'FirewallPolicy' ? compilePolicy(object, this.resolver).diagnostics : [];
   }
 
   /** Files whose objects are currently in force. */

@@ -1,9 +1,9 @@
 // Validation of one decoded manifest object: the CRD shape (ajv) first, then the semantics ajv cannot express
-// (references, domain grammar, ranges, uniqueness). Produces the object in a form compile.ts can use directly,
-// or diagnostics that name the field and the fix. Any error rejects the object as a whole.
+// (references, domain grammar, ranges, uniqueness). Produces diagnostics that name the field and the fix, and the
+// validated, normalised spec (references replaced by what they name). Any error rejects the object as a whole.
+// What a rule means for a workload (destinations resolved, enforced or not) is compile.ts's job.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { ruleIdFor } from '../datapath/ids.js';
-import { formatCidr, parseCidr } from './cidr.js';
+import { parseCidr } from './cidr.js';
 import { parseDomainPattern } from './domains.js';
 import {
   FIREWALL_POLICY_KIND,
@@ -18,7 +18,7 @@ import {
   type SmartGroupSelector,
   type WebgroupPolicySpec,
 } from './manifest.js';
-import type { Cidr, CompiledRule, DomainPattern, PolicyDiagnostic, PolicyLocation } from './types.js';
+import type { DomainPattern, PolicyDiagnostic, PolicyLocation, RuleAction, RuleProtocol } from './types.js';
 
 /** Upper bound on domains per webGroup (and per WebgroupPolicy); larger lists are rejected. */
 export const MAX_DOMAINS_PER_WEBGROUP = 1000;
@@ -45,10 +45,33 @@ export interface ObjectSource {
 /** How a rule selects workloads in its policy's namespace. */
 export type WorkloadSelector = { matchLabels: Record<string, string> } | { service: string };
 
-/** A rule with everything that does not depend on the workload already resolved. */
+/** A destination of a rule: the selectors of the smartGroup it names, or a uuid reference (which no mode resolves). */
+export type DestinationRef =
+  { group: string; selectors: SmartGroupSelector[]; location: PolicyLocation } | { uuid: string; location: PolicyLocation };
+
+/** A webGroup of a rule: the domain patterns of the group it names, or a uuid reference (which no mode resolves). */
+export type WebGroupRef = { group: string; domains: DomainPattern[] } | { uuid: string; location: PolicyLocation };
+
+/** One rule, validated and normalised: defaults applied, references replaced by what they name. */
 export interface ValidatedRule {
+  name: string;
   selector: WorkloadSelector;
-  compiled: Omit<CompiledRule, 'policy'>;
+  /** `intrusion_detection_permit` is normalised to permit (reported in notEnforced). */
+  action: RuleAction;
+  protocol: RuleProtocol;
+  /** Inclusive port range; 0..65535 when the rule names no port. */
+  portLow: number;
+  portHigh: number;
+  destinations: DestinationRef[];
+  /** null when the rule names no webGroups. */
+  webGroups: WebGroupRef[] | null;
+  watch: boolean;
+  logging: boolean;
+  tlsRequired: boolean;
+  /** Fields accepted but not enforced whatever the mode (decryptPolicy, tlsProfile, ...); validation warned about each. */
+  notEnforced: string[];
+  /** Where the compiler's findings about the rule's selector and destination list point. */
+  locations: { selector: PolicyLocation; destinations: PolicyLocation };
 }
 
 interface AcceptedBase {
@@ -145,6 +168,19 @@ class Reporter {
     this.push('error', path, message, fix, pointAtKey);
   }
 
+  /** The location of `path` in this object (file, document, object, field and line), for findings made later. */
+  locate(path: PathSegment[], pointAtKey = false): PolicyLocation {
+    const fullPath = [...this.source.prefix, ...path];
+    const location: PolicyLocation = { document: this.source.document };
+    if (this.source.file !== undefined) location.file = this.source.file;
+    const line = this.source.lineOf?.(fullPath, pointAtKey);
+    if (line !== undefined) location.line = line;
+    if (this.namespace !== undefined) location.namespace = this.namespace;
+    if (this.name !== undefined) location.name = this.name;
+    if (fullPath.length > 0) location.field = formatPath(fullPath);
+    return location;
+  }
+
   warning(path: PathSegment[], message: string, fix?: string): void {
     this.push('warning', path, message, fix, false);
   }
@@ -156,15 +192,7 @@ class Reporter {
     fix: string | undefined,
     pointAtKey: boolean,
   ): void {
-    const fullPath = [...this.source.prefix, ...path];
-    const location: PolicyLocation = { document: this.source.document };
-    if (this.source.file !== undefined) location.file = this.source.file;
-    const line = this.source.lineOf?.(fullPath, pointAtKey);
-    if (line !== undefined) location.line = line;
-    if (this.namespace !== undefined) location.namespace = this.namespace;
-    if (this.name !== undefined) location.name = this.name;
-    if (fullPath.length > 0) location.field = formatPath(fullPath);
-    const diagnostic: PolicyDiagnostic = { severity, location, message };
+    const diagnostic: PolicyDiagnostic = { severity, location: this.locate(path, pointAtKey), message };
     if (fix !== undefined) diagnostic.fix = fix;
     this.diagnostics.push(diagnostic);
   }
@@ -314,12 +342,6 @@ function checkSelector(report: Reporter, path: PathSegment[], selector: RuleSele
   return selector.matchLabels !== undefined ? { matchLabels: selector.matchLabels } : { service: selector.service ?? '' };
 }
 
-/** What one smartGroup contributes as a destination: the CIDRs egressguard enforces, and what it cannot. */
-interface Destination {
-  cidrs: Cidr[];
-  unsupported: string[];
-}
-
 const SELECTOR_KINDS = ['type', 'cidr', 'external', 's2c'] as const;
 const ALLOWED_WITH: Record<(typeof SELECTOR_KINDS)[number], readonly string[]> = {
   type: ['type', 'k8sNamespace', 'k8sPodName', 'k8sService', 'k8sClusterId', 'tags'],
@@ -328,13 +350,8 @@ const ALLOWED_WITH: Record<(typeof SELECTOR_KINDS)[number], readonly string[]> =
   s2c: ['s2c'],
 };
 
-function checkSmartGroupSelector(
-  report: Reporter,
-  path: PathSegment[],
-  group: string,
-  selector: SmartGroupSelector,
-  into: Destination,
-): void {
+/** Checks one smartGroup selector: exactly one kind, only the fields of that kind, a well-formed cidr. */
+function checkSmartGroupSelector(report: Reporter, path: PathSegment[], selector: SmartGroupSelector): boolean {
   const present = Object.keys(selector);
   const kinds = SELECTOR_KINDS.filter((kind) => selector[kind] !== undefined);
   if (kinds.length !== 1) {
@@ -343,7 +360,7 @@ function checkSmartGroupSelector(
       kinds.length === 0 ? 'names no selector kind' : `mixes selector kinds ${quoteList(kinds)}`,
       'use exactly one of: `cidr` alone, `type` (with k8s*/tags fields), `external` (+ extArgs), or `s2c`',
     );
-    return;
+    return false;
   }
   const kind = kinds[0] ?? 'type';
   const stray = present.filter((field) => !ALLOWED_WITH[kind].includes(field));
@@ -354,21 +371,20 @@ function checkSmartGroupSelector(
       `remove ${quoteList(stray)} or move it to a separate selector`,
       true,
     );
-    return;
+    return false;
   }
   if (kind === 'cidr') {
     const cidr = parseCidr(selector.cidr ?? '');
-    if (typeof cidr === 'string')
+    if (typeof cidr === 'string') {
       report.error(
         [...path, 'cidr'],
         `"${selector.cidr ?? ''}": ${cidr}`,
         'write an address with a prefix length, e.g. 203.0.113.0/24 or 2001:db8::/32',
       );
-    else into.cidrs.push(cidr);
-    return;
+      return false;
+    }
   }
-  const what = kind === 'type' ? `type ${selector.type ?? ''}` : kind;
-  into.unsupported.push(`smartGroup "${group}" selects by ${what}, which host mode cannot resolve to addresses`);
+  return true;
 }
 
 function checkUniqueNames(report: Reporter, listPath: string, entries: readonly { name: string }[], what: string): void {
@@ -383,12 +399,6 @@ function checkUniqueNames(report: Reporter, listPath: string, entries: readonly 
       );
     } else seen.set(entry.name, index);
   });
-}
-
-function dedupeCidrs(cidrs: Cidr[]): Cidr[] {
-  const unique = new Map<string, Cidr>();
-  for (const cidr of cidrs) unique.set(formatCidr(cidr), cidr);
-  return [...unique.values()];
 }
 
 type RefCheck = { kind: 'name'; name: string } | { kind: 'uuid'; uuid: string } | null;
@@ -424,23 +434,20 @@ function checkRef(
   return { kind: 'name', name };
 }
 
-/** Validates one rule and resolves its destinations and domains (workload-independent). */
+/** Validates one rule and normalises it: defaults applied, smartGroup and webGroup names replaced by their content. */
 function checkRule(
   report: Reporter,
   index: number,
   rule: RuleSpec,
-  namespace: string,
-  policyName: string,
-  destinations: ReadonlyMap<string, Destination>,
+  destinations: ReadonlyMap<string, SmartGroupSelector[]>,
   webGroups: ReadonlyMap<string, DomainPattern[]>,
 ): ValidatedRule | null {
   const path: PathSegment[] = ['spec', 'rules', index];
   const notEnforced: string[] = [];
-  const unenforced = (field: PathSegment[], reason: string, fix?: string): void => {
+  const unenforced = (field: PathSegment[], reason: string): void => {
     notEnforced.push(reason);
-    report.warning([...path, ...field], `${reason}: not enforced`, fix);
+    report.warning([...path, ...field], `${reason}: not enforced`);
   };
-  const deny = rule.action === 'deny';
 
   let portLow = 0;
   let portHigh = 65535;
@@ -461,13 +468,6 @@ function checkRule(
   }
 
   const selector = checkSelector(report, [...path, 'selector'], rule.selector);
-  if (selector !== null && 'service' in selector) {
-    unenforced(
-      ['selector', 'service'],
-      `service selector "${selector.service}" cannot be resolved in host mode, so the rule selects no workload`,
-      'select pods with matchLabels',
-    );
-  }
   if (rule.action === 'intrusion_detection_permit') {
     report.warning([...path, 'action'], 'intrusion_detection_permit is enforced as permit (egressguard has no intrusion detection)');
     notEnforced.push('intrusion detection (enforced as permit)');
@@ -476,115 +476,62 @@ function checkRule(
   if (rule.tlsProfile !== undefined) unenforced(['tlsProfile'], 'tlsProfile (egressguard does not terminate TLS)');
   if (rule.logProfile !== undefined) unenforced(['logProfile'], `logProfile "${rule.logProfile}" (events follow \`logging\`)`);
 
-  // Destinations: supported CIDRs; what cannot be resolved narrows a permit and widens a deny, never the reverse.
-  const cidrs: Cidr[] = [];
-  let unresolvedDestination = false;
+  const destinationRefs: DestinationRef[] = [];
   rule.destinationSmartGroups.forEach((ref, refIndex) => {
-    const refPath = ['destinationSmartGroups', refIndex];
-    const checked = checkRef(report, [...path, ...refPath], ref, 'smartGroups', destinations, 'smartGroup');
+    const refPath = [...path, 'destinationSmartGroups', refIndex];
+    const checked = checkRef(report, refPath, ref, 'smartGroups', destinations, 'smartGroup');
     if (checked === null) return;
-    const consequence = deny ? 'this deny rule applies to every destination' : 'dropped from this permit rule';
-    if (checked.kind === 'uuid') {
-      unresolvedDestination = true;
-      unenforced(
-        [...refPath, 'uuid'],
-        `smartGroup uuid ${checked.uuid} cannot be resolved (${consequence})`,
-        'reference a smartGroup of this policy by name',
-      );
-      return;
-    }
-    const destination = destinations.get(checked.name);
-    cidrs.push(...(destination?.cidrs ?? []));
-    for (const reason of destination?.unsupported ?? []) {
-      unresolvedDestination = true;
-      unenforced(refPath, `${reason} (${consequence})`, 'use a cidr smartGroup as destination');
-    }
+    if (checked.kind === 'uuid') destinationRefs.push({ uuid: checked.uuid, location: report.locate([...refPath, 'uuid']) });
+    else destinationRefs.push({ group: checked.name, selectors: destinations.get(checked.name) ?? [], location: report.locate(refPath) });
   });
 
-  if (cidrs.length === 0 && !unresolvedDestination) {
-    report.warning(
-      [...path, 'destinationSmartGroups'],
-      'hold no cidr selector, so this rule matches no destination',
-      'add a cidr selector (e.g. 0.0.0.0/0) to a destination smartGroup',
-    );
-  }
-
-  // webGroups: an unresolvable group makes a permit narrower (dropped) and a deny broader (all names).
-  let domains: DomainPattern[] | null = null;
-  let webGroupsUnresolvable = false;
+  let webGroupRefs: WebGroupRef[] | null = null;
   if (rule.webGroups !== undefined && rule.webGroups.length > 0) {
-    const resolved: DomainPattern[] = [];
-    let unresolved = false;
+    const refs: WebGroupRef[] = [];
     rule.webGroups.forEach((ref, refIndex) => {
-      const refPath = ['webGroups', refIndex];
-      const checked = checkRef(report, [...path, ...refPath], ref, 'webGroups', webGroups, 'webGroup');
+      const refPath = [...path, 'webGroups', refIndex];
+      const checked = checkRef(report, refPath, ref, 'webGroups', webGroups, 'webGroup');
       if (checked === null) return;
-      if (checked.kind === 'uuid') {
-        unresolved = true;
-        const consequence = deny ? 'this deny rule applies to every name' : 'dropped from this permit rule';
-        unenforced(
-          [...refPath, 'uuid'],
-          `webGroup uuid ${checked.uuid} cannot be resolved (${consequence})`,
-          'reference a webGroup of this policy by name',
-        );
-        return;
-      }
-      resolved.push(...(webGroups.get(checked.name) ?? []));
+      if (checked.kind === 'uuid') refs.push({ uuid: checked.uuid, location: report.locate([...refPath, 'uuid']) });
+      else refs.push({ group: checked.name, domains: webGroups.get(checked.name) ?? [] });
     });
-    if (deny && unresolved) domains = null;
-    else {
-      domains = resolved;
-      webGroupsUnresolvable = unresolved && resolved.length === 0;
-    }
+    webGroupRefs = refs;
   }
 
   if (selector === null) return null;
-  // In a webGroup rule the learned-address condition is what names the destination; the translator's
-  // `any-destination` (0.0.0.0/0) there means "wherever the names resolve", so AAAA answers count too.
-  const webAnywhere = domains !== null && cidrs.some((cidr) => cidr.prefix === 0);
-  const anyDestination = (deny && unresolvedDestination) || webAnywhere;
-  const active = deny ? true : cidrs.length > 0 && !webGroupsUnresolvable;
   return {
+    name: rule.name,
     selector,
-    compiled: {
-      ruleId: ruleIdFor(namespace, policyName, rule.name),
-      name: rule.name,
-      action: deny ? 'deny' : 'permit',
-      protocol: rule.protocol ?? 'any',
-      portLow,
-      portHigh,
-      cidrs: dedupeCidrs(cidrs),
-      anyDestination,
-      domains,
-      watch: rule.watch ?? false,
-      logging: rule.logging ?? false,
-      tlsRequired: rule.flowAppRequirement === 'tlsRequired',
-      notEnforced,
-      active,
+    action: rule.action === 'deny' ? 'deny' : 'permit',
+    protocol: rule.protocol ?? 'any',
+    portLow,
+    portHigh,
+    destinations: destinationRefs,
+    webGroups: webGroupRefs,
+    watch: rule.watch ?? false,
+    logging: rule.logging ?? false,
+    tlsRequired: rule.flowAppRequirement === 'tlsRequired',
+    notEnforced,
+    locations: {
+      selector: report.locate('service' in selector ? [...path, 'selector', 'service'] : [...path, 'selector']),
+      destinations: report.locate([...path, 'destinationSmartGroups']),
     },
   };
 }
 
-function checkFirewallSpec(
-  report: Reporter,
-  spec: FirewallPolicySpec,
-  namespace: string,
-  name: string,
-  maxDomains: number,
-): ValidatedRule[] {
+function checkFirewallSpec(report: Reporter, spec: FirewallPolicySpec, maxDomains: number): ValidatedRule[] {
   const smartGroups = spec.smartGroups ?? [];
   const webGroupSpecs = spec.webGroups ?? [];
   checkUniqueNames(report, 'smartGroups', smartGroups, 'smartGroup');
   checkUniqueNames(report, 'webGroups', webGroupSpecs, 'webGroup');
   checkUniqueNames(report, 'rules', spec.rules, 'rule');
 
-  const destinations = new Map<string, Destination>();
+  const destinations = new Map<string, SmartGroupSelector[]>();
   smartGroups.forEach((group, groupIndex) => {
-    const destination: Destination = { cidrs: [], unsupported: [] };
-    (group.selectors ?? []).forEach((selector, selectorIndex) => {
-      checkSmartGroupSelector(report, ['spec', 'smartGroups', groupIndex, 'selectors', selectorIndex], group.name, selector, destination);
-    });
-    if (!destinations.has(group.name)) destinations.set(group.name, destination);
+    const selectors = (group.selectors ?? []).filter((selector, selectorIndex) =>
+      checkSmartGroupSelector(report, ['spec', 'smartGroups', groupIndex, 'selectors', selectorIndex], selector),
+    );
+    if (!destinations.has(group.name)) destinations.set(group.name, selectors);
   });
 
   const webGroups = new Map<string, DomainPattern[]>();
@@ -598,7 +545,7 @@ function checkFirewallSpec(
 
   const rules: ValidatedRule[] = [];
   spec.rules.forEach((rule, index) => {
-    const checked = checkRule(report, index, rule, namespace, name, destinations, webGroups);
+    const checked = checkRule(report, index, rule, destinations, webGroups);
     if (checked !== null) rules.push(checked);
   });
   return rules;
@@ -640,7 +587,7 @@ export function validateObject(raw: unknown, source: ObjectSource, options: Vali
   };
   if (kind === FIREWALL_POLICY_KIND) {
     const spec = object.spec as FirewallPolicySpec;
-    const rules = checkFirewallSpec(report, spec, base.namespace, base.name, maxDomains);
+    const rules = checkFirewallSpec(report, spec, maxDomains);
     if (report.hasErrors) return fail();
     return { object: { kind, ...base, spec, rules, warnings: report.diagnostics }, diagnostics: report.diagnostics };
   }

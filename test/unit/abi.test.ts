@@ -14,7 +14,7 @@ import {
   encodeSniLookupKey,
   reversedName,
 } from '../../src/datapath/abi.js';
-import { ruleIdFor } from '../../src/datapath/ids.js';
+import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { loadNative } from '../../src/datapath/native.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ruleIdFor } from '../../src/datapath/ids.js';
+import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { compileForWorkload } from '../../src/policy/compile.js';
 import { dnsDecision } from '../../src/policy/domains.js';
 import type { CompiledRule } from '../../src/policy/types.js';

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { parseCidr } from '../../src/policy/cidr.js';
 import { DomainIndex, matchesDomain, normalizeDomain, parseDomainPattern } from '../../src/policy/domains.js';
 import type { DomainPattern } from '../../src/policy/types.js';
-import { ruleIdFor } from '../../src/datapath/ids.js';
+import { ruleIdFor } from '../../src/policy/rule-ids.js';
 
 function accepted(raw: string): DomainPattern {
   const parsed = parseDomainPattern(raw);

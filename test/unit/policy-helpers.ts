@@ -1,9 +1,10 @@
 // Builders for policy manifests used by the policy unit tests: the Obot translator's three shapes and the lab fixtures.
 import { strict as assert } from 'node:assert';
 import { fileURLToPath } from 'node:url';
+import { compilePolicy } from '../../src/policy/compile.js';
 import { formatDiagnostic } from '../../src/policy/lint.js';
 import { parseManifests } from '../../src/policy/parse.js';
-import type { PolicyDiagnostic } from '../../src/policy/types.js';
+import type { CompiledRule, PolicyDiagnostic } from '../../src/policy/types.js';
 import type { ValidatedPolicy, ValidationOptions } from '../../src/policy/validate.js';
 
 export const fixturesDir = fileURLToPath(new URL('../../../test/fixtures/policies/', import.meta.url));
@@ -115,4 +116,14 @@ ${
       webGroups: [{name: approved}]`
 }
 `;
+}
+
+/** Every rule of `policy` compiled with host mode's resolver, whatever it selects. */
+export function compiledRules(policy: ValidatedPolicy | undefined): CompiledRule[] {
+  return policy === undefined ? [] : compilePolicy(policy).rules;
+}
+
+/** What the store reports about an accepted policy: validation warnings, then the compiler's findings. */
+export function findings(policy: ValidatedPolicy | undefined): PolicyDiagnostic[] {
+  return policy === undefined ? [] : [...policy.warnings, ...compilePolicy(policy).diagnostics];
 }

@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { formatDiagnostic, lintFiles } from '../../src/policy/lint.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import type { PolicyDiagnostic } from '../../src/policy/types.js';
-import { fixturesDir, translatorPolicy } from './policy-helpers.js';
+import { compiledRules, fixturesDir, translatorPolicy } from './policy-helpers.js';
 
 const hasErrors = (diagnostics: PolicyDiagnostic[]): boolean => diagnostics.some((d) => d.severity === 'error');
 
@@ -81,7 +81,7 @@ describe('PolicyStore', () => {
     store.applyFile('f.yaml', translatorPolicy('ms1aaa', { domains: ['b.example.com'] }));
     const updated = store.get('obot-mcp', 'obot-ms1aaa-fw');
     assert.equal(updated?.generation, 2);
-    assert.deepEqual(updated?.rules[0]?.compiled.domains, [{ kind: 'exact', name: 'b.example.com' }]);
+    assert.deepEqual(compiledRules(updated)[0]?.domains, [{ kind: 'exact', name: 'b.example.com' }]);
     // Removed and re-added: generations never repeat.
     store.removeFile('f.yaml');
     store.applyFile('g.yaml', translatorPolicy('ms1aaa', { domains: ['c.example.com'] }));
@@ -110,7 +110,7 @@ describe('PolicyStore', () => {
     const store = new PolicyStore();
     const result = store.applyFile('w.yaml', withUuidDestination(translatorPolicy('ms1aaa', {})));
     assert.ok(result.length > 0 && result.every((d) => d.severity === 'warning'));
-    assert.equal(store.policies()[0]?.rules[0]?.compiled.anyDestination, true);
+    assert.equal(compiledRules(store.policies()[0])[0]?.anyDestination, true);
   });
 
   test('entries() gives each policy with its file and formatted warnings', () => {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { formatDiagnostic } from '../../src/policy/lint.js';
 import { parseManifests } from '../../src/policy/parse.js';
 import { MAX_DOMAINS_PER_WEBGROUP } from '../../src/policy/validate.js';
-import { acceptPolicies, assertDiagnostic, policyWith, rejectErrors, translatorPolicy } from './policy-helpers.js';
+import { acceptPolicies, assertDiagnostic, compiledRules, findings, policyWith, rejectErrors, translatorPolicy } from './policy-helpers.js';
 
 const permitRule = (extra: string, name = 'allow'): string => `    - name: ${name}
       action: permit
@@ -15,18 +15,18 @@ describe('parsing manifests', () => {
   test('accepts the three translator shapes', () => {
     const [allowlist] = acceptPolicies(translatorPolicy('ms1abc', { domains: ['api.openai.com', '*.githubusercontent.com'] }));
     assert.deepEqual(
-      allowlist?.rules.map((r) => r.compiled.name),
+      compiledRules(allowlist).map((r) => r.name),
       ['allow-approved-egress', 'deny-all-external'],
     );
     const [denyAll] = acceptPolicies(translatorPolicy('ms1abc', {}));
     assert.deepEqual(
-      denyAll?.rules.map((r) => r.compiled.name),
+      compiledRules(denyAll).map((r) => r.name),
       ['deny-all-external'],
     );
     const [allowAll] = acceptPolicies(translatorPolicy('ms1abc', { domains: ['*'] }));
-    assert.deepEqual(allowAll?.rules[0]?.compiled.domains, [{ kind: 'any' }]);
+    assert.deepEqual(compiledRules(allowAll)[0]?.domains, [{ kind: 'any' }]);
     // The pods smartGroup (type k8s) is defined but never used as a destination: nothing to report.
-    assert.deepEqual(allowlist?.warnings, []);
+    assert.deepEqual(findings(allowlist), []);
   });
 
   test('reads several documents, skips empty ones, and numbers documents in file order', () => {
@@ -122,7 +122,7 @@ describe('parsing manifests', () => {
         ),
       }),
     );
-    const rule = policy?.rules[0]?.compiled;
+    const rule = compiledRules(policy)[0];
     assert.equal(rule?.portLow, 8000);
     assert.equal(rule?.portHigh, 8100);
     assert.equal(rule?.watch, true);
@@ -130,13 +130,13 @@ describe('parsing manifests', () => {
     assert.equal(rule?.tlsRequired, true);
     assert.equal(rule?.active, true);
     assert.equal(rule?.notEnforced.length, 3);
-    const fields = policy?.warnings.map((w) => w.location.field);
+    const fields = findings(policy).map((w) => w.location.field);
     assert.deepEqual(fields, ['spec.rules[0].decryptPolicy', 'spec.rules[0].tlsProfile', 'spec.rules[0].logProfile']);
   });
 
   test('accepts a chart 8.2.0 object (no † fields) with defaults', () => {
     const [policy] = acceptPolicies(policyWith({ rules: permitRule('') }));
-    const rule = policy?.rules[0]?.compiled;
+    const rule = compiledRules(policy)[0];
     assert.equal(rule?.protocol, 'any');
     assert.deepEqual([rule?.portLow, rule?.portHigh], [0, 65535]);
     assert.equal(rule?.watch, false);
@@ -357,7 +357,7 @@ describe('validation errors name the field and the fix', () => {
     const [policy] = acceptPolicies(
       policyWith({ webGroups: '    - name: approved\n      domains: ["API.Example.com.", "api.example.com", "bücher.example"]' }),
     );
-    assert.deepEqual(policy?.rules[0]?.compiled.domains, [
+    assert.deepEqual(compiledRules(policy)[0]?.domains, [
       { kind: 'exact', name: 'api.example.com' },
       { kind: 'exact', name: 'xn--bcher-kva.example' },
     ]);
@@ -380,7 +380,7 @@ describe('accepted but not enforced', () => {
       webGroups: [{name: approved}, {uuid: wg-2}]`,
       }),
     );
-    const [webUuid, destUuid, denyUuid] = policy?.rules.map((r) => r.compiled) ?? [];
+    const [webUuid, destUuid, denyUuid] = compiledRules(policy);
     assert.equal(webUuid?.active, false);
     assert.match(webUuid?.notEnforced.join() ?? '', /webGroup uuid wg-1 cannot be resolved \(dropped from this permit rule\)/);
     assert.equal(destUuid?.active, false);
@@ -388,7 +388,7 @@ describe('accepted but not enforced', () => {
     assert.equal(denyUuid?.active, true);
     assert.equal(denyUuid?.anyDestination, true);
     assert.equal(denyUuid?.domains, null);
-    const warnings = policy?.warnings.map(formatDiagnostic) ?? [];
+    const warnings = findings(policy).map(formatDiagnostic);
     assert.ok(
       warnings.some((w) => /warning: spec\.rules\[0\]\.webGroups\[0\]\.uuid webGroup uuid wg-1 .*not enforced/.test(w)),
       warnings.join('\n'),
@@ -418,7 +418,7 @@ describe('accepted but not enforced', () => {
       destinationSmartGroups: [{name: pods}]`,
       }),
     );
-    const [mixed, pods, denyPods] = policy?.rules.map((r) => r.compiled) ?? [];
+    const [mixed, pods, denyPods] = compiledRules(policy);
     assert.deepEqual(mixed?.cidrs, [{ family: 4, address: '198.18.0.0', prefix: 15 }]);
     assert.equal(mixed?.active, true);
     assert.equal(mixed?.notEnforced.length, 3);
@@ -435,8 +435,8 @@ describe('accepted but not enforced', () => {
         rules: permitRule(''),
       }),
     );
-    assert.equal(policy?.rules[0]?.compiled.active, false);
-    assert.match(policy?.warnings.map(formatDiagnostic).join() ?? '', /spec\.rules\[0\]\.destinationSmartGroups hold no cidr selector/);
+    assert.equal(compiledRules(policy)[0]?.active, false);
+    assert.match(findings(policy).map(formatDiagnostic).join(), /spec\.rules\[0\]\.destinationSmartGroups hold no cidr selector/);
   });
 
   test('service selectors, intrusion_detection_permit and WebgroupPolicy are warnings', () => {
@@ -447,10 +447,10 @@ describe('accepted but not enforced', () => {
           .replace('action: permit', 'action: intrusion_detection_permit'),
       }),
     );
-    const messages = policy?.warnings.map(formatDiagnostic).join('\n') ?? '';
+    const messages = findings(policy).map(formatDiagnostic).join('\n');
     assert.match(messages, /spec\.rules\[0\]\.selector\.service service selector "api" cannot be resolved in host mode/);
     assert.match(messages, /intrusion_detection_permit is enforced as permit/);
-    assert.equal(policy?.rules[0]?.compiled.action, 'permit');
+    assert.equal(compiledRules(policy)[0]?.action, 'permit');
 
     const webgroup = parseManifests(
       'apiVersion: networking.aviatrix.com/v1alpha1\nkind: WebgroupPolicy\nmetadata: {name: w, namespace: obot-mcp}\nspec:\n  allowedDomains: ["*.Example.com"]\n  selector: {matchLabels: {app: a}}\n',

@@ -1,0 +1,9 @@
+// The words every layer uses for one egress decision: where it was taken, what it was, which tier took it.
+// A leaf module: it imports nothing, so policy, identity, dns, events and datapath can all depend on it.
+
+export type Verdict = 'permitted' | 'denied' | 'would-deny' | 'would-permit';
+export type Layer = 'connect' | 'dns' | 'tls' | 'packet';
+/** Where a flow's name came from: a DNS answer the workload saw, the TLS ClientHello SNI, or nowhere. */
+export type FqdnSource = 'dns' | 'sni' | 'none';
+/** 0: deny list, 1: baseline permits, 2: FirewallPolicy rules, 3: default action. */
+export type Tier = 0 | 1 | 2 | 3;
