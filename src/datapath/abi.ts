@@ -4,7 +4,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 
-import { formatIp, ipBytes } from '../policy/cidr.js';
+import { formatIp, ipBytes } from '../model/ip.js';
 import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
 import type { Layer, Tier, Verdict } from '../model/decision.js';
 import type { KernelEvent } from './types.js';

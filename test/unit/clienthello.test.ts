@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { EXTENSION_ECH, EXTENSION_SERVER_NAME, buildClientHello, parseClientHello } from '../../src/lab/clienthello.js';
 import { buildUdpFragments, buildUdpPacket, internetChecksum } from '../../src/lab/packet.js';
-import { ipBytes } from '../../src/policy/cidr.js';
+import { ipBytes } from '../../src/model/ip.js';
 
 /** Deterministic byte source, so failures reproduce. */
 function seeded(seed: string): (size: number) => Buffer {
