@@ -17,6 +17,7 @@ import { dnsDecision, normalizeDomain } from '../policy/domains.js';
 import type { CompiledRule, DomainPattern, PolicyDiagnostic } from '../policy/types.js';
 import { formatDiagnostic } from '../policy/lint.js';
 import { DnsProxy } from '../dns/proxy.js';
+import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import { NameRefresher } from '../dns/resolver.js';
 import type { DnsDecision, DnsDecisionEvent, DnsWorkload } from '../dns/types.js';
 import { EventPipeline } from '../events/pipeline.js';
@@ -211,7 +212,7 @@ export class Agent {
         port: dns.port,
         upstreams: dns.upstreams,
         deniedRcode: dns.deniedRcode,
-        minTtlSeconds: dns.minTtlSeconds,
+        lifetime: dns,
         maxIpsPerName: dns.maxIpsPerName,
         oracle: {
           workloadFor: (ip) => {
@@ -226,7 +227,7 @@ export class Agent {
       await this.proxy.start();
       this.refresher = new NameRefresher({
         upstreams: dns.upstreams,
-        minTtlSeconds: dns.minTtlSeconds,
+        lifetime: dns,
         maxIpsPerName: dns.maxIpsPerName,
         sink: { learn },
       });
@@ -420,10 +421,7 @@ export class Agent {
 
   private learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): void {
     if (ruleIds.length === 0 || ips.length === 0) return;
-    const { minTtlSeconds, maxTtlSeconds, graceSeconds } = this.config.dns;
-    // Clamped both ways: an attacker-run zone must not make an address permanent with a huge TTL.
-    const ttl = Math.min(Math.max(ttlSeconds, minTtlSeconds), maxTtlSeconds);
-    const lifetime = BigInt(ttl + graceSeconds) * 1_000_000_000n;
+    const lifetime = BigInt(kernelLifetimeSeconds(ttlSeconds, this.config.dns)) * 1_000_000_000n;
     const expiresAtNs = process.hrtime.bigint() + lifetime;
     this.datapath.learn(ruleIds.flatMap((ruleId) => ips.map((ip) => ({ workloadId, ruleId, ip, expiresAtNs }))));
   }

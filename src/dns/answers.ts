@@ -35,11 +35,6 @@ export function extractAddresses(packet: dnsPacket.Packet, queryName: string): E
   return { addresses, ttlSeconds: addresses.length === 0 ? null : minTtl };
 }
 
-/** The TTL addresses are learned with: the answer's, raised to the configured minimum. */
-export function learnTtlSeconds(answerTtlSeconds: number, minTtlSeconds: number): number {
-  return Math.max(answerTtlSeconds, minTtlSeconds);
-}
-
 function normalize(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
 }

@@ -10,7 +10,8 @@ import { once } from 'node:events';
 import type { Tier } from '../model/decision.js';
 import { unmapIpv4 } from '../model/ip.js';
 import { AddressCap } from './address-cap.js';
-import { extractAddresses, learnTtlSeconds } from './answers.js';
+import { extractAddresses } from './answers.js';
+import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
 import type {
   DeniedRcode,
   DnsDecision,
@@ -25,6 +26,7 @@ import type {
 } from './types.js';
 import { exchange, formatResolver, UpstreamError, type UpstreamAnswer } from './upstream.js';
 import {
+  capAnswerTtls,
   clientUdpLimit,
   encodeErrorResponse,
   encodeTruncatedResponse,
@@ -47,12 +49,12 @@ export interface DnsProxyOptions {
   oracle: DnsPolicyOracle;
   sink: LearnedIpSink;
   onEvent?: DnsEventListener;
-  /** Response code for denied names. NXDOMAIN (default) lets musl continue its search list; REFUSED stops it. */
-  deniedRcode?: DeniedRcode;
-  /** Lower bound for the TTL addresses are learned with; answers keep their own TTLs. Default 5. */
-  minTtlSeconds?: number;
-  /** Live addresses one name may teach one workload; extra addresses are not learned. Default 1000. */
-  maxIpsPerName?: number;
+  /** Response code for denied names. NXDOMAIN lets musl continue its search list; REFUSED stops it. */
+  deniedRcode: DeniedRcode;
+  /** How long learned addresses are trusted; answers that teach addresses are released with TTLs no longer. */
+  lifetime: LearnedLifetimeBounds;
+  /** Live addresses one name may teach one workload; extra addresses are not learned. */
+  maxIpsPerName: number;
   /** Per resolver attempt. Default 2000. */
   upstreamTimeoutMs?: number;
   /** learn() must finish within this, or the client gets SERVFAIL. Default 2000. */
@@ -121,9 +123,6 @@ export class DnsProxy {
     }
     if (options.upstreams.length === 0) throw new Error('DNS proxy: no upstream resolver is configured');
     this.options = {
-      deniedRcode: 'NXDOMAIN',
-      minTtlSeconds: 5,
-      maxIpsPerName: 1000,
       upstreamTimeoutMs: 2000,
       learnTimeoutMs: 2000,
       tcpIdleTimeoutMs: 10_000,
@@ -312,7 +311,22 @@ export class DnsProxy {
         event: { ...decided, ...upstreamFields, rcode: 'SERVFAIL', answers: addresses, learnedTtlSeconds: null, reason: learning.reason },
       };
     }
-    let response = withQueryId(answer.message, query.id);
+    // The workload must not cache an address longer than the kernel keeps it.
+    const released = learning.ttlSeconds === null ? answer.message : capAnswerTtls(answer.message, learning.ttlSeconds);
+    if (released === null) {
+      return {
+        response: errorFor(query, 'SERVFAIL'),
+        event: {
+          ...decided,
+          ...upstreamFields,
+          rcode: 'SERVFAIL',
+          answers: addresses,
+          learnedTtlSeconds: null,
+          reason: 'cannot cap the answer TTLs',
+        },
+      };
+    }
+    let response = withQueryId(released, query.id);
     if (client.transport === 'udp' && response.length > clientUdpLimit(query)) response = encodeTruncatedResponse(query);
     return {
       response,
@@ -330,7 +344,7 @@ export class DnsProxy {
   ): Promise<{ failed: boolean; ttlSeconds: number | null; reason: string | null }> {
     if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null)
       return { failed: false, ttlSeconds: null, reason: null };
-    const ttlSeconds = learnTtlSeconds(answerTtlSeconds, this.options.minTtlSeconds);
+    const ttlSeconds = learnedTtlSeconds(answerTtlSeconds, this.options.lifetime);
     const { admitted, rejected } = this.cap.admit(workload.workloadId, query.question.normalizedName, addresses, ttlSeconds, Date.now());
     this.counters.addressesOverCap += rejected.length;
     const capReason =

@@ -4,6 +4,7 @@
 
 import dnsPacket from 'dns-packet';
 import { extractAddresses } from './answers.js';
+import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
 import type { LearnedIpSink, ResolverAddress } from './types.js';
 import { exchange } from './upstream.js';
 
@@ -17,16 +18,16 @@ export interface RefreshTarget {
 export interface NameRefresherOptions {
   upstreams: ResolverAddress[];
   sink: LearnedIpSink;
-  /** Lower bound for learned TTLs and for the refresh interval. Default 5. */
-  minTtlSeconds?: number;
+  /** How long learned addresses are trusted; its minimum is also the shortest refresh interval. */
+  lifetime: LearnedLifetimeBounds;
   /** Upper bound for the refresh interval. Default 300. */
   maxRefreshSeconds?: number;
   /** Delay before retrying a name that failed to resolve or to install. Default 10. */
   retrySeconds?: number;
   /** Per resolver attempt. Default 2000. */
   timeoutMs?: number;
-  /** Addresses learned per name at most (the rest are dropped and reported). Default 1000. */
-  maxIpsPerName?: number;
+  /** Addresses learned per name at most (the rest are dropped and reported). */
+  maxIpsPerName: number;
   /** Told about every refresh, for logs and status. */
   onRefresh?: (report: RefreshReport) => void;
 }
@@ -47,16 +48,15 @@ export interface RefreshPlan {
 }
 
 /**
- * Refresh at ~80% of the TTL, within [max(minTtl, 1 s), maxRefresh]; learn for at least 125% of the
- * refresh interval so an entry never expires before the refresh that renews it.
+ * Refresh at ~80% of the TTL, within [max(minTtl, 1 s), maxRefresh]; learn for at least 125% of the refresh
+ * interval (within the lifetime bounds) so an entry never expires before the refresh that renews it. When the
+ * maximum TTL is the shorter, the refresh comes at 80% of it instead.
  */
-export function refreshPlan(answerTtlSeconds: number, minTtlSeconds: number, maxRefreshSeconds: number): RefreshPlan {
-  const floor = Math.max(minTtlSeconds, 1);
-  const refreshAfterSeconds = Math.min(Math.max(answerTtlSeconds * 0.8, floor), Math.max(maxRefreshSeconds, floor));
-  return {
-    refreshAfterSeconds,
-    learnTtlSeconds: Math.max(answerTtlSeconds, minTtlSeconds, Math.ceil(refreshAfterSeconds * 1.25)),
-  };
+export function refreshPlan(answerTtlSeconds: number, lifetime: LearnedLifetimeBounds, maxRefreshSeconds: number): RefreshPlan {
+  const floor = Math.max(lifetime.minTtlSeconds, 1);
+  const wanted = Math.min(Math.max(answerTtlSeconds * 0.8, floor), Math.max(maxRefreshSeconds, floor));
+  const learnTtlSeconds = learnedTtlSeconds(Math.max(answerTtlSeconds, Math.ceil(wanted * 1.25)), lifetime);
+  return { refreshAfterSeconds: Math.min(wanted, learnTtlSeconds * 0.8), learnTtlSeconds };
 }
 
 interface NameEntry {
@@ -77,7 +77,7 @@ export class NameRefresher {
 
   constructor(options: NameRefresherOptions) {
     if (options.upstreams.length === 0) throw new Error('name refresher: no upstream resolver is configured');
-    this.options = { minTtlSeconds: 5, maxRefreshSeconds: 300, retrySeconds: 10, timeoutMs: 2000, maxIpsPerName: 1000, ...options };
+    this.options = { maxRefreshSeconds: 300, retrySeconds: 10, timeoutMs: 2000, ...options };
   }
 
   /** Replace the whole set: new names and names whose targets changed are resolved now; dropped names stop refreshing. */
@@ -179,7 +179,7 @@ export class NameRefresher {
       addresses.length = this.options.maxIpsPerName;
     }
     if (addresses.length === 0 && problems.length === 0) problems.push('no A or AAAA addresses');
-    const plan = addresses.length > 0 ? refreshPlan(minTtl, this.options.minTtlSeconds, this.options.maxRefreshSeconds) : null;
+    const plan = addresses.length > 0 ? refreshPlan(minTtl, this.options.lifetime, this.options.maxRefreshSeconds) : null;
     if (plan !== null) {
       for (const [workloadId, ruleIds] of entry.targets) {
         try {

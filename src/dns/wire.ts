@@ -200,6 +200,44 @@ export function isTruncated(packet: dnsPacket.DecodedPacket): boolean {
   return packet.flag_tc;
 }
 
+/** Offset just after the (possibly compressed) name at `offset`; -1 when the name runs past the message. */
+function skipName(message: Buffer, offset: number): number {
+  let at = offset;
+  while (at < message.length) {
+    const length = message[at] as number;
+    if (length === 0) return at + 1;
+    // A compression pointer ends the name in this record; its target is another record's business.
+    if ((length & 0xc0) === 0xc0) return at + 2 <= message.length ? at + 2 : -1;
+    if ((length & 0xc0) !== 0) return -1;
+    at += length + 1;
+  }
+  return -1;
+}
+
+/**
+ * A copy of the response `message` in which no answer-section record has a TTL above `maxTtlSeconds` (the bytes
+ * are patched in place, so everything else is relayed as the resolver sent it); null when the message cannot be
+ * walked. Other sections keep their TTLs: they carry no address the workload connects to (and OPT's TTL is flags).
+ */
+export function capAnswerTtls(message: Buffer, maxTtlSeconds: number): Buffer | null {
+  if (message.length < HEADER_BYTES) return null;
+  const capped = Buffer.from(message);
+  let offset = HEADER_BYTES;
+  for (let question = capped.readUInt16BE(4); question > 0; question -= 1) {
+    offset = skipName(capped, offset);
+    if (offset < 0 || offset + 4 > capped.length) return null;
+    offset += 4;
+  }
+  for (let answer = capped.readUInt16BE(6); answer > 0; answer -= 1) {
+    offset = skipName(capped, offset);
+    if (offset < 0 || offset + 10 > capped.length) return null;
+    if (capped.readUInt32BE(offset + 4) > maxTtlSeconds) capped.writeUInt32BE(maxTtlSeconds, offset + 4);
+    offset += 10 + capped.readUInt16BE(offset + 8);
+    if (offset > capped.length) return null;
+  }
+  return capped;
+}
+
 /** Prefix a message with its two-byte length for DNS over TCP. */
 export function frame(message: Buffer): Buffer {
   const prefix = Buffer.alloc(2);

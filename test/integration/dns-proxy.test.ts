@@ -121,6 +121,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+const lifetime = { minTtlSeconds: 1, maxTtlSeconds: 3600, graceSeconds: 30 };
+
 describe('DNS proxy against dnsmasq', () => {
   const workDir = mkdtempSync(join(tmpdir(), 'egressguard-dns-'));
   const logFile = join(workDir, 'queries.log');
@@ -141,7 +143,9 @@ describe('DNS proxy against dnsmasq', () => {
       oracle,
       sink,
       onEvent: (event) => events.push(event),
-      minTtlSeconds: 1,
+      deniedRcode: 'NXDOMAIN',
+      lifetime,
+      maxIpsPerName: 1000,
       ...overrides,
     });
     proxies.push(proxy);
@@ -388,6 +392,68 @@ describe('DNS proxy against dnsmasq', () => {
     }
   });
 
+  test('a TTL above the maximum is learned, reported and released as the maximum (the client never outcaches the kernel)', async () => {
+    const resolver = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => resolver.bind(0, '127.0.0.1', resolve));
+    resolver.on('message', (message, from) => {
+      const query = dnsPacket.decode(message);
+      const name = query.questions?.[0]?.name ?? '';
+      const reply = dnsPacket.encode({
+        type: 'response',
+        id: query.id ?? 0,
+        flags: dnsPacket.RECURSION_AVAILABLE,
+        questions: query.questions,
+        answers: [
+          { type: 'CNAME', name, ttl: 86_400, data: 'edge.openai.com' },
+          { type: 'A', name: 'edge.openai.com', ttl: 86_400, data: '198.18.100.10' },
+          { type: 'A', name: 'edge.openai.com', ttl: 600, data: '198.18.100.11' },
+        ],
+      });
+      resolver.send(reply, from.port, from.address);
+    });
+    try {
+      const { port, sink, events } = await startProxy({
+        upstreams: [{ ip: '127.0.0.1', port: resolver.address().port }],
+        lifetime: { minTtlSeconds: 1, maxTtlSeconds: 900, graceSeconds: 30 },
+      });
+      const answer = await udpAsk(port, encodeQuery('api.openai.com'));
+      assert.deepEqual(
+        answer.answers?.map((record) => [record.type, 'ttl' in record ? record.ttl : undefined]),
+        [
+          ['CNAME', 600],
+          ['A', 600],
+          ['A', 600],
+        ],
+        'the learned TTL is the chain minimum (600); nothing is released for longer',
+      );
+      assert.equal(sink.calls[0]?.ttlSeconds, 600);
+      assert.equal(events.at(-1)?.learnedTtlSeconds, 600);
+
+      resolver.removeAllListeners('message');
+      resolver.on('message', (message, from) => {
+        const query = dnsPacket.decode(message);
+        const reply = dnsPacket.encode({
+          type: 'response',
+          id: query.id ?? 0,
+          flags: dnsPacket.RECURSION_AVAILABLE,
+          questions: query.questions,
+          answers: [{ type: 'A', name: query.questions?.[0]?.name ?? '', ttl: 86_400, data: '198.18.100.12' }],
+        });
+        resolver.send(reply, from.port, from.address);
+      });
+      const long = await udpAsk(port, encodeQuery('chat.openai.com'));
+      assert.deepEqual(
+        long.answers?.map((record) => ('ttl' in record ? record.ttl : undefined)),
+        [900],
+        'a day-long TTL is released as the 900 s maximum',
+      );
+      assert.equal(sink.calls.at(-1)?.ttlSeconds, 900);
+      assert.equal(events.at(-1)?.learnedTtlSeconds, 900);
+    } finally {
+      resolver.close();
+    }
+  });
+
   test('spoofed answers (other source port, wrong id) are ignored; only the resolver socket answer is learned', async () => {
     const resolver = dgram.createSocket('udp4');
     const spoofer = dgram.createSocket('udp4');
@@ -424,7 +490,7 @@ describe('DNS proxy against dnsmasq', () => {
 
   test('NameRefresher resolves exact names itself, learns A and AAAA, and re-learns before the TTL expires', async () => {
     const sink = new SlowSink();
-    const refresher = new NameRefresher({ upstreams: [upstream], sink, minTtlSeconds: 1, maxRefreshSeconds: 60 });
+    const refresher = new NameRefresher({ upstreams: [upstream], sink, lifetime, maxIpsPerName: 1000, maxRefreshSeconds: 60 });
     try {
       refresher.setNames([
         { workloadId: 7, ruleIds: [ALLOW_RULE], name: 'Short.OpenAI.com.' },
