@@ -80,6 +80,39 @@ export interface AgentConfig {
   };
 }
 
+/**
+ * Every default of the agent configuration. Components take explicit values (no `?? 5` inside them), so this
+ * table is the one place a default is decided.
+ */
+export const CONFIG_DEFAULTS = {
+  controlSocket: '/run/egressguard/agent.sock',
+  workloadNamespace: 'default',
+  policyNamespace: 'default',
+  mode: 'enforce',
+  denyEch: false,
+  enforcement: { tls: true, packet: true },
+  dns: {
+    port: 53,
+    upstreamPort: 53,
+    deniedRcode: 'NXDOMAIN',
+    minTtlSeconds: 5,
+    maxTtlSeconds: 3600,
+    graceSeconds: 30,
+    maxIpsPerName: 64,
+    maxIpsPerWorkload: 4096,
+  },
+  events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
+} as const satisfies {
+  controlSocket: string;
+  workloadNamespace: string;
+  policyNamespace: string;
+  mode: Mode;
+  denyEch: boolean;
+  enforcement: AgentConfig['enforcement'];
+  dns: Omit<AgentConfig['dns'], 'listen' | 'upstreams'> & { upstreamPort: number };
+  events: { sinks: readonly EventSinkConfig[]; aggregateWindowMs: number };
+};
+
 export class ConfigError extends Error {
   constructor(
     readonly file: string,
@@ -320,7 +353,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       if (isIP(address) === 0) problems.push(`workloads[${index}].addresses[${a}]: "${address}" is not an IPv4 or IPv6 address`);
     });
     return {
-      namespace: w.namespace ?? 'default',
+      namespace: w.namespace ?? CONFIG_DEFAULTS.workloadNamespace,
       name: w.name,
       cgroup: underCgroup(w.cgroup),
       labels: { ...(w.labels ?? {}) },
@@ -350,7 +383,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
   });
 
   const dns = raw.dns ?? {};
-  const port = dns.port ?? 53;
+  const port = dns.port ?? CONFIG_DEFAULTS.dns.port;
   const listen = dns.listen ?? [];
   listen.forEach((address, index) => {
     if (isIP(address) === 0) problems.push(`dns.listen[${index}]: "${address}" is not an IP address`);
@@ -359,7 +392,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
   if (families.filter((f) => f === 4).length > 1 || families.filter((f) => f === 6).length > 1)
     problems.push('dns.listen: give at most one IPv4 and one IPv6 address');
   const upstreams = (dns.upstreams ?? []).flatMap((text, index) => {
-    const parsed = parseHostPort(text, 53);
+    const parsed = parseHostPort(text, CONFIG_DEFAULTS.dns.upstreamPort);
     if (!parsed) problems.push(`dns.upstreams[${index}]: "${text}" is not IP, IP:port or [IPv6]:port`);
     return parsed ? [parsed] : [];
   });
@@ -367,7 +400,9 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
     problems.push('dns.listen: enrolled workloads need the DNS proxy; give the address(es) it listens on, reachable from the workloads');
   if (listen.length > 0 && upstreams.length === 0)
     problems.push('dns.upstreams: give the trusted resolver the proxy forwards allowed queries to');
-  if ((dns.minTtlSeconds ?? 5) > (dns.maxTtlSeconds ?? 3600)) problems.push('dns.minTtlSeconds: must not exceed dns.maxTtlSeconds');
+  const minTtlSeconds = dns.minTtlSeconds ?? CONFIG_DEFAULTS.dns.minTtlSeconds;
+  const maxTtlSeconds = dns.maxTtlSeconds ?? CONFIG_DEFAULTS.dns.maxTtlSeconds;
+  if (minTtlSeconds > maxTtlSeconds) problems.push('dns.minTtlSeconds: must not exceed dns.maxTtlSeconds');
 
   const baseline = raw.baseline ?? {};
   const config: AgentConfig = {
@@ -375,32 +410,35 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
     node: raw.node ?? hostname(),
     attachCgroup: raw.attachCgroup ? underCgroup(raw.attachCgroup) : null,
     pinDir: raw.pinDir ?? null,
-    controlSocket: raw.controlSocket ?? '/run/egressguard/agent.sock',
+    controlSocket: raw.controlSocket ?? CONFIG_DEFAULTS.controlSocket,
     workloads,
     policies: (raw.policies ?? []).map((p) => resolve(base, p)),
-    policyNamespace: raw.policyNamespace ?? 'default',
+    policyNamespace: raw.policyNamespace ?? CONFIG_DEFAULTS.policyNamespace,
     baseline: {
-      mode: baseline.mode ?? 'enforce',
+      mode: baseline.mode ?? CONFIG_DEFAULTS.mode,
       permits: cidrEntries(baseline.permits, 'baseline.permits', problems),
       denyList: cidrEntries(baseline.denyList, 'baseline.denyList', problems),
       dnsNames: (baseline.dnsNames ?? []).map((name) => name.toLowerCase().replace(/\.$/, '')),
-      denyEch: baseline.denyEch ?? false,
+      denyEch: baseline.denyEch ?? CONFIG_DEFAULTS.denyEch,
     },
-    enforcement: { tls: raw.enforcement?.tls ?? true, packet: raw.enforcement?.packet ?? true },
+    enforcement: {
+      tls: raw.enforcement?.tls ?? CONFIG_DEFAULTS.enforcement.tls,
+      packet: raw.enforcement?.packet ?? CONFIG_DEFAULTS.enforcement.packet,
+    },
     dns: {
       listen,
       port,
       upstreams,
-      deniedRcode: dns.deniedRcode ?? 'NXDOMAIN',
-      minTtlSeconds: dns.minTtlSeconds ?? 5,
-      maxTtlSeconds: dns.maxTtlSeconds ?? 3600,
-      graceSeconds: dns.graceSeconds ?? 30,
-      maxIpsPerName: dns.maxIpsPerName ?? 64,
-      maxIpsPerWorkload: dns.maxIpsPerWorkload ?? 4096,
+      deniedRcode: dns.deniedRcode ?? CONFIG_DEFAULTS.dns.deniedRcode,
+      minTtlSeconds,
+      maxTtlSeconds,
+      graceSeconds: dns.graceSeconds ?? CONFIG_DEFAULTS.dns.graceSeconds,
+      maxIpsPerName: dns.maxIpsPerName ?? CONFIG_DEFAULTS.dns.maxIpsPerName,
+      maxIpsPerWorkload: dns.maxIpsPerWorkload ?? CONFIG_DEFAULTS.dns.maxIpsPerWorkload,
     },
     events: {
-      sinks: raw.events?.sinks ?? [{ type: 'jsonl', path: '-' }],
-      aggregateWindowMs: raw.events?.aggregateWindowMs ?? 1000,
+      sinks: raw.events?.sinks ?? CONFIG_DEFAULTS.events.sinks.map((sink) => ({ ...sink })),
+      aggregateWindowMs: raw.events?.aggregateWindowMs ?? CONFIG_DEFAULTS.events.aggregateWindowMs,
     },
   };
   if (problems.length > 0) throw new ConfigError(file, problems);

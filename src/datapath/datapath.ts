@@ -62,7 +62,6 @@ export const PROGRAM_NAMES = [
 const TC_PROGRAM = 'eg_tc_ingress';
 /** tc filter identity on a host-side interface: fixed, so a restarted agent replaces its own filter in place. */
 export const TC_HANDLE = 0xe9;
-const DEFAULT_MAX_LEARNED_PER_WORKLOAD = 4096;
 export const TC_PRIORITY = 0xe9;
 
 const MAP_NAMES = [
@@ -167,7 +166,8 @@ class KernelDatapath implements Datapath {
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
   /** Learned entries per workload id, mirroring eg_learned: one workload must not fill the node's map. */
   private readonly learnedCounts = new Map<number, number>();
-  private maxLearnedPerWorkload = DEFAULT_MAX_LEARNED_PER_WORKLOAD;
+  /** 0 until configure(): nothing is learned before the cap is known. */
+  private maxLearnedPerWorkload = 0;
   /** Cgroup id each path was enrolled under: a deleted cgroup (its pod is gone) can still be removed. */
   private readonly cgroupIdsByPath = new Map<string, bigint>();
   /** Keys present in eg_rule_cidrs, hex-encoded (mirror, so swaps can diff without a scan). */
@@ -212,8 +212,8 @@ class KernelDatapath implements Datapath {
     checkPort(settings.dnsProxy.port, 'dnsProxy.port');
     const hasProxy = settings.dnsProxy.ipv4 !== null || settings.dnsProxy.ipv6 !== null;
     if (hasProxy && settings.dnsProxy.port === 0) throw new Error('dnsProxy.port must be set when a proxy address is');
-    const features = settings.features ?? { tls: true, packet: true };
-    this.maxLearnedPerWorkload = settings.maxLearnedPerWorkload ?? DEFAULT_MAX_LEARNED_PER_WORKLOAD;
+    const features = settings.features;
+    this.maxLearnedPerWorkload = settings.maxLearnedPerWorkload;
     // The skb program stays attached whatever the features: it judges raw and ping sockets and records the flows
     // the backstop must pass. `tls: false` only clears the flag that makes connect hooks defer to the SNI check.
     if (!features.packet) this.detachAllTc();
@@ -225,7 +225,7 @@ class KernelDatapath implements Datapath {
       proxyPort: settings.dnsProxy.port,
       tls: features.tls,
       backstop: features.packet,
-      denyEch: settings.denyEch ?? false,
+      denyEch: settings.denyEch,
     });
     this.maps.eg_config.update(encodeU32(0), config);
     if (features.packet) {

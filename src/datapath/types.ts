@@ -21,19 +21,19 @@ export interface DatapathOptions {
 }
 
 export interface DatapathSettings {
-  /** Learned addresses one workload may hold (default 4096): a wildcard zone must not fill the node's map. */
-  maxLearnedPerWorkload?: number;
+  /** Learned addresses one workload may hold: a wildcard zone must not fill the node's map. */
+  maxLearnedPerWorkload: number;
   defaultAction: DefaultAction;
   /** The agent's DNS proxy; enrolled workloads' port-53 traffic is steered here. */
   dnsProxy: { ipv4: string | null; ipv6: string | null; port: number };
-  /** Deny TLS flows whose ClientHello carries encrypted_client_hello (their real name is hidden). Default false. */
-  denyEch?: boolean;
+  /** Deny TLS flows whose ClientHello carries encrypted_client_hello (their real name is hidden). */
+  denyEch: boolean;
   /**
-   * Which programs beyond the socket hooks are attached (default both true; false exists for
+   * Which programs beyond the socket hooks are attached (false exists for
    * benchmarks and for kernels lacking them). tls: the cgroup_skb program (SNI, raw and ping
    * sockets); without it webGroup rules match on learned IPs alone. packet: the tc backstop.
    */
-  features?: { tls: boolean; packet: boolean };
+  features: { tls: boolean; packet: boolean };
 }
 
 /** Where a workload's traffic enters the node outside its sockets (the tc backstop). */

@@ -13,8 +13,8 @@ import type { PipelineNotice, Sink } from './sink.js';
 import type { FlowEvent } from './types.js';
 
 export interface EventPipelineOptions {
-  /** Aggregation window in milliseconds (default 1000). */
-  windowMs?: number;
+  /** Aggregation window in milliseconds (the agent's events.aggregateWindowMs). */
+  windowMs: number;
   /** Cap on keys aggregated at once (default 10000). */
   maxOpenAggregates?: number;
   sinks?: Sink[];
@@ -45,7 +45,6 @@ interface OpenAggregate {
   firstRepeat: FlowEvent | null;
 }
 
-export const DEFAULT_WINDOW_MS = 1000;
 export const DEFAULT_MAX_OPEN_AGGREGATES = 10_000;
 
 function aggregationKey(event: FlowEvent): string {
@@ -84,8 +83,8 @@ export class EventPipeline {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(options: EventPipelineOptions = {}) {
-    this.windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+  constructor(options: EventPipelineOptions) {
+    this.windowMs = options.windowMs;
     this.maxOpenAggregates = options.maxOpenAggregates ?? DEFAULT_MAX_OPEN_AGGREGATES;
     if (!Number.isFinite(this.windowMs) || this.windowMs <= 0)
       throw new Error(`event aggregation window must be > 0 ms, got ${this.windowMs}`);

@@ -199,7 +199,13 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
       hostMac = (JSON.parse(sh('ip', ['-n', lab.nodeNs, '-j', 'link', 'show', lab.podHostIf])) as Array<{ address: string }>)[0]!.address;
       datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNs}` });
       datapath.onEvent((event) => events.push(event as DecodedEvent)); // the datapath delivers decoded records
-      datapath.configure({ defaultAction: 'deny', dnsProxy: { ipv4: null, ipv6: null, port: 0 } });
+      datapath.configure({
+        defaultAction: 'deny',
+        dnsProxy: { ipv4: null, ipv6: null, port: 0 },
+        denyEch: false,
+        maxLearnedPerWorkload: 4096,
+        features: { tls: true, packet: true },
+      });
       workloadId = datapath.setWorkload(lab.workloadCgroup, rules(), { interfaces: [lab.podHostIf], addresses: [lab.podV4, lab.podV6] });
       // Neighbour entries first, so the tests' frames are not the ones that resolve them.
       for (const family of [4, 6] as const) await flush(family);

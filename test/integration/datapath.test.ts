@@ -115,7 +115,13 @@ describe('datapath (real kernel)', { skip }, () => {
     datapath = openDatapath(options);
     assert.equal(datapath.adopted, false);
     datapath.onEvent((event) => events.push(event));
-    datapath.configure({ defaultAction: 'deny', dnsProxy: { ipv4: v4(INET), ipv6: v6(INET), port: PROXY_PORT } });
+    datapath.configure({
+      defaultAction: 'deny',
+      dnsProxy: { ipv4: v4(INET), ipv6: v6(INET), port: PROXY_PORT },
+      denyEch: false,
+      maxLearnedPerWorkload: 4096,
+      features: { tls: true, packet: true },
+    });
     for (const cgroup of [workloadCgroup, otherCgroup]) {
       const result = await client(cgroup, { op: 'tcp', host: v4(INET), port: 80 });
       assert.equal(result.data, 'ok:80', JSON.stringify(result));
@@ -267,7 +273,13 @@ describe('datapath (real kernel)', { skip }, () => {
 
   test('a workload cannot hold more learned addresses than its cap; others are unaffected', () => {
     const webRule = 202;
-    const settings = { defaultAction: 'deny' as const, dnsProxy: { ipv4: v4(INET), ipv6: v6(INET), port: PROXY_PORT } };
+    const settings = {
+      defaultAction: 'deny' as const,
+      dnsProxy: { ipv4: v4(INET), ipv6: v6(INET), port: PROXY_PORT },
+      denyEch: false,
+      maxLearnedPerWorkload: 4096,
+      features: { tls: true, packet: true },
+    };
     datapath!.setWorkload(workloadCgroup, [
       rule({ ruleId: webRule, action: 'permit', protocol: 'tcp', portLow: 443, portHigh: 443, web: true }),
     ]);

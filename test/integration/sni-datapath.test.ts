@@ -116,7 +116,13 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
   let ca = '';
   let workloadId = 0;
   const events: KernelEvent[] = [];
-  const settings: DatapathSettings = { defaultAction: 'deny', dnsProxy: { ipv4: null, ipv6: null, port: 0 } };
+  const settings: DatapathSettings = {
+    defaultAction: 'deny',
+    dnsProxy: { ipv4: null, ipv6: null, port: 0 },
+    denyEch: false,
+    maxLearnedPerWorkload: 4096,
+    features: { tls: true, packet: true },
+  };
 
   const webRule = (overrides: Partial<KernelRule> = {}): KernelRule =>
     rule({

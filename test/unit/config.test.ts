@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig } from '../../src/agent/config.js';
+import { CONFIG_DEFAULTS, ConfigError, parseConfig } from '../../src/agent/config.js';
 
 const cgroupMount = '/sys/fs/cgroup/unified';
 
@@ -39,6 +39,32 @@ describe('agent configuration', () => {
     ]);
     assert.equal(config.dns.deniedRcode, 'NXDOMAIN');
     assert.deepEqual(config.events.sinks, [{ type: 'jsonl', path: '-' }]);
+  });
+
+  test('every tunable left out takes its value from the one defaults table', () => {
+    const config = parseConfig('/etc/egressguard/egressguard.yaml', minimal, cgroupMount);
+    const { upstreamPort, ...dnsDefaults } = CONFIG_DEFAULTS.dns;
+    assert.deepEqual(
+      { ...config.dns, listen: undefined, upstreams: undefined },
+      { ...dnsDefaults, listen: undefined, upstreams: undefined },
+    );
+    assert.equal(config.dns.upstreams[0]?.port, upstreamPort);
+    assert.deepEqual(config.enforcement, CONFIG_DEFAULTS.enforcement);
+    assert.equal(config.events.aggregateWindowMs, CONFIG_DEFAULTS.events.aggregateWindowMs);
+    assert.deepEqual(
+      [config.controlSocket, config.policyNamespace, config.baseline.mode, config.baseline.denyEch],
+      [CONFIG_DEFAULTS.controlSocket, CONFIG_DEFAULTS.policyNamespace, CONFIG_DEFAULTS.mode, CONFIG_DEFAULTS.denyEch],
+    );
+    const workload = parseConfig('c.yaml', minimal.replace('    namespace: obot-mcp\n', ''), cgroupMount).workloads[0];
+    assert.equal(workload?.namespace, CONFIG_DEFAULTS.workloadNamespace);
+  });
+
+  test('an explicit value wins over its default, and the defaults table is not shared with a parsed config', () => {
+    const config = parseConfig('c.yaml', minimal.replace('dns:\n', 'dns:\n  maxTtlSeconds: 900\n  graceSeconds: 0\n'), cgroupMount);
+    assert.equal(config.dns.maxTtlSeconds, 900);
+    assert.equal(config.dns.graceSeconds, 0);
+    config.events.sinks.push({ type: 'jsonl', path: '/tmp/x' });
+    assert.equal(CONFIG_DEFAULTS.events.sinks.length, 1);
   });
 
   test('baseline entries are parsed into CIDRs and port ranges', () => {

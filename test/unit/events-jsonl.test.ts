@@ -20,7 +20,7 @@ describe('JsonLinesSink', async () => {
 
   test('writes one JSON object per event with every attribution field, into a created directory', async () => {
     const path = join(dir, 'nested', 'deeper', 'events.jsonl');
-    const pipeline = new EventPipeline({ sinks: [new JsonLinesSink({ path })], node: 'n1' });
+    const pipeline = new EventPipeline({ windowMs: 1000, sinks: [new JsonLinesSink({ path })], node: 'n1' });
     pipeline.push(flowEvent({ dns: { query: 'httpbin.org', type: 'A', rcode: 'NXDOMAIN', answers: [] }, layer: 'dns' }));
     await pipeline.close();
     const [line, ...rest] = await linesOf(path);
@@ -54,7 +54,7 @@ describe('JsonLinesSink', async () => {
   test('appends to an existing file and writes loss notices as warnings', async () => {
     const path = join(dir, 'append.jsonl');
     await writeFile(path, '{"earlier":true}\n');
-    const pipeline = new EventPipeline({ sinks: [new JsonLinesSink({ path })], node: 'n1' });
+    const pipeline = new EventPipeline({ windowMs: 1000, sinks: [new JsonLinesSink({ path })], node: 'n1' });
     pipeline.reportKernelLoss(4);
     pipeline.push(flowEvent());
     await pipeline.close();

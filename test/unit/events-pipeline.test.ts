@@ -170,6 +170,6 @@ describe('EventPipeline limits and losses', () => {
 
   test('invalid settings are rejected', () => {
     assert.throws(() => new EventPipeline({ windowMs: 0 }), /window must be > 0/);
-    assert.throws(() => new EventPipeline({ maxOpenAggregates: 0 }), /maxOpenAggregates must be a positive integer/);
+    assert.throws(() => new EventPipeline({ windowMs: 1000, maxOpenAggregates: 0 }), /maxOpenAggregates must be a positive integer/);
   });
 });
