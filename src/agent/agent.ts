@@ -2,7 +2,7 @@
 // pipeline together, and keeps them in step as files change.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig, type AgentConfig, type BaselineEntryConfig, type WorkloadConfig } from './config.js';
@@ -16,6 +16,7 @@ import { compileForWorkload } from '../policy/compile.js';
 import { dnsDecision, normalizeDomain } from '../policy/domains.js';
 import type { CompiledRule, DomainPattern, PolicyDiagnostic } from '../policy/types.js';
 import { formatDiagnostic } from '../policy/lint.js';
+import { manifestFilesIn } from '../policy/manifest-files.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import { NameRefresher } from '../dns/resolver.js';
@@ -123,15 +124,6 @@ function kernelRule(rule: CompiledRule): KernelRule {
 function hostInterfaces(w: WorkloadConfig): string[] {
   if (w.interfaces.length > 0) return w.interfaces;
   return w.netns === null ? [] : hostInterfacesOf(w.netns);
-}
-
-function policyFiles(path: string): string[] {
-  if (!existsSync(path)) return [];
-  if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path)
-    .filter((f) => /\.ya?ml$/.test(f))
-    .sort()
-    .map((f) => join(path, f));
 }
 
 export class Agent {
@@ -273,7 +265,7 @@ export class Agent {
     const seen = new Set<string>();
     for (const root of this.config.policies) {
       if (!existsSync(root)) this.log.warn({ path: root }, 'policy path does not exist (yet); watching for it');
-      for (const file of policyFiles(root)) {
+      for (const file of existsSync(root) ? manifestFilesIn(root) : []) {
         seen.add(file);
         let text: string;
         try {

@@ -1,6 +1,6 @@
 // `egressguard policy lint FILE…`: validate manifests for CI, with one-line messages that name file, object, field and fix.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { manifestFilesIn } from './manifest-files.js';
 import { PolicyStore } from './store.js';
 import type { PolicyDiagnostic } from './types.js';
 import type { ValidationOptions } from './validate.js';
@@ -12,18 +12,6 @@ export interface LintResult {
   diagnostics: PolicyDiagnostic[];
   /** No errors (warnings allowed). */
   ok: boolean;
-}
-
-/** `path` itself when it is a file; every *.yaml / *.yml below it (sorted) when it is a directory. */
-export function manifestFilesIn(path: string): string[] {
-  if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path)
-    .sort()
-    .flatMap((entry) => {
-      const child = join(path, entry);
-      if (statSync(child).isDirectory()) return manifestFilesIn(child);
-      return /\.ya?ml$/.test(entry) ? [child] : [];
-    });
 }
 
 /** Validates every file as one policy set (so an object defined in two files is reported too). */
