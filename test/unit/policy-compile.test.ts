@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
-import { compileForWorkload } from '../../src/policy/compile.js';
+import { compileForWorkload, compilePolicy, compilePolicyForWorkload } from '../../src/policy/compile.js';
+import { hostModeResolver, type DestinationResolver } from '../../src/policy/destination-resolver.js';
 import { dnsDecision } from '../../src/policy/domains.js';
 import type { CompiledRule } from '../../src/policy/types.js';
 import { acceptPolicies, fixturesDir, policyWith, translatorPolicy } from './policy-helpers.js';
@@ -249,5 +250,88 @@ describe('dnsDecision semantics', () => {
   test('no covering rule gives default', () => {
     const decision = dnsDecision(compile(rule('allow', 'permit', 'any-destination', web)), 'other.example.com');
     assert.deepEqual(decision, { action: 'default', rule: null, learnFor: [] });
+  });
+});
+
+describe('the compiler takes destination resolution as a parameter', () => {
+  const text = policyWith({
+    smartGroups: `    - name: any-destination
+      selectors: [{cidr: 0.0.0.0/0}]
+    - name: pods
+      selectors: [{type: k8s, k8sNamespace: obot-mcp, tags: {app: db}}]`,
+    rules: `    - name: permit-pods
+      action: permit
+      selector: {matchLabels: {app: a1}}
+      destinationSmartGroups: [{name: pods}]
+    - name: permit-api
+      action: permit
+      selector: {service: api}
+      destinationSmartGroups: [{name: any-destination}]
+    - name: deny-pods
+      action: deny
+      selector: {matchLabels: {}}
+      destinationSmartGroups: [{name: pods}]`,
+  });
+  const [policy] = acceptPolicies(text);
+  const workload = { namespace: 'obot-mcp', labels: { app: 'a1' } };
+  // What Kubernetes mode will do: pod selectors become the pods' addresses, services their pod selector.
+  const asked: string[] = [];
+  const kubernetes: DestinationResolver = {
+    resolve(selector, namespace) {
+      asked.push(`${namespace}:${selector.type ?? selector.cidr ?? ''}`);
+      if (selector.type === 'k8s') return { cidrs: [{ family: 4, address: '198.18.7.1', prefix: 32 }] };
+      return hostModeResolver.resolve(selector, namespace);
+    },
+    resolveService: (service) => (service === 'api' ? { matchLabels: { app: 'a1' } } : { unsupported: 'names no Service' }),
+  };
+
+  test('host mode (the default): k8s destinations are unsupported, service selectors select nothing', () => {
+    const rules = compileForWorkload(policy ? [policy] : [], workload);
+    assert.deepEqual(
+      rules.map((r) => [r.name, r.active, r.anyDestination, r.cidrs.length]),
+      [
+        ['permit-pods', false, false, 0],
+        ['deny-pods', true, true, 0],
+      ],
+    );
+    assert.match(rules[0]?.notEnforced.join() ?? '', /smartGroup "pods" selects by type k8s, which host mode cannot resolve/);
+    const findings = compilePolicy(policy!).diagnostics.map((d) => `${d.location.field}: ${d.message}`);
+    assert.deepEqual(findings, [
+      'spec.rules[0].destinationSmartGroups[0]: smartGroup "pods" selects by type k8s, which host mode cannot resolve to addresses (dropped from this permit rule): not enforced',
+      'spec.rules[1].selector.service: service selector "api" cannot be resolved in host mode, so the rule selects no workload: not enforced',
+      'spec.rules[2].destinationSmartGroups[0]: smartGroup "pods" selects by type k8s, which host mode cannot resolve to addresses (this deny rule applies to every destination): not enforced',
+    ]);
+  });
+
+  test('another resolver changes the compiled rules, not validation', () => {
+    const rules = compileForWorkload(policy ? [policy] : [], workload, kubernetes);
+    assert.deepEqual(
+      rules.map((r) => [r.name, r.active, r.anyDestination, r.cidrs, r.notEnforced]),
+      [
+        ['permit-pods', true, false, [{ family: 4, address: '198.18.7.1', prefix: 32 }], []],
+        ['permit-api', true, false, [{ family: 4, address: '0.0.0.0', prefix: 0 }], []],
+        ['deny-pods', true, false, [{ family: 4, address: '198.18.7.1', prefix: 32 }], []],
+      ],
+    );
+    assert.deepEqual(compilePolicy(policy!, kubernetes).diagnostics, []);
+    assert.ok(
+      asked.every((entry) => entry.startsWith('obot-mcp:')),
+      'selectors are resolved in the policy namespace',
+    );
+  });
+
+  test('compilePolicyForWorkload: per-policy results concatenated in (namespace, name) order equal compileForWorkload', () => {
+    const policies = acceptPolicies(
+      [translatorPolicy('a1', { domains: ['a.example.com'] }), translatorPolicy('a1', {}).replace('obot-a1-fw', 'zz-a1-fw'), text].join(
+        '---\n',
+      ),
+    );
+    const sorted = [...policies].sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const resolver of [hostModeResolver, kubernetes]) {
+      const perPolicy = sorted.flatMap((p) => compilePolicyForWorkload(p, workload, resolver));
+      assert.deepEqual(perPolicy, compileForWorkload(policies, workload, resolver));
+      assert.ok(perPolicy.length >= 3);
+    }
+    assert.deepEqual(compilePolicyForWorkload(policies[0]!, { namespace: 'other', labels: { app: 'a1' } }), []);
   });
 });
