@@ -131,6 +131,25 @@ describe('PolicyStore', () => {
     );
   });
 
+  test('the store reports what its resolver cannot enforce: host mode warns about k8s destinations, another resolver does not', () => {
+    const text = translatorPolicy('ms1aaa', {}).replace('- cidr: 0.0.0.0/0', '- {type: k8s, k8sNamespace: obot-mcp, tags: {app: db}}');
+    assert.notEqual(text, translatorPolicy('ms1aaa', {}), 'the fixture names a k8s destination');
+    const host = new PolicyStore().applyFile('k.yaml', text).map(formatDiagnostic);
+    assert.match(
+      host.join('\n'),
+      /warning: spec\.rules\[0\]\.destinationSmartGroups\[0\] smartGroup "any-destination" selects by type k8s/,
+    );
+    const resolving = new PolicyStore(
+      {},
+      {
+        resolve: () => ({ cidrs: [{ family: 4, address: '198.18.7.0', prefix: 24 }] }),
+        resolveService: () => ({ unsupported: 'is not used here' }),
+      },
+    );
+    assert.deepEqual(resolving.applyFile('k.yaml', text), []);
+    assert.deepEqual(resolving.entries()[0]?.warnings, []);
+  });
+
   test('the default namespace option applies to objects without one', () => {
     const store = new PolicyStore({ defaultNamespace: 'obot-mcp' });
     assert.deepEqual(store.applyFile('n.yaml', translatorPolicy('ms1aaa', {}).replace('  namespace: obot-mcp\n', '')), []);
