@@ -20,7 +20,7 @@ import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
 import type { DnsDecision, DnsDecisionEvent, DnsWorkload } from '../dns/types.js';
 import { EventPipeline } from '../events/pipeline.js';
-import { JsonLinesSink } from '../events/jsonl.js';
+import { createSinks, sinkStats, type DeliveredSink } from '../sinks/registry.js';
 import type { FlowEvent, Tier } from '../events/types.js';
 import { hostInterfacesOf } from '../identity/interfaces.js';
 import { WorkloadRegistry, identityOf, workloadKey, type Workload } from '../identity/registry.js';
@@ -156,6 +156,7 @@ export class Agent {
     private readonly cgroup2Mount: string,
     private readonly datapath: Datapath,
     private readonly pipeline: EventPipeline,
+    private readonly sinks: DeliveredSink[],
     config: AgentConfig,
   ) {
     this.config = config;
@@ -179,9 +180,9 @@ export class Agent {
       pinDir: config.pinDir ?? join(bpffs, 'egressguard'),
       attachCgroup: config.attachCgroup ?? cgroup2Mount,
     });
-    const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs });
-    for (const sink of config.events.sinks) pipeline.addSink(new JsonLinesSink({ path: sink.path }));
-    const agent = new Agent(options, cgroup2Mount, datapath, pipeline, config);
+    const sinks = createSinks(config.events.sinks, { node: config.node, log: options.log });
+    const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs, sinks });
+    const agent = new Agent(options, cgroup2Mount, datapath, pipeline, sinks, config);
     try {
       await agent.begin();
     } catch (error) {
@@ -595,6 +596,7 @@ export class Agent {
       workloads,
       stats: {
         ...pipeline,
+        ...sinkStats(this.sinks),
         kernelEventsLost: kernel.eventsLost.toString(),
         decisionsPermitted: kernel.decisionsPermitted.toString(),
         decisionsDenied: kernel.decisionsDenied.toString(),
