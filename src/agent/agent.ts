@@ -147,6 +147,7 @@ export class Agent {
   private readonly timers: NodeJS.Timeout[] = [];
   private reloadTimer: NodeJS.Timeout | null = null;
   private lastKernelLoss = 0n;
+  private lastKernelMalformed = 0n;
   private proxy: DnsProxy | null = null;
   private refresher: NameRefresher | null = null;
   private control: ControlServer | null = null;
@@ -500,10 +501,14 @@ export class Agent {
   private housekeeping(): void {
     const removed = this.datapath.expireLearned(process.hrtime.bigint());
     if (removed > 0) this.log.debug({ removed }, 'expired learned addresses removed');
-    const lost = this.datapath.stats().eventsLost;
+    const { eventsLost: lost, eventsMalformed: malformed } = this.datapath.stats();
     if (lost > this.lastKernelLoss) {
       this.pipeline.reportKernelLoss(Number(lost - this.lastKernelLoss));
       this.lastKernelLoss = lost;
+    }
+    if (malformed > this.lastKernelMalformed) {
+      this.pipeline.reportMalformedKernelEvents(Number(malformed - this.lastKernelMalformed));
+      this.lastKernelMalformed = malformed;
     }
   }
 
@@ -598,6 +603,7 @@ export class Agent {
         ...pipeline,
         ...sinkStats(this.sinks),
         kernelEventsLost: kernel.eventsLost.toString(),
+        kernelEventsMalformed: kernel.eventsMalformed.toString(),
         decisionsPermitted: kernel.decisionsPermitted.toString(),
         decisionsDenied: kernel.decisionsDenied.toString(),
         dnsSteered: kernel.dnsSteered.toString(),

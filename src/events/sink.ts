@@ -15,10 +15,11 @@ export type PipelineNotice =
       limit: number;
     }
   | {
-      kind: 'kernel-events-lost';
+      /** Lost: the ring buffer was full. Malformed: a record arrived that could not be decoded. */
+      kind: 'kernel-events-lost' | 'kernel-events-malformed';
       time: string;
       node: string;
-      /** Ring-buffer events lost since the previous notice. */
+      /** Ring-buffer events lost (or malformed records) since the previous notice of this kind. */
       count: number;
       total: number;
     }
@@ -40,6 +41,8 @@ export function describeNotice(notice: PipelineNotice): string {
       return `${notice.count} events dropped: more than ${notice.limit} distinct flows in one aggregation window (${notice.total} in total)`;
     case 'kernel-events-lost':
       return `${notice.count} kernel events lost: ring buffer full (${notice.total} in total)`;
+    case 'kernel-events-malformed':
+      return `${notice.count} kernel event records malformed: could not be decoded, dropped (${notice.total} in total)`;
     case 'sink-records-dropped':
       return `${notice.count} records dropped by sink ${notice.sink}: its queue was full or its destination failed (${notice.total} in total)`;
   }

@@ -26,6 +26,21 @@ describe('jsonl format', () => {
     }
   });
 
+  test('the malformed ring-buffer records notice', () => {
+    const notice: PipelineNotice = {
+      kind: 'kernel-events-malformed',
+      time: '2025-01-02T03:04:08.000Z',
+      node: 'node-1',
+      count: 2,
+      total: 3,
+    };
+    assert.equal(
+      jsonLinesFormat.notice(notice),
+      '{"level":"warn","kind":"kernel-events-malformed","time":"2025-01-02T03:04:08.000Z","node":"node-1","count":2,"total":3,' +
+        '"msg":"2 kernel event records malformed: could not be decoded, dropped (3 in total)"}',
+    );
+  });
+
   test("a sink's own drop notice", () => {
     const notice: PipelineNotice = {
       kind: 'sink-records-dropped',
