@@ -94,8 +94,9 @@ export class Delivery {
   ) {
     this.options = { ...DELIVERY_DEFAULTS, ...options };
     for (const [key, value] of Object.entries(this.options)) {
-      if (!Number.isSafeInteger(value) || value < (key === 'retryDelayMs' ? 0 : 1))
-        throw new Error(`sink ${name}: delivery option ${key} must be a positive integer, got ${value}`);
+      const least = key === 'retryDelayMs' ? 0 : 1;
+      if (!Number.isSafeInteger(value) || value < least)
+        throw new Error(`sink ${name}: delivery option ${key} must be an integer >= ${least}, got ${value}`);
     }
   }
 

@@ -135,7 +135,7 @@ describe('Delivery', () => {
   test('refuses nonsensical options', () => {
     assert.throws(
       () => new Delivery('s', new ScriptedTransport(), new MemoryLog(), { maxQueued: 0 }),
-      /maxQueued must be a positive integer/,
+      /maxQueued must be an integer >= 1, got 0/,
     );
   });
 });

@@ -1,6 +1,8 @@
 // Appends newline-terminated records to a file (parent directories created) or to standard output (`-`).
 // Failures (ENOSPC, EIO, a directory that cannot be created) are thrown to the delivery, which retries and counts;
-// a failed write is rolled back to the file's previous size so that a retry never leaves a torn line behind.
+// a failed write is rolled back to the file's previous size so that a retry never leaves a torn line behind
+// (standard output cannot be rolled back: a retry after a partial write there repeats its start).
+// The file is opened at the first send, so a path that cannot be written shows up as the sink's first failure.
 import { write } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
