@@ -9,6 +9,7 @@ import type { Format } from './types.js';
 
 export class DeliveredSink implements Sink {
   private dropsReported = 0;
+  private closing: Promise<void> | null = null;
 
   constructor(
     /** Names the sink in status counters and logs: `events.sinks[0]`. */
@@ -32,9 +33,12 @@ export class DeliveredSink implements Sink {
     return this.delivery.stats();
   }
 
-  async close(): Promise<void> {
-    this.reportDrops(true);
-    await this.delivery.close();
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.reportDrops(true);
+      this.closing = this.delivery.close();
+    }
+    return this.closing;
   }
 
   /** Outside close(), only when the notice can get through without pushing another record out. */

@@ -153,6 +153,7 @@ describe('DeliveredSink', () => {
     await settle();
     sink.write(flowEvent({ rule: 'kept', eventId: 'e2' }));
     await sink.close();
+    await sink.close();
     const lines = transport.delivered.map((line) => JSON.parse(line) as Record<string, unknown>);
     assert.deepEqual(
       lines.map((l) => l.kind),
