@@ -22,7 +22,7 @@ import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import { NameRefresher } from '../dns/resolver.js';
 import type { DnsDecision, DnsDecisionEvent, DnsWorkload } from '../dns/types.js';
 import { EventPipeline } from '../events/pipeline.js';
-import { JsonLinesSink } from '../events/jsonl.js';
+import { createSinks, sinkStats, type DeliveredSink } from '../sinks/registry.js';
 import type { FlowEvent, Tier } from '../events/types.js';
 import { hostInterfacesOf } from '../identity/interfaces.js';
 import { WorkloadRegistry, identityOf, workloadKey, type Workload } from '../identity/registry.js';
@@ -141,6 +141,7 @@ export class Agent {
   private readonly timers: NodeJS.Timeout[] = [];
   private reloadTimer: NodeJS.Timeout | null = null;
   private lastKernelLoss = 0n;
+  private lastKernelMalformed = 0n;
   private proxy: DnsProxy | null = null;
   private refresher: NameRefresher | null = null;
   private control: ControlServer | null = null;
@@ -150,6 +151,7 @@ export class Agent {
     private readonly cgroup2Mount: string,
     private readonly datapath: Datapath,
     private readonly pipeline: EventPipeline,
+    private readonly sinks: DeliveredSink[],
     config: AgentConfig,
   ) {
     this.config = config;
@@ -173,9 +175,9 @@ export class Agent {
       pinDir: config.pinDir ?? join(bpffs, 'egressguard'),
       attachCgroup: config.attachCgroup ?? cgroup2Mount,
     });
-    const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs });
-    for (const sink of config.events.sinks) pipeline.addSink(new JsonLinesSink({ path: sink.path }));
-    const agent = new Agent(options, cgroup2Mount, datapath, pipeline, config);
+    const sinks = createSinks(config.events.sinks, { node: config.node, log: options.log });
+    const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs, sinks });
+    const agent = new Agent(options, cgroup2Mount, datapath, pipeline, sinks, config);
     try {
       await agent.begin();
     } catch (error) {
@@ -490,10 +492,14 @@ export class Agent {
   private housekeeping(): void {
     const removed = this.datapath.expireLearned(process.hrtime.bigint());
     if (removed > 0) this.log.debug({ removed }, 'expired learned addresses removed');
-    const lost = this.datapath.stats().eventsLost;
+    const { eventsLost: lost, eventsMalformed: malformed } = this.datapath.stats();
     if (lost > this.lastKernelLoss) {
       this.pipeline.reportKernelLoss(Number(lost - this.lastKernelLoss));
       this.lastKernelLoss = lost;
+    }
+    if (malformed > this.lastKernelMalformed) {
+      this.pipeline.reportMalformedKernelEvents(Number(malformed - this.lastKernelMalformed));
+      this.lastKernelMalformed = malformed;
     }
   }
 
@@ -586,7 +592,9 @@ export class Agent {
       workloads,
       stats: {
         ...pipeline,
+        ...sinkStats(this.sinks),
         kernelEventsLost: kernel.eventsLost.toString(),
+        kernelEventsMalformed: kernel.eventsMalformed.toString(),
         decisionsPermitted: kernel.decisionsPermitted.toString(),
         decisionsDenied: kernel.decisionsDenied.toString(),
         dnsSteered: kernel.dnsSteered.toString(),

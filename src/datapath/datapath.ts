@@ -160,7 +160,7 @@ class KernelDatapath implements Datapath {
   private readonly attachCgroup: string;
   private readonly listeners: Array<(event: KernelEvent) => void> = [];
   private ringBuffer: NativeRingBuffer | null = null;
-  /** Records the ring buffer delivered that were not eg_events (counted with kernel-side losses). */
+  /** Records the ring buffer delivered that were not eg_events (stats().eventsMalformed). */
   private malformedEvents = 0n;
   /** Enrolled workloads by cgroup id (mirrors eg_workloads). */
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
@@ -532,7 +532,8 @@ class KernelDatapath implements Datapath {
       return value === null ? 0n : sumPerCpuU64(value);
     };
     return {
-      eventsLost: read(STAT.eventsLost) + this.malformedEvents,
+      eventsLost: read(STAT.eventsLost),
+      eventsMalformed: this.malformedEvents,
       decisionsPermitted: read(STAT.permitted),
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),

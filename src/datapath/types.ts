@@ -96,7 +96,10 @@ export interface KernelEvent {
 }
 
 export interface DatapathStats {
+  /** Events the kernel could not reserve ring-buffer space for. */
   eventsLost: bigint;
+  /** Ring-buffer records that could not be decoded (a wrong size or an unknown kind), dropped. */
+  eventsMalformed: bigint;
   decisionsPermitted: bigint;
   decisionsDenied: bigint;
   dnsSteered: bigint;

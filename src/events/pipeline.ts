@@ -6,7 +6,8 @@
 // outside the key (process, DNS query type) of that counted event are those of the first repeat. The FQDN is in the key
 // so that each distinct name a workload tried (a DNS-tunnelling burst, say) is on record.
 // Bounded: at most `maxOpenAggregates` keys are tracked; events for new keys beyond that are dropped, counted and
-// reported through a notice at most once per window. Kernel ring-buffer losses are reported the same way.
+// reported through a notice at most once per window. Kernel ring-buffer losses and malformed ring-buffer records
+// are counted apart and each reported through its own notice.
 import { hostname } from 'node:os';
 import { newEventId } from './ids.js';
 import type { PipelineNotice, Sink } from './sink.js';
@@ -35,6 +36,8 @@ export interface EventPipelineStats {
   droppedByLimit: number;
   /** Ring-buffer events the kernel reported lost (reportKernelLoss). */
   kernelEventsLost: number;
+  /** Ring-buffer records that could not be decoded (reportMalformedKernelEvents). */
+  kernelEventsMalformed: number;
   openAggregates: number;
 }
 
@@ -77,7 +80,14 @@ export class EventPipeline {
   private readonly sinks: Sink[] = [];
   /** Insertion order is deadline order: every window has the same length and the clock is monotonic. */
   private readonly open = new Map<string, OpenAggregate>();
-  private readonly counters = { received: 0, emitted: 0, aggregated: 0, droppedByLimit: 0, kernelEventsLost: 0 };
+  private readonly counters = {
+    received: 0,
+    emitted: 0,
+    aggregated: 0,
+    droppedByLimit: 0,
+    kernelEventsLost: 0,
+    kernelEventsMalformed: 0,
+  };
   private dropsSinceNotice = 0;
   private dropNoticeDue: number | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -131,15 +141,12 @@ export class EventPipeline {
    * to every sink at once.
    */
   reportKernelLoss(lost: number): void {
-    if (!Number.isSafeInteger(lost) || lost <= 0) return;
-    this.counters.kernelEventsLost += lost;
-    this.notify({
-      kind: 'kernel-events-lost',
-      time: new Date().toISOString(),
-      node: this.node,
-      count: lost,
-      total: this.counters.kernelEventsLost,
-    });
+    this.reportKernelEvents('kernel-events-lost', 'kernelEventsLost', lost);
+  }
+
+  /** Record `malformed` more ring-buffer records that could not be decoded, and report it to every sink at once. */
+  reportMalformedKernelEvents(malformed: number): void {
+    this.reportKernelEvents('kernel-events-malformed', 'kernelEventsMalformed', malformed);
   }
 
   /** Close every window whose time is up (the internal timer calls this; tests with an injected clock may too). */
@@ -184,6 +191,16 @@ export class EventPipeline {
 
   private notify(notice: PipelineNotice): void {
     for (const sink of this.sinks) sink.notice(notice);
+  }
+
+  private reportKernelEvents(
+    kind: 'kernel-events-lost' | 'kernel-events-malformed',
+    counter: 'kernelEventsLost' | 'kernelEventsMalformed',
+    count: number,
+  ): void {
+    if (!Number.isSafeInteger(count) || count <= 0) return;
+    this.counters[counter] += count;
+    this.notify({ kind, time: new Date().toISOString(), node: this.node, count, total: this.counters[counter] });
   }
 
   private reportDrops(): void {

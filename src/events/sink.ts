@@ -1,6 +1,6 @@
-// Where events go. One internal FlowEvent, several renderers: JSON lines now; OCSF, CEF, syslog, HEC later
-// implement the same interface. Notices are the pipeline's own reports (losses), which every sink must carry:
-// a SIEM must see that it is missing events, never silently miss them.
+// The pipeline's output port. One internal FlowEvent, several renderers: src/sinks implements this interface (a
+// format plus a transport behind a delivery component). Notices are the pipeline's own reports (losses), which
+// every sink must carry: a SIEM must see that it is missing events, never silently miss them.
 import type { FlowEvent } from './types.js';
 
 export type PipelineNotice =
@@ -15,13 +15,38 @@ export type PipelineNotice =
       limit: number;
     }
   | {
-      kind: 'kernel-events-lost';
+      /** Lost: the ring buffer was full. Malformed: a record arrived that could not be decoded. */
+      kind: 'kernel-events-lost' | 'kernel-events-malformed';
       time: string;
       node: string;
-      /** Ring-buffer events lost since the previous notice. */
+      /** Ring-buffer events lost (or malformed records) since the previous notice of this kind. */
+      count: number;
+      total: number;
+    }
+  | {
+      kind: 'sink-records-dropped';
+      time: string;
+      node: string;
+      /** The sink that dropped them, as named in its status counters (`events.sinks[0]`). */
+      sink: string;
+      /** Records this sink dropped (queue full, or undeliverable after its retries) since its previous notice. */
       count: number;
       total: number;
     };
+
+/** One sentence for a human reader of a notice; every format that carries a message uses this one. */
+export function describeNotice(notice: PipelineNotice): string {
+  switch (notice.kind) {
+    case 'events-dropped':
+      return `${notice.count} events dropped: more than ${notice.limit} distinct flows in one aggregation window (${notice.total} in total)`;
+    case 'kernel-events-lost':
+      return `${notice.count} kernel events lost: ring buffer full (${notice.total} in total)`;
+    case 'kernel-events-malformed':
+      return `${notice.count} kernel event records malformed: could not be decoded, dropped (${notice.total} in total)`;
+    case 'sink-records-dropped':
+      return `${notice.count} records dropped by sink ${notice.sink}: its queue was full or its destination failed (${notice.total} in total)`;
+  }
+}
 
 export interface Sink {
   write(event: FlowEvent): void;

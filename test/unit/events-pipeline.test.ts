@@ -32,6 +32,7 @@ describe('EventPipeline aggregation', () => {
       aggregated: 4,
       droppedByLimit: 0,
       kernelEventsLost: 0,
+      kernelEventsMalformed: 0,
       openAggregates: 0,
     });
     await pipeline.close();
@@ -144,6 +145,24 @@ describe('EventPipeline limits and losses', () => {
       [
         ['kernel-events-lost', 5, 5],
         ['kernel-events-lost', 3, 8],
+      ],
+    );
+    await pipeline.close();
+  });
+
+  test('malformed ring-buffer records are counted and reported apart from losses', async () => {
+    const { sink, pipeline } = setup();
+    pipeline.reportKernelLoss(2);
+    pipeline.reportMalformedKernelEvents(1);
+    pipeline.reportMalformedKernelEvents(4);
+    assert.equal(pipeline.stats().kernelEventsLost, 2);
+    assert.equal(pipeline.stats().kernelEventsMalformed, 5);
+    assert.deepEqual(
+      sink.notices.map((n) => [n.kind, n.count, n.total]),
+      [
+        ['kernel-events-lost', 2, 2],
+        ['kernel-events-malformed', 1, 1],
+        ['kernel-events-malformed', 4, 5],
       ],
     );
     await pipeline.close();

@@ -3,11 +3,18 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { JsonLinesSink } from '../../src/events/jsonl.js';
+import { ConfigError, parseConfig } from '../../src/agent/config.js';
 import { EventPipeline } from '../../src/events/pipeline.js';
+import { createSinks, type DeliveredSink } from '../../src/sinks/registry.js';
 import { flowEvent } from './events-helpers.js';
+import { MemoryLog } from './sinks-helpers.js';
 
-describe('JsonLinesSink', async () => {
+function jsonlSink(path: string): DeliveredSink {
+  const [sink] = createSinks([{ type: 'jsonl', path }], { node: 'n1', log: new MemoryLog() });
+  return sink ?? assert.fail('no sink created');
+}
+
+describe('jsonl sink', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'egressguard-events-'));
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -20,7 +27,7 @@ describe('JsonLinesSink', async () => {
 
   test('writes one JSON object per event with every attribution field, into a created directory', async () => {
     const path = join(dir, 'nested', 'deeper', 'events.jsonl');
-    const pipeline = new EventPipeline({ windowMs: 1000, sinks: [new JsonLinesSink({ path })], node: 'n1' });
+    const pipeline = new EventPipeline({ windowMs: 1000, sinks: [jsonlSink(path)], node: 'n1' });
     pipeline.push(flowEvent({ dns: { query: 'httpbin.org', type: 'A', rcode: 'NXDOMAIN', answers: [] }, layer: 'dns' }));
     await pipeline.close();
     const [line, ...rest] = await linesOf(path);
@@ -54,7 +61,7 @@ describe('JsonLinesSink', async () => {
   test('appends to an existing file and writes loss notices as warnings', async () => {
     const path = join(dir, 'append.jsonl');
     await writeFile(path, '{"earlier":true}\n');
-    const pipeline = new EventPipeline({ windowMs: 1000, sinks: [new JsonLinesSink({ path })], node: 'n1' });
+    const pipeline = new EventPipeline({ windowMs: 1000, sinks: [jsonlSink(path)], node: 'n1' });
     pipeline.reportKernelLoss(4);
     pipeline.push(flowEvent());
     await pipeline.close();
@@ -70,7 +77,7 @@ describe('JsonLinesSink', async () => {
 
   test('a workload-controlled name with quotes and newlines stays inside one line', async () => {
     const path = join(dir, 'escape.jsonl');
-    const sink = new JsonLinesSink({ path });
+    const sink = jsonlSink(path);
     sink.write(flowEvent({ fqdn: 'a"b\nc.example', eventId: 'x' }));
     await sink.close();
     const lines = await linesOf(path);
@@ -79,9 +86,12 @@ describe('JsonLinesSink', async () => {
   });
 
   test('close is idempotent and an empty path is rejected', async () => {
-    const sink = new JsonLinesSink({ path: join(dir, 'idem.jsonl') });
+    const sink = jsonlSink(join(dir, 'idem.jsonl'));
     await sink.close();
     await sink.close();
-    assert.throws(() => new JsonLinesSink({ path: ' ' }), /path must be a file path or "-"/);
+    assert.throws(
+      () => parseConfig('c.yaml', 'workloads: []\nevents:\n  sinks: [{ type: jsonl, path: " " }]\n', '/sys/fs/cgroup'),
+      (error: unknown) => error instanceof ConfigError && /events\.sinks\[0\]\.path: must match pattern/.test(error.message),
+    );
   });
 });

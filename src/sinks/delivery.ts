@@ -1,0 +1,226 @@
+// Delivery: the one component between a sink's format and its transport. It owns what a transport must not decide:
+// a bounded queue (a slow or dead destination never blocks the pipeline, the datapath or the DNS proxy), batching
+// (records written in the same tick leave together), retry with exponential backoff, a timeout per send, a bounded
+// close, and drops that are always counted: oldest-first when the queue is full, a whole batch when it is still
+// undeliverable after its attempts. Batches are sent one at a time, so records arrive in the order written.
+// A send that timed out may still land later and its batch is sent again: delivery is at least once.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SinkLog, Transport } from './types.js';
+
+export interface DeliveryOptions {
+  /** Records held while the transport is busy or failing; beyond it the oldest are dropped (default 10,000). */
+  maxQueued?: number;
+  /** Records per send (default 500). */
+  maxBatch?: number;
+  /** Sends of one batch before it is dropped (default 5). */
+  maxAttempts?: number;
+  /** Delay before the first retry, doubled for each further one (default 200 ms) ... */
+  retryDelayMs?: number;
+  /** ... up to this (default 5,000 ms). */
+  maxRetryDelayMs?: number;
+  /** A send that has not settled by then counts as failed (default 10,000 ms). */
+  sendTimeoutMs?: number;
+  /** How long close() keeps delivering what is queued before dropping the rest (default 5,000 ms). */
+  closeTimeoutMs?: number;
+}
+
+export interface DeliveryStats {
+  /** Records accepted and neither delivered nor dropped yet (the batch in flight included). */
+  queued: number;
+  delivered: number;
+  /** Failed send attempts (each retry of a batch counts). */
+  failures: number;
+  /** droppedQueueFull + droppedUndeliverable. */
+  dropped: number;
+  /** Oldest records pushed out of a full queue. */
+  droppedQueueFull: number;
+  /** Records whose batch failed every attempt, or still queued when close() ran out of time. */
+  droppedUndeliverable: number;
+}
+
+export const DELIVERY_DEFAULTS: Required<DeliveryOptions> = {
+  maxQueued: 10_000,
+  maxBatch: 500,
+  maxAttempts: 5,
+  retryDelayMs: 200,
+  maxRetryDelayMs: 5_000,
+  sendTimeoutMs: 10_000,
+  closeTimeoutMs: 5_000,
+};
+
+/** FIFO of records with O(1) removal at the head (a full queue drops its oldest on every write). */
+class RecordQueue {
+  private items: string[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(record: string): void {
+    this.items.push(record);
+  }
+
+  /** Remove and return up to `count` records from the head. */
+  take(count: number): string[] {
+    const taken = this.items.slice(this.head, this.head + count);
+    this.head += taken.length;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return taken;
+  }
+}
+
+export class Delivery {
+  private readonly options: Required<DeliveryOptions>;
+  private readonly queue = new RecordQueue();
+  private readonly counters = { delivered: 0, failures: 0, droppedQueueFull: 0, droppedUndeliverable: 0 };
+  private inFlight = 0;
+  private draining: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  /** performance.now() by which close() gives up; Infinity until close() is called. */
+  private closeDeadline = Infinity;
+  private failing = false;
+  private warnedQueueFull = false;
+
+  constructor(
+    /** Names the sink in logs. */
+    private readonly name: string,
+    private readonly transport: Transport,
+    private readonly log: SinkLog,
+    options: DeliveryOptions = {},
+  ) {
+    this.options = { ...DELIVERY_DEFAULTS, ...options };
+    for (const [key, value] of Object.entries(this.options)) {
+      const least = key === 'retryDelayMs' ? 0 : 1;
+      if (!Number.isSafeInteger(value) || value < least)
+        throw new Error(`sink ${name}: delivery option ${key} must be an integer >= ${least}, got ${value}`);
+    }
+  }
+
+  /** Queue one record; never blocks. After close() has begun, records are dropped and counted. */
+  enqueue(record: string): void {
+    if (this.closing !== null) {
+      this.counters.droppedUndeliverable++;
+      return;
+    }
+    if (this.queue.size >= this.options.maxQueued) {
+      this.queue.take(1);
+      this.counters.droppedQueueFull++;
+      if (!this.warnedQueueFull) {
+        this.warnedQueueFull = true;
+        this.log.warn(
+          { sink: this.name, maxQueued: this.options.maxQueued },
+          'event sink queue full: dropping its oldest records (counted) until the destination keeps up',
+        );
+      }
+    }
+    this.queue.push(record);
+    this.draining ??= this.drain();
+  }
+
+  /** False while the destination is failing (from a failed send to the next successful one). */
+  get healthy(): boolean {
+    return !this.failing;
+  }
+
+  /** True when less than half the queue is used: room for a record that reports drops without causing more. */
+  get hasRoom(): boolean {
+    return this.queue.size + this.inFlight < this.options.maxQueued / 2;
+  }
+
+  stats(): DeliveryStats {
+    const { delivered, failures, droppedQueueFull, droppedUndeliverable } = this.counters;
+    return {
+      queued: this.queue.size + this.inFlight,
+      delivered,
+      failures,
+      dropped: droppedQueueFull + droppedUndeliverable,
+      droppedQueueFull,
+      droppedUndeliverable,
+    };
+  }
+
+  /** Deliver what is queued (within closeTimeoutMs, then drop and count the rest) and close the transport. */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    this.closeDeadline = performance.now() + this.options.closeTimeoutMs;
+    await this.draining;
+    try {
+      await this.transport.close();
+    } catch (error) {
+      this.log.warn({ sink: this.name, err: error }, 'event sink: closing its destination failed');
+    }
+  }
+
+  private async drain(): Promise<void> {
+    // Let the records written in this tick join the first batch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.queue.size > 0) {
+      if (performance.now() >= this.closeDeadline) {
+        const left = this.queue.take(this.queue.size).length;
+        this.counters.droppedUndeliverable += left;
+        this.log.warn({ sink: this.name, dropped: left }, 'event sink closed with records it had no time to deliver');
+        break;
+      }
+      const batch = this.queue.take(this.options.maxBatch);
+      this.inFlight = batch.length;
+      await this.deliver(batch);
+      this.inFlight = 0;
+    }
+    this.warnedQueueFull = false;
+    this.draining = null;
+  }
+
+  private async deliver(batch: readonly string[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.send(batch);
+        this.counters.delivered += batch.length;
+        if (this.failing) {
+          this.failing = false;
+          this.log.warn({ sink: this.name, ...this.stats() }, 'event sink delivering again');
+        }
+        return;
+      } catch (error) {
+        this.counters.failures++;
+        if (!this.failing) {
+          this.failing = true;
+          this.log.warn({ sink: this.name, err: error }, 'event sink failed to deliver; retrying with backoff');
+        }
+        const delay = Math.min(this.options.retryDelayMs * 2 ** (attempt - 1), this.options.maxRetryDelayMs);
+        if (attempt >= this.options.maxAttempts || performance.now() + delay >= this.closeDeadline) {
+          this.counters.droppedUndeliverable += batch.length;
+          this.log.warn(
+            { sink: this.name, dropped: batch.length, attempts: attempt, err: error },
+            'event sink dropped records it could not deliver',
+          );
+          return;
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** One send, failed if it throws, rejects or outlasts its timeout (shortened to what is left of a close). */
+  private async send(batch: readonly string[]): Promise<void> {
+    const timeoutMs = Math.max(0, Math.min(this.options.sendTimeoutMs, this.closeDeadline - performance.now()));
+    const abort = new AbortController();
+    const timeout = sleep(timeoutMs, undefined, { signal: abort.signal }).then(() => {
+      throw new Error(`send timed out after ${Math.round(timeoutMs)} ms`);
+    });
+    try {
+      // A transport that throws synchronously fails like one that rejects.
+      await Promise.race([Promise.resolve().then(() => this.transport.send(batch)), timeout]);
+    } finally {
+      // The race already handles the aborted timer's rejection.
+      abort.abort();
+    }
+  }
+}

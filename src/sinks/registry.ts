@@ -1,0 +1,60 @@
+// The sink registry: sink type → config schema and factory. Adding a sink type is one file (its config, schema and
+// factory, see jsonl.ts) plus one line in SINK_TYPES.
+import { Delivery } from './delivery.js';
+import { jsonlSink } from './jsonl.js';
+import { DeliveredSink } from './sink.js';
+import type { SinkDefinition, SinkDeps } from './types.js';
+
+const SINK_TYPES = {
+  jsonl: jsonlSink,
+} as const;
+
+export type SinkType = keyof typeof SINK_TYPES;
+type ConfigOf<Definition> = Definition extends SinkDefinition<infer Config> ? Config : never;
+/** One validated `events.sinks[]` entry, of any registered type. */
+export type SinkConfig = { [Type in SinkType]: ConfigOf<(typeof SINK_TYPES)[Type]> }[SinkType];
+
+export { DeliveredSink } from './sink.js';
+export type { DeliveryStats } from './delivery.js';
+export type { SinkDeps, SinkLog } from './types.js';
+
+/**
+ * JSON schema of one `events.sinks[]` entry: `type` must name a registered sink type, and the entry must then
+ * match that type's schema. The configuration module embeds it; ajv reports a failed `then` with an extra
+ * `if` error, which adds nothing to the field-level errors and can be left out.
+ */
+export function sinkConfigSchema(): Record<string, unknown> {
+  return {
+    type: 'object',
+    required: ['type'],
+    properties: { type: { enum: Object.keys(SINK_TYPES) } },
+    allOf: Object.entries(SINK_TYPES).map(([type, definition]) => ({
+      if: { type: 'object', required: ['type'], properties: { type: { const: type } } },
+      then: definition.schema,
+    })),
+  };
+}
+
+function definitionOf(type: string): SinkDefinition<SinkConfig> {
+  const definition = (SINK_TYPES as Record<string, SinkDefinition<SinkConfig>>)[type];
+  if (definition === undefined) throw new Error(`unknown sink type "${type}"; known: ${Object.keys(SINK_TYPES).join(', ')}`);
+  return definition;
+}
+
+/** Build the configured sinks, in order, each named after its config entry (`events.sinks[0]`). */
+export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): DeliveredSink[] {
+  return configs.map((config, index) => {
+    const name = `events.sinks[${index}]`;
+    const definition = definitionOf(config.type);
+    const { format, transport, delivery } = definition.create(config, deps);
+    const described = `${name} (${config.type} to ${definition.destination(config)})`;
+    return new DeliveredSink(name, format, new Delivery(described, transport, deps.log, delivery), deps.node);
+  });
+}
+
+/** The delivery counters of every sink, flat for the agent's status: `events.sinks[0].delivered`, ... */
+export function sinkStats(sinks: readonly DeliveredSink[]): Record<string, number> {
+  return Object.fromEntries(
+    sinks.flatMap((sink) => Object.entries(sink.stats()).map(([counter, value]) => [`${sink.name}.${counter}`, value])),
+  );
+}
