@@ -178,6 +178,7 @@ export class Agent {
       objectPath: options.objectPath ?? defaultObjectPath,
       pinDir: config.pinDir ?? join(bpffs, 'egressguard'),
       attachCgroup: config.attachCgroup ?? cgroup2Mount,
+      features: config.enforcement,
     });
     const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs });
     for (const sink of config.events.sinks) pipeline.addSink(new JsonLinesSink({ path: sink.path }));
@@ -596,6 +597,7 @@ export class Agent {
       stats: {
         ...pipeline,
         kernelEventsLost: kernel.eventsLost.toString(),
+        kernelEventsMalformed: kernel.eventsMalformed.toString(),
         decisionsPermitted: kernel.decisionsPermitted.toString(),
         decisionsDenied: kernel.decisionsDenied.toString(),
         dnsSteered: kernel.dnsSteered.toString(),
