@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 
 import {
   LAYOUTS,
+  PROBE,
   RULE_FLAG,
   WORKLOAD_FLAG,
   addressToBytes,
@@ -85,6 +86,10 @@ function main(): void {
     const probe = probeObject.program('eg_hello_probe');
     const tc = object.program('eg_tc_ingress');
     const hello = buildClientHello({ sni: 'api.allowed.example', grease: true });
+    // The probe reads the production object's eg_domains through the shared pin: a miss here would time the wrong path.
+    if ((probe.testRun({ data: encodeProbeInput(RULE_ID, RULE_FLAG.web, hello) }).retval & PROBE.match) === 0) {
+      throw new Error('eg_hello_probe did not match api.allowed.example: is eg_domains shared through the pin root?');
+    }
     const rows: Array<[string, number]> = [
       ['cgroup_skb egress, fast path (no socket state)', measure(skb, ipv4Udp('198.18.0.2', '198.18.1.1', false))],
       [`ClientHello (${hello.length} B): reassemble + parse + LPM match`, measure(probe, encodeProbeInput(RULE_ID, RULE_FLAG.web, hello))],

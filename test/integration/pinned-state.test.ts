@@ -148,6 +148,15 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
     }
   });
 
+  test('opened without the packet layer, the datapath refuses to attach the tc backstop later', () => {
+    datapath?.close();
+    datapath = openDatapath({ ...options, features: { tls: true, packet: false } });
+    const settings = { defaultAction: 'deny', dnsProxy: { ipv4: null, ipv6: null, port: 0 } } as const;
+    assert.throws(() => datapath!.configure({ ...settings, features: { tls: true, packet: true } }), /the tc backstop was not loaded/);
+    datapath.configure({ ...settings, features: { tls: true, packet: false } });
+    assert.equal(connectFrom(workloadCgroup), 'EPERM');
+  });
+
   test('a malformed ring-buffer record is counted as malformed, not as lost', async () => {
     datapath ??= openDatapath(options);
     datapath.onEvent(() => assert.fail('a malformed record must not reach listeners'));
