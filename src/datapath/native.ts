@@ -26,7 +26,7 @@ export interface MapDefinition {
 }
 
 export interface NativeMap {
-  /** Per-CPU maps return possibleCpus() slots of round_up(valueSize, 8) bytes. */
+  /** Per-CPU maps return one round_up(valueSize, 8)-byte slot per possible CPU. */
   lookup(key: Buffer): Buffer | null;
   update(key: Buffer, value: Buffer, flags?: number): void;
   /** True when an entry was removed, false when there was none. */
