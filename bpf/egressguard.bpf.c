@@ -91,17 +91,9 @@ int eg_skb_egress(struct __sk_buff *skb)
 	if (!sk || (sk->type == SOCK_STREAM_TYPE && sk->state == BPF_TCP_LISTEN))
 		return approve_syn_ack(skb);
 	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
-	if (state) {
-		if (state->verdict == EG_SK_DENY)
-			return 0;
-		if (state->flags & EG_SK_RECORD)
-			record_flow(skb, state);
-		if (state->verdict == EG_SK_PENDING)
-			return tls_pending(skb, sk, state);
-		return 1;
-	}
-	if (sk->type == SOCK_RAW_TYPE ||
-	    (sk->type == SOCK_DGRAM_TYPE && (sk->protocol == IPPROTO_ICMP || sk->protocol == IPPROTO_ICMPV6)))
+	if (state)
+		return socket_egress(skb, sk, state);
+	if (is_socketless(sk))
 		return judge_socketless(skb);
 	/* With the backstop on, every socket a connect/sendmsg hook permitted has state: this one was accepted. */
 	if (sk->type == SOCK_STREAM_TYPE)

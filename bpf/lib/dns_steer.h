@@ -45,7 +45,8 @@ static __always_inline void proxy_addr(const struct eg_config *config, __u8 fami
 /* A workload's DNS (port 53) goes to the proxy of its family when one is configured; 1 when steered. */
 static __always_inline int steer_dns(struct bpf_sock_addr *ctx, const struct eg_flow *flow, int v6)
 {
-	__u8 need = flow->family == 4 ? EG_CONFIG_PROXY_V4 : EG_CONFIG_PROXY_V6;
+	__u8 family = v6 ? flow->family : 4; /* an IPv4 program's flows are IPv4: let the compiler know */
+	__u8 need = family == 4 ? EG_CONFIG_PROXY_V4 : EG_CONFIG_PROXY_V6;
 	struct eg_config *config;
 	__u32 proxy[4];
 
@@ -55,7 +56,7 @@ static __always_inline int steer_dns(struct bpf_sock_addr *ctx, const struct eg_
 	if (!config || !(config->flags & need))
 		return 0;
 	remember_origin(ctx, flow);
-	proxy_addr(config, flow->family, proxy);
+	proxy_addr(config, family, proxy);
 	sock_addr_set(ctx, v6, proxy);
 	ctx->user_port = bpf_htons(config->proxy_port);
 	stat_inc(EG_STAT_DNS_STEERED);

@@ -244,7 +244,14 @@ static __always_inline int deny_forged_source(struct eg_flow *flow, const struct
 	return finish(flow, 0, EG_TIER_DENY_LIST, 0, 1, 0, 0);
 }
 
-/* Raw and ping sockets never pass connect/sendmsg hooks: every packet is judged here. */
+/* Raw and ping sockets never pass connect/sendmsg hooks: their packets are judged one by one. */
+static __always_inline int is_socketless(const struct bpf_sock *sk)
+{
+	return sk->type == SOCK_RAW_TYPE ||
+	       (sk->type == SOCK_DGRAM_TYPE && (sk->protocol == IPPROTO_ICMP || sk->protocol == IPPROTO_ICMPV6));
+}
+
+/* Every packet of a raw or ping socket is judged here. */
 static __always_inline int judge_socketless(struct __sk_buff *skb)
 {
 	struct eg_flow flow = {};

@@ -220,4 +220,17 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 	return tls_decide(sk, state, hello, status);
 }
 
+/* A packet of a socket that has state: a denied socket sends nothing, a pending one waits for its
+ * ClientHello; the first packet after connect records the flow for the backstop. */
+static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state)
+{
+	if (state->verdict == EG_SK_DENY)
+		return 0;
+	if (state->flags & EG_SK_RECORD)
+		record_flow(skb, state);
+	if (state->verdict == EG_SK_PENDING)
+		return tls_pending(skb, sk, state);
+	return 1;
+}
+
 #endif
