@@ -3,8 +3,10 @@ SHELL := /bin/bash
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null)
 CLANG ?= clang
-BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/include/$(MULTIARCH) -Ibpf
-BPF_SOURCES := $(wildcard bpf/*.bpf.c)
+# -MMD -MP: each object also depends on the headers it includes (bpf/lib/*.h, bpf/egressguard.h), listed in its .d file.
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/include/$(MULTIARCH) -Ibpf -MMD -MP
+# The production object, and under bpf/tests the probe objects only tests and benchmarks load.
+BPF_SOURCES := $(wildcard bpf/*.bpf.c bpf/tests/*.bpf.c)
 BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
 DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3
 
@@ -27,8 +29,10 @@ build: ensure-deps bpf native ts
 
 bpf: $(BPF_OBJECTS)
 
-bpf/%.bpf.o: bpf/%.bpf.c bpf/egressguard.h
+bpf/%.bpf.o: bpf/%.bpf.c
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+-include $(BPF_OBJECTS:.o=.d)
 
 # Use the installed Node headers when present: node-gyp would otherwise download them.
 NODE_GYP_FLAGS := $(if $(wildcard /usr/include/node/node_api.h),--nodedir=/usr,)
@@ -55,4 +59,4 @@ lint:
 	npx prettier --check .
 
 clean:
-	rm -rf dist native/build bpf/*.o
+	rm -rf dist native/build bpf/*.o bpf/*.d bpf/tests/*.o bpf/tests/*.d

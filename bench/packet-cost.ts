@@ -1,6 +1,6 @@
 // Per-packet cost of the packet-layer programs with BPF_PROG_TEST_RUN (repeat N, the kernel's
 // average ns per run), as ratios against the cgroup_skb fast path measured in the same run.
-// The object is loaded with its own pins (nothing is attached). Run as root:
+// The objects are loaded with their own pins (nothing is attached). Run as root:
 //   node dist/bench/packet-cost.js        (BENCH_REPEAT=200000 by default)
 import { mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 
 import {
   LAYOUTS,
+  PROBE,
   RULE_FLAG,
   WORKLOAD_FLAG,
   addressToBytes,
@@ -23,6 +24,8 @@ import { loadNative, type NativeProgram } from '../src/datapath/native.js';
 import { buildClientHello } from '../test/unit/clienthello-helpers.js';
 
 const objectPath = fileURLToPath(new URL('../../bpf/egressguard.bpf.o', import.meta.url));
+/** eg_hello_probe lives in its own object; loaded under the same pin root it shares eg_domains. */
+const probeObjectPath = fileURLToPath(new URL('../../bpf/tests/hello_probe.bpf.o', import.meta.url));
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 200_000);
 const RULE_ID = 5;
 const LOOPBACK_IFINDEX = 1; // test runs need a real device in this namespace; only its index is used
@@ -56,8 +59,10 @@ function main(): void {
   const pinRoot = join(ensureBpffs(), `egbench-${randomBytes(2).toString('hex')}`);
   mkdirSync(pinRoot);
   const object = new native.BpfObject(objectPath, pinRoot);
+  const probeObject = new native.BpfObject(probeObjectPath, pinRoot);
   try {
     object.load();
+    probeObject.load();
     const domains = object.map('eg_domains');
     for (let index = 0; index < 1000; index++) {
       domains.update(encodeDomainKey(RULE_ID, { kind: 'exact', name: `host${index}.example.com` })!, Buffer.from([1]));
@@ -78,9 +83,13 @@ function main(): void {
     const measure = (program: NativeProgram, data: Buffer, ctx?: Buffer): number =>
       program.testRun({ data, ctx, repeat: REPEAT, dataOutSize: data.length + 64, ctxOutSize: ctx?.length ?? 0 }).duration;
     const skb = object.program('eg_skb_egress');
-    const probe = object.program('eg_hello_probe');
+    const probe = probeObject.program('eg_hello_probe');
     const tc = object.program('eg_tc_ingress');
     const hello = buildClientHello({ sni: 'api.allowed.example', grease: true });
+    // The probe reads the production object's eg_domains through the shared pin: a miss here would time the wrong path.
+    if ((probe.testRun({ data: encodeProbeInput(RULE_ID, RULE_FLAG.web, hello) }).retval & PROBE.match) === 0) {
+      throw new Error('eg_hello_probe did not match api.allowed.example: is eg_domains shared through the pin root?');
+    }
     const rows: Array<[string, number]> = [
       ['cgroup_skb egress, fast path (no socket state)', measure(skb, ipv4Udp('198.18.0.2', '198.18.1.1', false))],
       [`ClientHello (${hello.length} B): reassemble + parse + LPM match`, measure(probe, encodeProbeInput(RULE_ID, RULE_FLAG.web, hello))],
@@ -98,6 +107,7 @@ function main(): void {
     );
     for (const [what, ns] of rows) console.log(`${what.padEnd(52)} ${String(ns).padStart(6)} ns  x${(ns / Math.max(base, 1)).toFixed(1)}`);
   } finally {
+    probeObject.close();
     object.close();
     for (const name of readdirSync(pinRoot)) unlinkSync(join(pinRoot, name));
     rmdirSync(pinRoot);

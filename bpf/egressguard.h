@@ -8,6 +8,14 @@
 
 #include <linux/types.h>
 
+/*
+ * Version of the pinned state this header describes: bump it by hand whenever a pinned map's
+ * definition, key or value layout, or an enum stored in one changes (test/unit/abi.test.ts fails
+ * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
+ * so an agent can read it before reusing any other pin. Pins without it were written by v1.
+ */
+enum eg_abi { EG_ABI_VERSION = 1 };
+
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
 #define EG_MAX_CGROUP_DEPTH 32   /* ancestor levels searched for an enrolled workload */
@@ -225,7 +233,7 @@ struct eg_fragment_key {
 	__u8 _pad[3];
 };
 
-/* eg_hello_probe input after the Ethernet header (see egressguard.bpf.c) and its result bits. */
+/* eg_hello_probe (bpf/tests/hello_probe.bpf.c) input after the Ethernet header, and its result bits. */
 struct eg_probe_header {
 	__u32 rule_id;
 	__u16 flags; /* enum eg_rule_flag: EG_RULE_WEB, EG_RULE_ANY_NAME */

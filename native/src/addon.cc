@@ -9,7 +9,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("RingBuffer", RingBuffer::Init(env));
   exports.Set("probeFeatures", Napi::Function::New(env, ProbeFeatures, "probeFeatures"));
   exports.Set("btfLayout", Napi::Function::New(env, BtfLayout, "btfLayout"));
-  exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus, "possibleCpus"));
+  exports.Set("btfEnums", Napi::Function::New(env, BtfEnums, "btfEnums"));
   exports.Set("ifNameToIndex", Napi::Function::New(env, IfNameToIndex, "ifNameToIndex"));
   exports.Set("tcAttachIngress", Napi::Function::New(env, TcAttachIngress, "tcAttachIngress"));
   exports.Set("tcDetachIngress", Napi::Function::New(env, TcDetachIngress, "tcDetachIngress"));

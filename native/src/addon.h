@@ -31,8 +31,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
  private:
   Napi::Value Load(const Napi::CallbackInfo& info);
-  Napi::Value ProgramNames(const Napi::CallbackInfo& info);
-  Napi::Value MapNames(const Napi::CallbackInfo& info);
+  Napi::Value SetAutoload(const Napi::CallbackInfo& info);
+  Napi::Value MapDefinitions(const Napi::CallbackInfo& info);
   Napi::Value Program(const Napi::CallbackInfo& info);
   Napi::Value Map(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -50,8 +50,6 @@ class BpfProgram : public Napi::ObjectWrap<BpfProgram> {
   struct bpf_program* Handle(Napi::Env env) const;
 
  private:
-  Napi::Value Name(const Napi::CallbackInfo& info);
-  Napi::Value Id(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
 
@@ -70,7 +68,6 @@ class BpfLink : public Napi::ObjectWrap<BpfLink> {
  private:
   struct bpf_link* Handle(Napi::Env env) const;
   Napi::Value Pin(const Napi::CallbackInfo& info);
-  Napi::Value Unpin(const Napi::CallbackInfo& info);
   Napi::Value Update(const Napi::CallbackInfo& info);
   Napi::Value Detach(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -90,12 +87,10 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   int Fd(Napi::Env env) const;
 
  private:
-  Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Lookup(const Napi::CallbackInfo& info);
   Napi::Value Update(const Napi::CallbackInfo& info);
   Napi::Value Delete(const Napi::CallbackInfo& info);
   Napi::Value Keys(const Napi::CallbackInfo& info);
-  Napi::Value Pin(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void CheckKey(Napi::Env env, const Napi::Buffer<uint8_t>& key) const;
   size_t LookupValueSize() const;
@@ -106,7 +101,6 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   uint32_t keySize_ = 0;
   uint32_t valueSize_ = 0;
   uint32_t maxEntries_ = 0;
-  uint32_t flags_ = 0;
 };
 
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
@@ -134,7 +128,7 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
 // introspect.cc
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info);
 Napi::Value BtfLayout(const Napi::CallbackInfo& info);
-Napi::Value PossibleCpus(const Napi::CallbackInfo& info);
+Napi::Value BtfEnums(const Napi::CallbackInfo& info);
 
 // tc.cc
 Napi::Value IfNameToIndex(const Napi::CallbackInfo& info);

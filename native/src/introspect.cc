@@ -67,8 +67,34 @@ Napi::Value BtfLayout(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
-  int cpus = libbpf_num_possible_cpus();
-  if (cpus < 0) ThrowErrno(info.Env(), "libbpf_num_possible_cpus", cpus);
-  return Napi::Number::New(info.Env(), cpus);
+// btfEnums(objectPath, enumNames) -> { [enum]: { [enumerator]: value } }
+Napi::Value BtfEnums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = RequireString(info, 0, "object path");
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "enum names must be an array");
+  Napi::Array names = info[1].As<Napi::Array>();
+  struct btf* btf = btf__parse_elf(path.c_str(), nullptr);
+  if (btf == nullptr) ThrowErrno(env, "btf__parse_elf(" + path + ")", errno);
+  Napi::Object result = Napi::Object::New(env);
+  try {
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string name = names.Get(i).ToString().Utf8Value();
+      int id = btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_ENUM);
+      if (id < 0) ThrowErrno(env, "btf__find_by_name_kind(enum " + name + " in " + path + ")", id);
+      const struct btf_type* type = btf__type_by_id(btf, id);
+      const struct btf_enum* value = btf_enum(type);
+      Napi::Object values = Napi::Object::New(env);
+      for (uint16_t v = 0; v < btf_vlen(type); v++, value++) {
+        bool isSigned = btf_kflag(type);
+        double number = isSigned ? static_cast<double>(static_cast<int32_t>(value->val)) : static_cast<double>(value->val);
+        values.Set(btf__name_by_offset(btf, value->name_off), Napi::Number::New(env, number));
+      }
+      result.Set(name, values);
+    }
+  } catch (...) {
+    btf__free(btf);
+    throw;
+  }
+  btf__free(btf);
+  return result;
 }

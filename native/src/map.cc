@@ -26,9 +26,9 @@ Napi::Function BpfMap::Init(Napi::Env env) {
                       if (fd < 0) ThrowErrno(info.Env(), "bpf_obj_get(" + path + ")", errno);
                       return Wrap(info.Env(), fd);
                     }),
-       InstanceMethod("info", &BpfMap::Info), InstanceMethod("lookup", &BpfMap::Lookup),
+       InstanceMethod("lookup", &BpfMap::Lookup),
        InstanceMethod("update", &BpfMap::Update), InstanceMethod("delete", &BpfMap::Delete),
-       InstanceMethod("keys", &BpfMap::Keys), InstanceMethod("pin", &BpfMap::Pin),
+       InstanceMethod("keys", &BpfMap::Keys),
        InstanceMethod("close", &BpfMap::Close)});
   constructor = Napi::Persistent(fn);
   constructor.SuppressDestruct();
@@ -61,7 +61,6 @@ BpfMap::BpfMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfMap>(info) 
   keySize_ = mapInfo.key_size;
   valueSize_ = mapInfo.value_size;
   maxEntries_ = mapInfo.max_entries;
-  flags_ = mapInfo.map_flags;
 }
 
 BpfMap::~BpfMap() {
@@ -83,18 +82,6 @@ void BpfMap::CheckKey(Napi::Env env, const Napi::Buffer<uint8_t>& key) const {
   if (key.Length() != keySize_)
     throw Napi::RangeError::New(env, "key for map " + name_ + " must be " + std::to_string(keySize_) +
                                          " bytes, got " + std::to_string(key.Length()));
-}
-
-Napi::Value BpfMap::Info(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("name", Napi::String::New(env, name_));
-  result.Set("type", Napi::Number::New(env, type_));
-  result.Set("keySize", Napi::Number::New(env, keySize_));
-  result.Set("valueSize", Napi::Number::New(env, valueSize_));
-  result.Set("maxEntries", Napi::Number::New(env, maxEntries_));
-  result.Set("flags", Napi::Number::New(env, flags_));
-  return result;
 }
 
 // lookup(key) -> Buffer | null
@@ -155,12 +142,6 @@ Napi::Value BpfMap::Keys(const Napi::CallbackInfo& info) {
     previous = current.data();
   }
   return keys;
-}
-
-Napi::Value BpfMap::Pin(const Napi::CallbackInfo& info) {
-  std::string path = RequireString(info, 0, "map pin path");
-  if (bpf_obj_pin(Fd(info.Env()), path.c_str()) != 0) ThrowErrno(info.Env(), "bpf_obj_pin(" + path + ")", errno);
-  return info.Env().Undefined();
 }
 
 Napi::Value BpfMap::Close(const Napi::CallbackInfo& info) {

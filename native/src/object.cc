@@ -16,8 +16,8 @@ Napi::FunctionReference BpfLink::constructor;
 Napi::Function BpfObject::Init(Napi::Env env) {
   return DefineClass(env, "BpfObject",
                      {InstanceMethod("load", &BpfObject::Load),
-                      InstanceMethod("programNames", &BpfObject::ProgramNames),
-                      InstanceMethod("mapNames", &BpfObject::MapNames),
+                      InstanceMethod("setAutoload", &BpfObject::SetAutoload),
+                      InstanceMethod("mapDefinitions", &BpfObject::MapDefinitions),
                       InstanceMethod("program", &BpfObject::Program),
                       InstanceMethod("map", &BpfObject::Map),
                       InstanceMethod("close", &BpfObject::Close)});
@@ -53,24 +53,34 @@ Napi::Value BpfObject::Load(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value BpfObject::ProgramNames(const Napi::CallbackInfo& info) {
-  Napi::Array names = Napi::Array::New(info.Env());
-  struct bpf_program* program;
-  uint32_t index = 0;
-  bpf_object__for_each_program(program, Handle(info.Env())) {
-    names.Set(index++, Napi::String::New(info.Env(), bpf_program__name(program)));
-  }
-  return names;
+// setAutoload(programName, autoload): before load(), whether load() loads the program at all.
+Napi::Value BpfObject::SetAutoload(const Napi::CallbackInfo& info) {
+  std::string name = RequireString(info, 0, "program name");
+  if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "autoload must be a boolean");
+  struct bpf_program* program = bpf_object__find_program_by_name(Handle(info.Env()), name.c_str());
+  if (program == nullptr) ThrowErrno(info.Env(), "bpf_object__find_program_by_name(" + name + ")", ENOENT);
+  int err = bpf_program__set_autoload(program, info[1].As<Napi::Boolean>().Value());
+  if (err) ThrowErrno(info.Env(), "bpf_program__set_autoload(" + name + ")", err);
+  return info.Env().Undefined();
 }
 
-Napi::Value BpfObject::MapNames(const Napi::CallbackInfo& info) {
-  Napi::Array names = Napi::Array::New(info.Env());
+// mapDefinitions() -> [{ name, type, keySize, valueSize, maxEntries, flags }] as the object declares them (no load needed).
+Napi::Value BpfObject::MapDefinitions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array definitions = Napi::Array::New(env);
   struct bpf_map* map;
   uint32_t index = 0;
-  bpf_object__for_each_map(map, Handle(info.Env())) {
-    names.Set(index++, Napi::String::New(info.Env(), bpf_map__name(map)));
+  bpf_object__for_each_map(map, Handle(env)) {
+    Napi::Object definition = Napi::Object::New(env);
+    definition.Set("name", Napi::String::New(env, bpf_map__name(map)));
+    definition.Set("type", Napi::Number::New(env, bpf_map__type(map)));
+    definition.Set("keySize", Napi::Number::New(env, bpf_map__key_size(map)));
+    definition.Set("valueSize", Napi::Number::New(env, bpf_map__value_size(map)));
+    definition.Set("maxEntries", Napi::Number::New(env, bpf_map__max_entries(map)));
+    definition.Set("flags", Napi::Number::New(env, bpf_map__map_flags(map)));
+    definitions.Set(index++, definition);
   }
-  return names;
+  return definitions;
 }
 
 Napi::Value BpfObject::Program(const Napi::CallbackInfo& info) {
@@ -102,9 +112,7 @@ Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
 
 Napi::Function BpfProgram::Init(Napi::Env env) {
   Napi::Function fn = DefineClass(env, "BpfProgram",
-                                  {InstanceAccessor("name", &BpfProgram::Name, nullptr),
-                                   InstanceAccessor("id", &BpfProgram::Id, nullptr),
-                                   InstanceMethod("attachCgroup", &BpfProgram::AttachCgroup),
+                                  {InstanceMethod("attachCgroup", &BpfProgram::AttachCgroup),
                                    InstanceMethod("testRun", &BpfProgram::TestRun)});
   constructor = Napi::Persistent(fn);
   constructor.SuppressDestruct();
@@ -123,19 +131,6 @@ struct bpf_program* BpfProgram::Handle(Napi::Env env) const {
   struct bpf_program* program = bpf_object__find_program_by_name(owner->Handle(env), name_.c_str());
   if (program == nullptr) ThrowErrno(env, "bpf_object__find_program_by_name(" + name_ + ")", ENOENT);
   return program;
-}
-
-Napi::Value BpfProgram::Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
-
-Napi::Value BpfProgram::Id(const Napi::CallbackInfo& info) {
-  int fd = bpf_program__fd(Handle(info.Env()));
-  if (fd < 0) ThrowErrno(info.Env(), "bpf_program__fd(" + name_ + ") (object not loaded?)", fd);
-  struct bpf_prog_info progInfo;
-  memset(&progInfo, 0, sizeof(progInfo));
-  uint32_t length = sizeof(progInfo);
-  int err = bpf_obj_get_info_by_fd(fd, &progInfo, &length);
-  if (err) ThrowErrno(info.Env(), "bpf_obj_get_info_by_fd(" + name_ + ")", err);
-  return Napi::Number::New(info.Env(), progInfo.id);
 }
 
 Napi::Value BpfProgram::AttachCgroup(const Napi::CallbackInfo& info) {
@@ -202,7 +197,7 @@ Napi::Function BpfLink::Init(Napi::Env env) {
                       if (link == nullptr) ThrowErrno(info.Env(), "bpf_link__open(" + path + ")", errno);
                       return Wrap(info.Env(), link);
                     }),
-       InstanceMethod("pin", &BpfLink::Pin), InstanceMethod("unpin", &BpfLink::Unpin),
+       InstanceMethod("pin", &BpfLink::Pin),
        InstanceMethod("update", &BpfLink::Update), InstanceMethod("detach", &BpfLink::Detach),
        InstanceMethod("info", &BpfLink::Info), InstanceMethod("close", &BpfLink::Close)});
   constructor = Napi::Persistent(fn);
@@ -234,12 +229,6 @@ Napi::Value BpfLink::Pin(const Napi::CallbackInfo& info) {
   std::string path = RequireString(info, 0, "link pin path");
   int err = bpf_link__pin(Handle(info.Env()), path.c_str());
   if (err) ThrowErrno(info.Env(), "bpf_link__pin(" + path + ")", err);
-  return info.Env().Undefined();
-}
-
-Napi::Value BpfLink::Unpin(const Napi::CallbackInfo& info) {
-  int err = bpf_link__unpin(Handle(info.Env()));
-  if (err) ThrowErrno(info.Env(), "bpf_link__unpin", err);
   return info.Env().Undefined();
 }
 

@@ -174,6 +174,7 @@ export class Agent {
       objectPath: options.objectPath ?? defaultObjectPath,
       pinDir: config.pinDir ?? join(bpffs, 'egressguard'),
       attachCgroup: config.attachCgroup ?? cgroup2Mount,
+      features: config.enforcement,
     });
     const sinks = createSinks(config.events.sinks, { node: config.node, log: options.log });
     const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs, sinks });

@@ -11,12 +11,18 @@ import type { KernelEvent } from './types.js';
 
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
+/** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
+export const EG_ABI_VERSION = 1;
+
 export const EG_MAX_RULES = 64;
 export const EG_RULE_CIDR_FIXED_BITS = 64;
 
 export const ACTION = { deny: 0, permit: 1 } as const satisfies Record<RuleAction, number>;
 export const VERDICTS: readonly Verdict[] = ['denied', 'permitted', 'would-deny', 'would-permit'];
 export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet' };
+export const TIER = { denyList: 0, baseline: 1, policy: 2, default: 3 } as const satisfies Record<string, Tier>;
+/** enum eg_hook: which program decided an event. */
+export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6 } as const;
 export const PROTOCOL = { any: 0, icmp: 1, tcp: 6, udp: 17 } as const satisfies Record<RuleProtocol, number>;
 
 export const RULE_FLAG = {
@@ -459,7 +465,7 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
   const verdict = VERDICTS[buffer.readUInt8(EVENT.verdict.offset)];
   const tier = buffer.readUInt8(EVENT.tier.offset);
   const layer = LAYERS[buffer.readUInt8(EVENT.layer.offset)];
-  if (verdict === undefined || layer === undefined || tier > 3) {
+  if (verdict === undefined || layer === undefined || tier > TIER.default) {
     throw new Error(`kernel event has an unknown verdict, tier or layer: ${buffer.toString('hex')}`);
   }
   const comm = buffer.subarray(EVENT.comm.offset, EVENT.comm.offset + EVENT.comm.size);

@@ -1,9 +1,11 @@
 // The Datapath over the kernel: loads bpf/egressguard.bpf.o, attaches (or adopts) its cgroup
 // programs through pinned bpf_links, and keeps the pinned maps in step with the agent's state.
 import { existsSync, mkdirSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { release } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import {
+  EG_ABI_VERSION,
   EG_MAX_RULES,
   RULE_FLAG,
   STAT,
@@ -32,6 +34,7 @@ import {
   sumPerCpuU64,
   type WorkloadEntry,
 } from './abi.js';
+import { checkKernelFeatures, type DatapathFeatures } from './features.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
 import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
 import type {
@@ -82,6 +85,11 @@ const MAP_NAMES = [
 type MapName = (typeof MAP_NAMES)[number];
 
 const MAX_WORKLOAD_ID = 0xffffffff;
+/** Pinned, never referenced by a program: the ABI version of every other pin (layout frozen: u32 -> u32). */
+const ABI_VERSION_MAP = 'eg_abi_version';
+/** Pins from before the version map were written by ABI v1. */
+const UNVERSIONED_ABI = 1;
+const ALL_FEATURES: DatapathFeatures = { tls: true, packet: true };
 
 /** Pin layout under DatapathOptions.pinDir. */
 export function pinPaths(pinDir: string): { maps: string; links: string; link(program: string): string } {
@@ -160,7 +168,7 @@ class KernelDatapath implements Datapath {
   private readonly attachCgroup: string;
   private readonly listeners: Array<(event: KernelEvent) => void> = [];
   private ringBuffer: NativeRingBuffer | null = null;
-  /** Records the ring buffer delivered that were not eg_events (stats().eventsMalformed). */
+  /** Records the ring buffer delivered that were not eg_events (dropped, counted apart from kernel losses). */
   private malformedEvents = 0n;
   /** Enrolled workloads by cgroup id (mirrors eg_workloads). */
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
@@ -177,7 +185,7 @@ class KernelDatapath implements Datapath {
   private readonly writtenDomainRules = new Set<number>();
   /** Host-side interfaces (ifindex) per workload id, mirroring eg_interfaces. */
   private readonly interfaces = new Map<number, Set<number>>();
-  private features = { tls: true, packet: true };
+  private features: DatapathFeatures = { ...ALL_FEATURES };
   private closed = false;
 
   constructor(
@@ -187,7 +195,10 @@ class KernelDatapath implements Datapath {
     maps: Record<MapName, NativeMap>,
     attachCgroup: string,
     adopted: boolean,
+    /** The layers whose programs openDatapath loaded. */
+    private readonly loaded: DatapathFeatures,
   ) {
+    this.features = { ...loaded };
     this.maps = maps;
     this.attachCgroup = attachCgroup;
     this.adopted = adopted;
@@ -213,6 +224,11 @@ class KernelDatapath implements Datapath {
     const hasProxy = settings.dnsProxy.ipv4 !== null || settings.dnsProxy.ipv6 !== null;
     if (hasProxy && settings.dnsProxy.port === 0) throw new Error('dnsProxy.port must be set when a proxy address is');
     const features = settings.features;
+    if (features.packet && !this.loaded.packet) {
+      throw new Error(
+        'features.packet: the tc backstop was not loaded (openDatapath had features.packet false); reopen the datapath with it',
+      );
+    }
     this.maxLearnedPerWorkload = settings.maxLearnedPerWorkload;
     // The skb program stays attached whatever the features: it judges raw and ping sockets and records the flows
     // the backstop must pass. `tls: false` only clears the flag that makes connect hooks defer to the SNI check.
@@ -600,21 +616,56 @@ function validateOptions(options: DatapathOptions): { attachCgroup: string; pinD
   if (options.hostNetns !== undefined && !existsSync(options.hostNetns)) {
     throw new Error(`hostNetns ${options.hostNetns} does not exist (expected a network namespace path such as /run/netns/NAME)`);
   }
+  return { attachCgroup, pinDir: resolvePinDir(options.pinDir) };
+}
+
+/** pinDir, absolute; it must be a directory below a bpffs mount (never the mount itself). */
+function resolvePinDir(path: string): string {
   const bpffs = ensureBpffs();
-  const pinDir = resolve(options.pinDir);
+  const pinDir = resolve(path);
   if (!isAtOrBelow(pinDir, bpffs) || pinDir === bpffs) {
-    throw new Error(`pinDir ${options.pinDir} must be a directory below the bpffs mount ${bpffs}`);
+    throw new Error(`pinDir ${path} must be a directory below the bpffs mount ${bpffs}`);
   }
-  return { attachCgroup, pinDir };
+  return pinDir;
 }
 
 /**
- * Opens the datapath: loads the object reusing pinned maps, then for each program either swaps it
- * into the pinned link (adoption: enforcement never pauses) or attaches and pins a new link.
+ * The ABI version of the pins under pinDir, or null when nothing is pinned yet. Read before any pin
+ * is reused: eg_abi_version's own layout never changes.
+ */
+function pinnedAbiVersion(native: NativeAddon, mapsDir: string): number | null {
+  if (!existsSync(mapsDir) || readdirSync(mapsDir).length === 0) return null;
+  const versionPin = join(mapsDir, ABI_VERSION_MAP);
+  if (!existsSync(versionPin)) return UNVERSIONED_ABI;
+  const map = native.BpfMap.openPinned(versionPin);
+  try {
+    return map.lookup(encodeU32(0))?.readUInt32LE(0) ?? 0;
+  } finally {
+    map.close();
+  }
+}
+
+/** Refuses pinned state another ABI version wrote, before anything touches it: its enforcement goes on. */
+function checkPinnedAbi(native: NativeAddon, pinDir: string): void {
+  const pinned = pinnedAbiVersion(native, pinPaths(pinDir).maps);
+  if (pinned === null || pinned === EG_ABI_VERSION) return;
+  throw new Error(
+    `pinned state at ${pinDir} was written by ABI v${pinned}, this agent speaks v${EG_ABI_VERSION}: ` +
+      `run \`egressguard teardown\` with this agent (enforcement pauses until it starts again) or roll back to an agent of ABI v${pinned}`,
+  );
+}
+
+/**
+ * Opens the datapath: checks the kernel's features and the pinned state's ABI version, loads the
+ * object reusing pinned maps, then for each program either swaps it into the pinned link (adoption:
+ * enforcement never pauses) or attaches and pins a new link.
  */
 export function openDatapath(options: DatapathOptions): Datapath {
   const { attachCgroup, pinDir } = validateOptions(options);
+  const features = options.features ?? ALL_FEATURES;
   const native = loadNative();
+  checkKernelFeatures(native.probeFeatures(), features, release());
+  checkPinnedAbi(native, pinDir);
   const paths = pinPaths(pinDir);
   mkdirSync(paths.maps, { recursive: true });
   mkdirSync(paths.links, { recursive: true });
@@ -622,7 +673,14 @@ export function openDatapath(options: DatapathOptions): Datapath {
   const object = new native.BpfObject(options.objectPath, paths.maps);
   let adopted = false;
   try {
+    if (!features.packet) object.setAutoload(TC_PROGRAM, false);
     object.load();
+    const version = object.map(ABI_VERSION_MAP);
+    try {
+      version.update(encodeU32(0), encodeU32(EG_ABI_VERSION));
+    } finally {
+      version.close();
+    }
     const attachCgroupId = cgroupIdOf(attachCgroup);
     for (const name of PROGRAM_NAMES) {
       const program = object.program(name);
@@ -652,11 +710,19 @@ export function openDatapath(options: DatapathOptions): Datapath {
     }
     const maps = Object.fromEntries(MAP_NAMES.map((name) => [name, object.map(name)])) as Record<MapName, NativeMap>;
     // The object stays open: configure() and setWorkload() attach its cgroup_skb and tc programs.
-    return new KernelDatapath(native, { ...options, pinDir }, object, maps, attachCgroup, adopted);
+    return new KernelDatapath(native, { ...options, pinDir }, object, maps, attachCgroup, adopted, features);
   } catch (error) {
     object.close();
     throw error;
   }
+}
+
+/**
+ * Ends enforcement on purpose (`egressguard teardown`): removes the datapath pinned at pinDir without
+ * loading anything, so it works whatever ABI version or kernel features the pins came with.
+ */
+export function destroyDatapath(options: Pick<DatapathOptions, 'pinDir' | 'hostNetns'>): void {
+  destroyPinned(loadNative(), resolvePinDir(options.pinDir), options.hostNetns);
 }
 
 /**

@@ -15,7 +15,8 @@ export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
 
-export interface MapInfo {
+/** A map as the object declares it (before load; what pin reuse compares). */
+export interface MapDefinition {
   name: string;
   type: number;
   keySize: number;
@@ -25,14 +26,12 @@ export interface MapInfo {
 }
 
 export interface NativeMap {
-  info(): MapInfo;
-  /** Per-CPU maps return possibleCpus() slots of round_up(valueSize, 8) bytes. */
+  /** Per-CPU maps return one round_up(valueSize, 8)-byte slot per possible CPU. */
   lookup(key: Buffer): Buffer | null;
   update(key: Buffer, value: Buffer, flags?: number): void;
   /** True when an entry was removed, false when there was none. */
   delete(key: Buffer): boolean;
   keys(): Buffer[];
-  pin(path: string): void;
   close(): void;
 }
 
@@ -46,7 +45,6 @@ export interface LinkInfo {
 
 export interface NativeLink {
   pin(path: string): void;
-  unpin(): void;
   /** Atomically replace the attached program (bpf_link_update). */
   update(program: NativeProgram): void;
   /** Detach from the cgroup even while other references (pins, fds) exist. */
@@ -73,8 +71,6 @@ export interface TestRunResult {
 }
 
 export interface NativeProgram {
-  readonly name: string;
-  readonly id: number;
   attachCgroup(cgroupPath: string): NativeLink;
   testRun(options?: TestRunOptions): TestRunResult;
 }
@@ -82,8 +78,9 @@ export interface NativeProgram {
 export interface NativeObject {
   /** Creates maps (reusing pinned ones under the pin root) and loads every program. */
   load(): void;
-  programNames(): string[];
-  mapNames(): string[];
+  /** Before load(): false leaves the program out of load() (a feature the configuration does not use). */
+  setAutoload(programName: string, autoload: boolean): void;
+  mapDefinitions(): MapDefinition[];
   program(name: string): NativeProgram;
   /** The map with its own fd: usable after the object is closed. */
   map(name: string): NativeMap;
@@ -124,7 +121,8 @@ export interface NativeAddon {
   RingBuffer: new (map: NativeMap, onRecords: (records: Buffer[] | null, error?: Error) => void) => NativeRingBuffer;
   probeFeatures(): KernelFeatures;
   btfLayout(objectPath: string, structNames: string[]): Record<string, BtfStructLayout>;
-  possibleCpus(): number;
+  /** Enumerator values of each named enum in the object's BTF. */
+  btfEnums(objectPath: string, enumNames: string[]): Record<string, Record<string, number>>;
   /** if_nametoindex, in netnsPath's network namespace when given. */
   ifNameToIndex(name: string, netnsPath?: string): number;
   /** Creates the clsact qdisc if needed and attaches (or replaces) a direct-action ingress filter; returns the program id. */

@@ -3,6 +3,7 @@
 
 import type { Cidr, CompiledRule, RuleProtocol } from '../policy/types.js';
 import type { Layer, Tier, Verdict } from '../model/decision.js';
+import type { DatapathFeatures } from './features.js';
 
 export type DefaultAction = 'permit' | 'deny';
 
@@ -18,6 +19,11 @@ export interface DatapathOptions {
    * interfaces; default: the agent's own. For host-mode labs whose "node" is a namespace.
    */
   hostNetns?: string;
+  /**
+   * The enforcement layers the configuration wants (default both): the kernel features they need
+   * are probed before loading, and without packet the tc program is not loaded at all.
+   */
+  features?: DatapathFeatures;
 }
 
 export interface DatapathSettings {
@@ -33,7 +39,7 @@ export interface DatapathSettings {
    * benchmarks and for kernels lacking them). tls: the cgroup_skb program (SNI, raw and ping
    * sockets); without it webGroup rules match on learned IPs alone. packet: the tc backstop.
    */
-  features: { tls: boolean; packet: boolean };
+  features: DatapathFeatures;
 }
 
 /** Where a workload's traffic enters the node outside its sockets (the tc backstop). */
@@ -96,9 +102,9 @@ export interface KernelEvent {
 }
 
 export interface DatapathStats {
-  /** Events the kernel could not reserve ring-buffer space for. */
+  /** Events the kernel could not queue (ring buffer full). */
   eventsLost: bigint;
-  /** Ring-buffer records that could not be decoded (a wrong size or an unknown kind), dropped. */
+  /** Ring-buffer records that were not an eg_event (wrong size, unknown verdict, tier or layer): dropped. */
   eventsMalformed: bigint;
   decisionsPermitted: bigint;
   decisionsDenied: bigint;

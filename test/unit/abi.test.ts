@@ -1,10 +1,25 @@
-// The TypeScript mirror of bpf/egressguard.h must match the compiled object's BTF exactly.
+// The TypeScript mirror of bpf/egressguard.h must match the compiled objects' BTF exactly: struct
+// layouts and enum values. The pinned-state fingerprint makes a layout change without an
+// EG_ABI_VERSION bump fail here.
 import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 
 import {
+  ACTION,
+  CONFIG_FLAG,
+  EG_ABI_VERSION,
+  HOOK,
+  LAYERS,
   LAYOUTS,
+  PROBE,
+  RULE_FLAG,
+  STAT,
+  STAT_COUNT,
+  TIER,
+  VERDICTS,
+  WORKLOAD_FLAG,
   addressToBytes,
   bytesToAddress,
   cidrToKeyParts,
@@ -18,15 +33,110 @@ import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { loadNative } from '../../src/datapath/native.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+const probeObjectPath = fileURLToPath(new URL('../../../bpf/tests/hello_probe.bpf.o', import.meta.url));
+
+/** Structs only the test probe (bpf/tests/hello_probe.bpf.c) uses: checked against its object. */
+const PROBE_STRUCTS = new Set(['eg_probe_header']);
+
+/** Every enum shared with TypeScript: C enumerator -> the value src/datapath/abi.ts uses for it. */
+const ENUMS: Record<string, Record<string, number>> = {
+  eg_abi: { EG_ABI_VERSION },
+  eg_action: { EG_ACTION_DENY: ACTION.deny, EG_ACTION_PERMIT: ACTION.permit },
+  eg_verdict: {
+    EG_VERDICT_DENIED: VERDICTS.indexOf('denied'),
+    EG_VERDICT_PERMITTED: VERDICTS.indexOf('permitted'),
+    EG_VERDICT_WOULD_DENY: VERDICTS.indexOf('would-deny'),
+    EG_VERDICT_WOULD_PERMIT: VERDICTS.indexOf('would-permit'),
+  },
+  eg_tier: {
+    EG_TIER_DENY_LIST: TIER.denyList,
+    EG_TIER_BASELINE: TIER.baseline,
+    EG_TIER_POLICY: TIER.policy,
+    EG_TIER_DEFAULT: TIER.default,
+  },
+  eg_layer: Object.fromEntries(Object.entries(LAYERS).map(([value, layer]) => [`EG_LAYER_${layer.toUpperCase()}`, Number(value)])),
+  eg_hook: {
+    EG_HOOK_CONNECT4: HOOK.connect4,
+    EG_HOOK_CONNECT6: HOOK.connect6,
+    EG_HOOK_SENDMSG4: HOOK.sendmsg4,
+    EG_HOOK_SENDMSG6: HOOK.sendmsg6,
+    EG_HOOK_SKB_EGRESS: HOOK.skbEgress,
+    EG_HOOK_TC_INGRESS: HOOK.tcIngress,
+  },
+  eg_rule_flag: {
+    EG_RULE_HAS_CIDR: RULE_FLAG.hasCidr,
+    EG_RULE_ANY_DEST: RULE_FLAG.anyDestination,
+    EG_RULE_WEB: RULE_FLAG.web,
+    EG_RULE_ANY_NAME: RULE_FLAG.anyName,
+    EG_RULE_WATCH: RULE_FLAG.watch,
+    EG_RULE_LOG: RULE_FLAG.log,
+    EG_RULE_TLS_REQUIRED: RULE_FLAG.tlsRequired,
+  },
+  eg_stat: {
+    EG_STAT_EVENTS_LOST: STAT.eventsLost,
+    EG_STAT_PERMITTED: STAT.permitted,
+    EG_STAT_DENIED: STAT.denied,
+    EG_STAT_DNS_STEERED: STAT.dnsSteered,
+    EG_STAT_COUNT: STAT_COUNT,
+  },
+  eg_config_flag: {
+    EG_CONFIG_PROXY_V4: CONFIG_FLAG.proxyV4,
+    EG_CONFIG_PROXY_V6: CONFIG_FLAG.proxyV6,
+    EG_CONFIG_TLS: CONFIG_FLAG.tls,
+    EG_CONFIG_BACKSTOP: CONFIG_FLAG.backstop,
+    EG_CONFIG_DENY_ECH: CONFIG_FLAG.denyEch,
+  },
+  eg_workload_flag: { EG_WORKLOAD_HAS_ADDRESSES: WORKLOAD_FLAG.hasAddresses },
+};
+
+/** The same for enums only the test probe uses. */
+const PROBE_ENUMS: Record<string, Record<string, number>> = {
+  eg_probe_result: {
+    EG_PROBE_MATCH: PROBE.match,
+    EG_PROBE_INCOMPLETE: PROBE.incomplete,
+    EG_PROBE_VALID: PROBE.valid,
+    EG_PROBE_SNI: PROBE.sni,
+    EG_PROBE_ECH: PROBE.ech,
+  },
+};
+
+/**
+ * What pinned state depends on: every map definition of the production object, every shared
+ * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
+ * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
+ */
+const PINNED_ABI = { version: 1, fingerprint: 'a48b69e0b4e13779d72650cf3e7da8755d548e43547fc8fc877b663e9d4b567d' };
+
+function pinnedAbiFingerprint(): string {
+  const native = loadNative();
+  const object = new native.BpfObject(objectPath);
+  let maps;
+  try {
+    maps = object.mapDefinitions().sort((a, b) => a.name.localeCompare(b.name));
+  } finally {
+    object.close();
+  }
+  const structNames = Object.keys(LAYOUTS)
+    .filter((name) => !PROBE_STRUCTS.has(name))
+    .sort();
+  const layouts = native.btfLayout(objectPath, structNames);
+  const enums = native.btfEnums(objectPath, Object.keys(ENUMS).sort());
+  return createHash('sha256')
+    .update(JSON.stringify({ maps, layouts: structNames.map((name) => [name, layouts[name]]), enums }))
+    .digest('hex');
+}
 
 describe('ABI layouts against BTF', () => {
-  const structNames = Object.keys(LAYOUTS);
-  const btf = loadNative().btfLayout(objectPath, structNames);
+  const structNames = Object.keys(LAYOUTS).filter((name) => !PROBE_STRUCTS.has(name));
+  const btf = {
+    ...loadNative().btfLayout(objectPath, structNames),
+    ...loadNative().btfLayout(probeObjectPath, [...PROBE_STRUCTS]),
+  };
 
   for (const [name, mirror] of Object.entries(LAYOUTS)) {
     test(`struct ${name}: size and every member offset`, () => {
       const kernel = btf[name];
-      assert.ok(kernel, `struct ${name} missing from ${objectPath}`);
+      assert.ok(kernel, `struct ${name} missing from its object`);
       assert.equal(mirror.size, kernel.size, `sizeof(struct ${name})`);
       const kernelMembers = Object.fromEntries(kernel.members.map((m) => [m.name, { offset: m.offset, size: m.size }]));
       assert.deepEqual(mirror.members, kernelMembers);
@@ -35,6 +145,52 @@ describe('ABI layouts against BTF', () => {
 
   test('a struct the object lacks is reported by name', () => {
     assert.throws(() => loadNative().btfLayout(objectPath, ['eg_no_such_struct']), /eg_no_such_struct/);
+  });
+});
+
+describe('ABI enum values against BTF', () => {
+  for (const [path, enums] of [
+    [objectPath, ENUMS],
+    [probeObjectPath, PROBE_ENUMS],
+  ] as const) {
+    const btf = loadNative().btfEnums(path, Object.keys(enums));
+    for (const [name, mirror] of Object.entries(enums)) {
+      test(`enum ${name}: every enumerator has the value TypeScript uses`, () => {
+        assert.deepEqual(mirror, btf[name], `enum ${name} in ${path} (a new enumerator needs its TypeScript mirror too)`);
+      });
+    }
+  }
+
+  test('an enum the object lacks is reported by name', () => {
+    assert.throws(() => loadNative().btfEnums(objectPath, ['eg_no_such_enum']), /eg_no_such_enum/);
+  });
+
+  test('the production object no longer carries the test probe', () => {
+    const object = new (loadNative().BpfObject)(objectPath);
+    try {
+      assert.deepEqual(
+        object.mapDefinitions().filter((map) => map.name === 'eg_probe_hello'),
+        [],
+      );
+      assert.throws(() => object.program('eg_hello_probe'), /eg_hello_probe/);
+    } finally {
+      object.close();
+    }
+  });
+});
+
+describe('pinned-state ABI version', () => {
+  test('the recorded version is the one the header and the agent speak', () => {
+    assert.equal(PINNED_ABI.version, EG_ABI_VERSION);
+  });
+
+  test('the pinned-state fingerprint changes only with an EG_ABI_VERSION bump', () => {
+    const fingerprint = pinnedAbiFingerprint();
+    assert.equal(
+      fingerprint,
+      PINNED_ABI.fingerprint,
+      `pinned maps, layouts or enum values changed (fingerprint ${fingerprint}): bump EG_ABI_VERSION in bpf/egressguard.h and src/datapath/abi.ts, then record { version, fingerprint } in PINNED_ABI`,
+    );
   });
 });
 

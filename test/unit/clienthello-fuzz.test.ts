@@ -1,5 +1,5 @@
 // Fuzzes the kernel's ClientHello path (reassembly, parse, name match: the functions eg_skb_egress
-// uses) through eg_hello_probe and BPF_PROG_TEST_RUN, against a reference reading in TypeScript.
+// uses) through eg_hello_probe (bpf/tests/hello_probe.bpf.o) and BPF_PROG_TEST_RUN, against a reference reading in TypeScript.
 // Seeded: a failure names its seed and case so it can be replayed.
 import * as assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { loadNative, type NativeObject, type NativeProgram } from '../../src/dat
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello, readClientHello, sniAllowed } from './clienthello-helpers.js';
 
-const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+const objectPath = fileURLToPath(new URL('../../../bpf/tests/hello_probe.bpf.o', import.meta.url));
 const skip = privilegedSkip();
 const SEED = Number(process.env.EG_FUZZ_SEED ?? 0x5eed);
 const CASES = Number(process.env.EG_FUZZ_CASES ?? 4000);
@@ -66,7 +66,7 @@ describe('ClientHello parser fuzz (BPF_PROG_TEST_RUN)', { skip }, () => {
     pinRoot = join(ensureBpffs(), uniquePrefix('fz'));
     mkdirSync(pinRoot);
     object = new (loadNative().BpfObject)(objectPath, pinRoot);
-    object.load(); // every program passes the verifier
+    object.load(); // the probe and the production ClientHello functions it calls pass the verifier
     const domains = object.map('eg_domains');
     for (const name of EXACT) domains.update(encodeDomainKey(RULE_ID, { kind: 'exact', name })!, Buffer.from([1]));
     for (const suffix of WILDCARDS) domains.update(encodeDomainKey(RULE_ID, { kind: 'wildcard', suffix })!, Buffer.from([1]));

@@ -1,0 +1,211 @@
+/* The verdict: one tier evaluation (deny list, baseline, workload rules, default) for every hook. */
+#ifndef EG_LIB_EVALUATE_H
+#define EG_LIB_EVALUATE_H
+
+#include "maps.h"
+#include "report.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EG_MAX_WORKLOADS * 2 * EG_MAX_RULES);
+	__type(key, struct eg_rule_key);
+	__type(value, struct eg_rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, EG_MAX_CIDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct eg_rule_cidr_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_rule_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, EG_MAX_CIDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct eg_cidr_key);
+	__type(value, struct eg_cidr_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_deny_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, EG_MAX_CIDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct eg_cidr_key);
+	__type(value, struct eg_cidr_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_base_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EG_MAX_LEARNED);
+	__type(key, struct eg_learned_key);
+	__type(value, struct eg_learned_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_learned SEC(".maps");
+
+/* What evaluate() concluded: the verdict of the deciding rule (or default) and, for TCP at
+ * connect time, the TLS candidate rules met before it. */
+struct eg_decision {
+	__u32 rule_id;
+	__u8 permit;
+	__u8 tier;
+	__u8 log;
+	__u8 _pad;
+	struct eg_candidate_list candidates;
+};
+
+/* How webGroup / tlsRequired rules take part for TCP. */
+enum eg_web_mode {
+	EG_WEB_NEVER = 0,     /* packet layer: no SNI can be known, they never match */
+	EG_WEB_CANDIDATE = 1, /* connect with the TLS program attached: collected as candidates */
+	EG_WEB_IP_ONLY = 2,   /* connect without the TLS program: the learned-IP condition alone */
+};
+
+static __always_inline int proto_port_match(__u8 want_proto, __u16 lo, __u16 hi, const struct eg_flow *flow)
+{
+	if (want_proto != EG_PROTO_ANY && want_proto != flow->protocol &&
+	    !(want_proto == IPPROTO_ICMP && flow->protocol == IPPROTO_ICMPV6))
+		return 0;
+	return flow->port >= lo && flow->port <= hi;
+}
+
+static __always_inline int rule_destination_match(const struct eg_rule *rule, __u32 rule_ref,
+						  const struct eg_flow *flow, __u64 now)
+{
+	__u16 flags = rule->flags;
+
+	if (!(flags & EG_RULE_ANY_DEST)) {
+		if (flags & EG_RULE_HAS_CIDR) {
+			struct eg_rule_cidr_key key = {
+				.prefixlen = EG_RULE_CIDR_FIXED_BITS + 128,
+				.workload_id = flow->workload.workload_id,
+				.rule_ref = rule_ref,
+			};
+
+			__builtin_memcpy(key.addr, flow->addr, sizeof(key.addr));
+			if (!bpf_map_lookup_elem(&eg_rule_cidrs, &key))
+				return 0;
+		} else if (!(flags & EG_RULE_WEB)) {
+			return 0; /* no destination at all: never matches */
+		}
+	}
+	if ((flags & EG_RULE_WEB) && !(flags & EG_RULE_ANY_NAME)) {
+		struct eg_learned_key key = {
+			.workload_id = flow->workload.workload_id,
+			.rule_id = rule->rule_id,
+		};
+		struct eg_learned_value *learned;
+
+		__builtin_memcpy(key.addr, flow->addr, sizeof(key.addr));
+		learned = bpf_map_lookup_elem(&eg_learned, &key);
+		if (!learned || learned->expires_ns <= now)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline void decision_set(struct eg_decision *decision, __u8 permit, __u8 tier, __u32 rule_id, __u8 log)
+{
+	decision->permit = permit;
+	decision->tier = tier;
+	decision->rule_id = rule_id;
+	decision->log = log;
+}
+
+/*
+ * The one tier evaluation (deny list, baseline, workload rules in order, default) for every hook.
+ * A webGroup rule matches UDP only when its protocol is explicitly udp (QUIC's SNI is not visible)
+ * and never other protocols; for TCP it depends on web_mode. tlsRequired rules are TCP only.
+ */
+EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decision, int web_mode)
+{
+	struct eg_cidr_key cidr_key = { .prefixlen = 128 };
+	struct eg_cidr_value *cidr;
+	struct eg_config *config;
+	__u64 now;
+
+	if (!flow || !decision)
+		return 0;
+	decision->candidates.count = 0;
+	__builtin_memcpy(cidr_key.addr, flow->addr, sizeof(cidr_key.addr));
+	cidr = bpf_map_lookup_elem(&eg_deny_cidrs, &cidr_key);
+	if (cidr && proto_port_match(cidr->protocol, cidr->port_lo, cidr->port_hi, flow)) {
+		decision_set(decision, 0, EG_TIER_DENY_LIST, cidr->rule_id, 1);
+		return 0;
+	}
+
+	cidr = bpf_map_lookup_elem(&eg_base_cidrs, &cidr_key);
+	if (cidr && proto_port_match(cidr->protocol, cidr->port_lo, cidr->port_hi, flow)) {
+		decision_set(decision, 1, EG_TIER_BASELINE, cidr->rule_id, cidr->flags & EG_RULE_LOG);
+		return 0;
+	}
+
+	now = bpf_ktime_get_ns();
+#pragma clang loop unroll(disable)
+	for (__u32 index = 0; index < EG_MAX_RULES; index++) {
+		struct eg_rule_key key;
+		struct eg_rule *rule;
+		__u8 permit, tls;
+
+		if (index >= flow->workload.rule_count)
+			break;
+		key.workload_id = flow->workload.workload_id;
+		key.rule_ref = (flow->workload.slot ? EG_MAX_RULES : 0) + index;
+		rule = bpf_map_lookup_elem(&eg_rules, &key);
+		if (!rule)
+			break; /* never expected: fall to the default rather than guess */
+		if (!proto_port_match(rule->protocol, rule->port_lo, rule->port_hi, flow))
+			continue;
+		if ((rule->flags & EG_RULE_WEB) && flow->protocol != IPPROTO_TCP &&
+		    !(flow->protocol == IPPROTO_UDP && rule->protocol == IPPROTO_UDP))
+			continue;
+		if ((rule->flags & EG_RULE_TLS_REQUIRED) && flow->protocol != IPPROTO_TCP)
+			continue;
+		tls = flow->protocol == IPPROTO_TCP && (rule->flags & (EG_RULE_WEB | EG_RULE_TLS_REQUIRED));
+		if (tls && web_mode == EG_WEB_NEVER)
+			continue;
+		if (!rule_destination_match(rule, key.rule_ref, flow, now))
+			continue;
+		permit = rule->action == EG_ACTION_PERMIT;
+		if (rule->flags & EG_RULE_WATCH) {
+			emit(flow, permit ? EG_VERDICT_WOULD_PERMIT : EG_VERDICT_WOULD_DENY, EG_TIER_POLICY,
+			     rule->rule_id, 0, 0);
+			continue;
+		}
+		if (tls && web_mode == EG_WEB_CANDIDATE) {
+			__u8 count = decision->candidates.count;
+			struct eg_candidate *candidate;
+
+			if (count >= EG_TLS_MAX_CANDIDATES) {
+				/* Cannot remember it: deciding without it could widen access. */
+				decision_set(decision, 0, EG_TIER_POLICY, rule->rule_id, 1);
+				return 0;
+			}
+			candidate = &decision->candidates.items[count & (EG_TLS_MAX_CANDIDATES - 1)];
+			candidate->rule_id = rule->rule_id;
+			candidate->flags = rule->flags;
+			candidate->action = rule->action;
+			candidate->_pad = 0;
+			decision->candidates.count = count + 1;
+			continue;
+		}
+		decision_set(decision, permit, EG_TIER_POLICY, rule->rule_id, (rule->flags & EG_RULE_LOG) != 0);
+		return 0;
+	}
+
+	config = config_get();
+	decision_set(decision, config && config->default_action == EG_ACTION_PERMIT, EG_TIER_DEFAULT, 0, 1);
+	return 0;
+}
+
+static __always_inline int finish_decision(const struct eg_flow *flow, const struct eg_decision *decision)
+{
+	return finish(flow, decision->permit, decision->tier, decision->rule_id, decision->log, 0, 0);
+}
+
+#endif

@@ -1,0 +1,91 @@
+/* Reporting: decision counters and the events ring buffer. */
+#ifndef EG_LIB_REPORT_H
+#define EG_LIB_REPORT_H
+
+#include "flow.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EG_RINGBUF_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EG_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&eg_stats, &index);
+
+	if (value)
+		*value += 1;
+}
+
+/*
+ * getaddrinfo() sorts answers by connecting a UDP socket to port 0 of each address (RFC 6724 source selection);
+ * nothing is sent. The verdict still applies; only the event, which would bury real attempts, is left out.
+ */
+static __always_inline int is_address_probe(const struct eg_flow *flow)
+{
+	return flow->layer == EG_LAYER_CONNECT && flow->protocol == IPPROTO_UDP && flow->port == 0;
+}
+
+/* sni may be null; it then points at EG_SNI_MAX readable bytes of which sni_len are used. */
+static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 tier, __u32 rule_id,
+				 const __u8 *sni, __u16 sni_len)
+{
+	struct eg_event *event;
+
+	if (is_address_probe(flow))
+		return;
+	event = bpf_ringbuf_reserve(&eg_events, sizeof(*event), 0);
+	if (!event) {
+		stat_inc(EG_STAT_EVENTS_LOST);
+		return;
+	}
+	event->timestamp_ns = bpf_ktime_get_ns();
+	event->cgroup_id = flow->cgroup_id;
+	event->workload_id = flow->workload.workload_id;
+	event->rule_id = rule_id;
+	__builtin_memcpy(event->addr, flow->addr, sizeof(event->addr));
+	event->port = flow->port;
+	event->protocol = flow->protocol;
+	event->family = flow->family;
+	event->verdict = verdict;
+	event->tier = tier;
+	event->layer = flow->layer;
+	event->hook = flow->hook;
+	event->pid = flow->pid;
+	__builtin_memcpy(event->comm, flow->comm, sizeof(event->comm));
+	__builtin_memset(event->_pad, 0, sizeof(event->_pad));
+	if (sni) {
+		event->sni_len = sni_len > EG_SNI_MAX ? EG_SNI_MAX : sni_len;
+		__builtin_memcpy(event->sni, sni, EG_SNI_MAX);
+	} else {
+		event->sni_len = 0;
+		__builtin_memset(event->sni, 0, sizeof(event->sni));
+	}
+	bpf_ringbuf_submit(event, 0);
+}
+
+/* Counts and reports a final decision; returns 1 to permit, 0 to deny. */
+static __always_inline int finish(const struct eg_flow *flow, __u8 permit, __u8 tier, __u32 rule_id, __u8 log,
+				  const __u8 *sni, __u16 sni_len)
+{
+	if (permit) {
+		stat_inc(EG_STAT_PERMITTED);
+		if (log)
+			emit(flow, EG_VERDICT_PERMITTED, tier, rule_id, sni, sni_len);
+		return 1;
+	}
+	stat_inc(EG_STAT_DENIED);
+	emit(flow, EG_VERDICT_DENIED, tier, rule_id, sni, sni_len);
+	return 0;
+}
+
+#endif

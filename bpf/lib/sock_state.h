@@ -1,0 +1,236 @@
+/* Socket state: connect/sendmsg leave a verdict (or an SNI-pending decision) on the socket,
+ * cgroup_skb egress reads it, buffers the ClientHello and decides. */
+#ifndef EG_LIB_SOCK_STATE_H
+#define EG_LIB_SOCK_STATE_H
+
+#include "backstop.h"
+#include "tls_hello.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct eg_sk_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_sk_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct eg_sk_hello);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_sk_hello SEC(".maps");
+
+/* A permitted socket: with the backstop on, its next packet's 5-tuple is recorded as approved. */
+static __always_inline void socket_approved(struct bpf_sock_addr *ctx, __u8 config_flags)
+{
+	struct eg_sk_state *state;
+
+	if (!ctx->sk)
+		return;
+	state = bpf_sk_storage_get(&eg_sk_state, ctx->sk, 0,
+				   (config_flags & EG_CONFIG_BACKSTOP) ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!state)
+		return;
+	state->verdict = EG_SK_PERMIT;
+	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+}
+
+/* Leaves the socket SNI-pending with the connect-time decision; 0 when storage is unavailable. */
+static __always_inline int socket_pending(struct bpf_sock_addr *ctx, const struct eg_flow *flow,
+					  const struct eg_decision *decision, __u8 config_flags)
+{
+	struct eg_sk_state *state;
+	struct eg_sk_hello *hello;
+
+	if (!ctx->sk)
+		return 0;
+	state = bpf_sk_storage_get(&eg_sk_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!state)
+		return 0;
+	hello = bpf_sk_storage_get(&eg_sk_hello, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!hello) {
+		bpf_sk_storage_delete(&eg_sk_state, ctx->sk);
+		return 0;
+	}
+	hello->len = 0;
+	hello->sni_len = 0;
+	state->verdict = EG_SK_PENDING;
+	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	state->fallback_action = decision->permit;
+	state->fallback_tier = decision->tier;
+	state->fallback_log = decision->log;
+	state->fallback_rule_id = decision->rule_id;
+	state->seq_known = 0;
+	state->base_seq = 0;
+	state->family = flow->family;
+	state->port = flow->port;
+	state->protocol = flow->protocol;
+	__builtin_memcpy(state->addr, flow->addr, sizeof(state->addr));
+	state->cgroup_id = flow->cgroup_id;
+	state->workload = flow->workload;
+	state->pid = flow->pid;
+	__builtin_memcpy(state->comm, flow->comm, sizeof(state->comm));
+	state->candidates = decision->candidates;
+	return 1;
+}
+
+/*
+ * connect/sendmsg verdict. Without TLS candidates it is final. With candidates (TCP to a learned
+ * address of a webGroup rule, or a tlsRequired rule) the connect goes ahead when any candidate or
+ * the fallback could permit, and the ClientHello decides in eg_skb_egress; otherwise EPERM now.
+ */
+static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flow *flow)
+{
+	struct eg_decision decision;
+	struct eg_config *config = config_get();
+	__u8 config_flags = config ? config->flags : 0;
+	int could_permit;
+
+	eg_evaluate(flow, &decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
+	if (decision.candidates.count == 0) {
+		if (!finish_decision(flow, &decision))
+			return 0;
+		socket_approved(ctx, config_flags);
+		return 1;
+	}
+	could_permit = decision.permit;
+#pragma clang loop unroll(disable)
+	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
+		if (index >= decision.candidates.count)
+			break;
+		if (decision.candidates.items[index].action == EG_ACTION_PERMIT)
+			could_permit = 1;
+	}
+	if (could_permit && socket_pending(ctx, flow, &decision, config_flags))
+		return 1;
+	/* Every outcome denies, or no SNI check is possible: no candidate can match. */
+	if (!finish_decision(flow, &decision))
+		return 0;
+	socket_approved(ctx, config_flags);
+	return 1;
+}
+
+static __always_inline void record_flow(struct __sk_buff *skb, struct eg_sk_state *state)
+{
+	struct eg_packet pkt;
+
+	state->flags &= ~EG_SK_RECORD;
+	if (!eg_parse_packet(skb, 0, &pkt))
+		approve_packet(&pkt);
+}
+
+static __always_inline int approve_accepted(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	struct eg_sk_state *state;
+
+	if (!backstop_on())
+		return 1;
+	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (state) {
+		state->verdict = EG_SK_PERMIT;
+		record_flow(skb, state);
+	}
+	return 1;
+}
+
+/* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
+static __always_inline int tls_decide(struct bpf_sock *sk, struct eg_sk_state *state, struct eg_sk_hello *hello,
+				      int status)
+{
+	struct eg_hello_info info = {};
+	struct eg_flow flow = {};
+	struct eg_config *config = config_get();
+	__u8 permit = state->fallback_action, tier = state->fallback_tier, log = state->fallback_log;
+	__u32 rule_id = state->fallback_rule_id;
+	int index = -1, verdict;
+
+	if (hello)
+		index = eg_hello_first_match(hello, status, &state->candidates, &info);
+	if (index >= 0) {
+		const struct eg_candidate *candidate = &state->candidates.items[index & (EG_TLS_MAX_CANDIDATES - 1)];
+
+		permit = candidate->action == EG_ACTION_PERMIT;
+		tier = EG_TIER_POLICY;
+		rule_id = candidate->rule_id;
+		log = (candidate->flags & EG_RULE_LOG) != 0;
+	}
+	if (info.ech && config && (config->flags & EG_CONFIG_DENY_ECH)) {
+		permit = 0; /* the baseline refuses names it cannot see */
+		tier = EG_TIER_BASELINE;
+		rule_id = 0;
+	}
+	__builtin_memcpy(flow.addr, state->addr, sizeof(flow.addr));
+	flow.port = state->port;
+	flow.protocol = state->protocol;
+	flow.family = state->family;
+	flow.hook = EG_HOOK_SKB_EGRESS;
+	flow.layer = EG_LAYER_TLS;
+	flow.pid = state->pid;
+	flow.cgroup_id = state->cgroup_id;
+	flow.workload = state->workload;
+	__builtin_memcpy(flow.comm, state->comm, sizeof(flow.comm));
+	verdict = finish(&flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
+	state->verdict = verdict ? EG_SK_PERMIT : EG_SK_DENY;
+	bpf_sk_storage_delete(&eg_sk_hello, sk);
+	return verdict;
+}
+
+/*
+ * A packet of an SNI-pending socket. Payload of in-order segments is buffered up to EG_HELLO_MAX;
+ * those segments leave while the ClientHello is incomplete (at most that much, and only to an
+ * address the connect hook accepted); the segment that completes it is passed or dropped with
+ * the verdict, and so is everything after.
+ */
+static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state)
+{
+	struct eg_sk_hello *hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, 0);
+	struct eg_packet pkt;
+	__u32 payload_len, data_seq, have, offset, skip;
+	int status;
+
+	if (!hello)
+		return tls_decide(sk, state, 0, EG_HELLO_NOT_HELLO);
+	if (eg_parse_packet(skb, 0, &pkt) || pkt.protocol != IPPROTO_TCP || pkt.fragment != EG_FRAG_NONE)
+		return 0; /* cannot read the segment: hold it back */
+	payload_len = skb->len > pkt.payload_off ? skb->len - pkt.payload_off : 0;
+	if (payload_len == 0) {
+		if (pkt.tcp_flags & TCP_FLAG_SYN) {
+			state->base_seq = pkt.seq + 1;
+			state->seq_known = 1;
+		}
+		return 1;
+	}
+	data_seq = pkt.seq + ((pkt.tcp_flags & TCP_FLAG_SYN) ? 1 : 0); /* data on a SYN (fast open) */
+	if (!state->seq_known) {
+		state->base_seq = data_seq;
+		state->seq_known = 1;
+	}
+	have = hello->len;
+	offset = data_seq - state->base_seq;
+	if (offset > have)
+		return 0; /* after a gap: the stack sends it again once the gap is filled */
+	skip = have - offset;
+	if (skip >= payload_len)
+		return 1; /* retransmission of bytes already buffered */
+	status = hello_status_after(hello, eg_hello_append(skb, pkt.payload_off + skip, payload_len - skip, hello));
+	if (status == EG_HELLO_INCOMPLETE)
+		return 1;
+	return tls_decide(sk, state, hello, status);
+}
+
+/* A packet of a socket that has state: a denied socket sends nothing, a pending one waits for its
+ * ClientHello; the first packet after connect records the flow for the backstop. */
+static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state)
+{
+	if (state->verdict == EG_SK_DENY)
+		return 0;
+	if (state->flags & EG_SK_RECORD)
+		record_flow(skb, state);
+	if (state->verdict == EG_SK_PENDING)
+		return tls_pending(skb, sk, state);
+	return 1;
+}
+
+#endif

@@ -1,0 +1,70 @@
+// The kernel-feature check runs before the object loads: a missing feature is reported by name,
+// with the Linux release that has it and the setting that avoids it. Probe results are injected.
+import * as assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { FEATURE_NEEDS, checkKernelFeatures } from '../../src/datapath/features.js';
+import type { KernelFeatures } from '../../src/datapath/native.js';
+
+const ALL_PRESENT: KernelFeatures = {
+  cgroupSockAddrProgram: true,
+  hashMap: true,
+  lpmTrieMap: true,
+  ringBufferMap: true,
+  socketStorageMap: true,
+  perCpuArrayMap: true,
+  ancestorCgroupIdHelper: true,
+  socketStorageHelper: true,
+  cgroupSkbProgram: true,
+  schedClsProgram: true,
+  loopHelper: true,
+};
+const BOTH = { tls: true, packet: true };
+
+describe('kernel features', () => {
+  test('every probed feature has a need, named once', () => {
+    assert.deepEqual(FEATURE_NEEDS.map((need) => need.feature).sort(), Object.keys(ALL_PRESENT).sort());
+  });
+
+  test('a kernel with every feature passes whatever the layers', () => {
+    checkKernelFeatures(ALL_PRESENT, BOTH, '6.18.0');
+    checkKernelFeatures(ALL_PRESENT, { tls: false, packet: false }, '6.18.0');
+  });
+
+  test('a missing tc program type names the feature, the release and enforcement.packet: false', () => {
+    const features = { ...ALL_PRESENT, schedClsProgram: false };
+    assert.throws(
+      () => checkKernelFeatures(features, BOTH, '4.0.9'),
+      (error: Error) => {
+        assert.equal(
+          error.message,
+          'this kernel (4.0.9) lacks tc (sched_cls) programs (Linux ≥ 4.1); set enforcement.packet: false to run without the tc backstop, or upgrade the kernel',
+        );
+        return true;
+      },
+    );
+    checkKernelFeatures(features, { tls: true, packet: false }, '4.0.9');
+  });
+
+  test('a feature every configuration needs says so, and no setting hides it', () => {
+    const features = { ...ALL_PRESENT, loopHelper: false };
+    for (const wanted of [BOTH, { tls: false, packet: false }]) {
+      assert.throws(
+        () => checkKernelFeatures(features, wanted, '5.15.0'),
+        /^Error: this kernel \(5\.15\.0\) lacks bpf_loop \(the ClientHello parser\) \(Linux ≥ 5\.17\), which every configuration needs: upgrade the kernel$/,
+      );
+    }
+  });
+
+  test('every missing feature is listed', () => {
+    const features = { ...ALL_PRESENT, ringBufferMap: false, socketStorageHelper: false };
+    assert.throws(
+      () => checkKernelFeatures(features, BOTH, '5.4.0'),
+      (error: Error) => {
+        assert.match(error.message, /lacks BPF ring buffers \(Linux ≥ 5\.8\)/);
+        assert.match(error.message, /; this kernel \(5\.4\.0\) lacks socket storage in cgroup sock_addr programs \(Linux ≥ 5\.8\)/);
+        return true;
+      },
+    );
+  });
+});
