@@ -3,9 +3,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
-import { DEFAULT_LAB_HOSTS, Lab } from '../../src/lab/lab.js';
-import { LabAgent } from '../../src/lab/lab-agent.js';
-import type { TcpProbeResult } from '../../src/lab/probe-result.js';
+import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
+import { LabAgent } from '../../lab/lab-agent.js';
+import type { TcpProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const HTTPBIN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'httpbin.org')!;

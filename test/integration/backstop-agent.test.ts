@@ -8,11 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, type LabHost, type LabPod } from '../../src/lab/lab.js';
-import { LabAgent, type LabWorkload } from '../../src/lab/lab-agent.js';
-import { mustRun } from '../../src/lab/exec.js';
+import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, type LabHost, type LabPod } from '../../lab/lab.js';
+import { LabAgent, type LabWorkload } from '../../lab/lab-agent.js';
+import { mustRun } from '../../lab/exec.js';
 import type { FlowEvent } from '../../src/events/types.js';
-import type { ProbeResult, ProbeResultOfKind, RawSendProbeResult } from '../../src/lab/probe-result.js';
+import type { ProbeResult, ProbeResultOfKind, RawSendProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const DECLARED: LabWorkload = { pod: 'declared', namespace: 'obot-mcp', name: 'declared-5d8f', labels: { app: 'bs' } };

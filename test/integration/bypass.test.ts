@@ -4,8 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, PROBE_SCRIPT } from '../../src/lab/lab.js';
-import { LabAgent } from '../../src/lab/lab-agent.js';
+import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, PROBE_SCRIPT } from '../../lab/lab.js';
+import { LabAgent } from '../../lab/lab-agent.js';
 import type {
   DnsProbeResult,
   LoopTcpProbeResult,
@@ -13,7 +13,7 @@ import type {
   TcpProbeResult,
   TlsProbeResult,
   UdpProbeResult,
-} from '../../src/lab/probe-result.js';
+} from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const BENIGN = { pod: 'benign', namespace: 'obot-mcp', name: 'ms1kbsng-xyz', labels: { app: 'ms1kbsng' } };
