@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { openDatapath } from '../../src/datapath/datapath.js';
 import { loadNative } from '../../src/datapath/native.js';
@@ -184,34 +184,31 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
     }),
   ];
 
-  before(
-    async () => {
-      lab = await Lab.create({
-        prefix: uniquePrefix('bs'),
-        pods: ['workload'],
-        hosts: [],
-        unnamedHosts: [UDP_OK, ICMP_OK, DENIED],
-        services: false,
-      });
-      pod = lab.pod('workload');
-      receiver = await lab.serve(RECEIVER_SCRIPT);
-      receiver.stdout!.on('data', (chunk: Buffer) => {
-        for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
-      });
-      hostMac = (
-        JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', pod.nodeInterface])) as Array<{ address: string }>
-      )[0]!.address;
-      datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
-      datapath.onEvent((event) => events.push(event as DecodedEvent)); // the datapath delivers decoded records
-      datapath.configure({ defaultAction: 'deny', dnsProxy: { ipv4: null, ipv6: null, port: 0 } });
-      workloadId = datapath.setWorkload(pod.cgroupPath, rules(), { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] });
-      // Neighbour entries first, so the tests' frames are not the ones that resolve them.
-      for (const family of [4, 6] as const) await flush(family);
-    },
-    { timeout: 60_000 },
-  );
+  beforeAll(async () => {
+    lab = await Lab.create({
+      prefix: uniquePrefix('bs'),
+      pods: ['workload'],
+      hosts: [],
+      unnamedHosts: [UDP_OK, ICMP_OK, DENIED],
+      services: false,
+    });
+    pod = lab.pod('workload');
+    receiver = await lab.serve(RECEIVER_SCRIPT);
+    receiver.stdout!.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
+    });
+    hostMac = (
+      JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', pod.nodeInterface])) as Array<{ address: string }>
+    )[0]!.address;
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
+    datapath.onEvent((event) => events.push(event as DecodedEvent)); // the datapath delivers decoded records
+    datapath.configure({ defaultAction: 'deny', dnsProxy: { ipv4: null, ipv6: null, port: 0 } });
+    workloadId = datapath.setWorkload(pod.cgroupPath, rules(), { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] });
+    // Neighbour entries first, so the tests' frames are not the ones that resolve them.
+    for (const family of [4, 6] as const) await flush(family);
+  }, 60_000);
 
-  after(async () => {
+  afterAll(async () => {
     try {
       datapath?.close();
     } finally {

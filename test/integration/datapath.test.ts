@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { openDatapath } from '../../src/datapath/datapath.js';
 import type { Datapath, DatapathOptions, KernelEvent } from '../../src/datapath/types.js';
@@ -101,28 +101,25 @@ describe('datapath (real kernel)', { skip }, () => {
   const eventMatching = (predicate: (event: KernelEvent) => boolean): Promise<KernelEvent> => eventIn(events, predicate);
   const cgroupId = (path: string): bigint => statSync(path, { bigint: true }).ino;
 
-  before(
-    async () => {
-      lab = await Lab.create({
-        prefix: uniquePrefix('dp'),
-        pods: [POD],
-        hosts: [],
-        unnamedHosts: [INET, OTHER, LEARNED],
-        services: false,
-        extraCgroups: [NESTED, OTHER_CGROUP],
-      });
-      ({ attachCgroup, pinDir } = lab);
-      cgroupRoot = dirname(attachCgroup);
-      workloadCgroup = lab.pod(POD).cgroupPath;
-      nestedCgroup = join(attachCgroup, NESTED);
-      otherCgroup = join(attachCgroup, OTHER_CGROUP);
-      options = { objectPath, pinDir, attachCgroup };
-      await lab.serve(SERVER_SCRIPT, { EG_PROXY: JSON.stringify([v4(INET), v6(INET)]) });
-    },
-    { timeout: 30_000 },
-  );
+  beforeAll(async () => {
+    lab = await Lab.create({
+      prefix: uniquePrefix('dp'),
+      pods: [POD],
+      hosts: [],
+      unnamedHosts: [INET, OTHER, LEARNED],
+      services: false,
+      extraCgroups: [NESTED, OTHER_CGROUP],
+    });
+    ({ attachCgroup, pinDir } = lab);
+    cgroupRoot = dirname(attachCgroup);
+    workloadCgroup = lab.pod(POD).cgroupPath;
+    nestedCgroup = join(attachCgroup, NESTED);
+    otherCgroup = join(attachCgroup, OTHER_CGROUP);
+    options = { objectPath, pinDir, attachCgroup };
+    await lab.serve(SERVER_SCRIPT, { EG_PROXY: JSON.stringify([v4(INET), v6(INET)]) });
+  }, 30_000);
 
-  after(async () => {
+  afterAll(async () => {
     try {
       datapath?.close();
     } finally {

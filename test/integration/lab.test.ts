@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { findCgroup2Mount } from '../../src/datapath/mounts.js';
 import { mustRun } from '../../lab/exec.js';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
@@ -53,10 +53,10 @@ describe('containment lab', { skip: privilegedSkip() }, () => {
   const prefix = uniquePrefix('lb');
   let lab: Lab;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({ prefix, pods: ['alpha', 'beta'] });
   });
-  after(async () => {
+  afterAll(async () => {
     await lab?.destroy();
   });
 
@@ -162,10 +162,10 @@ describe('lab TLS and packet-layer probes, without BPF', { skip: privilegedSkip(
   const HTTPBIN = { v4: '198.18.100.20', v6: 'fd00:eb:100::20' };
   let lab: Lab;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({ prefix, pods: ['alpha'] });
   });
-  after(async () => {
+  afterAll(async () => {
     await lab?.destroy();
   });
 
@@ -361,7 +361,7 @@ describe('lab network without services (the datapath tests use it)', { skip: pri
   const prefix = uniquePrefix('ln');
   let lab: Lab;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({
       prefix,
       pods: ['solo'],
@@ -371,7 +371,7 @@ describe('lab network without services (the datapath tests use it)', { skip: pri
       extraCgroups: ['solo/child', 'other'],
     });
   });
-  after(async () => {
+  afterAll(async () => {
     await lab?.destroy();
   });
 

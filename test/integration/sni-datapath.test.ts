@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { openDatapath } from '../../src/datapath/datapath.js';
 import type { Datapath, DatapathSettings, KernelEvent, KernelRule } from '../../src/datapath/types.js';
@@ -141,26 +141,23 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
   const rawClient = (host: string, parts: string[], port = SINK_PORT): Promise<RawResult> =>
     lab.runScriptInPod<RawResult>(POD, CLIENT_SCRIPT, { op: 'raw', host, port, parts });
 
-  before(
-    async () => {
-      certDir = mkdtempSync(join(tmpdir(), 'eg-sni-'));
-      const certs = makeCertificates(certDir);
-      ca = readFileSync(certs.ca, 'utf8');
-      lab = await Lab.create({ prefix: uniquePrefix('sn'), pods: [POD], hosts: [], unnamedHosts: [LEARNED, UNLEARNED], services: false });
-      await lab.serve(SERVER_SCRIPT, { EG_KEY: certs.key, EG_CERT: certs.cert });
-      datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
-      datapath.onEvent((event) => events.push(event));
-      datapath.configure(settings);
-      workloadId = datapath.setWorkload(lab.pod(POD).cgroupPath, [webRule()]);
-      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
-      for (const family of [4, 6] as const) {
-        datapath.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(LEARNED, family), expiresAtNs }]);
-      }
-    },
-    { timeout: 60_000 },
-  );
+  beforeAll(async () => {
+    certDir = mkdtempSync(join(tmpdir(), 'eg-sni-'));
+    const certs = makeCertificates(certDir);
+    ca = readFileSync(certs.ca, 'utf8');
+    lab = await Lab.create({ prefix: uniquePrefix('sn'), pods: [POD], hosts: [], unnamedHosts: [LEARNED, UNLEARNED], services: false });
+    await lab.serve(SERVER_SCRIPT, { EG_KEY: certs.key, EG_CERT: certs.cert });
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
+    datapath.onEvent((event) => events.push(event));
+    datapath.configure(settings);
+    workloadId = datapath.setWorkload(lab.pod(POD).cgroupPath, [webRule()]);
+    const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+    for (const family of [4, 6] as const) {
+      datapath.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(LEARNED, family), expiresAtNs }]);
+    }
+  }, 60_000);
 
-  after(async () => {
+  afterAll(async () => {
     try {
       datapath?.close();
     } finally {

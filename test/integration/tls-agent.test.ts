@@ -3,7 +3,7 @@
 // servers (certificates by SNI, signed by the lab CA). Every case runs over IPv4 and IPv6.
 // What reached the far end is read from the lab server's log, matched by the probe's source port.
 
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
@@ -79,7 +79,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
   let lab: Lab;
   let agent: LabAgent;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({
       prefix: uniquePrefix('tl'),
       pods: [WEB.pod],
@@ -96,7 +96,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
     );
   });
 
-  after(async () => {
+  afterAll(async () => {
     try {
       await agent?.teardown();
     } finally {

@@ -1,7 +1,7 @@
 // The TypeScript mirror of bpf/egressguard.h must match the compiled object's BTF exactly.
 import * as assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 
 import {
   LAYOUTS,

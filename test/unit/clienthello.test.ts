@@ -2,7 +2,7 @@
 // well-formed bytes: lengths, record framing, GREASE rules, checksums and fragment layout.
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { EXTENSION_ECH, EXTENSION_SERVER_NAME, buildClientHello, parseClientHello } from '../../lab/clienthello.js';
 import { buildUdpFragments, buildUdpPacket, internetChecksum } from '../../lab/packet.js';
 import { ipBytes } from '../../src/policy/cidr.js';

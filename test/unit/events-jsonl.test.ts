@@ -2,14 +2,14 @@ import * as assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from 'vitest';
 import { JsonLinesSink } from '../../src/events/jsonl.js';
 import { EventPipeline } from '../../src/events/pipeline.js';
 import { flowEvent } from './events-helpers.js';
 
 describe('JsonLinesSink', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'egressguard-events-'));
-  after(() => rm(dir, { recursive: true, force: true }));
+  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   async function linesOf(path: string): Promise<Record<string, unknown>[]> {
     return (await readFile(path, 'utf8'))

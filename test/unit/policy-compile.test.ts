@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { ruleIdFor } from '../../src/datapath/ids.js';
 import { compileForWorkload } from '../../src/policy/compile.js';
 import { dnsDecision } from '../../src/policy/domains.js';
