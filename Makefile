@@ -43,8 +43,9 @@ native:
 ts:
 	npx tsc -p tsconfig.json
 
+# vitest (vitest.config.mjs): unit tests in parallel, then the privileged tests one file at a time; v8 coverage in dist/coverage.
 test: build
-	node scripts/run-tests.mjs
+	npx vitest run
 
 demo: build
 	node dist/src/cli/main.js demo

@@ -1,6 +1,6 @@
 // Shared by the lab benchmarks: the workload, its policy, running the load generator in the pod, medians.
 import { fileURLToPath } from 'node:url';
-import type { Lab } from '../src/lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 
 const LOAD_SCRIPT = fileURLToPath(new URL('./load.js', import.meta.url));
 

@@ -5,8 +5,8 @@
 // Rounds alternate unenforced/enforced so drift on the machine hits both sides. Run: make bench
 import { randomBytes } from 'node:crypto';
 import { WORKLOAD, allowOpenAiPolicy, loadInPod, median } from './common.js';
-import { Lab, LAB_ADDRESSES, DEFAULT_LAB_HOSTS } from '../src/lab/lab.js';
-import { LabAgent } from '../src/lab/lab-agent.js';
+import { Lab, LAB_ADDRESSES, DEFAULT_LAB_HOSTS } from '../lab/lab.js';
+import { LabAgent } from '../lab/lab-agent.js';
 
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 3000);
 const QUERIES = Number(process.env.BENCH_QUERIES ?? 2000);

@@ -6,8 +6,8 @@
 // Run: make bench (or node dist/bench/tls.js); BENCH_ROUNDS, BENCH_MIB, BENCH_HANDSHAKES.
 import { randomBytes } from 'node:crypto';
 import { WORKLOAD, allowOpenAiPolicy, loadInPod, median } from './common.js';
-import { DEFAULT_LAB_HOSTS, LAB_TLS_PORT, LAB_TLS_SINK_PORT, Lab } from '../src/lab/lab.js';
-import { LabAgent } from '../src/lab/lab-agent.js';
+import { DEFAULT_LAB_HOSTS, LAB_TLS_PORT, LAB_TLS_SINK_PORT, Lab } from '../lab/lab.js';
+import { LabAgent } from '../lab/lab-agent.js';
 
 /** Each round measures both sides twice, once in each order. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // egressguard command line: run the agent, lint policies, show status, tear down, run the demo.
 
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { AgentStatus } from '../agent/agent.js';
@@ -124,9 +126,29 @@ async function teardown(args: string[]): Promise<number> {
   return 0;
 }
 
+// The demo lives in the lab (lab/demo.ts), which is not part of src: it is loaded by path, next to this compiled CLI
+// (dist/src/cli/main.js -> dist/lab/demo.js), and an install without the lab says so instead of failing on an import.
+const DEMO_MODULE = new URL('../../lab/demo.js', import.meta.url);
+
+interface DemoModule {
+  runDemo(args: string[]): Promise<number>;
+}
+
+async function loadDemo(): Promise<DemoModule> {
+  const path = fileURLToPath(DEMO_MODULE);
+  if (!existsSync(path)) {
+    throw new Error(
+      `the demo needs the lab (lab/), which this install does not have (${path} is missing): run it from a built source checkout with make demo`,
+    );
+  }
+  const loaded = (await import(DEMO_MODULE.href)) as Partial<DemoModule>;
+  if (typeof loaded.runDemo !== 'function') throw new Error(`${path} does not export runDemo: rebuild the lab (make build)`);
+  return loaded as DemoModule;
+}
+
 async function demo(args: string[]): Promise<number> {
   requireRoot('demo');
-  const { runDemo } = await import('./demo.js');
+  const { runDemo } = await loadDemo();
   return runDemo(args);
 }
 

@@ -52,7 +52,7 @@ export interface WorkloadNetwork {
 
 /** A tier-0 (deny list) or tier-1 (baseline permit) entry. */
 export interface CidrEntry {
-  /** Stable id for events (see ruleIdFor in src/datapath/ids.ts). */
+  /** Stable id for events (see ruleIdFor in src/policy/rule-ids.ts). */
   ruleId: number;
   cidr: Cidr;
   protocol: RuleProtocol;

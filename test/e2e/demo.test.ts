@@ -1,7 +1,7 @@
 // The README's main job, end to end: the demo must contain the rogue server and print the policy log.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
-import { runDemo } from '../../src/cli/demo.js';
+import { runDemo } from '../../lab/demo.js';
 import { privilegedSkip } from '../support/privileged.js';
 
 test('egressguard demo: discovery, then enforcement contains the rogue server', { skip: privilegedSkip() }, async () => {

@@ -1,11 +1,11 @@
 // The agent's life on a host: discovery to enforcement, live configuration edits (good and bad), workloads leaving
 // the configuration, and teardown leaving nothing behind.
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
-import { DEFAULT_LAB_HOSTS, Lab } from '../../src/lab/lab.js';
-import { LabAgent } from '../../src/lab/lab-agent.js';
-import type { TcpProbeResult } from '../../src/lab/probe-result.js';
+import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
+import { LabAgent } from '../../lab/lab-agent.js';
+import type { TcpProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const HTTPBIN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'httpbin.org')!;
@@ -16,13 +16,13 @@ describe('agent lifecycle', { skip: privilegedSkip() }, () => {
   let lab: Lab;
   let agent: LabAgent;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({ prefix: uniquePrefix('lc'), pods: [ONE.pod, TWO.pod] });
     agent = new LabAgent(lab, { workloads: [ONE, TWO], mode: 'discovery', aggregateWindowMs: 100 });
     await agent.start();
   });
 
-  after(async () => {
+  afterAll(async () => {
     try {
       await agent?.teardown();
     } finally {

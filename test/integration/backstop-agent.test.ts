@@ -4,15 +4,15 @@
 // IPv6 from both pods. "Never arrived" is asserted on the lab server's log after a later allowed datagram (a marker
 // sent the same way) did arrive, so the assertion does not depend on timing.
 
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, type LabHost, type LabPod } from '../../src/lab/lab.js';
-import { LabAgent, type LabWorkload } from '../../src/lab/lab-agent.js';
-import { mustRun } from '../../src/lab/exec.js';
+import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, type LabHost, type LabPod } from '../../lab/lab.js';
+import { LabAgent, type LabWorkload } from '../../lab/lab-agent.js';
+import { mustRun } from '../../lab/exec.js';
 import type { FlowEvent } from '../../src/events/types.js';
-import type { ProbeResult, ProbeResultOfKind, RawSendProbeResult } from '../../src/lab/probe-result.js';
+import type { ProbeResult, ProbeResultOfKind, RawSendProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const DECLARED: LabWorkload = { pod: 'declared', namespace: 'obot-mcp', name: 'declared-5d8f', labels: { app: 'bs' } };
@@ -119,7 +119,7 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
   let agent: LabAgent;
   const spawned: ChildProcess[] = [];
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({
       prefix: uniquePrefix('bk'),
       pods: WORKLOADS.map((w) => w.pod),
@@ -140,7 +140,7 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
     );
   });
 
-  after(async () => {
+  afterAll(async () => {
     try {
       for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await agent?.teardown();

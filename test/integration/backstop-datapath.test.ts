@@ -5,15 +5,17 @@ import * as assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { openDatapath } from '../../src/datapath/datapath.js';
 import { loadNative } from '../../src/datapath/native.js';
 import type { DecodedEvent } from '../../src/datapath/abi.js';
 import type { Datapath, KernelRule } from '../../src/datapath/types.js';
-import { privilegedSkip } from '../support/privileged.js';
+import { mustRunSync } from '../../lab/exec.js';
+import { Lab, type LabPod } from '../../lab/lab.js';
+import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
-import { createLab, eventMatching, rule, sh, type Lab } from './datapath-lab.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
 const skip = privilegedSkip();
@@ -105,6 +107,7 @@ except (socket.timeout, PermissionError) as e:
 
 describe('packet-layer datapath (real kernel)', { skip }, () => {
   let lab: Lab;
+  let pod: LabPod;
   let datapath: Datapath | null = null;
   let receiver: ChildProcess;
   let workloadId = 0;
@@ -117,15 +120,7 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
   function inPod(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string } {
     const result = spawnSync(
       'nsenter',
-      [
-        `--net=/run/netns/${lab.podNs}`,
-        '--',
-        'sh',
-        '-c',
-        `echo $$ > ${join(lab.workloadCgroup, 'cgroup.procs')} && exec "$@"`,
-        'sh',
-        ...args,
-      ],
+      [`--net=${pod.netnsPath}`, '--', 'sh', '-c', `echo $$ > ${join(pod.cgroupPath, 'cgroup.procs')} && exec "$@"`, 'sh', ...args],
       { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 10_000 },
     );
     return { status: result.status, stdout: result.stdout };
@@ -149,7 +144,7 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
   /** Sends an allowed marker datagram by the same path and waits for it: what was sent before has been delivered if it ever will. */
   async function flush(family: 4 | 6): Promise<void> {
     const tag = `marker-${++marker}`;
-    send({ mode: 'packet', src: family === 4 ? lab.podV4 : lab.podV6, dst: lab.inet(UDP_OK, family), payload: tag });
+    send({ mode: 'packet', src: family === 4 ? pod.ipv4 : pod.ipv6, dst: lab.inet(UDP_OK, family), payload: tag });
     const deadline = Date.now() + 5000;
     while (!received.includes(tag)) {
       if (Date.now() > deadline) throw new Error(`marker ${tag} never arrived; received ${JSON.stringify(received)}`);
@@ -189,49 +184,61 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
     }),
   ];
 
-  before(
-    async () => {
-      lab = createLab('bs');
-      receiver = await lab.serve(RECEIVER_SCRIPT);
-      receiver.stdout!.on('data', (chunk: Buffer) => {
-        for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
-      });
-      hostMac = (JSON.parse(sh('ip', ['-n', lab.nodeNs, '-j', 'link', 'show', lab.podHostIf])) as Array<{ address: string }>)[0]!.address;
-      datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNs}` });
-      datapath.onEvent((event) => events.push(event as DecodedEvent)); // the datapath delivers decoded records
-      datapath.configure({
-        defaultAction: 'deny',
-        dnsProxy: { ipv4: null, ipv6: null, port: 0 },
-        denyEch: false,
-        maxLearnedPerWorkload: 4096,
-        features: { tls: true, packet: true },
-      });
-      workloadId = datapath.setWorkload(lab.workloadCgroup, rules(), { interfaces: [lab.podHostIf], addresses: [lab.podV4, lab.podV6] });
-      // Neighbour entries first, so the tests' frames are not the ones that resolve them.
-      for (const family of [4, 6] as const) await flush(family);
-    },
-    { timeout: 60_000 },
-  );
+  beforeAll(async () => {
+    lab = await Lab.create({
+      prefix: uniquePrefix('bs'),
+      pods: ['workload'],
+      hosts: [],
+      unnamedHosts: [UDP_OK, ICMP_OK, DENIED],
+      services: false,
+    });
+    pod = lab.pod('workload');
+    receiver = await lab.serve(RECEIVER_SCRIPT);
+    receiver.stdout!.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
+    });
+    hostMac = (
+      JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', pod.nodeInterface])) as Array<{ address: string }>
+    )[0]!.address;
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
+    datapath.onEvent((event) => events.push(event as DecodedEvent)); // the datapath delivers decoded records
+    datapath.configure({
+      defaultAction: 'deny',
+      dnsProxy: { ipv4: null, ipv6: null, port: 0 },
+      denyEch: false,
+      maxLearnedPerWorkload: 4096,
+      features: { tls: true, packet: true },
+    });
+    workloadId = datapath.setWorkload(pod.cgroupPath, rules(), { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] });
+    // Neighbour entries first, so the tests' frames are not the ones that resolve them.
+    for (const family of [4, 6] as const) await flush(family);
+  }, 60_000);
 
-  after(() => lab?.cleanup(datapath));
+  afterAll(async () => {
+    try {
+      datapath?.close();
+    } finally {
+      await lab?.destroy();
+    }
+  });
 
   test('the tc filter sits on the host-side interface with the fixed handle', () => {
     const native = loadNative();
-    const ifindex = native.ifNameToIndex(lab.podHostIf, `/run/netns/${lab.nodeNs}`);
-    assert.equal(typeof native.tcQueryIngress(ifindex, 0xe9, 0xe9, `/run/netns/${lab.nodeNs}`), 'number');
+    const ifindex = native.ifNameToIndex(pod.nodeInterface, `/run/netns/${lab.nodeNetns}`);
+    assert.equal(typeof native.tcQueryIngress(ifindex, 0xe9, 0xe9, `/run/netns/${lab.nodeNetns}`), 'number');
     assert.throws(
-      () => datapath!.setWorkload(lab.workloadCgroup, rules(), { interfaces: ['eg-no-such-if'], addresses: [lab.podV4] }),
+      () => datapath!.setWorkload(pod.cgroupPath, rules(), { interfaces: ['eg-no-such-if'], addresses: [pod.ipv4] }),
       /interface eg-no-such-if not found/,
     );
     assert.throws(
-      () => datapath!.setWorkload(lab.workloadCgroup, rules(), { interfaces: [lab.podHostIf], addresses: [] }),
+      () => datapath!.setWorkload(pod.cgroupPath, rules(), { interfaces: [pod.nodeInterface], addresses: [] }),
       /need the workload's addresses/,
     );
   });
 
   for (const family of [4, 6] as const) {
-    const own = (): string => (family === 4 ? lab.podV4 : lab.podV6);
-    const forged = (): string => (family === 4 ? lab.podV4.replace(/\.2$/, '.99') : lab.podV6.replace(/::2$/, '::99'));
+    const own = (): string => (family === 4 ? pod.ipv4 : pod.ipv6);
+    const forged = (): string => (family === 4 ? pod.ipv4.replace(/\.2$/, '.99') : pod.ipv6.replace(/::2$/, '::99'));
 
     test(`IPv${family}: AF_PACKET frames are judged at tc: allowed passes, others and forged sources drop`, async () => {
       send({ mode: 'packet', src: own(), dst: lab.inet(DENIED, family), payload: `pkt-denied-${family}` });
@@ -281,8 +288,6 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
    * judges like any UDP connect; the echo itself is sent here from python raw and ping sockets. */
   for (const kind of ['raw', 'dgram'] as const) {
     test(`ICMP echo from ${kind === 'raw' ? 'a raw socket (CAP_NET_RAW)' : 'a ping socket (ping_group_range)'} is judged per packet at cgroup_skb`, async () => {
-      if (kind === 'dgram')
-        sh('nsenter', [`--net=/run/netns/${lab.podNs}`, '--', 'sysctl', '-qw', 'net.ipv4.ping_group_range=0 2147483647']);
       for (const family of [4, 6] as const) {
         const ping = (host: number): { reply: boolean } =>
           JSON.parse(inPod(['python3', '-c', PING_SCRIPT], { EG_ARGS: JSON.stringify({ kind, dst: lab.inet(host, family) }) }).stdout) as {
@@ -298,10 +303,10 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
   }
 
   test('a raw socket with a forged source is dropped at cgroup_skb; with its own source it is judged by destination', async () => {
-    send({ mode: 'raw', src: lab.podV4.replace(/\.2$/, '.77'), dst: lab.inet(UDP_OK, 4), payload: 'raw-forged' });
-    send({ mode: 'raw', src: lab.podV4, dst: lab.inet(DENIED, 4), payload: 'raw-denied' });
-    send({ mode: 'raw', src: lab.podV4, dst: lab.inet(UDP_OK, 4), payload: 'raw-allowed' });
-    send({ mode: 'raw', src: lab.podV4, dst: lab.inet(UDP_OK, 4), payload: `raw-fragments-${'z'.repeat(64)}`, fragments: 2, id: 0x2345 });
+    send({ mode: 'raw', src: pod.ipv4.replace(/\.2$/, '.77'), dst: lab.inet(UDP_OK, 4), payload: 'raw-forged' });
+    send({ mode: 'raw', src: pod.ipv4, dst: lab.inet(DENIED, 4), payload: 'raw-denied' });
+    send({ mode: 'raw', src: pod.ipv4, dst: lab.inet(UDP_OK, 4), payload: 'raw-allowed' });
+    send({ mode: 'raw', src: pod.ipv4, dst: lab.inet(UDP_OK, 4), payload: `raw-fragments-${'z'.repeat(64)}`, fragments: 2, id: 0x2345 });
     await flush(4);
     assert.ok(
       received.includes('raw-allowed'),
@@ -334,11 +339,11 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
     const child = spawn(
       'nsenter',
       [
-        `--net=/run/netns/${lab.podNs}`,
+        `--net=${pod.netnsPath}`,
         '--',
         'sh',
         '-c',
-        `echo $$ > ${join(lab.workloadCgroup, 'cgroup.procs')} && exec "$0" -e "$EG_SCRIPT"`,
+        `echo $$ > ${join(pod.cgroupPath, 'cgroup.procs')} && exec "$0" -e "$EG_SCRIPT"`,
         process.execPath,
       ],
       { env: { ...process.env, EG_SCRIPT: script }, stdio: ['pipe', 'pipe', 'inherit'] },
@@ -356,11 +361,11 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
     const fresh = spawnSync(
       'nsenter',
       [
-        `--net=/run/netns/${lab.podNs}`,
+        `--net=${pod.netnsPath}`,
         '--',
         'sh',
         '-c',
-        `echo $$ > ${join(lab.workloadCgroup, 'cgroup.procs')} && exec "$0" -e "$1"`,
+        `echo $$ > ${join(pod.cgroupPath, 'cgroup.procs')} && exec "$0" -e "$1"`,
         process.execPath,
         `require('net').connect(${SINK_PORT}, '${host}').on('error', (e) => { console.log(e.code); process.exit(0); }).on('connect', () => { console.log('connected'); process.exit(0); })`,
       ],

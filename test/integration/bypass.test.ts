@@ -1,11 +1,11 @@
 // Bypass attempts against the real agent, the real kernel programs and a real resolver, in a network-namespace lab.
 // Every attempt from the rogue workload must fail; the benign workload's allowed traffic must keep working throughout.
 
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, PROBE_SCRIPT } from '../../src/lab/lab.js';
-import { LabAgent } from '../../src/lab/lab-agent.js';
+import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, PROBE_SCRIPT } from '../../lab/lab.js';
+import { LabAgent } from '../../lab/lab-agent.js';
 import type {
   DnsProbeResult,
   LoopTcpProbeResult,
@@ -13,7 +13,7 @@ import type {
   TcpProbeResult,
   TlsProbeResult,
   UdpProbeResult,
-} from '../../src/lab/probe-result.js';
+} from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const BENIGN = { pod: 'benign', namespace: 'obot-mcp', name: 'ms1kbsng-xyz', labels: { app: 'ms1kbsng' } };
@@ -99,7 +99,7 @@ describe('bypass attempts against an enforcing agent', { skip: privilegedSkip() 
   let lab: Lab;
   let agent: LabAgent;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({
       prefix: uniquePrefix('by'),
       pods: [BENIGN.pod, ROGUE.pod],
@@ -118,7 +118,7 @@ describe('bypass attempts against an enforcing agent', { skip: privilegedSkip() 
     await agent.waitForPolicies(['benign-fw', 'rogue-fw']);
   });
 
-  after(async () => {
+  afterAll(async () => {
     try {
       await agent?.teardown();
     } finally {

@@ -1,15 +1,17 @@
-// The datapath against the real kernel, in the shared netns lab (pod <-> node <-> inet), with the lab's
-// test cgroup tree as the attach point and client processes placed in (pod netns + workload cgroup).
+// The datapath against the real kernel, in the lab's network (pod <-> node <-> inet, no agent or lab services), with
+// the lab's cgroup tree as the attach point and client processes placed in (pod netns + workload cgroup).
 import * as assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { openDatapath } from '../../src/datapath/datapath.js';
 import type { Datapath, DatapathOptions, KernelEvent } from '../../src/datapath/types.js';
-import { privilegedSkip } from '../support/privileged.js';
-import { createLab, eventMatching as eventIn, rule, sh, type Lab } from './datapath-lab.js';
+import { mustRunSync } from '../../lab/exec.js';
+import { Lab } from '../../lab/lab.js';
+import { eventMatching as eventIn, rule } from '../support/datapath-helpers.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
 const skip = privilegedSkip();
@@ -20,7 +22,8 @@ const LEARNED = 4; // address only reachable through a learned entry
 const UNROUTED_RESOLVER_V4 = '198.19.255.53'; // nothing routes it beyond the pod: only steering can answer
 const UNROUTED_RESOLVER_V6 = 'fd00:eb:ffff::53';
 const PROXY_PORT = 5353;
-const NESTED = 'workload/container';
+const POD = 'workload';
+const NESTED = `${POD}/container`;
 const OTHER_CGROUP = 'other';
 
 /** Listeners in the inet namespace: TCP answers `ok:<port>`, UDP echoes; port 5353 plays the DNS proxy. */
@@ -93,23 +96,36 @@ describe('datapath (real kernel)', { skip }, () => {
   const v4 = (host: number): string => lab.inet(host, 4);
   const v6 = (host: number): string => lab.inet(host, 6);
 
-  const client = (cgroup: string, op: ClientOp): Promise<ClientResult> => lab.inPod<ClientResult>(CLIENT_SCRIPT, op, { cgroup });
+  const client = (cgroup: string, op: ClientOp): Promise<ClientResult> =>
+    lab.runScriptInPod<ClientResult>(POD, CLIENT_SCRIPT, op, { cgroup });
   const eventMatching = (predicate: (event: KernelEvent) => boolean): Promise<KernelEvent> => eventIn(events, predicate);
   const cgroupId = (path: string): bigint => statSync(path, { bigint: true }).ino;
 
-  before(
-    async () => {
-      lab = createLab('dp', { extraCgroups: [NESTED, OTHER_CGROUP] });
-      ({ cgroupRoot, attachCgroup, workloadCgroup, pinDir } = lab);
-      nestedCgroup = join(attachCgroup, NESTED);
-      otherCgroup = join(attachCgroup, OTHER_CGROUP);
-      options = { objectPath, pinDir, attachCgroup };
-      await lab.serve(SERVER_SCRIPT, { EG_PROXY: JSON.stringify([v4(INET), v6(INET)]) });
-    },
-    { timeout: 30_000 },
-  );
+  beforeAll(async () => {
+    lab = await Lab.create({
+      prefix: uniquePrefix('dp'),
+      pods: [POD],
+      hosts: [],
+      unnamedHosts: [INET, OTHER, LEARNED],
+      services: false,
+      extraCgroups: [NESTED, OTHER_CGROUP],
+    });
+    ({ attachCgroup, pinDir } = lab);
+    cgroupRoot = dirname(attachCgroup);
+    workloadCgroup = lab.pod(POD).cgroupPath;
+    nestedCgroup = join(attachCgroup, NESTED);
+    otherCgroup = join(attachCgroup, OTHER_CGROUP);
+    options = { objectPath, pinDir, attachCgroup };
+    await lab.serve(SERVER_SCRIPT, { EG_PROXY: JSON.stringify([v4(INET), v6(INET)]) });
+  }, 30_000);
 
-  after(() => lab?.cleanup(datapath));
+  afterAll(async () => {
+    try {
+      datapath?.close();
+    } finally {
+      await lab?.destroy();
+    }
+  });
 
   test('before enrolment every cgroup is unaffected', async () => {
     datapath = openDatapath(options);
@@ -427,7 +443,7 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).code, 'EPERM');
     assert.equal(datapath.setWorkload(workloadCgroup, [rule({ ruleId: 401, action: 'permit', anyDestination: true })]), workloadId);
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
-    const attached = JSON.parse(sh('bpftool', ['cgroup', 'show', attachCgroup, '-j'])) as unknown[];
+    const attached = JSON.parse(mustRunSync(['bpftool', 'cgroup', 'show', attachCgroup, '-j'])) as unknown[];
     assert.equal(attached.length, 9, 'one program per hook (8 socket hooks + cgroup_skb egress), no duplicates after adoption');
   });
 
@@ -436,7 +452,7 @@ describe('datapath (real kernel)', { skip }, () => {
     datapath!.destroy();
     datapath = null;
     assert.equal(existsSync(pinDir), false);
-    assert.deepEqual(JSON.parse(sh('bpftool', ['cgroup', 'show', attachCgroup, '-j']).trim() || '[]'), []);
+    assert.deepEqual(JSON.parse(mustRunSync(['bpftool', 'cgroup', 'show', attachCgroup, '-j']).trim() || '[]'), []);
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
   });
 });

@@ -1,7 +1,7 @@
 // The DNS proxy and the name refresher against a real dnsmasq on loopback (unprivileged high ports, no netns).
 // Assertions about what reached the resolver read dnsmasq's own query log.
 
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as dgram from 'node:dgram';
@@ -166,7 +166,7 @@ describe('DNS proxy against dnsmasq', () => {
     assert.ok(queryLog().includes(`query[A] ${marker} `), `dnsmasq never logged the marker ${marker}`);
   }
 
-  before(async () => {
+  beforeAll(async () => {
     const port = await freePort();
     upstream = { ip: '127.0.0.1', port };
     const manyRecords = Array.from({ length: 40 }, (_, i) => `--host-record=many.cdn.example,198.18.101.${i + 1},60`);
@@ -203,7 +203,7 @@ describe('DNS proxy against dnsmasq', () => {
     throw new Error(`dnsmasq did not start on 127.0.0.1:${port}`);
   });
 
-  after(async () => {
+  afterAll(async () => {
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     if (dnsmasq?.pid !== undefined && dnsmasq.exitCode === null) {
       const exited = new Promise((resolve) => dnsmasq?.once('exit', resolve));

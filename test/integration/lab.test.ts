@@ -7,12 +7,12 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { findCgroup2Mount } from '../../src/datapath/mounts.js';
-import { mustRun } from '../../src/lab/exec.js';
-import { LAB_UNLISTED_TLS_NAME } from '../../src/lab/certs.js';
-import type { ServerRecord } from '../../src/lab/internet-server.js';
-import { LAB_TLS_PORT, Lab } from '../../src/lab/lab.js';
+import { mustRun } from '../../lab/exec.js';
+import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
+import type { ServerRecord } from '../../lab/internet-server.js';
+import { LAB_TLS_PORT, Lab, type LabOptions } from '../../lab/lab.js';
 import type {
   DnsProbeResult,
   LoopTcpProbeResult,
@@ -20,7 +20,7 @@ import type {
   ProbeResultOfKind,
   TcpProbeResult,
   UdpProbeResult,
-} from '../../src/lab/probe-result.js';
+} from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 function labNetns(prefix: string): string[] {
@@ -53,10 +53,10 @@ describe('containment lab', { skip: privilegedSkip() }, () => {
   const prefix = uniquePrefix('lb');
   let lab: Lab;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({ prefix, pods: ['alpha', 'beta'] });
   });
-  after(async () => {
+  afterAll(async () => {
     await lab?.destroy();
   });
 
@@ -162,10 +162,10 @@ describe('lab TLS and packet-layer probes, without BPF', { skip: privilegedSkip(
   const HTTPBIN = { v4: '198.18.100.20', v6: 'fd00:eb:100::20' };
   let lab: Lab;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({ prefix, pods: ['alpha'] });
   });
-  after(async () => {
+  afterAll(async () => {
     await lab?.destroy();
   });
 
@@ -354,5 +354,73 @@ describe('containment lab create failure', { skip: privilegedSkip() }, () => {
       await mustRun(['ip', 'netns', 'delete', bystander]).catch(() => undefined);
       await Lab.cleanupStale(new RegExp(`^${prefix}$`));
     }
+  });
+});
+
+describe('lab network without services (the datapath tests use it)', { skip: privilegedSkip() }, () => {
+  const prefix = uniquePrefix('ln');
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await Lab.create({
+      prefix,
+      pods: ['solo'],
+      hosts: [],
+      unnamedHosts: [7],
+      services: false,
+      extraCgroups: ['solo/child', 'other'],
+    });
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  test('no resolver, internet server or CA runs; unnamed hosts and extra cgroups exist', async () => {
+    assert.deepEqual(processesMentioning(prefix), []);
+    assert.throws(() => lab.caPath, /services: false/);
+    const addresses = await mustRun(['ip', '-n', lab.inetNetns, 'addr', 'show', 'dev', 'lo']);
+    assert.match(addresses, /198\.18\.100\.7\/32/);
+    assert.match(addresses, /fd00:eb:100::7\/128/);
+    assert.equal(lab.inet(7, 6), 'fd00:eb:100::7');
+    for (const relative of ['solo/child', 'other']) assert.ok(existsSync(join(lab.attachCgroup, relative)), relative);
+  });
+
+  test('a served script in inet answers a pod script run in a chosen cgroup, over IPv4 and IPv6', async () => {
+    await lab.serve(`require('net').createServer((s) => s.end('ok')).listen({ port: 80, host: '::' }, () => console.log('ready'));`);
+    const script = `
+      const a = JSON.parse(process.env.EG_ARGS);
+      const cgroup = require('fs').readFileSync('/proc/self/cgroup', 'utf8').split('\\n').find((line) => line.startsWith('0::'));
+      const s = require('net').connect({ host: a.host, port: 80 });
+      let data = '';
+      s.on('data', (c) => (data += c));
+      s.on('end', () => console.log(JSON.stringify({ data, cgroup })));
+      s.on('error', (e) => console.log(JSON.stringify({ error: e.code, cgroup })));`;
+    for (const family of [4, 6] as const) {
+      const result = await lab.runScriptInPod<{ data?: string; cgroup: string }>(
+        'solo',
+        script,
+        { host: lab.inet(7, family) },
+        {
+          cgroup: join(lab.attachCgroup, 'solo/child'),
+        },
+      );
+      assert.deepEqual(result, { data: 'ok', cgroup: `0::/${prefix}/solo/child` });
+    }
+  });
+
+  test('bad unnamed hosts and extra cgroups are rejected before anything is created', async () => {
+    const create = (options: Partial<LabOptions>): Promise<Lab> =>
+      Lab.create({ prefix: uniquePrefix('lo'), pods: ['a'], hosts: [], services: false, ...options });
+    await assert.rejects(create({ unnamedHosts: [53] }), /unnamed lab host 53 must be 1-254 and not a resolver address/);
+    await assert.rejects(create({ unnamedHosts: [300] }), /unnamed lab host 300 must be 1-254/);
+    await assert.rejects(create({ extraCgroups: ['../escape'] }), /extra cgroup "\.\.\/escape" must be a relative path/);
+  });
+
+  test('destroy removes what a datapath left pinned, the cgroups and the netns', async () => {
+    mkdirSync(join(lab.pinDir, 'maps'), { recursive: true });
+    await lab.destroy();
+    assert.equal(existsSync(lab.pinDir), false);
+    assert.equal(existsSync(lab.attachCgroup), false);
+    assert.deepEqual(labNetns(prefix), []);
   });
 });

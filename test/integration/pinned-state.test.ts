@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { EG_ABI_VERSION, encodeU32 } from '../../src/datapath/abi.js';
 import { destroyPinned, openDatapath, pinPaths } from '../../src/datapath/datapath.js';
@@ -73,7 +73,7 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
   let options: DatapathOptions;
   let datapath: Datapath | null = null;
 
-  before(() => {
+  beforeAll(() => {
     const cgroup2 = findCgroup2Mount();
     assert.ok(cgroup2, 'cgroup2 must be mounted');
     attachCgroup = join(cgroup2, prefix);
@@ -93,7 +93,7 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
     datapath.setWorkload(workloadCgroup, []);
   });
 
-  after(() => {
+  afterAll(() => {
     datapath?.close();
     if (existsSync(pinDir)) destroyPinned(loadNative(), pinDir);
     for (const dir of [workloadCgroup, attachCgroup]) if (dir && existsSync(dir)) rmdirSync(dir);

@@ -6,17 +6,19 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { openDatapath } from '../../src/datapath/datapath.js';
 import type { Datapath, DatapathSettings, KernelEvent, KernelRule } from '../../src/datapath/types.js';
-import { privilegedSkip } from '../support/privileged.js';
+import { Lab } from '../../lab/lab.js';
+import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
-import { createLab, eventMatching, rule, type Lab } from './datapath-lab.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
 const skip = privilegedSkip();
 
+const POD = 'workload';
 const LEARNED = 2; // inet host whose address is learned for the web rule
 const UNLEARNED = 3;
 const WEB_RULE = 11;
@@ -141,34 +143,32 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
     });
 
   const tlsClient = (host: string, servername: string | null): Promise<TlsResult> =>
-    lab.inPod<TlsResult>(CLIENT_SCRIPT, { op: 'tls', host, servername, ca });
+    lab.runScriptInPod<TlsResult>(POD, CLIENT_SCRIPT, { op: 'tls', host, servername, ca });
   const rawClient = (host: string, parts: string[], port = SINK_PORT): Promise<RawResult> =>
-    lab.inPod<RawResult>(CLIENT_SCRIPT, { op: 'raw', host, port, parts });
+    lab.runScriptInPod<RawResult>(POD, CLIENT_SCRIPT, { op: 'raw', host, port, parts });
 
-  before(
-    async () => {
-      certDir = mkdtempSync(join(tmpdir(), 'eg-sni-'));
-      const certs = makeCertificates(certDir);
-      ca = readFileSync(certs.ca, 'utf8');
-      lab = createLab('sn');
-      await lab.serve(SERVER_SCRIPT, { EG_KEY: certs.key, EG_CERT: certs.cert });
-      datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
-      datapath.onEvent((event) => events.push(event));
-      datapath.configure(settings);
-      workloadId = datapath.setWorkload(lab.workloadCgroup, [webRule()]);
-      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
-      for (const family of [4, 6] as const) {
-        datapath.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(LEARNED, family), expiresAtNs }]);
-      }
-    },
-    { timeout: 60_000 },
-  );
+  beforeAll(async () => {
+    certDir = mkdtempSync(join(tmpdir(), 'eg-sni-'));
+    const certs = makeCertificates(certDir);
+    ca = readFileSync(certs.ca, 'utf8');
+    lab = await Lab.create({ prefix: uniquePrefix('sn'), pods: [POD], hosts: [], unnamedHosts: [LEARNED, UNLEARNED], services: false });
+    await lab.serve(SERVER_SCRIPT, { EG_KEY: certs.key, EG_CERT: certs.cert });
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
+    datapath.onEvent((event) => events.push(event));
+    datapath.configure(settings);
+    workloadId = datapath.setWorkload(lab.pod(POD).cgroupPath, [webRule()]);
+    const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+    for (const family of [4, 6] as const) {
+      datapath.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(LEARNED, family), expiresAtNs }]);
+    }
+  }, 60_000);
 
-  after(() => {
+  afterAll(async () => {
     try {
-      lab?.cleanup(datapath);
+      datapath?.close();
     } finally {
       if (certDir) rmSync(certDir, { recursive: true, force: true });
+      await lab?.destroy();
     }
   });
 
@@ -249,7 +249,7 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
   }
 
   test('a `*` rule accepts any SNI but still needs one', async () => {
-    datapath!.setWorkload(lab.workloadCgroup, [
+    datapath!.setWorkload(lab.pod(POD).cgroupPath, [
       rule({
         ruleId: ANY_RULE,
         action: 'permit',
@@ -269,12 +269,12 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
         assert.equal(noSni.ok, false);
       }
     } finally {
-      datapath!.setWorkload(lab.workloadCgroup, [webRule()]);
+      datapath!.setWorkload(lab.pod(POD).cgroupPath, [webRule()]);
     }
   });
 
   test('a deny webGroup rule before a permit-all rule denies only its names', async () => {
-    datapath!.setWorkload(lab.workloadCgroup, [
+    datapath!.setWorkload(lab.pod(POD).cgroupPath, [
       webRule({ ruleId: 21, action: 'deny', domains: [{ kind: 'exact', name: 'evil.example' }] }),
       rule({ ruleId: 22, action: 'permit', protocol: 'tcp', anyDestination: true }),
     ]);
@@ -286,13 +286,13 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
       const event = await eventMatching(events, (e) => e.pid === denied.pid && e.layer === 'tls');
       assert.deepEqual([event.verdict, event.ruleId], ['denied', 21]);
     } finally {
-      datapath!.setWorkload(lab.workloadCgroup, [webRule()]);
+      datapath!.setWorkload(lab.pod(POD).cgroupPath, [webRule()]);
     }
   });
 
   test('invalid domain patterns are rejected with the rule named', () => {
     assert.throws(
-      () => datapath!.setWorkload(lab.workloadCgroup, [webRule({ domains: [{ kind: 'exact', name: 'bad name.example' }] })]),
+      () => datapath!.setWorkload(lab.pod(POD).cgroupPath, [webRule({ domains: [{ kind: 'exact', name: 'bad name.example' }] })]),
       /rule #0 \(id 11\): domain "bad name.example" contains " "/,
     );
   });

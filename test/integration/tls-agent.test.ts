@@ -3,16 +3,16 @@
 // servers (certificates by SNI, signed by the lab CA). Every case runs over IPv4 and IPv6.
 // What reached the far end is read from the lab server's log, matched by the probe's source port.
 
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { LAB_UNLISTED_TLS_NAME } from '../../src/lab/certs.js';
-import { DEFAULT_LAB_HOSTS, Lab, type LabHost } from '../../src/lab/lab.js';
-import { CLI_SCRIPT, LabAgent } from '../../src/lab/lab-agent.js';
-import type { ServerRecord } from '../../src/lab/internet-server.js';
+import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
+import { DEFAULT_LAB_HOSTS, Lab, type LabHost } from '../../lab/lab.js';
+import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import type { ServerRecord } from '../../lab/internet-server.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import type { FlowEvent } from '../../src/events/types.js';
-import type { ProbeResult, ProbeResultOfKind } from '../../src/lab/probe-result.js';
+import type { ProbeResult, ProbeResultOfKind } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const WEB = { pod: 'web', namespace: 'obot-mcp', name: 'web-7f9c', labels: { app: 'web' } };
@@ -79,7 +79,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
   let lab: Lab;
   let agent: LabAgent;
 
-  before(async () => {
+  beforeAll(async () => {
     lab = await Lab.create({
       prefix: uniquePrefix('tl'),
       pods: [WEB.pod],
@@ -96,7 +96,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
     );
   });
 
-  after(async () => {
+  afterAll(async () => {
     try {
       await agent?.teardown();
     } finally {

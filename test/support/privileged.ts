@@ -5,11 +5,15 @@ import { randomBytes } from 'node:crypto';
 export const inCi = process.env.CI === 'true';
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-/** Pass as the `skip` option of describe()/test(): false when the test can run. */
-export function privilegedSkip(): string | false {
+let skipReported = false;
+
+/** Pass as the `skip` option of describe()/test(): false when the test can run; the reason to skip is printed once. */
+export function privilegedSkip(): boolean {
   if (isRoot) return false;
   if (inCi) throw new Error('privileged tests must run in CI: run .ci/run as root');
-  return 'needs root (CAP_BPF, CAP_NET_ADMIN, cgroup and netns access)';
+  if (!skipReported) console.warn('skipping privileged tests: they need root (CAP_BPF, CAP_NET_ADMIN, cgroup and netns access)');
+  skipReported = true;
+  return true;
 }
 
 /** A short unique prefix for everything a test creates (netns, veth, cgroups, pins). Interface names cap at 15 chars. */

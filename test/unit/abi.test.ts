@@ -4,7 +4,7 @@
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 
 import {
   ACTION,

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 
 import { EG_DOMAIN_NAME_MAX, EG_HELLO_MAX, PROBE, RULE_FLAG, encodeDomainKey, encodeProbeInput } from '../../src/datapath/abi.js';
 import { ensureBpffs } from '../../src/datapath/mounts.js';
@@ -62,7 +62,7 @@ describe('ClientHello parser fuzz (BPF_PROG_TEST_RUN)', { skip }, () => {
   let probe: NativeProgram;
   let pinRoot = '';
 
-  before(() => {
+  beforeAll(() => {
     pinRoot = join(ensureBpffs(), uniquePrefix('fz'));
     mkdirSync(pinRoot);
     object = new (loadNative().BpfObject)(objectPath, pinRoot);
@@ -74,7 +74,7 @@ describe('ClientHello parser fuzz (BPF_PROG_TEST_RUN)', { skip }, () => {
     probe = object.program('eg_hello_probe');
   });
 
-  after(() => {
+  afterAll(() => {
     object?.close();
     if (pinRoot) {
       for (const name of readdirSync(pinRoot)) unlinkSync(join(pinRoot, name));

@@ -2,9 +2,9 @@
 // well-formed bytes: lengths, record framing, GREASE rules, checksums and fragment layout.
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { describe, test } from 'node:test';
-import { EXTENSION_ECH, EXTENSION_SERVER_NAME, buildClientHello, parseClientHello } from '../../src/lab/clienthello.js';
-import { buildUdpFragments, buildUdpPacket, internetChecksum } from '../../src/lab/packet.js';
+import { describe, test } from 'vitest';
+import { EXTENSION_ECH, EXTENSION_SERVER_NAME, buildClientHello, parseClientHello } from '../../lab/clienthello.js';
+import { buildUdpFragments, buildUdpPacket, internetChecksum } from '../../lab/packet.js';
 import { ipBytes } from '../../src/model/ip.js';
 
 /** Deterministic byte source, so failures reproduce. */

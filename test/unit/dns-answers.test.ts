@@ -1,4 +1,4 @@
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import * as assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
 import { AddressCap } from '../../src/dns/address-cap.js';

@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { EventPipeline } from '../../src/events/pipeline.js';
 import { flowEvent, manualClock, MemorySink } from './events-helpers.js';
 

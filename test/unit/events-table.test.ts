@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { renderPolicyLogTable } from '../../src/events/table.js';
 import { flowEvent } from './events-helpers.js';
 

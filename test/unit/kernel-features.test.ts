@@ -1,7 +1,7 @@
 // The kernel-feature check runs before the object loads: a missing feature is reported by name,
 // with the Linux release that has it and the setting that avoids it. Probe results are injected.
 import * as assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 
 import { FEATURE_NEEDS, checkKernelFeatures } from '../../src/datapath/features.js';
 import type { KernelFeatures } from '../../src/datapath/native.js';

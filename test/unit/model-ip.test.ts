@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { formatIp, ipBytes, isIpv6Address, unmapIpv4 } from '../../src/model/ip.js';
 
 describe('src/model/ip: the one home of address helpers', () => {

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { compileForWorkload, compilePolicy, compilePolicyForWorkload } from '../../src/policy/compile.js';
 import { hostModeResolver, type DestinationResolver } from '../../src/policy/destination-resolver.js';

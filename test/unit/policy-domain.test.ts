@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { parseCidr } from '../../src/policy/cidr.js';
 import { DomainIndex, matchesDomain, normalizeDomain, parseDomainPattern } from '../../src/policy/domains.js';
 import type { DomainPattern } from '../../src/policy/types.js';

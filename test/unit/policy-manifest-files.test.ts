@@ -2,12 +2,12 @@ import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from 'vitest';
 import { manifestFilesIn } from '../../src/policy/manifest-files.js';
 
 describe('manifestFilesIn: the one walker of policy lint and the agent', () => {
   const root = mkdtempSync(join(tmpdir(), 'egressguard-manifests-'));
-  after(() => rmSync(root, { recursive: true, force: true }));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
   const write = (path: string): void => {
     mkdirSync(join(root, path, '..'), { recursive: true });
     writeFileSync(join(root, path), 'kind: FirewallPolicy\n');

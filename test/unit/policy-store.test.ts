@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from 'vitest';
 import { formatDiagnostic, lintFiles } from '../../src/policy/lint.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import type { PolicyDiagnostic } from '../../src/policy/types.js';
@@ -159,7 +159,7 @@ describe('PolicyStore', () => {
 
 describe('lintFiles and formatDiagnostic', () => {
   const dir = mkdtempSync(join(tmpdir(), 'egressguard-lint-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test('the lab fixtures lint clean', () => {
     assert.deepEqual(lintFiles([fixturesDir]), { diagnostics: [], ok: true });

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { formatDiagnostic } from '../../src/policy/lint.js';
 import { parseManifests } from '../../src/policy/parse.js';
 import { MAX_DOMAINS_PER_WEBGROUP } from '../../src/policy/validate.js';

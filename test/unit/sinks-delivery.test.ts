@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { Delivery, type DeliveryOptions } from '../../src/sinks/delivery.js';
 import { DeliveredSink } from '../../src/sinks/sink.js';
 import { jsonLinesFormat } from '../../src/sinks/formats/jsonl.js';

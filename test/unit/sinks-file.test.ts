@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from 'vitest';
 import { EventPipeline } from '../../src/events/pipeline.js';
 import { Delivery } from '../../src/sinks/delivery.js';
 import { createSinks } from '../../src/sinks/registry.js';
@@ -16,7 +16,7 @@ const FULL_DEVICE = '/dev/full';
 
 describe('file transport', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'egressguard-sinks-'));
-  after(() => rm(dir, { recursive: true, force: true }));
+  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   test('appends newline-terminated records, creating the directory', async () => {
     const path = join(dir, 'a', 'b', 'events.jsonl');

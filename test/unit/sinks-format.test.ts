@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import type { PipelineNotice } from '../../src/events/sink.js';
 import type { FlowEvent } from '../../src/events/types.js';

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/agent/config.js';
 import { EventPipeline } from '../../src/events/pipeline.js';
 import { createSinks, type DeliveredSink } from '../../src/sinks/registry.js';
@@ -16,7 +16,7 @@ function jsonlSink(path: string): DeliveredSink {
 
 describe('jsonl sink', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'egressguard-events-'));
-  after(() => rm(dir, { recursive: true, force: true }));
+  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   async function linesOf(path: string): Promise<Record<string, unknown>[]> {
     return (await readFile(path, 'utf8'))

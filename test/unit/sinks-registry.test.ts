@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/agent/config.js';
 import { createSinks, sinkStats, type SinkConfig } from '../../src/sinks/registry.js';
 import { MemoryLog } from './sinks-helpers.js';

@@ -3,7 +3,7 @@
 //     A real handshake with Node's TLS stack. Default SNI: the target when it is a name, none when it is an IP.
 //   hello <ip> <port> [--sni NAME] [--split K | --split-at A,B,..] [--ech] [--grease] [--tls-version V] [--pad N]
 //         [--plain-http] [--timeout-ms N]
-//     A hand-built ClientHello (src/lab/clienthello.ts) written in separate TCP segments; reports what came back.
+//     A hand-built ClientHello (lab/clienthello.ts) written in separate TCP segments; reports what came back.
 import { readFileSync } from 'node:fs';
 import { connect as connectTcp, isIP } from 'node:net';
 import { connect as connectTls } from 'node:tls';

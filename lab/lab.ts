@@ -1,10 +1,13 @@
-// A containment lab on one host, built from network namespaces and cgroups, for integration tests, benchmarks and
-// `egressguard demo`. Every name carries the caller's prefix; only 198.18.0.0/15 and fd00:eb::/32 are used; the host's
-// own network namespace is never configured (interfaces are created directly inside the lab's namespaces).
+// A containment lab on one host, built from network namespaces and cgroups, for the integration tests, the benchmarks
+// and `egressguard demo`. Every name carries the caller's prefix; only 198.18.0.0/15 and fd00:eb::/32 are used; the
+// host's own network namespace is never configured (interfaces are created directly inside the lab's namespaces).
 //
 //   pod netns <prefix>-p<i>  --veth-->  node netns <prefix>-node  --veth-->  inet netns <prefix>-inet
 //   eth0 198.18.(10+i).2              forwarding on, DNS proxy        dnsmasq (resolver + alternate),
 //                                      addresses on its lo            test servers on every host address (lo)
+//
+// With `services: false` the lab is the network alone (namespaces, veths, cgroups, pins, cleanup): the datapath tests
+// load the programs themselves and start their own servers in inet with serve().
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -13,7 +16,9 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findCgroup2Mount } from '../datapath/mounts.js';
+import { destroyPinned } from '../src/datapath/datapath.js';
+import { ensureBpffs, findCgroup2Mount } from '../src/datapath/mounts.js';
+import { loadNative } from '../src/datapath/native.js';
 import { createLabPki, type LabPki } from './certs.js';
 import { collect, mustRun, run, type RunResult } from './exec.js';
 import type { InternetServerConfig, ServerRecord } from './internet-server.js';
@@ -59,6 +64,12 @@ export interface LabOptions {
   hosts?: readonly LabHost[];
   /** Host names (from `hosts`) whose every subdomain resolves to that host's addresses. Default: attacker.example when present. */
   wildcardDomains?: string[];
+  /** Internet addresses without a name (see Lab.inet): 198.18.100.<n> and fd00:eb:100::<n> for each n. */
+  unnamedHosts?: number[];
+  /** Resolvers, the internet server and the lab CA (default true). Without them the lab is the network alone. */
+  services?: boolean;
+  /** More cgroups under the attach cgroup, relative to it and parents first (e.g. `<pod>/container`, `other`). */
+  extraCgroups?: string[];
 }
 
 export interface LabPod {
@@ -83,12 +94,16 @@ export interface LabSpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** Default 'ignore': an unread pipe would eventually block a chatty program such as the agent. */
   stdio?: StdioOptions;
+  /** Pods only: the cgroup directory to run in instead of the pod's own (e.g. one of LabOptions.extraCgroups). */
+  cgroup?: string;
 }
 
 export interface LabRunOptions {
   timeoutMs?: number;
   input?: string;
   env?: NodeJS.ProcessEnv;
+  /** Pods only: as LabSpawnOptions.cgroup. */
+  cgroup?: string;
 }
 
 export interface ResolverQuery {
@@ -115,7 +130,19 @@ export const PROBE_SCRIPT = join(HERE, 'probe.js');
 // cgroup, then become the requested program (same PID throughout, so the PID we track is the program's).
 const POD_ENTRY_SCRIPT = 'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && echo $$ > "$3" && shift 3 && exec "$@"';
 
-function validateOptions(options: LabOptions): { hosts: LabHost[]; wildcardDomains: string[] } {
+/** Address <host> of the lab internet's 198.18.100.0/24 and fd00:eb:100::/64 (the named hosts use the same scheme). */
+function internetAddress(host: number, family: 4 | 6): string {
+  return family === 4 ? `198.18.100.${host}` : `fd00:eb:100::${host}`;
+}
+
+interface ValidatedOptions {
+  hosts: LabHost[];
+  wildcardDomains: string[];
+  unnamedHosts: number[];
+  extraCgroups: string[];
+}
+
+function validateOptions(options: LabOptions): ValidatedOptions {
   if (!PREFIX_PATTERN.test(options.prefix)) {
     throw new Error(`lab prefix "${options.prefix}" must match ${PREFIX_PATTERN} (interface names are limited to 15 characters)`);
   }
@@ -158,7 +185,19 @@ function validateOptions(options: LabOptions): { hosts: LabHost[]; wildcardDomai
   for (const domain of wildcardDomains) {
     if (!hostNames.has(domain)) throw new Error(`wildcard domain "${domain}" must be one of the lab hosts`);
   }
-  return { hosts, wildcardDomains };
+  const unnamedHosts = [...(options.unnamedHosts ?? [])];
+  for (const host of unnamedHosts) {
+    const address = Number.isInteger(host) && host >= 1 && host <= 254 ? internetAddress(host, 4) : null;
+    if (address === null || reserved.check(address, 'ipv4'))
+      throw new Error(`unnamed lab host ${host} must be 1-254 and not a resolver address`);
+    if (seenAddresses.has(address)) throw new Error(`unnamed lab host ${host}: address ${address} is used twice`);
+    seenAddresses.add(address);
+  }
+  const extraCgroups = [...(options.extraCgroups ?? [])];
+  for (const cgroup of extraCgroups) {
+    if (!/^[a-z0-9-]+(\/[a-z0-9-]+)*$/.test(cgroup)) throw new Error(`extra cgroup "${cgroup}" must be a relative path of [a-z0-9-] names`);
+  }
+  return { hosts, wildcardDomains, unnamedHosts, extraCgroups };
 }
 
 function cgroup2Root(): string {
@@ -248,6 +287,8 @@ export class Lab {
   readonly inetNetns: string;
   /** cgroup v2 directory the agent attaches to; every pod cgroup is a child of it. */
   readonly attachCgroup: string;
+  /** Where the lab's datapath (the agent's, or a test's own) pins its programs and maps; destroy() removes what is left. */
+  readonly pinDir: string;
   readonly pods: LabPod[] = [];
   readonly addresses = LAB_ADDRESSES;
   private readonly createdNetns: string[] = [];
@@ -261,31 +302,37 @@ export class Lab {
     readonly prefix: string,
     readonly hosts: readonly LabHost[],
     private readonly wildcardDomains: readonly string[],
+    private readonly unnamedHosts: readonly number[],
     cgroup2Mount: string,
   ) {
     this.nodeNetns = `${prefix}-node`;
     this.inetNetns = `${prefix}-inet`;
     this.attachCgroup = join(cgroup2Mount, prefix);
+    this.pinDir = join(ensureBpffs(), `egressguard-${prefix}`);
   }
 
   /** Build the lab. On any failure everything created so far is removed before the error is rethrown. */
   static async create(options: LabOptions): Promise<Lab> {
-    const { hosts, wildcardDomains } = validateOptions(options);
-    const lab = new Lab(options.prefix, hosts, wildcardDomains, cgroup2Root());
+    const { hosts, wildcardDomains, unnamedHosts, extraCgroups } = validateOptions(options);
+    const lab = new Lab(options.prefix, hosts, wildcardDomains, unnamedHosts, cgroup2Root());
     for (const name of [lab.nodeNetns, lab.inetNetns]) {
       if (existsSync(netnsPath(name))) throw new Error(`network namespace ${name} already exists: pick another lab prefix`);
     }
     if (existsSync(lab.attachCgroup)) throw new Error(`cgroup ${lab.attachCgroup} already exists: pick another lab prefix`);
+    if (existsSync(lab.pinDir)) throw new Error(`pin directory ${lab.pinDir} already exists: pick another lab prefix`);
+    const services = options.services ?? true;
     try {
       lab.workDirPath = await mkdtemp(join(tmpdir(), `${WORKDIR_PREFIX}${lab.prefix}-`));
-      lab.pki = await createLabPki(lab.workDirPath, hosts);
+      if (services) lab.pki = await createLabPki(lab.workDirPath, hosts);
       await lab.buildNode();
       await lab.buildInternet();
-      await lab.startResolvers();
-      await lab.startInternetServer();
-      await mkdir(lab.attachCgroup);
-      lab.createdCgroups.push(lab.attachCgroup);
+      if (services) {
+        await lab.startResolvers();
+        await lab.startInternetServer();
+      }
+      await lab.addCgroup(lab.attachCgroup);
       for (const [index, name] of options.pods.entries()) await lab.buildPod(name, index);
+      for (const relative of extraCgroups) await lab.addCgroup(join(lab.attachCgroup, relative));
       return lab;
     } catch (error) {
       await lab.destroy().catch((cleanupError: unknown) => {
@@ -344,8 +391,13 @@ export class Lab {
 
   /** PEM file of the lab CA that signed every lab server certificate (pass to `probe tls --ca`). */
   get caPath(): string {
-    if (this.pki === null) throw new Error('lab has no CA (destroyed?)');
+    if (this.pki === null) throw new Error('lab has no CA (created with services: false, or destroyed)');
     return this.pki.caPath;
+  }
+
+  /** Address <host> of the lab internet (a named host's or one of LabOptions.unnamedHosts). */
+  inet(host: number, family: 4 | 6): string {
+    return internetAddress(host, family);
   }
 
   private get serverLogPath(): string {
@@ -403,7 +455,7 @@ export class Lab {
         'sh',
         target.resolvConfPath,
         target.hostsPath,
-        join(target.cgroupPath, 'cgroup.procs'),
+        join(options.cgroup ?? target.cgroupPath, 'cgroup.procs'),
         ...argv,
       ],
       options,
@@ -411,8 +463,36 @@ export class Lab {
   }
 
   runInPod(pod: LabPod | string, argv: readonly string[], options: LabRunOptions = {}): Promise<RunResult> {
-    const child = this.spawnInPod(pod, argv, { env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = this.spawnInPod(pod, argv, { env: options.env, cgroup: options.cgroup, stdio: ['pipe', 'pipe', 'pipe'] });
     return collect(child, options.timeoutMs ?? 10_000, options.input);
+  }
+
+  /** Run a Node script (`node -e`) in the pod with EG_ARGS set to `args` as JSON, and parse the JSON it prints. */
+  async runScriptInPod<T>(pod: LabPod | string, script: string, args: unknown, options: { cgroup?: string } = {}): Promise<T> {
+    const env = { ...process.env, EG_ARGS: JSON.stringify(args) };
+    const result = await this.runInPod(pod, [process.execPath, '-e', script], { env, cgroup: options.cgroup });
+    try {
+      return JSON.parse(result.stdout) as T;
+    } catch {
+      throw new Error(
+        `pod script printed ${JSON.stringify(result.stdout)} (exit ${result.code ?? result.signal}); stderr: ${result.stderr}`,
+      );
+    }
+  }
+
+  /** Start a Node script (`node -e`) in inet with extra environment; resolves once it prints a line "ready". */
+  async serve(script: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+    const child = this.spawnInInternet([process.execPath, '-e', script], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await waitForLine(child, 'ready', 'lab internet script');
+    return child;
+  }
+
+  /** Start argv in the inet netns (where the lab's servers live), with the host's mounts and cgroup. */
+  spawnInInternet(argv: readonly string[], options: LabSpawnOptions = {}): ChildProcess {
+    return this.spawnTracked(['nsenter', `--net=${netnsPath(this.inetNetns)}`, '--', ...argv], options);
   }
 
   /** Start argv in the node netns (where the agent lives), with the host's mounts and cgroup. */
@@ -425,7 +505,7 @@ export class Lab {
     return collect(child, options.timeoutMs ?? 10_000, options.input);
   }
 
-  /** Run the probe CLI (src/lab/probe.ts) inside a pod and parse its JSON line. */
+  /** Run the probe CLI (lab/probe.ts) inside a pod and parse its JSON line. */
   async probe(pod: LabPod | string, args: readonly string[], timeoutMs = 15_000): Promise<ProbeResult> {
     const result = await this.runInPod(pod, [process.execPath, PROBE_SCRIPT, ...args], { timeoutMs });
     const line = result.stdout.trim().split('\n').pop() ?? '';
@@ -470,6 +550,8 @@ export class Lab {
       }
     };
     await Promise.all([...this.processes].map((child) => attempt(() => killAndWait(child))));
+    // Pins left by a datapath that was not torn down: detach its programs (tc filters live in the node netns) first.
+    if (existsSync(this.pinDir)) await attempt(async () => destroyPinned(loadNative(), this.pinDir, netnsPath(this.nodeNetns)));
     for (const path of [...this.createdCgroups].reverse()) await attempt(() => removeCgroup(path));
     for (const name of [...this.createdNetns].reverse()) {
       await attempt(async () => {
@@ -495,6 +577,11 @@ export class Lab {
     child.once('exit', () => this.processes.delete(child));
     child.once('error', () => this.processes.delete(child));
     return child;
+  }
+
+  private async addCgroup(path: string): Promise<void> {
+    await mkdir(path);
+    this.createdCgroups.push(path);
   }
 
   private async addNetns(name: string, extraSysctls: string[]): Promise<void> {
@@ -527,8 +614,10 @@ export class Lab {
     await ipIn(this.nodeNetns, `-6 route add fd00:eb:100::/64 via fd00:eb:2::2 dev ${nodeSide}`);
     await ipIn(this.inetNetns, `route add 198.18.0.0/15 via 198.18.2.1 dev ${inetSide}`);
     await ipIn(this.inetNetns, `-6 route add fd00:eb::/32 via fd00:eb:2::1 dev ${inetSide}`);
-    const v4 = [...this.hosts.map((host) => host.ipv4), LAB_ADDRESSES.resolver.ipv4, LAB_ADDRESSES.alternateResolver.ipv4];
-    const v6 = [...this.hosts.map((host) => host.ipv6), LAB_ADDRESSES.resolver.ipv6, LAB_ADDRESSES.alternateResolver.ipv6];
+    const unnamedV4 = this.unnamedHosts.map((host) => internetAddress(host, 4));
+    const unnamedV6 = this.unnamedHosts.map((host) => internetAddress(host, 6));
+    const v4 = [...this.hosts.map((host) => host.ipv4), ...unnamedV4, LAB_ADDRESSES.resolver.ipv4, LAB_ADDRESSES.alternateResolver.ipv4];
+    const v6 = [...this.hosts.map((host) => host.ipv6), ...unnamedV6, LAB_ADDRESSES.resolver.ipv6, LAB_ADDRESSES.alternateResolver.ipv6];
     for (const address of v4) await ipIn(this.inetNetns, `addr add ${address}/32 dev lo`);
     for (const address of v6) await ipIn(this.inetNetns, `addr add ${address}/128 dev lo nodad`);
   }
@@ -549,11 +638,8 @@ export class Lab {
     for (const resolver of ['primary', 'alternate'] as const) {
       const addresses = resolver === 'primary' ? LAB_ADDRESSES.resolver : LAB_ADDRESSES.alternateResolver;
       const logPath = this.resolverLogPath(resolver);
-      const child = this.spawnTracked(
+      const child = this.spawnInInternet(
         [
-          'nsenter',
-          `--net=${netnsPath(this.inetNetns)}`,
-          '--',
           '/usr/sbin/dnsmasq',
           '--keep-in-foreground',
           '--conf-file=/dev/null',
@@ -601,10 +687,7 @@ export class Lab {
     };
     const configPath = join(this.workDir, 'internet-server.json');
     await writeFile(configPath, JSON.stringify(config));
-    const child = this.spawnTracked(
-      ['nsenter', `--net=${netnsPath(this.inetNetns)}`, '--', process.execPath, INTERNET_SERVER_SCRIPT, configPath],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = this.spawnInInternet([process.execPath, INTERNET_SERVER_SCRIPT, configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     await waitForLine(child, 'ready', 'lab internet server');
   }
 
@@ -656,8 +739,7 @@ export class Lab {
     await ipIn(pod.netns, `route add default via ${pod.gatewayIpv4} dev eth0`);
     await ipIn(pod.netns, `-6 route add default via ${pod.gatewayIpv6} dev eth0`);
     await this.pinNeighbours(pod);
-    await mkdir(pod.cgroupPath);
-    this.createdCgroups.push(pod.cgroupPath);
+    await this.addCgroup(pod.cgroupPath);
     // Short resolver timeouts keep a blocked lookup from stalling a test for the glibc default of 5 s x 2.
     await writeFile(pod.resolvConfPath, `nameserver ${LAB_ADDRESSES.resolver.ipv4}\noptions timeout:2 attempts:1\n`);
     await writeFile(pod.hostsPath, `127.0.0.1 localhost\n::1 localhost\n${pod.ipv4} ${name}\n${pod.ipv6} ${name}\n`);

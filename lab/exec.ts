@@ -1,5 +1,5 @@
 // Small process helpers for the lab: run a command to completion and collect its output, with a hard timeout.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
 export interface RunResult {
   /** Exit code, or null when the process was ended by a signal (including our timeout). */
@@ -49,7 +49,19 @@ export async function mustRun(argv: readonly string[], timeoutMs = 10_000): Prom
   const result = await run(argv, timeoutMs);
   if (result.code !== 0) {
     const how = result.timedOut ? `timed out after ${timeoutMs} ms` : `exited ${result.code ?? result.signal}`;
-    throw new Error(`${argv.join(' ')} ${how}: ${result.stderr.trim() || result.stdout.trim()}`);
+    throw new Error(`${argv.join(' ')} ${how}: ${(result.stderr ?? '').trim() || (result.stdout ?? '').trim()}`);
+  }
+  return result.stdout;
+}
+
+/** mustRun for synchronous callers: the command's stdout, or an error naming the command and its stderr. */
+export function mustRunSync(argv: readonly string[]): string {
+  const [command, ...args] = argv;
+  if (command === undefined) throw new Error('mustRunSync: empty argv');
+  const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+  if (result.status !== 0) {
+    const how = result.error ? result.error.message : `exited ${result.status ?? result.signal}`;
+    throw new Error(`${argv.join(' ')} ${how}: ${(result.stderr ?? '').trim() || (result.stdout ?? '').trim()}`);
   }
   return result.stdout;
 }

@@ -3,8 +3,8 @@
 //   probe udp <ip> <port> [--timeout-ms N]
 //   probe dns <name> --server IP [--tcp] [--type A|AAAA|TXT] [--timeout-ms N]
 //   probe loop-tcp <ip> <port> --count N --interval-ms M [--timeout-ms N]
-//   probe tls | hello ...                      (src/lab/probe-tls.ts)
-//   probe packet | raw-udp | fragments | ping  (src/lab/probe-packet.ts)
+//   probe tls | hello ...                      (lab/probe-tls.ts)
+//   probe packet | raw-udp | fragments | ping  (lab/probe-packet.ts)
 // Exit 0 when the probe ran (whatever its outcome), 2 on a usage error.
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';

@@ -1,4 +1,4 @@
-// Helpers shared by the probe sub-commands (src/lab/probe.ts and its probe-*.ts modules): arguments, errors, targets.
+// Helpers shared by the probe sub-commands (lab/probe.ts and its probe-*.ts modules): arguments, errors, targets.
 import { Resolver, lookup } from 'node:dns/promises';
 import { isIP, isIPv6, type Socket } from 'node:net';
 

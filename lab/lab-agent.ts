@@ -7,13 +7,12 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, write
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { controlRequest } from '../agent/control.js';
-import type { AgentStatus } from '../agent/agent.js';
-import { ensureBpffs } from '../datapath/mounts.js';
-import type { FlowEvent } from '../events/types.js';
+import { controlRequest } from '../src/agent/control.js';
+import type { AgentStatus } from '../src/agent/agent.js';
+import type { FlowEvent } from '../src/events/types.js';
 import { LAB_ADDRESSES, type Lab } from './lab.js';
 
-export const CLI_SCRIPT = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+export const CLI_SCRIPT = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 export interface LabWorkload {
   pod: string;
@@ -57,7 +56,7 @@ export class LabAgent {
     this.eventsPath = join(this.dir, 'events.jsonl');
     this.logPath = join(this.dir, 'agent.log');
     this.socketPath = join(this.dir, 'agent.sock');
-    this.pinDir = join(ensureBpffs(), `egressguard-${lab.prefix}`);
+    this.pinDir = lab.pinDir;
     this.config = {
       node: `${lab.prefix}-node`,
       attachCgroup: lab.attachCgroup,

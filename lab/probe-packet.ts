@@ -1,5 +1,5 @@
 // Probe sub-commands that send below the socket layer. Node has no raw or packet sockets, so the bytes are built here
-// (src/lab/packet.ts) and handed to a few lines of python3 that only open the socket and send (or, for ping, echo).
+// (lab/packet.ts) and handed to a few lines of python3 that only open the socket and send (or, for ping, echo).
 //   packet <dst-ip> <udp-port> [--src IP]      one UDP datagram as an Ethernet frame on an AF_PACKET socket
 //   raw-udp <dst-ip> <udp-port> [--src IP]     the same datagram on a raw IP socket with a hand-written header
 //   fragments <dst-ip> <udp-port> [--src IP] [--first-only | --rest-only]   the datagram as IP fragments (raw socket)

@@ -1,7 +1,7 @@
 // IPv4/IPv6 + UDP packets built byte by byte (with checksums and, when asked, IP fragmentation), for probes that send
 // below the socket layer (packet sockets, raw sockets with a hand-written IP header, forged source addresses).
 import { isIPv4 } from 'node:net';
-import { ipBytes } from '../model/ip.js';
+import { ipBytes } from '../src/model/ip.js';
 
 const IPPROTO_UDP = 17;
 const IPV6_NEXT_FRAGMENT = 44;

@@ -1,4 +1,4 @@
-// The JSON line `probe` (src/lab/probe.ts) prints, one shape per sub-command. Errors are Node error codes
+// The JSON line `probe` (lab/probe.ts) prints, one shape per sub-command. Errors are Node error codes
 // (EPERM when the kernel denied the connect/send, ENOTFOUND for NXDOMAIN, ETIMEDOUT, ECONNREFUSED, ...).
 
 export interface TcpProbeResult {

@@ -5,14 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { renderPolicyLogTable, summarizeFlows } from '../events/table.js';
-import type { FlowEvent } from '../events/types.js';
-import { LAB_UNLISTED_TLS_NAME } from '../lab/certs.js';
-import { LAB_ADDRESSES, Lab } from '../lab/lab.js';
-import { LabAgent } from '../lab/lab-agent.js';
-import type { ProbeResult } from '../lab/probe-result.js';
+import { renderPolicyLogTable, summarizeFlows } from '../src/events/table.js';
+import type { FlowEvent } from '../src/events/types.js';
+import { LAB_UNLISTED_TLS_NAME } from './certs.js';
+import { LAB_ADDRESSES, Lab } from './lab.js';
+import { LabAgent } from './lab-agent.js';
+import type { ProbeResult } from './probe-result.js';
 
-const examplePolicies = fileURLToPath(new URL('../../../examples/policies/', import.meta.url));
+const examplePolicies = fileURLToPath(new URL('../../examples/policies/', import.meta.url));
 const BENIGN = { pod: 'ms1kbsng-xyz', namespace: 'obot-mcp', name: 'ms1kbsng-xyz', labels: { app: 'ms1kbsng', 'mcp-user-id': 'u1' } };
 const ROGUE = { pod: 'pt5rfqaz-abc', namespace: 'obot-mcp', name: 'pt5rfqaz-abc', labels: { app: 'pt5rfqaz', 'mcp-user-id': 'u2' } };
 
