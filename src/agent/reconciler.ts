@@ -15,7 +15,7 @@ import type { WorkloadHost, WorkloadSpec } from '../identity/source.js';
 import { compileForWorkload, selectorMatches } from '../policy/compile.js';
 import type { PolicyEntry } from '../policy/store.js';
 import type { CompiledRule } from '../policy/types.js';
-import type { ValidatedPolicy } from '../policy/validate.js';
+import type { AcceptedObject, ValidatedPolicy } from '../policy/validate.js';
 
 /** The compiler as the reconciler uses it. Every call to the policy compiler is here. */
 export interface ReconcileCompiler {
@@ -32,8 +32,11 @@ export const policyCompiler: ReconcileCompiler = {
 
 export interface ReconcilerOptions {
   datapath: Datapath;
-  /** The accepted policies with their files and warnings (the PolicyStore). */
-  policies: { entries(): PolicyEntry[] };
+  /**
+   * The accepted policies (the PolicyStore): every pass reads objects() (no sorting: a pass stays cheap at thousands
+   * of policies); status reads entries() for their files and warnings.
+   */
+  policies: { objects(): AcceptedObject[]; entries(): PolicyEntry[] };
   host: WorkloadHost;
   log: Logger;
   /** Attach the packet-layer backstop to workloads (config enforcement.packet). */
@@ -101,7 +104,7 @@ export class Reconciler {
   private workloads = new Map<string, WorkloadState>();
   private readonly workloadsByNamespace = new Map<string, Set<string>>();
   /** Accepted policies as last synced. */
-  private policies = new Map<string, PolicyEntry>();
+  private policies = new Map<string, ValidatedPolicy>();
   private readonly policiesByNamespace = new Map<string, Map<string, ValidatedPolicy>>();
   /** Workloads whose rules in force include each policy's. */
   private readonly selected = new Map<string, Set<string>>();
@@ -203,24 +206,26 @@ export class Reconciler {
 
   /** The policy store changed: recompile the workloads of the policies whose generation moved (or that came or went). */
   syncPolicies(): void {
-    const entries = this.options.policies.entries();
-    const next = new Map(entries.map((entry) => [policyKeyOf(entry.policy), entry]));
+    const next = new Map<string, ValidatedPolicy>();
+    for (const object of this.options.policies.objects()) {
+      if (object.kind === 'FirewallPolicy') next.set(policyKeyOf(object), object);
+    }
     const changed = new Set<string>();
-    for (const [key, entry] of next) {
-      if (this.policies.get(key)?.policy.generation !== entry.policy.generation) changed.add(key);
+    for (const [key, policy] of next) {
+      if (this.policies.get(key)?.generation !== policy.generation) changed.add(key);
     }
     for (const key of this.policies.keys()) if (!next.has(key)) changed.add(key);
     const previous = this.policies;
     this.policies = next;
     for (const key of changed) {
-      const namespace = (next.get(key) ?? previous.get(key))!.policy.namespace;
+      const namespace = (next.get(key) ?? previous.get(key))!.namespace;
       const index = this.policiesByNamespace.get(namespace) ?? new Map<string, ValidatedPolicy>();
-      const entry = next.get(key);
-      if (entry) index.set(key, entry.policy);
+      const policy = next.get(key);
+      if (policy) index.set(key, policy);
       else index.delete(key);
       if (index.size > 0) this.policiesByNamespace.set(namespace, index);
       else this.policiesByNamespace.delete(namespace);
-      if (!entry) this.policyResults.delete(key);
+      if (!policy) this.policyResults.delete(key);
     }
     this.pass(changed, new Set(changed));
   }
@@ -234,7 +239,7 @@ export class Reconciler {
     let enrolments = 0;
     const byChange = new Map<string, Set<string>>();
     for (const policyKey of changedPolicies) {
-      const policy = this.policies.get(policyKey)?.policy;
+      const policy = this.policies.get(policyKey);
       const affected = new Set(this.selected.get(policyKey) ?? []);
       if (policy) {
         for (const key of this.workloadsByNamespace.get(policy.namespace) ?? []) {
@@ -279,7 +284,7 @@ export class Reconciler {
     const byPolicy = new Map(state.byPolicy);
     for (const policyKey of policyKeys) {
       byPolicy.delete(policyKey);
-      const policy = this.policies.get(policyKey)?.policy;
+      const policy = this.policies.get(policyKey);
       if (!policy || !this.compiler.selects(policy, state.spec)) continue;
       const rules = this.compiler.compile(policy, state.spec);
       if (rules.length > 0) byPolicy.set(policyKey, rules);
@@ -393,18 +398,23 @@ export class Reconciler {
 
   /** Every accepted FirewallPolicy, in (namespace, name) order, with what reached the kernel for it. */
   policyStatus(): PolicyStatus[] {
-    return [...this.policies.entries()].map(([policyKey, entry]) => {
+    return this.options.policies.entries().flatMap((entry) => {
+      const policyKey = policyKeyOf(entry.policy);
+      const policy = this.policies.get(policyKey);
+      if (!policy) return [];
       const result = this.policyResults.get(policyKey) ?? { ruleset: '', ruleNotEnforced: [] };
-      return {
-        namespace: entry.policy.namespace,
-        name: entry.policy.name,
-        file: entry.file,
-        generation: entry.policy.generation,
-        ruleset: result.ruleset,
-        lastReconciledGeneration: entry.policy.generation,
-        workloads: [...(this.selected.get(policyKey) ?? [])].sort(),
-        notEnforced: [...new Set([...entry.warnings, ...result.ruleNotEnforced])],
-      };
+      return [
+        {
+          namespace: policy.namespace,
+          name: policy.name,
+          file: entry.file,
+          generation: policy.generation,
+          ruleset: result.ruleset,
+          lastReconciledGeneration: policy.generation,
+          workloads: [...(this.selected.get(policyKey) ?? [])].sort(),
+          notEnforced: [...new Set([...entry.warnings, ...result.ruleNotEnforced])],
+        },
+      ];
     });
   }
 
