@@ -33,9 +33,9 @@ async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) throw new Error('egressguard run needs --config FILE');
   requireRoot('run');
-  const { Agent } = await import('../agent/agent.js');
+  const { startAgent } = await import('../agent/agent.js');
   const log = pino({ name: 'egressguard', level: process.env.EGRESSGUARD_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const agent = await Agent.start({ configPath: values.config, log });
+  const agent = await startAgent({ configPath: values.config, log });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping; pinned programs keep enforcing until `egressguard teardown`');
