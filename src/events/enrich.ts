@@ -2,8 +2,8 @@
 // (workload identity, rule and policy names, the destination's name as last resolved).
 import type { KernelEvent } from '../datapath/types.js';
 import type { DnsDecisionEvent } from '../dns/types.js';
-import { identityOf, type Workload } from '../identity/registry.js';
-import type { FlowEvent, Tier } from './types.js';
+import type { Workload } from '../identity/registry.js';
+import type { FlowEvent, Tier, WorkloadIdentity } from './types.js';
 
 /** What an event says about the rule that decided it. */
 export interface RuleLabel {
@@ -23,6 +23,10 @@ export interface EnricherOptions {
   dnsListen: readonly string[];
   /** Addresses whose name is remembered (default 65,536); the oldest are forgotten first. */
   namesRemembered?: number;
+}
+
+function identityOf(w: Workload): WorkloadIdentity {
+  return { namespace: w.namespace, name: w.name, labels: w.labels, podIps: w.addresses, cgroupId: w.cgroupId.toString() };
 }
 
 const protocolNames: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
