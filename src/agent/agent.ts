@@ -119,7 +119,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       workloadSource.update(config.workloads);
     });
   };
-  const onSighup = () => reload();
   const timer = setInterval(housekeeping, 2000);
   const agent: Agent = {
     status: () => {
@@ -128,7 +127,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     },
     reload,
     async stop() {
-      process.off('SIGHUP', onSighup);
+      process.off('SIGHUP', reload);
       clearInterval(timer);
       configWatch?.close();
       await policySource.stop();
@@ -179,7 +178,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     configWatch = new DebouncedWatch([config.file], reload, log);
     control = new ControlServer(config.controlSocket, { status: agent.status, reload });
     await control.start();
-    process.on('SIGHUP', onSighup);
+    process.on('SIGHUP', reload);
   } catch (error) {
     await agent.stop();
     throw error;
