@@ -54,6 +54,7 @@ bench: build
 	node dist/bench/run.js
 	node dist/bench/tls.js
 	node dist/bench/packet-cost.js
+	node dist/bench/reconcile.js
 
 lint:
 	npx eslint .

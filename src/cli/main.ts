@@ -5,8 +5,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import type { AgentStatus } from '../agent/agent.js';
 import { controlRequest } from '../agent/control.js';
+import { formatStatus, type AgentStatus } from '../agent/status.js';
 import { lintFiles, formatDiagnostic } from '../policy/lint.js';
 
 const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
@@ -35,9 +35,9 @@ async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) throw new Error('egressguard run needs --config FILE');
   requireRoot('run');
-  const { Agent } = await import('../agent/agent.js');
+  const { startAgent } = await import('../agent/agent.js');
   const log = pino({ name: 'egressguard', level: process.env.EGRESSGUARD_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const agent = await Agent.start({ configPath: values.config, log });
+  const agent = await startAgent({ configPath: values.config, log });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping; pinned programs keep enforcing until `egressguard teardown`');
@@ -60,59 +60,12 @@ function lint(args: string[]): number {
   return result.ok ? 0 : 1;
 }
 
-function renderStatus(status: AgentStatus): string {
-  const lines = [`node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`, ''];
-  lines.push('policies:');
-  for (const p of status.policies) {
-    lines.push(
-      `  ${p.namespace}/${p.name}  generation ${p.generation}  ruleset ${p.ruleset || '(pending)'}  workloads: ${p.workloads.join(', ') || '(none on this node)'}`,
-    );
-    for (const n of p.notEnforced) lines.push(`    not enforced: ${n}`);
-  }
-  for (const r of status.rejected) {
-    lines.push(`  REJECTED ${r.file} (last good version stays in force):`);
-    for (const m of r.messages) lines.push(`    ${m}`);
-  }
-  for (const w of status.workloads) {
-    lines.push(
-      '',
-      `workload ${w.key}  labels ${
-        Object.entries(w.labels)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(',') || '-'
-      }  addresses ${w.addresses.join(', ') || '-'}`,
-    );
-    lines.push(`  cgroup ${w.cgroup} (workload id ${w.workloadId})`);
-    lines.push(`  allowed names: ${w.allowedNames.join(', ') || '(none)'}`);
-    if (w.rules.length === 0) lines.push('  no FirewallPolicy rules select it: tier 3 default applies');
-    w.rules.forEach((r, i) => {
-      const dest = r.domains ? `domains ${r.domains.join(', ')}` : `to ${r.destinations.join(', ') || '(none)'}`;
-      lines.push(
-        `  ${i + 1}. ${r.action.padEnd(6)} ${r.protocol}/${r.ports}  ${dest}  [${r.policy}:${r.name}]${r.watch ? ' (watch)' : ''}`,
-      );
-      for (const n of r.notEnforced) lines.push(`     not enforced: ${n}`);
-    });
-    if (w.learned.length > 0) {
-      lines.push('  learned addresses:');
-      for (const l of w.learned) lines.push(`    ${l.ip.padEnd(24)} ${l.rule}  expires in ${l.expiresInSeconds}s`);
-    }
-  }
-  lines.push(
-    '',
-    'counters: ' +
-      Object.entries(status.stats)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(' '),
-  );
-  return lines.join('\n');
-}
-
 async function status(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { socket: { type: 'string' }, json: { type: 'boolean' } } });
   const reply = await controlRequest(values.socket ?? defaultSocket, { command: 'status' });
   if (typeof reply.error === 'string') throw new Error(reply.error);
   const agentStatus = reply.status as AgentStatus;
-  console.log(values.json ? JSON.stringify(agentStatus, null, 2) : renderStatus(agentStatus));
+  console.log(values.json ? JSON.stringify(agentStatus, null, 2) : formatStatus(agentStatus));
   return 0;
 }
 

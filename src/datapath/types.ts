@@ -2,8 +2,10 @@
 // the byte layouts live in bpf/egressguard.h and src/datapath/abi.ts.
 
 import type { Cidr, CompiledRule, RuleProtocol } from '../policy/types.js';
-import type { Layer, Tier, Verdict } from '../model/decision.js';
+import type { KernelEvent } from '../model/decision.js';
 import type { DatapathFeatures } from './features.js';
+
+export type { KernelEvent };
 
 export type DefaultAction = 'permit' | 'deny';
 
@@ -80,25 +82,6 @@ export interface LearnedEntry {
   ip: string;
   /** CLOCK_MONOTONIC nanoseconds (process.hrtime.bigint() clock). */
   expiresAtNs: bigint;
-}
-
-/** A decision reported by the kernel, decoded but not yet enriched. */
-export interface KernelEvent {
-  timestampNs: bigint;
-  cgroupId: bigint;
-  workloadId: number;
-  ruleId: number;
-  ip: string;
-  family: 4 | 6;
-  port: number;
-  protocol: number;
-  verdict: Verdict;
-  tier: Tier;
-  layer: Layer;
-  pid: number;
-  comm: string;
-  /** The ClientHello's server name (layer tls), lower-cased; null when there was none. */
-  sni: string | null;
 }
 
 export interface DatapathStats {

@@ -1,7 +1,6 @@
 // Workload identity: which cgroup, which addresses, which labels make up a workload, and lookups by each.
 
 import { unmapIpv4 } from '../model/ip.js';
-import type { WorkloadIdentity } from '../model/workload.js';
 
 export interface Workload {
   namespace: string;
@@ -15,10 +14,6 @@ export interface Workload {
 
 export function workloadKey(w: { namespace: string; name: string }): string {
   return `${w.namespace}/${w.name}`;
-}
-
-export function identityOf(w: Workload): WorkloadIdentity {
-  return { namespace: w.namespace, name: w.name, labels: w.labels, podIps: w.addresses, cgroupId: w.cgroupId.toString() };
 }
 
 export class WorkloadRegistry {

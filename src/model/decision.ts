@@ -7,3 +7,22 @@ export type Layer = 'connect' | 'dns' | 'tls' | 'packet';
 export type FqdnSource = 'dns' | 'sni' | 'none';
 /** 0: deny list, 1: baseline permits, 2: FirewallPolicy rules, 3: default action. */
 export type Tier = 0 | 1 | 2 | 3;
+
+/** A decision reported by the kernel, decoded by the datapath but not yet enriched (events/enrich.ts names it). */
+export interface KernelEvent {
+  timestampNs: bigint;
+  cgroupId: bigint;
+  workloadId: number;
+  ruleId: number;
+  ip: string;
+  family: 4 | 6;
+  port: number;
+  protocol: number;
+  verdict: Verdict;
+  tier: Tier;
+  layer: Layer;
+  pid: number;
+  comm: string;
+  /** The ClientHello's server name (layer tls), lower-cased; null when there was none. */
+  sni: string | null;
+}

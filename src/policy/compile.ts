@@ -48,16 +48,14 @@ function compileRule(policy: ValidatedPolicy, rule: ValidatedRule, resolver: Des
   const deny = rule.action === 'deny';
 
   let matchLabels: Record<string, string> | null = null;
-  if ('service' in rule.selector) {
-    const service = resolver.resolveService(rule.selector.service, policy.namespace);
-    if ('unsupported' in service)
-      unenforced(
-        rule.locations.selector,
-        `service selector "${rule.selector.service}" ${service.unsupported}, so the rule selects no workload`,
-        'select pods with matchLabels',
-      );
-    else matchLabels = service.matchLabels;
-  } else matchLabels = rule.selector.matchLabels;
+  const selected = selectorLabels(rule, policy.namespace, resolver);
+  if ('unsupported' in selected && 'service' in rule.selector)
+    unenforced(
+      rule.locations.selector,
+      `service selector "${rule.selector.service}" ${selected.unsupported}, so the rule selects no workload`,
+      'select pods with matchLabels',
+    );
+  else if ('matchLabels' in selected) matchLabels = selected.matchLabels;
   notEnforced.push(...rule.notEnforced);
 
   // Destinations: what cannot be resolved is dropped from a permit and makes a deny apply to every destination.
@@ -140,6 +138,28 @@ function compileRule(policy: ValidatedPolicy, rule: ValidatedRule, resolver: Des
     matchLabels,
     diagnostics,
   };
+}
+
+/** The labels a rule's selector stands for: its matchLabels, or a service's selector as the resolver knows it. */
+function selectorLabels(
+  rule: ValidatedRule,
+  namespace: string,
+  resolver: DestinationResolver,
+): { matchLabels: Record<string, string> } | { unsupported: string } {
+  return 'service' in rule.selector ? resolver.resolveService(rule.selector.service, namespace) : rule.selector;
+}
+
+/** True when some rule of `policy` selects `workload`: what an incremental reconciler asks before compiling. */
+export function policySelects(
+  policy: ValidatedPolicy,
+  workload: SelectableWorkload,
+  resolver: DestinationResolver = hostModeResolver,
+): boolean {
+  if (policy.namespace !== workload.namespace) return false;
+  return policy.rules.some((rule) => {
+    const selected = selectorLabels(rule, policy.namespace, resolver);
+    return 'matchLabels' in selected && labelsMatch(selected.matchLabels, workload.labels);
+  });
 }
 
 /** Every rule of one policy and the resolver's findings about it, whatever workloads it selects. */

@@ -1,0 +1,437 @@
+// The reconciler keeps the kernel's per-workload rules equal to what the accepted policies say about the workloads
+// the sources report, and does only the work a change needs: a policy change recompiles the workloads that policy
+// selects (before or after the change), a workload change that workload. It also keeps what status and events read
+// back: per-policy status, per-workload rules in force, rule labels.
+
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { BaselineEntryConfig } from './config.js';
+import type { PolicyStatus } from './status.js';
+import { ruleIdFor } from '../policy/rule-ids.js';
+import type { CidrEntry, Datapath, KernelRule } from '../datapath/types.js';
+import type { RuleLabel } from '../events/enrich.js';
+import { WorkloadRegistry, workloadKey, type Workload } from '../identity/registry.js';
+import type { WorkloadHost, WorkloadSpec } from '../identity/source.js';
+import { compilePolicyForWorkload, policySelects } from '../policy/compile.js';
+import type { PolicyEntry } from '../policy/store.js';
+import type { CompiledRule } from '../policy/types.js';
+import type { AcceptedObject, ValidatedPolicy } from '../policy/validate.js';
+
+/** The compiler as the reconciler uses it. Every call to the policy compiler is here. */
+export interface ReconcileCompiler {
+  /** True when some rule of `policy` selects the workload (same namespace). */
+  selects(policy: ValidatedPolicy, workload: WorkloadSpec): boolean;
+  /** The rules of `policy` that apply to the workload, in evaluation order. */
+  compile(policy: ValidatedPolicy, workload: WorkloadSpec): CompiledRule[];
+}
+
+export const policyCompiler: ReconcileCompiler = {
+  selects: (policy, w) => policySelects(policy, w),
+  compile: (policy, w) => compilePolicyForWorkload(policy, w),
+};
+
+export interface ReconcilerOptions {
+  datapath: Datapath;
+  /**
+   * The accepted policies (the PolicyStore): every pass reads objects() (no sorting: a pass stays cheap at thousands
+   * of policies); status reads entries() for their files and warnings.
+   */
+  policies: { objects(): AcceptedObject[]; entries(): PolicyEntry[] };
+  host: WorkloadHost;
+  log: Logger;
+  /** Attach the packet-layer backstop to workloads (config enforcement.packet). */
+  packet: boolean;
+  compiler?: ReconcileCompiler;
+}
+
+interface WorkloadState {
+  spec: WorkloadSpec;
+  /** The spec as JSON: an unchanged spec (and cgroup) is not enrolled again. */
+  specText: string;
+  cgroupId: bigint | null;
+  /** The workload as enrolled in the kernel; null until an enrolment succeeded. */
+  enrolled: Workload | null;
+  /** The rules in force, per selecting policy key (`namespace/name`). */
+  byPolicy: Map<string, CompiledRule[]>;
+  /** The rules in force, in evaluation order (policies by name, rules in array order). */
+  rules: CompiledRule[];
+  /** The last enrolment failed or lacked its backstop interfaces: recompiled and enrolled again on every pass. */
+  retry: boolean;
+}
+
+function policyKeyOf(policy: { namespace: string; name: string }): string {
+  return `${policy.namespace}/${policy.name}`;
+}
+
+function cidrEntry(group: string, entry: BaselineEntryConfig): CidrEntry {
+  return {
+    ruleId: ruleIdFor('baseline', group, entry.name),
+    cidr: entry.cidr,
+    protocol: entry.protocol,
+    portLow: entry.portLow,
+    portHigh: entry.portHigh,
+    log: entry.log,
+  };
+}
+
+function kernelRule(rule: CompiledRule): KernelRule {
+  return {
+    ruleId: rule.ruleId,
+    action: rule.action,
+    protocol: rule.protocol,
+    portLow: rule.portLow,
+    portHigh: rule.portHigh,
+    cidrs: rule.cidrs,
+    anyDestination: rule.anyDestination,
+    web: rule.domains !== null,
+    anyName: rule.domains?.some((d) => d.kind === 'any') ?? false,
+    watch: rule.watch,
+    log: rule.logging,
+    tlsRequired: rule.tlsRequired,
+    domains: rule.domains,
+  };
+}
+
+/** The workload's rules in evaluation order: policies in name order (one namespace), rules in array order. */
+function assemble(byPolicy: Map<string, CompiledRule[]>): CompiledRule[] {
+  return [...byPolicy.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).flatMap((key) => byPolicy.get(key)!);
+}
+
+export class Reconciler {
+  private readonly compiler: ReconcileCompiler;
+  private packet: boolean;
+  /** Workloads in source order. */
+  private workloads = new Map<string, WorkloadState>();
+  private readonly workloadsByNamespace = new Map<string, Set<string>>();
+  /** Accepted policies as last synced. */
+  private policies = new Map<string, ValidatedPolicy>();
+  private readonly policiesByNamespace = new Map<string, Map<string, ValidatedPolicy>>();
+  /** Workloads whose rules in force include each policy's. */
+  private readonly selected = new Map<string, Set<string>>();
+  private readonly policyResults = new Map<string, { ruleset: string; ruleNotEnforced: string[] }>();
+  private readonly tier2Labels = new Map<number, { label: RuleLabel; uses: number }>();
+  private baselineLabels = new Map<number, RuleLabel>();
+  private readonly registryView = new WorkloadRegistry();
+  private readonly listeners: Array<() => void> = [];
+
+  constructor(private readonly options: ReconcilerOptions) {
+    this.compiler = options.compiler ?? policyCompiler;
+    this.packet = options.packet;
+  }
+
+  private get log(): Logger {
+    return this.options.log;
+  }
+
+  /** Enrolled workloads by key, id and address (read by the DNS proxy and the enricher). */
+  get registry(): WorkloadRegistry {
+    return this.registryView;
+  }
+
+  /** Called after every pass that changed what the kernel enforces. */
+  onApplied(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Tier 0 (deny list) and tier 1 (baseline permits): pushed as a whole, labelled for events. */
+  setBaseline(denyList: BaselineEntryConfig[], permits: BaselineEntryConfig[]): void {
+    this.options.datapath.setDenyList(denyList.map((e) => cidrEntry('deny-list', e)));
+    this.options.datapath.setBaseline(permits.map((e) => cidrEntry('permits', e)));
+    this.baselineLabels = new Map<number, RuleLabel>();
+    for (const e of denyList) this.baselineLabels.set(ruleIdFor('baseline', 'deny-list', e.name), { tier: 0, name: e.name, policy: null });
+    for (const e of permits) this.baselineLabels.set(ruleIdFor('baseline', 'permits', e.name), { tier: 1, name: e.name, policy: null });
+  }
+
+  /** Turn the backstop on or off for every workload (they are enrolled again when it changes). */
+  setPacketEnforcement(packet: boolean): void {
+    if (packet === this.packet) return;
+    this.packet = packet;
+    for (const state of this.workloads.values()) state.retry = true;
+    this.pass(new Set(), new Set());
+  }
+
+  /** The full set of workloads from the source: new and changed ones are enrolled, the kernel's others withdrawn. */
+  setWorkloads(specs: readonly WorkloadSpec[]): void {
+    const previous = this.workloads;
+    const next = new Map<string, WorkloadState>();
+    const configuredCgroups = new Set<bigint>();
+    for (const spec of specs) {
+      const key = workloadKey(spec);
+      const specText = JSON.stringify(spec);
+      let cgroupId: bigint | null = null;
+      try {
+        cgroupId = this.options.host.cgroupIdOf(spec.cgroupPath);
+        configuredCgroups.add(cgroupId);
+      } catch {
+        // Enrolment reports it below.
+      }
+      const state = previous.get(key);
+      if (state && state.specText === specText && state.cgroupId === cgroupId && !state.retry) {
+        next.set(key, state);
+        continue;
+      }
+      next.set(
+        key,
+        state
+          ? { ...state, spec, specText, retry: true }
+          : { spec, specText, cgroupId: null, enrolled: null, byPolicy: new Map(), rules: [], retry: true },
+      );
+    }
+    const touchedPolicies = new Set<string>();
+    for (const [key, state] of previous) {
+      if (next.has(key)) continue;
+      this.forget(key, state, touchedPolicies);
+    }
+    this.workloads = next;
+    this.workloadsByNamespace.clear();
+    for (const [key, state] of next) {
+      const keys = this.workloadsByNamespace.get(state.spec.namespace) ?? new Set<string>();
+      keys.add(key);
+      this.workloadsByNamespace.set(state.spec.namespace, keys);
+    }
+    // Withdraw what the kernel enforces beyond the source: workloads it no longer reports, including while no agent
+    // was running (adopted state), and cgroups that no longer exist.
+    const datapath = this.options.datapath;
+    const withdrawn: string[] = [];
+    for (const cgroupId of datapath.workloads().keys()) {
+      if (configuredCgroups.has(cgroupId)) continue;
+      datapath.removeWorkload(cgroupId);
+      const known = [...previous.values()].find((s) => s.enrolled?.cgroupId === cgroupId);
+      withdrawn.push(known ? workloadKey(known.spec) : `cgroup id ${cgroupId}`);
+    }
+    for (const workload of withdrawn) this.log.info({ workload }, 'workload not in the configuration; no longer enforced');
+    // Removed workloads leave the registry even when no policy selected them.
+    if (!this.pass(new Set(), touchedPolicies)) this.refreshRegistry();
+  }
+
+  /** The policy store changed: recompile the workloads of the policies whose generation moved (or that came or went). */
+  syncPolicies(): void {
+    const next = new Map<string, ValidatedPolicy>();
+    for (const object of this.options.policies.objects()) {
+      if (object.kind === 'FirewallPolicy') next.set(policyKeyOf(object), object);
+    }
+    const changed = new Set<string>();
+    for (const [key, policy] of next) {
+      if (this.policies.get(key)?.generation !== policy.generation) changed.add(key);
+    }
+    for (const key of this.policies.keys()) if (!next.has(key)) changed.add(key);
+    const previous = this.policies;
+    this.policies = next;
+    for (const key of changed) {
+      const namespace = (next.get(key) ?? previous.get(key))!.namespace;
+      const index = this.policiesByNamespace.get(namespace) ?? new Map<string, ValidatedPolicy>();
+      const policy = next.get(key);
+      if (policy) index.set(key, policy);
+      else index.delete(key);
+      if (index.size > 0) this.policiesByNamespace.set(namespace, index);
+      else this.policiesByNamespace.delete(namespace);
+      if (!policy) this.policyResults.delete(key);
+    }
+    this.pass(changed, new Set(changed));
+  }
+
+  /**
+   * One pass: workloads marked for retry are compiled whole; the others selected by a changed policy (before or
+   * after) have that policy's rules recompiled. Then policy status is refreshed for every policy whose rules moved.
+   * Returns false when nothing was enrolled and no policy's rules moved.
+   */
+  private pass(changedPolicies: ReadonlySet<string>, touchedPolicies: Set<string>): boolean {
+    let enrolments = 0;
+    const byChange = new Map<string, Set<string>>();
+    for (const policyKey of changedPolicies) {
+      const policy = this.policies.get(policyKey);
+      const affected = new Set(this.selected.get(policyKey) ?? []);
+      if (policy) {
+        for (const key of this.workloadsByNamespace.get(policy.namespace) ?? []) {
+          if (this.compiler.selects(policy, this.workloads.get(key)!.spec)) affected.add(key);
+        }
+      }
+      for (const key of affected) {
+        const keys = byChange.get(key) ?? new Set<string>();
+        keys.add(policyKey);
+        byChange.set(key, keys);
+      }
+    }
+    for (const [key, state] of this.workloads) {
+      const policyKeys = byChange.get(key);
+      if (!state.retry && policyKeys === undefined) continue;
+      const byPolicy = state.retry ? this.compileWhole(state.spec) : this.recompile(state, policyKeys!);
+      this.enrol(key, state, byPolicy, touchedPolicies);
+      enrolments++;
+    }
+    for (const policyKey of touchedPolicies) this.refreshPolicyResult(policyKey);
+    if (enrolments === 0 && touchedPolicies.size === 0) return false;
+    this.refreshRegistry();
+    for (const listener of this.listeners) listener();
+    return true;
+  }
+
+  private refreshRegistry(): void {
+    this.registryView.replace([...this.workloads.values()].flatMap((s) => (s.enrolled ? [s.enrolled] : [])));
+  }
+
+  private compileWhole(spec: WorkloadSpec): Map<string, CompiledRule[]> {
+    const byPolicy = new Map<string, CompiledRule[]>();
+    for (const [policyKey, policy] of this.policiesByNamespace.get(spec.namespace) ?? []) {
+      if (!this.compiler.selects(policy, spec)) continue;
+      const rules = this.compiler.compile(policy, spec);
+      if (rules.length > 0) byPolicy.set(policyKey, rules);
+    }
+    return byPolicy;
+  }
+
+  private recompile(state: WorkloadState, policyKeys: ReadonlySet<string>): Map<string, CompiledRule[]> {
+    const byPolicy = new Map(state.byPolicy);
+    for (const policyKey of policyKeys) {
+      byPolicy.delete(policyKey);
+      const policy = this.policies.get(policyKey);
+      if (!policy || !this.compiler.selects(policy, state.spec)) continue;
+      const rules = this.compiler.compile(policy, state.spec);
+      if (rules.length > 0) byPolicy.set(policyKey, rules);
+    }
+    return byPolicy;
+  }
+
+  /** Push the workload's rules; on failure its previous rules stay in force and it is retried on the next pass. */
+  private enrol(key: string, state: WorkloadState, byPolicy: Map<string, CompiledRule[]>, touchedPolicies: Set<string>): void {
+    const { spec } = state;
+    const rules = assemble(byPolicy);
+    let interfaces: string[] = [];
+    let complete = true;
+    try {
+      if (this.packet) interfaces = this.options.host.interfacesOf(spec);
+    } catch (error) {
+      // Socket-level enforcement does not depend on it: enrol the workload, say what is missing.
+      this.log.error({ workload: key, err: error }, 'packet-layer backstop not attached for workload');
+      complete = false;
+    }
+    let cgroupId: bigint;
+    let workloadId: number;
+    try {
+      cgroupId = this.options.host.cgroupIdOf(spec.cgroupPath);
+      const network = this.packet ? { interfaces, addresses: spec.addresses } : undefined;
+      workloadId = this.options.datapath.setWorkload(spec.cgroupPath, rules.filter((r) => r.active).map(kernelRule), network);
+    } catch (error) {
+      this.log.error({ workload: key, err: error }, 'cannot enforce rules for workload; its previous rules stay in force');
+      state.retry = true;
+      return;
+    }
+    this.replaceRules(key, state, byPolicy, rules, touchedPolicies);
+    state.cgroupId = cgroupId;
+    state.enrolled = {
+      namespace: spec.namespace,
+      name: spec.name,
+      labels: spec.labels,
+      addresses: spec.addresses,
+      cgroupPath: spec.cgroupPath,
+      cgroupId,
+      workloadId,
+    };
+    state.retry = !complete;
+  }
+
+  /** A workload the source no longer reports: its rules leave the indexes (the kernel side is the sweep's). */
+  private forget(key: string, state: WorkloadState, touchedPolicies: Set<string>): void {
+    this.replaceRules(key, state, new Map(), [], touchedPolicies);
+  }
+
+  private replaceRules(
+    key: string,
+    state: WorkloadState,
+    byPolicy: Map<string, CompiledRule[]>,
+    rules: CompiledRule[],
+    touchedPolicies: Set<string>,
+  ): void {
+    for (const policyKey of state.byPolicy.keys()) {
+      this.selected.get(policyKey)?.delete(key);
+      touchedPolicies.add(policyKey);
+    }
+    for (const rule of state.rules) {
+      const use = this.tier2Labels.get(rule.ruleId);
+      if (use && --use.uses === 0) this.tier2Labels.delete(rule.ruleId);
+    }
+    for (const policyKey of byPolicy.keys()) {
+      const keys = this.selected.get(policyKey) ?? new Set<string>();
+      keys.add(key);
+      this.selected.set(policyKey, keys);
+      touchedPolicies.add(policyKey);
+    }
+    for (const rule of rules) {
+      const use = this.tier2Labels.get(rule.ruleId);
+      this.tier2Labels.set(rule.ruleId, { label: { tier: 2, name: rule.name, policy: rule.policy }, uses: (use?.uses ?? 0) + 1 });
+    }
+    state.byPolicy = byPolicy;
+    state.rules = rules;
+  }
+
+  private refreshPolicyResult(policyKey: string): void {
+    if (!this.policies.has(policyKey)) {
+      this.policyResults.delete(policyKey);
+      if (this.selected.get(policyKey)?.size === 0) this.selected.delete(policyKey);
+      return;
+    }
+    const workloads = [...(this.selected.get(policyKey) ?? [])].sort();
+    const rules = workloads.flatMap((key) => this.workloads.get(key)?.byPolicy.get(policyKey) ?? []);
+    this.policyResults.set(policyKey, {
+      ruleset: createHash('sha256')
+        .update(JSON.stringify(rules.map((rule) => ({ ...kernelRule(rule), policy: rule.policy }))))
+        .digest('hex')
+        .slice(0, 16),
+      ruleNotEnforced: rules.flatMap((r) => r.notEnforced.map((n) => `rule ${r.name}: ${n}`)),
+    });
+  }
+
+  /** The rules in force for a workload (by key), in evaluation order; empty when none or not enrolled. */
+  rulesFor(key: string): CompiledRule[] {
+    return this.workloads.get(key)?.rules ?? [];
+  }
+
+  /** Enrolled workloads in source order, with their rules in force. */
+  enrolled(): { workload: Workload; rules: CompiledRule[] }[] {
+    return [...this.workloads.values()].flatMap((s) => (s.enrolled ? [{ workload: s.enrolled, rules: s.rules }] : []));
+  }
+
+  /** The label events carry for a rule id of any tier but 3. */
+  ruleLabel(ruleId: number): RuleLabel | undefined {
+    return this.tier2Labels.get(ruleId)?.label ?? this.baselineLabels.get(ruleId);
+  }
+
+  /** Every accepted FirewallPolicy, in (namespace, name) order, with what reached the kernel for it. */
+  policyStatus(): PolicyStatus[] {
+    return this.options.policies.entries().flatMap((entry) => {
+      const policyKey = policyKeyOf(entry.policy);
+      const policy = this.policies.get(policyKey);
+      if (!policy) return [];
+      const result = this.policyResults.get(policyKey) ?? { ruleset: '', ruleNotEnforced: [] };
+      return [
+        {
+          namespace: policy.namespace,
+          name: policy.name,
+          file: entry.file,
+          generation: policy.generation,
+          ruleset: result.ruleset,
+          lastReconciledGeneration: policy.generation,
+          workloads: [...(this.selected.get(policyKey) ?? [])].sort(),
+          notEnforced: [...new Set([...entry.warnings, ...result.ruleNotEnforced])],
+        },
+      ];
+    });
+  }
+
+  /** Exact names of every active webGroup rule, per workload: the agent resolves them itself, before any workload asks. */
+  exactNames(): { workloadId: number; ruleIds: number[]; name: string }[] {
+    const names: { workloadId: number; ruleIds: number[]; name: string }[] = [];
+    for (const { workload, rules } of this.enrolled()) {
+      const byName = new Map<string, number[]>();
+      for (const rule of rules) {
+        if (!rule.active) continue;
+        for (const d of rule.domains ?? []) {
+          if (d.kind !== 'exact') continue;
+          byName.set(d.name, [...(byName.get(d.name) ?? []), rule.ruleId]);
+        }
+      }
+      for (const [name, ruleIds] of byName) names.push({ workloadId: workload.workloadId, ruleIds, name });
+    }
+    return names;
+  }
+}

@@ -1,0 +1,172 @@
+// What `egressguard status` shows: the agent's state as one JSON object (the control socket's answer) and as text.
+import type { AgentConfig } from './config.js';
+import type { Reconciler } from './reconciler.js';
+import type { Datapath } from '../datapath/types.js';
+import type { DnsProxyStats } from '../dns/types.js';
+import type { EventPipelineStats } from '../events/pipeline.js';
+import { workloadKey } from '../identity/registry.js';
+import type { DomainPattern } from '../policy/types.js';
+
+export interface PolicyStatus {
+  namespace: string;
+  name: string;
+  file: string;
+  generation: number;
+  /** Non-empty once the policy's rules are in the kernel (mirrors the FirewallPolicy status field the lab waits on). */
+  ruleset: string;
+  lastReconciledGeneration: number;
+  workloads: string[];
+  notEnforced: string[];
+}
+
+export interface WorkloadStatus {
+  key: string;
+  labels: Record<string, string>;
+  addresses: string[];
+  cgroup: string;
+  workloadId: number;
+  /** Names the workload may reach through permit rules (exact, `*.suffix` or `*`), in rule order. */
+  allowedNames: string[];
+  rules: {
+    policy: string;
+    name: string;
+    action: string;
+    protocol: string;
+    ports: string;
+    destinations: string[];
+    domains: string[] | null;
+    watch: boolean;
+    notEnforced: string[];
+  }[];
+  learned: { ip: string; rule: string; expiresInSeconds: number }[];
+}
+
+export interface AgentStatus {
+  node: string;
+  mode: AgentConfig['baseline']['mode'];
+  enforcement: AgentConfig['enforcement'];
+  adopted: boolean;
+  policies: PolicyStatus[];
+  rejected: { file: string; messages: string[] }[];
+  workloads: WorkloadStatus[];
+  stats: Record<string, number | string>;
+}
+
+/** Everything the status is made of, gathered by the composition root. */
+export interface StatusInputs {
+  config: Pick<AgentConfig, 'node' | 'baseline' | 'enforcement'>;
+  datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats'>;
+  reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel'>;
+  rejected: { file: string; messages: string[] }[];
+  pipeline: EventPipelineStats;
+  /** Delivery counters per sink (sinkStats). */
+  sinks: Record<string, number>;
+  /** The DNS proxy's counters; null when it does not run. */
+  dns: DnsProxyStats | null;
+}
+
+function patternText(pattern: DomainPattern): string {
+  return pattern.kind === 'exact' ? pattern.name : pattern.kind === 'wildcard' ? `*.${pattern.suffix}` : '*';
+}
+
+export function agentStatus(inputs: StatusInputs): AgentStatus {
+  const { datapath, reconciler } = inputs;
+  const nowNs = process.hrtime.bigint();
+  const ruleName = (ruleId: number) => {
+    const label = reconciler.ruleLabel(ruleId);
+    return label ? (label.policy ? `${label.policy.namespace}/${label.policy.name}:${label.name}` : label.name) : `rule#${ruleId}`;
+  };
+  const workloads = reconciler.enrolled().map(({ workload: w, rules }): WorkloadStatus => ({
+    key: workloadKey(w),
+    labels: w.labels,
+    addresses: w.addresses,
+    cgroup: w.cgroupPath,
+    workloadId: w.workloadId,
+    allowedNames: [
+      ...new Set(rules.filter((r) => r.active && r.action === 'permit' && !r.watch).flatMap((r) => (r.domains ?? []).map(patternText))),
+    ],
+    rules: rules.map((r) => ({
+      policy: `${r.policy.namespace}/${r.policy.name}`,
+      name: r.name,
+      action: r.action,
+      protocol: r.protocol,
+      ports: r.portLow === 0 && r.portHigh === 65535 ? 'any' : r.portLow === r.portHigh ? String(r.portLow) : `${r.portLow}-${r.portHigh}`,
+      destinations: r.anyDestination ? ['any'] : r.cidrs.map((c) => `${c.address}/${c.prefix}`),
+      domains: r.domains?.map(patternText) ?? null,
+      watch: r.watch,
+      notEnforced: r.active ? r.notEnforced : ['inactive: ' + r.notEnforced.join('; ')],
+    })),
+    learned: datapath.learned(w.workloadId).map((l) => ({
+      ip: l.ip,
+      rule: ruleName(l.ruleId),
+      expiresInSeconds: Math.max(0, Math.round(Number(l.expiresAtNs - nowNs) / 1e9)),
+    })),
+  }));
+  const kernel = datapath.stats();
+  return {
+    node: inputs.config.node,
+    mode: inputs.config.baseline.mode,
+    enforcement: inputs.config.enforcement,
+    adopted: datapath.adopted,
+    policies: reconciler.policyStatus(),
+    rejected: inputs.rejected,
+    workloads,
+    stats: {
+      ...inputs.pipeline,
+      ...inputs.sinks,
+      kernelEventsLost: kernel.eventsLost.toString(),
+      decisionsPermitted: kernel.decisionsPermitted.toString(),
+      decisionsDenied: kernel.decisionsDenied.toString(),
+      dnsSteered: kernel.dnsSteered.toString(),
+      ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),
+    },
+  };
+}
+
+/** The text form `egressguard status` prints. */
+export function formatStatus(status: AgentStatus): string {
+  const lines = [`node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`, ''];
+  lines.push('policies:');
+  for (const p of status.policies) {
+    lines.push(
+      `  ${p.namespace}/${p.name}  generation ${p.generation}  ruleset ${p.ruleset || '(pending)'}  workloads: ${p.workloads.join(', ') || '(none on this node)'}`,
+    );
+    for (const n of p.notEnforced) lines.push(`    not enforced: ${n}`);
+  }
+  for (const r of status.rejected) {
+    lines.push(`  REJECTED ${r.file} (last good version stays in force):`);
+    for (const m of r.messages) lines.push(`    ${m}`);
+  }
+  for (const w of status.workloads) {
+    lines.push(
+      '',
+      `workload ${w.key}  labels ${
+        Object.entries(w.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',') || '-'
+      }  addresses ${w.addresses.join(', ') || '-'}`,
+    );
+    lines.push(`  cgroup ${w.cgroup} (workload id ${w.workloadId})`);
+    lines.push(`  allowed names: ${w.allowedNames.join(', ') || '(none)'}`);
+    if (w.rules.length === 0) lines.push('  no FirewallPolicy rules select it: tier 3 default applies');
+    w.rules.forEach((r, i) => {
+      const dest = r.domains ? `domains ${r.domains.join(', ')}` : `to ${r.destinations.join(', ') || '(none)'}`;
+      lines.push(
+        `  ${i + 1}. ${r.action.padEnd(6)} ${r.protocol}/${r.ports}  ${dest}  [${r.policy}:${r.name}]${r.watch ? ' (watch)' : ''}`,
+      );
+      for (const n of r.notEnforced) lines.push(`     not enforced: ${n}`);
+    });
+    if (w.learned.length > 0) {
+      lines.push('  learned addresses:');
+      for (const l of w.learned) lines.push(`    ${l.ip.padEnd(24)} ${l.rule}  expires in ${l.expiresInSeconds}s`);
+    }
+  }
+  lines.push(
+    '',
+    'counters: ' +
+      Object.entries(status.stats)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' '),
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,118 @@
+// Enrichment: turns what the kernel and the DNS proxy report (ids, addresses) into FlowEvents a SOC can read
+// (workload identity, rule and policy names, the destination's name as last resolved).
+import type { KernelEvent } from '../model/decision.js';
+import type { DnsDecisionEvent } from '../dns/types.js';
+import type { Workload } from '../identity/registry.js';
+import type { FlowEvent, Tier, WorkloadIdentity } from './types.js';
+
+/** What an event says about the rule that decided it. */
+export interface RuleLabel {
+  tier: Tier;
+  name: string;
+  policy: FlowEvent['policy'];
+}
+
+export interface EnricherOptions {
+  /** The node name events carry (read per event: a configuration reload may change it). */
+  node(): string;
+  /** Enrolled workloads by kernel workload id and by key (`namespace/name`). */
+  workloads: { byId(workloadId: number): Workload | null; byKey(key: string): Workload | null };
+  /** The label of a tier-0/1/2 rule id; undefined when it is not (or no longer) configured. */
+  ruleLabel(ruleId: number): RuleLabel | undefined;
+  /** The DNS proxy's listen addresses: a DNS event names the one the workload reached. */
+  dnsListen: readonly string[];
+  /** Addresses whose name is remembered (default 65,536); the oldest are forgotten first. */
+  namesRemembered?: number;
+}
+
+function identityOf(w: Workload): WorkloadIdentity {
+  return { namespace: w.namespace, name: w.name, labels: w.labels, podIps: w.addresses, cgroupId: w.cgroupId.toString() };
+}
+
+const protocolNames: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
+const DEFAULT_NAMES_REMEMBERED = 65_536;
+
+export class Enricher {
+  /** Last name each address was resolved to, per workload (`id|ip`) and node-wide (`ip`). */
+  private readonly namesByAddress = new Map<string, string>();
+  private readonly namesRemembered: number;
+
+  constructor(private readonly options: EnricherOptions) {
+    this.namesRemembered = options.namesRemembered ?? DEFAULT_NAMES_REMEMBERED;
+  }
+
+  /** A DNS decision as a FlowEvent; its answers name the addresses in later kernel events. */
+  fromDns(e: DnsDecisionEvent): FlowEvent {
+    const w = e.workloadKey ? this.options.workloads.byKey(e.workloadKey) : null;
+    for (const ip of e.answers) {
+      this.rememberName(ip, e.query);
+      if (w) this.rememberName(`${w.workloadId}|${ip}`, e.query);
+    }
+    return {
+      time: e.time,
+      node: this.options.node(),
+      workload: w ? identityOf(w) : { namespace: '', name: '(unknown source)', labels: {}, podIps: [e.sourceIp], cgroupId: '' },
+      // The proxy cannot see which resolver the workload addressed (the kernel rewrote it); report the proxy it reached.
+      destination: { ip: this.proxyAddressFor(e.sourceIp), port: 53, protocol: e.transport, family: e.sourceIp.includes(':') ? 6 : 4 },
+      fqdn: e.query,
+      fqdnSource: 'dns',
+      layer: 'dns',
+      verdict: e.verdict,
+      tier: e.tier,
+      policy: e.policy,
+      rule: e.ruleName,
+      ...(e.reason ? { reason: e.reason } : {}),
+      count: 1,
+      dns: { query: e.query, type: e.qtype, rcode: e.rcode, answers: e.answers },
+      eventId: '',
+    };
+  }
+
+  fromKernel(event: KernelEvent): FlowEvent {
+    const w = this.options.workloads.byId(event.workloadId);
+    const label: RuleLabel =
+      event.tier === 3
+        ? { tier: 3, name: 'default-action', policy: null }
+        : (this.options.ruleLabel(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
+    const fqdn = event.sni ?? this.nameOf(event.workloadId, event.ip);
+    return {
+      time: new Date().toISOString(),
+      node: this.options.node(),
+      workload: w ? identityOf(w) : { namespace: '', name: '(unenrolled)', labels: {}, podIps: [], cgroupId: event.cgroupId.toString() },
+      process: { pid: event.pid, comm: event.comm },
+      destination: {
+        ip: event.ip,
+        port: event.port,
+        protocol: protocolNames[event.protocol] ?? String(event.protocol),
+        family: event.family,
+      },
+      fqdn,
+      fqdnSource: event.sni ? 'sni' : fqdn ? 'dns' : 'none',
+      layer: event.layer,
+      verdict: event.verdict,
+      tier: event.tier,
+      policy: label.policy,
+      rule: label.name,
+      count: 1,
+      eventId: '',
+    };
+  }
+
+  /** The name `ip` was last resolved to by this workload, else by any workload; null when none is remembered. */
+  nameOf(workloadId: number, ip: string): string | null {
+    return this.namesByAddress.get(`${workloadId}|${ip}`) ?? this.namesByAddress.get(ip) ?? null;
+  }
+
+  /** Bounded: workloads decide how many names they look up. The oldest entries go first. */
+  private rememberName(key: string, name: string): void {
+    this.namesByAddress.delete(key);
+    this.namesByAddress.set(key, name);
+    if (this.namesByAddress.size > this.namesRemembered) this.namesByAddress.delete(this.namesByAddress.keys().next().value!);
+  }
+
+  private proxyAddressFor(sourceIp: string): string {
+    const wantV6 = sourceIp.includes(':') && !sourceIp.startsWith('::ffff:');
+    const listen = this.options.dnsListen;
+    return listen.find((a) => a.includes(':') === wantV6) ?? listen[0] ?? '';
+  }
+}

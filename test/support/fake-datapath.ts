@@ -1,0 +1,126 @@
+// A Datapath that keeps its state in memory: the control plane (reconciler, DNS decisions, enrichment, status) runs
+// against it without root. It records every call, can be told to fail, and can emit kernel events.
+import type {
+  CidrEntry,
+  Datapath,
+  DatapathSettings,
+  DatapathStats,
+  KernelEvent,
+  KernelRule,
+  LearnedEntry,
+  WorkloadNetwork,
+} from '../../src/datapath/types.js';
+
+export interface FakeWorkload {
+  cgroupPath: string;
+  cgroupId: bigint;
+  workloadId: number;
+  rules: KernelRule[];
+  network: WorkloadNetwork | undefined;
+}
+
+export class FakeDatapath implements Datapath {
+  adopted = false;
+  settings: DatapathSettings | null = null;
+  denyList: CidrEntry[] = [];
+  baseline: CidrEntry[] = [];
+  /** Enrolled workloads by cgroup id. */
+  readonly enrolled = new Map<bigint, FakeWorkload>();
+  learnedEntries: LearnedEntry[] = [];
+  /** Every setWorkload call, in order, by cgroup path (failed calls included). */
+  readonly setWorkloadCalls: string[] = [];
+  readonly removeWorkloadCalls: Array<string | bigint> = [];
+  /** setWorkload throws this for the cgroup paths in it. */
+  readonly failSetWorkload = new Map<string, Error>();
+  counters: DatapathStats = { eventsLost: 0n, eventsMalformed: 0n, decisionsPermitted: 0n, decisionsDenied: 0n, dnsSteered: 0n };
+  private readonly listeners: Array<(event: KernelEvent) => void> = [];
+  private nextWorkloadId = 1;
+  closed = false;
+
+  /**
+   * @param cgroupIds cgroup path → id, as the cgroup filesystem would answer (the reconciler's WorkloadHost reads
+   *   the same table); paths missing from it are enrolled under a made-up id.
+   */
+  constructor(readonly cgroupIds = new Map<string, bigint>()) {}
+
+  /** Pretend an earlier agent left this workload in the pinned maps. */
+  adopt(cgroupId: bigint, workloadId: number): void {
+    this.adopted = true;
+    this.enrolled.set(cgroupId, { cgroupPath: '', cgroupId, workloadId, rules: [], network: undefined });
+    this.nextWorkloadId = Math.max(this.nextWorkloadId, workloadId + 1);
+  }
+
+  configure(settings: DatapathSettings): void {
+    this.settings = settings;
+  }
+
+  setDenyList(entries: CidrEntry[]): void {
+    this.denyList = entries;
+  }
+
+  setBaseline(entries: CidrEntry[]): void {
+    this.baseline = entries;
+  }
+
+  setWorkload(cgroupPath: string, rules: KernelRule[], network?: WorkloadNetwork): number {
+    this.setWorkloadCalls.push(cgroupPath);
+    const failure = this.failSetWorkload.get(cgroupPath);
+    if (failure) throw failure;
+    const cgroupId = this.cgroupIds.get(cgroupPath) ?? BigInt(10_000 + this.enrolled.size);
+    const current = this.enrolled.get(cgroupId);
+    const workloadId = current?.workloadId ?? this.nextWorkloadId++;
+    this.enrolled.set(cgroupId, { cgroupPath, cgroupId, workloadId, rules, network });
+    return workloadId;
+  }
+
+  removeWorkload(cgroup: string | bigint): void {
+    this.removeWorkloadCalls.push(cgroup);
+    const cgroupId = typeof cgroup === 'bigint' ? cgroup : [...this.enrolled.values()].find((w) => w.cgroupPath === cgroup)?.cgroupId;
+    if (cgroupId !== undefined) this.enrolled.delete(cgroupId);
+  }
+
+  workloads(): Map<bigint, number> {
+    return new Map([...this.enrolled].map(([cgroupId, w]) => [cgroupId, w.workloadId]));
+  }
+
+  /** The rules in force for a cgroup path, as rule ids; undefined when it is not enrolled. */
+  ruleIdsOf(cgroupPath: string): number[] | undefined {
+    return [...this.enrolled.values()].find((w) => w.cgroupPath === cgroupPath)?.rules.map((r) => r.ruleId);
+  }
+
+  learn(entries: LearnedEntry[]): void {
+    this.learnedEntries.push(...entries);
+  }
+
+  learned(workloadId?: number): LearnedEntry[] {
+    return this.learnedEntries.filter((e) => workloadId === undefined || e.workloadId === workloadId);
+  }
+
+  expireLearned(nowNs: bigint): number {
+    const before = this.learnedEntries.length;
+    this.learnedEntries = this.learnedEntries.filter((e) => e.expiresAtNs >= nowNs);
+    return before - this.learnedEntries.length;
+  }
+
+  onEvent(listener: (event: KernelEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Deliver a kernel event to the listeners, as the ring buffer reader would. */
+  emit(event: KernelEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  stats(): DatapathStats {
+    return { ...this.counters };
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  destroy(): void {
+    this.enrolled.clear();
+    this.closed = true;
+  }
+}

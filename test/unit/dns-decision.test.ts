@@ -1,0 +1,74 @@
+import { strict as assert } from 'node:assert';
+import { describe, test } from 'node:test';
+import { ruleIdFor } from '../../src/policy/rule-ids.js';
+import { compileForWorkload } from '../../src/policy/compile.js';
+import { decideName } from '../../src/policy/dns-decision.js';
+import { firewallPolicy } from './control-plane-helpers.js';
+import { acceptPolicies } from './policy-helpers.js';
+
+const APP = { namespace: 'team', labels: { app: 'one' } };
+const enforce = { dnsNames: ['cluster.local'], mode: 'enforce' as const };
+const discovery = { dnsNames: ['cluster.local'], mode: 'discovery' as const };
+
+function rulesOf(text: string) {
+  return compileForWorkload(acceptPolicies(text), APP);
+}
+
+const allowApi = rulesOf(firewallPolicy({ name: 'p', app: 'one', domains: ['api.example.com', '*.cdn.example'] }));
+
+describe('decideName', () => {
+  test('baseline DNS names are answered whatever the rules say (tier 1), the suffix is named', () => {
+    const decision = decideName(allowApi, 'Kube-DNS.kube-system.svc.cluster.local.', enforce);
+    assert.deepEqual(decision, { verdict: 'permitted', tier: 1, ruleName: 'baseline-dns:cluster.local', policy: null, learnFor: [] });
+    assert.equal(decideName([], 'cluster.local', enforce).tier, 1);
+    assert.equal(decideName([], 'notcluster.local', enforce).tier, 3);
+  });
+
+  test('a permit rule allows its names and learns for that rule; other names fall to the deny-all rule', () => {
+    const allowed = decideName(allowApi, 'api.example.com', enforce);
+    assert.deepEqual(allowed, {
+      verdict: 'permitted',
+      tier: 2,
+      ruleName: 'allow',
+      policy: { namespace: 'team', name: 'p', generation: 1 },
+      learnFor: [ruleIdFor('team', 'p', 'allow')],
+    });
+    assert.equal(decideName(allowApi, 'x.cdn.example', enforce).verdict, 'permitted');
+    const denied = decideName(allowApi, 'evil.example', discovery);
+    assert.deepEqual([denied.verdict, denied.tier, denied.ruleName, denied.learnFor], ['denied', 2, 'deny-all', []]);
+  });
+
+  test('without a deciding rule the mode decides (tier 3): enforce denies, discovery permits', () => {
+    assert.deepEqual(decideName([], 'anything.example', enforce), {
+      verdict: 'denied',
+      tier: 3,
+      ruleName: 'default-action',
+      policy: null,
+      learnFor: [],
+    });
+    assert.equal(decideName([], 'anything.example', discovery).verdict, 'permitted');
+  });
+
+  test('learnFor leaves out `*` rules (the kernel accepts any address for them) but keeps named ones', () => {
+    const extraRule = `    - name: anything
+      action: permit
+      protocol: tcp
+      port: 8443
+      selector: { matchLabels: { app: one } }
+      destinationSmartGroups: [{ name: any-destination }]
+      webGroups: [{ name: everything }]
+`;
+    const text = firewallPolicy({ name: 'p', app: 'one', domains: ['api.example.com'], extraRule }).replace(
+      '  rules:\n',
+      '    - name: everything\n      domains: ["*"]\n  rules:\n',
+    );
+    const rules = rulesOf(text);
+    assert.ok(
+      rules.some((r) => r.domains?.some((d) => d.kind === 'any')),
+      'the policy has a `*` rule',
+    );
+    assert.deepEqual(decideName(rules, 'api.example.com', enforce).learnFor, [ruleIdFor('team', 'p', 'allow')]);
+    const other = decideName(rules, 'other.example', enforce);
+    assert.deepEqual([other.verdict, other.ruleName, other.learnFor], ['permitted', 'anything', []]);
+  });
+});
