@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { LearnedAddresses } from '../../src/agent/learned.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { agentStatus, formatStatus } from '../../src/agent/status.js';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { controlPlane, firewallPolicy, workload } from './control-plane-helpers.js';

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import type { KernelEvent } from '../../src/datapath/types.js';
 import type { DnsDecisionEvent } from '../../src/dns/types.js';
 import { Enricher, type EnricherOptions } from '../../src/events/enrich.js';

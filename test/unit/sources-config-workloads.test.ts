@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import { parseConfig } from '../../src/agent/config.js';
 import type { WorkloadSpec } from '../../src/identity/source.js';
 import { ConfigWorkloadSource, checkWorkloadCgroups } from '../../src/sources/config-workloads.js';

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from 'vitest';
 import { PolicyFileSource } from '../../src/sources/policy-files.js';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { controlPlane, firewallPolicy, silentLog, workload } from './control-plane-helpers.js';
@@ -11,7 +11,7 @@ const ONE = workload('one', { app: 'one' });
 
 describe('PolicyFileSource into the store and the reconciler', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eg-policy-files-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const cp = controlPlane();
   cp.reconciler.setWorkloads([ONE]);
@@ -25,7 +25,7 @@ describe('PolicyFileSource into the store and the reconciler', () => {
       cp.reconciler.syncPolicies();
     },
   });
-  after(() => source.stop());
+  afterAll(() => source.stop());
   const file = join(dir, 'one.yaml');
   const enforced = () => cp.datapath.ruleIdsOf(ONE.cgroupPath);
 
