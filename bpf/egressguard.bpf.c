@@ -5,12 +5,21 @@
  * - cgroup_skb egress finishes what connect left open: the TLS ClientHello SNI of flows that
  *   webGroup (or tlsRequired) rules govern, and judges every packet of raw and ping sockets.
  * - tc ingress on each workload's host-side interface is the backstop for what no socket hook
- *   saw (packet sockets, forged sources, fragments).
+ *   saw (packet sockets, forged sources, fragments); tc egress there approves the answers of the
+ *   connections the node delivers to the workload.
  * All three reach their verdict through eg_evaluate() (lib/evaluate.h). */
 #include "lib/abi.h"
 #include "lib/dns_steer.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* Every socket created in an enrolled workload keeps that workload as its identity (lib/flow.h). */
+SEC("cgroup/sock_create")
+int eg_sock_create(struct bpf_sock *sk)
+{
+	record_owner(sk);
+	return 1;
+}
 
 /* connect/sendmsg: port 53 goes to the proxy, everything else is judged (v6: an IPv6 program). */
 static __always_inline int sock_addr_verdict(struct bpf_sock_addr *ctx, __u8 hook, int v6)
@@ -21,7 +30,7 @@ static __always_inline int sock_addr_verdict(struct bpf_sock_addr *ctx, __u8 hoo
 		return 1;
 	if (steer_dns(ctx, &flow, v6))
 		return 1;
-	return judge_socket(ctx, &flow);
+	return judge_socket(ctx, &flow, v6);
 }
 
 SEC("cgroup/connect4")
@@ -76,8 +85,10 @@ int eg_getpeername6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* Which concern a departing packet belongs to: its socket's pending TLS decision, a raw or ping
- * socket (judged per packet), or a connection the workload accepted (approved for the backstop). */
+/* Which concern a departing packet belongs to: its socket's verdict (checked against what the hook
+ * judged, or its pending TLS decision), or a raw or ping socket (judged per packet). Sockets without
+ * state (a listener's SYN-ACKs, accepted connections) approve nothing here: the backstop approves an
+ * inbound connection when the node delivers its SYN (eg_tc_egress). */
 SEC("cgroup_skb/egress")
 int eg_skb_egress(struct __sk_buff *skb)
 {
@@ -87,17 +98,13 @@ int eg_skb_egress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
-	/* A listener sends only SYN-ACKs here: record each one, and keep no state on the listener itself. */
 	if (!sk || (sk->type == SOCK_STREAM_TYPE && sk->state == BPF_TCP_LISTEN))
-		return approve_syn_ack(skb);
+		return 1;
 	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
 	if (state)
 		return socket_egress(skb, sk, state);
 	if (is_socketless(sk))
 		return judge_socketless(skb);
-	/* With the backstop on, every socket a connect/sendmsg hook permitted has state: this one was accepted. */
-	if (sk->type == SOCK_STREAM_TYPE)
-		return approve_accepted(skb, sk);
 	return 1;
 }
 
@@ -105,4 +112,11 @@ SEC("tc")
 int eg_tc_ingress(struct __sk_buff *skb)
 {
 	return backstop_ingress(skb);
+}
+
+/* The same interfaces' egress: what the node delivers into a workload (never dropped here). */
+SEC("tc")
+int eg_tc_egress(struct __sk_buff *skb)
+{
+	return backstop_inbound(skb);
 }

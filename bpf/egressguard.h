@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 1 };
+enum eg_abi { EG_ABI_VERSION = 2 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -178,7 +178,7 @@ struct eg_sk_origin {
 /* eg_events ring buffer record */
 struct eg_event {
 	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
-	__u64 cgroup_id;    /* the calling process's own cgroup */
+	__u64 cgroup_id;    /* the socket creator's own cgroup (packet layers: the socket's or 0) */
 	__u32 workload_id;
 	__u32 rule_id; /* 0 for the default action */
 	__u8 addr[16];
@@ -214,7 +214,8 @@ struct eg_addr_key {
 	__u8 addr[16];
 };
 
-/* eg_approved: 5-tuples the socket hooks judged (addresses as in eg_cidr_key, ports host order). */
+/* eg_approved: 5-tuples the socket hooks judged (addresses as in eg_cidr_key, ports host order),
+ * for the workload that judged them: a flow approved for one workload never passes another's interface. */
 struct eg_flow_key {
 	__u8 src[16];
 	__u8 dst[16];
@@ -222,6 +223,19 @@ struct eg_flow_key {
 	__u16 dport;
 	__u8 protocol;
 	__u8 _pad[3];
+	__u32 workload_id;
+};
+
+/* eg_approved value. A flow waiting for its ClientHello verdict is approved for its handshake only: the
+ * backstop passes its segments without payload and payload within [seq_start, seq_end), bytes its own
+ * socket already sent through the cgroup skb program; the verdict turns it into a full approval or removes it. */
+enum eg_approval_kind { EG_APPROVED_FLOW = 1, EG_APPROVED_HANDSHAKE = 2 };
+
+struct eg_approval {
+	__u8 kind; /* enum eg_approval_kind */
+	__u8 _pad[3];
+	__u32 seq_start; /* HANDSHAKE: TCP sequence number of the first payload byte */
+	__u32 seq_end;   /* HANDSHAKE: TCP sequence number after the last byte its socket sent */
 };
 
 /* eg_fragments: verdict of an IP datagram's first fragment, for the ones that follow. */
@@ -261,6 +275,12 @@ struct eg_candidate_list {
 	__u8 count;
 	__u8 _pad[3];
 	struct eg_candidate items[EG_TLS_MAX_CANDIDATES];
+};
+
+/* eg_sk_owner: the workload a socket was created in (see bpf/lib/flow.h). */
+struct eg_sk_owner {
+	__u64 workload_cgroup; /* eg_workloads key of the owning workload */
+	__u64 cgroup_id;       /* the creating task's own cgroup, for events */
 };
 
 enum eg_sk_verdict { EG_SK_PERMIT = 1, EG_SK_PENDING = 2, EG_SK_DENY = 3 };

@@ -22,10 +22,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_sk_hello SEC(".maps");
 
-/* A permitted socket: with the backstop on, its next packet's 5-tuple is recorded as approved. */
-static __always_inline void socket_approved(struct bpf_sock_addr *ctx, __u8 config_flags)
+/* A permitted socket: with the backstop on, its next packet is checked against what was judged here
+ * (the destination the socket will really address, after DNS steering, and the workload) and only
+ * then recorded as approved. */
+static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const struct eg_flow *flow, int v6,
+					    __u8 config_flags)
 {
 	struct eg_sk_state *state;
+	__u32 ip6[4];
 
 	if (!ctx->sk)
 		return;
@@ -35,6 +39,12 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, __u8 conf
 		return;
 	state->verdict = EG_SK_PERMIT;
 	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	state->family = sock_addr_get(ctx, v6, ip6);
+	__builtin_memcpy(state->addr, ip6, sizeof(state->addr));
+	state->port = bpf_ntohs((__u16)ctx->user_port);
+	state->protocol = flow->protocol;
+	state->workload = flow->workload;
+	state->cgroup_id = flow->cgroup_id;
 }
 
 /* Leaves the socket SNI-pending with the connect-time decision; 0 when storage is unavailable. */
@@ -81,7 +91,7 @@ static __always_inline int socket_pending(struct bpf_sock_addr *ctx, const struc
  * address of a webGroup rule, or a tlsRequired rule) the connect goes ahead when any candidate or
  * the fallback could permit, and the ClientHello decides in eg_skb_egress; otherwise EPERM now.
  */
-static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flow *flow)
+static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flow *flow, int v6)
 {
 	struct eg_decision decision;
 	struct eg_config *config = config_get();
@@ -92,7 +102,7 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 	if (decision.candidates.count == 0) {
 		if (!finish_decision(flow, &decision))
 			return 0;
-		socket_approved(ctx, config_flags);
+		socket_approved(ctx, flow, v6, config_flags);
 		return 1;
 	}
 	could_permit = decision.permit;
@@ -108,35 +118,102 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 	/* Every outcome denies, or no SNI check is possible: no candidate can match. */
 	if (!finish_decision(flow, &decision))
 		return 0;
-	socket_approved(ctx, config_flags);
+	socket_approved(ctx, flow, v6, config_flags);
 	return 1;
 }
 
-static __always_inline void record_flow(struct __sk_buff *skb, struct eg_sk_state *state)
+#define EG_LOOPBACK_IFINDEX 1 /* lo, in every network namespace */
+
+static __always_inline int same_addr(const __u8 a[16], const __u8 b[16])
 {
+	__u32 x[4], y[4];
+
+	__builtin_memcpy(x, a, 16);
+	__builtin_memcpy(y, b, 16);
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/* The packet leaves for what the hook judged: destination, port and protocol, from one of the
+ * workload's own addresses, and from a socket whose own cgroup is that workload's. */
+static __always_inline int sent_as_judged(struct __sk_buff *skb, const struct eg_sk_state *state,
+					  const struct eg_packet *pkt)
+{
+	struct eg_workload owner;
+
+	if (pkt->protocol != state->protocol || pkt->dport != state->port || pkt->fragment == EG_FRAG_LATER)
+		return 0;
+	if (!same_addr(pkt->dst, state->addr))
+		return 0;
+	/* Loopback traffic never leaves the network namespace, and its sources are loopback addresses. */
+	if (skb->ifindex != EG_LOOPBACK_IFINDEX && !source_allowed(&state->workload, pkt, 0))
+		return 0;
+	return find_workload(skb, &owner) && owner.workload_id == state->workload.workload_id;
+}
+
+/*
+ * The first packet after a verdict: recorded as approved for the socket's workload when it is what
+ * was judged. Anything else (NAT, encapsulation or routing inside the pod that rewrote it, a
+ * source that is not the workload's, a socket judged under another cgroup than its own) is dropped
+ * and reported where it really goes, and the socket sends nothing more until judged again.
+ */
+static __always_inline int record_flow(struct __sk_buff *skb, struct eg_sk_state *state)
+{
+	struct eg_flow flow = {};
 	struct eg_packet pkt;
 
 	state->flags &= ~EG_SK_RECORD;
-	if (!eg_parse_packet(skb, 0, &pkt))
-		approve_packet(&pkt);
+	if (!eg_parse_packet(skb, 0, &pkt) && sent_as_judged(skb, state, &pkt)) {
+		if (state->verdict == EG_SK_PENDING)
+			approve_handshake(&pkt, state->workload.workload_id);
+		else
+			approve_packet(&pkt, state->workload.workload_id);
+		return 1;
+	}
+	state->verdict = EG_SK_DENY;
+	flow.workload = state->workload;
+	flow.cgroup_id = state->cgroup_id;
+	flow.hook = EG_HOOK_SKB_EGRESS;
+	flow.layer = EG_LAYER_PACKET;
+	flow_set_task(&flow);
+	if (eg_parse_packet(skb, 0, &pkt))
+		return finish(&flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0);
+	return deny_forged_source(&flow, &pkt);
 }
 
-static __always_inline int approve_accepted(struct __sk_buff *skb, struct bpf_sock *sk)
+/* The backstop follows a pending flow's socket: payload up to end may pass (see handshake_passes). */
+static __always_inline void handshake_sent(const struct eg_packet *pkt, const struct eg_sk_state *state, __u32 end)
 {
-	struct eg_sk_state *state;
+	struct eg_approval *approval = approval_of(pkt, state->workload.workload_id);
 
-	if (!backstop_on())
-		return 1;
-	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (state) {
-		state->verdict = EG_SK_PERMIT;
-		record_flow(skb, state);
+	if (approval && approval->kind == EG_APPROVED_HANDSHAKE && (__s32)(end - approval->seq_end) > 0)
+		approval->seq_end = end;
+}
+
+/* The ClientHello's verdict reaches the backstop at once: the handshake approval becomes a full one (never
+ * created here: a tuple the SYN did not establish stays unapproved), or it is removed. */
+static __always_inline void handshake_settled(struct __sk_buff *skb, const struct eg_sk_state *state, int permit)
+{
+	struct eg_approval *approval;
+	struct eg_packet pkt;
+
+	if (eg_parse_packet(skb, 0, &pkt))
+		return;
+	approval = approval_of(&pkt, state->workload.workload_id);
+	if (!approval)
+		return;
+	if (permit) {
+		approval->kind = EG_APPROVED_FLOW;
+	} else {
+		struct eg_flow_key key;
+
+		flow_key_of(&pkt, &key);
+		key.workload_id = state->workload.workload_id;
+		bpf_map_delete_elem(&eg_approved, &key);
 	}
-	return 1;
 }
 
 /* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
-static __always_inline int tls_decide(struct bpf_sock *sk, struct eg_sk_state *state, struct eg_sk_hello *hello,
+static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state, struct eg_sk_hello *hello,
 				      int status)
 {
 	struct eg_hello_info info = {};
@@ -174,6 +251,7 @@ static __always_inline int tls_decide(struct bpf_sock *sk, struct eg_sk_state *s
 	verdict = finish(&flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
 	state->verdict = verdict ? EG_SK_PERMIT : EG_SK_DENY;
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
+	handshake_settled(skb, state, verdict);
 	return verdict;
 }
 
@@ -191,7 +269,7 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 	int status;
 
 	if (!hello)
-		return tls_decide(sk, state, 0, EG_HELLO_NOT_HELLO);
+		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO);
 	if (eg_parse_packet(skb, 0, &pkt) || pkt.protocol != IPPROTO_TCP || pkt.fragment != EG_FRAG_NONE)
 		return 0; /* cannot read the segment: hold it back */
 	payload_len = skb->len > pkt.payload_off ? skb->len - pkt.payload_off : 0;
@@ -213,11 +291,13 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 		return 0; /* after a gap: the stack sends it again once the gap is filled */
 	skip = have - offset;
 	if (skip >= payload_len)
-		return 1; /* retransmission of bytes already buffered */
+		return 1; /* retransmission of bytes already buffered (and already passed to the backstop) */
 	status = hello_status_after(hello, eg_hello_append(skb, pkt.payload_off + skip, payload_len - skip, hello));
-	if (status == EG_HELLO_INCOMPLETE)
+	if (status == EG_HELLO_INCOMPLETE) {
+		handshake_sent(&pkt, state, data_seq + payload_len);
 		return 1;
-	return tls_decide(sk, state, hello, status);
+	}
+	return tls_decide(skb, sk, state, hello, status);
 }
 
 /* A packet of a socket that has state: a denied socket sends nothing, a pending one waits for its
@@ -226,8 +306,8 @@ static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock 
 {
 	if (state->verdict == EG_SK_DENY)
 		return 0;
-	if (state->flags & EG_SK_RECORD)
-		record_flow(skb, state);
+	if ((state->flags & EG_SK_RECORD) && !record_flow(skb, state))
+		return 0;
 	if (state->verdict == EG_SK_PENDING)
 		return tls_pending(skb, sk, state);
 	return 1;

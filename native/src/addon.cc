@@ -14,6 +14,9 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("tcAttachIngress", Napi::Function::New(env, TcAttachIngress, "tcAttachIngress"));
   exports.Set("tcDetachIngress", Napi::Function::New(env, TcDetachIngress, "tcDetachIngress"));
   exports.Set("tcQueryIngress", Napi::Function::New(env, TcQueryIngress, "tcQueryIngress"));
+  exports.Set("tcAttachEgress", Napi::Function::New(env, TcAttachEgress, "tcAttachEgress"));
+  exports.Set("tcDetachEgress", Napi::Function::New(env, TcDetachEgress, "tcDetachEgress"));
+  exports.Set("tcQueryEgress", Napi::Function::New(env, TcQueryEgress, "tcQueryEgress"));
   return exports;
 }
 

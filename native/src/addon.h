@@ -135,3 +135,6 @@ Napi::Value IfNameToIndex(const Napi::CallbackInfo& info);
 Napi::Value TcAttachIngress(const Napi::CallbackInfo& info);
 Napi::Value TcDetachIngress(const Napi::CallbackInfo& info);
 Napi::Value TcQueryIngress(const Napi::CallbackInfo& info);
+Napi::Value TcAttachEgress(const Napi::CallbackInfo& info);
+Napi::Value TcDetachEgress(const Napi::CallbackInfo& info);
+Napi::Value TcQueryEgress(const Napi::CallbackInfo& info);

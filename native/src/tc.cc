@@ -68,9 +68,54 @@ TcTarget RequireTarget(const Napi::CallbackInfo& info, size_t first) {
           RequireUint(info, first + 2, "tc priority")};
 }
 
-std::string Describe(const TcTarget& target) {
-  return "ifindex " + std::to_string(target.ifindex) + " ingress handle " + std::to_string(target.handle) +
-         " priority " + std::to_string(target.priority);
+std::string Describe(const TcTarget& target, bpf_tc_attach_point point) {
+  return "ifindex " + std::to_string(target.ifindex) + (point == BPF_TC_EGRESS ? " egress" : " ingress") +
+         " handle " + std::to_string(target.handle) + " priority " + std::to_string(target.priority);
+}
+
+// (program, ifindex, handle, priority, netnsPath?): creates clsact if needed and attaches (or
+// replaces) the direct-action filter at point.
+Napi::Value TcAttach(const Napi::CallbackInfo& info, bpf_tc_attach_point point) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tc attach needs a BpfProgram");
+  int progFd = bpf_program__fd(BpfProgram::Unwrap(info[0].As<Napi::Object>())->Handle(env));
+  if (progFd < 0) ThrowErrno(env, "bpf_program__fd (object not loaded?)", progFd);
+  TcTarget target = RequireTarget(info, 1);
+  NetnsScope scope(env, OptionalNetns(info, 4));
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(target.ifindex), .attach_point = point);
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST) ThrowErrno(env, "bpf_tc_hook_create(" + Describe(target, point) + ")", err, true);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = progFd, .flags = BPF_TC_F_REPLACE, .handle = target.handle,
+              .priority = target.priority);
+  err = bpf_tc_attach(&hook, &opts);
+  if (err) ThrowErrno(env, "bpf_tc_attach(" + Describe(target, point) + ")", err, true);
+  return Napi::Number::New(env, opts.prog_id);
+}
+
+// (ifindex, handle, priority, netnsPath?) -> true when a filter was removed
+Napi::Value TcDetach(const Napi::CallbackInfo& info, bpf_tc_attach_point point) {
+  Napi::Env env = info.Env();
+  TcTarget target = RequireTarget(info, 0);
+  NetnsScope scope(env, OptionalNetns(info, 3));
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(target.ifindex), .attach_point = point);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = target.handle, .priority = target.priority);
+  int err = bpf_tc_detach(&hook, &opts);
+  if (err == -ENOENT || err == -ENODEV || err == -EINVAL) return Napi::Boolean::New(env, false);
+  if (err) ThrowErrno(env, "bpf_tc_detach(" + Describe(target, point) + ")", err, true);
+  return Napi::Boolean::New(env, true);
+}
+
+// (ifindex, handle, priority, netnsPath?) -> attached program id or null
+Napi::Value TcQuery(const Napi::CallbackInfo& info, bpf_tc_attach_point point) {
+  Napi::Env env = info.Env();
+  TcTarget target = RequireTarget(info, 0);
+  NetnsScope scope(env, OptionalNetns(info, 3));
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(target.ifindex), .attach_point = point);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = target.handle, .priority = target.priority);
+  int err = bpf_tc_query(&hook, &opts);
+  if (err == -ENOENT || err == -EINVAL || err == -ENODEV) return env.Null();
+  if (err) ThrowErrno(env, "bpf_tc_query(" + Describe(target, point) + ")", err, true);
+  return Napi::Number::New(env, opts.prog_id);
 }
 
 }  // namespace
@@ -84,47 +129,14 @@ Napi::Value IfNameToIndex(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), index);
 }
 
-// tcAttachIngress(program, ifindex, handle, priority, netnsPath?): creates clsact if needed and
-// attaches (or replaces) the direct-action filter.
-Napi::Value TcAttachIngress(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "tcAttachIngress needs a BpfProgram");
-  int progFd = bpf_program__fd(BpfProgram::Unwrap(info[0].As<Napi::Object>())->Handle(env));
-  if (progFd < 0) ThrowErrno(env, "bpf_program__fd (object not loaded?)", progFd);
-  TcTarget target = RequireTarget(info, 1);
-  NetnsScope scope(env, OptionalNetns(info, 4));
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(target.ifindex), .attach_point = BPF_TC_INGRESS);
-  int err = bpf_tc_hook_create(&hook);
-  if (err && err != -EEXIST) ThrowErrno(env, "bpf_tc_hook_create(" + Describe(target) + ")", err, true);
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = progFd, .flags = BPF_TC_F_REPLACE, .handle = target.handle,
-              .priority = target.priority);
-  err = bpf_tc_attach(&hook, &opts);
-  if (err) ThrowErrno(env, "bpf_tc_attach(" + Describe(target) + ")", err, true);
-  return Napi::Number::New(env, opts.prog_id);
-}
+// tcAttach{Ingress,Egress}(program, ifindex, handle, priority, netnsPath?) -> program id
+Napi::Value TcAttachIngress(const Napi::CallbackInfo& info) { return TcAttach(info, BPF_TC_INGRESS); }
+Napi::Value TcAttachEgress(const Napi::CallbackInfo& info) { return TcAttach(info, BPF_TC_EGRESS); }
 
-// tcDetachIngress(ifindex, handle, priority, netnsPath?) -> true when a filter was removed
-Napi::Value TcDetachIngress(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  TcTarget target = RequireTarget(info, 0);
-  NetnsScope scope(env, OptionalNetns(info, 3));
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(target.ifindex), .attach_point = BPF_TC_INGRESS);
-  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = target.handle, .priority = target.priority);
-  int err = bpf_tc_detach(&hook, &opts);
-  if (err == -ENOENT || err == -ENODEV || err == -EINVAL) return Napi::Boolean::New(env, false);
-  if (err) ThrowErrno(env, "bpf_tc_detach(" + Describe(target) + ")", err, true);
-  return Napi::Boolean::New(env, true);
-}
+// tcDetach{Ingress,Egress}(ifindex, handle, priority, netnsPath?) -> true when a filter was removed
+Napi::Value TcDetachIngress(const Napi::CallbackInfo& info) { return TcDetach(info, BPF_TC_INGRESS); }
+Napi::Value TcDetachEgress(const Napi::CallbackInfo& info) { return TcDetach(info, BPF_TC_EGRESS); }
 
-// tcQueryIngress(ifindex, handle, priority, netnsPath?) -> attached program id or null
-Napi::Value TcQueryIngress(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  TcTarget target = RequireTarget(info, 0);
-  NetnsScope scope(env, OptionalNetns(info, 3));
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(target.ifindex), .attach_point = BPF_TC_INGRESS);
-  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = target.handle, .priority = target.priority);
-  int err = bpf_tc_query(&hook, &opts);
-  if (err == -ENOENT || err == -EINVAL || err == -ENODEV) return env.Null();
-  if (err) ThrowErrno(env, "bpf_tc_query(" + Describe(target) + ")", err, true);
-  return Napi::Number::New(env, opts.prog_id);
-}
+// tcQuery{Ingress,Egress}(ifindex, handle, priority, netnsPath?) -> attached program id or null
+Napi::Value TcQueryIngress(const Napi::CallbackInfo& info) { return TcQuery(info, BPF_TC_INGRESS); }
+Napi::Value TcQueryEgress(const Napi::CallbackInfo& info) { return TcQuery(info, BPF_TC_EGRESS); }

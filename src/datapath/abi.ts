@@ -12,7 +12,7 @@ import type { KernelEvent } from './types.js';
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 1;
+export const EG_ABI_VERSION: number = 2;
 
 export const EG_MAX_RULES = 64;
 export const EG_RULE_CIDR_FIXED_BITS = 64;

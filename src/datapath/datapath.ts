@@ -49,8 +49,10 @@ import type {
   WorkloadNetwork,
 } from './types.js';
 
-/** Restoring programs first: a socket steered by connect/sendmsg must always be restored. */
+/** Socket identity first (every socket created from then on has its owner), then the restoring programs: a
+ * socket steered by connect/sendmsg must always be restored. */
 export const PROGRAM_NAMES = [
+  'eg_sock_create',
   'eg_recvmsg4',
   'eg_recvmsg6',
   'eg_getpeername4',
@@ -63,6 +65,8 @@ export const PROGRAM_NAMES = [
 ] as const;
 
 const TC_PROGRAM = 'eg_tc_ingress';
+/** On the same interfaces, what the node delivers into the workload: the inbound connections it may answer. */
+const TC_EGRESS_PROGRAM = 'eg_tc_egress';
 /** tc filter identity on a host-side interface: fixed, so a restarted agent replaces its own filter in place. */
 export const TC_HANDLE = 0xe9;
 export const TC_PRIORITY = 0xe9;
@@ -250,12 +254,14 @@ class KernelDatapath implements Datapath {
   }
 
   private attachTc(ifindex: number): void {
+    // Egress first: an inbound connection is approved before the workload's answer can be judged without it.
+    this.native.tcAttachEgress(this.object.program(TC_EGRESS_PROGRAM), ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
     this.native.tcAttachIngress(this.object.program(TC_PROGRAM), ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
   }
 
   private detachAllTc(): void {
     for (const ifindexes of this.interfaces.values()) {
-      for (const ifindex of ifindexes) this.native.tcDetachIngress(ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
+      for (const ifindex of ifindexes) detachTc(this.native, ifindex, this.options.hostNetns);
     }
   }
 
@@ -425,7 +431,7 @@ class KernelDatapath implements Datapath {
     const current = this.interfaces.get(workloadId) ?? new Set<number>();
     for (const ifindex of current) {
       if (wanted.has(ifindex)) continue;
-      this.native.tcDetachIngress(ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
+      detachTc(this.native, ifindex, this.options.hostNetns);
       this.maps.eg_interfaces.delete(encodeU32(ifindex));
     }
     for (const ifindex of wanted) {
@@ -673,7 +679,10 @@ export function openDatapath(options: DatapathOptions): Datapath {
   const object = new native.BpfObject(options.objectPath, paths.maps);
   let adopted = false;
   try {
-    if (!features.packet) object.setAutoload(TC_PROGRAM, false);
+    if (!features.packet) {
+      object.setAutoload(TC_PROGRAM, false);
+      object.setAutoload(TC_EGRESS_PROGRAM, false);
+    }
     object.load();
     const version = object.map(ABI_VERSION_MAP);
     try {
@@ -725,6 +734,11 @@ export function destroyDatapath(options: Pick<DatapathOptions, 'pinDir' | 'hostN
   destroyPinned(loadNative(), resolvePinDir(options.pinDir), options.hostNetns);
 }
 
+function detachTc(native: NativeAddon, ifindex: number, hostNetns: string | undefined): void {
+  native.tcDetachIngress(ifindex, TC_HANDLE, TC_PRIORITY, hostNetns);
+  native.tcDetachEgress(ifindex, TC_HANDLE, TC_PRIORITY, hostNetns);
+}
+
 /**
  * Detaches every pinned link and tc filter and removes every pin under pinDir (no open Datapath
  * needed). hostNetns: where the workloads' host-side interfaces are (DatapathOptions.hostNetns).
@@ -735,7 +749,7 @@ export function destroyPinned(native: NativeAddon, pinDir: string, hostNetns?: s
   if (existsSync(interfacesPin)) {
     const interfaces = native.BpfMap.openPinned(interfacesPin);
     try {
-      for (const key of interfaces.keys()) native.tcDetachIngress(key.readUInt32LE(0), TC_HANDLE, TC_PRIORITY, hostNetns);
+      for (const key of interfaces.keys()) detachTc(native, key.readUInt32LE(0), hostNetns);
     } finally {
       interfaces.close();
     }

@@ -131,6 +131,10 @@ export interface NativeAddon {
   tcDetachIngress(ifindex: number, handle: number, priority: number, netnsPath?: string): boolean;
   /** The attached program id, or null. */
   tcQueryIngress(ifindex: number, handle: number, priority: number, netnsPath?: string): number | null;
+  /** The same three at the interface's egress (what the node delivers into the workload). */
+  tcAttachEgress(program: NativeProgram, ifindex: number, handle: number, priority: number, netnsPath?: string): number;
+  tcDetachEgress(ifindex: number, handle: number, priority: number, netnsPath?: string): boolean;
+  tcQueryEgress(ifindex: number, handle: number, priority: number, netnsPath?: string): number | null;
 }
 
 const ADDON_FILE = 'egressguard_native.node';

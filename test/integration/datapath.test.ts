@@ -444,7 +444,11 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal(datapath.setWorkload(workloadCgroup, [rule({ ruleId: 401, action: 'permit', anyDestination: true })]), workloadId);
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 })).data, 'ok:80');
     const attached = JSON.parse(mustRunSync(['bpftool', 'cgroup', 'show', attachCgroup, '-j'])) as unknown[];
-    assert.equal(attached.length, 9, 'one program per hook (8 socket hooks + cgroup_skb egress), no duplicates after adoption');
+    assert.equal(
+      attached.length,
+      10,
+      'one program per hook (sock_create, 8 socket hooks, cgroup_skb egress), no duplicates after adoption',
+    );
   });
 
   test('destroy detaches everything and removes every pin', async () => {

@@ -151,6 +151,11 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
       assert.equal(existsSync(join(pinPaths(pinDir).maps, 'eg_abi_version')), true, 'the version is recorded again');
     } else {
       assert.throws(() => openDatapath(options), /written by ABI v1,/);
+      // Record this version again (as an agent of it would have), so the tests below adopt the same pins.
+      const pin = join(pinPaths(pinDir).maps, 'eg_abi_version');
+      execFileSync('bpftool', ['map', 'create', pin, 'type', 'array', 'key', '4', 'value', '4', 'entries', '1', 'name', 'eg_abi_version']);
+      const value = [...encodeU32(EG_ABI_VERSION)].map(String);
+      execFileSync('bpftool', ['map', 'update', 'pinned', pin, 'key', '0', '0', '0', '0', 'value', ...value]);
     }
   });
 

@@ -105,7 +105,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 1, fingerprint: 'a48b69e0b4e13779d72650cf3e7da8755d548e43547fc8fc877b663e9d4b567d' };
+const PINNED_ABI = { version: 2, fingerprint: 'c6bcce75896707da712a8975e052df0c343dbe6732221d5a3ba5c854f660e6a0' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

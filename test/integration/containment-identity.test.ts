@@ -1,0 +1,463 @@
+// Containment of a workload with a root shell (issue 7, items 1 and 14): a socket's identity is the cgroup it
+// was created in, and a flow is approved only as it was judged. Each attack runs twice: calibration (the
+// workloads not enrolled: the attack must reach the internet server) and enforced (zero bytes may arrive).
+// Both are judged on the receiving side, the server in the internet namespace.
+import * as assert from 'node:assert/strict';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, test } from 'vitest';
+
+import { openDatapath } from '../../src/datapath/datapath.js';
+import { findCgroup2Mount } from '../../src/datapath/mounts.js';
+import type { DecodedEvent } from '../../src/datapath/abi.js';
+import type { Datapath, KernelRule } from '../../src/datapath/types.js';
+import { mustRunSync } from '../../lab/exec.js';
+import { Lab, type LabPod } from '../../lab/lab.js';
+import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { buildClientHello } from '../unit/clienthello-helpers.js';
+
+const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+const skip = privilegedSkip();
+
+const ALPHA_HOST = 2; // permitted to alpha only
+const BETA_HOST = 3; // permitted to beta only
+const WEB_HOST = 4; // learned for alpha's webGroup rule: its connections wait for the ClientHello
+const WEB_RULE = 53;
+const LOOPBACK_RULE = 54;
+
+/** A TCP echo over the pod's loopback (server and client in the same process); prints {"result": "sent"} when the echo came back. */
+const LOOPBACK_SCRIPT = String.raw`
+import json, os, socket
+a = json.loads(os.environ['EG_ARGS'])
+fam = socket.AF_INET6 if ':' in a['dst'] else socket.AF_INET
+server = socket.socket(fam, socket.SOCK_STREAM)
+server.bind((a['dst'], 0))
+server.listen(1)
+client = socket.create_connection(server.getsockname()[:2], timeout=3)
+peer, _ = server.accept()
+client.sendall(a['tag'].encode())
+peer.sendall(peer.recv(64))
+print(json.dumps({'result': 'sent' if client.recv(64) == a['tag'].encode() else 'mismatch'}))`;
+const PORT = 8443;
+/** Source ports the NAT test's rewrite applies to (other connections to the same destination stay untouched). */
+const NAT_PORT_FIRST = 45000;
+const NAT_PORTS = `${NAT_PORT_FIRST}-${NAT_PORT_FIRST + 99}`;
+
+/** A TCP server on PORT printing "got:<bytes>" for every chunk it receives. */
+const RECEIVER_SCRIPT = `
+require('net').createServer((s) => { s.on('error', () => {}); s.on('data', (c) => console.log('got:' + c)); })
+  .listen({ port: ${PORT}, host: '::' }, () => console.log('ready'));`;
+
+/**
+ * One TCP connection carrying `tag`: the process first moves to `moveBefore` (a cgroup.procs path), creates the
+ * socket, then moves to `moveAfter`, and only then connects. Prints {"result": "sent"} or the error's name.
+ */
+const ATTACK_SCRIPT = String.raw`
+import json, os, socket
+a = json.loads(os.environ['EG_ARGS'])
+def move(procs):
+    with open(procs, 'w') as f: f.write(str(os.getpid()))
+if a.get('moveBefore'): move(a['moveBefore'])
+s = socket.socket(socket.AF_INET6 if ':' in a['dst'] else socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(2)
+if a.get('sport'):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(('::' if ':' in a['dst'] else '0.0.0.0', a['sport']))
+if a.get('moveAfter'): move(a['moveAfter'])
+try:
+    s.connect((a['dst'], a['port']))
+    s.sendall(a['tag'].encode())
+    print(json.dumps({'result': 'sent'}))
+except OSError as e:
+    print(json.dumps({'result': type(e).__name__}))`;
+
+/** In the internet namespace: prints "cap:<payload>" for every TCP segment with payload that arrives (a capture). */
+const CAPTURE_SCRIPT = String.raw`
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+print('ready', flush=True)
+while True:
+    f, addr = s.recvfrom(65535)
+    if addr[2] == socket.PACKET_OUTGOING: continue
+    kind, p = f[12:14], f[14:]
+    if kind == b'\x08\x00': proto, l4 = p[9], p[(p[0] & 15) * 4:]
+    elif kind == b'\x86\xdd': proto, l4 = p[6], p[40:]
+    else: continue
+    if proto == 6 and len(l4) >= 20 and len(l4) > (l4[12] >> 4) * 4:
+        print('cap:' + l4[(l4[12] >> 4) * 4:].decode('latin1'), flush=True)`;
+
+/** Python prelude of the frame-crafting attacks: EG_ARGS in `a`, and frame() building an IP/TCP packet with checksums. */
+const FRAME_PY = String.raw`
+import json, os, socket, struct, time
+a = json.loads(os.environ['EG_ARGS'])
+v6 = ':' in a['dst']
+fam = socket.AF_INET6 if v6 else socket.AF_INET
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    t = sum(struct.unpack('!%dH' % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
+    return (~t) & 0xffff
+def frame(src, dst, sport, dport, flags, seq, payload=b''):
+    s, d = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)
+    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0) + payload
+    pseudo = s + d + (struct.pack('!I', len(tcp)) + b'\0\0\0\x06' if v6 else struct.pack('!BBH', 0, 6, len(tcp)))
+    tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
+    if v6:
+        return b'\x86\xdd', struct.pack('!IHBB', 0x60000000, len(tcp), 6, 64) + s + d + tcp
+    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, s, d)
+    return b'\x08\x00', h[:10] + struct.pack('!H', csum(h)) + h[12:] + tcp
+def send_eth0(kind, packet):
+    eth = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    eth.bind(('eth0', 0))
+    eth.send(bytes.fromhex(a['gatewayMac'].replace(':', '')) + eth.getsockname()[4] + kind + packet)
+`;
+
+/**
+ * A manufactured approval: the pod's own listener answers a SYN "from" the attacker's address that the pod
+ * injects on lo (AF_PACKET), then the pod sends raw frames on that tuple out of eth0 carrying the tag.
+ */
+const INJECT_SCRIPT =
+  FRAME_PY +
+  String.raw`
+listener = socket.socket(fam, socket.SOCK_STREAM)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind((a['own'], a['listenPort']))
+listener.listen(8)
+lo = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+lo.bind(('lo', 0))
+kind, syn = frame(a['dst'], a['own'], a['attackerPort'], a['listenPort'], 0x02, 1000)
+lo.send(b'\0' * 12 + kind + syn)
+time.sleep(0.3)
+send_eth0(*frame(a['own'], a['dst'], a['listenPort'], a['attackerPort'], 0x18, 5000, a['tag'].encode()))
+print(json.dumps({'result': 'sent'}))`;
+
+/**
+ * Raw frames on the tuple of a socket whose verdict waits for its ClientHello: the socket connects (its
+ * handshake must work), optionally sends a ClientHello (hex in `hello`), then the pod sends the tag in a raw
+ * frame on the socket's own tuple at the socket's next sequence number (read in TCP_REPAIR mode).
+ */
+const PENDING_SCRIPT =
+  FRAME_PY +
+  String.raw`
+TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_SEND_QUEUE = 19, 20, 21, 2
+s = socket.create_connection((a['dst'], a['port']), timeout=3)
+own, lport = s.getsockname()[:2]
+if a.get('hello'):
+    s.sendall(bytes.fromhex(a['hello']))
+    time.sleep(0.3)
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
+seq = s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ) & 0xffffffff
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+send_eth0(*frame(own, a['dst'], lport, a['port'], 0x18, seq, a['tag'].encode()))
+print(json.dumps({'result': 'sent'}))`;
+
+interface Attempt {
+  /** Pod whose network namespace (address, interface) the process runs in. */
+  pod: LabPod;
+  dst: string;
+  moveBefore?: string;
+  moveAfter?: string;
+  /** Source port to bind (default: the kernel's choice). */
+  sport?: number;
+}
+
+describe('containment: socket identity and judged approvals (real kernel)', { skip }, () => {
+  let lab: Lab;
+  let alpha: LabPod;
+  let beta: LabPod;
+  let datapath: Datapath;
+  let receiver: ChildProcess;
+  let capture: ChildProcess;
+  let gatewayMac = '';
+  const received: string[] = [];
+  const captured: string[] = [];
+  const events: DecodedEvent[] = [];
+  let serial = 0;
+
+  const permitTo = (ruleId: number, host: number): KernelRule =>
+    rule({
+      ruleId,
+      action: 'permit',
+      protocol: 'tcp',
+      portLow: PORT,
+      portHigh: PORT,
+      cidrs: [
+        { family: 4, address: lab.inet(host, 4), prefix: 32 },
+        { family: 6, address: lab.inet(host, 6), prefix: 128 },
+      ],
+    });
+
+  function enrol(): void {
+    const webRule = rule({
+      ruleId: WEB_RULE,
+      action: 'permit',
+      protocol: 'tcp',
+      portLow: PORT,
+      portHigh: PORT,
+      web: true,
+      domains: [{ kind: 'exact', name: 'allowed.example' }],
+    });
+    const loopback = rule({
+      ruleId: LOOPBACK_RULE,
+      action: 'permit',
+      protocol: 'tcp',
+      cidrs: [
+        { family: 4, address: '127.0.0.1', prefix: 32 },
+        { family: 6, address: '::1', prefix: 128 },
+      ],
+    });
+    const alphaId = datapath.setWorkload(alpha.cgroupPath, [permitTo(51, ALPHA_HOST), webRule, loopback], {
+      interfaces: [alpha.nodeInterface],
+      addresses: [alpha.ipv4, alpha.ipv6],
+    });
+    const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+    datapath.learn(
+      ([4, 6] as const).map((family) => ({ workloadId: alphaId, ruleId: WEB_RULE, ip: lab.inet(WEB_HOST, family), expiresAtNs })),
+    );
+    datapath.setWorkload(beta.cgroupPath, [permitTo(52, BETA_HOST)], {
+      interfaces: [beta.nodeInterface],
+      addresses: [beta.ipv4, beta.ipv6],
+    });
+  }
+
+  function withdraw(): void {
+    for (const pod of [alpha, beta]) if (datapath.workloads().has(statIno(pod.cgroupPath))) datapath.removeWorkload(pod.cgroupPath);
+  }
+
+  /** Runs a python attack script in the pod's netns (starting in the pod's cgroup) with a fresh tag; returns the tag and its result. */
+  function runAttack(pod: LabPod, script: string, args: Record<string, unknown>): { tag: string; result: string } {
+    const tag = `t${++serial}-${pod.name}`;
+    const out = spawnSync(
+      'nsenter',
+      [
+        `--net=${pod.netnsPath}`,
+        '--',
+        'sh',
+        '-c',
+        `echo $$ > ${join(pod.cgroupPath, 'cgroup.procs')} && exec "$@"`,
+        'sh',
+        'python3',
+        '-c',
+        script,
+      ],
+      { env: { ...process.env, EG_ARGS: JSON.stringify({ ...args, tag, port: PORT }) }, encoding: 'utf8', timeout: 15_000 },
+    );
+    assert.equal(out.status, 0, `attack script failed: ${out.stdout} ${out.stderr}`);
+    return { tag, result: (JSON.parse(out.stdout) as { result: string }).result };
+  }
+
+  const attempt = ({ pod, ...args }: Attempt): { tag: string; result: string } => runAttack(pod, ATTACK_SCRIPT, args);
+
+  /** Waits until `log` (what the server received, or the capture) holds tag. */
+  async function arrived(tag: string, log: string[] = received): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (!log.includes(tag)) {
+      if (Date.now() > deadline) throw new Error(`${tag} never arrived; saw ${JSON.stringify(log.slice(-10))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** An allowed connection of alpha by the same path: anything sent before it has arrived if it ever will. */
+  async function flush(family: 4 | 6, log: string[] = received): Promise<void> {
+    const marker = attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family) });
+    assert.equal(marker.result, 'sent');
+    await arrived(marker.tag, log);
+  }
+
+  /**
+   * Calibration (not enrolled: the attack must reach the receiving side), then enforced: zero bytes of it arrive
+   * while allowed traffic flows. log: the receiving side's record (the server's by default, or the capture).
+   */
+  async function contained(
+    family: 4 | 6,
+    run: () => { tag: string; result: string },
+    log: string[] = received,
+  ): Promise<{ tag: string; result: string }> {
+    events.length = 0; // the events a test then looks for are this attack's
+    withdraw();
+    const calibration = run();
+    assert.equal(calibration.result, 'sent', 'calibration: the attack transmits without enforcement');
+    await arrived(calibration.tag, log);
+    enrol();
+    const enforced = run();
+    await flush(family, log);
+    assert.ok(!log.includes(enforced.tag), `enforced: ${enforced.tag} reached the receiving side (client: ${enforced.result})`);
+    return enforced;
+  }
+
+  beforeAll(async () => {
+    lab = await Lab.create({
+      prefix: uniquePrefix('ci'),
+      pods: ['alpha', 'beta'],
+      hosts: [],
+      unnamedHosts: [ALPHA_HOST, BETA_HOST, WEB_HOST],
+      extraCgroups: ['unenrolled'],
+      services: false,
+    });
+    alpha = lab.pod('alpha');
+    beta = lab.pod('beta');
+    receiver = await lab.serve(RECEIVER_SCRIPT);
+    receiver.stdout!.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
+    });
+    capture = lab.spawnInInternet(['python3', '-c', CAPTURE_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      capture.once('exit', (code) => reject(new Error(`capture exited (${code})`)));
+      capture.stdout!.once('data', () => resolve());
+    });
+    capture.stdout!.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) if (line.startsWith('cap:')) captured.push(line.slice(4));
+    });
+    gatewayMac = (
+      JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', alpha.nodeInterface])) as Array<{ address: string }>
+    )[0]!.address;
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
+    datapath.onEvent((event) => events.push(event as DecodedEvent));
+    datapath.configure({
+      defaultAction: 'deny',
+      dnsProxy: { ipv4: null, ipv6: null, port: 0 },
+      denyEch: false,
+      maxLearnedPerWorkload: 4096,
+      features: { tls: true, packet: true },
+    });
+    enrol();
+    for (const family of [4, 6] as const) await flush(family);
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      datapath?.close();
+    } finally {
+      await lab?.destroy();
+    }
+  });
+
+  const procs = (cgroup: string): string => join(cgroup, 'cgroup.procs');
+  const unenrolled = (): string => procs(join(lab.attachCgroup, 'unenrolled'));
+  const cgroupRoot = (): string => procs(findCgroup2Mount()!);
+
+  for (const family of [4, 6] as const) {
+    test(`IPv${family}: a socket created in the workload is judged as the workload after its process moves out`, async () => {
+      for (const moveAfter of [unenrolled(), cgroupRoot()]) {
+        const enforced = await contained(family, () => attempt({ pod: alpha, dst: lab.inet(BETA_HOST, family), moveAfter }));
+        assert.equal(enforced.result, 'PermissionError', `moved to ${moveAfter}: the connect hook judged it as alpha`);
+      }
+      const event = await eventMatching(
+        events,
+        (e) => e.layer === 'connect' && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family),
+      );
+      assert.equal(event.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)));
+      // Allowed traffic keeps working for a moved socket.
+      const allowed = attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family), moveAfter: unenrolled() });
+      assert.equal(allowed.result, 'sent');
+      await arrived(allowed.tag);
+    });
+
+    test(`IPv${family}: sockets created outside every workload are held to the interface's workload at tc`, async () => {
+      for (const moveBefore of [unenrolled(), cgroupRoot()]) {
+        await contained(family, () => attempt({ pod: alpha, dst: lab.inet(BETA_HOST, family), moveBefore }));
+        // What the interface's workload permits still works, judged packet by packet.
+        const allowed = attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family), moveBefore });
+        assert.equal(allowed.result, 'sent');
+        await arrived(allowed.tag);
+      }
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath));
+      const event = await eventMatching(events, (e) => e.hook === 6 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
+      assert.equal(event.workloadId, alphaId);
+    });
+
+    test(`IPv${family}: a process that joins another workload's cgroup does not get its rules from its own pod`, async () => {
+      await contained(family, () => attempt({ pod: alpha, dst: lab.inet(BETA_HOST, family), moveBefore: procs(beta.cgroupPath) }));
+      const event = await eventMatching(events, (e) => e.hook === 5 && e.layer === 'packet' && e.ip === lab.inet(BETA_HOST, family));
+      assert.equal(event.verdict, 'denied');
+      // Beta itself still reaches its host.
+      const allowed = attempt({ pod: beta, dst: lab.inet(BETA_HOST, family) });
+      assert.equal(allowed.result, 'sent');
+      await arrived(allowed.tag);
+    });
+
+    test(`IPv${family}: the pod's own loopback traffic, permitted by its policy, keeps working`, () => {
+      const echo = runAttack(alpha, LOOPBACK_SCRIPT, { dst: family === 4 ? '127.0.0.1' : '::1' });
+      assert.equal(echo.result, 'sent');
+    });
+
+    test(`IPv${family}: NAT inside the pod cannot send a judged flow elsewhere`, async () => {
+      const table = family === 4 ? 'ip' : 'ip6';
+      // The pod's own nftables (CAP_NET_ADMIN in its netns) rewrites alpha's allowed destination to beta's host.
+      nftInPod(
+        alpha,
+        [
+          `table ${table} egtest {`,
+          '  chain out {',
+          '    type nat hook output priority -100;',
+          `    ${table} daddr ${lab.inet(ALPHA_HOST, family)} tcp sport ${NAT_PORTS} tcp dport ${PORT} dnat to ${lab.inet(BETA_HOST, family)}`,
+          '  }',
+          '}',
+        ].join('\n'),
+      );
+      try {
+        let sport = NAT_PORT_FIRST + family * 10;
+        await contained(family, () => attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family), sport: ++sport }));
+        const event = await eventMatching(events, (e) => e.hook === 5 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
+        assert.equal(event.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)));
+      } finally {
+        nftInPod(alpha, `delete table ${table} egtest`);
+      }
+      // Without the rewrite, the same destination works again.
+      await flush(family);
+    });
+
+    test(`IPv${family}: a SYN the pod injects on lo and its listener's answer approve nothing`, async () => {
+      const own = family === 4 ? alpha.ipv4 : alpha.ipv6;
+      let attackerPort = 41000 + family * 100;
+      await contained(
+        family,
+        () =>
+          runAttack(alpha, INJECT_SCRIPT, {
+            own,
+            dst: lab.inet(BETA_HOST, family),
+            listenPort: 7000,
+            attackerPort: ++attackerPort,
+            gatewayMac,
+          }),
+        captured,
+      );
+      const event = await eventMatching(events, (e) => e.hook === 6 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
+      assert.equal(event.protocol, 6);
+    });
+
+    test(`IPv${family}: a flow waiting for its ClientHello passes only its own socket's bytes, and a TLS deny revokes it`, async () => {
+      const pending = (hello?: string) => () =>
+        runAttack(alpha, PENDING_SCRIPT, { dst: lab.inet(WEB_HOST, family), gatewayMac, ...(hello ? { hello } : {}) });
+      // Before any ClientHello: the handshake works, a raw frame carrying data on its tuple does not pass.
+      await contained(family, pending(), captured);
+      // A ClientHello with a forbidden SNI is dropped, and the tuple no longer passes anything at tc either.
+      await contained(family, pending(buildClientHello({ sni: 'evil.example' }).toString('hex')), captured);
+      const denied = await eventMatching(
+        events,
+        (e) => e.layer === 'tls' && e.sni === 'evil.example' && e.ip === lab.inet(WEB_HOST, family),
+      );
+      assert.equal(denied.verdict, 'denied');
+      // Allowed: the ClientHello with the allowed SNI reaches the server, and the socket's flow is approved.
+      const allowed = pending(buildClientHello({ sni: 'allowed.example' }).toString('hex'))();
+      await arrived(allowed.tag, captured);
+      assert.ok(
+        received.some((line) => line.includes('allowed.example')),
+        'the allowed ClientHello reached the server',
+      );
+    });
+  }
+});
+
+function nftInPod(pod: LabPod, commands: string): void {
+  const result = spawnSync('nsenter', [`--net=${pod.netnsPath}`, '--', 'nft', '-f', '-'], { input: commands, encoding: 'utf8' });
+  assert.equal(result.status, 0, `nft failed: ${result.stderr}`);
+}
+
+/** A cgroup's id: its cgroup2 directory inode. */
+function statIno(path: string): bigint {
+  return statSync(path, { bigint: true }).ino;
+}
