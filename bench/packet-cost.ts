@@ -72,13 +72,17 @@ function main(): void {
     object.map('eg_workload_ids').update(encodeU32(1), workload);
     object.map('eg_interfaces').update(encodeU32(LOOPBACK_IFINDEX), encodeU32(1));
     object.map('eg_workload_addrs').update(encodeAddrKey(1, '198.18.0.2'), Buffer.from([1]));
-    const approved = Buffer.alloc(40);
+    // struct eg_flow_key (44 bytes: addresses, ports, protocol, workload id) -> struct eg_approval (kind 1: the whole flow).
+    const approved = Buffer.alloc(44);
     addressToBytes('198.18.0.2').copy(approved, 0);
     addressToBytes('198.18.1.1').copy(approved, 16);
     approved.writeUInt16LE(40000, 32);
     approved.writeUInt16LE(9999, 34);
     approved.writeUInt8(17, 36);
-    object.map('eg_approved').update(approved, Buffer.from([1]));
+    approved.writeUInt32LE(1, 40);
+    const approval = Buffer.alloc(12);
+    approval.writeUInt8(1, 0);
+    object.map('eg_approved').update(approved, approval);
 
     const measure = (program: NativeProgram, data: Buffer, ctx?: Buffer): number =>
       program.testRun({ data, ctx, repeat: REPEAT, dataOutSize: data.length + 64, ctxOutSize: ctx?.length ?? 0 }).duration;

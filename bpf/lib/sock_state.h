@@ -213,8 +213,8 @@ static __always_inline void handshake_settled(struct __sk_buff *skb, const struc
 }
 
 /* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
-static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state, struct eg_sk_hello *hello,
-				      int status)
+static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
+				      struct eg_sk_hello *hello, int status)
 {
 	struct eg_hello_info info = {};
 	struct eg_flow flow = {};
