@@ -7,7 +7,7 @@
 // had not read when it died is lost with it; the disk spool covers outages the transport can see (refused
 // connections, resets, TLS failures, timeouts), not that window.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import type { Transport } from '../types.js';
 
@@ -69,7 +69,9 @@ export class SyslogStreamTransport implements Transport {
     const { host, port, tls } = this.options;
     return new Promise<Socket>((resolve, reject) => {
       const ready = tls ? 'secureConnect' : 'connect';
-      const socket = tls ? connectTls({ host, port, ...tls, servername: tls.servername ?? host }) : connectTcp({ host, port });
+      // SNI carries names only (RFC 6066); an address is checked against the certificate's IP SANs without it.
+      const servername = tls?.servername ?? (isIP(host) === 0 ? host : undefined);
+      const socket = tls ? connectTls({ host, port, ...tls, ...(servername ? { servername } : {}) }) : connectTcp({ host, port });
       socket.once(ready, () => {
         socket.off('error', reject);
         // Any later error or close: the next send reconnects (and a send in progress fails).
