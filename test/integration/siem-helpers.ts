@@ -1,9 +1,11 @@
 // Real receivers for the SIEM sink tests: rsyslog (Debian's rsyslogd with rsyslog-gnutls) started as the test's own
-// process with its own config and work directory on 127.0.0.1, and free-port lookup. Killed by PID.
+// process with its own config and work directory on 127.0.0.1 (killed by PID), a Splunk HEC receiver, free ports.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, connect, type Socket } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 
 /** A port free on 127.0.0.1 at the time of the call. */
@@ -107,4 +109,114 @@ input(type="imtcp" address="127.0.0.1" port="${tcpPort}" ruleset="keep" streamDr
     process.kill(this.child.pid, 'SIGTERM');
     await exited;
   }
+}
+
+/**
+ * A Splunk HTTP Event Collector receiver, following the documented protocol (docs.splunk.com, "HTTP Event Collector
+ * REST API endpoints", "Format events for HTTP Event Collector"): POST /services/collector/event (or
+ * /services/collector), `Authorization: Splunk <token>` (401 code 2 when missing, 403 code 4 when wrong), an
+ * optionally gzip-encoded body of JSON event objects one after another (400 code 5 "No data", code 6 "Invalid data
+ * format", code 12 "Event field is required"), 200 `{"text":"Success","code":0}`. Scripted failures answer the next
+ * requests with a given status. Not modelled: indexer acknowledgement (channels, /ack), the /raw endpoint, index
+ * permissions of a token, the server's content-length limit, health endpoints, and what Splunk does with the events
+ * (timestamp extraction, indexing).
+ */
+export class HecReceiver {
+  readonly requests: { authorization: string | undefined; encoding: string | undefined; events: number; status: number }[] = [];
+  readonly events: Record<string, unknown>[] = [];
+  private failures: number[] = [];
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    readonly token: string,
+    readonly port: number,
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Answer the next requests with these statuses (then succeed again). */
+  failNext(...statuses: number[]): void {
+    this.failures.push(...statuses);
+  }
+
+  async start(): Promise<void> {
+    const server = createHttpServer((req, res) => void this.handle(req, res));
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.server = server;
+  }
+
+  /** Stop at once, dropping open connections (a receiver that dies). */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server === null) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const answer = (status: number, text: string, code: number, events = 0) => {
+      this.requests.push({ authorization: req.headers.authorization, encoding: req.headers['content-encoding'], events, status });
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ text, code }));
+    };
+    if (req.method !== 'POST' || !['/services/collector/event', '/services/collector'].includes(req.url ?? ''))
+      return answer(404, 'Not Found', 404);
+    const authorization = req.headers.authorization;
+    if (authorization === undefined) return answer(401, 'Token is required', 2);
+    if (authorization !== `Splunk ${this.token}`) return answer(403, 'Invalid token', 4);
+    const scripted = this.failures.shift();
+    if (scripted !== undefined) return answer(scripted, 'Scripted failure', 9);
+    let body: string;
+    try {
+      const raw = Buffer.concat(chunks);
+      body = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+    } catch {
+      return answer(400, 'Invalid data format', 6);
+    }
+    const events = concatenatedObjects(body);
+    if (events === null) return answer(400, 'Invalid data format', 6);
+    if (events.length === 0) return answer(400, 'No data', 5);
+    if (events.some((e) => !('event' in e))) return answer(400, 'Event field is required', 12);
+    this.events.push(...events);
+    answer(200, 'Success', 0, events.length);
+  }
+}
+
+/** Parse JSON objects written one after another (whitespace allowed between them); null if that is not what it is. */
+function concatenatedObjects(body: string): Record<string, unknown>[] | null {
+  const objects: Record<string, unknown>[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === '{') {
+      if (depth++ === 0) start = i;
+    } else if (c === '}') {
+      if (--depth === 0) {
+        try {
+          objects.push(JSON.parse(body.slice(start, i + 1)) as Record<string, unknown>);
+        } catch {
+          return null;
+        }
+      }
+    } else if (depth === 0 && !/\s/.test(c ?? '')) return null;
+  }
+  return depth === 0 && !inString ? objects : null;
 }
