@@ -17,9 +17,12 @@ export class DeliveredSink implements Sink {
     private readonly format: Format,
     private readonly delivery: Delivery,
     private readonly node: string,
+    /** Which decisions this sink takes (its `filter:`); null for all. Notices always pass. */
+    private readonly accepts: ((event: FlowEvent) => boolean) | null = null,
   ) {}
 
   write(event: FlowEvent): void {
+    if (this.accepts !== null && !this.accepts(event)) return;
     this.reportDrops();
     this.delivery.enqueue(this.format.flow(event));
   }
