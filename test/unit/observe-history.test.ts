@@ -103,7 +103,7 @@ describe('observe filters', () => {
     const row = formatObservedRow(JSON.parse(observedLine(flow({ count: 3 }))) as Record<string, unknown>);
     assert.match(
       row,
-      /DENIED\s+obot-mcp\/rogue\s+connect\s+198\.18\.100\.20:443\/tcp\s+httpbin\.org\s+tier 2 obot-mcp\/rogue-policy:deny-all  x3$/,
+      /DENIED\s+obot-mcp\/rogue\s+connect\s+198\.18\.100\.20:443\/tcp\s+httpbin\.org\s+tier 2 obot-mcp\/rogue-policy:deny-all {2}x3$/,
     );
     const notice = formatObservedRow(JSON.parse(observedLine({ kind: 'notice', notice: suppressed })) as Record<string, unknown>);
     assert.match(notice, /NOTICE\s+500 events of obot-mcp\/rogue suppressed: over its kernel event rate limit/);
