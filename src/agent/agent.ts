@@ -2,6 +2,7 @@
 // pipeline and its sinks, the workload and policy sources, the reconciler, the DNS proxy and the control socket,
 // and wires them together.
 
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig, type AgentConfig } from './config.js';
@@ -10,13 +11,18 @@ import { LearnedAddresses } from './learned.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
+import { EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
 import { openDatapath } from '../datapath/datapath.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
 import { Enricher } from '../events/enrich.js';
+import { DecisionHistory } from '../events/history.js';
 import { EventPipeline } from '../events/pipeline.js';
+import type { FlowEvent } from '../events/types.js';
 import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
+import { AgentMetrics } from '../metrics/metrics.js';
+import { MetricsServer } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
 import { ConfigWorkloadSource, checkWorkloadCgroups } from '../sources/config-workloads.js';
@@ -58,6 +64,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const sinks = createSinks(config.events.sinks, { node: config.node, log });
   const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs, sinks });
+  // In memory and never blocked by a destination: `egressguard observe` works while every sink is down.
+  const history = new DecisionHistory();
+  pipeline.addSink(history);
 
   const store = new PolicyStore({ defaultNamespace: config.policyNamespace });
   const packet = config.enforcement.packet;
@@ -75,16 +84,55 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let refresher: NameRefresher | null = null;
   let configWatch: DebouncedWatch | null = null;
   let control: ControlServer | null = null;
+  const metrics = new AgentMetrics({
+    kernel: () => datapath.stats(),
+    flood: () => ({ suppressedByRateLimit: BigInt(pipeline.stats().suppressedByRateLimit), droppedByReader: 0n }),
+    pipeline: () => pipeline.stats(),
+    sinks: () => sinkStats(sinks),
+    dns: () => proxy?.stats() ?? null,
+    learned: () => ({ entries: datapath.learned().length, capacity: EG_MAX_LEARNED }),
+    workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
+    policiesRejected: () => policySource.rejected().length,
+  });
+  let metricsServer: MetricsServer | null = null;
+  /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
+  const decide = (event: FlowEvent) => {
+    metrics.observeFlow(event);
+    pipeline.push(event);
+  };
+  const startedMs = Date.now();
+  /** Modification times of the policy files applied since the last commit: the start of their propagation. */
+  const pendingPolicyChanges: number[] = [];
   let lastKernelLoss = 0n;
   let lastKernelMalformed = 0n;
 
   /** Reached from file watchers, SIGHUP and the control socket: report, keep running, keep enforcing. */
-  const guarded = (step: () => void) => {
+  const guarded = (step: () => void): boolean => {
+    const started = performance.now();
     try {
       step();
+      metrics.observeReconcile((performance.now() - started) / 1000, 'ok');
+      return true;
     } catch (error) {
+      metrics.observeReconcile((performance.now() - started) / 1000, 'failed');
       log.error({ err: error }, 'reconciling failed; the kernel keeps its current state');
+      return false;
     }
+  };
+  /** A file edited while the agent runs: from its modification time to now, when its rules are in the kernel. */
+  const notePolicyChange = (file: string) => {
+    try {
+      const changedMs = statSync(file).mtimeMs;
+      if (changedMs >= startedMs) pendingPolicyChanges.push(changedMs);
+    } catch {
+      // Gone again already: nothing to time.
+    }
+  };
+  const commitPolicies = () => {
+    const enforced = guarded(() => reconciler.syncPolicies());
+    const now = Date.now();
+    if (enforced) for (const changedMs of pendingPolicyChanges) metrics.observePropagation((now - changedMs) / 1000);
+    pendingPolicyChanges.length = 0;
   };
   const applySettings = () => {
     const { baseline, dns, enforcement } = config;
@@ -110,7 +158,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     try {
       const next = loadConfig(configPath, cgroup2Mount);
       if (JSON.stringify(next.dns) !== JSON.stringify(config.dns)) log.warn('dns settings changed: restart the agent to apply them');
-      config = { ...next, dns: config.dns };
+      if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics))
+        log.warn('metrics settings changed: restart the agent to apply them');
+      config = { ...next, dns: config.dns, metrics: config.metrics };
       applySettings();
     } catch (error) {
       log.error({ err: error }, 'configuration rejected; the last good configuration stays in force');
@@ -137,19 +187,23 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       await refresher?.stop();
       await proxy?.stop();
       await control?.stop();
+      await metricsServer?.stop();
       datapath.close();
       await pipeline.close();
     },
   };
 
   try {
-    datapath.onEvent((event) => pipeline.push(enricher.fromKernel(event)));
+    datapath.onEvent((event) => decide(enricher.fromKernel(event)));
     if (datapath.adopted) log.info('adopted the pinned datapath of an earlier agent; enforcement continued meanwhile');
     applySettings();
     await policySource.start({
-      apply: (file, text) => store.applyFile(file, text),
+      apply: (file, text) => {
+        notePolicyChange(file);
+        return store.applyFile(file, text);
+      },
       remove: (file) => void store.removeFile(file),
-      commit: () => guarded(() => reconciler.syncPolicies()),
+      commit: commitPolicies,
     });
     await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
@@ -170,7 +224,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           decide: (w, qname) => decideName(reconciler.rulesFor(w.key), qname, config.baseline),
         },
         sink: learned,
-        onEvent: (e) => pipeline.push(enricher.fromDns(e)),
+        onEvent: (e) => decide(enricher.fromDns(e)),
       });
       await proxy.start();
       const names = new NameRefresher({ upstreams, lifetime, maxIpsPerName, sink: learned });
@@ -179,8 +233,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       names.setNames(reconciler.exactNames());
     }
     configWatch = new DebouncedWatch([config.file], reload, log);
-    control = new ControlServer(config.controlSocket, { status: agent.status, reload });
+    control = new ControlServer(config.controlSocket, { status: agent.status, reload, history });
     await control.start();
+    if (config.metrics) {
+      metricsServer = new MetricsServer(config.metrics.listen, metrics);
+      await metricsServer.start();
+    }
     process.on('SIGHUP', reload);
   } catch (error) {
     await agent.stop();

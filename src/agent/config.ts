@@ -74,6 +74,8 @@ export interface AgentConfig {
     sinks: SinkConfig[];
     aggregateWindowMs: number;
   };
+  /** The Prometheus endpoint (src/metrics); null when metrics.enabled is false. */
+  metrics: { listen: { host: string; port: number } } | null;
 }
 
 /**
@@ -98,6 +100,8 @@ export const CONFIG_DEFAULTS = {
     maxIpsPerWorkload: 4096,
   },
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
+  // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
+  metrics: { enabled: true, listen: '127.0.0.1:9469' },
 } as const satisfies {
   controlSocket: string;
   workloadNamespace: string;
@@ -107,6 +111,7 @@ export const CONFIG_DEFAULTS = {
   enforcement: AgentConfig['enforcement'];
   dns: Omit<AgentConfig['dns'], 'listen' | 'upstreams'> & { upstreamPort: number };
   events: { sinks: readonly SinkConfig[]; aggregateWindowMs: number };
+  metrics: { enabled: boolean; listen: string };
 };
 
 export class ConfigError extends Error {
@@ -209,6 +214,11 @@ const schema = {
         aggregateWindowMs: { type: 'integer', minimum: 1, maximum: 600000 },
       },
     },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { enabled: { type: 'boolean' }, listen: { type: 'string', minLength: 1 } },
+    },
   },
 } as const;
 
@@ -245,6 +255,7 @@ interface RawConfig {
     maxIpsPerWorkload?: number;
   };
   events?: { sinks?: SinkConfig[]; aggregateWindowMs?: number };
+  metrics?: { enabled?: boolean; listen?: string };
 }
 
 const validate = new Ajv({ allErrors: true }).compile(schema);
@@ -395,6 +406,12 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
   const maxTtlSeconds = dns.maxTtlSeconds ?? CONFIG_DEFAULTS.dns.maxTtlSeconds;
   if (minTtlSeconds > maxTtlSeconds) problems.push('dns.minTtlSeconds: must not exceed dns.maxTtlSeconds');
 
+  const metricsEnabled = raw.metrics?.enabled ?? CONFIG_DEFAULTS.metrics.enabled;
+  const metricsListenText = raw.metrics?.listen ?? CONFIG_DEFAULTS.metrics.listen;
+  const metricsListen = parseHostPort(metricsListenText, 0);
+  if (metricsEnabled && (metricsListen === null || metricsListen.port === 0 || metricsListen.port > 65535))
+    problems.push(`metrics.listen: "${metricsListenText}" is not IP:port or [IPv6]:port with a port from 1 to 65535`);
+
   const baseline = raw.baseline ?? {};
   const config: AgentConfig = {
     file: resolve(file),
@@ -431,6 +448,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       sinks: raw.events?.sinks ?? CONFIG_DEFAULTS.events.sinks.map((sink) => ({ ...sink })),
       aggregateWindowMs: raw.events?.aggregateWindowMs ?? CONFIG_DEFAULTS.events.aggregateWindowMs,
     },
+    metrics: metricsEnabled && metricsListen ? { listen: { host: metricsListen.ip, port: metricsListen.port } } : null,
   };
   if (problems.length > 0) throw new ConfigError(file, problems);
   return config;

@@ -15,6 +15,9 @@ if (endianness() !== 'LE') throw new Error('egressguard supports little-endian h
 export const EG_ABI_VERSION = 1;
 
 export const EG_MAX_RULES = 64;
+/** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
+export const EG_MAX_WORKLOADS = 4096;
+export const EG_MAX_LEARNED = 131072;
 export const EG_RULE_CIDR_FIXED_BITS = 64;
 
 export const ACTION = { deny: 0, permit: 1 } as const satisfies Record<RuleAction, number>;

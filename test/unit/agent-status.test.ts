@@ -32,6 +32,7 @@ function statusOf() {
       droppedByLimit: 0,
       kernelEventsLost: 0,
       kernelEventsMalformed: 0,
+      suppressedByRateLimit: 0,
       openAggregates: 0,
     },
     sinks: {},
