@@ -41,6 +41,11 @@ export interface RsyslogOptions {
   caPath: string;
   certPath: string;
   keyPath: string;
+  /**
+   * Accept and parse, then discard instead of writing (a receiver that is not the bottleneck, for benchmarks): the
+   * file action only takes empty messages, as rsyslogd refuses to start without an action.
+   */
+  discard?: boolean;
 }
 
 /**
@@ -70,7 +75,7 @@ export class Rsyslog {
        defaultNetstreamDriverKeyFile="${options.keyPath}")
 module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 template(name="raw" type="list") { property(name="rawmsg" format="json") constant(value="\\n") }
-ruleset(name="keep") { action(type="omfile" file="${output}" template="raw" flushOnTXEnd="on") }
+ruleset(name="keep") { ${options.discard ? 'if $rawmsg == "" then { ' : ''}action(type="omfile" file="${output}" template="raw" flushOnTXEnd="on")${options.discard ? ' }' : ''} }
 input(type="imtcp" address="127.0.0.1" port="${tlsPort}" ruleset="keep")
 input(type="imtcp" address="127.0.0.1" port="${tcpPort}" ruleset="keep" streamDriver.name="ptcp" streamDriver.mode="0")
 `,
