@@ -110,7 +110,12 @@ try:
         udp = struct.pack('!HHHH', 40000, a['port'], 8 + len(payload) if protocol == 17 else 0, 0) + payload
         pseudo = src + dst + (struct.pack('!IBBBB', len(udp), 0, 0, 0, protocol) if v6 else struct.pack('!BBH', 0, protocol, len(udp)))
         udp = udp[:6] + struct.pack('!H', csum(pseudo + udp) or 0xffff) + udp[8:]
-        if v6:
+        if v6 and 'segments' in a:
+            # A type 0 routing header (RFC 5095 deprecated it; no socket option sends one): next hops after dst.
+            hops = b''.join(socket.inet_pton(socket.AF_INET6, x) for x in a['segments'])
+            routing = struct.pack('!BBBBI', protocol, 2 * len(a['segments']), 0, len(a['segments']), 0) + hops
+            frame(ipv6(a['src'], a['dst'], 43, 64, routing + udp), 0x86DD)
+        elif v6:
             frame(ipv6(a['src'], a['dst'], protocol, 64, udp), 0x86DD)
         else:
             header = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0x4000, 64, protocol, 0, src, dst)
@@ -363,6 +368,22 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
     await contained(6, (marker) =>
       inRogue({ mode: 'udp', dst: LAB_ADDRESSES.resolver.ipv6, port: 53, segments: [lab.inet(ATTACKER, 6)], payload: marker }),
     );
+  });
+
+  test('item 6: at tc, a crafted frame to a permitted address with a type 0 routing header is dropped', async () => {
+    const before = events.length;
+    await contained(6, (marker) =>
+      inRogue({
+        mode: 'udp-frame',
+        src: rogue.ipv6,
+        dst: lab.inet(ALLOWED, 6),
+        port: PORT,
+        segments: [lab.inet(ATTACKER, 6)],
+        payload: marker,
+      }),
+    );
+    const event = await eventMatching(events, (e) => events.indexOf(e) >= before && e.reason === 'source-routed' && e.hook === 6);
+    assert.deepEqual([event.verdict, event.workloadId, event.ip, event.source], ['denied', rogueId, lab.inet(ALLOWED, 6), rogue.ipv6]);
   });
 
   test('item 6: an IPv4 loose source route cannot either', async () => {
