@@ -62,7 +62,9 @@ static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 
 	event->hook = flow->hook;
 	event->pid = flow->pid;
 	__builtin_memcpy(event->comm, flow->comm, sizeof(event->comm));
-	__builtin_memset(event->_pad, 0, sizeof(event->_pad));
+	event->reason = flow->reason;
+	event->_pad = 0;
+	__builtin_memcpy(event->src, flow->src, sizeof(event->src));
 	if (sni) {
 		event->sni_len = sni_len > EG_SNI_MAX ? EG_SNI_MAX : sni_len;
 		__builtin_memcpy(event->sni, sni, EG_SNI_MAX);

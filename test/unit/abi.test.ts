@@ -14,6 +14,7 @@ import {
   LAYERS,
   LAYOUTS,
   PROBE,
+  REASONS,
   RULE_FLAG,
   STAT,
   STAT_COUNT,
@@ -55,6 +56,13 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_TIER_DEFAULT: TIER.default,
   },
   eg_layer: Object.fromEntries(Object.entries(LAYERS).map(([value, layer]) => [`EG_LAYER_${layer.toUpperCase()}`, Number(value)])),
+  eg_reason: {
+    EG_REASON_NONE: REASONS.indexOf(null),
+    EG_REASON_FORGED_SOURCE: REASONS.indexOf('forged-source'),
+    EG_REASON_SOURCE_ROUTED: REASONS.indexOf('source-routed'),
+    EG_REASON_MALFORMED: REASONS.indexOf('malformed'),
+    EG_REASON_ORPHAN_FRAGMENT: REASONS.indexOf('orphan-fragment'),
+  },
   eg_hook: {
     EG_HOOK_CONNECT4: HOOK.connect4,
     EG_HOOK_CONNECT6: HOOK.connect6,
@@ -105,7 +113,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 1, fingerprint: 'a48b69e0b4e13779d72650cf3e7da8755d548e43547fc8fc877b663e9d4b567d' };
+const PINNED_ABI = { version: 2, fingerprint: '4962c1e17434c1080799fbda7093b645dbe2add14fec50097086f25fb448a6d7' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
