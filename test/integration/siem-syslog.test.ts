@@ -115,6 +115,11 @@ describe('syslog sinks into rsyslog', () => {
     assert.deepEqual(rsyslog.received().slice(before), messages);
   });
 
+  test('UDP (RFC 5426): one message per datagram, byte-exact', async () => {
+    // Over loopback with nothing else sending, no datagram is lost; UDP is best effort in general.
+    await deliver({ type: 'syslog', protocol: 'udp', host: '127.0.0.1', port: rsyslog.udpPort, format: 'cef' }, expectedMessages('cef'));
+  });
+
   test('a client certificate where the receiver requires one: delivered with it, nothing arrives without it', async () => {
     const client = pki.certificates.get(LAB_UNLISTED_TLS_NAME);
     assert.ok(client);
