@@ -146,6 +146,21 @@ export class Delivery {
     return !this.failing;
   }
 
+  /** Drops an earlier run of this sink counted but did not report in the stream (from its spool). */
+  get carriedDrops(): number {
+    return this.spool?.carriedDrops ?? 0;
+  }
+
+  /** Spool mode: leave drops not reported in the stream for the next run to report. */
+  saveUnreportedDrops(count: number): void {
+    if (this.spool === null || count <= 0) return;
+    try {
+      this.spool.saveUnreportedDrops(count);
+    } catch (error) {
+      this.log.warn({ sink: this.name, unreported: count, err: error }, 'event sink could not save its unreported drop count');
+    }
+  }
+
   /** True when less than half the queue is used: room for a record that reports drops without causing more. */
   get hasRoom(): boolean {
     return this.queue.size + this.inFlight < this.options.maxQueued / 2;
@@ -246,7 +261,16 @@ export class Delivery {
   }
 
   private toSpool(spool: Spool, records: readonly string[], where: 'front' | 'back'): void {
-    if (records.length === 0) return;
+    // Segments of at most one batch: the bound then evicts in batch-sized steps, and a retry re-reads one batch.
+    const segments: string[][] = [];
+    for (let start = 0; start < records.length; start += this.options.maxBatch)
+      segments.push(records.slice(start, start + this.options.maxBatch));
+    // Put back in front last segment first, so they end up in their order.
+    if (where === 'front') segments.reverse();
+    for (const segment of segments) this.toSpoolSegment(spool, segment, where);
+  }
+
+  private toSpoolSegment(spool: Spool, records: readonly string[], where: 'front' | 'back'): void {
     (where === 'front' ? spool.prepend(records) : spool.append(records)).catch((error: unknown) => {
       // A full or failing disk: these records are lost, counted, and the agent carries on.
       this.counters.droppedUndeliverable += records.length;

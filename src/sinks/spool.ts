@@ -3,10 +3,14 @@
 // temporary name and renamed, so a crash leaves whole segments or none. The sequence orders them; a batch that
 // failed goes back in front (a lower sequence), newer records behind. Beyond the byte bound the oldest segments are
 // deleted and their records counted (the count is in the name, so it is exact without reading them). The segment
-// being delivered is never evicted, so a record is either delivered or counted as dropped, never both.
+// being delivered is never evicted, so a record is either delivered or counted as dropped, never both; nor is the
+// newest, so the newest records survive even a bound smaller than a segment (the spool then exceeds its bound by at
+// most those two segments).
 // Every operation runs in order on one promise chain; a failed write (ENOSPC, EIO) rejects that operation only.
 // Segments are not fsync'ed: the spool survives an agent restart or crash, not a power loss.
-import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+// Drops not yet reported in the stream when the sink closed (the bound evicting while it closed) are saved in
+// `unreported-drops` and reported by the next run, so the count reaches the reader exactly.
+import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -24,6 +28,7 @@ interface Segment {
 /** Sequences of a new spool start here, leaving room below for batches put back in front. */
 const FIRST_SEQUENCE = 1_000_000_000;
 const SEGMENT_NAME = /^(\d{1,15})-(\d{1,9})\.seg$/;
+const UNREPORTED_DROPS = 'unreported-drops';
 
 export class Spool {
   /** Oldest first. */
@@ -35,6 +40,8 @@ export class Spool {
   private inFlight: number | null = null;
   /** Records evicted by the byte bound (or unreadable), since the spool was opened. */
   dropped = 0;
+  /** Drops an earlier run counted but could not report in the stream before it closed. */
+  readonly carriedDrops: number;
 
   /** Opens (creating) the directory and indexes what an earlier run left; synchronous, at sink creation. */
   constructor(private readonly options: SpoolOptions) {
@@ -50,6 +57,7 @@ export class Spool {
       this.segments.push({ sequence: Number(match[1]), records: Number(match[2]), bytes });
     }
     this.segments.sort((a, b) => a.sequence - b.sequence);
+    this.carriedDrops = readUnreportedDrops(join(options.directory, UNREPORTED_DROPS));
     for (const segment of this.segments) this.account(segment, 1);
   }
 
@@ -101,6 +109,11 @@ export class Spool {
     });
   }
 
+  /** Leave a drop count for the next run to report (best effort: a failing disk loses it, logged by the caller). */
+  saveUnreportedDrops(count: number): void {
+    writeFileSync(join(this.options.directory, UNREPORTED_DROPS), String(count), { mode: 0o600 });
+  }
+
   /** Wait for every operation queued so far. */
   idle(): Promise<void> {
     return this.run(async () => undefined);
@@ -133,10 +146,11 @@ export class Spool {
     });
   }
 
-  /** Delete the oldest segments (never the one in flight) until the spool fits its bound. */
+  /** Delete the oldest segments (never the one in flight, nor the newest) until the spool fits its bound. */
   private async enforceBound(): Promise<void> {
     while (this.bytes > this.options.maxBytes) {
-      const victim = this.segments.find((s) => s.sequence !== this.inFlight);
+      const newest = this.segments.at(-1);
+      const victim = this.segments.find((s) => s.sequence !== this.inFlight && s !== newest);
       if (victim === undefined) return;
       await this.remove(victim, true);
     }
@@ -162,5 +176,15 @@ export class Spool {
     const result = this.chain.then(operation);
     this.chain = result.catch(() => undefined);
     return result;
+  }
+}
+
+function readUnreportedDrops(path: string): number {
+  try {
+    const count = Number(readFileSync(path, 'utf8'));
+    unlinkSync(path);
+    return Number.isSafeInteger(count) && count > 0 ? count : 0;
+  } catch {
+    return 0;
   }
 }

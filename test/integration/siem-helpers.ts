@@ -49,8 +49,8 @@ export interface RsyslogOptions {
 }
 
 /**
- * rsyslogd with a TLS input (imtcp, gtls driver, server certificate, clients not authenticated) and a plain TCP
- * input, both octet-counting capable, writing every message's raw bytes (rawmsg, JSON-escaped so a message holding
+ * rsyslogd with a TLS input (imtcp, gtls driver, server certificate, clients not authenticated), one that requires
+ * a client certificate signed by the CA (x509/certvalid), a plain TCP input and a UDP input, both octet-counting capable, writing every message's raw bytes (rawmsg, JSON-escaped so a message holding
  * newlines stays one line) to `received.log`. Control characters are kept as received (escaping off).
  */
 export class Rsyslog {
@@ -59,13 +59,17 @@ export class Rsyslog {
     private readonly output: string,
     readonly tlsPort: number,
     readonly tcpPort: number,
+    /** TLS input that requires a client certificate signed by the CA. */
+    readonly mutualTlsPort: number,
+    /** imudp: one message per datagram (RFC 5426). */
+    readonly udpPort: number,
     private readonly stderrText: () => string,
   ) {}
 
   static async start(options: RsyslogOptions): Promise<Rsyslog> {
     const work = join(options.dir, 'rsyslog-work');
     await mkdir(work, { recursive: true });
-    const [tlsPort, tcpPort] = [await freePort(), await freePort()];
+    const [tlsPort, tcpPort, mutualTlsPort, udpPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const output = join(options.dir, 'received.log');
     const config = join(options.dir, 'rsyslog.conf');
     writeFileSync(
@@ -78,16 +82,20 @@ template(name="raw" type="list") { property(name="rawmsg" format="json") constan
 ruleset(name="keep") { ${options.discard ? 'if $rawmsg == "" then { ' : ''}action(type="omfile" file="${output}" template="raw" flushOnTXEnd="on")${options.discard ? ' }' : ''} }
 input(type="imtcp" address="127.0.0.1" port="${tlsPort}" ruleset="keep")
 input(type="imtcp" address="127.0.0.1" port="${tcpPort}" ruleset="keep" streamDriver.name="ptcp" streamDriver.mode="0")
+input(type="imtcp" address="127.0.0.1" port="${mutualTlsPort}" ruleset="keep" streamDriver.authMode="x509/certvalid")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="${udpPort}" ruleset="keep")
 `,
     );
     const child = spawn('rsyslogd', ['-n', '-f', config, '-i', join(options.dir, 'rsyslogd.pid')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.stdout?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const rsyslog = new Rsyslog(child, output, tlsPort, tcpPort, () => stderr);
+    const rsyslog = new Rsyslog(child, output, tlsPort, tcpPort, mutualTlsPort, udpPort, () => stderr);
     try {
       await waitForPort(tlsPort, child, () => stderr);
       await waitForPort(tcpPort, child, () => stderr);
+      await waitForPort(mutualTlsPort, child, () => stderr);
     } catch (error) {
       await rsyslog.stop();
       throw error;

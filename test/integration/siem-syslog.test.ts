@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, test } from 'vitest';
-import { createLabPki, type LabPki } from '../../lab/certs.js';
+import { createLabPki, LAB_UNLISTED_TLS_NAME, type LabPki } from '../../lab/certs.js';
 import type { PipelineNotice } from '../../src/events/sink.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { createFormat, type FormatName } from '../../src/sinks/formats/index.js';
@@ -113,6 +113,39 @@ describe('syslog sinks into rsyslog', () => {
     await transport.close();
     await until(() => rsyslog.received().length >= before + 2, 10_000);
     assert.deepEqual(rsyslog.received().slice(before), messages);
+  });
+
+  test('UDP (RFC 5426): one message per datagram, byte-exact', async () => {
+    // Over loopback with nothing else sending, no datagram is lost; UDP is best effort in general.
+    await deliver({ type: 'syslog', protocol: 'udp', host: '127.0.0.1', port: rsyslog.udpPort, format: 'cef' }, expectedMessages('cef'));
+  });
+
+  test('a client certificate where the receiver requires one: delivered with it, nothing arrives without it', async () => {
+    const client = pki.certificates.get(LAB_UNLISTED_TLS_NAME);
+    assert.ok(client);
+    await deliver(
+      {
+        type: 'syslog',
+        host: '127.0.0.1',
+        port: rsyslog.mutualTlsPort,
+        caFile: pki.caPath,
+        certFile: client.certPath,
+        keyFile: client.keyPath,
+        format: 'cef',
+      },
+      expectedMessages('cef'),
+    );
+    const before = rsyslog.received().length;
+    const [anonymous] = createSinks([{ type: 'syslog', host: '127.0.0.1', port: rsyslog.mutualTlsPort, caFile: pki.caPath }], {
+      node: 'node-1',
+      log: new MemoryLog(),
+    });
+    assert.ok(anonymous);
+    writeAll(anonymous);
+    await anonymous.close();
+    // Judged on the receiving side: give rsyslogd time to have written anything it accepted.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(rsyslog.received().length, before, 'nothing accepted without a client certificate');
   });
 
   test('a server certificate from another CA: nothing delivered, every failure counted and logged, drops counted', async () => {

@@ -11,6 +11,9 @@ import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import type { Transport } from '../types.js';
 
+/** A connection (TCP and TLS handshake) not up by then fails, so a silent peer cannot hold every later send. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export interface SyslogStreamOptions {
   host: string;
   port: number;
@@ -72,7 +75,9 @@ export class SyslogStreamTransport implements Transport {
       // SNI carries names only (RFC 6066); an address is checked against the certificate's IP SANs without it.
       const servername = tls?.servername ?? (isIP(host) === 0 ? host : undefined);
       const socket = tls ? connectTls({ host, port, ...tls, ...(servername ? { servername } : {}) }) : connectTcp({ host, port });
+      socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error(`connecting to ${host}:${port} timed out`)));
       socket.once(ready, () => {
+        socket.setTimeout(0);
         socket.off('error', reject);
         // Any later error or close: the next send reconnects (and a send in progress fails).
         socket.on('error', () => this.drop(socket));
