@@ -12,7 +12,7 @@ import type { KernelEvent } from './types.js';
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 1;
+export const EG_ABI_VERSION = 2;
 
 export const EG_MAX_RULES = 64;
 /** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
@@ -52,8 +52,11 @@ export const EG_HELLO_MAX = 4096;
 /** enum eg_probe_result: what eg_hello_probe returns. */
 export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
-export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3 } as const;
-export const STAT_COUNT = 4;
+export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, eventsSuppressed: 4 } as const;
+export const STAT_COUNT = 5;
+/** The kernel's event rate limit per workload and CPU (bpf/lib/report.h). */
+export const EG_EVENT_RATE_PER_SEC = 200;
+export const EG_EVENT_BURST = 400;
 
 export interface Member {
   offset: number;
@@ -125,9 +128,10 @@ export const LAYOUTS = {
     pid: [48, 4],
     comm: [52, 16],
     sni_len: [68, 2],
-    _pad: [70, 2],
+    suppressed: [70, 2],
     sni: [72, 256],
   }),
+  eg_event_budget: layout(24, { credit_ns: [0, 8], updated_ns: [8, 8], suppressed: [16, 4], _pad: [20, 4] }),
   eg_domain_key: layout(260, { prefixlen: [0, 4], rule_id: [4, 4], name: [8, 252] }),
   eg_addr_key: layout(20, { workload_id: [0, 4], addr: [4, 16] }),
   eg_probe_header: layout(8, { rule_id: [0, 4], flags: [4, 2], _pad: [6, 2] }),
@@ -491,5 +495,6 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
     comm: comm.subarray(0, nul < 0 ? comm.length : nul).toString('utf8'),
     // latin1: one character per byte as sent, so odd bytes stay visible instead of becoming U+FFFD.
     sni: sniLength === 0 ? null : buffer.subarray(EVENT.sni.offset, EVENT.sni.offset + sniLength).toString('latin1'),
+    suppressed: buffer.readUInt16LE(EVENT.suppressed.offset),
   };
 }

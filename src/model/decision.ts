@@ -25,4 +25,6 @@ export interface KernelEvent {
   comm: string;
   /** The ClientHello's server name (layer tls), lower-cased; null when there was none. */
   sni: string | null;
+  /** Events of this workload the kernel's rate limit suppressed just before this one (counted, not sent). */
+  suppressed: number;
 }

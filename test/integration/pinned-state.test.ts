@@ -145,12 +145,16 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
     datapath!.close();
     datapath = null;
     unlinkSync(join(pinPaths(pinDir).maps, 'eg_abi_version'));
-    if (EG_ABI_VERSION === 1) {
+    if ((EG_ABI_VERSION as number) === 1) {
       datapath = openDatapath(options);
       assert.equal(datapath.adopted, true);
       assert.equal(existsSync(join(pinPaths(pinDir).maps, 'eg_abi_version')), true, 'the version is recorded again');
     } else {
       assert.throws(() => openDatapath(options), /written by ABI v1,/);
+      // The later tests need the enrolled workload: start over from fresh pins.
+      destroyPinned(loadNative(), pinDir);
+      datapath = openDatapath(options);
+      datapath.setWorkload(workloadCgroup, []);
     }
   });
 

@@ -77,6 +77,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_PERMITTED: STAT.permitted,
     EG_STAT_DENIED: STAT.denied,
     EG_STAT_DNS_STEERED: STAT.dnsSteered,
+    EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -105,7 +106,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 1, fingerprint: 'a48b69e0b4e13779d72650cf3e7da8755d548e43547fc8fc877b663e9d4b567d' };
+const PINNED_ABI = { version: 2, fingerprint: 'e7dea653ae650b118df2ee00bcf8793b554575860ca66546fa572e227e57fc34' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
@@ -250,6 +251,7 @@ describe('events', () => {
     record.writeUInt8(1, m.layer.offset);
     record.writeUInt32LE(4242, m.pid.offset);
     record.write('curl', m.comm.offset);
+    record.writeUInt16LE(65535, m.suppressed.offset);
     assert.deepEqual(decodeEvent(record), {
       timestampNs: 123n,
       cgroupId: 456n,
@@ -266,6 +268,7 @@ describe('events', () => {
       pid: 4242,
       comm: 'curl',
       sni: null,
+      suppressed: 65535,
     });
   });
 
