@@ -55,6 +55,7 @@ bench: build
 	node dist/bench/tls.js
 	node dist/bench/packet-cost.js
 	node dist/bench/reconcile.js
+	node dist/bench/flood.js
 
 lint:
 	npx eslint .
