@@ -56,6 +56,7 @@ bench: build
 	node dist/bench/packet-cost.js
 	node dist/bench/reconcile.js
 	node dist/bench/sinks.js
+	node dist/bench/flood.js
 
 lint:
 	npx eslint .

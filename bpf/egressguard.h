@@ -94,7 +94,21 @@ enum eg_stat {
 	EG_STAT_PERMITTED = 1,
 	EG_STAT_DENIED = 2,
 	EG_STAT_DNS_STEERED = 3,
-	EG_STAT_COUNT = 4,
+	EG_STAT_EVENTS_SUPPRESSED = 4, /* over a workload's event rate limit: counted, reported by its next event */
+	EG_STAT_COUNT = 5,
+};
+
+/* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied
+ * destinations cannot fill the ring buffer or the agent; what it is over the limit is counted, not lost silently. */
+#define EG_EVENT_RATE_PER_SEC 200
+#define EG_EVENT_BURST 400
+
+/* eg_event_budget (per-CPU array, index workload_id; ids beyond EG_MAX_WORKLOADS share index 0) */
+struct eg_event_budget {
+	__u64 credit_ns;  /* earned emission time, at most EG_EVENT_BURST events' worth */
+	__u64 updated_ns; /* CLOCK_MONOTONIC of the last refill */
+	__u32 suppressed; /* events suppressed since the last one emitted on this CPU */
+	__u32 _pad;
 };
 
 enum eg_config_flag {
@@ -205,6 +219,8 @@ struct eg_event {
 	__u8 _pad;
 	char sni[EG_SNI_MAX]; /* lower-cased, as sent */
 	__u8 src[16];         /* packet layer: the packet's source (ARP: sender); zero at socket hooks */
+	__u16 suppressed;     /* events of this workload suppressed on this CPU just before this one (saturates) */
+	__u8 _pad2[6];
 };
 
 /* eg_domains (LPM trie): the webGroup domains of a rule. name holds the lower-cased name

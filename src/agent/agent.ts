@@ -86,7 +86,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let control: ControlServer | null = null;
   const metrics = new AgentMetrics({
     kernel: () => datapath.stats(),
-    flood: () => ({ suppressedByRateLimit: BigInt(pipeline.stats().suppressedByRateLimit), droppedByReader: 0n }),
+    flood: () => {
+      const { eventsSuppressed, eventsDroppedByReader } = datapath.stats();
+      return { suppressedByRateLimit: eventsSuppressed, droppedByReader: eventsDroppedByReader };
+    },
     pipeline: () => pipeline.stats(),
     sinks: () => sinkStats(sinks),
     dns: () => proxy?.stats() ?? null,
@@ -149,7 +152,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const housekeeping = () => {
     const removed = learned.expire();
     if (removed > 0) log.debug({ removed }, 'expired learned addresses removed');
-    const { eventsLost: lost, eventsMalformed: malformed } = datapath.stats();
+    const { eventsLost, eventsDroppedByReader, eventsMalformed: malformed } = datapath.stats();
+    const lost = eventsLost + eventsDroppedByReader;
     if (lost > lastKernelLoss) pipeline.reportKernelLoss(Number(lost - lastKernelLoss));
     if (malformed > lastKernelMalformed) pipeline.reportMalformedKernelEvents(Number(malformed - lastKernelMalformed));
     [lastKernelLoss, lastKernelMalformed] = [lost, malformed];
@@ -194,7 +198,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
 
   try {
-    datapath.onEvent((event) => decide(enricher.fromKernel(event)));
+    datapath.onEvent((event) => {
+      const flow = enricher.fromKernel(event);
+      // The suppressed events came before this one: their notice is due no later than this event's window.
+      if (event.suppressed > 0) pipeline.reportSuppressed(flow.workload, event.suppressed);
+      decide(flow);
+    });
     if (datapath.adopted) log.info('adopted the pinned datapath of an earlier agent; enforcement continued meanwhile');
     applySettings();
     await policySource.start({

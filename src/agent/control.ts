@@ -132,7 +132,8 @@ export class ControlServer {
     const server = this.server;
     this.server = null;
     if (!server) return;
-    for (const observer of this.observers) observer.end();
+    // Destroyed, not ended: an observer that never closes its side must not hold up the agent's stop.
+    for (const observer of this.observers) observer.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     if (existsSync(this.path)) unlinkSync(this.path);
   }

@@ -115,6 +115,8 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       ...inputs.pipeline,
       ...inputs.sinks,
       kernelEventsLost: kernel.eventsLost.toString(),
+      kernelEventsSuppressed: kernel.eventsSuppressed.toString(),
+      eventsDroppedByReader: kernel.eventsDroppedByReader.toString(),
       decisionsPermitted: kernel.decisionsPermitted.toString(),
       decisionsDenied: kernel.decisionsDenied.toString(),
       dnsSteered: kernel.dnsSteered.toString(),

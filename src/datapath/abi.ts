@@ -54,8 +54,11 @@ export const EG_HELLO_MAX = 4096;
 /** enum eg_probe_result: what eg_hello_probe returns. */
 export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
-export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3 } as const;
-export const STAT_COUNT = 4;
+export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, eventsSuppressed: 4 } as const;
+export const STAT_COUNT = 5;
+/** The kernel's event rate limit per workload and CPU (bpf/lib/report.h). */
+export const EG_EVENT_RATE_PER_SEC = 200;
+export const EG_EVENT_BURST = 400;
 
 export interface Member {
   offset: number;
@@ -111,7 +114,7 @@ export const LAYOUTS = {
   eg_learned_key: layout(24, { workload_id: [0, 4], rule_id: [4, 4], addr: [8, 16] }),
   eg_learned_value: layout(8, { expires_ns: [0, 8] }),
   eg_sk_origin: layout(24, { addr: [0, 16], port: [16, 2], family: [18, 1], _pad: [19, 5] }),
-  eg_event: layout(344, {
+  eg_event: layout(352, {
     timestamp_ns: [0, 8],
     cgroup_id: [8, 8],
     workload_id: [16, 4],
@@ -131,7 +134,10 @@ export const LAYOUTS = {
     _pad: [71, 1],
     sni: [72, 256],
     src: [328, 16],
+    suppressed: [344, 2],
+    _pad2: [346, 6],
   }),
+  eg_event_budget: layout(24, { credit_ns: [0, 8], updated_ns: [8, 8], suppressed: [16, 4], _pad: [20, 4] }),
   eg_domain_key: layout(260, { prefixlen: [0, 4], rule_id: [4, 4], name: [8, 252] }),
   eg_addr_key: layout(20, { workload_id: [0, 4], addr: [4, 16] }),
   eg_probe_header: layout(8, { rule_id: [0, 4], flags: [4, 2], _pad: [6, 2] }),
@@ -499,5 +505,6 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
     sni: sniLength === 0 ? null : buffer.subarray(EVENT.sni.offset, EVENT.sni.offset + sniLength).toString('latin1'),
     ...(layer === 'packet' && source.some((byte) => byte !== 0) ? { source: bytesToAddress(source) } : {}),
     ...(reason !== null ? { reason } : {}),
+    suppressed: buffer.readUInt16LE(EVENT.suppressed.offset),
   };
 }

@@ -550,6 +550,8 @@ class KernelDatapath implements Datapath {
     return {
       eventsLost: read(STAT.eventsLost),
       eventsMalformed: this.malformedEvents,
+      eventsSuppressed: read(STAT.eventsSuppressed),
+      eventsDroppedByReader: BigInt(this.ringBuffer?.dropped() ?? 0),
       decisionsPermitted: read(STAT.permitted),
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),

@@ -15,7 +15,10 @@ export type PipelineNotice =
       limit: number;
     }
   | {
-      /** Lost: the ring buffer was full. Malformed: a record arrived that could not be decoded. */
+      /**
+       * Lost: the ring buffer was full (its reader's bounded queue to JavaScript counts as part of it).
+       * Malformed: a record arrived that could not be decoded.
+       */
       kind: 'kernel-events-lost' | 'kernel-events-malformed';
       time: string;
       node: string;

@@ -32,4 +32,6 @@ export interface KernelEvent {
   source?: string;
   /** Set when no rule decided: the packet was dropped for this reason (tier 0, rule id 0). */
   reason?: PacketReason;
+  /** Events of this workload the kernel's rate limit suppressed just before this one (counted, not sent). */
+  suppressed: number;
 }

