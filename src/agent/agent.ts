@@ -19,7 +19,7 @@ import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, checkWorkloadCgroups } from '../sources/config-workloads.js';
+import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
 import { DebouncedWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
@@ -49,7 +49,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   if (cgroup2Mount === null)
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   let config: AgentConfig = loadConfig(configPath, cgroup2Mount);
-  checkWorkloadCgroups(config);
+  for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
   const datapath = openDatapath({
     objectPath: options.objectPath ?? defaultObjectPath,
     pinDir: config.pinDir ?? join(ensureBpffs(), 'egressguard'),

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { BaselineEntryConfig } from './config.js';
 import type { PolicyStatus } from './status.js';
 import { ruleIdFor } from '../policy/rule-ids.js';
-import type { CidrEntry, Datapath, KernelRule } from '../datapath/types.js';
+import type { CidrEntry, Datapath, KernelRule, WorkloadNetwork } from '../datapath/types.js';
 import type { RuleLabel } from '../events/enrich.js';
 import { WorkloadRegistry, workloadKey, type Workload } from '../identity/registry.js';
 import type { WorkloadHost, WorkloadSpec } from '../identity/source.js';
@@ -57,6 +57,48 @@ interface WorkloadState {
   rules: CompiledRule[];
   /** The last enrolment failed or lacked its backstop interfaces: recompiled and enrolled again on every pass. */
   retry: boolean;
+  /** Why the workload's own rules are not in force (it is enrolled fail-closed, or not at all); null when they are. */
+  error: string | null;
+}
+
+/** A workload that cannot be enforced as its policies say, and what it gets instead. */
+export interface WorkloadFailure {
+  key: string;
+  cgroup: string;
+  error: string;
+  /** 'deny-all': enrolled with the fail-closed rule alone (DNS still steered); 'none': not enrolled at all. */
+  enforced: 'deny-all' | 'none';
+}
+
+/**
+ * Reserved id of the rule a workload gets when its own rules cannot be enforced: policy rule ids are allocated above
+ * it (see RuleIds), so it never collides with one.
+ */
+export const FAIL_CLOSED_RULE_ID = 1;
+
+/** Deny everything (tier 0 and tier 1 still come first): what a workload gets when its own rules cannot be enforced. */
+function failClosedRule(spec: WorkloadSpec): CompiledRule {
+  return {
+    ruleId: FAIL_CLOSED_RULE_ID,
+    policy: { namespace: spec.namespace, name: 'egressguard-fail-closed', generation: 0 },
+    name: 'fail-closed',
+    action: 'deny',
+    protocol: 'any',
+    portLow: 0,
+    portHigh: 65535,
+    cidrs: [],
+    anyDestination: true,
+    domains: null,
+    watch: false,
+    logging: true,
+    tlsRequired: false,
+    notEnforced: [],
+    active: true,
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function policyKeyOf(policy: { namespace: string; name: string }): string {
@@ -174,7 +216,7 @@ export class Reconciler {
         key,
         state
           ? { ...state, spec, specText, retry: true }
-          : { spec, specText, cgroupId: null, enrolled: null, byPolicy: new Map(), rules: [], retry: true },
+          : { spec, specText, cgroupId: null, enrolled: null, byPolicy: new Map(), rules: [], retry: true, error: null },
       );
     }
     const touchedPolicies = new Set<string>();
@@ -292,31 +334,86 @@ export class Reconciler {
     return byPolicy;
   }
 
-  /** Push the workload's rules; on failure its previous rules stay in force and it is retried on the next pass. */
+  /**
+   * Push the workload's rules. When they cannot be enforced (no cgroup, backstop interfaces missing or without
+   * addresses, more rules or domains than the kernel holds, a full map) the workload fails closed: it is enrolled with
+   * the deny-all rule alone (its DNS still steered to the proxy, which then denies every name), the error goes to the
+   * log and to status, and it is retried on every pass.
+   */
   private enrol(key: string, state: WorkloadState, byPolicy: Map<string, CompiledRule[]>, touchedPolicies: Set<string>): void {
     const { spec } = state;
     const rules = assemble(byPolicy);
-    let interfaces: string[] = [];
-    let complete = true;
-    try {
-      if (this.packet) interfaces = this.options.host.interfacesOf(spec);
-    } catch (error) {
-      // Socket-level enforcement does not depend on it: enrol the workload, say what is missing.
-      this.log.error({ workload: key, err: error }, 'packet-layer backstop not attached for workload');
-      complete = false;
-    }
     let cgroupId: bigint;
-    let workloadId: number;
     try {
       cgroupId = this.options.host.cgroupIdOf(spec.cgroupPath);
-      const network = this.packet ? { interfaces, addresses: spec.addresses } : undefined;
+    } catch (error) {
+      this.fail(key, state, `cgroup ${spec.cgroupPath} cannot be enrolled: ${messageOf(error)}`, null, touchedPolicies);
+      return;
+    }
+    let network: WorkloadNetwork | undefined;
+    try {
+      if (this.packet) network = { interfaces: this.options.host.interfacesOf(spec), addresses: spec.addresses };
+    } catch (error) {
+      this.fail(key, state, `packet-layer backstop cannot be attached: ${messageOf(error)}`, { cgroupId }, touchedPolicies);
+      return;
+    }
+    let workloadId: number;
+    try {
       workloadId = this.options.datapath.setWorkload(spec.cgroupPath, rules.filter((r) => r.active).map(kernelRule), network);
     } catch (error) {
-      this.log.error({ workload: key, err: error }, 'cannot enforce rules for workload; its previous rules stay in force');
-      state.retry = true;
+      this.fail(key, state, `its rules cannot be enforced: ${messageOf(error)}`, { cgroupId, network }, touchedPolicies);
       return;
     }
     this.replaceRules(key, state, byPolicy, rules, touchedPolicies);
+    this.markEnrolled(state, cgroupId, workloadId);
+    state.retry = false;
+    state.error = null;
+  }
+
+  /**
+   * The workload's own rules cannot be enforced: enrol it deny-all (with its backstop when that much works, else at
+   * the socket layer alone) and retry on every pass. `enrolment` is null when not even its cgroup can be enrolled.
+   */
+  private fail(
+    key: string,
+    state: WorkloadState,
+    error: string,
+    enrolment: { cgroupId: bigint; network?: WorkloadNetwork } | null,
+    touchedPolicies: Set<string>,
+  ): void {
+    const { spec } = state;
+    state.retry = true;
+    state.error = error;
+    const denyAll = failClosedRule(spec);
+    let workloadId: number | null = null;
+    if (enrolment !== null) {
+      const attempts = enrolment.network === undefined ? [undefined] : [enrolment.network, undefined];
+      for (const network of attempts) {
+        try {
+          workloadId = this.options.datapath.setWorkload(spec.cgroupPath, [kernelRule(denyAll)], network);
+          break;
+        } catch (retryError) {
+          state.error = `${error}; deny-all ${network ? 'with' : 'without'} backstop failed too: ${messageOf(retryError)}`;
+        }
+      }
+    }
+    if (workloadId === null) {
+      // Nothing of it is in the kernel that this agent could vouch for: its rules leave DNS decisions too.
+      this.replaceRules(key, state, new Map(), [], touchedPolicies);
+      state.enrolled = null;
+      this.log.error({ workload: key, err: state.error }, 'workload NOT enforced: it cannot be enrolled at all');
+      return;
+    }
+    this.replaceRules(key, state, new Map(), [denyAll], touchedPolicies);
+    this.markEnrolled(state, enrolment!.cgroupId, workloadId);
+    this.log.error(
+      { workload: key, err: state.error },
+      'workload enrolled fail-closed (deny-all, DNS steered) until its rules can be enforced',
+    );
+  }
+
+  private markEnrolled(state: WorkloadState, cgroupId: bigint, workloadId: number): void {
+    const { spec } = state;
     state.cgroupId = cgroupId;
     state.enrolled = {
       namespace: spec.namespace,
@@ -327,7 +424,22 @@ export class Reconciler {
       cgroupId,
       workloadId,
     };
-    state.retry = !complete;
+  }
+
+  /** Workloads whose own rules are not in force, and what they get instead (status and the agent log). */
+  failures(): WorkloadFailure[] {
+    return [...this.workloads].flatMap(([key, state]) =>
+      state.error === null
+        ? []
+        : [
+            {
+              key,
+              cgroup: state.spec.cgroupPath,
+              error: state.error,
+              enforced: state.enrolled ? ('deny-all' as const) : ('none' as const),
+            },
+          ],
+    );
   }
 
   /** A workload the source no longer reports: its rules leave the indexes (the kernel side is the sweep's). */
@@ -393,6 +505,7 @@ export class Reconciler {
 
   /** The label events carry for a rule id of any tier but 3. */
   ruleLabel(ruleId: number): RuleLabel | undefined {
+    if (ruleId === FAIL_CLOSED_RULE_ID) return { tier: 2, name: 'fail-closed (its rules cannot be enforced: see status)', policy: null };
     return this.tier2Labels.get(ruleId)?.label ?? this.baselineLabels.get(ruleId);
   }
 

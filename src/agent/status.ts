@@ -1,6 +1,6 @@
 // What `egressguard status` shows: the agent's state as one JSON object (the control socket's answer) and as text.
 import type { AgentConfig } from './config.js';
-import type { Reconciler } from './reconciler.js';
+import type { Reconciler, WorkloadFailure } from './reconciler.js';
 import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
@@ -49,6 +49,8 @@ export interface AgentStatus {
   policies: PolicyStatus[];
   rejected: { file: string; messages: string[] }[];
   workloads: WorkloadStatus[];
+  /** Workloads whose own rules are not in force: enrolled deny-all, or not enrolled at all. */
+  failures: WorkloadFailure[];
   stats: Record<string, number | string>;
 }
 
@@ -56,7 +58,7 @@ export interface AgentStatus {
 export interface StatusInputs {
   config: Pick<AgentConfig, 'node' | 'baseline' | 'enforcement'>;
   datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats'>;
-  reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel'>;
+  reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel' | 'failures'>;
   rejected: { file: string; messages: string[] }[];
   pipeline: EventPipelineStats;
   /** Delivery counters per sink (sinkStats). */
@@ -111,6 +113,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
     policies: reconciler.policyStatus(),
     rejected: inputs.rejected,
     workloads,
+    failures: reconciler.failures(),
     stats: {
       ...inputs.pipeline,
       ...inputs.sinks,
@@ -136,6 +139,10 @@ export function formatStatus(status: AgentStatus): string {
   for (const r of status.rejected) {
     lines.push(`  REJECTED ${r.file} (last good version stays in force):`);
     for (const m of r.messages) lines.push(`    ${m}`);
+  }
+  for (const f of status.failures) {
+    const what = f.enforced === 'deny-all' ? 'ENROLLED DENY-ALL' : 'NOT ENFORCED';
+    lines.push('', `workload ${f.key}  ${what} (cgroup ${f.cgroup}): ${f.error}`);
   }
   for (const w of status.workloads) {
     lines.push(
