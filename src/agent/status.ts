@@ -5,6 +5,7 @@ import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
 import { workloadKey } from '../identity/registry.js';
+import { capacityUse, type CapacityName, type CapacityUse } from '../model/capacity.js';
 import type { DomainPattern } from '../policy/types.js';
 
 export interface PolicyStatus {
@@ -51,6 +52,8 @@ export interface AgentStatus {
   workloads: WorkloadStatus[];
   /** Workloads whose own rules are not in force: enrolled deny-all, or not enrolled at all. */
   failures: WorkloadFailure[];
+  /** Each kernel capacity (docs/capacity.md): in use against its limit. */
+  capacity: Record<CapacityName, CapacityUse>;
   stats: Record<string, number | string>;
 }
 
@@ -105,6 +108,39 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
     })),
   }));
   const kernel = datapath.stats();
+  const enrolled = reconciler.enrolled();
+  const activeRules = enrolled.map(({ rules }) => rules.filter((r) => r.active));
+  const domainRules = new Map(activeRules.flat().map((r) => [r.ruleId, r.domains?.length ?? 0]));
+  const capacity: Record<CapacityName, CapacityUse> = {
+    rulesPerWorkload: capacityUse('rulesPerWorkload', Math.max(0, ...activeRules.map((rules) => rules.length))),
+    workloads: capacityUse('workloads', enrolled.length),
+    ruleDestinations: capacityUse(
+      'ruleDestinations',
+      activeRules.flat().reduce((n, r) => n + r.cidrs.length, 0),
+    ),
+    domainPatterns: capacityUse(
+      'domainPatterns',
+      [...domainRules.values()].reduce((n, count) => n + count, 0),
+    ),
+    domainNameChars: capacityUse(
+      'domainNameChars',
+      Math.max(0, ...activeRules.flat().flatMap((r) => (r.domains ?? []).map((d) => patternText(d).length))),
+    ),
+    learnedAddresses: capacityUse(
+      'learnedAddresses',
+      workloads.reduce((n, w) => n + w.learned.length, 0),
+    ),
+    sniCandidatesPerConnection: capacityUse(
+      'sniCandidatesPerConnection',
+      Math.max(0, ...activeRules.map((rules) => rules.filter((r) => r.domains !== null || r.tlsRequired).length)),
+    ),
+    approvedFlows: capacityUse('approvedFlows', null),
+    workloadAddresses: capacityUse(
+      'workloadAddresses',
+      enrolled.reduce((n, { workload }) => n + workload.addresses.length, 0),
+    ),
+    interfaces: capacityUse('interfaces', null),
+  };
   return {
     node: inputs.config.node,
     mode: inputs.config.baseline.mode,
@@ -114,6 +150,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
     rejected: inputs.rejected,
     workloads,
     failures: reconciler.failures(),
+    capacity,
     stats: {
       ...inputs.pipeline,
       ...inputs.sinks,
@@ -168,6 +205,13 @@ export function formatStatus(status: AgentStatus): string {
       for (const l of w.learned) lines.push(`    ${l.ip.padEnd(24)} ${l.rule}  expires in ${l.expiresInSeconds}s`);
     }
   }
+  lines.push(
+    '',
+    'capacity (in use / kernel limit, docs/capacity.md): ' +
+      Object.entries(status.capacity)
+        .map(([name, c]) => `${name}=${c.used ?? '?'}/${c.max}${c.nearlyFull ? ' NEARLY FULL' : ''}`)
+        .join(' '),
+  );
   lines.push(
     '',
     'counters: ' +
