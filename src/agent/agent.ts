@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig, type AgentConfig } from './config.js';
+import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { LearnedAddresses } from './learned.js';
 import { Reconciler } from './reconciler.js';
@@ -21,7 +21,7 @@ import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
 import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
-import { DebouncedWatch } from '../sources/watch.js';
+import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
 export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
@@ -48,7 +48,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const cgroup2Mount = findCgroup2Mount();
   if (cgroup2Mount === null)
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
-  let config: AgentConfig = loadConfig(configPath, cgroup2Mount);
+  const loaded = loadConfigFile(configPath, cgroup2Mount);
+  let config: AgentConfig = loaded.config;
+  /** SHA-256 of the configuration text in force (status: configDigest). */
+  let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
   const datapath = openDatapath({
     objectPath: options.objectPath ?? defaultObjectPath,
@@ -73,7 +76,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   let proxy: DnsProxy | null = null;
   let refresher: NameRefresher | null = null;
-  let configWatch: DebouncedWatch | null = null;
+  let configWatch: PathWatch | null = null;
   let control: ControlServer | null = null;
   let lastKernelLoss = 0n;
   let lastKernelMalformed = 0n;
@@ -108,10 +111,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
   const reload = () => {
     try {
-      const next = loadConfig(configPath, cgroup2Mount);
+      const { config: next, digest } = loadConfigFile(configPath, cgroup2Mount);
       if (JSON.stringify(next.dns) !== JSON.stringify(config.dns)) log.warn('dns settings changed: restart the agent to apply them');
       config = { ...next, dns: config.dns };
+      configDigest = digest;
       applySettings();
+      log.info({ configDigest, mode: config.baseline.mode }, 'configuration applied');
     } catch (error) {
       log.error({ err: error }, 'configuration rejected; the last good configuration stays in force');
     }
@@ -125,7 +130,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const agent: Agent = {
     status: () => {
       const [rejected, stats, dns] = [policySource.rejected(), pipeline.stats(), proxy?.stats() ?? null];
-      return agentStatus({ config, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
+      return agentStatus({ config, configDigest, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
     },
     reload,
     async stop() {
@@ -147,8 +152,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     if (datapath.adopted) log.info('adopted the pinned datapath of an earlier agent; enforcement continued meanwhile');
     applySettings();
     await policySource.start({
-      apply: (file, text) => store.applyFile(file, text),
-      remove: (file) => void store.removeFile(file),
+      apply: (changes) => store.applyFiles(changes),
       commit: () => guarded(() => reconciler.syncPolicies()),
     });
     await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
@@ -178,7 +182,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       reconciler.onApplied(() => names.setNames(reconciler.exactNames()));
       names.setNames(reconciler.exactNames());
     }
-    configWatch = new DebouncedWatch([config.file], reload, log);
+    configWatch = new PathWatch(configPath, reload, log);
     control = new ControlServer(config.controlSocket, { status: agent.status, reload });
     await control.start();
     process.on('SIGHUP', reload);

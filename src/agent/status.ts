@@ -44,6 +44,8 @@ export interface WorkloadStatus {
 
 export interface AgentStatus {
   node: string;
+  /** SHA-256 of the configuration file text in force (compare with `sha256sum` of the file). */
+  configDigest: string;
   mode: AgentConfig['baseline']['mode'];
   enforcement: AgentConfig['enforcement'];
   adopted: boolean;
@@ -60,6 +62,7 @@ export interface AgentStatus {
 /** Everything the status is made of, gathered by the composition root. */
 export interface StatusInputs {
   config: Pick<AgentConfig, 'node' | 'baseline' | 'enforcement'>;
+  configDigest: string;
   datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats'>;
   reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel' | 'failures'>;
   rejected: { file: string; messages: string[] }[];
@@ -143,6 +146,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
   };
   return {
     node: inputs.config.node,
+    configDigest: inputs.configDigest,
     mode: inputs.config.baseline.mode,
     enforcement: inputs.config.enforcement,
     adopted: datapath.adopted,
@@ -165,7 +169,11 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
 
 /** The text form `egressguard status` prints. */
 export function formatStatus(status: AgentStatus): string {
-  const lines = [`node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`, ''];
+  const lines = [
+    `node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`,
+    `config sha256 ${status.configDigest}`,
+    '',
+  ];
   lines.push('policies:');
   for (const p of status.policies) {
     lines.push(

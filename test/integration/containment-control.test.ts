@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
@@ -73,7 +74,7 @@ function as<T extends ProbeResult>(kind: T['kind'], r: ProbeResult): T {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 1500));
 
-describe('containment: the control plane fails closed', { skip: privilegedSkip() }, () => {
+describe('containment by the control plane', { skip: privilegedSkip() }, () => {
   let lab: Lab;
   let agent: LabAgent;
   let ghostCgroup = '';
@@ -171,5 +172,25 @@ describe('containment: the control plane fails closed', { skip: privilegedSkip()
     await settle();
     assert.deepEqual((await lab.serverLog()).slice(serverBefore).filter(fromPod(GOOD.pod, 9443)), []);
     assert.equal((await lab.resolverQueries()).includes(name), false);
+  });
+
+  test('config edits by rename-replace keep being applied (sed -i, editors); status shows the digest in force', async () => {
+    const sha = () => createHash('sha256').update(readFileSync(agent.configPath)).digest('hex');
+    const replaceMode = (from: string, to: string) => {
+      const tmp = `${agent.configPath}.tmp`;
+      writeFileSync(tmp, readFileSync(agent.configPath, 'utf8').replace(`mode: ${from}`, `mode: ${to}`));
+      renameSync(tmp, agent.configPath);
+    };
+    for (const [from, to] of [
+      ['enforce', 'discovery'],
+      ['discovery', 'enforce'],
+      ['enforce', 'discovery'],
+      ['discovery', 'enforce'],
+    ] as const) {
+      replaceMode(from, to);
+      const digest = sha();
+      const status = await agent.waitFor(`mode ${to} after a rename-replace`, (s) => s.mode === to && s.configDigest === digest);
+      assert.equal(status.configDigest, digest);
+    }
   });
 });

@@ -22,6 +22,7 @@ function statusOf() {
       baseline: { mode: 'enforce', permits: [], denyList: [], dnsNames: [], denyEch: false },
       enforcement: { tls: true, packet: false },
     },
+    configDigest: 'c0ffee',
     datapath: cp.datapath,
     reconciler: cp.reconciler,
     rejected: [{ file: '/etc/bad.yaml', messages: ['error: spec.rules[0].action must be permit or deny'] }],
