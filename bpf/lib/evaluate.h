@@ -87,8 +87,12 @@ static __always_inline int rule_destination_match(const struct eg_rule *rule, __
 				.rule_ref = rule_ref,
 			};
 
+			__u32 *hit;
+
 			__builtin_memcpy(key.addr, flow->addr, sizeof(key.addr));
-			if (!bpf_map_lookup_elem(&eg_rule_cidrs, &key))
+			/* 0: an exclusion (an IPv6 prefix covering ::ffff:0:0/96 never matches IPv4). */
+			hit = bpf_map_lookup_elem(&eg_rule_cidrs, &key);
+			if (!hit || !*hit)
 				return 0;
 		} else if (!(flags & EG_RULE_WEB)) {
 			return 0; /* no destination at all: never matches */

@@ -11,6 +11,7 @@ import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
 import type { DnsProbeResult, ProbeResult, TcpProbeResult, TlsProbeResult } from '../../lab/probe-result.js';
 import type { ServerRecord } from '../../lab/internet-server.js';
+import type { FlowEvent } from '../../src/events/types.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const GOOD = { pod: 'good', namespace: 'team', name: 'good', labels: { app: 'good' } };
@@ -102,6 +103,16 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
   const fromPod = (pod: string, port: number) => (r: ServerRecord) => r.remote === lab.pod(pod).ipv4 && r.port === port;
   const tls = async (pod: string) => as<TlsProbeResult>('tls', await lab.probe(pod, ['tls', 'api.openai.com', '443', '--ca', lab.caPath]));
   const tcp = async (pod: string, port: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', HTTPBIN.ipv4, port]));
+  const tcpTo = async (pod: string, address: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', address, '8443']));
+  /** The first event after the first `skip` ones that matches. */
+  const waitForEvent = async (skip: number, predicate: (e: FlowEvent) => boolean): Promise<FlowEvent> => {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const found = agent.events().slice(skip).find(predicate);
+      if (found) return found;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error('no such event');
+  };
   const uniqueName = (zone = 'attacker.example') => `fc-${randomBytes(4).toString('hex')}.${zone}`;
   const dns = async (pod: string, name: string) =>
     as<DnsProbeResult>('dns', await lab.probe(pod, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv4]));
@@ -192,5 +203,80 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
       const status = await agent.waitFor(`mode ${to} after a rename-replace`, (s) => s.mode === to && s.configDigest === digest);
       assert.equal(status.configDigest, digest);
     }
+  });
+
+  test('0.0.0.0/0 in a deny rule covers IPv6 and is attributed to it; ::/0 in a permit never matches IPv4', async () => {
+    const v6Permit = `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: broken-fw, namespace: team }
+spec:
+  smartGroups:
+    - name: v6-any
+      selectors: [{ cidr: "::/0" }]
+  rules:
+    - name: allow-v6
+      action: permit
+      protocol: tcp
+      port: 8443
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: v6-any }]
+`;
+    const translatorDenyAll = `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: broken-fw, namespace: team }
+spec:
+  smartGroups:
+    - name: any-destination
+      selectors: [{ cidr: 0.0.0.0/0 }]
+  rules:
+    - name: deny-all-external
+      action: deny
+      protocol: any
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+      logging: true
+`;
+    const generation = async () => (await agent.status()).policies.find((p) => p.name === 'broken-fw')?.generation ?? 0;
+    const v6 = () => tcpTo(BROKEN.pod, HTTPBIN.ipv6);
+    await agent.setMode('enforce');
+    let before = await generation();
+    agent.writePolicy('broken.yaml', v6Permit);
+    await agent.waitFor('the ::/0 permit', (s) =>
+      s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''),
+    );
+    // ::/0 permits IPv6 (it reaches the server) and not IPv4: enforce mode's default denies it, nothing arrives.
+    assert.equal((await v6()).ok, true);
+    await lab.waitForServerRecords('IPv6 from the broken pod', (r) => r.remote === lab.pod(BROKEN.pod).ipv6 && r.port === 8443);
+    let mark = (await lab.serverLog()).length;
+    let events = agent.events().length;
+    assert.equal((await tcp(BROKEN.pod, '8443')).error, 'EPERM');
+    await settle();
+    assert.deepEqual((await lab.serverLog()).slice(mark).filter(fromPod(BROKEN.pod, 8443)), []);
+    const v4Denial = await waitForEvent(
+      events,
+      (e) => e.workload.name === BROKEN.name && e.destination.ip === HTTPBIN.ipv4 && e.verdict === 'denied',
+    );
+    assert.equal(v4Denial.rule, 'default-action', 'IPv4 is not matched by ::/0');
+
+    // Discovery mode, translator's deny-all (0.0.0.0/0 only): IPv6 is denied by the rule, not permitted by default.
+    await agent.setMode('discovery');
+    before = await generation();
+    agent.writePolicy('broken.yaml', translatorDenyAll);
+    await agent.waitFor('the deny-all', (s) => s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''));
+    mark = (await lab.serverLog()).length;
+    events = agent.events().length;
+    assert.equal((await v6()).error, 'EPERM');
+    await settle();
+    assert.deepEqual(
+      (await lab.serverLog()).slice(mark).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv6),
+      [],
+      'zero IPv6 connections reach the server',
+    );
+    const v6Denial = await waitForEvent(
+      events,
+      (e) => e.workload.name === BROKEN.name && e.destination.ip === HTTPBIN.ipv6 && e.verdict === 'denied',
+    );
+    assert.deepEqual([v6Denial.tier, v6Denial.rule], [2, 'deny-all-external']);
+    await agent.setMode('enforce');
   });
 });

@@ -60,7 +60,7 @@ describe('agent status', () => {
       one.rules.map((r) => [r.name, r.action, r.protocol, r.ports, r.domains, r.destinations]),
       [
         ['allow', 'permit', 'tcp', '443', ['api.example.com', '*.cdn.example'], ['any']],
-        ['deny-all', 'deny', 'any', 'any', null, ['0.0.0.0/0']],
+        ['deny-all', 'deny', 'any', 'any', null, ['any']], // a deny's default route covers both families,
       ],
     );
     assert.deepEqual(

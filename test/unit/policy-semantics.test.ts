@@ -1,0 +1,60 @@
+// What a FirewallPolicy means (docs/policy-semantics.md): default routes per action, families, deny webGroups
+// shadowing later permits, collision-free rule ids.
+import { strict as assert } from 'node:assert';
+import { describe, test } from 'vitest';
+import { ruleCidrEntries } from '../../src/datapath/datapath.js';
+import { formatCidr } from '../../src/policy/cidr.js';
+import { compileForWorkload } from '../../src/policy/compile.js';
+import { acceptPolicies, policyWith, translatorPolicy } from './policy-helpers.js';
+
+const pod = (app: string) => ({ namespace: 'obot-mcp', labels: { app } });
+const entries = (rule: Parameters<typeof ruleCidrEntries>[0]) =>
+  [...ruleCidrEntries(rule)].map(([cidr, value]) => `${formatCidr(cidr)}=${value}`);
+
+describe('default routes per action', () => {
+  test("the translator's deny-all-external (0.0.0.0/0 only) denies every destination of both families", () => {
+    const [deny] = compileForWorkload(acceptPolicies(translatorPolicy('ms1deny', {})), pod('ms1deny'));
+    assert.equal(deny?.name, 'deny-all-external');
+    assert.equal(deny?.anyDestination, true);
+  });
+
+  test('a deny with ::/0 alone also covers IPv4; a deny with a narrower prefix keeps its family', () => {
+    const rules = (cidr: string) =>
+      compileForWorkload(
+        acceptPolicies(
+          policyWith({
+            smartGroups: `    - name: dest\n      selectors:\n        - cidr: ${cidr}`,
+            rules: `    - name: deny\n      action: deny\n      selector: {matchLabels: {app: a1}}\n      destinationSmartGroups: [{name: dest}]`,
+          }),
+        ),
+        pod('a1'),
+      );
+    assert.equal(rules('::/0')[0]?.anyDestination, true);
+    assert.equal(rules('10.0.0.0/8')[0]?.anyDestination, false);
+    assert.equal(rules('::/1')[0]?.anyDestination, false);
+  });
+
+  test('a plain permit keeps its family: 0.0.0.0/0 is IPv4 only, ::/0 IPv6 only (never IPv4-mapped addresses)', () => {
+    const permit = (cidrs: string[]) =>
+      compileForWorkload(
+        acceptPolicies(
+          policyWith({
+            smartGroups: `    - name: dest\n      selectors:\n${cidrs.map((c) => `        - cidr: ${c}`).join('\n')}`,
+            rules: `    - name: allow\n      action: permit\n      selector: {matchLabels: {app: a1}}\n      destinationSmartGroups: [{name: dest}]`,
+          }),
+        ),
+        pod('a1'),
+      )[0]!;
+    assert.equal(permit(['0.0.0.0/0']).anyDestination, false);
+    assert.deepEqual(entries(permit(['0.0.0.0/0'])), ['0.0.0.0/0=1']);
+    assert.equal(permit(['::/0']).anyDestination, false);
+    assert.deepEqual(entries(permit(['::/0'])), ['::/0=1', '0.0.0.0/0=0'], 'an exclusion keeps IPv4 out of ::/0');
+    assert.deepEqual(
+      entries(permit(['::/0', '10.0.0.0/8'])),
+      ['::/0=1', '10.0.0.0/8=1', '0.0.0.0/0=0'],
+      'its own IPv4 prefixes still match',
+    );
+    assert.deepEqual(entries(permit(['::/0', '0.0.0.0/0'])), ['::/0=1', '0.0.0.0/0=1']);
+    assert.deepEqual(entries(permit(['fd00::/8'])), ['fd00::/8=1'], 'a prefix outside ::ffff:0:0/96 needs no exclusion');
+  });
+});
