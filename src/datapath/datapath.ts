@@ -11,6 +11,7 @@ import {
   STAT,
   WORKLOAD_FLAG,
   addressToBytes,
+  cidrToKeyParts,
   decodeAddrKeyWorkload,
   decodeDomainKeyRuleId,
   encodeAddrKey,
@@ -37,7 +38,6 @@ import {
 import { checkKernelFeatures, type DatapathFeatures } from './features.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
 import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
-import { cidrContains } from '../policy/cidr.js';
 import type { Cidr } from '../policy/types.js';
 import type {
   CidrEntry,
@@ -138,7 +138,14 @@ function domainKeys(rule: KernelRule, what: string): Set<string> {
 }
 
 const IPV4_ANY: Cidr = { family: 4, address: '0.0.0.0', prefix: 0 };
-const IPV4_MAPPED = '::ffff:0:0';
+
+/** True when an IPv6 CIDR covers ::ffff:0:0/96, where the kernel keys IPv4. */
+function coversIpv4Mapped(cidr: Cidr): boolean {
+  if (cidr.family !== 6 || cidr.prefix > 96) return false;
+  const { addr } = cidrToKeyParts(cidr);
+  const mapped = cidrToKeyParts({ family: 6, address: '::ffff:0:0', prefix: cidr.prefix }).addr;
+  return addr.equals(mapped);
+}
 
 /**
  * A rule's eg_rule_cidrs entries, CIDR -> value (1: match). IPv4 is keyed as ::ffff:a.b.c.d, so an IPv6 prefix
@@ -147,7 +154,7 @@ const IPV4_MAPPED = '::ffff:0:0';
  */
 export function ruleCidrEntries(rule: Pick<KernelRule, 'cidrs'>): Map<Cidr, number> {
   const entries = new Map<Cidr, number>(rule.cidrs.map((cidr) => [cidr, 1]));
-  const coversIpv4 = rule.cidrs.some((c) => c.family === 6 && c.prefix <= 96 && cidrContains(c, IPV4_MAPPED));
+  const coversIpv4 = rule.cidrs.some(coversIpv4Mapped);
   const hasIpv4Any = rule.cidrs.some((c) => c.family === 4 && c.prefix === 0);
   if (coversIpv4 && !hasIpv4Any) entries.set(IPV4_ANY, 0);
   return entries;
@@ -224,7 +231,8 @@ class KernelDatapath implements Datapath {
       const value = maps.eg_workloads.lookup(key);
       if (value !== null) this.enrolled.set(key.readBigUInt64LE(0), decodeWorkload(value));
     }
-    for (const key of maps.eg_rule_cidrs.keys()) this.ruleCidrKeys.set(key.toString('hex'), maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1);
+    for (const key of maps.eg_rule_cidrs.keys())
+      this.ruleCidrKeys.set(key.toString('hex'), maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1);
     for (const key of maps.eg_learned.keys()) this.countLearned(decodeLearnedKey(key).workloadId, 1);
     for (const key of maps.eg_interfaces.keys()) {
       const value = maps.eg_interfaces.lookup(key);
@@ -338,7 +346,8 @@ class KernelDatapath implements Datapath {
     const wantedCidrs = new Map<string, number>();
     rules.forEach((rule, index) => {
       this.maps.eg_rules.update(encodeRuleKey(workloadId, base + index), encodeRule({ ...rule, flags: ruleFlags(rule) }));
-      for (const [cidr, value] of ruleCidrEntries(rule)) wantedCidrs.set(encodeRuleCidrKey(workloadId, base + index, cidr).toString('hex'), value);
+      for (const [cidr, value] of ruleCidrEntries(rule))
+        wantedCidrs.set(encodeRuleCidrKey(workloadId, base + index, cidr).toString('hex'), value);
     });
     for (let index = rules.length; index < EG_MAX_RULES; index++) {
       this.maps.eg_rules.delete(encodeRuleKey(workloadId, base + index));
