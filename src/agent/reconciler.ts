@@ -13,6 +13,7 @@ import type { RuleLabel } from '../events/enrich.js';
 import { WorkloadRegistry, workloadKey, type Workload } from '../identity/registry.js';
 import type { WorkloadHost, WorkloadSpec } from '../identity/source.js';
 import { compilePolicyForWorkload, policySelects } from '../policy/compile.js';
+import { shadowedByDeny } from '../policy/domains.js';
 import type { PolicyEntry } from '../policy/store.js';
 import type { CompiledRule } from '../policy/types.js';
 import type { AcceptedObject, ValidatedPolicy } from '../policy/validate.js';
@@ -536,10 +537,10 @@ export class Reconciler {
     const names: { workloadId: number; ruleIds: number[]; name: string }[] = [];
     for (const { workload, rules } of this.enrolled()) {
       const byName = new Map<string, number[]>();
-      for (const rule of rules) {
+      for (const [index, rule] of rules.entries()) {
         if (!rule.active) continue;
         for (const d of rule.domains ?? []) {
-          if (d.kind !== 'exact') continue;
+          if (d.kind !== 'exact' || shadowedByDeny(rules.slice(0, index), rule, d.name)) continue;
           byName.set(d.name, [...(byName.get(d.name) ?? []), rule.ruleId]);
         }
       }

@@ -279,4 +279,72 @@ spec:
     assert.deepEqual([v6Denial.tier, v6Denial.rule], [2, 'deny-all-external']);
     await agent.setMode('enforce');
   });
+
+  test('deny *.attacker.example, then permit api.attacker.example: denied at DNS and at connect (calibrated first)', async () => {
+    const xPolicy = (withDeny: boolean) => `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: broken-fw, namespace: team }
+spec:
+  smartGroups:${anyDestination}
+  webGroups:
+    - name: attacker-any
+      domains: ["*.attacker.example"]
+    - name: approved
+      domains: [api.attacker.example, api.openai.com]
+  rules:
+${
+  withDeny
+    ? `    - name: deny-attacker
+      action: deny
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+      webGroups: [{ name: attacker-any }]
+`
+    : ''
+}    - name: allow-approved
+      action: permit
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+      webGroups: [{ name: approved }]
+    - name: deny-all
+      action: deny
+      protocol: any
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+`;
+    const attacker = DEFAULT_LAB_HOSTS.find((h) => h.name === 'attacker.example')!;
+    const apply = async (text: string) => {
+      const before = (await agent.status()).policies.find((p) => p.name === 'broken-fw')?.generation ?? 0;
+      agent.writePolicy('broken.yaml', text);
+      await agent.waitFor('broken-fw', (s) => s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''));
+    };
+    const viaName = async () =>
+      as<TlsProbeResult>('tls', await lab.probe(BROKEN.pod, ['tls', 'api.attacker.example', '443', '--ca', lab.caPath]));
+    const viaAddress = async () =>
+      as<TlsProbeResult>(
+        'tls',
+        await lab.probe(BROKEN.pod, ['tls', attacker.ipv4, '443', '--sni', 'api.attacker.example', '--ca', lab.caPath]),
+      );
+    const apiRecords = async (from: number) =>
+      (await lab.serverLog()).slice(from).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv4 && r.sni === 'api.attacker.example');
+
+    // Calibration: without the deny rule the permit reaches api.attacker.example by name.
+    await apply(xPolicy(false));
+    assert.equal((await viaName()).ok, true);
+    await lab.waitForServerRecords('api.attacker.example from the broken pod', (r) => r.sni === 'api.attacker.example');
+
+    await apply(xPolicy(true));
+    const mark = (await lab.serverLog()).length;
+    const lookup = await dns(BROKEN.pod, 'api.attacker.example');
+    assert.equal(answered(lookup), false, `the name is denied: ${JSON.stringify(lookup)}`);
+    assert.notEqual((await viaName()).ok, true);
+    assert.notEqual((await viaAddress()).ok, true, 'its address, learned for the permit before, does not help');
+    await settle();
+    assert.deepEqual(await apiRecords(mark), [], 'zero connections for api.attacker.example reach the server');
+    assert.equal((await tls(BROKEN.pod)).ok, true, 'allowed traffic keeps working');
+  });
 });

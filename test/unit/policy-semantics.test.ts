@@ -5,6 +5,8 @@ import { describe, test } from 'vitest';
 import { ruleCidrEntries } from '../../src/datapath/datapath.js';
 import { formatCidr } from '../../src/policy/cidr.js';
 import { compileForWorkload } from '../../src/policy/compile.js';
+import { dnsDecision } from '../../src/policy/domains.js';
+import { controlPlane, workload } from './control-plane-helpers.js';
 import { acceptPolicies, policyWith, translatorPolicy } from './policy-helpers.js';
 
 const pod = (app: string) => ({ namespace: 'obot-mcp', labels: { app } });
@@ -56,5 +58,44 @@ describe('default routes per action', () => {
     );
     assert.deepEqual(entries(permit(['::/0', '0.0.0.0/0'])), ['::/0=1', '0.0.0.0/0=1']);
     assert.deepEqual(entries(permit(['fd00::/8'])), ['fd00::/8=1'], 'a prefix outside ::ffff:0:0/96 needs no exclusion');
+  });
+});
+
+describe('a deny webGroup rule holds for its names whatever a later rule permits', () => {
+  const policy = (denyPort: string) =>
+    policyWith({
+      webGroups: `    - name: x-any\n      domains: ["*.x.com"]\n    - name: x-api\n      domains: ["api.x.com", "docs.y.com"]`,
+      rules: `    - name: deny-x
+      action: deny
+      protocol: tcp
+${denyPort}      selector: {matchLabels: {app: a1}}
+      destinationSmartGroups: [{name: any-destination}]
+      webGroups: [{name: x-any}]
+    - name: allow-api
+      action: permit
+      protocol: tcp
+      port: 443
+      selector: {matchLabels: {app: a1}}
+      destinationSmartGroups: [{name: any-destination}]
+      webGroups: [{name: x-api}]`,
+    });
+
+  test('DNS: denied, and its answers are learned for the deny only; other names of the permit still work', () => {
+    const rules = compileForWorkload(acceptPolicies(policy('')), pod('a1'));
+    const api = dnsDecision(rules, 'api.x.com');
+    assert.deepEqual([api.action, api.rule?.name, api.learnFor.map((r) => r.name)], ['deny', 'deny-x', ['deny-x']]);
+    const docs = dnsDecision(rules, 'docs.y.com');
+    assert.deepEqual([docs.action, docs.learnFor.map((r) => r.name)], ['permit', ['allow-api']]);
+  });
+
+  test("the agent's own resolution skips shadowed names; a deny on other ports shadows nothing", () => {
+    const names = (denyPort: string) => {
+      const cp = controlPlane();
+      cp.apply('p.yaml', policy(denyPort).replaceAll('obot-mcp', 'team'));
+      cp.reconciler.setWorkloads([workload('one', { app: 'a1' })]);
+      return cp.reconciler.exactNames().map((n) => n.name);
+    };
+    assert.deepEqual(names(''), ['docs.y.com']);
+    assert.deepEqual(names('      port: 8443\n'), ['api.x.com', 'docs.y.com']);
   });
 });
