@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BaselineEntryConfig } from './config.js';
 import type { PolicyStatus } from './status.js';
-import { ruleIdFor } from '../policy/rule-ids.js';
+import { RuleIdAllocator } from '../policy/rule-ids.js';
 import type { CidrEntry, Datapath, KernelRule, WorkloadNetwork } from '../datapath/types.js';
 import type { RuleLabel } from '../events/enrich.js';
 import { WorkloadRegistry, workloadKey, type Workload } from '../identity/registry.js';
@@ -72,8 +72,8 @@ export interface WorkloadFailure {
 }
 
 /**
- * Reserved id of the rule a workload gets when its own rules cannot be enforced: policy rule ids are allocated above
- * it (see RuleIds), so it never collides with one.
+ * Reserved id of the rule a workload gets when its own rules cannot be enforced: policy rule ids are allocated from
+ * FIRST_ALLOCATED_RULE_ID (see RuleIdAllocator), so it never collides with one.
  */
 export const FAIL_CLOSED_RULE_ID = 1;
 
@@ -106,9 +106,9 @@ function policyKeyOf(policy: { namespace: string; name: string }): string {
   return `${policy.namespace}/${policy.name}`;
 }
 
-function cidrEntry(group: string, entry: BaselineEntryConfig): CidrEntry {
+function cidrEntry(ruleId: number, entry: BaselineEntryConfig): CidrEntry {
   return {
-    ruleId: ruleIdFor('baseline', group, entry.name),
+    ruleId,
     cidr: entry.cidr,
     protocol: entry.protocol,
     portLow: entry.portLow,
@@ -154,6 +154,9 @@ export class Reconciler {
   private readonly policyResults = new Map<string, { ruleset: string; ruleNotEnforced: string[] }>();
   private readonly tier2Labels = new Map<number, { label: RuleLabel; uses: number }>();
   private baselineLabels = new Map<number, RuleLabel>();
+  /** Kernel rule ids, collision-free on the node (see RuleIdAllocator). */
+  private readonly ruleIds = new RuleIdAllocator();
+  private baselineNames: (readonly [string, string])[] = [];
   private readonly registryView = new WorkloadRegistry();
   private readonly listeners: Array<() => void> = [];
 
@@ -178,11 +181,22 @@ export class Reconciler {
 
   /** Tier 0 (deny list) and tier 1 (baseline permits): pushed as a whole, labelled for events. */
   setBaseline(denyList: BaselineEntryConfig[], permits: BaselineEntryConfig[]): void {
-    this.options.datapath.setDenyList(denyList.map((e) => cidrEntry('deny-list', e)));
-    this.options.datapath.setBaseline(permits.map((e) => cidrEntry('permits', e)));
+    // Baseline ids come from the same allocator under the namespace "" (no Kubernetes namespace is empty).
+    const groups = [
+      { group: 'deny-list', entries: denyList, tier: 0 as const },
+      { group: 'permits', entries: permits, tier: 1 as const },
+    ];
+    const previous = this.baselineNames;
+    this.baselineNames = groups.flatMap(({ group, entries }) => entries.map((e) => [group, e.name] as const));
+    const ids = groups.map(({ group, entries }) => entries.map((e) => this.ruleIds.idFor('', group, e.name)));
+    this.options.datapath.setDenyList(denyList.map((e, i) => cidrEntry(ids[0]![i]!, e)));
+    this.options.datapath.setBaseline(permits.map((e, i) => cidrEntry(ids[1]![i]!, e)));
     this.baselineLabels = new Map<number, RuleLabel>();
-    for (const e of denyList) this.baselineLabels.set(ruleIdFor('baseline', 'deny-list', e.name), { tier: 0, name: e.name, policy: null });
-    for (const e of permits) this.baselineLabels.set(ruleIdFor('baseline', 'permits', e.name), { tier: 1, name: e.name, policy: null });
+    groups.forEach(({ entries, tier }, g) =>
+      entries.forEach((e, i) => this.baselineLabels.set(ids[g]![i]!, { tier, name: e.name, policy: null })),
+    );
+    const kept = new Set(this.baselineNames.map(([group, name]) => `${group}/${name}`));
+    for (const [group, name] of previous) if (!kept.has(`${group}/${name}`)) this.ruleIds.release('', group, name);
   }
 
   /** Turn the backstop on or off for every workload (they are enrolled again when it changes). */
@@ -270,7 +284,18 @@ export class Reconciler {
       else this.policiesByNamespace.delete(namespace);
       if (!policy) this.policyResults.delete(key);
     }
+    // Ids for new rules before the pass, ids of rules gone after it: an id is never one rule in the kernel while
+    // another is still there under it. Sorted, so a restart with the same set allocates the same ids.
+    const released: [string, string, string][] = [];
+    for (const key of [...changed].sort()) {
+      const policy = next.get(key);
+      const names = new Set(policy?.rules.map((r) => r.name) ?? []);
+      const old = previous.get(key);
+      for (const rule of old?.rules ?? []) if (!names.has(rule.name)) released.push([old!.namespace, old!.name, rule.name]);
+      for (const name of names) this.ruleIds.idFor(policy!.namespace, policy!.name, name);
+    }
     this.pass(changed, new Set(changed));
+    for (const [namespace, policyName, ruleName] of released) this.ruleIds.release(namespace, policyName, ruleName);
   }
 
   /**
@@ -317,10 +342,17 @@ export class Reconciler {
     const byPolicy = new Map<string, CompiledRule[]>();
     for (const [policyKey, policy] of this.policiesByNamespace.get(spec.namespace) ?? []) {
       if (!this.compiler.selects(policy, spec)) continue;
-      const rules = this.compiler.compile(policy, spec);
+      const rules = this.compileWithIds(policy, spec);
       if (rules.length > 0) byPolicy.set(policyKey, rules);
     }
     return byPolicy;
+  }
+
+  /** The compiler's rules with their allocated ids (the compiler's own are the preferred hash ids). */
+  private compileWithIds(policy: ValidatedPolicy, spec: WorkloadSpec): CompiledRule[] {
+    return this.compiler
+      .compile(policy, spec)
+      .map((rule) => ({ ...rule, ruleId: this.ruleIds.idFor(rule.policy.namespace, rule.policy.name, rule.name) }));
   }
 
   private recompile(state: WorkloadState, policyKeys: ReadonlySet<string>): Map<string, CompiledRule[]> {
@@ -329,7 +361,7 @@ export class Reconciler {
       byPolicy.delete(policyKey);
       const policy = this.policies.get(policyKey);
       if (!policy || !this.compiler.selects(policy, state.spec)) continue;
-      const rules = this.compiler.compile(policy, state.spec);
+      const rules = this.compileWithIds(policy, state.spec);
       if (rules.length > 0) byPolicy.set(policyKey, rules);
     }
     return byPolicy;

@@ -6,7 +6,9 @@ import { ruleCidrEntries } from '../../src/datapath/datapath.js';
 import { formatCidr } from '../../src/policy/cidr.js';
 import { compileForWorkload } from '../../src/policy/compile.js';
 import { dnsDecision } from '../../src/policy/domains.js';
-import { controlPlane, workload } from './control-plane-helpers.js';
+import { controlPlane, firewallPolicy, workload } from './control-plane-helpers.js';
+import { FAIL_CLOSED_RULE_ID } from '../../src/agent/reconciler.js';
+import { FIRST_ALLOCATED_RULE_ID, RuleIdAllocator, ruleIdFor } from '../../src/policy/rule-ids.js';
 import { acceptPolicies, policyWith, translatorPolicy } from './policy-helpers.js';
 
 const pod = (app: string) => ({ namespace: 'obot-mcp', labels: { app } });
@@ -97,5 +99,54 @@ ${denyPort}      selector: {matchLabels: {app: a1}}
     };
     assert.deepEqual(names(''), ['docs.y.com']);
     assert.deepEqual(names('      port: 8443\n'), ['api.x.com', 'docs.y.com']);
+  });
+});
+
+describe('rule ids are collision-free', () => {
+  /** Two rule names, in policies pa and pb, whose 32-bit hashes collide (a birthday search: well under a second). */
+  function collidingRules(): [string, string] {
+    const seen = new Map<number, string>();
+    for (let i = 0; ; i++) {
+      const a = ruleIdFor('team', 'pa', `r${i}`);
+      const b = ruleIdFor('team', 'pb', `r${i}`);
+      const hitA = seen.get(a);
+      if (hitA?.startsWith('pb:')) return [`r${i}`, hitA.slice(3)];
+      const hitB = seen.get(b);
+      if (hitB?.startsWith('pa:')) return [hitB.slice(3), `r${i}`];
+      seen.set(a, `pa:r${i}`);
+      seen.set(b, `pb:r${i}`);
+    }
+  }
+
+  test("a rule name colliding with another policy's rule gets its own id; neither takes the other's domains", () => {
+    const [ruleA, ruleB] = collidingRules();
+    assert.equal(ruleIdFor('team', 'pa', ruleA), ruleIdFor('team', 'pb', ruleB), 'the hashes do collide');
+    const web = (policy: string, rule: string, app: string, domain: string) =>
+      firewallPolicy({ name: policy, app, domains: [domain] }).replace('- name: allow\n', `- name: ${rule}\n`);
+    const cp = controlPlane();
+    cp.reconciler.setWorkloads([workload('one', { app: 'one' }), workload('two', { app: 'two' })]);
+    cp.apply('a.yaml', web('pa', ruleA, 'one', 'allowed.example.com'));
+    cp.apply('b.yaml', web('pb', ruleB, 'two', 'forbidden.example.com'));
+    const [one] = cp.reconciler.rulesFor('team/one');
+    const [two] = cp.reconciler.rulesFor('team/two');
+    assert.notEqual(one!.ruleId, two!.ruleId);
+    const kernel = (path: string) => [...cp.datapath.enrolled.values()].find((w) => w.cgroupPath === path)!.rules[0]!;
+    assert.deepEqual(
+      [kernel(workload('one', {}).cgroupPath).ruleId, kernel(workload('two', {}).cgroupPath).ruleId],
+      [one!.ruleId, two!.ruleId],
+    );
+    assert.equal(cp.reconciler.ruleLabel(two!.ruleId)?.policy?.name, 'pb');
+    assert.equal(cp.reconciler.ruleLabel(one!.ruleId)?.policy?.name, 'pa');
+    // Ids stay put while their rules exist, and a freed id is not handed out while its rule is still in the kernel.
+    cp.remove('a.yaml');
+    cp.apply('a.yaml', web('pa', ruleA, 'one', 'allowed.example.com'));
+    assert.notEqual(cp.reconciler.rulesFor('team/one')[0]!.ruleId, two!.ruleId);
+    assert.equal(cp.reconciler.rulesFor('team/two')[0]!.ruleId, two!.ruleId);
+  });
+
+  test('ids never take the reserved values (0: none, 1: fail-closed)', () => {
+    const ids = new RuleIdAllocator();
+    for (let i = 0; i < 1000; i++) assert.ok(ids.idFor('team', 'p', `r${i}`) >= FIRST_ALLOCATED_RULE_ID);
+    assert.equal(FAIL_CLOSED_RULE_ID < FIRST_ALLOCATED_RULE_ID, true);
   });
 });
