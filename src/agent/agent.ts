@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig, type AgentConfig } from './config.js';
+import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { LearnedAddresses } from './learned.js';
 import { Reconciler } from './reconciler.js';
@@ -25,9 +25,9 @@ import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, checkWorkloadCgroups } from '../sources/config-workloads.js';
+import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
-import { DebouncedWatch } from '../sources/watch.js';
+import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
 export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
@@ -54,8 +54,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const cgroup2Mount = findCgroup2Mount();
   if (cgroup2Mount === null)
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
-  let config: AgentConfig = loadConfig(configPath, cgroup2Mount);
-  checkWorkloadCgroups(config);
+  const loaded = loadConfigFile(configPath, cgroup2Mount);
+  let config: AgentConfig = loaded.config;
+  /** SHA-256 of the configuration text in force (status: configDigest). */
+  let configDigest = loaded.digest;
+  for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
   const datapath = openDatapath({
     objectPath: options.objectPath ?? defaultObjectPath,
     pinDir: config.pinDir ?? join(ensureBpffs(), 'egressguard'),
@@ -82,7 +85,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   let proxy: DnsProxy | null = null;
   let refresher: NameRefresher | null = null;
-  let configWatch: DebouncedWatch | null = null;
+  let configWatch: PathWatch | null = null;
   let control: ControlServer | null = null;
   const metrics = new AgentMetrics({
     kernel: () => datapath.stats(),
@@ -160,12 +163,14 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
   const reload = () => {
     try {
-      const next = loadConfig(configPath, cgroup2Mount);
+      const { config: next, digest } = loadConfigFile(configPath, cgroup2Mount);
       if (JSON.stringify(next.dns) !== JSON.stringify(config.dns)) log.warn('dns settings changed: restart the agent to apply them');
       if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics))
         log.warn('metrics settings changed: restart the agent to apply them');
       config = { ...next, dns: config.dns, metrics: config.metrics };
+      configDigest = digest;
       applySettings();
+      log.info({ configDigest, mode: config.baseline.mode }, 'configuration applied');
     } catch (error) {
       log.error({ err: error }, 'configuration rejected; the last good configuration stays in force');
     }
@@ -179,7 +184,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const agent: Agent = {
     status: () => {
       const [rejected, stats, dns] = [policySource.rejected(), pipeline.stats(), proxy?.stats() ?? null];
-      return agentStatus({ config, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
+      return agentStatus({ config, configDigest, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
     },
     reload,
     async stop() {
@@ -207,11 +212,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     if (datapath.adopted) log.info('adopted the pinned datapath of an earlier agent; enforcement continued meanwhile');
     applySettings();
     await policySource.start({
-      apply: (file, text) => {
-        notePolicyChange(file);
-        return store.applyFile(file, text);
+      apply: (changes) => {
+        for (const [file, text] of changes) if (text !== null) notePolicyChange(file);
+        return store.applyFiles(changes);
       },
-      remove: (file) => void store.removeFile(file),
       commit: commitPolicies,
     });
     await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
@@ -241,7 +245,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       reconciler.onApplied(() => names.setNames(reconciler.exactNames()));
       names.setNames(reconciler.exactNames());
     }
-    configWatch = new DebouncedWatch([config.file], reload, log);
+    configWatch = new PathWatch(configPath, reload, log);
     control = new ControlServer(config.controlSocket, { status: agent.status, reload, history });
     await control.start();
     if (config.metrics) {

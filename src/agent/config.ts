@@ -1,6 +1,7 @@
 // Host-mode agent configuration: what to enforce, where, and where events go.
 // Every error names the file and the field, and says what to write instead.
 
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -455,11 +456,16 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
 }
 
 export function loadConfig(file: string, cgroup2Mount: string): AgentConfig {
+  return loadConfigFile(file, cgroup2Mount).config;
+}
+
+/** The configuration and the SHA-256 (hex) of the text it was parsed from: status shows which version is in force. */
+export function loadConfigFile(file: string, cgroup2Mount: string): { config: AgentConfig; digest: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
   }
-  return parseConfig(file, text, cgroup2Mount);
+  return { config: parseConfig(file, text, cgroup2Mount), digest: createHash('sha256').update(text).digest('hex') };
 }

@@ -91,9 +91,9 @@ describe('Enricher: rule labels', () => {
   const e = enricher({ ruleLabel: (id) => cp.reconciler.ruleLabel(id) });
 
   test('tier 0 and tier 1 events carry the baseline entry name and no policy', () => {
-    const denied = e.fromKernel(kernelEvent({ tier: 0, ruleId: ruleIdFor('baseline', 'deny-list', 'threat-feed') }));
+    const denied = e.fromKernel(kernelEvent({ tier: 0, ruleId: cp.datapath.denyList[0]!.ruleId }));
     assert.deepEqual([denied.tier, denied.rule, denied.policy], [0, 'threat-feed', null]);
-    const permitted = e.fromKernel(kernelEvent({ tier: 1, verdict: 'permitted', ruleId: ruleIdFor('baseline', 'permits', 'corp-proxy') }));
+    const permitted = e.fromKernel(kernelEvent({ tier: 1, verdict: 'permitted', ruleId: cp.datapath.baseline[0]!.ruleId }));
     assert.deepEqual([permitted.tier, permitted.rule, permitted.policy], [1, 'corp-proxy', null]);
   });
 
