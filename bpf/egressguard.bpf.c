@@ -85,12 +85,12 @@ int eg_getpeername6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* Which concern a departing packet belongs to: its socket's verdict (checked against what the hook
- * judged, or its pending TLS decision), or a raw or ping socket (judged per packet). Sockets without
- * state (a listener's SYN-ACKs, accepted connections) approve nothing here: the backstop approves an
- * inbound connection when the node delivers its SYN (eg_tc_egress). */
-SEC("cgroup_skb/egress")
-int eg_skb_egress(struct __sk_buff *skb)
+/* Which concern a departing packet belongs to: a socket judged per packet (raw, ping, every protocol
+ * but TCP and UDP), or its socket's verdict (checked against what the hook judged, or its pending TLS
+ * decision). A decided socket's packet that is source-routed is dropped. Sockets without state (a
+ * listener's SYN-ACKs, accepted connections) approve nothing here: the backstop approves an inbound
+ * connection when the node delivers its SYN (eg_tc_egress). */
+static __always_inline int skb_egress(struct __sk_buff *skb, struct eg_scratch *work)
 {
 	struct bpf_sock *sk = skb->sk;
 	struct eg_sk_state *state;
@@ -98,25 +98,59 @@ int eg_skb_egress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
+	if (sk && is_socketless(sk))
+		return judge_socketless(skb, &work->pkt, &work->flow, &work->decision);
+	if (!socket_first_hop_allowed(skb, &work->pkt, &work->flow))
+		return 0;
 	if (!sk || (sk->type == SOCK_STREAM_TYPE && sk->state == BPF_TCP_LISTEN))
 		return 1;
 	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
 	if (state)
-		return socket_egress(skb, sk, state);
-	if (is_socketless(sk))
-		return judge_socketless(skb);
+		return socket_egress(skb, sk, state, work);
 	return 1;
+}
+
+/* The packet programs work in their CPU's scratch slot (lib/scratch.h); without one they fail closed. */
+SEC("cgroup_skb/egress")
+int eg_skb_egress(struct __sk_buff *skb)
+{
+	struct eg_scratch_cpu *cpu;
+	struct eg_scratch *work = scratch_enter(&cpu);
+	int verdict;
+
+	if (!work)
+		return 0;
+	verdict = skb_egress(skb, work);
+	scratch_leave(cpu);
+	return verdict;
 }
 
 SEC("tc")
 int eg_tc_ingress(struct __sk_buff *skb)
 {
-	return backstop_ingress(skb);
+	struct eg_scratch_cpu *cpu;
+	struct eg_scratch *work = scratch_enter(&cpu);
+	int verdict;
+
+	if (!work)
+		return TC_ACT_SHOT;
+	verdict = backstop_ingress(skb, work);
+	scratch_leave(cpu);
+	return verdict;
 }
 
-/* The same interfaces' egress: what the node delivers into a workload (never dropped here). */
+/* The same interfaces' egress: what the node delivers into a workload (never dropped here; without a
+ * scratch slot no inbound connection is approved, so its answers are judged). */
 SEC("tc")
 int eg_tc_egress(struct __sk_buff *skb)
 {
-	return backstop_inbound(skb);
+	struct eg_scratch_cpu *cpu;
+	struct eg_scratch *work = scratch_enter(&cpu);
+	int verdict;
+
+	if (!work)
+		return TC_ACT_OK;
+	verdict = backstop_inbound(skb, work);
+	scratch_leave(cpu);
+	return verdict;
 }

@@ -133,21 +133,23 @@ static __always_inline int same_addr(const __u8 a[16], const __u8 b[16])
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
-/* The packet leaves for what the hook judged: destination, port and protocol, from one of the
- * workload's own addresses, and from a socket whose own cgroup is that workload's. */
-static __always_inline int sent_as_judged(struct __sk_buff *skb, const struct eg_sk_state *state,
-					  const struct eg_packet *pkt)
+/* Whether the packet leaves as the hook judged it: EG_REASON_NONE when it goes to the judged destination,
+ * port and protocol, from one of the workload's own addresses, from a socket whose own cgroup is that
+ * workload's; otherwise why not (a foreign source is forged-source, anything else not-as-judged). */
+static __always_inline __u8 judged_mismatch(struct __sk_buff *skb, const struct eg_sk_state *state,
+					    const struct eg_packet *pkt)
 {
 	struct eg_workload owner;
 
-	if (pkt->protocol != state->protocol || pkt->dport != state->port || pkt->fragment == EG_FRAG_LATER)
-		return 0;
-	if (!same_addr(pkt->dst, state->addr))
-		return 0;
+	if (pkt->protocol != state->protocol || pkt->dport != state->port || pkt->fragment == EG_FRAG_LATER ||
+	    !same_addr(pkt->dst, state->addr))
+		return EG_REASON_NOT_AS_JUDGED;
 	/* Loopback traffic never leaves the network namespace, and its sources are loopback addresses. */
 	if (skb->ifindex != EG_LOOPBACK_IFINDEX && !source_allowed(&state->workload, pkt, 0))
-		return 0;
-	return find_workload(skb, &owner) && owner.workload_id == state->workload.workload_id;
+		return EG_REASON_FORGED_SOURCE;
+	if (!find_workload(skb, &owner) || owner.workload_id != state->workload.workload_id)
+		return EG_REASON_NOT_AS_JUDGED;
+	return EG_REASON_NONE;
 }
 
 /*
@@ -156,34 +158,36 @@ static __always_inline int sent_as_judged(struct __sk_buff *skb, const struct eg
  * source that is not the workload's, a socket judged under another cgroup than its own) is dropped
  * and reported where it really goes, and the socket sends nothing more until judged again.
  */
-static __always_inline int record_flow(struct __sk_buff *skb, struct eg_sk_state *state)
+static __always_inline int record_flow(struct __sk_buff *skb, struct eg_sk_state *state, struct eg_scratch *work)
 {
-	struct eg_flow flow = {};
-	struct eg_packet pkt;
+	struct eg_flow *flow = &work->flow;
+	struct eg_packet *pkt = &work->pkt;
+	__u8 reason = EG_REASON_MALFORMED;
 
 	state->flags &= ~EG_SK_RECORD;
-	if (!eg_parse_packet(skb, 0, &pkt) && sent_as_judged(skb, state, &pkt)) {
-		if (state->verdict == EG_SK_PENDING)
-			approve_handshake(&pkt, state->workload.workload_id);
-		else
-			approve_packet(&pkt, state->workload.workload_id);
-		return 1;
+	__builtin_memset(flow, 0, sizeof(*flow));
+	if (!eg_parse_packet(skb, 0, pkt)) {
+		reason = judged_mismatch(skb, state, pkt);
+		if (reason == EG_REASON_NONE) {
+			approve(work, pkt, state->workload.workload_id,
+				state->verdict == EG_SK_PENDING ? EG_APPROVED_HANDSHAKE : EG_APPROVED_FLOW);
+			return 1;
+		}
+		flow_from_packet(flow, pkt);
 	}
 	state->verdict = EG_SK_DENY;
-	flow.workload = state->workload;
-	flow.cgroup_id = state->cgroup_id;
-	flow.hook = EG_HOOK_SKB_EGRESS;
-	flow.layer = EG_LAYER_PACKET;
-	flow_set_task(&flow);
-	if (eg_parse_packet(skb, 0, &pkt))
-		return finish(&flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0);
-	return deny_forged_source(&flow, &pkt);
+	flow->workload = state->workload;
+	flow->cgroup_id = state->cgroup_id;
+	flow->hook = EG_HOOK_SKB_EGRESS;
+	flow->layer = EG_LAYER_PACKET;
+	flow_set_task(flow);
+	return deny_for(flow, reason);
 }
 
 /* The backstop follows a pending flow's socket: payload up to end may pass (see handshake_passes). */
-static __always_inline void handshake_sent(const struct eg_packet *pkt, const struct eg_sk_state *state, __u32 end)
+static __always_inline void handshake_sent(struct eg_scratch *work, const struct eg_sk_state *state, __u32 end)
 {
-	struct eg_approval *approval = approval_of(pkt, state->workload.workload_id);
+	struct eg_approval *approval = approval_of(work, &work->pkt, state->workload.workload_id);
 
 	if (approval && approval->kind == EG_APPROVED_HANDSHAKE && (__s32)(end - approval->seq_end) > 0)
 		approval->seq_end = end;
@@ -191,33 +195,28 @@ static __always_inline void handshake_sent(const struct eg_packet *pkt, const st
 
 /* The ClientHello's verdict reaches the backstop at once: the handshake approval becomes a full one (never
  * created here: a tuple the SYN did not establish stays unapproved), or it is removed. */
-static __always_inline void handshake_settled(struct __sk_buff *skb, const struct eg_sk_state *state, int permit)
+static __always_inline void handshake_settled(struct __sk_buff *skb, const struct eg_sk_state *state, int permit,
+					      struct eg_scratch *work)
 {
 	struct eg_approval *approval;
-	struct eg_packet pkt;
 
-	if (eg_parse_packet(skb, 0, &pkt))
+	if (eg_parse_packet(skb, 0, &work->pkt))
 		return;
-	approval = approval_of(&pkt, state->workload.workload_id);
+	approval = approval_of(work, &work->pkt, state->workload.workload_id);
 	if (!approval)
 		return;
-	if (permit) {
+	if (permit)
 		approval->kind = EG_APPROVED_FLOW;
-	} else {
-		struct eg_flow_key key;
-
-		flow_key_of(&pkt, &key);
-		key.workload_id = state->workload.workload_id;
-		bpf_map_delete_elem(&eg_approved, &key);
-	}
+	else
+		bpf_map_delete_elem(&eg_approved, &work->key);
 }
 
 /* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
 static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
-				      struct eg_sk_hello *hello, int status)
+				      struct eg_sk_hello *hello, int status, struct eg_scratch *work)
 {
 	struct eg_hello_info info = {};
-	struct eg_flow flow = {};
+	struct eg_flow *flow = &work->flow;
 	struct eg_config *config = config_get();
 	__u8 permit = state->fallback_action, tier = state->fallback_tier, log = state->fallback_log;
 	__u32 rule_id = state->fallback_rule_id;
@@ -238,20 +237,21 @@ static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk
 		tier = EG_TIER_BASELINE;
 		rule_id = 0;
 	}
-	__builtin_memcpy(flow.addr, state->addr, sizeof(flow.addr));
-	flow.port = state->port;
-	flow.protocol = state->protocol;
-	flow.family = state->family;
-	flow.hook = EG_HOOK_SKB_EGRESS;
-	flow.layer = EG_LAYER_TLS;
-	flow.pid = state->pid;
-	flow.cgroup_id = state->cgroup_id;
-	flow.workload = state->workload;
-	__builtin_memcpy(flow.comm, state->comm, sizeof(flow.comm));
-	verdict = finish(&flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
+	__builtin_memset(flow, 0, sizeof(*flow));
+	__builtin_memcpy(flow->addr, state->addr, sizeof(flow->addr));
+	flow->port = state->port;
+	flow->protocol = state->protocol;
+	flow->family = state->family;
+	flow->hook = EG_HOOK_SKB_EGRESS;
+	flow->layer = EG_LAYER_TLS;
+	flow->pid = state->pid;
+	flow->cgroup_id = state->cgroup_id;
+	flow->workload = state->workload;
+	__builtin_memcpy(flow->comm, state->comm, sizeof(flow->comm));
+	verdict = finish(flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
 	state->verdict = verdict ? EG_SK_PERMIT : EG_SK_DENY;
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
-	handshake_settled(skb, state, verdict);
+	handshake_settled(skb, state, verdict, work);
 	return verdict;
 }
 
@@ -261,26 +261,27 @@ static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk
  * address the connect hook accepted); the segment that completes it is passed or dropped with
  * the verdict, and so is everything after.
  */
-static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state)
+static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
+				       struct eg_scratch *work)
 {
 	struct eg_sk_hello *hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, 0);
-	struct eg_packet pkt;
+	struct eg_packet *pkt = &work->pkt;
 	__u32 payload_len, data_seq, have, offset, skip;
 	int status;
 
 	if (!hello)
-		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO);
-	if (eg_parse_packet(skb, 0, &pkt) || pkt.protocol != IPPROTO_TCP || pkt.fragment != EG_FRAG_NONE)
+		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO, work);
+	if (eg_parse_packet(skb, 0, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
 		return 0; /* cannot read the segment: hold it back */
-	payload_len = skb->len > pkt.payload_off ? skb->len - pkt.payload_off : 0;
+	payload_len = skb->len > pkt->payload_off ? skb->len - pkt->payload_off : 0;
 	if (payload_len == 0) {
-		if (pkt.tcp_flags & TCP_FLAG_SYN) {
-			state->base_seq = pkt.seq + 1;
+		if (pkt->tcp_flags & TCP_FLAG_SYN) {
+			state->base_seq = pkt->seq + 1;
 			state->seq_known = 1;
 		}
 		return 1;
 	}
-	data_seq = pkt.seq + ((pkt.tcp_flags & TCP_FLAG_SYN) ? 1 : 0); /* data on a SYN (fast open) */
+	data_seq = pkt->seq + ((pkt->tcp_flags & TCP_FLAG_SYN) ? 1 : 0); /* data on a SYN (fast open) */
 	if (!state->seq_known) {
 		state->base_seq = data_seq;
 		state->seq_known = 1;
@@ -292,24 +293,25 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 	skip = have - offset;
 	if (skip >= payload_len)
 		return 1; /* retransmission of bytes already buffered (and already passed to the backstop) */
-	status = hello_status_after(hello, eg_hello_append(skb, pkt.payload_off + skip, payload_len - skip, hello));
+	status = hello_status_after(hello, eg_hello_append(skb, pkt->payload_off + skip, payload_len - skip, hello));
 	if (status == EG_HELLO_INCOMPLETE) {
-		handshake_sent(&pkt, state, data_seq + payload_len);
+		handshake_sent(work, state, data_seq + payload_len);
 		return 1;
 	}
-	return tls_decide(skb, sk, state, hello, status);
+	return tls_decide(skb, sk, state, hello, status, work);
 }
 
 /* A packet of a socket that has state: a denied socket sends nothing, a pending one waits for its
  * ClientHello; the first packet after connect records the flow for the backstop. */
-static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state)
+static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
+					 struct eg_scratch *work)
 {
 	if (state->verdict == EG_SK_DENY)
 		return 0;
-	if ((state->flags & EG_SK_RECORD) && !record_flow(skb, state))
+	if ((state->flags & EG_SK_RECORD) && !record_flow(skb, state, work))
 		return 0;
 	if (state->verdict == EG_SK_PENDING)
-		return tls_pending(skb, sk, state);
+		return tls_pending(skb, sk, state, work);
 	return 1;
 }
 

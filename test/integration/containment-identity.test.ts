@@ -404,8 +404,12 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
       try {
         let sport = NAT_PORT_FIRST + family * 10;
         await contained(family, () => attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family), sport: ++sport }));
+        // Reported where the packet really went, from where, and why: not as its connect hook judged it.
         const event = await eventMatching(events, (e) => e.hook === 5 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
         assert.equal(event.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)));
+        assert.equal(event.reason, 'not-as-judged');
+        assert.equal(event.source, family === 4 ? alpha.ipv4 : alpha.ipv6);
+        assert.equal(event.port, PORT);
       } finally {
         nftInPod(alpha, `delete table ${table} egtest`);
       }

@@ -82,6 +82,11 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
     mkdirSync(workloadCgroup);
     pinDir = join(ensureBpffs(), prefix);
     options = { objectPath, pinDir, attachCgroup };
+    openEnforcing();
+  });
+
+  /** A fresh datapath enforcing default deny on the workload cgroup. */
+  function openEnforcing(): void {
     datapath = openDatapath(options);
     datapath.configure({
       defaultAction: 'deny',
@@ -91,7 +96,7 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
       maxLearnedPerWorkload: 4096,
     });
     datapath.setWorkload(workloadCgroup, []);
-  });
+  }
 
   afterAll(() => {
     datapath?.close();
@@ -145,17 +150,15 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
     datapath!.close();
     datapath = null;
     unlinkSync(join(pinPaths(pinDir).maps, 'eg_abi_version'));
-    if (EG_ABI_VERSION === 1) {
+    if ((EG_ABI_VERSION as number) === 1) {
       datapath = openDatapath(options);
       assert.equal(datapath.adopted, true);
       assert.equal(existsSync(join(pinPaths(pinDir).maps, 'eg_abi_version')), true, 'the version is recorded again');
     } else {
       assert.throws(() => openDatapath(options), /written by ABI v1,/);
-      // Record this version again (as an agent of it would have), so the tests below adopt the same pins.
-      const pin = join(pinPaths(pinDir).maps, 'eg_abi_version');
-      execFileSync('bpftool', ['map', 'create', pin, 'type', 'array', 'key', '4', 'value', '4', 'entries', '1', 'name', 'eg_abi_version']);
-      const value = [...encodeU32(EG_ABI_VERSION)].map(String);
-      execFileSync('bpftool', ['map', 'update', 'pinned', pin, 'key', '0', '0', '0', '0', 'value', ...value]);
+      // What an operator does next: teardown, then this agent starts afresh (the later tests need it running).
+      destroyPinned(loadNative(), pinDir);
+      openEnforcing();
     }
   });
 
