@@ -72,7 +72,7 @@ function main(): void {
     object.map('eg_workload_ids').update(encodeU32(1), workload);
     object.map('eg_interfaces').update(encodeU32(LOOPBACK_IFINDEX), encodeU32(1));
     object.map('eg_workload_addrs').update(encodeAddrKey(1, '198.18.0.2'), Buffer.from([1]));
-    // struct eg_flow_key (44 bytes: addresses, ports, protocol, workload id) -> struct eg_approval (kind 1: the whole flow).
+    // struct eg_flow_key (44 bytes: addresses, ports, protocol, workload id) -> struct eg_approval (24 bytes; kind 1: the whole flow).
     const approved = Buffer.alloc(44);
     addressToBytes('198.18.0.2').copy(approved, 0);
     addressToBytes('198.18.1.1').copy(approved, 16);
@@ -80,7 +80,7 @@ function main(): void {
     approved.writeUInt16LE(9999, 34);
     approved.writeUInt8(17, 36);
     approved.writeUInt32LE(1, 40);
-    const approval = Buffer.alloc(12);
+    const approval = Buffer.alloc(24);
     approval.writeUInt8(1, 0);
     object.map('eg_approved').update(approved, approval);
 

@@ -21,6 +21,14 @@ int eg_sock_create(struct bpf_sock *sk)
 	return 1;
 }
 
+/* A closing socket gives its approved flow back when nothing of it can follow (lib/sock_state.h). */
+SEC("cgroup/sock_release")
+int eg_sock_release(struct bpf_sock *sk)
+{
+	socket_released(sk);
+	return 1;
+}
+
 /* connect/sendmsg: port 53 goes to the proxy, everything else is judged (v6: an IPv6 program). */
 static __always_inline int sock_addr_verdict(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 {

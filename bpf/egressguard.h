@@ -38,7 +38,8 @@ enum eg_abi { EG_ABI_VERSION = 3 };
 #define EG_SNI_MAX 256            /* SNI bytes carried in events (longer names are cut) */
 
 /* Packet layer (cgroup_skb for raw/ping sockets, tc backstop) */
-#define EG_MAX_FLOWS 131072       /* approved 5-tuples (LRU) */
+#define EG_MAX_FLOWS 262144       /* approved 5-tuples (node; never evicted, see eg_flow_count) */
+#define EG_MAX_FLOWS_PER_WORKLOAD 4096 /* approved 5-tuples one workload may hold */
 #define EG_MAX_FRAGMENTS 16384    /* first-fragment verdicts (LRU) */
 #define EG_MAX_ADDRESSES 65536    /* workload source addresses */
 #define EG_MAX_INTERFACES 4096
@@ -98,7 +99,8 @@ enum eg_stat {
 	EG_STAT_DENIED = 2,
 	EG_STAT_DNS_STEERED = 3,
 	EG_STAT_EVENTS_SUPPRESSED = 4, /* over a workload's event rate limit: counted, reported by its next event */
-	EG_STAT_COUNT = 5,
+	EG_STAT_FLOWS_REFUSED = 5,     /* approvals refused: the workload held EG_MAX_FLOWS_PER_WORKLOAD, or the table was full */
+	EG_STAT_COUNT = 6,
 };
 
 /* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied
@@ -261,11 +263,27 @@ struct eg_flow_key {
  * socket already sent through the cgroup skb program; the verdict turns it into a full approval or removes it. */
 enum eg_approval_kind { EG_APPROVED_FLOW = 1, EG_APPROVED_HANDSHAKE = 2 };
 
+/* TCP FINs the backstop saw on an approved flow: once both sides sent one, the next segment without FIN
+ * is the last ACK, and the approval is removed after it passes. */
+enum eg_closing { EG_CLOSING_WORKLOAD = 1 << 0, EG_CLOSING_PEER = 1 << 1 };
+
 struct eg_approval {
-	__u8 kind; /* enum eg_approval_kind */
-	__u8 _pad[3];
+	__u8 kind;    /* enum eg_approval_kind */
+	__u8 closing; /* enum eg_closing */
+	__u8 _pad[2];
 	__u32 seq_start; /* HANDSHAKE: TCP sequence number of the first payload byte */
 	__u32 seq_end;   /* HANDSHAKE: TCP sequence number after the last byte its socket sent */
+	__u32 _pad2;
+	__u64 seen_ns; /* CLOCK_MONOTONIC when tc last passed a packet of it (refreshed at most once a second) */
+};
+
+/* eg_flow_counts (array, index workload_id; ids beyond EG_MAX_WORKLOADS share index 0): each workload's share
+ * of eg_approved. An approval past EG_MAX_FLOWS_PER_WORKLOAD is refused, never evicting another's: the
+ * workload's flow is then judged packet by packet at tc. */
+struct eg_flow_count {
+	__u32 held; /* approvals of the workload in eg_approved */
+	__u32 _pad;
+	__u64 refused; /* approvals refused since enrolment (cap reached, or the table full) */
 };
 
 /* eg_fragments: verdict of an IP datagram's first fragment, for the ones that follow. */
@@ -338,6 +356,9 @@ struct eg_sk_state {
 	struct eg_workload workload;
 	char comm[16];
 	struct eg_candidate_list candidates;
+	__u8 approved_src[16]; /* the approved flow's source (with approved_sport): its eg_approved key at release */
+	__u16 approved_sport;  /* 0: no flow of this socket is approved */
+	__u8 _pad2[6];
 };
 
 /* eg_sk_hello: the reassembled first flight of a pending socket, then the parsed name. */

@@ -18,6 +18,7 @@ struct eg_abi_enums {
 	enum eg_stat stat;
 	enum eg_config_flag config_flag;
 	enum eg_workload_flag workload_flag;
+	enum eg_closing closing;
 };
 
 /* Never called or loaded (an unreferenced global function stays out of every program): its

@@ -20,26 +20,86 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_workload_ids SEC(".maps");
 
+/* Not an LRU: one workload's flood must not evict another's live flow. Each workload holds at most
+ * EG_MAX_FLOWS_PER_WORKLOAD entries (eg_flow_counts); entries leave when their TCP connection closes (tc, below),
+ * with their socket (eg_sock_release), with their workload, or idle (the agent's sweep, src/datapath). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, EG_MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct eg_flow_key);
 	__type(value, struct eg_approval);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_approved SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EG_MAX_WORKLOADS + 1);
+	__type(key, __u32);
+	__type(value, struct eg_flow_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_flow_counts SEC(".maps");
+
+#define EG_SEEN_REFRESH_NS 1000000000ULL /* seen_ns is rewritten at most once a second per flow */
+
+static __always_inline struct eg_flow_count *flow_count_of(__u32 workload_id)
+{
+	__u32 index = workload_id <= EG_MAX_WORKLOADS ? workload_id : 0;
+
+	return bpf_map_lookup_elem(&eg_flow_counts, &index);
+}
+
+static __always_inline void approval_refused(struct eg_flow_count *count)
+{
+	__sync_fetch_and_add(&count->refused, 1);
+	stat_inc(EG_STAT_FLOWS_REFUSED);
+}
+
 /* Records this packet's 5-tuple in eg_approved for workload_id, so the backstop passes the flow on that
  * workload's interfaces without judging it again: all of it (EG_APPROVED_FLOW), or, for the SYN of a flow
- * waiting for its ClientHello, its handshake only (EG_APPROVED_HANDSHAKE, see struct eg_approval). */
+ * waiting for its ClientHello, its handshake only (EG_APPROVED_HANDSHAKE, see struct eg_approval). A new
+ * entry takes one of the workload's EG_MAX_FLOWS_PER_WORKLOAD; without one it is refused and counted. */
 static __always_inline void approve(struct eg_scratch *work, const struct eg_packet *pkt, __u32 workload_id, __u8 kind)
 {
+	struct eg_flow_count *count;
+	long error;
+
 	flow_key_of(pkt, &work->key);
 	work->key.workload_id = workload_id;
+	__builtin_memset(&work->approval, 0, sizeof(work->approval));
 	work->approval.kind = kind;
-	__builtin_memset(work->approval._pad, 0, sizeof(work->approval._pad));
 	work->approval.seq_start = kind == EG_APPROVED_HANDSHAKE ? pkt->seq + 1 : 0;
 	work->approval.seq_end = work->approval.seq_start;
-	bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_ANY);
+	work->approval.seen_ns = bpf_ktime_get_ns();
+	if (!bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST))
+		return; /* the same tuple judged again: its entry is already counted */
+	count = flow_count_of(workload_id);
+	if (!count)
+		return;
+	/* Checked, then taken: CPUs approving for one workload at the same instant can pass it by one each. */
+	if (count->held >= EG_MAX_FLOWS_PER_WORKLOAD) {
+		approval_refused(count);
+		return;
+	}
+	__sync_fetch_and_add(&count->held, 1);
+	error = bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_NOEXIST);
+	if (error) {
+		__sync_fetch_and_add(&count->held, -1);
+		if (error != -EEXIST) /* -E2BIG: the table is full; -EEXIST: another CPU just added it */
+			approval_refused(count);
+	}
+}
+
+/* Removes an approval and gives its workload's share back. */
+static __always_inline void unapprove(const struct eg_flow_key *key)
+{
+	struct eg_flow_count *count;
+
+	if (bpf_map_delete_elem(&eg_approved, key))
+		return; /* already gone (another CPU, or the agent's sweep) */
+	count = flow_count_of(key->workload_id);
+	if (count)
+		__sync_fetch_and_add(&count->held, -1);
 }
 
 /* The approval of this packet's flow for workload_id, or null. */
@@ -64,6 +124,28 @@ static __always_inline int handshake_passes(struct __sk_buff *skb, const struct 
 				    (__s32)(pkt->seq + payload_len - approval->seq_end) <= 0);
 }
 
+/*
+ * A workload's packet tc passed on an approved flow (work->key is its key): refreshes seen_ns for the
+ * agent's idle sweep and ends a TCP flow's approval with its last segment: a reset, the workload's FIN once
+ * the peer sent one, or the ACK after both FINs. A segment the workload sends later on that tuple (a
+ * retransmission) is judged like any packet.
+ */
+static __always_inline void workload_segment_passed(struct eg_scratch *work, struct eg_approval *approval,
+						    const struct eg_packet *pkt)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (now - approval->seen_ns > EG_SEEN_REFRESH_NS)
+		approval->seen_ns = now;
+	if (pkt->protocol != IPPROTO_TCP)
+		return;
+	if ((pkt->tcp_flags & TCP_FLAG_RST) || ((pkt->tcp_flags & TCP_FLAG_FIN) && (approval->closing & EG_CLOSING_PEER)) ||
+	    approval->closing == (EG_CLOSING_WORKLOAD | EG_CLOSING_PEER))
+		unapprove(&work->key);
+	else if (pkt->tcp_flags & TCP_FLAG_FIN)
+		approval->closing |= EG_CLOSING_WORKLOAD;
+}
+
 static __always_inline int backstop_on(void)
 {
 	struct eg_config *config = config_get();
@@ -86,6 +168,8 @@ static __always_inline struct eg_workload *interface_workload(struct __sk_buff *
  * egress of the host-side end, out of the workload's reach): the answer's 5-tuple is approved for that workload,
  * from its own address. A SYN the workload makes its own stack receive (AF_PACKET on lo, a tc redirect, a veth
  * pair inside its netns) never passes here, so its listener's answer is judged like any packet.
+ * A FIN or reset from the peer marks the flow closing (reset too: it cannot be told from a forged one here,
+ * so it only lets the idle sweep remove the flow sooner).
  */
 static __always_inline int backstop_inbound(struct __sk_buff *skb, struct eg_scratch *work)
 {
@@ -94,8 +178,9 @@ static __always_inline int backstop_inbound(struct __sk_buff *skb, struct eg_scr
 
 	if (!workload || (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6)))
 		return TC_ACT_OK;
-	if (eg_parse_packet(skb, ETH_HLEN, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE ||
-	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+	if (eg_parse_packet(skb, ETH_HLEN, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
+		return TC_ACT_OK;
+	if (!(pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return TC_ACT_OK;
 	__builtin_memset(answer, 0, sizeof(*answer));
 	__builtin_memcpy(answer->src, pkt->dst, sizeof(answer->src));
@@ -103,8 +188,14 @@ static __always_inline int backstop_inbound(struct __sk_buff *skb, struct eg_scr
 	answer->sport = pkt->dport;
 	answer->dport = pkt->sport;
 	answer->protocol = IPPROTO_TCP;
-	if (source_allowed(workload, answer, 0))
+	if (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
+		struct eg_approval *approval = approval_of(work, answer, workload->workload_id);
+
+		if (approval)
+			approval->closing |= EG_CLOSING_PEER;
+	} else if (source_allowed(workload, answer, 0)) {
 		approve(work, answer, workload->workload_id, EG_APPROVED_FLOW);
+	}
 	return TC_ACT_OK;
 }
 
@@ -243,6 +334,7 @@ static __always_inline int backstop_ingress(struct __sk_buff *skb, struct eg_scr
 			fragment_key_of(pkt, &fragment);
 			bpf_map_update_elem(&eg_fragments, &fragment, &approved, BPF_ANY);
 		}
+		workload_segment_passed(work, approval, pkt);
 		return TC_ACT_OK; /* a socket hook judged this flow: live connections are not re-judged */
 	}
 	return judge_packet(pkt, flow, &work->decision) ? TC_ACT_OK : TC_ACT_SHOT;

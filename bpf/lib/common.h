@@ -8,6 +8,7 @@
 #include <linux/in6.h>
 #include <linux/if_ether.h>
 #include <linux/pkt_cls.h>
+#include <linux/errno.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "egressguard.h"
@@ -15,7 +16,9 @@
 #define SOCK_STREAM_TYPE 1
 #define SOCK_DGRAM_TYPE 2
 #define SOCK_RAW_TYPE 3
+#define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 /* A global function: verified once on its own instead of once per calling path. Pointer
  * arguments may be null to the verifier, so each one checks them. */

@@ -39,6 +39,7 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 		return;
 	state->verdict = EG_SK_PERMIT;
 	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	state->approved_sport = 0; /* until its next packet is recorded (record_flow) */
 	state->family = sock_addr_get(ctx, v6, ip6);
 	__builtin_memcpy(state->addr, ip6, sizeof(state->addr));
 	state->port = bpf_ntohs((__u16)ctx->user_port);
@@ -68,6 +69,7 @@ static __always_inline int socket_pending(struct bpf_sock_addr *ctx, const struc
 	hello->sni_len = 0;
 	state->verdict = EG_SK_PENDING;
 	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	state->approved_sport = 0;
 	state->fallback_action = decision->permit;
 	state->fallback_tier = decision->tier;
 	state->fallback_log = decision->log;
@@ -171,6 +173,8 @@ static __always_inline int record_flow(struct __sk_buff *skb, struct eg_sk_state
 		if (reason == EG_REASON_NONE) {
 			approve(work, pkt, state->workload.workload_id,
 				state->verdict == EG_SK_PENDING ? EG_APPROVED_HANDSHAKE : EG_APPROVED_FLOW);
+			__builtin_memcpy(state->approved_src, pkt->src, sizeof(state->approved_src));
+			state->approved_sport = pkt->sport;
 			return 1;
 		}
 		flow_from_packet(flow, pkt);
@@ -208,7 +212,7 @@ static __always_inline void handshake_settled(struct __sk_buff *skb, const struc
 	if (permit)
 		approval->kind = EG_APPROVED_FLOW;
 	else
-		bpf_map_delete_elem(&eg_approved, &work->key);
+		unapprove(&work->key);
 }
 
 /* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
@@ -313,6 +317,28 @@ static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock 
 	if (state->verdict == EG_SK_PENDING)
 		return tls_pending(skb, sk, state, work);
 	return 1;
+}
+
+/*
+ * cgroup/sock_release: a closing datagram socket gives back the approval of the flow it last had judged (a
+ * resolver's socket per query, say). A TCP connection outlives close() until its FINs: it ends its approval at
+ * tc with its last segment (workload_segment_passed). Older flows of an unconnected socket, and TCP flows that
+ * end without a segment, are left to the agent's idle sweep.
+ */
+static __always_inline void socket_released(struct bpf_sock *sk)
+{
+	struct eg_sk_state *state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
+	struct eg_flow_key key = {};
+
+	if (!state || sk->type == SOCK_STREAM_TYPE || !state->approved_sport)
+		return;
+	__builtin_memcpy(key.src, state->approved_src, sizeof(key.src));
+	__builtin_memcpy(key.dst, state->addr, sizeof(key.dst));
+	key.sport = state->approved_sport;
+	key.dport = state->port;
+	key.protocol = state->protocol;
+	key.workload_id = state->workload.workload_id;
+	unapprove(&key);
 }
 
 #endif

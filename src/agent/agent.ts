@@ -11,7 +11,7 @@ import { LearnedAddresses } from './learned.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
-import { EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
+import { EG_MAX_FLOWS, EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
 import { openDatapath } from '../datapath/datapath.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
@@ -34,6 +34,8 @@ export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
 
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
 export const defaultObjectPath = new URL('../../../bpf/egressguard.bpf.o', import.meta.url).pathname;
+/** Housekeeping runs (every 2 s) between two sweeps of the approved-flow table (one pass over it: every 30 s). */
+const APPROVAL_SWEEP_EVERY = 15;
 
 export interface AgentOptions {
   configPath: string;
@@ -97,6 +99,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     sinks: () => sinkStats(sinks),
     dns: () => proxy?.stats() ?? null,
     learned: () => ({ entries: datapath.learned().length, capacity: EG_MAX_LEARNED }),
+    approvedFlows: () => ({
+      entries: [...datapath.approvedFlows().values()].reduce((sum, flows) => sum + flows.held, 0),
+      capacity: EG_MAX_FLOWS,
+    }),
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
   });
@@ -152,7 +158,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     reconciler.setBaseline(baseline.denyList, baseline.permits);
   };
+  let housekeepingRuns = 0;
   const housekeeping = () => {
+    if (++housekeepingRuns % APPROVAL_SWEEP_EVERY === 0) datapath.sweepApprovals(process.hrtime.bigint());
     const removed = learned.expire();
     if (removed > 0) log.debug({ removed }, 'expired learned addresses removed');
     const { eventsLost, eventsDroppedByReader, eventsMalformed: malformed } = datapath.stats();

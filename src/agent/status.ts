@@ -63,7 +63,7 @@ export interface AgentStatus {
 export interface StatusInputs {
   config: Pick<AgentConfig, 'node' | 'baseline' | 'enforcement'>;
   configDigest: string;
-  datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats'>;
+  datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats' | 'approvedFlows'>;
   reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel' | 'failures'>;
   rejected: { file: string; messages: string[] }[];
   pipeline: EventPipelineStats;
@@ -111,6 +111,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
     })),
   }));
   const kernel = datapath.stats();
+  const flows = [...datapath.approvedFlows().values()];
   const enrolled = reconciler.enrolled();
   const activeRules = enrolled.map(({ rules }) => rules.filter((r) => r.active));
   const domainRules = new Map(activeRules.flat().map((r) => [r.ruleId, r.domains?.length ?? 0]));
@@ -137,7 +138,11 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       'sniCandidatesPerConnection',
       Math.max(0, ...activeRules.map((rules) => rules.filter((r) => r.domains !== null || r.tlsRequired).length)),
     ),
-    approvedFlows: capacityUse('approvedFlows', null),
+    approvedFlows: capacityUse(
+      'approvedFlows',
+      flows.reduce((n, f) => n + f.held, 0),
+    ),
+    approvedFlowsPerWorkload: capacityUse('approvedFlowsPerWorkload', Math.max(0, ...flows.map((f) => f.held))),
     workloadAddresses: capacityUse(
       'workloadAddresses',
       enrolled.reduce((n, { workload }) => n + workload.addresses.length, 0),
@@ -164,6 +169,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       decisionsPermitted: kernel.decisionsPermitted.toString(),
       decisionsDenied: kernel.decisionsDenied.toString(),
       dnsSteered: kernel.dnsSteered.toString(),
+      approvedFlowsRefused: kernel.flowsRefused.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),
     },
   };

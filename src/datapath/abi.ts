@@ -61,8 +61,13 @@ export const EG_HELLO_MAX = 4096;
 /** enum eg_probe_result: what eg_hello_probe returns. */
 export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
-export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, eventsSuppressed: 4 } as const;
-export const STAT_COUNT = 5;
+export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, eventsSuppressed: 4, flowsRefused: 5 } as const;
+export const STAT_COUNT = 6;
+/** eg_approved: node capacity, and the share one workload may hold (bpf/egressguard.h). */
+export const EG_MAX_FLOWS = 262144;
+export const EG_MAX_FLOWS_PER_WORKLOAD = 4096;
+/** enum eg_closing: FINs tc saw on an approved TCP flow. */
+export const CLOSING = { workload: 1 << 0, peer: 1 << 1 } as const;
 /** The kernel's event rate limit per workload and CPU (bpf/lib/report.h). */
 export const EG_EVENT_RATE_PER_SEC = 200;
 export const EG_EVENT_BURST = 400;
@@ -147,6 +152,25 @@ export const LAYOUTS = {
   eg_event_budget: layout(24, { credit_ns: [0, 8], updated_ns: [8, 8], suppressed: [16, 4], _pad: [20, 4] }),
   eg_domain_key: layout(260, { prefixlen: [0, 4], rule_id: [4, 4], name: [8, 252] }),
   eg_addr_key: layout(20, { workload_id: [0, 4], addr: [4, 16] }),
+  eg_flow_key: layout(44, {
+    src: [0, 16],
+    dst: [16, 16],
+    sport: [32, 2],
+    dport: [34, 2],
+    protocol: [36, 1],
+    _pad: [37, 3],
+    workload_id: [40, 4],
+  }),
+  eg_approval: layout(24, {
+    kind: [0, 1],
+    closing: [1, 1],
+    _pad: [2, 2],
+    seq_start: [4, 4],
+    seq_end: [8, 4],
+    _pad2: [12, 4],
+    seen_ns: [16, 8],
+  }),
+  eg_flow_count: layout(16, { held: [0, 4], _pad: [4, 4], refused: [8, 8] }),
   eg_probe_header: layout(8, { rule_id: [0, 4], flags: [4, 2], _pad: [6, 2] }),
 } satisfies Record<string, StructLayout>;
 
@@ -463,6 +487,38 @@ export function encodeU32(value: number): Buffer {
 }
 
 /** Sum of a per-CPU u64 value across CPUs (slots are 8 bytes each). */
+/** An eg_approved entry, as the agent's sweep reads it. */
+export interface Approval {
+  workloadId: number;
+  protocol: number;
+  closing: number;
+  seenNs: bigint;
+}
+
+export function decodeApproval(key: Buffer, value: Buffer): Approval {
+  const k = LAYOUTS.eg_flow_key.members;
+  const v = LAYOUTS.eg_approval.members;
+  return {
+    workloadId: key.readUInt32LE(k.workload_id.offset),
+    protocol: key.readUInt8(k.protocol.offset),
+    closing: value.readUInt8(v.closing.offset),
+    seenNs: value.readBigUInt64LE(v.seen_ns.offset),
+  };
+}
+
+export function decodeFlowCount(value: Buffer): { held: number; refused: bigint } {
+  const m = LAYOUTS.eg_flow_count.members;
+  return { held: value.readUInt32LE(m.held.offset), refused: value.readBigUInt64LE(m.refused.offset) };
+}
+
+export function encodeFlowCount(held: number, refused: bigint): Buffer {
+  const m = LAYOUTS.eg_flow_count.members;
+  const buffer = Buffer.alloc(LAYOUTS.eg_flow_count.size);
+  buffer.writeUInt32LE(held, m.held.offset);
+  buffer.writeBigUInt64LE(refused, m.refused.offset);
+  return buffer;
+}
+
 export function sumPerCpuU64(buffer: Buffer): bigint {
   let total = 0n;
   for (let offset = 0; offset + 8 <= buffer.length; offset += 8) total += buffer.readBigUInt64LE(offset);

@@ -13,6 +13,10 @@ import {
   addressToBytes,
   cidrToKeyParts,
   decodeAddrKeyWorkload,
+  decodeApproval,
+  decodeFlowCount,
+  encodeFlowCount,
+  CLOSING,
   decodeDomainKeyRuleId,
   encodeAddrKey,
   encodeDomainKey,
@@ -40,6 +44,7 @@ import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
 import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
 import type { Cidr } from '../policy/types.js';
 import type {
+  ApprovedFlows,
   CidrEntry,
   Datapath,
   DatapathOptions,
@@ -55,6 +60,7 @@ import type {
  * socket steered by connect/sendmsg must always be restored. */
 export const PROGRAM_NAMES = [
   'eg_sock_create',
+  'eg_sock_release',
   'eg_recvmsg4',
   'eg_recvmsg6',
   'eg_getpeername4',
@@ -87,10 +93,25 @@ const MAP_NAMES = [
   'eg_interfaces',
   'eg_events',
   'eg_stats',
+  'eg_approved',
+  'eg_flow_counts',
 ] as const;
 type MapName = (typeof MAP_NAMES)[number];
 
 const MAX_WORKLOAD_ID = 0xffffffff;
+const IPPROTO_TCP = 6;
+const SECOND_NS = 1_000_000_000n;
+/**
+ * How long an approval may go unused before the sweep removes it (tc refreshes seen_ns at most once a second):
+ * a TCP flow that saw a FIN or a reset (its last segments are long gone; the kernel removes it itself on the
+ * normal close), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
+ * connection, after conntrack's own established timeout (nf_conntrack_tcp_timeout_established, 5 days).
+ */
+export const APPROVAL_IDLE = {
+  closingNs: 120n * SECOND_NS,
+  datagramNs: 300n * SECOND_NS,
+  tcpNs: 5n * 86_400n * SECOND_NS,
+} as const;
 /** Pinned, never referenced by a program: the ABI version of every other pin (layout frozen: u32 -> u32). */
 const ABI_VERSION_MAP = 'eg_abi_version';
 /** Pins from before the version map were written by ABI v1. */
@@ -338,6 +359,7 @@ class KernelDatapath implements Datapath {
 
     const current = this.enrolled.get(cgroupId);
     const workloadId = current?.workloadId ?? this.allocateWorkloadId();
+    if (current === undefined) this.releaseApprovals(workloadId);
     const slot: 0 | 1 = current === undefined ? 0 : current.slot === 0 ? 1 : 0;
     const base = slot * EG_MAX_RULES;
 
@@ -507,6 +529,16 @@ class KernelDatapath implements Datapath {
     this.syncInterfaces(entry.workloadId, new Set());
     this.syncAddresses(entry.workloadId, []);
     this.syncDomains(entry.workloadId, new Map());
+    this.releaseApprovals(entry.workloadId);
+  }
+
+  /** A workload id leaves (or arrives) with no approvals and a zero count: a reused id starts clean. */
+  private releaseApprovals(workloadId: number): void {
+    for (const key of this.maps.eg_approved.keys()) {
+      const value = this.maps.eg_approved.lookup(key);
+      if (value !== null && decodeApproval(key, value).workloadId === workloadId) this.maps.eg_approved.delete(key);
+    }
+    this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(0, 0n));
   }
 
   workloads(): Map<bigint, number> {
@@ -555,6 +587,48 @@ class KernelDatapath implements Datapath {
     });
   }
 
+  approvedFlows(): Map<number, ApprovedFlows> {
+    this.assertOpen();
+    const found = new Map<number, ApprovedFlows>();
+    for (const { workloadId } of this.enrolled.values()) {
+      const value = this.maps.eg_flow_counts.lookup(encodeU32(workloadId));
+      found.set(workloadId, value === null ? { held: 0, refused: 0n } : decodeFlowCount(value));
+    }
+    return found;
+  }
+
+  sweepApprovals(nowNs: bigint): number {
+    this.assertOpen();
+    const enrolledIds = new Set([...this.enrolled.values()].map((entry) => entry.workloadId));
+    const remaining = new Map<number, number>();
+    let removed = 0;
+    for (const key of this.maps.eg_approved.keys()) {
+      const value = this.maps.eg_approved.lookup(key);
+      if (value === null) continue;
+      const approval = decodeApproval(key, value);
+      const idleNs = nowNs - approval.seenNs;
+      const limit =
+        approval.protocol !== IPPROTO_TCP
+          ? APPROVAL_IDLE.datagramNs
+          : approval.closing & (CLOSING.workload | CLOSING.peer)
+            ? APPROVAL_IDLE.closingNs
+            : APPROVAL_IDLE.tcpNs;
+      if (!enrolledIds.has(approval.workloadId) || idleNs >= limit) {
+        if (this.maps.eg_approved.delete(key)) removed++;
+        continue;
+      }
+      remaining.set(approval.workloadId, (remaining.get(approval.workloadId) ?? 0) + 1);
+    }
+    // Recount from what is there: the kernel counts with atomics this process cannot join, so the count is
+    // written back rather than decremented (a race with an approval in flight is corrected by the next sweep).
+    for (const workloadId of enrolledIds) {
+      const value = this.maps.eg_flow_counts.lookup(encodeU32(workloadId));
+      const refused = value === null ? 0n : decodeFlowCount(value).refused;
+      this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(remaining.get(workloadId) ?? 0, refused));
+    }
+    return removed;
+  }
+
   onEvent(listener: (event: KernelEvent) => void): void {
     this.assertOpen();
     this.listeners.push(listener);
@@ -588,6 +662,7 @@ class KernelDatapath implements Datapath {
       decisionsPermitted: read(STAT.permitted),
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),
+      flowsRefused: read(STAT.flowsRefused),
     };
   }
 

@@ -96,6 +96,16 @@ export interface DatapathStats {
   decisionsPermitted: bigint;
   decisionsDenied: bigint;
   dnsSteered: bigint;
+  /** Approved flows refused: the workload held its share of the table (or the table was full). */
+  flowsRefused: bigint;
+}
+
+/** One workload's share of the approved-flow table (eg_flow_counts). */
+export interface ApprovedFlows {
+  /** Approvals it holds now. */
+  held: number;
+  /** Approvals refused since it was enrolled (its flows were then judged packet by packet). */
+  refused: bigint;
 }
 
 export interface Datapath {
@@ -119,6 +129,13 @@ export interface Datapath {
   learned(workloadId?: number): LearnedEntry[];
   /** Delete learned entries that expired before nowNs; returns how many were removed. */
   expireLearned(nowNs: bigint): number;
+  /** Each enrolled workload's approved flows (workload id -> share), against EG_MAX_FLOWS_PER_WORKLOAD. */
+  approvedFlows(): Map<number, ApprovedFlows>;
+  /**
+   * Remove approvals nothing will use again (see APPROVAL_IDLE in datapath.ts: closed TCP flows, idle datagram
+   * flows, flows of withdrawn workloads) and recount each workload's share; returns how many were removed.
+   */
+  sweepApprovals(nowNs: bigint): number;
   onEvent(listener: (event: KernelEvent) => void): void;
   stats(): DatapathStats;
   /** Stop reading events and close file descriptors; pinned state keeps enforcing. */

@@ -19,7 +19,16 @@ const OVERFLOW = '(overflow)';
 /** What the metrics read at scrape time; the composition root wires each to its owner. */
 export interface MetricsSources {
   /** Kernel counters (eg_stats), summed over CPUs. */
-  kernel(): { eventsLost: bigint; eventsMalformed: bigint; decisionsPermitted: bigint; decisionsDenied: bigint; dnsSteered: bigint };
+  kernel(): {
+    eventsLost: bigint;
+    eventsMalformed: bigint;
+    decisionsPermitted: bigint;
+    decisionsDenied: bigint;
+    dnsSteered: bigint;
+    flowsRefused: bigint;
+  };
+  /** Approved flows the kernel holds (all workloads) and the table's capacity. */
+  approvedFlows(): { entries: number; capacity: number };
   /** Events the kernel's per-workload rate limit suppressed, and the ring-buffer reader's own drops; 0 when not counted. */
   flood(): { suppressedByRateLimit: bigint; droppedByReader: bigint };
   pipeline(): EventPipelineStats;
@@ -150,6 +159,13 @@ export class AgentMetrics {
     );
     mirroredCounter(
       registry,
+      'approved_flows_refused_total',
+      'Approved flows the kernel refused to record: a workload held its share (its flows were judged per packet).',
+      [],
+      kernel((k) => k.flowsRefused),
+    );
+    mirroredCounter(
+      registry,
       'ringbuf_events_lost_total',
       'Events the kernel could not queue: the ring buffer was full.',
       [],
@@ -204,10 +220,12 @@ export class AgentMetrics {
     gauge(registry, 'map_entries', 'Entries in a kernel map.', ['map'], () => [
       [{ map: 'learned' }, sources.learned().entries],
       [{ map: 'workloads' }, sources.workloads().enrolled],
+      [{ map: 'approved' }, sources.approvedFlows().entries],
     ]);
     gauge(registry, 'map_capacity', 'Capacity (max_entries) of a kernel map.', ['map'], () => [
       [{ map: 'learned' }, sources.learned().capacity],
       [{ map: 'workloads' }, sources.workloads().capacity],
+      [{ map: 'approved' }, sources.approvedFlows().capacity],
     ]);
     gauge(registry, 'workloads_enrolled', 'Workloads enrolled in the kernel.', [], () => [[{}, sources.workloads().enrolled]]);
     gauge(registry, 'policies_rejected', 'Policy files rejected (their last good version stays in force).', [], () => [

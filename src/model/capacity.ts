@@ -23,7 +23,12 @@ export const KERNEL_CAPACITY = {
     max: 8,
     header: 'EG_TLS_MAX_CANDIDATES',
   },
-  approvedFlows: { what: 'approved 5-tuples the packet layer remembers (LRU)', max: 131072, header: 'EG_MAX_FLOWS' },
+  approvedFlows: { what: 'approved 5-tuples the packet layer remembers (node; never evicted)', max: 262144, header: 'EG_MAX_FLOWS' },
+  approvedFlowsPerWorkload: {
+    what: 'approved 5-tuples one workload may hold (past it, its new flows are judged per packet)',
+    max: 4096,
+    header: 'EG_MAX_FLOWS_PER_WORKLOAD',
+  },
   workloadAddresses: { what: 'workload source addresses', max: 65536, header: 'EG_MAX_ADDRESSES' },
   interfaces: { what: 'host-side interfaces under the backstop', max: 4096, header: 'EG_MAX_INTERFACES' },
 } as const satisfies Record<string, KernelCapacity>;

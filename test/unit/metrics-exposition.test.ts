@@ -8,7 +8,7 @@ import { flowEvent } from './events-helpers.js';
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
   return {
-    kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: 7n, dnsSteered: 2n }),
+    kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: 7n, dnsSteered: 2n, flowsRefused: 0n }),
     flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
     pipeline: () => ({
       received: 9,
@@ -28,6 +28,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
     }),
     dns: () => null,
     learned: () => ({ entries: 6, capacity: 131072 }),
+    approvedFlows: () => ({ entries: 0, capacity: 262144 }),
     workloads: () => ({ enrolled: 2, capacity: 4096 }),
     policiesRejected: () => 1,
     ...overrides,
@@ -83,7 +84,14 @@ describe('AgentMetrics', () => {
     let denied = 7n;
     const metrics = new AgentMetrics(
       sources({
-        kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: denied, dnsSteered: 2n }),
+        kernel: () => ({
+          eventsLost: 3n,
+          eventsMalformed: 0n,
+          decisionsPermitted: 10n,
+          decisionsDenied: denied,
+          dnsSteered: 2n,
+          flowsRefused: 0n,
+        }),
       }),
     );
     let { body } = await metrics.exposition();
