@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 1 };
+enum eg_abi { EG_ABI_VERSION = 2 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -64,6 +64,7 @@ enum eg_hook {
 	EG_HOOK_SENDMSG6 = 4,
 	EG_HOOK_SKB_EGRESS = 5, /* cgroup_skb egress: TLS and raw/ping sockets */
 	EG_HOOK_TC_INGRESS = 6, /* tc on the workload's host-side interface */
+	EG_HOOK_SOCKET_ITER = 7, /* the socket iterators re-judging live sockets after a policy change */
 };
 
 /* eg_rule.flags and eg_cidr_value.flags */
@@ -85,7 +86,8 @@ enum eg_stat {
 	EG_STAT_PERMITTED = 1,
 	EG_STAT_DENIED = 2,
 	EG_STAT_DNS_STEERED = 3,
-	EG_STAT_COUNT = 4,
+	EG_STAT_FLOWS_ENDED = 4, /* live sockets a re-judgment (or an SNI deny) destroyed */
+	EG_STAT_COUNT = 5,
 };
 
 enum eg_config_flag {

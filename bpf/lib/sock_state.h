@@ -171,8 +171,9 @@ static __always_inline int tls_decide(struct bpf_sock *sk, struct eg_sk_state *s
 	flow.cgroup_id = state->cgroup_id;
 	flow.workload = state->workload;
 	__builtin_memcpy(flow.comm, state->comm, sizeof(flow.comm));
+	/* Marked before the event leaves: the agent's answer to a deny is to end the socket marked denied. */
+	state->verdict = permit ? EG_SK_PERMIT : EG_SK_DENY;
 	verdict = finish(&flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
-	state->verdict = verdict ? EG_SK_PERMIT : EG_SK_DENY;
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
 	return verdict;
 }

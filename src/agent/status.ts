@@ -118,6 +118,8 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       decisionsPermitted: kernel.decisionsPermitted.toString(),
       decisionsDenied: kernel.decisionsDenied.toString(),
       dnsSteered: kernel.dnsSteered.toString(),
+      flowsEnded: kernel.flowsEnded.toString(),
+      flowsNotEnded: kernel.flowsNotEnded.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),
     },
   };

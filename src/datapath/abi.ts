@@ -12,7 +12,7 @@ import type { KernelEvent } from './types.js';
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 1;
+export const EG_ABI_VERSION = 2;
 
 export const EG_MAX_RULES = 64;
 export const EG_RULE_CIDR_FIXED_BITS = 64;
@@ -22,7 +22,7 @@ export const VERDICTS: readonly Verdict[] = ['denied', 'permitted', 'would-deny'
 export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet' };
 export const TIER = { denyList: 0, baseline: 1, policy: 2, default: 3 } as const satisfies Record<string, Tier>;
 /** enum eg_hook: which program decided an event. */
-export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6 } as const;
+export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6, socketIter: 7 } as const;
 export const PROTOCOL = { any: 0, icmp: 1, tcp: 6, udp: 17 } as const satisfies Record<RuleProtocol, number>;
 
 export const RULE_FLAG = {
@@ -49,8 +49,8 @@ export const EG_HELLO_MAX = 4096;
 /** enum eg_probe_result: what eg_hello_probe returns. */
 export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
-export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3 } as const;
-export const STAT_COUNT = 4;
+export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, flowsEnded: 4 } as const;
+export const STAT_COUNT = 5;
 
 export interface Member {
   offset: number;

@@ -92,6 +92,19 @@ export interface DatapathStats {
   decisionsPermitted: bigint;
   decisionsDenied: bigint;
   dnsSteered: bigint;
+  /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
+  flowsEnded: bigint;
+  /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */
+  flowsNotEnded: bigint;
+}
+
+/** One re-judgment pass over the live sockets of enrolled workloads. */
+export interface FlowsEnded {
+  ended: number;
+  /** Kernel lacks bpf_sock_destroy (Linux < 6.5): the sockets live on, their packets lose the tc approval. */
+  unsupported: number;
+  /** bpf_sock_destroy failed for another reason (the socket was closing). */
+  failed: number;
 }
 
 export interface Datapath {
@@ -115,6 +128,12 @@ export interface Datapath {
   learned(workloadId?: number): LearnedEntry[];
   /** Delete learned entries that expired before nowNs; returns how many were removed. */
   expireLearned(nowNs: bigint): number;
+  /**
+   * Re-judge every live TCP/UDP socket of every enrolled workload against the rules in force and end
+   * the ones no longer permitted (and those denied on their ClientHello). The writes above
+   * (configure, setDenyList, setBaseline, setWorkload) run it themselves; a TLS deny event schedules it.
+   */
+  endStaleFlows(): FlowsEnded;
   onEvent(listener: (event: KernelEvent) => void): void;
   stats(): DatapathStats;
   /** Stop reading events and close file descriptors; pinned state keeps enforcing. */

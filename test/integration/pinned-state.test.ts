@@ -5,7 +5,7 @@
 // only a down loopback: nothing they send can leave it.
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, test } from 'vitest';
@@ -144,13 +144,18 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
   test('pins from before versioning count as v1', () => {
     datapath!.close();
     datapath = null;
-    unlinkSync(join(pinPaths(pinDir).maps, 'eg_abi_version'));
-    if (EG_ABI_VERSION === 1) {
+    // Set aside (bpffs pins can be renamed, without a dot), so that a refusal leaves the pins as they were for the next tests.
+    const versionPin = join(pinPaths(pinDir).maps, 'eg_abi_version');
+    const setAside = join(pinPaths(pinDir).maps, 'eg_abi_version_aside');
+    renameSync(versionPin, setAside);
+    if ((EG_ABI_VERSION as number) === 1) {
       datapath = openDatapath(options);
       assert.equal(datapath.adopted, true);
-      assert.equal(existsSync(join(pinPaths(pinDir).maps, 'eg_abi_version')), true, 'the version is recorded again');
+      assert.equal(existsSync(versionPin), true, 'the version is recorded again');
+      unlinkSync(setAside);
     } else {
       assert.throws(() => openDatapath(options), /written by ABI v1,/);
+      renameSync(setAside, versionPin);
     }
   });
 

@@ -5,6 +5,7 @@ import type {
   Datapath,
   DatapathSettings,
   DatapathStats,
+  FlowsEnded,
   KernelEvent,
   KernelRule,
   LearnedEntry,
@@ -32,7 +33,15 @@ export class FakeDatapath implements Datapath {
   readonly removeWorkloadCalls: Array<string | bigint> = [];
   /** setWorkload throws this for the cgroup paths in it. */
   readonly failSetWorkload = new Map<string, Error>();
-  counters: DatapathStats = { eventsLost: 0n, eventsMalformed: 0n, decisionsPermitted: 0n, decisionsDenied: 0n, dnsSteered: 0n };
+  counters: DatapathStats = {
+    eventsLost: 0n,
+    eventsMalformed: 0n,
+    decisionsPermitted: 0n,
+    decisionsDenied: 0n,
+    dnsSteered: 0n,
+    flowsEnded: 0n,
+    flowsNotEnded: 0n,
+  };
   private readonly listeners: Array<(event: KernelEvent) => void> = [];
   private nextWorkloadId = 1;
   closed = false;
@@ -109,6 +118,10 @@ export class FakeDatapath implements Datapath {
   /** Deliver a kernel event to the listeners, as the ring buffer reader would. */
   emit(event: KernelEvent): void {
     for (const listener of this.listeners) listener(event);
+  }
+
+  endStaleFlows(): FlowsEnded {
+    return { ended: 0, unsupported: 0, failed: 0 };
   }
 
   stats(): DatapathStats {

@@ -62,6 +62,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_HOOK_SENDMSG6: HOOK.sendmsg6,
     EG_HOOK_SKB_EGRESS: HOOK.skbEgress,
     EG_HOOK_TC_INGRESS: HOOK.tcIngress,
+    EG_HOOK_SOCKET_ITER: HOOK.socketIter,
   },
   eg_rule_flag: {
     EG_RULE_HAS_CIDR: RULE_FLAG.hasCidr,
@@ -77,6 +78,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_PERMITTED: STAT.permitted,
     EG_STAT_DENIED: STAT.denied,
     EG_STAT_DNS_STEERED: STAT.dnsSteered,
+    EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -105,7 +107,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 1, fingerprint: 'a48b69e0b4e13779d72650cf3e7da8755d548e43547fc8fc877b663e9d4b567d' };
+const PINNED_ABI = { version: 2, fingerprint: 'ebba78ff48694df71b3ae2760be4c74c7a762fb1b210cbc0e68f7c9a9f90f2f0' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
