@@ -55,7 +55,7 @@ enum eg_verdict {
 
 enum eg_tier { EG_TIER_DENY_LIST = 0, EG_TIER_BASELINE = 1, EG_TIER_POLICY = 2, EG_TIER_DEFAULT = 3 };
 
-enum eg_layer { EG_LAYER_CONNECT = 1, EG_LAYER_DNS = 2, EG_LAYER_TLS = 3, EG_LAYER_PACKET = 4 };
+enum eg_layer { EG_LAYER_CONNECT = 1, EG_LAYER_DNS = 2, EG_LAYER_TLS = 3, EG_LAYER_PACKET = 4, EG_LAYER_HTTP = 5 };
 
 enum eg_hook {
 	EG_HOOK_CONNECT4 = 1,

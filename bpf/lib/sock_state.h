@@ -166,7 +166,7 @@ static __always_inline int tls_decide(struct bpf_sock *sk, struct eg_sk_state *s
 	flow.protocol = state->protocol;
 	flow.family = state->family;
 	flow.hook = EG_HOOK_SKB_EGRESS;
-	flow.layer = EG_LAYER_TLS;
+	flow.layer = info.http ? EG_LAYER_HTTP : EG_LAYER_TLS;
 	flow.pid = state->pid;
 	flow.cgroup_id = state->cgroup_id;
 	flow.workload = state->workload;

@@ -19,7 +19,7 @@ export const EG_RULE_CIDR_FIXED_BITS = 64;
 
 export const ACTION = { deny: 0, permit: 1 } as const satisfies Record<RuleAction, number>;
 export const VERDICTS: readonly Verdict[] = ['denied', 'permitted', 'would-deny', 'would-permit'];
-export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet' };
+export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet', 5: 'http' };
 export const TIER = { denyList: 0, baseline: 1, policy: 2, default: 3 } as const satisfies Record<string, Tier>;
 /** enum eg_hook: which program decided an event. */
 export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6, socketIter: 7 } as const;

@@ -423,7 +423,7 @@ class KernelDatapath implements Datapath {
     return found;
   }
 
-  /** After a TLS deny: the skb program marked the socket denied; end it now rather than let it stall. */
+  /** After a TLS (or HTTP Host) deny: the skb program marked the socket denied; end it now rather than let it stall. */
   private scheduleEndStaleFlows(): void {
     if (this.reapScheduled) return;
     this.reapScheduled = true;
@@ -624,7 +624,7 @@ class KernelDatapath implements Datapath {
           this.malformedEvents++;
           continue;
         }
-        if (event.layer === 'tls' && event.verdict === 'denied') this.scheduleEndStaleFlows();
+        if ((event.layer === 'tls' || event.layer === 'http') && event.verdict === 'denied') this.scheduleEndStaleFlows();
         for (const each of this.listeners) each(event);
       }
     });

@@ -87,7 +87,7 @@ export class Enricher {
         family: event.family,
       },
       fqdn,
-      fqdnSource: event.sni ? 'sni' : fqdn ? 'dns' : 'none',
+      fqdnSource: event.sni ? (event.layer === 'http' ? 'http-host' : 'sni') : fqdn ? 'dns' : 'none',
       layer: event.layer,
       verdict: event.verdict,
       tier: event.tier,

@@ -1,7 +1,7 @@
 // Flows that outlive their permission (issue 7, item 7), against the real kernel: sockets connected before
 // enrolment, under a rule since withdrawn, or in discovery mode are ended when the rules in force stop permitting
 // them, and a flow denied on its SNI ends at once. Judged on the receiving side: the server's log of every line it
-// received. Allowed flows keep working. IPv4 and IPv6.
+// received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules on plain HTTP match the Host header.
 import * as assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,14 +22,16 @@ const KEPT = 2; // always permitted
 const REVOKED = 3; // permitted (or unenrolled) first, then not
 const LINE_PORT = 9000;
 const TLS_PORT = 9443;
+const HTTP_PORT = 8080;
 const ALLOW_KEPT = 21;
 const ALLOW_REVOKED = 22;
 const WEB_RULE = 23;
+const HTTP_RULE = 24;
 
 /** Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink). */
 const SERVER_SCRIPT = `
 const net = require('net');
-let pending = 2;
+let pending = 3;
 const ready = () => { if (--pending === 0) console.log('ready'); };
 net.createServer((s) => {
   let buffered = '';
@@ -37,7 +39,9 @@ net.createServer((s) => {
   s.on('data', (c) => { buffered += c; let i; while ((i = buffered.indexOf('\\n')) >= 0) { console.log('recv ' + buffered.slice(0, i)); buffered = buffered.slice(i + 1); } });
 }).listen({ port: ${LINE_PORT}, host: '::' }, ready);
 net.createServer((s) => { let total = 0; s.on('error', () => {}); s.on('data', (c) => { total += c.length; s.write(total + '\\n'); }); })
-  .listen({ port: ${TLS_PORT}, host: '::' }, ready);`;
+  .listen({ port: ${TLS_PORT}, host: '::' }, ready);
+require('http').createServer((q, r) => { console.log('http ' + q.headers.host + ' ' + q.url); r.end('ok'); })
+  .listen({ port: ${HTTP_PORT}, host: '::' }, ready);`;
 
 /** Long-lived client: opens the connections in EG_ARGS, then obeys "send <tag> <word>" on stdin; reports on stdout. */
 const CLIENT_SCRIPT = `
@@ -219,6 +223,51 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       assert.equal(denied.code, 'ECONNABORTED', 'the application sees the end, not a stall');
       const event = await eventMatching(events, (e) => e.pid === denied.pid && e.layer === 'tls');
       assert.deepEqual([event.verdict, event.sni], ['denied', 'evil.example']);
+    });
+
+    test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
+      const request = (host: string, target: string) => ({
+        host: lab.inet(KEPT, family),
+        port: HTTP_PORT,
+        hello: Buffer.from(`GET ${target} HTTP/1.1\r\nUser-Agent: t\r\nHost: ${host}\r\n\r\n`).toString('hex'),
+      });
+      const send = (host: string, target: string) =>
+        lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, request(host, target));
+      // Calibration: unenrolled, a request naming a foreign host reaches the server.
+      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
+      assert.equal((await send('evil.example', `/calibration${family}`)).code, 'ANSWERED');
+      await server.waitFor(`http evil.example /calibration${family}`);
+      const workloadId = datapath!.setWorkload(lab.pod(POD).cgroupPath, [
+        rule({
+          ruleId: HTTP_RULE,
+          action: 'permit',
+          protocol: 'tcp',
+          portLow: HTTP_PORT,
+          portHigh: HTTP_PORT,
+          web: true,
+          log: true,
+          domains: [{ kind: 'exact', name: 'allowed.example' }],
+        }),
+      ]);
+      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+      datapath!.learn([{ workloadId, ruleId: HTTP_RULE, ip: lab.inet(KEPT, family), expiresAtNs }]);
+      const allowed = await send('allowed.example:8080', `/allowed${family}`);
+      assert.equal(allowed.code, 'ANSWERED');
+      await server.waitFor(`http allowed.example:8080 /allowed${family}`);
+      const permitted = await eventMatching(events, (e) => e.pid === allowed.pid && e.layer === 'http');
+      assert.deepEqual([permitted.verdict, permitted.sni, permitted.ruleId], ['permitted', 'allowed.example', HTTP_RULE]);
+      const denied = await send('evil.example', `/enforced${family}`);
+      assert.equal(denied.code, 'ECONNABORTED');
+      const event = await eventMatching(events, (e) => e.pid === denied.pid && e.layer === 'http');
+      assert.deepEqual([event.verdict, event.sni, event.tier], ['denied', 'evil.example', 3]);
+      // An absolute-form target names its own host: the allowed Host beside it does not count.
+      const fronted = await send('allowed.example', `http://evil.example/fronted${family}`);
+      assert.equal(fronted.code, 'ECONNABORTED');
+      // Judged where it lands: the allowed request's neighbour arrived, the denied ones never did.
+      assert.equal((await send('allowed.example', `/after${family}`)).code, 'ANSWERED');
+      await server.waitFor(`http allowed.example /after${family}`);
+      const arrived = server.lines.filter((line) => line.includes(`/enforced${family}`) || line.includes(`/fronted${family}`));
+      assert.deepEqual(arrived, []);
     });
   }
 });
