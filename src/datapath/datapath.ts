@@ -353,13 +353,18 @@ class KernelDatapath implements Datapath {
     // Addresses learned for rules that are gone must not wait for their TTL to stop counting.
     const webRuleIds = new Set(rules.filter((rule) => rule.web).map((rule) => rule.ruleId));
     this.deleteLearned((key) => key.workloadId === workloadId && !webRuleIds.has(key.ruleId));
-    // Sockets connected before enrolment or under rules just withdrawn are judged again now.
-    this.endStaleFlows();
+    // Sockets connected before enrolment or under rules just withdrawn are judged again now: only
+    // this workload's rules changed, so only the namespaces its processes live in are walked.
+    this.endStaleFlowsIn([cgroupPath]);
     return workloadId;
   }
 
   endStaleFlows(): FlowsEnded {
     this.assertOpen();
+    return this.endStaleFlowsIn([...this.cgroupIdsByPath.keys()]);
+  }
+
+  private endStaleFlowsIn(cgroupPaths: readonly string[]): FlowsEnded {
     const result: FlowsEnded = { ended: 0, unsupported: 0, failed: 0 };
     if (this.enrolled.size === 0) return result;
     const listeners = this.object.map(REAP_LISTENERS_MAP);
@@ -368,7 +373,7 @@ class KernelDatapath implements Datapath {
     } finally {
       listeners.close();
     }
-    for (const netns of this.workloadNetns()) {
+    for (const netns of this.workloadNetns(cgroupPaths)) {
       for (const name of REAP_PROGRAMS) {
         let output: string;
         try {
@@ -393,9 +398,9 @@ class KernelDatapath implements Datapath {
 
   /**
    * Socket iterators walk one network namespace each: the agent's own (host-network workloads) and
-   * every other one a process of an enrolled workload lives in (/proc/<pid>/ns/net, one per namespace).
+   * every other one a process of the given workload cgroups lives in (/proc/<pid>/ns/net, one per namespace).
    */
-  private workloadNetns(): Array<string | undefined> {
+  private workloadNetns(cgroupPaths: readonly string[]): Array<string | undefined> {
     const seen = new Set<bigint>([statSync('/proc/self/ns/net', { bigint: true }).ino]);
     const found: Array<string | undefined> = [undefined];
     const visit = (dir: string): void => {
@@ -419,7 +424,7 @@ class KernelDatapath implements Datapath {
       }
       for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) visit(join(dir, entry.name));
     };
-    for (const path of this.cgroupIdsByPath.keys()) visit(path);
+    for (const path of cgroupPaths) visit(path);
     return found;
   }
 
