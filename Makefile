@@ -8,7 +8,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/in
 # The production object, and under bpf/tests the probe objects only tests and benchmarks load.
 BPF_SOURCES := $(wildcard bpf/*.bpf.c bpf/tests/*.bpf.c)
 BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
-DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3
+DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3 rsyslog rsyslog-gnutls prometheus
 
 .PHONY: deps ensure-deps build bpf native ts test demo bench lint clean
 
@@ -20,7 +20,7 @@ deps:
 
 # Install only when something is missing, so `make test` and `make demo` work on a fresh machine and stay fast after.
 ensure-deps:
-	@missing=""; for tool in clang llc bpftool ip dnsmasq nsenter unshare; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in clang llc bpftool ip dnsmasq nsenter unshare rsyslogd prometheus; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -f /usr/include/bpf/libbpf.h ] || missing="$$missing libbpf-dev"; \
 	[ -d node_modules ] || missing="$$missing node_modules"; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing; running make deps"; $(MAKE) deps; fi
@@ -55,6 +55,8 @@ bench: build
 	node dist/bench/tls.js
 	node dist/bench/packet-cost.js
 	node dist/bench/reconcile.js
+	node dist/bench/sinks.js
+	node dist/bench/flood.js
 
 lint:
 	npx eslint .

@@ -79,8 +79,9 @@ int eg_getpeername6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* Which concern a departing packet belongs to: its socket's pending TLS decision, a raw or ping
- * socket (judged per packet), or a connection the workload accepted (approved for the backstop). */
+/* Which concern a departing packet belongs to: a socket judged per packet (raw, ping, every protocol
+ * but TCP and UDP), its socket's pending TLS decision, or a connection the workload accepted
+ * (approved for the backstop). A decided socket's packet that is source-routed is dropped. */
 SEC("cgroup_skb/egress")
 int eg_skb_egress(struct __sk_buff *skb)
 {
@@ -90,14 +91,16 @@ int eg_skb_egress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
+	if (sk && is_socketless(sk))
+		return judge_socketless(skb);
+	if (!socket_first_hop_allowed(skb))
+		return 0;
 	/* A listener sends only SYN-ACKs here: record each one, and keep no state on the listener itself. */
 	if (!sk || (sk->type == SOCK_STREAM_TYPE && sk->state == BPF_TCP_LISTEN))
 		return approve_syn_ack(skb);
 	state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
 	if (state)
 		return socket_egress(skb, sk, state);
-	if (is_socketless(sk))
-		return judge_socketless(skb);
 	/* With the backstop on, every socket a connect/sendmsg hook permitted has state: this one was accepted. */
 	if (sk->type == SOCK_STREAM_TYPE)
 		return approve_accepted(skb, sk);

@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 2 };
+enum eg_abi { EG_ABI_VERSION = 3 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -57,6 +57,15 @@ enum eg_tier { EG_TIER_DENY_LIST = 0, EG_TIER_BASELINE = 1, EG_TIER_POLICY = 2, 
 
 enum eg_layer { EG_LAYER_CONNECT = 1, EG_LAYER_DNS = 2, EG_LAYER_TLS = 3, EG_LAYER_PACKET = 4, EG_LAYER_HTTP = 5 };
 
+/* Why the packet layer dropped a packet before any rule was consulted (eg_event.reason; tier 0, rule 0). */
+enum eg_reason {
+	EG_REASON_NONE = 0,            /* decided by a tier: rule_id names the rule (0: the default action) */
+	EG_REASON_FORGED_SOURCE = 1,   /* source (or ARP sender) is not one of the workload's addresses */
+	EG_REASON_SOURCE_ROUTED = 2,   /* IPv6 routing header with segments left, or IPv4 LSRR/SSRR */
+	EG_REASON_MALFORMED = 3,       /* cannot be parsed within the bounds (truncated, too many headers) */
+	EG_REASON_ORPHAN_FRAGMENT = 4, /* a later fragment whose first fragment was never judged */
+};
+
 enum eg_hook {
 	EG_HOOK_CONNECT4 = 1,
 	EG_HOOK_CONNECT6 = 2,
@@ -86,8 +95,22 @@ enum eg_stat {
 	EG_STAT_PERMITTED = 1,
 	EG_STAT_DENIED = 2,
 	EG_STAT_DNS_STEERED = 3,
-	EG_STAT_FLOWS_ENDED = 4, /* live sockets a re-judgment (or an SNI deny) destroyed */
-	EG_STAT_COUNT = 5,
+	EG_STAT_EVENTS_SUPPRESSED = 4, /* over a workload's event rate limit: counted, reported by its next event */
+	EG_STAT_FLOWS_ENDED = 5,      /* live sockets a re-judgment (or an SNI deny) destroyed */
+	EG_STAT_COUNT = 6,
+};
+
+/* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied
+ * destinations cannot fill the ring buffer or the agent; what it is over the limit is counted, not lost silently. */
+#define EG_EVENT_RATE_PER_SEC 200
+#define EG_EVENT_BURST 400
+
+/* eg_event_budget (per-CPU array, index workload_id; ids beyond EG_MAX_WORKLOADS share index 0) */
+struct eg_event_budget {
+	__u64 credit_ns;  /* earned emission time, at most EG_EVENT_BURST events' worth */
+	__u64 updated_ns; /* CLOCK_MONOTONIC of the last refill */
+	__u32 suppressed; /* events suppressed since the last one emitted on this CPU */
+	__u32 _pad;
 };
 
 enum eg_config_flag {
@@ -194,8 +217,12 @@ struct eg_event {
 	__u32 pid;    /* tgid; 0 at the tc layer */
 	char comm[16];
 	__u16 sni_len; /* bytes of sni used; 0 when the event has no SNI */
-	__u8 _pad[2];
+	__u8 reason;   /* enum eg_reason */
+	__u8 _pad;
 	char sni[EG_SNI_MAX]; /* lower-cased, as sent */
+	__u8 src[16];         /* packet layer: the packet's source (ARP: sender); zero at socket hooks */
+	__u16 suppressed;     /* events of this workload suppressed on this CPU just before this one (saturates) */
+	__u8 _pad2[6];
 };
 
 /* eg_domains (LPM trie): the webGroup domains of a rule. name holds the lower-cased name

@@ -12,6 +12,7 @@ struct eg_abi_enums {
 	enum eg_verdict verdict;
 	enum eg_tier tier;
 	enum eg_layer layer;
+	enum eg_reason reason;
 	enum eg_hook hook;
 	enum eg_rule_flag rule_flag;
 	enum eg_stat stat;

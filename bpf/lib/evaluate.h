@@ -74,8 +74,10 @@ static __always_inline int proto_port_match(__u8 want_proto, __u16 lo, __u16 hi,
 	return flow->port >= lo && flow->port <= hi;
 }
 
+/* by_sni: the SNI will decide a deny webGroup rule, which then needs no learned address: a deny must hold for its
+ * names wherever they resolve (the agent may have learned them for a later permit only). */
 static __always_inline int rule_destination_match(const struct eg_rule *rule, __u32 rule_ref,
-						  const struct eg_flow *flow, __u64 now)
+						  const struct eg_flow *flow, __u64 now, int by_sni)
 {
 	__u16 flags = rule->flags;
 
@@ -87,14 +89,18 @@ static __always_inline int rule_destination_match(const struct eg_rule *rule, __
 				.rule_ref = rule_ref,
 			};
 
+			__u32 *hit;
+
 			__builtin_memcpy(key.addr, flow->addr, sizeof(key.addr));
-			if (!bpf_map_lookup_elem(&eg_rule_cidrs, &key))
+			/* 0: an exclusion (an IPv6 prefix covering ::ffff:0:0/96 never matches IPv4). */
+			hit = bpf_map_lookup_elem(&eg_rule_cidrs, &key);
+			if (!hit || !*hit)
 				return 0;
 		} else if (!(flags & EG_RULE_WEB)) {
 			return 0; /* no destination at all: never matches */
 		}
 	}
-	if ((flags & EG_RULE_WEB) && !(flags & EG_RULE_ANY_NAME)) {
+	if ((flags & EG_RULE_WEB) && !(flags & EG_RULE_ANY_NAME) && !(by_sni && rule->action == EG_ACTION_DENY)) {
 		struct eg_learned_key key = {
 			.workload_id = flow->workload.workload_id,
 			.rule_id = rule->rule_id,
@@ -169,7 +175,7 @@ EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decis
 		tls = flow->protocol == IPPROTO_TCP && (rule->flags & (EG_RULE_WEB | EG_RULE_TLS_REQUIRED));
 		if (tls && web_mode == EG_WEB_NEVER)
 			continue;
-		if (!rule_destination_match(rule, key.rule_ref, flow, now))
+		if (!rule_destination_match(rule, key.rule_ref, flow, now, tls && web_mode == EG_WEB_CANDIDATE))
 			continue;
 		permit = rule->action == EG_ACTION_PERMIT;
 		if (rule->flags & EG_RULE_WATCH) {

@@ -24,6 +24,8 @@ struct eg_flow {
 	__u64 cgroup_id;
 	struct eg_workload workload;
 	char comm[16];
+	__u8 src[16]; /* packet layer only */
+	__u8 reason;  /* enum eg_reason */
 };
 
 /* The process behind a socket-hook decision (packet layers have none: pid 0, empty comm). */

@@ -36,6 +36,8 @@ struct eg_packet {
 	__u8 fragment; /* enum eg_fragment */
 	__u8 tcp_flags;
 	__u8 icmp_type;
+	__u8 hop_limit;      /* IPv4 TTL, IPv6 hop limit */
+	__u8 source_routed;  /* the destination field is only the first hop (see eg_parse_packet) */
 };
 
 struct eg_ipv4_header {
@@ -70,7 +72,54 @@ struct eg_tcp_header {
 	__u16 window;
 };
 
-/* Returns 0 with pkt filled, -1 for what cannot be judged (truncated, too many IPv6 headers). */
+#define EG_IPV4_OPTIONS_MAX 40
+#define EG_IPOPT_END 0
+#define EG_IPOPT_NOOP 1
+#define EG_IPOPT_LSRR 131
+#define EG_IPOPT_SSRR 137
+
+/* Protocols whose first four transport bytes are the source and destination ports. */
+static __always_inline int has_ports(__u8 protocol)
+{
+	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE ||
+	       protocol == IPPROTO_SCTP || protocol == IPPROTO_DCCP;
+}
+
+/* IPv4 loose or strict source route options (RFC 791) make the destination field the first hop
+ * only. Walks at most the 40 option bytes; 1 when such an option is present, -1 when unreadable. */
+static __always_inline int ipv4_source_routed(struct __sk_buff *skb, __u32 start, __u32 end)
+{
+	__u32 offset = start;
+
+#pragma clang loop unroll(disable)
+	for (int index = 0; index < EG_IPV4_OPTIONS_MAX; index++) {
+		__u8 option[2];
+
+		if (offset >= end)
+			break;
+		if (bpf_skb_load_bytes(skb, offset, option, 1))
+			return -1;
+		if (option[0] == EG_IPOPT_END)
+			break;
+		if (option[0] == EG_IPOPT_NOOP) {
+			offset++;
+			continue;
+		}
+		if (option[0] == EG_IPOPT_LSRR || option[0] == EG_IPOPT_SSRR)
+			return 1;
+		if (bpf_skb_load_bytes(skb, offset, option, 2) || option[1] < 2)
+			return -1;
+		offset += option[1];
+	}
+	return 0;
+}
+
+/*
+ * Returns 0 with pkt filled, -1 for what cannot be judged (truncated, too many IPv6 headers).
+ * Source routing is flagged, never followed: an IPv6 routing header with segments left, or an
+ * IPv4 LSRR/SSRR option, sends the packet first to the address in the destination field and
+ * from there on to addresses no hook judged, so callers deny it (EG_REASON_SOURCE_ROUTED).
+ */
 EG_SUBPROG int eg_parse_packet(struct __sk_buff *skb, __u32 l3, struct eg_packet *pkt)
 {
 	__u8 version;
@@ -98,7 +147,15 @@ EG_SUBPROG int eg_parse_packet(struct __sk_buff *skb, __u32 l3, struct eg_packet
 		else if (frag & 0x2000)
 			pkt->fragment = EG_FRAG_FIRST;
 		pkt->fragment_id = bpf_ntohs(ip.id);
+		pkt->hop_limit = ip.ttl;
 		l4 = l3 + (ip.version_ihl & 0xf) * 4;
+		if ((ip.version_ihl & 0xf) > 5) {
+			int routed = ipv4_source_routed(skb, l3 + sizeof(ip), l4);
+
+			if (routed < 0)
+				return -1;
+			pkt->source_routed = routed;
+		}
 	} else if ((version >> 4) == 6) {
 		struct eg_ipv6_header ip;
 		int index;
@@ -108,15 +165,18 @@ EG_SUBPROG int eg_parse_packet(struct __sk_buff *skb, __u32 l3, struct eg_packet
 		__builtin_memcpy(pkt->src, ip.saddr, 16);
 		__builtin_memcpy(pkt->dst, ip.daddr, 16);
 		pkt->family = 6;
+		pkt->hop_limit = ip.hop_limit;
 		protocol = ip.nexthdr;
 		l4 = l3 + sizeof(ip);
 #pragma clang loop unroll(disable)
 		for (index = 0; index < EG_MAX_IPV6_EXT_HEADERS; index++) {
 			if (protocol == IPPROTO_HOPOPTS || protocol == IPPROTO_ROUTING || protocol == IPPROTO_DSTOPTS) {
-				__u8 ext[2];
+				__u8 ext[4]; /* next header, length, and for a routing header: type, segments left */
 
 				if (bpf_skb_load_bytes(skb, l4, ext, sizeof(ext)))
 					return -1;
+				if (protocol == IPPROTO_ROUTING && ext[3] > 0)
+					pkt->source_routed = 1;
 				protocol = ext[0];
 				l4 += (ext[1] + 1) * 8;
 			} else if (protocol == IPPROTO_FRAGMENT) {
@@ -161,7 +221,7 @@ EG_SUBPROG int eg_parse_packet(struct __sk_buff *skb, __u32 l3, struct eg_packet
 		pkt->seq = bpf_ntohl(tcp.seq);
 		pkt->tcp_flags = tcp.flags;
 		pkt->payload_off = l4 + (tcp.doff >> 4) * 4;
-	} else if (protocol == IPPROTO_UDP) {
+	} else if (has_ports(protocol)) {
 		__u16 ports[2];
 
 		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
@@ -197,9 +257,17 @@ static __always_inline void fragment_key_of(const struct eg_packet *pkt, struct 
 static __always_inline void flow_from_packet(struct eg_flow *flow, const struct eg_packet *pkt)
 {
 	__builtin_memcpy(flow->addr, pkt->dst, 16);
+	__builtin_memcpy(flow->src, pkt->src, 16);
 	flow->family = pkt->family;
 	flow->protocol = pkt->protocol;
-	flow->port = pkt->protocol == IPPROTO_TCP || pkt->protocol == IPPROTO_UDP ? pkt->dport : 0;
+	flow->port = has_ports(pkt->protocol) ? pkt->dport : 0;
+}
+
+/* A drop no rule decided: tier 0, rule 0, and the reason (and, via flow->src, the source) in the event. */
+static __always_inline int deny_for(struct eg_flow *flow, __u8 reason)
+{
+	flow->reason = reason;
+	return finish(flow, 0, EG_TIER_DENY_LIST, 0, 1, 0, 0);
 }
 
 /* A packet no socket hook judged: the same tiers by destination, IP protocol and port (webGroup
@@ -218,7 +286,7 @@ static __always_inline int judge_packet(const struct eg_packet *pkt, struct eg_f
 
 		if (known)
 			return *known ? 1 : 0;
-		return finish(flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0); /* no first fragment seen */
+		return deny_for(flow, EG_REASON_ORPHAN_FRAGMENT);
 	}
 	eg_evaluate(flow, &decision, EG_WEB_NEVER);
 	verdict = finish_decision(flow, &decision);
@@ -238,20 +306,33 @@ static __always_inline int source_allowed(const struct eg_workload *workload, co
 	return bpf_map_lookup_elem(&eg_workload_addrs, &key) != 0;
 }
 
-static __always_inline int deny_forged_source(struct eg_flow *flow, const struct eg_packet *pkt)
+/* What every packet-layer verdict checks before the tiers: the source, and where the packet really goes.
+ * Returns 1 when pkt may go on to the tiers, else the (reported) drop's verdict 0. */
+static __always_inline int packet_integrity(struct eg_flow *flow, const struct eg_packet *pkt, int source_required)
 {
-	flow_from_packet(flow, pkt);
-	return finish(flow, 0, EG_TIER_DENY_LIST, 0, 1, 0, 0);
+	if (!source_allowed(&flow->workload, pkt, source_required)) {
+		flow_from_packet(flow, pkt);
+		return deny_for(flow, EG_REASON_FORGED_SOURCE);
+	}
+	if (pkt->source_routed) {
+		flow_from_packet(flow, pkt);
+		return deny_for(flow, EG_REASON_SOURCE_ROUTED);
+	}
+	return 1;
 }
 
-/* Raw and ping sockets never pass connect/sendmsg hooks: their packets are judged one by one. */
+/*
+ * Sockets whose every packet is judged here, whatever connect/sendmsg saw: raw sockets, ping
+ * sockets (one connect()ed to a permitted address may still sendto() any other), and every
+ * protocol but TCP and UDP (SCTP, DCCP, UDP-Lite, L2TP/IP, ...), which have no connect/sendmsg
+ * hook on every kernel and type (SCTP one-to-many never connects): none of them is ever approved.
+ */
 static __always_inline int is_socketless(const struct bpf_sock *sk)
 {
-	return sk->type == SOCK_RAW_TYPE ||
-	       (sk->type == SOCK_DGRAM_TYPE && (sk->protocol == IPPROTO_ICMP || sk->protocol == IPPROTO_ICMPV6));
+	return sk->type == SOCK_RAW_TYPE || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP);
 }
 
-/* Every packet of a raw or ping socket is judged here. */
+/* Every packet of a socket is_socketless() names is judged here. */
 static __always_inline int judge_socketless(struct __sk_buff *skb)
 {
 	struct eg_flow flow = {};
@@ -264,10 +345,44 @@ static __always_inline int judge_socketless(struct __sk_buff *skb)
 	flow.cgroup_id = bpf_skb_cgroup_id(skb);
 	flow_set_task(&flow);
 	if (eg_parse_packet(skb, 0, &pkt))
-		return finish(&flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0);
-	if (!source_allowed(&flow.workload, &pkt, 0))
-		return deny_forged_source(&flow, &pkt);
+		return deny_for(&flow, EG_REASON_MALFORMED);
+	if (!packet_integrity(&flow, &pkt, 0))
+		return 0;
 	return judge_packet(&pkt, &flow);
+}
+
+/* Only IPv4 with options or IPv6 with an extension header first can be source-routed: one load
+ * keeps the check off every other packet of a decided socket. */
+static __always_inline int may_be_source_routed(struct __sk_buff *skb)
+{
+	__u8 head[7]; /* IPv4: version and header length first; IPv6: next header at offset 6 */
+
+	if (bpf_skb_load_bytes(skb, 0, head, sizeof(head)))
+		return 1;
+	if ((head[0] >> 4) == 4)
+		return (head[0] & 0xf) > 5;
+	return head[6] == IPPROTO_HOPOPTS || head[6] == IPPROTO_ROUTING || head[6] == IPPROTO_DSTOPTS;
+}
+
+/* A packet of a socket a hook decided, from a workload, that names another first hop than its
+ * socket was judged for (or cannot be read): dropped and reported. 1 lets it go on. */
+static __always_inline int socket_first_hop_allowed(struct __sk_buff *skb)
+{
+	struct eg_flow flow = {};
+	struct eg_packet pkt;
+
+	if (!may_be_source_routed(skb) || !find_workload(skb, &flow.workload))
+		return 1;
+	flow.hook = EG_HOOK_SKB_EGRESS;
+	flow.layer = EG_LAYER_PACKET;
+	flow.cgroup_id = bpf_skb_cgroup_id(skb);
+	flow_set_task(&flow);
+	if (eg_parse_packet(skb, 0, &pkt))
+		return deny_for(&flow, EG_REASON_MALFORMED);
+	if (!pkt.source_routed)
+		return 1;
+	flow_from_packet(&flow, &pkt);
+	return deny_for(&flow, EG_REASON_SOURCE_ROUTED);
 }
 
 #endif

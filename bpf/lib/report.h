@@ -18,6 +18,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EG_MAX_WORKLOADS + 1);
+	__type(key, __u32);
+	__type(value, struct eg_event_budget);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_event_budget SEC(".maps");
+
 static __always_inline void stat_inc(__u32 index)
 {
 	__u64 *value = bpf_map_lookup_elem(&eg_stats, &index);
@@ -35,16 +43,54 @@ static __always_inline int is_address_probe(const struct eg_flow *flow)
 	return flow->layer == EG_LAYER_CONNECT && flow->protocol == IPPROTO_UDP && flow->port == 0;
 }
 
+#define EG_EVENT_COST_NS (1000000000ULL / EG_EVENT_RATE_PER_SEC)
+
+/*
+ * The workload's token bucket on this CPU: returns 1 when it may emit (and moves the count of events suppressed
+ * before it to *suppressed), 0 when it is over its rate (the event is counted as suppressed). Per CPU, so no lock;
+ * a workload's rate is therefore at most EG_EVENT_RATE_PER_SEC per CPU it runs on. Without its state (cannot
+ * happen for an array) the event is emitted: reporting fails open, enforcement is not affected either way.
+ */
+static __always_inline int event_budget_take(__u32 workload_id, __u16 *suppressed)
+{
+	__u32 index = workload_id <= EG_MAX_WORKLOADS ? workload_id : 0;
+	struct eg_event_budget *budget = bpf_map_lookup_elem(&eg_event_budget, &index);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 credit;
+
+	*suppressed = 0;
+	if (!budget)
+		return 1;
+	credit = budget->credit_ns + (now - budget->updated_ns);
+	if (credit > EG_EVENT_BURST * EG_EVENT_COST_NS || now < budget->updated_ns)
+		credit = EG_EVENT_BURST * EG_EVENT_COST_NS;
+	budget->updated_ns = now;
+	if (credit < EG_EVENT_COST_NS) {
+		budget->credit_ns = credit;
+		budget->suppressed += 1;
+		stat_inc(EG_STAT_EVENTS_SUPPRESSED);
+		return 0;
+	}
+	budget->credit_ns = credit - EG_EVENT_COST_NS;
+	*suppressed = budget->suppressed > 0xffff ? 0xffff : budget->suppressed;
+	budget->suppressed -= *suppressed;
+	return 1;
+}
+
 /* sni may be null; it then points at EG_SNI_MAX readable bytes of which sni_len are used. */
 static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 tier, __u32 rule_id,
 				 const __u8 *sni, __u16 sni_len)
 {
 	struct eg_event *event;
+	__u16 suppressed;
 
 	if (is_address_probe(flow))
 		return;
+	if (!event_budget_take(flow->workload.workload_id, &suppressed))
+		return;
 	event = bpf_ringbuf_reserve(&eg_events, sizeof(*event), 0);
 	if (!event) {
+		/* The suppressed count it carried is lost with it: eg_stats still has it. */
 		stat_inc(EG_STAT_EVENTS_LOST);
 		return;
 	}
@@ -62,7 +108,11 @@ static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 
 	event->hook = flow->hook;
 	event->pid = flow->pid;
 	__builtin_memcpy(event->comm, flow->comm, sizeof(event->comm));
-	__builtin_memset(event->_pad, 0, sizeof(event->_pad));
+	event->reason = flow->reason;
+	event->_pad = 0;
+	__builtin_memcpy(event->src, flow->src, sizeof(event->src));
+	event->suppressed = suppressed;
+	__builtin_memset(event->_pad2, 0, sizeof(event->_pad2));
 	if (sni) {
 		event->sni_len = sni_len > EG_SNI_MAX ? EG_SNI_MAX : sni_len;
 		__builtin_memcpy(event->sni, sni, EG_SNI_MAX);

@@ -112,15 +112,19 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
 
  private:
   static int OnSample(void* ctx, void* data, size_t size);
+  bool Flush();
   void Poll();
   void Stop();
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Dropped(const Napi::CallbackInfo& info);
 
   struct ring_buffer* ring_ = nullptr;
   int mapFd_ = -1;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> pollError_{0};
+  std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> queued_{0};  // records handed to JavaScript and not yet delivered
   std::vector<std::string> pending_;  // touched only by the polling thread
   Napi::ThreadSafeFunction deliver_;
   bool running_ = false;

@@ -9,11 +9,17 @@
 
 namespace {
 constexpr int kPollTimeoutMs = 100;  // bounds how long close() waits for the thread
+// The queue between this thread and JavaScript is bounded in records: at most kMaxQueuedRecords wait for the JS
+// thread (about 21 MB of eg_event records). When JavaScript falls that far behind, further records are dropped and
+// counted (dropped()), so a flood never grows the agent's memory without bound and the ring buffer keeps draining.
+constexpr uint64_t kMaxQueuedRecords = 65536;
+constexpr size_t kMaxBatchRecords = 4096;
 using Batch = std::vector<std::string>;
 }  // namespace
 
 Napi::Function RingBuffer::Init(Napi::Env env) {
-  return DefineClass(env, "RingBuffer", {InstanceMethod("close", &RingBuffer::Close)});
+  return DefineClass(env, "RingBuffer",
+                     {InstanceMethod("close", &RingBuffer::Close), InstanceMethod("dropped", &RingBuffer::Dropped)});
 }
 
 // new RingBuffer(map, (records: Buffer[] | null, error?: Error) => void); records arrive in batches
@@ -40,8 +46,39 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingBu
 RingBuffer::~RingBuffer() { Stop(); }
 
 int RingBuffer::OnSample(void* ctx, void* data, size_t size) {
-  static_cast<RingBuffer*>(ctx)->pending_.emplace_back(static_cast<const char*>(data), size);
+  auto* self = static_cast<RingBuffer*>(ctx);
+  self->pending_.emplace_back(static_cast<const char*>(data), size);
+  if (self->pending_.size() >= kMaxBatchRecords && !self->Flush()) return -ECANCELED;
   return 0;
+}
+
+// Hand pending_ to JavaScript without waiting (or drop and count it when the queue is full); false when the
+// function is closing (the reader must stop).
+bool RingBuffer::Flush() {
+  if (pending_.empty()) return true;
+  const uint64_t count = pending_.size();
+  if (queued_.load() + count > kMaxQueuedRecords) {
+    dropped_.fetch_add(count);
+    pending_.clear();
+    return true;
+  }
+  auto* batch = new Batch(std::move(pending_));
+  pending_.clear();
+  queued_.fetch_add(count);
+  napi_status status = deliver_.NonBlockingCall(batch, [this](Napi::Env env, Napi::Function callback, Batch* records) {
+    queued_.fetch_sub(records->size());
+    Napi::Array buffers = Napi::Array::New(env, records->size());
+    for (size_t i = 0; i < records->size(); i++) {
+      const std::string& record = (*records)[i];
+      buffers.Set(i, Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(record.data()), record.size()));
+    }
+    delete records;
+    callback.Call({buffers});
+  });
+  if (status == napi_ok) return true;
+  queued_.fetch_sub(count);
+  delete batch;
+  return false;
 }
 
 void RingBuffer::Poll() {
@@ -56,22 +93,7 @@ void RingBuffer::Poll() {
       });
       break;
     }
-    if (pending_.empty()) continue;
-    auto* batch = new Batch(std::move(pending_));
-    pending_.clear();
-    napi_status status = deliver_.BlockingCall(batch, [](Napi::Env env, Napi::Function callback, Batch* records) {
-      Napi::Array buffers = Napi::Array::New(env, records->size());
-      for (size_t i = 0; i < records->size(); i++) {
-        const std::string& record = (*records)[i];
-        buffers.Set(i, Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(record.data()), record.size()));
-      }
-      delete records;
-      callback.Call({buffers});
-    });
-    if (status != napi_ok) {
-      delete batch;
-      break;
-    }
+    if (!Flush()) break;
   }
 }
 
@@ -85,6 +107,11 @@ void RingBuffer::Stop() {
   ring_ = nullptr;
   close(mapFd_);
   mapFd_ = -1;
+}
+
+// Records dropped because JavaScript was kMaxQueuedRecords records behind.
+Napi::Value RingBuffer::Dropped(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(dropped_.load()));
 }
 
 Napi::Value RingBuffer::Close(const Napi::CallbackInfo& info) {

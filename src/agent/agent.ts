@@ -2,26 +2,32 @@
 // pipeline and its sinks, the workload and policy sources, the reconciler, the DNS proxy and the control socket,
 // and wires them together.
 
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig, type AgentConfig } from './config.js';
+import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { LearnedAddresses } from './learned.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
+import { EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
 import { openDatapath } from '../datapath/datapath.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
 import { Enricher } from '../events/enrich.js';
+import { DecisionHistory } from '../events/history.js';
 import { EventPipeline } from '../events/pipeline.js';
+import type { FlowEvent } from '../events/types.js';
 import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
+import { AgentMetrics } from '../metrics/metrics.js';
+import { MetricsServer } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, checkWorkloadCgroups } from '../sources/config-workloads.js';
+import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
-import { DebouncedWatch } from '../sources/watch.js';
+import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
 export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
@@ -48,8 +54,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const cgroup2Mount = findCgroup2Mount();
   if (cgroup2Mount === null)
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
-  let config: AgentConfig = loadConfig(configPath, cgroup2Mount);
-  checkWorkloadCgroups(config);
+  const loaded = loadConfigFile(configPath, cgroup2Mount);
+  let config: AgentConfig = loaded.config;
+  /** SHA-256 of the configuration text in force (status: configDigest). */
+  let configDigest = loaded.digest;
+  for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
   const datapath = openDatapath({
     objectPath: options.objectPath ?? defaultObjectPath,
     pinDir: config.pinDir ?? join(ensureBpffs(), 'egressguard'),
@@ -58,6 +67,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const sinks = createSinks(config.events.sinks, { node: config.node, log });
   const pipeline = new EventPipeline({ windowMs: config.events.aggregateWindowMs, sinks });
+  // In memory and never blocked by a destination: `egressguard observe` works while every sink is down.
+  const history = new DecisionHistory();
+  pipeline.addSink(history);
 
   const store = new PolicyStore({ defaultNamespace: config.policyNamespace });
   const packet = config.enforcement.packet;
@@ -73,18 +85,60 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   let proxy: DnsProxy | null = null;
   let refresher: NameRefresher | null = null;
-  let configWatch: DebouncedWatch | null = null;
+  let configWatch: PathWatch | null = null;
   let control: ControlServer | null = null;
+  const metrics = new AgentMetrics({
+    kernel: () => datapath.stats(),
+    flood: () => {
+      const { eventsSuppressed, eventsDroppedByReader } = datapath.stats();
+      return { suppressedByRateLimit: eventsSuppressed, droppedByReader: eventsDroppedByReader };
+    },
+    pipeline: () => pipeline.stats(),
+    sinks: () => sinkStats(sinks),
+    dns: () => proxy?.stats() ?? null,
+    learned: () => ({ entries: datapath.learned().length, capacity: EG_MAX_LEARNED }),
+    workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
+    policiesRejected: () => policySource.rejected().length,
+  });
+  let metricsServer: MetricsServer | null = null;
+  /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
+  const decide = (event: FlowEvent) => {
+    metrics.observeFlow(event);
+    pipeline.push(event);
+  };
+  const startedMs = Date.now();
+  /** Modification times of the policy files applied since the last commit: the start of their propagation. */
+  const pendingPolicyChanges: number[] = [];
   let lastKernelLoss = 0n;
   let lastKernelMalformed = 0n;
 
   /** Reached from file watchers, SIGHUP and the control socket: report, keep running, keep enforcing. */
-  const guarded = (step: () => void) => {
+  const guarded = (step: () => void): boolean => {
+    const started = performance.now();
     try {
       step();
+      metrics.observeReconcile((performance.now() - started) / 1000, 'ok');
+      return true;
     } catch (error) {
+      metrics.observeReconcile((performance.now() - started) / 1000, 'failed');
       log.error({ err: error }, 'reconciling failed; the kernel keeps its current state');
+      return false;
     }
+  };
+  /** A file edited while the agent runs: from its modification time to now, when its rules are in the kernel. */
+  const notePolicyChange = (file: string) => {
+    try {
+      const changedMs = statSync(file).mtimeMs;
+      if (changedMs >= startedMs) pendingPolicyChanges.push(changedMs);
+    } catch {
+      // Gone again already: nothing to time.
+    }
+  };
+  const commitPolicies = () => {
+    const enforced = guarded(() => reconciler.syncPolicies());
+    const now = Date.now();
+    if (enforced) for (const changedMs of pendingPolicyChanges) metrics.observePropagation((now - changedMs) / 1000);
+    pendingPolicyChanges.length = 0;
   };
   const applySettings = () => {
     const { baseline, dns, enforcement } = config;
@@ -101,17 +155,22 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const housekeeping = () => {
     const removed = learned.expire();
     if (removed > 0) log.debug({ removed }, 'expired learned addresses removed');
-    const { eventsLost: lost, eventsMalformed: malformed } = datapath.stats();
+    const { eventsLost, eventsDroppedByReader, eventsMalformed: malformed } = datapath.stats();
+    const lost = eventsLost + eventsDroppedByReader;
     if (lost > lastKernelLoss) pipeline.reportKernelLoss(Number(lost - lastKernelLoss));
     if (malformed > lastKernelMalformed) pipeline.reportMalformedKernelEvents(Number(malformed - lastKernelMalformed));
     [lastKernelLoss, lastKernelMalformed] = [lost, malformed];
   };
   const reload = () => {
     try {
-      const next = loadConfig(configPath, cgroup2Mount);
+      const { config: next, digest } = loadConfigFile(configPath, cgroup2Mount);
       if (JSON.stringify(next.dns) !== JSON.stringify(config.dns)) log.warn('dns settings changed: restart the agent to apply them');
-      config = { ...next, dns: config.dns };
+      if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics))
+        log.warn('metrics settings changed: restart the agent to apply them');
+      config = { ...next, dns: config.dns, metrics: config.metrics };
+      configDigest = digest;
       applySettings();
+      log.info({ configDigest, mode: config.baseline.mode }, 'configuration applied');
     } catch (error) {
       log.error({ err: error }, 'configuration rejected; the last good configuration stays in force');
     }
@@ -125,7 +184,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const agent: Agent = {
     status: () => {
       const [rejected, stats, dns] = [policySource.rejected(), pipeline.stats(), proxy?.stats() ?? null];
-      return agentStatus({ config, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
+      return agentStatus({ config, configDigest, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
     },
     reload,
     async stop() {
@@ -137,19 +196,27 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       await refresher?.stop();
       await proxy?.stop();
       await control?.stop();
+      await metricsServer?.stop();
       datapath.close();
       await pipeline.close();
     },
   };
 
   try {
-    datapath.onEvent((event) => pipeline.push(enricher.fromKernel(event)));
+    datapath.onEvent((event) => {
+      const flow = enricher.fromKernel(event);
+      // The suppressed events came before this one: their notice is due no later than this event's window.
+      if (event.suppressed > 0) pipeline.reportSuppressed(flow.workload, event.suppressed);
+      decide(flow);
+    });
     if (datapath.adopted) log.info('adopted the pinned datapath of an earlier agent; enforcement continued meanwhile');
     applySettings();
     await policySource.start({
-      apply: (file, text) => store.applyFile(file, text),
-      remove: (file) => void store.removeFile(file),
-      commit: () => guarded(() => reconciler.syncPolicies()),
+      apply: (changes) => {
+        for (const [file, text] of changes) if (text !== null) notePolicyChange(file);
+        return store.applyFiles(changes);
+      },
+      commit: commitPolicies,
     });
     await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
@@ -170,7 +237,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           decide: (w, qname) => decideName(reconciler.rulesFor(w.key), qname, config.baseline),
         },
         sink: learned,
-        onEvent: (e) => pipeline.push(enricher.fromDns(e)),
+        onEvent: (e) => decide(enricher.fromDns(e)),
       });
       await proxy.start();
       const names = new NameRefresher({ upstreams, lifetime, maxIpsPerName, sink: learned });
@@ -178,9 +245,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       reconciler.onApplied(() => names.setNames(reconciler.exactNames()));
       names.setNames(reconciler.exactNames());
     }
-    configWatch = new DebouncedWatch([config.file], reload, log);
-    control = new ControlServer(config.controlSocket, { status: agent.status, reload });
+    configWatch = new PathWatch(configPath, reload, log);
+    control = new ControlServer(config.controlSocket, { status: agent.status, reload, history });
     await control.start();
+    if (config.metrics) {
+      metricsServer = new MetricsServer(config.metrics.listen, metrics);
+      await metricsServer.start();
+    }
     process.on('SIGHUP', reload);
   } catch (error) {
     await agent.stop();

@@ -1,6 +1,7 @@
 // Host-mode agent configuration: what to enforce, where, and where events go.
 // Every error names the file and the field, and says what to write instead.
 
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -74,6 +75,8 @@ export interface AgentConfig {
     sinks: SinkConfig[];
     aggregateWindowMs: number;
   };
+  /** The Prometheus endpoint (src/metrics); null when metrics.enabled is false. */
+  metrics: { listen: { host: string; port: number } } | null;
 }
 
 /**
@@ -98,6 +101,8 @@ export const CONFIG_DEFAULTS = {
     maxIpsPerWorkload: 4096,
   },
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
+  // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
+  metrics: { enabled: true, listen: '127.0.0.1:9469' },
 } as const satisfies {
   controlSocket: string;
   workloadNamespace: string;
@@ -107,6 +112,7 @@ export const CONFIG_DEFAULTS = {
   enforcement: AgentConfig['enforcement'];
   dns: Omit<AgentConfig['dns'], 'listen' | 'upstreams'> & { upstreamPort: number };
   events: { sinks: readonly SinkConfig[]; aggregateWindowMs: number };
+  metrics: { enabled: boolean; listen: string };
 };
 
 export class ConfigError extends Error {
@@ -209,6 +215,11 @@ const schema = {
         aggregateWindowMs: { type: 'integer', minimum: 1, maximum: 600000 },
       },
     },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { enabled: { type: 'boolean' }, listen: { type: 'string', minLength: 1 } },
+    },
   },
 } as const;
 
@@ -245,6 +256,7 @@ interface RawConfig {
     maxIpsPerWorkload?: number;
   };
   events?: { sinks?: SinkConfig[]; aggregateWindowMs?: number };
+  metrics?: { enabled?: boolean; listen?: string };
 }
 
 const validate = new Ajv({ allErrors: true }).compile(schema);
@@ -395,6 +407,12 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
   const maxTtlSeconds = dns.maxTtlSeconds ?? CONFIG_DEFAULTS.dns.maxTtlSeconds;
   if (minTtlSeconds > maxTtlSeconds) problems.push('dns.minTtlSeconds: must not exceed dns.maxTtlSeconds');
 
+  const metricsEnabled = raw.metrics?.enabled ?? CONFIG_DEFAULTS.metrics.enabled;
+  const metricsListenText = raw.metrics?.listen ?? CONFIG_DEFAULTS.metrics.listen;
+  const metricsListen = parseHostPort(metricsListenText, 0);
+  if (metricsEnabled && (metricsListen === null || metricsListen.port === 0 || metricsListen.port > 65535))
+    problems.push(`metrics.listen: "${metricsListenText}" is not IP:port or [IPv6]:port with a port from 1 to 65535`);
+
   const baseline = raw.baseline ?? {};
   const config: AgentConfig = {
     file: resolve(file),
@@ -431,17 +449,23 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
       sinks: raw.events?.sinks ?? CONFIG_DEFAULTS.events.sinks.map((sink) => ({ ...sink })),
       aggregateWindowMs: raw.events?.aggregateWindowMs ?? CONFIG_DEFAULTS.events.aggregateWindowMs,
     },
+    metrics: metricsEnabled && metricsListen ? { listen: { host: metricsListen.ip, port: metricsListen.port } } : null,
   };
   if (problems.length > 0) throw new ConfigError(file, problems);
   return config;
 }
 
 export function loadConfig(file: string, cgroup2Mount: string): AgentConfig {
+  return loadConfigFile(file, cgroup2Mount).config;
+}
+
+/** The configuration and the SHA-256 (hex) of the text it was parsed from: status shows which version is in force. */
+export function loadConfigFile(file: string, cgroup2Mount: string): { config: AgentConfig; digest: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
   }
-  return parseConfig(file, text, cgroup2Mount);
+  return { config: parseConfig(file, text, cgroup2Mount), digest: createHash('sha256').update(text).digest('hex') };
 }

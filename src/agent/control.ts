@@ -1,18 +1,52 @@
-// Local control socket: `egressguard status` asks the running agent over a Unix socket (root-only, mode 0600).
+// Local control socket: `egressguard status` asks the running agent over a Unix socket (root-only, mode 0600), and
+// `egressguard observe` follows its decisions: recent history from the agent's ring, then every new record, one JSON
+// line each, until the observer disconnects. A slow observer never slows the agent: past a bounded backlog its
+// records are dropped and the next line it gets says how many.
 
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { parseObserveFilter, recordMatches, type DecisionHistory, type ObservedRecord } from '../events/history.js';
 
 export interface ControlHandlers {
   status(): unknown;
   reload(): void;
+  history: DecisionHistory;
 }
 
-type Request = { command: 'status' } | { command: 'reload' };
+export interface ObserveRequest {
+  command: 'observe';
+  filter?: unknown;
+  /** Records from history first (default 0). */
+  last?: number;
+  /** Keep the connection and stream new records (default true). */
+  follow?: boolean;
+}
+
+type Request = { command: 'status' } | { command: 'reload' } | ObserveRequest;
+
+/** Bytes an observer may have unread before its records are dropped (and counted). */
+const OBSERVER_BACKLOG_BYTES = 1 << 20;
+
+/** One observe line: the record's own fields under its kind, as the native JSON sink writes them. */
+export function observedLine(record: ObservedRecord): string {
+  return JSON.stringify(
+    record.kind === 'flow' ? { kind: 'flow', ...record.event } : { ...record.notice, kind: 'notice', notice: record.notice.kind },
+  );
+}
+
+function parseRequest(line: string): Request | null {
+  try {
+    const parsed: unknown = JSON.parse(line);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Request) : null;
+  } catch {
+    return null;
+  }
+}
 
 export class ControlServer {
   private server: Server | null = null;
+  private readonly observers = new Set<Socket>();
 
   constructor(
     private readonly path: string,
@@ -31,7 +65,11 @@ export class ControlServer {
         if (buffered.length > 65536) return socket.destroy();
         const newline = buffered.indexOf('\n');
         if (newline < 0) return;
-        socket.end(`${JSON.stringify(this.answer(buffered.slice(0, newline)))}\n`);
+        socket.removeAllListeners('data');
+        const line = buffered.slice(0, newline);
+        const request = parseRequest(line);
+        if (request !== null && request.command === 'observe') return this.observe(socket, request);
+        socket.end(`${JSON.stringify(this.answer(request))}\n`);
       });
     });
     await new Promise<void>((resolve, reject) => {
@@ -42,13 +80,8 @@ export class ControlServer {
     this.server = server;
   }
 
-  private answer(line: string): unknown {
-    let request: Request;
-    try {
-      request = JSON.parse(line) as Request;
-    } catch {
-      return { error: 'request is not JSON' };
-    }
+  private answer(request: Request | null): unknown {
+    if (request === null) return { error: 'request is not a JSON object' };
     switch (request.command) {
       case 'status':
         return { ok: true, status: this.handlers.status() };
@@ -56,21 +89,62 @@ export class ControlServer {
         this.handlers.reload();
         return { ok: true };
       default:
-        return { error: `unknown command; use "status" or "reload"` };
+        return { error: `unknown command; use "status", "reload" or "observe"` };
     }
+  }
+
+  private observe(socket: Socket, request: ObserveRequest): void {
+    const filter = parseObserveFilter(request.filter);
+    const last = request.last ?? 0;
+    if (typeof filter === 'string' || !Number.isSafeInteger(last) || last < 0) {
+      const error = typeof filter === 'string' ? filter : 'last must be a non-negative integer';
+      socket.end(`${JSON.stringify({ error })}\n`);
+      return;
+    }
+    const history = this.handlers.history;
+    const lines = history.last(last, filter).map(observedLine);
+    socket.write(lines.map((line) => `${line}\n`).join(''));
+    if (request.follow === false) {
+      socket.end();
+      return;
+    }
+    let dropped = 0;
+    const unsubscribe = history.subscribe((record) => {
+      if (!recordMatches(filter, record)) return;
+      if (socket.writableLength > OBSERVER_BACKLOG_BYTES) {
+        dropped++;
+        return;
+      }
+      if (dropped > 0) {
+        socket.write(`${JSON.stringify({ kind: 'notice', notice: 'observer-dropped', count: dropped, time: new Date().toISOString() })}\n`);
+        dropped = 0;
+      }
+      socket.write(`${observedLine(record)}\n`);
+    });
+    this.observers.add(socket);
+    socket.on('close', () => {
+      unsubscribe();
+      this.observers.delete(socket);
+    });
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
     if (!server) return;
+    // Destroyed, not ended: an observer that never closes its side must not hold up the agent's stop.
+    for (const observer of this.observers) observer.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     if (existsSync(this.path)) unlinkSync(this.path);
   }
 }
 
 /** Send one request to a running agent and return its answer. */
-export function controlRequest(path: string, request: Request, timeoutMs = 5000): Promise<Record<string, unknown>> {
+export function controlRequest(
+  path: string,
+  request: { command: 'status' } | { command: 'reload' },
+  timeoutMs = 5000,
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(path);
     let reply = '';
@@ -97,5 +171,55 @@ export function controlRequest(path: string, request: Request, timeoutMs = 5000)
         reject(new Error(`the agent at ${path} sent an unreadable answer`));
       }
     });
+  });
+}
+
+/**
+ * Follow a running agent's decisions: send an observe request and call `onLine` with each JSON line it streams.
+ * Resolves when the agent ends the stream (history only, or the agent stopped); `signal` ends it from this side.
+ */
+export function observeStream(
+  path: string,
+  request: ObserveRequest,
+  onLine: (line: Record<string, unknown>) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    let buffered = '';
+    signal?.addEventListener('abort', () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        let parsed: Record<string, unknown>;
+        try {
+          parsed = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          socket.destroy();
+          return reject(new Error(`the agent at ${path} sent an unreadable line`));
+        }
+        if (typeof parsed.error === 'string') {
+          socket.destroy();
+          return reject(new Error(parsed.error));
+        }
+        onLine(parsed);
+      }
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
+          ? new Error(`no agent is running at ${path} (start one with: egressguard run --config FILE)`)
+          : error,
+      ),
+    );
+    socket.on('end', () => resolve());
   });
 }

@@ -7,12 +7,13 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BaselineEntryConfig } from './config.js';
 import type { PolicyStatus } from './status.js';
-import { ruleIdFor } from '../policy/rule-ids.js';
-import type { CidrEntry, Datapath, KernelRule } from '../datapath/types.js';
+import { RuleIdAllocator } from '../policy/rule-ids.js';
+import type { CidrEntry, Datapath, KernelRule, WorkloadNetwork } from '../datapath/types.js';
 import type { RuleLabel } from '../events/enrich.js';
 import { WorkloadRegistry, workloadKey, type Workload } from '../identity/registry.js';
 import type { WorkloadHost, WorkloadSpec } from '../identity/source.js';
 import { compilePolicyForWorkload, policySelects } from '../policy/compile.js';
+import { shadowedByDeny } from '../policy/domains.js';
 import type { PolicyEntry } from '../policy/store.js';
 import type { CompiledRule } from '../policy/types.js';
 import type { AcceptedObject, ValidatedPolicy } from '../policy/validate.js';
@@ -57,15 +58,57 @@ interface WorkloadState {
   rules: CompiledRule[];
   /** The last enrolment failed or lacked its backstop interfaces: recompiled and enrolled again on every pass. */
   retry: boolean;
+  /** Why the workload's own rules are not in force (it is enrolled fail-closed, or not at all); null when they are. */
+  error: string | null;
+}
+
+/** A workload that cannot be enforced as its policies say, and what it gets instead. */
+export interface WorkloadFailure {
+  key: string;
+  cgroup: string;
+  error: string;
+  /** 'deny-all': enrolled with the fail-closed rule alone (DNS still steered); 'none': not enrolled at all. */
+  enforced: 'deny-all' | 'none';
+}
+
+/**
+ * Reserved id of the rule a workload gets when its own rules cannot be enforced: policy rule ids are allocated from
+ * FIRST_ALLOCATED_RULE_ID (see RuleIdAllocator), so it never collides with one.
+ */
+export const FAIL_CLOSED_RULE_ID = 1;
+
+/** Deny everything (tier 0 and tier 1 still come first): what a workload gets when its own rules cannot be enforced. */
+function failClosedRule(spec: WorkloadSpec): CompiledRule {
+  return {
+    ruleId: FAIL_CLOSED_RULE_ID,
+    policy: { namespace: spec.namespace, name: 'egressguard-fail-closed', generation: 0 },
+    name: 'fail-closed',
+    action: 'deny',
+    protocol: 'any',
+    portLow: 0,
+    portHigh: 65535,
+    cidrs: [],
+    anyDestination: true,
+    domains: null,
+    watch: false,
+    logging: true,
+    tlsRequired: false,
+    notEnforced: [],
+    active: true,
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function policyKeyOf(policy: { namespace: string; name: string }): string {
   return `${policy.namespace}/${policy.name}`;
 }
 
-function cidrEntry(group: string, entry: BaselineEntryConfig): CidrEntry {
+function cidrEntry(ruleId: number, entry: BaselineEntryConfig): CidrEntry {
   return {
-    ruleId: ruleIdFor('baseline', group, entry.name),
+    ruleId,
     cidr: entry.cidr,
     protocol: entry.protocol,
     portLow: entry.portLow,
@@ -111,6 +154,9 @@ export class Reconciler {
   private readonly policyResults = new Map<string, { ruleset: string; ruleNotEnforced: string[] }>();
   private readonly tier2Labels = new Map<number, { label: RuleLabel; uses: number }>();
   private baselineLabels = new Map<number, RuleLabel>();
+  /** Kernel rule ids, collision-free on the node (see RuleIdAllocator). */
+  private readonly ruleIds = new RuleIdAllocator();
+  private baselineNames: (readonly [string, string])[] = [];
   private readonly registryView = new WorkloadRegistry();
   private readonly listeners: Array<() => void> = [];
 
@@ -135,11 +181,22 @@ export class Reconciler {
 
   /** Tier 0 (deny list) and tier 1 (baseline permits): pushed as a whole, labelled for events. */
   setBaseline(denyList: BaselineEntryConfig[], permits: BaselineEntryConfig[]): void {
-    this.options.datapath.setDenyList(denyList.map((e) => cidrEntry('deny-list', e)));
-    this.options.datapath.setBaseline(permits.map((e) => cidrEntry('permits', e)));
+    // Baseline ids come from the same allocator under the namespace "" (no Kubernetes namespace is empty).
+    const groups = [
+      { group: 'deny-list', entries: denyList, tier: 0 as const },
+      { group: 'permits', entries: permits, tier: 1 as const },
+    ];
+    const previous = this.baselineNames;
+    this.baselineNames = groups.flatMap(({ group, entries }) => entries.map((e) => [group, e.name] as const));
+    const ids = groups.map(({ group, entries }) => entries.map((e) => this.ruleIds.idFor('', group, e.name)));
+    this.options.datapath.setDenyList(denyList.map((e, i) => cidrEntry(ids[0]![i]!, e)));
+    this.options.datapath.setBaseline(permits.map((e, i) => cidrEntry(ids[1]![i]!, e)));
     this.baselineLabels = new Map<number, RuleLabel>();
-    for (const e of denyList) this.baselineLabels.set(ruleIdFor('baseline', 'deny-list', e.name), { tier: 0, name: e.name, policy: null });
-    for (const e of permits) this.baselineLabels.set(ruleIdFor('baseline', 'permits', e.name), { tier: 1, name: e.name, policy: null });
+    groups.forEach(({ entries, tier }, g) =>
+      entries.forEach((e, i) => this.baselineLabels.set(ids[g]![i]!, { tier, name: e.name, policy: null })),
+    );
+    const kept = new Set(this.baselineNames.map(([group, name]) => `${group}/${name}`));
+    for (const [group, name] of previous) if (!kept.has(`${group}/${name}`)) this.ruleIds.release('', group, name);
   }
 
   /** Turn the backstop on or off for every workload (they are enrolled again when it changes). */
@@ -174,7 +231,7 @@ export class Reconciler {
         key,
         state
           ? { ...state, spec, specText, retry: true }
-          : { spec, specText, cgroupId: null, enrolled: null, byPolicy: new Map(), rules: [], retry: true },
+          : { spec, specText, cgroupId: null, enrolled: null, byPolicy: new Map(), rules: [], retry: true, error: null },
       );
     }
     const touchedPolicies = new Set<string>();
@@ -227,7 +284,18 @@ export class Reconciler {
       else this.policiesByNamespace.delete(namespace);
       if (!policy) this.policyResults.delete(key);
     }
+    // Ids for new rules before the pass, ids of rules gone after it: an id is never one rule in the kernel while
+    // another is still there under it. Sorted, so a restart with the same set allocates the same ids.
+    const released: [string, string, string][] = [];
+    for (const key of [...changed].sort()) {
+      const policy = next.get(key);
+      const names = new Set(policy?.rules.map((r) => r.name) ?? []);
+      const old = previous.get(key);
+      for (const rule of old?.rules ?? []) if (!names.has(rule.name)) released.push([old!.namespace, old!.name, rule.name]);
+      for (const name of names) this.ruleIds.idFor(policy!.namespace, policy!.name, name);
+    }
     this.pass(changed, new Set(changed));
+    for (const [namespace, policyName, ruleName] of released) this.ruleIds.release(namespace, policyName, ruleName);
   }
 
   /**
@@ -274,10 +342,17 @@ export class Reconciler {
     const byPolicy = new Map<string, CompiledRule[]>();
     for (const [policyKey, policy] of this.policiesByNamespace.get(spec.namespace) ?? []) {
       if (!this.compiler.selects(policy, spec)) continue;
-      const rules = this.compiler.compile(policy, spec);
+      const rules = this.compileWithIds(policy, spec);
       if (rules.length > 0) byPolicy.set(policyKey, rules);
     }
     return byPolicy;
+  }
+
+  /** The compiler's rules with their allocated ids (the compiler's own are the preferred hash ids). */
+  private compileWithIds(policy: ValidatedPolicy, spec: WorkloadSpec): CompiledRule[] {
+    return this.compiler
+      .compile(policy, spec)
+      .map((rule) => ({ ...rule, ruleId: this.ruleIds.idFor(rule.policy.namespace, rule.policy.name, rule.name) }));
   }
 
   private recompile(state: WorkloadState, policyKeys: ReadonlySet<string>): Map<string, CompiledRule[]> {
@@ -286,37 +361,92 @@ export class Reconciler {
       byPolicy.delete(policyKey);
       const policy = this.policies.get(policyKey);
       if (!policy || !this.compiler.selects(policy, state.spec)) continue;
-      const rules = this.compiler.compile(policy, state.spec);
+      const rules = this.compileWithIds(policy, state.spec);
       if (rules.length > 0) byPolicy.set(policyKey, rules);
     }
     return byPolicy;
   }
 
-  /** Push the workload's rules; on failure its previous rules stay in force and it is retried on the next pass. */
+  /**
+   * Push the workload's rules. When they cannot be enforced (no cgroup, backstop interfaces missing or without
+   * addresses, more rules or domains than the kernel holds, a full map) the workload fails closed: it is enrolled with
+   * the deny-all rule alone (its DNS still steered to the proxy, which then denies every name), the error goes to the
+   * log and to status, and it is retried on every pass.
+   */
   private enrol(key: string, state: WorkloadState, byPolicy: Map<string, CompiledRule[]>, touchedPolicies: Set<string>): void {
     const { spec } = state;
     const rules = assemble(byPolicy);
-    let interfaces: string[] = [];
-    let complete = true;
-    try {
-      if (this.packet) interfaces = this.options.host.interfacesOf(spec);
-    } catch (error) {
-      // Socket-level enforcement does not depend on it: enrol the workload, say what is missing.
-      this.log.error({ workload: key, err: error }, 'packet-layer backstop not attached for workload');
-      complete = false;
-    }
     let cgroupId: bigint;
-    let workloadId: number;
     try {
       cgroupId = this.options.host.cgroupIdOf(spec.cgroupPath);
-      const network = this.packet ? { interfaces, addresses: spec.addresses } : undefined;
+    } catch (error) {
+      this.fail(key, state, `cgroup ${spec.cgroupPath} cannot be enrolled: ${messageOf(error)}`, null, touchedPolicies);
+      return;
+    }
+    let network: WorkloadNetwork | undefined;
+    try {
+      if (this.packet) network = { interfaces: this.options.host.interfacesOf(spec), addresses: spec.addresses };
+    } catch (error) {
+      this.fail(key, state, `packet-layer backstop cannot be attached: ${messageOf(error)}`, { cgroupId }, touchedPolicies);
+      return;
+    }
+    let workloadId: number;
+    try {
       workloadId = this.options.datapath.setWorkload(spec.cgroupPath, rules.filter((r) => r.active).map(kernelRule), network);
     } catch (error) {
-      this.log.error({ workload: key, err: error }, 'cannot enforce rules for workload; its previous rules stay in force');
-      state.retry = true;
+      this.fail(key, state, `its rules cannot be enforced: ${messageOf(error)}`, { cgroupId, network }, touchedPolicies);
       return;
     }
     this.replaceRules(key, state, byPolicy, rules, touchedPolicies);
+    this.markEnrolled(state, cgroupId, workloadId);
+    state.retry = false;
+    state.error = null;
+  }
+
+  /**
+   * The workload's own rules cannot be enforced: enrol it deny-all (with its backstop when that much works, else at
+   * the socket layer alone) and retry on every pass. `enrolment` is null when not even its cgroup can be enrolled.
+   */
+  private fail(
+    key: string,
+    state: WorkloadState,
+    error: string,
+    enrolment: { cgroupId: bigint; network?: WorkloadNetwork } | null,
+    touchedPolicies: Set<string>,
+  ): void {
+    const { spec } = state;
+    state.retry = true;
+    state.error = error;
+    const denyAll = failClosedRule(spec);
+    let workloadId: number | null = null;
+    if (enrolment !== null) {
+      const attempts = enrolment.network === undefined ? [undefined] : [enrolment.network, undefined];
+      for (const network of attempts) {
+        try {
+          workloadId = this.options.datapath.setWorkload(spec.cgroupPath, [kernelRule(denyAll)], network);
+          break;
+        } catch (retryError) {
+          state.error = `${error}; deny-all ${network ? 'with' : 'without'} backstop failed too: ${messageOf(retryError)}`;
+        }
+      }
+    }
+    if (workloadId === null) {
+      // Nothing of it is in the kernel that this agent could vouch for: its rules leave DNS decisions too.
+      this.replaceRules(key, state, new Map(), [], touchedPolicies);
+      state.enrolled = null;
+      this.log.error({ workload: key, err: state.error }, 'workload NOT enforced: it cannot be enrolled at all');
+      return;
+    }
+    this.replaceRules(key, state, new Map(), [denyAll], touchedPolicies);
+    this.markEnrolled(state, enrolment!.cgroupId, workloadId);
+    this.log.error(
+      { workload: key, err: state.error },
+      'workload enrolled fail-closed (deny-all, DNS steered) until its rules can be enforced',
+    );
+  }
+
+  private markEnrolled(state: WorkloadState, cgroupId: bigint, workloadId: number): void {
+    const { spec } = state;
     state.cgroupId = cgroupId;
     state.enrolled = {
       namespace: spec.namespace,
@@ -327,7 +457,22 @@ export class Reconciler {
       cgroupId,
       workloadId,
     };
-    state.retry = !complete;
+  }
+
+  /** Workloads whose own rules are not in force, and what they get instead (status and the agent log). */
+  failures(): WorkloadFailure[] {
+    return [...this.workloads].flatMap(([key, state]) =>
+      state.error === null
+        ? []
+        : [
+            {
+              key,
+              cgroup: state.spec.cgroupPath,
+              error: state.error,
+              enforced: state.enrolled ? ('deny-all' as const) : ('none' as const),
+            },
+          ],
+    );
   }
 
   /** A workload the source no longer reports: its rules leave the indexes (the kernel side is the sweep's). */
@@ -393,6 +538,7 @@ export class Reconciler {
 
   /** The label events carry for a rule id of any tier but 3. */
   ruleLabel(ruleId: number): RuleLabel | undefined {
+    if (ruleId === FAIL_CLOSED_RULE_ID) return { tier: 2, name: 'fail-closed (its rules cannot be enforced: see status)', policy: null };
     return this.tier2Labels.get(ruleId)?.label ?? this.baselineLabels.get(ruleId);
   }
 
@@ -423,10 +569,10 @@ export class Reconciler {
     const names: { workloadId: number; ruleIds: number[]; name: string }[] = [];
     for (const { workload, rules } of this.enrolled()) {
       const byName = new Map<string, number[]>();
-      for (const rule of rules) {
+      for (const [index, rule] of rules.entries()) {
         if (!rule.active) continue;
         for (const d of rule.domains ?? []) {
-          if (d.kind !== 'exact') continue;
+          if (d.kind !== 'exact' || shadowedByDeny(rules.slice(0, index), rule, d.name)) continue;
           byName.set(d.name, [...(byName.get(d.name) ?? []), rule.ruleId]);
         }
       }

@@ -1,10 +1,11 @@
 // What `egressguard status` shows: the agent's state as one JSON object (the control socket's answer) and as text.
 import type { AgentConfig } from './config.js';
-import type { Reconciler } from './reconciler.js';
+import type { Reconciler, WorkloadFailure } from './reconciler.js';
 import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
 import { workloadKey } from '../identity/registry.js';
+import { capacityUse, type CapacityName, type CapacityUse } from '../model/capacity.js';
 import type { DomainPattern } from '../policy/types.js';
 
 export interface PolicyStatus {
@@ -43,20 +44,27 @@ export interface WorkloadStatus {
 
 export interface AgentStatus {
   node: string;
+  /** SHA-256 of the configuration file text in force (compare with `sha256sum` of the file). */
+  configDigest: string;
   mode: AgentConfig['baseline']['mode'];
   enforcement: AgentConfig['enforcement'];
   adopted: boolean;
   policies: PolicyStatus[];
   rejected: { file: string; messages: string[] }[];
   workloads: WorkloadStatus[];
+  /** Workloads whose own rules are not in force: enrolled deny-all, or not enrolled at all. */
+  failures: WorkloadFailure[];
+  /** Each kernel capacity (docs/capacity.md): in use against its limit. */
+  capacity: Record<CapacityName, CapacityUse>;
   stats: Record<string, number | string>;
 }
 
 /** Everything the status is made of, gathered by the composition root. */
 export interface StatusInputs {
   config: Pick<AgentConfig, 'node' | 'baseline' | 'enforcement'>;
+  configDigest: string;
   datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats'>;
-  reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel'>;
+  reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel' | 'failures'>;
   rejected: { file: string; messages: string[] }[];
   pipeline: EventPipelineStats;
   /** Delivery counters per sink (sinkStats). */
@@ -103,18 +111,56 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
     })),
   }));
   const kernel = datapath.stats();
+  const enrolled = reconciler.enrolled();
+  const activeRules = enrolled.map(({ rules }) => rules.filter((r) => r.active));
+  const domainRules = new Map(activeRules.flat().map((r) => [r.ruleId, r.domains?.length ?? 0]));
+  const capacity: Record<CapacityName, CapacityUse> = {
+    rulesPerWorkload: capacityUse('rulesPerWorkload', Math.max(0, ...activeRules.map((rules) => rules.length))),
+    workloads: capacityUse('workloads', enrolled.length),
+    ruleDestinations: capacityUse(
+      'ruleDestinations',
+      activeRules.flat().reduce((n, r) => n + r.cidrs.length, 0),
+    ),
+    domainPatterns: capacityUse(
+      'domainPatterns',
+      [...domainRules.values()].reduce((n, count) => n + count, 0),
+    ),
+    domainNameChars: capacityUse(
+      'domainNameChars',
+      Math.max(0, ...activeRules.flat().flatMap((r) => (r.domains ?? []).map((d) => patternText(d).length))),
+    ),
+    learnedAddresses: capacityUse(
+      'learnedAddresses',
+      workloads.reduce((n, w) => n + w.learned.length, 0),
+    ),
+    sniCandidatesPerConnection: capacityUse(
+      'sniCandidatesPerConnection',
+      Math.max(0, ...activeRules.map((rules) => rules.filter((r) => r.domains !== null || r.tlsRequired).length)),
+    ),
+    approvedFlows: capacityUse('approvedFlows', null),
+    workloadAddresses: capacityUse(
+      'workloadAddresses',
+      enrolled.reduce((n, { workload }) => n + workload.addresses.length, 0),
+    ),
+    interfaces: capacityUse('interfaces', null),
+  };
   return {
     node: inputs.config.node,
+    configDigest: inputs.configDigest,
     mode: inputs.config.baseline.mode,
     enforcement: inputs.config.enforcement,
     adopted: datapath.adopted,
     policies: reconciler.policyStatus(),
     rejected: inputs.rejected,
     workloads,
+    failures: reconciler.failures(),
+    capacity,
     stats: {
       ...inputs.pipeline,
       ...inputs.sinks,
       kernelEventsLost: kernel.eventsLost.toString(),
+      kernelEventsSuppressed: kernel.eventsSuppressed.toString(),
+      eventsDroppedByReader: kernel.eventsDroppedByReader.toString(),
       decisionsPermitted: kernel.decisionsPermitted.toString(),
       decisionsDenied: kernel.decisionsDenied.toString(),
       dnsSteered: kernel.dnsSteered.toString(),
@@ -127,7 +173,11 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
 
 /** The text form `egressguard status` prints. */
 export function formatStatus(status: AgentStatus): string {
-  const lines = [`node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`, ''];
+  const lines = [
+    `node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`,
+    `config sha256 ${status.configDigest}`,
+    '',
+  ];
   lines.push('policies:');
   for (const p of status.policies) {
     lines.push(
@@ -138,6 +188,10 @@ export function formatStatus(status: AgentStatus): string {
   for (const r of status.rejected) {
     lines.push(`  REJECTED ${r.file} (last good version stays in force):`);
     for (const m of r.messages) lines.push(`    ${m}`);
+  }
+  for (const f of status.failures) {
+    const what = f.enforced === 'deny-all' ? 'ENROLLED DENY-ALL' : 'NOT ENFORCED';
+    lines.push('', `workload ${f.key}  ${what} (cgroup ${f.cgroup}): ${f.error}`);
   }
   for (const w of status.workloads) {
     lines.push(
@@ -163,6 +217,13 @@ export function formatStatus(status: AgentStatus): string {
       for (const l of w.learned) lines.push(`    ${l.ip.padEnd(24)} ${l.rule}  expires in ${l.expiresInSeconds}s`);
     }
   }
+  lines.push(
+    '',
+    'capacity (in use / kernel limit, docs/capacity.md): ' +
+      Object.entries(status.capacity)
+        .map(([name, c]) => `${name}=${c.used ?? '?'}/${c.max}${c.nearlyFull ? ' NEARLY FULL' : ''}`)
+        .join(' '),
+  );
   lines.push(
     '',
     'counters: ' +

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { controlRequest } from '../agent/control.js';
 import { formatStatus, type AgentStatus } from '../agent/status.js';
+import { observe } from './observe.js';
 import { lintFiles, formatDiagnostic } from '../policy/lint.js';
 
 const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
@@ -16,6 +17,9 @@ Usage:
   egressguard policy lint FILE|DIR...    validate FirewallPolicy manifests (exit 1 on errors)
   egressguard status [--socket PATH] [--json]
                                          show what the running agent enforces per workload
+  egressguard observe [--socket PATH] [--namespace NS] [--workload [NS/]NAME] [--verdict V] [--fqdn NAME|*.SUFFIX]
+                      [--rule [NS/POLICY:]RULE] [--layer L] [--since 5m|ISO-TIME] [--last N] [--follow] [--output table|json]
+                                         follow the running agent's decisions live (--last/--since alone: history, then exit)
   egressguard teardown --config FILE     detach programs and remove pins: enforcement ends (root)
   egressguard demo [--keep-logs]         replay the reference containment lab on this host (root)
   egressguard version
@@ -115,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
       return lint(rest.slice(1));
     case 'status':
       return status(rest);
+    case 'observe':
+      return observe(rest, defaultSocket);
     case 'teardown':
       return teardown(rest);
     case 'demo':

@@ -6,21 +6,26 @@ import { endianness } from 'node:os';
 
 import { formatIp, ipBytes } from '../model/ip.js';
 import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
-import type { Layer, Tier, Verdict } from '../model/decision.js';
+import type { Layer, PacketReason, Tier, Verdict } from '../model/decision.js';
 import type { KernelEvent } from './types.js';
 
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 2;
+export const EG_ABI_VERSION = 3;
 
 export const EG_MAX_RULES = 64;
+/** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
+export const EG_MAX_WORKLOADS = 4096;
+export const EG_MAX_LEARNED = 131072;
 export const EG_RULE_CIDR_FIXED_BITS = 64;
 
 export const ACTION = { deny: 0, permit: 1 } as const satisfies Record<RuleAction, number>;
 export const VERDICTS: readonly Verdict[] = ['denied', 'permitted', 'would-deny', 'would-permit'];
 export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet', 5: 'http' };
 export const TIER = { denyList: 0, baseline: 1, policy: 2, default: 3 } as const satisfies Record<string, Tier>;
+/** enum eg_reason: why the packet layer dropped a packet before any rule (index = value; 0: a tier decided). */
+export const REASONS: readonly (PacketReason | null)[] = [null, 'forged-source', 'source-routed', 'malformed', 'orphan-fragment'];
 /** enum eg_hook: which program decided an event. */
 export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6, socketIter: 7 } as const;
 export const PROTOCOL = { any: 0, icmp: 1, tcp: 6, udp: 17 } as const satisfies Record<RuleProtocol, number>;
@@ -49,8 +54,11 @@ export const EG_HELLO_MAX = 4096;
 /** enum eg_probe_result: what eg_hello_probe returns. */
 export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
-export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, flowsEnded: 4 } as const;
-export const STAT_COUNT = 5;
+export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, eventsSuppressed: 4, flowsEnded: 5 } as const;
+export const STAT_COUNT = 6;
+/** The kernel's event rate limit per workload and CPU (bpf/lib/report.h). */
+export const EG_EVENT_RATE_PER_SEC = 200;
+export const EG_EVENT_BURST = 400;
 
 export interface Member {
   offset: number;
@@ -106,7 +114,7 @@ export const LAYOUTS = {
   eg_learned_key: layout(24, { workload_id: [0, 4], rule_id: [4, 4], addr: [8, 16] }),
   eg_learned_value: layout(8, { expires_ns: [0, 8] }),
   eg_sk_origin: layout(24, { addr: [0, 16], port: [16, 2], family: [18, 1], _pad: [19, 5] }),
-  eg_event: layout(328, {
+  eg_event: layout(352, {
     timestamp_ns: [0, 8],
     cgroup_id: [8, 8],
     workload_id: [16, 4],
@@ -122,9 +130,14 @@ export const LAYOUTS = {
     pid: [48, 4],
     comm: [52, 16],
     sni_len: [68, 2],
-    _pad: [70, 2],
+    reason: [70, 1],
+    _pad: [71, 1],
     sni: [72, 256],
+    src: [328, 16],
+    suppressed: [344, 2],
+    _pad2: [346, 6],
   }),
+  eg_event_budget: layout(24, { credit_ns: [0, 8], updated_ns: [8, 8], suppressed: [16, 4], _pad: [20, 4] }),
   eg_domain_key: layout(260, { prefixlen: [0, 4], rule_id: [4, 4], name: [8, 252] }),
   eg_addr_key: layout(20, { workload_id: [0, 4], addr: [4, 16] }),
   eg_probe_header: layout(8, { rule_id: [0, 4], flags: [4, 2], _pad: [6, 2] }),
@@ -465,9 +478,11 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
   const verdict = VERDICTS[buffer.readUInt8(EVENT.verdict.offset)];
   const tier = buffer.readUInt8(EVENT.tier.offset);
   const layer = LAYERS[buffer.readUInt8(EVENT.layer.offset)];
-  if (verdict === undefined || layer === undefined || tier > TIER.default) {
-    throw new Error(`kernel event has an unknown verdict, tier or layer: ${buffer.toString('hex')}`);
+  const reason = REASONS[buffer.readUInt8(EVENT.reason.offset)];
+  if (verdict === undefined || layer === undefined || tier > TIER.default || reason === undefined) {
+    throw new Error(`kernel event has an unknown verdict, tier, layer or reason: ${buffer.toString('hex')}`);
   }
+  const source = buffer.subarray(EVENT.src.offset, EVENT.src.offset + EVENT.src.size);
   const comm = buffer.subarray(EVENT.comm.offset, EVENT.comm.offset + EVENT.comm.size);
   const nul = comm.indexOf(0);
   const sniLength = Math.min(buffer.readUInt16LE(EVENT.sni_len.offset), EVENT.sni.size);
@@ -488,5 +503,8 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
     comm: comm.subarray(0, nul < 0 ? comm.length : nul).toString('utf8'),
     // latin1: one character per byte as sent, so odd bytes stay visible instead of becoming U+FFFD.
     sni: sniLength === 0 ? null : buffer.subarray(EVENT.sni.offset, EVENT.sni.offset + sniLength).toString('latin1'),
+    ...(layer === 'packet' && source.some((byte) => byte !== 0) ? { source: bytesToAddress(source) } : {}),
+    ...(reason !== null ? { reason } : {}),
+    suppressed: buffer.readUInt16LE(EVENT.suppressed.offset),
   };
 }

@@ -11,6 +11,7 @@ import {
   STAT,
   WORKLOAD_FLAG,
   addressToBytes,
+  cidrToKeyParts,
   decodeAddrKeyWorkload,
   decodeDomainKeyRuleId,
   encodeAddrKey,
@@ -37,6 +38,7 @@ import {
 import { checkKernelFeatures, type DatapathFeatures } from './features.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
 import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
+import type { Cidr } from '../policy/types.js';
 import type {
   CidrEntry,
   Datapath,
@@ -141,6 +143,29 @@ function domainKeys(rule: KernelRule, what: string): Set<string> {
   return keys;
 }
 
+const IPV4_ANY: Cidr = { family: 4, address: '0.0.0.0', prefix: 0 };
+
+/** True when an IPv6 CIDR covers ::ffff:0:0/96, where the kernel keys IPv4. */
+function coversIpv4Mapped(cidr: Cidr): boolean {
+  if (cidr.family !== 6 || cidr.prefix > 96) return false;
+  const { addr } = cidrToKeyParts(cidr);
+  const mapped = cidrToKeyParts({ family: 6, address: '::ffff:0:0', prefix: cidr.prefix }).addr;
+  return addr.equals(mapped);
+}
+
+/**
+ * A rule's eg_rule_cidrs entries, CIDR -> value (1: match). IPv4 is keyed as ::ffff:a.b.c.d, so an IPv6 prefix
+ * covering ::ffff:0:0/96 (::/0, ::/1, ...) would match IPv4 too: the rule gets an exclusion (0) at ::ffff:0:0/96,
+ * which its own IPv4 prefixes, all longer, still override. A CIDR matches its own family only.
+ */
+export function ruleCidrEntries(rule: Pick<KernelRule, 'cidrs'>): Map<Cidr, number> {
+  const entries = new Map<Cidr, number>(rule.cidrs.map((cidr) => [cidr, 1]));
+  const coversIpv4 = rule.cidrs.some(coversIpv4Mapped);
+  const hasIpv4Any = rule.cidrs.some((c) => c.family === 4 && c.prefix === 0);
+  if (coversIpv4 && !hasIpv4Any) entries.set(IPV4_ANY, 0);
+  return entries;
+}
+
 function ruleFlags(rule: KernelRule): number {
   let flags = 0;
   if (rule.cidrs.length > 0) flags |= RULE_FLAG.hasCidr;
@@ -184,8 +209,8 @@ class KernelDatapath implements Datapath {
   private maxLearnedPerWorkload = 0;
   /** Cgroup id each path was enrolled under: a deleted cgroup (its pod is gone) can still be removed. */
   private readonly cgroupIdsByPath = new Map<string, bigint>();
-  /** Keys present in eg_rule_cidrs, hex-encoded (mirror, so swaps can diff without a scan). */
-  private readonly ruleCidrKeys = new Set<string>();
+  /** Entries of eg_rule_cidrs, hex-encoded key -> value (1 match, 0 exclusion): a mirror, so swaps diff without a scan. */
+  private readonly ruleCidrKeys = new Map<string, number>();
   /** Which workloads use each webGroup rule id (its eg_domains keys go when the last one does). */
   private readonly domainUsers = new Map<number, Set<number>>();
   private readonly writtenDomainRules = new Set<number>();
@@ -215,7 +240,8 @@ class KernelDatapath implements Datapath {
       const value = maps.eg_workloads.lookup(key);
       if (value !== null) this.enrolled.set(key.readBigUInt64LE(0), decodeWorkload(value));
     }
-    for (const key of maps.eg_rule_cidrs.keys()) this.ruleCidrKeys.add(key.toString('hex'));
+    for (const key of maps.eg_rule_cidrs.keys())
+      this.ruleCidrKeys.set(key.toString('hex'), maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1);
     for (const key of maps.eg_learned.keys()) this.countLearned(decodeLearnedKey(key).workloadId, 1);
     for (const key of maps.eg_interfaces.keys()) {
       const value = maps.eg_interfaces.lookup(key);
@@ -328,10 +354,11 @@ class KernelDatapath implements Datapath {
     this.syncAddresses(workloadId, addresses);
 
     // Fill the inactive slot completely before the one update that makes it live.
-    const wantedCidrs = new Set<string>();
+    const wantedCidrs = new Map<string, number>();
     rules.forEach((rule, index) => {
       this.maps.eg_rules.update(encodeRuleKey(workloadId, base + index), encodeRule({ ...rule, flags: ruleFlags(rule) }));
-      for (const cidr of rule.cidrs) wantedCidrs.add(encodeRuleCidrKey(workloadId, base + index, cidr).toString('hex'));
+      for (const [cidr, value] of ruleCidrEntries(rule))
+        wantedCidrs.set(encodeRuleCidrKey(workloadId, base + index, cidr).toString('hex'), value);
     });
     for (let index = rules.length; index < EG_MAX_RULES; index++) {
       this.maps.eg_rules.delete(encodeRuleKey(workloadId, base + index));
@@ -533,8 +560,8 @@ class KernelDatapath implements Datapath {
     else this.interfaces.delete(workloadId);
   }
 
-  private syncRuleCidrs(workloadId: number, inScope: (ruleRef: number) => boolean, wanted: Set<string>): void {
-    for (const hex of this.ruleCidrKeys) {
+  private syncRuleCidrs(workloadId: number, inScope: (ruleRef: number) => boolean, wanted: Map<string, number>): void {
+    for (const hex of this.ruleCidrKeys.keys()) {
       if (wanted.has(hex)) continue;
       const key = Buffer.from(hex, 'hex');
       const parts = decodeRuleCidrKey(key);
@@ -542,10 +569,10 @@ class KernelDatapath implements Datapath {
       this.maps.eg_rule_cidrs.delete(key);
       this.ruleCidrKeys.delete(hex);
     }
-    for (const hex of wanted) {
-      if (this.ruleCidrKeys.has(hex)) continue;
-      this.maps.eg_rule_cidrs.update(Buffer.from(hex, 'hex'), encodeU32(1));
-      this.ruleCidrKeys.add(hex);
+    for (const [hex, value] of wanted) {
+      if (this.ruleCidrKeys.get(hex) === value) continue;
+      this.maps.eg_rule_cidrs.update(Buffer.from(hex, 'hex'), encodeU32(value));
+      this.ruleCidrKeys.set(hex, value);
     }
   }
 
@@ -562,7 +589,7 @@ class KernelDatapath implements Datapath {
       this.maps.eg_rules.delete(encodeRuleKey(entry.workloadId, ruleRef));
     }
     this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
-    this.syncRuleCidrs(entry.workloadId, () => true, new Set());
+    this.syncRuleCidrs(entry.workloadId, () => true, new Map());
     this.deleteLearned((key) => key.workloadId === entry.workloadId);
     this.syncInterfaces(entry.workloadId, new Set());
     this.syncAddresses(entry.workloadId, []);
@@ -644,6 +671,8 @@ class KernelDatapath implements Datapath {
     return {
       eventsLost: read(STAT.eventsLost),
       eventsMalformed: this.malformedEvents,
+      eventsSuppressed: read(STAT.eventsSuppressed),
+      eventsDroppedByReader: BigInt(this.ringBuffer?.dropped() ?? 0),
       decisionsPermitted: read(STAT.permitted),
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),

@@ -95,6 +95,8 @@ export interface NativeObject {
 export interface NativeRingBuffer {
   /** Stops and joins the polling thread. */
   close(): void;
+  /** Records dropped because JavaScript fell behind the reader's bounded queue. */
+  dropped(): number;
 }
 
 export interface KernelFeatures {

@@ -89,6 +89,10 @@ export interface DatapathStats {
   eventsLost: bigint;
   /** Ring-buffer records that were not an eg_event (wrong size, unknown verdict, tier or layer): dropped. */
   eventsMalformed: bigint;
+  /** Events the per-workload rate limit suppressed (counted, reported by the workload's next event). */
+  eventsSuppressed: bigint;
+  /** Events the ring-buffer reader dropped because JavaScript fell behind its bounded queue. */
+  eventsDroppedByReader: bigint;
   decisionsPermitted: bigint;
   decisionsDenied: bigint;
   dnsSteered: bigint;

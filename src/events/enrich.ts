@@ -29,7 +29,9 @@ function identityOf(w: Workload): WorkloadIdentity {
   return { namespace: w.namespace, name: w.name, labels: w.labels, podIps: w.addresses, cgroupId: w.cgroupId.toString() };
 }
 
-const protocolNames: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
+const protocolNames: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
+/** The rule name of a packet-layer drop that no rule decided (the event's reason says why). */
+export const PACKET_INTEGRITY_RULE = 'packet-integrity';
 const DEFAULT_NAMES_REMEMBERED = 65_536;
 
 export class Enricher {
@@ -70,11 +72,13 @@ export class Enricher {
 
   fromKernel(event: KernelEvent): FlowEvent {
     const w = this.options.workloads.byId(event.workloadId);
-    const label: RuleLabel =
-      event.tier === 3
+    const label: RuleLabel = event.reason
+      ? { tier: event.tier, name: PACKET_INTEGRITY_RULE, policy: null }
+      : event.tier === 3
         ? { tier: 3, name: 'default-action', policy: null }
         : (this.options.ruleLabel(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
-    const fqdn = event.sni ?? this.nameOf(event.workloadId, event.ip);
+    // A dropped packet (a forged source above all) is named only from its own workload's lookups, never another's.
+    const fqdn = event.sni ?? (event.reason ? this.ownNameOf(event.workloadId, event.ip) : this.nameOf(event.workloadId, event.ip));
     return {
       time: new Date().toISOString(),
       node: this.options.node(),
@@ -86,6 +90,7 @@ export class Enricher {
         protocol: protocolNames[event.protocol] ?? String(event.protocol),
         family: event.family,
       },
+      ...(event.source !== undefined ? { source: { ip: event.source } } : {}),
       fqdn,
       fqdnSource: event.sni ? (event.layer === 'http' ? 'http-host' : 'sni') : fqdn ? 'dns' : 'none',
       layer: event.layer,
@@ -93,6 +98,7 @@ export class Enricher {
       tier: event.tier,
       policy: label.policy,
       rule: label.name,
+      ...(event.reason ? { reason: event.reason } : {}),
       count: 1,
       eventId: '',
     };
@@ -101,6 +107,10 @@ export class Enricher {
   /** The name `ip` was last resolved to by this workload, else by any workload; null when none is remembered. */
   nameOf(workloadId: number, ip: string): string | null {
     return this.namesByAddress.get(`${workloadId}|${ip}`) ?? this.namesByAddress.get(ip) ?? null;
+  }
+
+  private ownNameOf(workloadId: number, ip: string): string | null {
+    return this.namesByAddress.get(`${workloadId}|${ip}`) ?? null;
   }
 
   /** Bounded: workloads decide how many names they look up. The oldest entries go first. */

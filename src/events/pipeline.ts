@@ -7,7 +7,8 @@
 // so that each distinct name a workload tried (a DNS-tunnelling burst, say) is on record.
 // Bounded: at most `maxOpenAggregates` keys are tracked; events for new keys beyond that are dropped, counted and
 // reported through a notice at most once per window. Kernel ring-buffer losses and malformed ring-buffer records
-// are counted apart and each reported through its own notice.
+// are counted apart and each reported through its own notice. Events the kernel's per-workload rate limit suppressed
+// (reportSuppressed) are summed per workload and reported as one `events-suppressed` notice per workload and window.
 import { hostname } from 'node:os';
 import { newEventId } from './ids.js';
 import type { PipelineNotice, Sink } from './sink.js';
@@ -38,6 +39,8 @@ export interface EventPipelineStats {
   kernelEventsLost: number;
   /** Ring-buffer records that could not be decoded (reportMalformedKernelEvents). */
   kernelEventsMalformed: number;
+  /** Events the kernel's per-workload rate limit suppressed, as reported by the events that followed them. */
+  suppressedByRateLimit: number;
   openAggregates: number;
 }
 
@@ -87,7 +90,11 @@ export class EventPipeline {
     droppedByLimit: 0,
     kernelEventsLost: 0,
     kernelEventsMalformed: 0,
+    suppressedByRateLimit: 0,
   };
+  /** Suppressed counts per workload (cgroup id) not yet reported, and when their notices are due. */
+  private readonly suppressedSinceNotice = new Map<string, { workload: FlowEvent['workload']; count: number }>();
+  private suppressedNoticeDue: number | null = null;
   private dropsSinceNotice = 0;
   private dropNoticeDue: number | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -149,6 +156,21 @@ export class EventPipeline {
     this.reportKernelEvents('kernel-events-malformed', 'kernelEventsMalformed', malformed);
   }
 
+  /**
+   * The kernel suppressed `count` events of `workload` before the one just pushed (its rate limit): count them and
+   * report them, per workload, in one notice when the current window closes.
+   */
+  reportSuppressed(workload: FlowEvent['workload'], count: number): void {
+    if (!Number.isSafeInteger(count) || count <= 0) return;
+    this.counters.suppressedByRateLimit += count;
+    const key = `${workload.cgroupId}|${workload.namespace}/${workload.name}`;
+    const pending = this.suppressedSinceNotice.get(key);
+    if (pending) pending.count += count;
+    else this.suppressedSinceNotice.set(key, { workload, count });
+    this.suppressedNoticeDue ??= this.clock() + this.windowMs;
+    this.schedule();
+  }
+
   /** Close every window whose time is up (the internal timer calls this; tests with an injected clock may too). */
   closeExpiredWindows(now: number = this.clock()): void {
     for (const [key, aggregate] of this.open) {
@@ -156,12 +178,14 @@ export class EventPipeline {
       this.closeWindow(key, aggregate);
     }
     if (this.dropNoticeDue !== null && this.dropNoticeDue <= now) this.reportDrops();
+    if (this.suppressedNoticeDue !== null && this.suppressedNoticeDue <= now) this.reportSuppressions();
   }
 
   /** Close every window now, writing the counted remainders and any pending drop notice. */
   flush(): void {
     for (const [key, aggregate] of this.open) this.closeWindow(key, aggregate);
     if (this.dropsSinceNotice > 0) this.reportDrops();
+    if (this.suppressedSinceNotice.size > 0) this.reportSuppressions();
   }
 
   stats(): EventPipelineStats {
@@ -217,11 +241,32 @@ export class EventPipeline {
     this.dropNoticeDue = null;
   }
 
-  /** One timer, aimed at the earliest deadline (the oldest window or the pending drop notice). */
+  private reportSuppressions(): void {
+    const time = new Date().toISOString();
+    for (const { workload, count } of this.suppressedSinceNotice.values()) {
+      this.notify({
+        kind: 'events-suppressed',
+        time,
+        node: this.node,
+        reason: 'rate-limit',
+        workload: { namespace: workload.namespace, name: workload.name, cgroupId: workload.cgroupId },
+        count,
+        total: this.counters.suppressedByRateLimit,
+      });
+    }
+    this.suppressedSinceNotice.clear();
+    this.suppressedNoticeDue = null;
+  }
+
+  /** One timer, aimed at the earliest deadline (the oldest window or a pending notice). */
   private schedule(): void {
     if (this.timer !== null || this.closed) return;
     const oldest = this.open.values().next();
-    const deadlines = [oldest.done ? Infinity : oldest.value.deadline, this.dropNoticeDue ?? Infinity];
+    const deadlines = [
+      oldest.done ? Infinity : oldest.value.deadline,
+      this.dropNoticeDue ?? Infinity,
+      this.suppressedNoticeDue ?? Infinity,
+    ];
     const next = Math.min(...deadlines);
     if (next === Infinity) return;
     this.timer = setTimeout(

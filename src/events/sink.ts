@@ -15,12 +15,27 @@ export type PipelineNotice =
       limit: number;
     }
   | {
-      /** Lost: the ring buffer was full. Malformed: a record arrived that could not be decoded. */
+      /**
+       * Lost: the ring buffer was full (its reader's bounded queue to JavaScript counts as part of it).
+       * Malformed: a record arrived that could not be decoded.
+       */
       kind: 'kernel-events-lost' | 'kernel-events-malformed';
       time: string;
       node: string;
       /** Ring-buffer events lost (or malformed records) since the previous notice of this kind. */
       count: number;
+      total: number;
+    }
+  | {
+      /** The kernel's per-workload rate limit held back events of one workload: counted there, never sent. */
+      kind: 'events-suppressed';
+      time: string;
+      node: string;
+      reason: 'rate-limit';
+      workload: { namespace: string; name: string; cgroupId: string };
+      /** Events of this workload suppressed since its previous notice. */
+      count: number;
+      /** Suppressed events of every workload reported so far. */
       total: number;
     }
   | {
@@ -43,6 +58,8 @@ export function describeNotice(notice: PipelineNotice): string {
       return `${notice.count} kernel events lost: ring buffer full (${notice.total} in total)`;
     case 'kernel-events-malformed':
       return `${notice.count} kernel event records malformed: could not be decoded, dropped (${notice.total} in total)`;
+    case 'events-suppressed':
+      return `${notice.count} events of ${notice.workload.namespace}/${notice.workload.name} suppressed: over its kernel event rate limit (${notice.total} in total)`;
     case 'sink-records-dropped':
       return `${notice.count} records dropped by sink ${notice.sink}: its queue was full or its destination failed (${notice.total} in total)`;
   }

@@ -13,13 +13,16 @@ export interface FlowEvent {
   workload: WorkloadIdentity;
   process?: { pid: number; comm: string };
   destination: { ip: string; port: number; protocol: string; family: 4 | 6 };
+  /** Packet layer: the source address the packet carried (a forged one included). */
+  source?: { ip: string };
   fqdn: string | null;
   fqdnSource: FqdnSource;
   layer: Layer;
   verdict: Verdict;
   tier: Tier;
   policy: { namespace: string; name: string; generation: number } | null;
-  /** Rule name; `default-action` for tier 3, the baseline entry name for tier 1. */
+  /** Rule name; `default-action` for tier 3, the baseline entry name for tier 1, `packet-integrity` for a
+   * packet-layer drop no rule decided (then `reason` says why: forged-source, source-routed, ...). */
   rule: string;
   reason?: string;
   /** Number of identical decisions aggregated into this event. */

@@ -8,6 +8,9 @@ export type FqdnSource = 'dns' | 'sni' | 'http-host' | 'none';
 /** 0: deny list, 1: baseline permits, 2: FirewallPolicy rules, 3: default action. */
 export type Tier = 0 | 1 | 2 | 3;
 
+/** Why the packet layer dropped a packet before any rule applied (enum eg_reason). */
+export type PacketReason = 'forged-source' | 'source-routed' | 'malformed' | 'orphan-fragment';
+
 /** A decision reported by the kernel, decoded by the datapath but not yet enriched (events/enrich.ts names it). */
 export interface KernelEvent {
   timestampNs: bigint;
@@ -25,4 +28,10 @@ export interface KernelEvent {
   comm: string;
   /** The ClientHello's server name (layer tls), lower-cased; null when there was none. */
   sni: string | null;
+  /** Packet layer: the packet's source address (ARP: the sender's), as sent, forged or not. */
+  source?: string;
+  /** Set when no rule decided: the packet was dropped for this reason (tier 0, rule id 0). */
+  reason?: PacketReason;
+  /** Events of this workload the kernel's rate limit suppressed just before this one (counted, not sent). */
+  suppressed: number;
 }

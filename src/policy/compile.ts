@@ -114,9 +114,12 @@ function compileRule(policy: ValidatedPolicy, rule: ValidatedRule, resolver: Des
     }
   }
 
-  // In a webGroup rule the learned-address condition is what names the destination; the translator's
-  // `any-destination` (0.0.0.0/0) there means "wherever the names resolve", so AAAA answers count too.
-  const webAnywhere = domains !== null && cidrs.some((cidr) => cidr.prefix === 0);
+  // What a default route means depends on the action (docs/policy-semantics.md). In a webGroup rule the learned-address
+  // condition names the destination, so the translator's `any-destination` (0.0.0.0/0) means "wherever the names
+  // resolve", AAAA answers included. In a deny rule 0.0.0.0/0 or ::/0 means every destination of both families: a deny
+  // is never narrower than meant (`deny-all-external` must cover IPv6). In a plain permit a CIDR keeps its own family.
+  const defaultRoute = cidrs.some((cidr) => cidr.prefix === 0);
+  const webAnywhere = domains !== null && defaultRoute;
   return {
     rule: {
       ruleId: ruleIdFor(policy.namespace, policy.name, rule.name),
@@ -127,7 +130,7 @@ function compileRule(policy: ValidatedPolicy, rule: ValidatedRule, resolver: Des
       portLow: rule.portLow,
       portHigh: rule.portHigh,
       cidrs: dedupeCidrs(cidrs),
-      anyDestination: (deny && unresolvedDestination) || webAnywhere,
+      anyDestination: (deny && (unresolvedDestination || defaultRoute)) || webAnywhere,
       domains,
       watch: rule.watch,
       logging: rule.logging,

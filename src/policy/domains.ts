@@ -175,6 +175,24 @@ function decidesEveryName(rule: CompiledRule): boolean {
   return everyAddress && rule.protocol === 'any' && rule.portLow === 0 && rule.portHigh === 65535;
 }
 
+/**
+ * True when an earlier enforced deny webGroup rule names `name` on every protocol and port `rule` covers: whatever
+ * `rule` permits, the name is denied there, so its addresses are never learned for `rule` (neither from a workload's
+ * answer nor from the agent's own resolution). "deny *.x.com, then permit api.x.com" never reaches api.x.com.
+ */
+export function shadowedByDeny(earlier: readonly CompiledRule[], rule: CompiledRule, name: string): boolean {
+  return earlier.some(
+    (deny) =>
+      deny.active &&
+      !deny.watch &&
+      deny.action === 'deny' &&
+      webRuleMatches(deny, name) &&
+      (deny.protocol === 'any' || deny.protocol === rule.protocol) &&
+      deny.portLow <= rule.portLow &&
+      deny.portHigh >= rule.portHigh,
+  );
+}
+
 function webRuleMatches(rule: CompiledRule, name: string): boolean {
   return rule.domains !== null && domainIndexFor(rule.domains).matches(name);
 }
@@ -187,10 +205,10 @@ export function dnsDecision(rules: readonly CompiledRule[], qname: string): DnsD
   const name = normalizeDomain(qname);
   let decided: CompiledRule | null = null;
   const learnFor: CompiledRule[] = [];
-  for (const rule of rules) {
+  for (const [index, rule] of rules.entries()) {
     if (!rule.active) continue;
     const matches = webRuleMatches(rule, name);
-    if (matches) learnFor.push(rule);
+    if (matches && !shadowedByDeny(rules.slice(0, index), rule, name)) learnFor.push(rule);
     if (decided !== null || rule.watch) continue;
     if (rule.domains !== null ? matches : decidesEveryName(rule)) decided = rule;
   }

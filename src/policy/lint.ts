@@ -1,5 +1,6 @@
 // `egressguard policy lint FILE…`: validate manifests for CI, with one-line messages that name file, object, field and fix.
 import { readFileSync } from 'node:fs';
+import { capacityDiagnostics } from './capacity-lint.js';
 import { manifestFilesIn } from './manifest-files.js';
 import { PolicyStore } from './store.js';
 import type { PolicyDiagnostic } from './types.js';
@@ -14,7 +15,7 @@ export interface LintResult {
   ok: boolean;
 }
 
-/** Validates every file as one policy set (so an object defined in two files is reported too). */
+/** Validates every file as one policy set (so an object defined in two files is reported too), then checks the set against the kernel's capacities. */
 export function lintFiles(paths: readonly string[], options: ValidationOptions = {}): LintResult {
   const store = new PolicyStore(options);
   const diagnostics: PolicyDiagnostic[] = [];
@@ -37,6 +38,7 @@ export function lintFiles(paths: readonly string[], options: ValidationOptions =
       diagnostics.push(...store.applyFile(file, text));
     }
   }
+  diagnostics.push(...capacityDiagnostics(store.objects().flatMap((o) => (o.kind === 'FirewallPolicy' ? [o] : []))));
   return { diagnostics, ok: !diagnostics.some((d) => d.severity === 'error') };
 }
 

@@ -4,12 +4,11 @@ import type { PolicyDiagnostic } from './types.js';
 
 export interface PolicySink {
   /**
-   * Replace what `sourceId` (a file, an API object) defined with `manifests` (YAML or JSON, one or more documents).
-   * With any error the previous objects of `sourceId` stay in force. Returns every diagnostic.
+   * One transaction: each source id (a file, an API object) maps to its new manifests (YAML or JSON, one or more
+   * documents), or null when it is gone; the resulting set replaces the current one at once (PolicyStore.applyFiles).
+   * A source id with any error keeps its previous objects. Returns the diagnostics per source id still present.
    */
-  apply(sourceId: string, manifests: string): PolicyDiagnostic[];
-  /** Withdraw everything `sourceId` defined. */
-  remove(sourceId: string): void;
+  apply(changes: ReadonlyMap<string, string | null>): Map<string, PolicyDiagnostic[]>;
   /** A batch of changes is complete: enforce the accepted set now (an object moving between files is never withdrawn midway). */
   commit(): void;
 }

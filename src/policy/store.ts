@@ -56,53 +56,103 @@ export class PolicyStore {
    * objects stay in force; otherwise its objects replace them (objects no longer in the file are removed).
    */
   applyFile(path: string, text: string): PolicyDiagnostic[] {
-    const parsed = parseManifests(text, path, this.options);
-    const diagnostics = [...parsed.diagnostics, ...parsed.objects.flatMap((object) => this.compilerFindings(object))];
-    for (const object of parsed.objects) {
-      const owner = this.fileByKey.get(objectKey(object));
-      if (owner !== undefined && owner !== path) {
-        diagnostics.push({
-          severity: 'error',
-          location: {
-            file: path,
-            document: object.source.document,
-            namespace: object.namespace,
-            name: object.name,
-            field: 'metadata.name',
-          },
-          message: `${object.kind} ${object.namespace}/${object.name} is already defined in ${owner}`,
-          fix: 'define each object in one file only, or rename one of them',
-        });
-      }
-    }
-    if (diagnostics.some((d) => d.severity === 'error')) return diagnostics;
-
-    let changed = this.dropFile(path, new Set(parsed.objects.map(objectKey)));
-    const keys: string[] = [];
-    for (const object of parsed.objects) {
-      const key = objectKey(object);
-      const spec = canonical(object.spec);
-      const previous = this.generations.get(key);
-      const stillPresent = this.byKey.has(key);
-      const generation =
-        previous === undefined ? 1 : stillPresent && previous.spec === spec ? previous.generation : previous.generation + 1;
-      if (!stillPresent || generation !== previous?.generation) changed = true;
-      this.generations.set(key, { generation, spec });
-      this.byKey.set(key, { ...object, generation });
-      this.fileByKey.set(key, path);
-      keys.push(key);
-    }
-    this.keysByFile.set(path, keys);
-    if (changed) this.revisionCounter++;
-    return diagnostics;
+    return this.applyFiles(new Map([[path, text]])).get(path) ?? [];
   }
 
   /** Forgets every object the file defined. Returns true when something was removed. */
   removeFile(path: string): boolean {
-    const changed = this.dropFile(path, new Set());
-    this.keysByFile.delete(path);
+    const revision = this.revisionCounter;
+    this.applyFiles(new Map([[path, null]]));
+    return this.revisionCounter !== revision;
+  }
+
+  /**
+   * One transaction over several files (a folder change: files renamed, a git checkout, a ConfigMap update): each
+   * path maps to its new text, or null when it is gone. The resulting set replaces the current one at once, and
+   * "already defined" is judged on that resulting set, so an object moving from a removed file to a new one is
+   * accepted and never withdrawn midway. A file with errors keeps its previous objects (last-good); when two files
+   * would define one object, the file that changed is rejected (both changed: the later path), naming the other.
+   * Returns the diagnostics of every changed file that still exists.
+   */
+  applyFiles(changes: ReadonlyMap<string, string | null>): Map<string, PolicyDiagnostic[]> {
+    const results = new Map<string, PolicyDiagnostic[]>();
+    const accepted = new Map<string, AcceptedObject[]>();
+    for (const [path, text] of changes) {
+      if (text === null) continue;
+      const parsed = parseManifests(text, path, this.options);
+      const diagnostics = [...parsed.diagnostics, ...parsed.objects.flatMap((object) => this.compilerFindings(object))];
+      results.set(path, diagnostics);
+      if (!diagnostics.some((d) => d.severity === 'error')) accepted.set(path, parsed.objects);
+    }
+    this.rejectDuplicates(changes, accepted, results);
+
+    const presentBefore = new Set(this.byKey.keys());
+    let changed = false;
+    for (const [path, text] of changes) {
+      if (text !== null && !accepted.has(path)) continue;
+      changed = this.dropFile(path, new Set((accepted.get(path) ?? []).map(objectKey))) || changed;
+      this.keysByFile.delete(path);
+    }
+    for (const [path, objects] of accepted) {
+      const keys: string[] = [];
+      for (const object of objects) {
+        const key = objectKey(object);
+        const spec = canonical(object.spec);
+        const previous = this.generations.get(key);
+        // Same spec, still defined somewhere before this change (possibly in another file): same generation.
+        const unchanged = previous !== undefined && presentBefore.has(key) && previous.spec === spec;
+        const generation = previous === undefined ? 1 : unchanged ? previous.generation : previous.generation + 1;
+        if (!unchanged || !this.byKey.has(key)) changed = true;
+        this.generations.set(key, { generation, spec });
+        this.byKey.set(key, { ...object, generation });
+        this.fileByKey.set(key, path);
+        keys.push(key);
+      }
+      this.keysByFile.set(path, keys);
+    }
     if (changed) this.revisionCounter++;
-    return changed;
+    return results;
+  }
+
+  /**
+   * Rejects (removes from `accepted`) changed files that would define an object another file of the resulting set
+   * defines. Repeats until stable: a rejected file keeps its previous objects, which may clash in turn.
+   */
+  private rejectDuplicates(
+    changes: ReadonlyMap<string, string | null>,
+    accepted: Map<string, AcceptedObject[]>,
+    results: Map<string, PolicyDiagnostic[]>,
+  ): void {
+    for (;;) {
+      const definers = new Map<string, { path: string; object: Pick<AcceptedObject, 'kind' | 'namespace' | 'name'> }[]>();
+      const files = new Set([...this.keysByFile.keys(), ...changes.keys()]);
+      for (const path of [...files].sort()) {
+        if (changes.get(path) === null) continue;
+        const objects = accepted.get(path) ?? (this.keysByFile.get(path) ?? []).map((key) => this.byKey.get(key)!);
+        for (const object of objects) {
+          const key = objectKey(object);
+          definers.set(key, [...(definers.get(key) ?? []), { path, object }]);
+        }
+      }
+      let rejected = false;
+      for (const list of definers.values()) {
+        if (list.length < 2) continue;
+        const keeper = list.find((d) => !accepted.has(d.path)) ?? list[0]!;
+        for (const { path, object } of list) {
+          if (path === keeper.path || !accepted.has(path)) continue;
+          accepted.delete(path);
+          rejected = true;
+          const source = 'source' in object ? (object as AcceptedObject).source : undefined;
+          results.get(path)!.push({
+            severity: 'error',
+            location: { file: path, document: source?.document, namespace: object.namespace, name: object.name, field: 'metadata.name' },
+            message: `${object.kind} ${object.namespace}/${object.name} is already defined in ${keeper.path}`,
+            fix: 'define each object in one file only, or rename one of them',
+          });
+        }
+      }
+      if (!rejected) return;
+    }
   }
 
   /** Removes the file's objects except those in `keep` (which are about to be replaced). */

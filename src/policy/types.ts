@@ -37,8 +37,9 @@ export interface CompiledRule {
   /** Destination CIDRs from `cidr` smartGroups. */
   cidrs: Cidr[];
   /**
-   * The CIDR condition passes for every address: a deny rule whose destination cannot be evaluated (never widens), or
-   * a webGroup rule whose destination includes a default route (the learned-address condition then names the destination).
+   * The CIDR condition passes for every address of both families: a deny rule whose destination cannot be evaluated
+   * or includes a default route (0.0.0.0/0 or ::/0: a deny never narrower than meant), or a webGroup rule whose
+   * destination includes a default route (the learned-address condition then names the destination).
    */
   anyDestination: boolean;
   /** Domain patterns from the rule's webGroups; null when the rule has no webGroups. */

@@ -1,12 +1,23 @@
 // The sink registry: sink type → config schema and factory. Adding a sink type is one file (its config, schema and
 // factory, see jsonl.ts) plus one line in SINK_TYPES.
 import { Delivery } from './delivery.js';
+import { fileSink } from './file.js';
+import { splunkHecSink, webhookSink } from './http.js';
 import { jsonlSink } from './jsonl.js';
+import { filterPredicate, type SinkFilter } from './options.js';
 import { DeliveredSink } from './sink.js';
+import { Spool } from './spool.js';
+import { stdoutSink } from './stdout.js';
+import { syslogSink } from './syslog.js';
 import type { SinkDefinition, SinkDeps } from './types.js';
 
 const SINK_TYPES = {
   jsonl: jsonlSink,
+  stdout: stdoutSink,
+  file: fileSink,
+  syslog: syslogSink,
+  'splunk-hec': splunkHecSink,
+  webhook: webhookSink,
 } as const;
 
 export type SinkType = keyof typeof SINK_TYPES;
@@ -46,9 +57,15 @@ export function createSinks(configs: readonly SinkConfig[], deps: SinkDeps): Del
   return configs.map((config, index) => {
     const name = `events.sinks[${index}]`;
     const definition = definitionOf(config.type);
-    const { format, transport, delivery } = definition.create(config, deps);
     const described = `${name} (${config.type} to ${definition.destination(config)})`;
-    return new DeliveredSink(name, format, new Delivery(described, transport, deps.log, delivery), deps.node);
+    try {
+      const { format, transport, delivery, spool } = definition.create(config, deps);
+      const filter = filterPredicate((config as { filter?: SinkFilter }).filter);
+      const delivered = new Delivery(described, transport, deps.log, delivery, spool ? new Spool(spool) : null);
+      return new DeliveredSink(name, format, delivered, deps.node, filter);
+    } catch (error) {
+      throw new Error(`${described}: ${(error as Error).message}`, { cause: error });
+    }
   });
 }
 

@@ -10,6 +10,8 @@ import type { Format } from './types.js';
 export class DeliveredSink implements Sink {
   private dropsReported = 0;
   private closing: Promise<void> | null = null;
+  /** Drops of an earlier run, reported with this run's. */
+  private readonly carried: number;
 
   constructor(
     /** Names the sink in status counters and logs: `events.sinks[0]`. */
@@ -17,9 +19,14 @@ export class DeliveredSink implements Sink {
     private readonly format: Format,
     private readonly delivery: Delivery,
     private readonly node: string,
-  ) {}
+    /** Which decisions this sink takes (its `filter:`); null for all. Notices always pass. */
+    private readonly accepts: ((event: FlowEvent) => boolean) | null = null,
+  ) {
+    this.carried = delivery.carriedDrops;
+  }
 
   write(event: FlowEvent): void {
+    if (this.accepts !== null && !this.accepts(event)) return;
     this.reportDrops();
     this.delivery.enqueue(this.format.flow(event));
   }
@@ -36,14 +43,15 @@ export class DeliveredSink implements Sink {
   close(): Promise<void> {
     if (this.closing === null) {
       this.reportDrops(true);
-      this.closing = this.delivery.close();
+      // Drops during the close itself (a spool evicting to fit what it was handed) go to the next run.
+      this.closing = this.delivery.close().then(() => this.delivery.saveUnreportedDrops(this.lost() - this.dropsReported));
     }
     return this.closing;
   }
 
   /** Outside close(), only when the notice can get through without pushing another record out. */
   private reportDrops(closing = false): void {
-    const { dropped } = this.delivery.stats();
+    const dropped = this.lost();
     if (dropped === this.dropsReported) return;
     if (!closing && !(this.delivery.healthy && this.delivery.hasRoom)) return;
     const notice: PipelineNotice = {
@@ -56,5 +64,9 @@ export class DeliveredSink implements Sink {
     };
     this.dropsReported = dropped;
     this.delivery.enqueue(this.format.notice(notice));
+  }
+
+  private lost(): number {
+    return this.delivery.stats().dropped + this.carried;
   }
 }

@@ -4,11 +4,17 @@
 import type { PipelineNotice } from '../events/sink.js';
 import type { FlowEvent } from '../events/types.js';
 import type { DeliveryOptions } from './delivery.js';
+import type { SpoolOptions } from './spool.js';
 
 /** Renders one record as one string, without framing (the transport frames: a newline, an octet count, ...). */
 export interface Format {
   flow(event: FlowEvent): string;
   notice(notice: PipelineNotice): string;
+}
+
+/** Thrown by a transport when the destination refused the records for good (HTTP 4xx but 429): not retried. */
+export class PermanentDeliveryError extends Error {
+  override readonly name = 'PermanentDeliveryError';
 }
 
 /** Sends a batch, in order. Throwing (or rejecting) means "not delivered": the delivery retries the whole batch. */
@@ -38,5 +44,5 @@ export interface SinkDefinition<Config extends { type: string }> {
   schema: Record<string, unknown>;
   /** Where the records go, for the operator's log (a path, a URL). */
   destination(config: Config): string;
-  create(config: Config, deps: SinkDeps): { format: Format; transport: Transport; delivery?: DeliveryOptions };
+  create(config: Config, deps: SinkDeps): { format: Format; transport: Transport; delivery?: DeliveryOptions; spool?: SpoolOptions };
 }

@@ -4,14 +4,16 @@ import type { AgentConfig, WorkloadConfig } from '../agent/config.js';
 import { workloadKey } from '../identity/registry.js';
 import type { WorkloadSource, WorkloadSpec } from '../identity/source.js';
 
-/** At start a missing cgroup is a configuration mistake: say which and where to fix it. */
-export function checkWorkloadCgroups(config: AgentConfig): void {
-  for (const w of config.workloads) {
-    if (!existsSync(w.cgroup))
-      throw new Error(
-        `workload ${workloadKey(w)}: cgroup path ${w.cgroup} does not exist; create it or fix workloads[].cgroup in ${config.file}`,
-      );
-  }
+/**
+ * Workloads whose cgroup is missing, each named with the field to fix. The agent starts anyway and enforces the
+ * others: one vanished cgroup must not leave the whole node without its DNS proxy and policies.
+ */
+export function missingWorkloadCgroups(config: AgentConfig): string[] {
+  return config.workloads
+    .filter((w) => !existsSync(w.cgroup))
+    .map(
+      (w) => `workload ${workloadKey(w)}: cgroup path ${w.cgroup} does not exist; create it or fix workloads[].cgroup in ${config.file}`,
+    );
 }
 
 function specOf(w: WorkloadConfig): WorkloadSpec {

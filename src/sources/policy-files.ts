@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { formatDiagnostic } from '../policy/diagnostics.js';
 import { manifestFilesIn } from '../policy/manifest-files.js';
 import type { PolicySink, PolicySource } from '../policy/source.js';
+import type { PolicyDiagnostic } from '../policy/types.js';
 import { DebouncedWatch } from './watch.js';
 
 export class PolicyFileSource implements PolicySource {
@@ -35,10 +36,15 @@ export class PolicyFileSource implements PolicySource {
     this.scan();
   }
 
-  /** Read every policy file and hand the changed ones to the sink; files gone since the last scan are removed. */
+  /**
+   * Read every policy file and hand the changes to the sink as one transaction: changed and new files, files gone
+   * since the last scan, and files rejected before (a clash with a file that is now gone must clear).
+   */
   scan(): void {
     const sink = this.sink;
     if (!sink) return;
+    const changes = new Map<string, string | null>();
+    const digests = new Map<string, string>();
     const seen = new Set<string>();
     for (const root of this.paths) {
       if (!existsSync(root)) this.log.warn({ path: root }, 'policy path does not exist (yet); watching for it');
@@ -52,26 +58,31 @@ export class PolicyFileSource implements PolicySource {
           continue;
         }
         const digest = createHash('sha256').update(text).digest('hex');
-        if (this.digests.get(file) === digest) continue;
-        this.digests.set(file, digest);
-        const diagnostics = sink.apply(file, text);
-        const errors = diagnostics.filter((d) => d.severity === 'error');
-        for (const d of diagnostics)
-          (d.severity === 'error' ? this.log.error.bind(this.log) : this.log.warn.bind(this.log))(formatDiagnostic(d));
-        if (errors.length > 0) {
-          this.rejectedFiles.set(file, errors.map(formatDiagnostic));
-          this.log.error({ file }, 'policy file rejected; the last good version stays in force');
-        } else {
-          this.rejectedFiles.delete(file);
-        }
+        if (this.digests.get(file) === digest && !this.rejectedFiles.has(file)) continue;
+        digests.set(file, digest);
+        changes.set(file, text);
       }
     }
-    for (const file of [...this.digests.keys()]) {
-      if (seen.has(file)) continue;
-      this.digests.delete(file);
-      this.rejectedFiles.delete(file);
-      sink.remove(file);
-      this.log.info({ file }, 'policy file removed; its objects are withdrawn');
+    for (const file of this.digests.keys()) if (!seen.has(file)) changes.set(file, null);
+    const results = changes.size > 0 ? sink.apply(changes) : new Map<string, PolicyDiagnostic[]>();
+    for (const [file, text] of changes) {
+      if (text === null) {
+        this.digests.delete(file);
+        this.rejectedFiles.delete(file);
+        this.log.info({ file }, 'policy file removed; its objects are withdrawn');
+        continue;
+      }
+      this.digests.set(file, digests.get(file)!);
+      const diagnostics = results.get(file) ?? [];
+      for (const d of diagnostics)
+        (d.severity === 'error' ? this.log.error.bind(this.log) : this.log.warn.bind(this.log))(formatDiagnostic(d));
+      const errors = diagnostics.filter((d) => d.severity === 'error');
+      if (errors.length > 0) {
+        this.rejectedFiles.set(file, errors.map(formatDiagnostic));
+        this.log.error({ file }, 'policy file rejected; the last good version stays in force');
+      } else {
+        this.rejectedFiles.delete(file);
+      }
     }
     sink.commit();
   }

@@ -2,11 +2,12 @@
 import { describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { privilegedSkip } from '../support/privileged.js';
+import { ensureBpffs, findCgroup2Mount } from '../../src/datapath/mounts.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const examples = fileURLToPath(new URL('../../../examples/policies', import.meta.url));
@@ -70,23 +71,35 @@ spec:
     assert.match(result.stderr, /must run as root/);
   });
 
-  test('run names a workload cgroup that does not exist', { skip: privilegedSkip() }, () => {
+  test('run names a workload cgroup that does not exist and leaves nothing behind after a fatal error', { skip: privilegedSkip() }, () => {
+    // The agent starts without a vanished workload cgroup (it reports it); this one then fails on its DNS listen
+    // address. Everything it creates lives under the test's own attach cgroup and pin directory, and is torn down.
     const dir = mkdtempSync(join(tmpdir(), 'eg-cli-'));
+    const prefix = uniquePrefix('cl');
+    const attachCgroup = join(findCgroup2Mount()!, prefix);
+    const pinDir = join(ensureBpffs(), prefix);
+    mkdirSync(attachCgroup);
+    const config = join(dir, 'egressguard.yaml');
     try {
-      const config = join(dir, 'egressguard.yaml');
       writeFileSync(
         config,
-        `workloads:
-  - { name: ghost, cgroup: egressguard-no-such-cgroup/ghost, addresses: [198.18.10.2] }
+        `attachCgroup: ${attachCgroup}
+pinDir: ${pinDir}
+workloads:
+  - { name: ghost, cgroup: ${attachCgroup}/no-such-cgroup/ghost, addresses: [198.18.10.2] }
 dns: { listen: [198.18.0.53], upstreams: [198.18.100.53] }
 controlSocket: ${join(dir, 'agent.sock')}
 `,
       );
       const result = egressguard(['run', '--config', config]);
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /workload default\/ghost: cgroup path .*egressguard-no-such-cgroup\/ghost does not exist/);
+      assert.match(result.stderr, /workload default\/ghost: cgroup path .*no-such-cgroup\/ghost does not exist/);
     } finally {
+      egressguard(['teardown', '--config', config]);
+      rmSync(pinDir, { recursive: true, force: true });
+      rmSync(attachCgroup, { recursive: true, force: true });
       rmSync(dir, { recursive: true, force: true });
     }
+    assert.equal(existsSync(pinDir), false, 'the pins are removed');
   });
 });

@@ -193,6 +193,7 @@ describe('datapath (real kernel)', { skip }, () => {
         pid: denied.pid,
         comm: 'node',
         sni: null,
+        suppressed: 0,
       },
     );
     const udp6 = await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(OTHER), port: 9000 });

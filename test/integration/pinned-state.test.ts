@@ -5,7 +5,7 @@
 // only a down loopback: nothing they send can leave it.
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, test } from 'vitest';
@@ -82,6 +82,11 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
     mkdirSync(workloadCgroup);
     pinDir = join(ensureBpffs(), prefix);
     options = { objectPath, pinDir, attachCgroup };
+    openEnforcing();
+  });
+
+  /** A fresh datapath enforcing default deny on the workload cgroup. */
+  function openEnforcing(): void {
     datapath = openDatapath(options);
     datapath.configure({
       defaultAction: 'deny',
@@ -91,7 +96,7 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
       maxLearnedPerWorkload: 4096,
     });
     datapath.setWorkload(workloadCgroup, []);
-  });
+  }
 
   afterAll(() => {
     datapath?.close();
@@ -144,18 +149,16 @@ describe('pinned state across agents (real kernel)', { skip }, () => {
   test('pins from before versioning count as v1', () => {
     datapath!.close();
     datapath = null;
-    // Set aside (bpffs pins can be renamed, without a dot), so that a refusal leaves the pins as they were for the next tests.
-    const versionPin = join(pinPaths(pinDir).maps, 'eg_abi_version');
-    const setAside = join(pinPaths(pinDir).maps, 'eg_abi_version_aside');
-    renameSync(versionPin, setAside);
+    unlinkSync(join(pinPaths(pinDir).maps, 'eg_abi_version'));
     if ((EG_ABI_VERSION as number) === 1) {
       datapath = openDatapath(options);
       assert.equal(datapath.adopted, true);
-      assert.equal(existsSync(versionPin), true, 'the version is recorded again');
-      unlinkSync(setAside);
+      assert.equal(existsSync(join(pinPaths(pinDir).maps, 'eg_abi_version')), true, 'the version is recorded again');
     } else {
       assert.throws(() => openDatapath(options), /written by ABI v1,/);
-      renameSync(setAside, versionPin);
+      // What an operator does next: teardown, then this agent starts afresh (the later tests need it running).
+      destroyPinned(loadNative(), pinDir);
+      openEnforcing();
     }
   });
 

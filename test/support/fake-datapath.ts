@@ -11,6 +11,7 @@ import type {
   LearnedEntry,
   WorkloadNetwork,
 } from '../../src/datapath/types.js';
+import { EG_MAX_RULES, encodeDomainKey } from '../../src/datapath/abi.js';
 
 export interface FakeWorkload {
   cgroupPath: string;
@@ -33,12 +34,16 @@ export class FakeDatapath implements Datapath {
   readonly removeWorkloadCalls: Array<string | bigint> = [];
   /** setWorkload throws this for the cgroup paths in it. */
   readonly failSetWorkload = new Map<string, Error>();
+  /** setWorkload throws this for the cgroup paths in it when called with a network (the backstop cannot attach). */
+  readonly failNetwork = new Map<string, Error>();
   counters: DatapathStats = {
     eventsLost: 0n,
     eventsMalformed: 0n,
     decisionsPermitted: 0n,
     decisionsDenied: 0n,
     dnsSteered: 0n,
+    eventsSuppressed: 0n,
+    eventsDroppedByReader: 0n,
     flowsEnded: 0n,
     flowsNotEnded: 0n,
   };
@@ -75,6 +80,12 @@ export class FakeDatapath implements Datapath {
     this.setWorkloadCalls.push(cgroupPath);
     const failure = this.failSetWorkload.get(cgroupPath);
     if (failure) throw failure;
+    // The kernel's own limits, checked as the real datapath checks them (before anything is written).
+    if (rules.length > EG_MAX_RULES)
+      throw new Error(`workload ${cgroupPath} has ${rules.length} rules; the kernel evaluates at most ${EG_MAX_RULES}`);
+    for (const rule of rules) for (const pattern of rule.domains ?? []) encodeDomainKey(rule.ruleId, pattern);
+    const networkFailure = network && this.failNetwork.get(cgroupPath);
+    if (networkFailure) throw networkFailure;
     const cgroupId = this.cgroupIds.get(cgroupPath) ?? BigInt(10_000 + this.enrolled.size);
     const current = this.enrolled.get(cgroupId);
     const workloadId = current?.workloadId ?? this.nextWorkloadId++;

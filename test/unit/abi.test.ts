@@ -14,6 +14,7 @@ import {
   LAYERS,
   LAYOUTS,
   PROBE,
+  REASONS,
   RULE_FLAG,
   STAT,
   STAT_COUNT,
@@ -55,6 +56,13 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_TIER_DEFAULT: TIER.default,
   },
   eg_layer: Object.fromEntries(Object.entries(LAYERS).map(([value, layer]) => [`EG_LAYER_${layer.toUpperCase()}`, Number(value)])),
+  eg_reason: {
+    EG_REASON_NONE: REASONS.indexOf(null),
+    EG_REASON_FORGED_SOURCE: REASONS.indexOf('forged-source'),
+    EG_REASON_SOURCE_ROUTED: REASONS.indexOf('source-routed'),
+    EG_REASON_MALFORMED: REASONS.indexOf('malformed'),
+    EG_REASON_ORPHAN_FRAGMENT: REASONS.indexOf('orphan-fragment'),
+  },
   eg_hook: {
     EG_HOOK_CONNECT4: HOOK.connect4,
     EG_HOOK_CONNECT6: HOOK.connect6,
@@ -78,6 +86,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_PERMITTED: STAT.permitted,
     EG_STAT_DENIED: STAT.denied,
     EG_STAT_DNS_STEERED: STAT.dnsSteered,
+    EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
     EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_COUNT: STAT_COUNT,
   },
@@ -107,7 +116,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 2, fingerprint: '34b7fef397802416a7853caa78d7f82a2a8e8c645f6d3ff6ace43e3a16c32825' };
+const PINNED_ABI = { version: 3, fingerprint: '5a24bbd2a8821adfd42ed132c8e3a0cc200ea986ca128cc3b6f8c6c45e27111e' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
@@ -252,6 +261,7 @@ describe('events', () => {
     record.writeUInt8(1, m.layer.offset);
     record.writeUInt32LE(4242, m.pid.offset);
     record.write('curl', m.comm.offset);
+    record.writeUInt16LE(65535, m.suppressed.offset);
     assert.deepEqual(decodeEvent(record), {
       timestampNs: 123n,
       cgroupId: 456n,
@@ -268,6 +278,7 @@ describe('events', () => {
       pid: 4242,
       comm: 'curl',
       sni: null,
+      suppressed: 65535,
     });
   });
 

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'vitest';
+import { FAIL_CLOSED_RULE_ID } from '../../src/agent/reconciler.js';
+import { decideName } from '../../src/policy/dns-decision.js';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { controlPlane, firewallPolicy, workload } from './control-plane-helpers.js';
 
@@ -106,22 +108,86 @@ describe('Reconciler: withdrawal', () => {
 });
 
 describe('Reconciler: failures', () => {
-  test('a workload whose setWorkload throws keeps its previous rules; the others get theirs; it is retried', () => {
+  const denyAll = [FAIL_CLOSED_RULE_ID];
+  const manyRules = (count: number) =>
+    Array.from(
+      { length: count },
+      (_, i) => `    - name: extra-${i}
+      action: permit
+      protocol: tcp
+      port: ${1000 + i}
+      selector: { matchLabels: { app: two } }
+      destinationSmartGroups: [{ name: any-destination }]
+`,
+    ).join('');
+
+  test('a workload whose rules the kernel cannot hold is enrolled deny-all, reported, and gets its rules once they fit', () => {
+    const cp = controlPlane();
+    cp.reconciler.setWorkloads([ONE, TWO, THREE]);
+    cp.apply(
+      'p.yaml',
+      [firewallPolicy({ name: 'p', app: 'one' }), firewallPolicy({ name: 'q', app: 'two', extraRule: manyRules(70) })].join('---\n'),
+    );
+    assert.deepEqual(cp.datapath.ruleIdsOf(ONE.cgroupPath), ids('p', 'allow', 'deny-all'), 'the others get their rules');
+    assert.deepEqual(cp.datapath.ruleIdsOf(TWO.cgroupPath), denyAll, 'fail closed: deny-all');
+    const [failure, ...others] = cp.reconciler.failures();
+    assert.equal(others.length, 0);
+    assert.equal(failure!.key, 'team/two');
+    assert.equal(failure!.enforced, 'deny-all');
+    assert.match(failure!.error, /its rules cannot be enforced: .*72 rules; the kernel evaluates at most 64/);
+    assert.deepEqual(
+      cp.reconciler.rulesFor('team/two').map((r) => r.ruleId),
+      denyAll,
+      'DNS decisions follow what the kernel enforces',
+    );
+    assert.equal(cp.reconciler.ruleLabel(FAIL_CLOSED_RULE_ID)?.name.startsWith('fail-closed'), true, 'its denials are attributed to it');
+    assert.equal(cp.reconciler.registry.byKey('team/two')?.name, 'two', 'the DNS proxy still answers it (and denies)');
+    cp.apply(
+      'p.yaml',
+      [firewallPolicy({ name: 'p', app: 'one' }), firewallPolicy({ name: 'q', app: 'two', extraRule: manyRules(2) })].join('---\n'),
+    );
+    assert.equal(cp.datapath.ruleIdsOf(TWO.cgroupPath)?.length, 4);
+    assert.deepEqual(cp.reconciler.failures(), []);
+  });
+
+  test('a fail-closed workload is denied every name by the DNS proxy, also in discovery mode', () => {
+    const cp = controlPlane();
+    cp.reconciler.setWorkloads([TWO]);
+    cp.apply('p.yaml', firewallPolicy({ name: 'q', app: 'two', domains: ['api.example.com'], extraRule: manyRules(70) }));
+    const decision = decideName(cp.reconciler.rulesFor('team/two'), 'api.example.com', { dnsNames: [], mode: 'discovery' });
+    assert.equal(decision.verdict, 'denied');
+    assert.deepEqual(decision.learnFor, []);
+  });
+
+  test('a 252-character domain (valid DNS, too long for the kernel) fails the workload closed', () => {
+    const cp = controlPlane();
+    cp.reconciler.setWorkloads([TWO]);
+    const label = 'a'.repeat(63);
+    cp.apply('p.yaml', firewallPolicy({ name: 'q', app: 'two', domains: [`${label}.${label}.${label}.${'b'.repeat(56)}.com`] }));
+    assert.deepEqual(cp.datapath.ruleIdsOf(TWO.cgroupPath), denyAll);
+    assert.match(cp.reconciler.failures()[0]!.error, /has 252 characters; the kernel matches at most 251/);
+  });
+
+  test('when even deny-all cannot be written the workload is reported NOT enforced, and retried', () => {
     const cp = controlPlane();
     cp.reconciler.setWorkloads([ONE, TWO, THREE]);
     cp.datapath.failSetWorkload.set(TWO.cgroupPath, new Error('map full'));
     cp.apply('p.yaml', [firewallPolicy({ name: 'p', app: 'one' }), firewallPolicy({ name: 'q', app: 'two' })].join('---\n'));
     assert.deepEqual(cp.datapath.ruleIdsOf(ONE.cgroupPath), ids('p', 'allow', 'deny-all'));
-    assert.deepEqual(cp.datapath.ruleIdsOf(TWO.cgroupPath), [], 'its previous (empty) rules stay in force');
-    assert.deepEqual(cp.reconciler.rulesFor('team/two'), [], 'DNS decisions follow what the kernel enforces');
+    assert.deepEqual(cp.reconciler.rulesFor('team/two'), []);
+    assert.deepEqual(
+      cp.reconciler.failures().map((f) => [f.key, f.enforced]),
+      [['team/two', 'none']],
+    );
     assert.deepEqual(cp.reconciler.policyStatus().find((p) => p.name === 'q')?.workloads, []);
     cp.datapath.failSetWorkload.clear();
     cp.apply('r.yaml', firewallPolicy({ name: 'r', app: 'three' }));
     assert.deepEqual(cp.datapath.ruleIdsOf(TWO.cgroupPath), ids('q', 'allow', 'deny-all'), 'retried on the next pass');
     assert.deepEqual(cp.datapath.ruleIdsOf(THREE.cgroupPath), ids('r', 'allow', 'deny-all'));
+    assert.deepEqual(cp.reconciler.failures(), []);
   });
 
-  test('a workload whose cgroup does not exist is not enrolled; the others are', () => {
+  test('a workload whose cgroup does not exist is not enrolled and is reported; the others are enrolled', () => {
     const cp = controlPlane({ missingCgroups: new Set([ONE.cgroupPath]) });
     cp.reconciler.setWorkloads([ONE, TWO]);
     assert.deepEqual(cp.datapath.setWorkloadCalls, [TWO.cgroupPath]);
@@ -129,9 +195,12 @@ describe('Reconciler: failures', () => {
       cp.reconciler.registry.all().map((w) => w.name),
       ['two'],
     );
+    const [failure] = cp.reconciler.failures();
+    assert.equal(failure?.enforced, 'none');
+    assert.match(failure!.error, /cgroup \/sys\/fs\/cgroup\/test\/team\/one cannot be enrolled: ENOENT/);
   });
 
-  test('backstop interfaces that cannot be found: enrolled without them, retried later', () => {
+  test('backstop interfaces that cannot be found: deny-all until they are, then its rules with the backstop', () => {
     const found: string[][] = [];
     let interfaces: string[] | null = null;
     const cp = controlPlane({
@@ -142,14 +211,32 @@ describe('Reconciler: failures', () => {
         return interfaces;
       },
     });
+    cp.apply('p.yaml', firewallPolicy({ name: 'p', app: 'one' }));
     cp.reconciler.setWorkloads([ONE]);
-    const enrolled = () => [...cp.datapath.enrolled.values()][0]!.network;
-    assert.deepEqual(enrolled(), { interfaces: [], addresses: ONE.addresses });
+    const enrolled = () => [...cp.datapath.enrolled.values()][0]!;
+    assert.deepEqual([enrolled().network, enrolled().rules.map((r) => r.ruleId)], [undefined, denyAll]);
+    assert.match(cp.reconciler.failures()[0]!.error, /packet-layer backstop cannot be attached: no veth peer/);
     interfaces = ['veth-one'];
     cp.reconciler.setWorkloads([ONE]);
-    assert.deepEqual(enrolled(), { interfaces: ['veth-one'], addresses: ONE.addresses });
+    assert.deepEqual(
+      [enrolled().network, enrolled().rules.map((r) => r.ruleId)],
+      [{ interfaces: ['veth-one'], addresses: ONE.addresses }, ids('p', 'allow', 'deny-all')],
+    );
     cp.reconciler.setWorkloads([ONE]);
     assert.equal(found.length, 1, 'once found, an unchanged workload is not enrolled again');
+  });
+
+  test('an interface the datapath cannot attach (missing, or no addresses): deny-all at the socket layer', () => {
+    const cp = controlPlane({ packet: true });
+    cp.datapath.failNetwork.set(ONE.cgroupPath, new Error('interface veth-gone not found'));
+    cp.apply('p.yaml', firewallPolicy({ name: 'p', app: 'one' }));
+    cp.reconciler.setWorkloads([{ ...ONE, interfaces: ['veth-gone'] }]);
+    const w = [...cp.datapath.enrolled.values()][0]!;
+    assert.deepEqual([w.network, w.rules.map((r) => r.ruleId)], [undefined, denyAll]);
+    assert.match(
+      cp.reconciler.failures()[0]!.error,
+      /its rules cannot be enforced: interface veth-gone not found; deny-all with backstop failed too/,
+    );
   });
 });
 

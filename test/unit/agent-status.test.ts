@@ -22,6 +22,7 @@ function statusOf() {
       baseline: { mode: 'enforce', permits: [], denyList: [], dnsNames: [], denyEch: false },
       enforcement: { tls: true, packet: false },
     },
+    configDigest: 'c0ffee',
     datapath: cp.datapath,
     reconciler: cp.reconciler,
     rejected: [{ file: '/etc/bad.yaml', messages: ['error: spec.rules[0].action must be permit or deny'] }],
@@ -32,6 +33,7 @@ function statusOf() {
       droppedByLimit: 0,
       kernelEventsLost: 0,
       kernelEventsMalformed: 0,
+      suppressedByRateLimit: 0,
       openAggregates: 0,
     },
     sinks: {},
@@ -59,7 +61,7 @@ describe('agent status', () => {
       one.rules.map((r) => [r.name, r.action, r.protocol, r.ports, r.domains, r.destinations]),
       [
         ['allow', 'permit', 'tcp', '443', ['api.example.com', '*.cdn.example'], ['any']],
-        ['deny-all', 'deny', 'any', 'any', null, ['0.0.0.0/0']],
+        ['deny-all', 'deny', 'any', 'any', null, ['any']], // a deny's default route covers both families,
       ],
     );
     assert.deepEqual(

@@ -34,6 +34,7 @@ function kernelEvent(overrides: Partial<KernelEvent>): KernelEvent {
     pid: 100,
     comm: 'curl',
     sni: null,
+    suppressed: 0,
     ...overrides,
   };
 }
@@ -90,9 +91,9 @@ describe('Enricher: rule labels', () => {
   const e = enricher({ ruleLabel: (id) => cp.reconciler.ruleLabel(id) });
 
   test('tier 0 and tier 1 events carry the baseline entry name and no policy', () => {
-    const denied = e.fromKernel(kernelEvent({ tier: 0, ruleId: ruleIdFor('baseline', 'deny-list', 'threat-feed') }));
+    const denied = e.fromKernel(kernelEvent({ tier: 0, ruleId: cp.datapath.denyList[0]!.ruleId }));
     assert.deepEqual([denied.tier, denied.rule, denied.policy], [0, 'threat-feed', null]);
-    const permitted = e.fromKernel(kernelEvent({ tier: 1, verdict: 'permitted', ruleId: ruleIdFor('baseline', 'permits', 'corp-proxy') }));
+    const permitted = e.fromKernel(kernelEvent({ tier: 1, verdict: 'permitted', ruleId: cp.datapath.baseline[0]!.ruleId }));
     assert.deepEqual([permitted.tier, permitted.rule, permitted.policy], [1, 'corp-proxy', null]);
   });
 
@@ -163,5 +164,23 @@ describe('Enricher: identity and names', () => {
     assert.equal(e.nameOf(3, '203.0.113.1'), null);
     assert.equal(e.nameOf(3, '203.0.113.199'), 'n99.example');
     assert.equal(e.nameOf(3, '203.0.113.197'), null, 'two entries per answer (workload and node-wide): 4 hold two addresses');
+  });
+});
+
+describe('Enricher: packet-layer drops no rule decided', () => {
+  test('a forged-source drop names the workload, the forged source and the reason, never another workload’s name', () => {
+    const e = enricher();
+    // Another workload resolved the destination; the forging workload never did.
+    e.fromDns(dnsEvent({ query: 'theirs.example', workloadKey: null, workloadId: null, sourceIp: '198.18.9.9' }));
+    const event = e.fromKernel(
+      kernelEvent({ layer: 'packet', tier: 0, ruleId: 0, pid: 0, comm: '', source: '198.18.9.9', reason: 'forged-source' }),
+    );
+    assert.deepEqual(
+      [event.workload.name, event.source, event.reason, event.rule, event.tier, event.policy, event.fqdn],
+      ['one', { ip: '198.18.9.9' }, 'forged-source', 'packet-integrity', 0, null, null],
+    );
+    // A packet-layer event a rule decided keeps the rule's label and the source it carried.
+    const judged = e.fromKernel(kernelEvent({ layer: 'packet', tier: 3, source: '198.18.1.2' }));
+    assert.deepEqual([judged.rule, judged.reason, judged.source], ['default-action', undefined, { ip: '198.18.1.2' }]);
   });
 });

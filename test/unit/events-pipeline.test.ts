@@ -33,6 +33,7 @@ describe('EventPipeline aggregation', () => {
       droppedByLimit: 0,
       kernelEventsLost: 0,
       kernelEventsMalformed: 0,
+      suppressedByRateLimit: 0,
       openAggregates: 0,
     });
     await pipeline.close();

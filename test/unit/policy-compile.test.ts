@@ -225,13 +225,13 @@ describe('dnsDecision semantics', () => {
     );
   });
 
-  test('a deny web rule before a permit decides and both learn', () => {
+  test('a deny web rule before a permit decides; the shadowed permit learns nothing for the name', () => {
     const rules = compile(`${rule('deny-web', 'deny', 'any-destination', web)}\n${rule('allow-web', 'permit', 'any-destination', web)}`);
     const decision = dnsDecision(rules, 'API.EXAMPLE.COM');
     assert.equal(decision.action, 'deny');
     assert.deepEqual(
       decision.learnFor.map((r) => r.name),
-      ['deny-web', 'allow-web'],
+      ['deny-web'],
     );
   });
 

@@ -34,6 +34,9 @@ describe('Delivery', () => {
       dropped: 0,
       droppedQueueFull: 0,
       droppedUndeliverable: 0,
+      spooled: 0,
+      spoolBytes: 0,
+      droppedSpoolFull: 0,
     });
   });
 
@@ -55,6 +58,9 @@ describe('Delivery', () => {
       dropped: 2,
       droppedQueueFull: 2,
       droppedUndeliverable: 0,
+      spooled: 0,
+      spoolBytes: 0,
+      droppedSpoolFull: 0,
     });
     assert.equal(log.messages().filter((m) => /queue full/.test(m)).length, 1);
   });
@@ -87,6 +93,9 @@ describe('Delivery', () => {
       dropped: 2,
       droppedQueueFull: 0,
       droppedUndeliverable: 2,
+      spooled: 0,
+      spoolBytes: 0,
+      droppedSpoolFull: 0,
     });
     assert.ok(log.warnings.some((w) => w.message === 'event sink dropped records it could not deliver' && w.fields.dropped === 2));
   });

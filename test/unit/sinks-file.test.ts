@@ -47,6 +47,9 @@ describe('file transport', async () => {
       dropped: 4,
       droppedQueueFull: 0,
       droppedUndeliverable: 4,
+      spooled: 0,
+      spoolBytes: 0,
+      droppedSpoolFull: 0,
     });
     const failed = log.warnings.find((w) => w.message === 'event sink failed to deliver; retrying with backoff');
     assert.equal((failed?.fields.err as NodeJS.ErrnoException | undefined)?.code, 'ENOSPC');

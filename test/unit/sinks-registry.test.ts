@@ -32,8 +32,8 @@ describe('sink registry: configuration', () => {
   });
 
   test('an unknown sink type is named with its index and the known types', () => {
-    assert.deepEqual(problems(configWithSinks('    - { type: jsonl, path: "-" }\n    - { type: syslog, address: 198.18.0.1 }\n')), [
-      'events.sinks[1].type: must be one of "jsonl"',
+    assert.deepEqual(problems(configWithSinks('    - { type: jsonl, path: "-" }\n    - { type: carrier-pigeon, address: 198.18.0.1 }\n')), [
+      'events.sinks[1].type: must be one of "jsonl", "stdout", "file", "syslog", "splunk-hec", "webhook"',
     ]);
   });
 
@@ -76,6 +76,9 @@ describe('sink registry: factory', () => {
         'events.sinks[1].dropped',
         'events.sinks[1].droppedQueueFull',
         'events.sinks[1].droppedUndeliverable',
+        'events.sinks[1].spooled',
+        'events.sinks[1].spoolBytes',
+        'events.sinks[1].droppedSpoolFull',
       ],
     );
     assert.ok(Object.values(stats).every((v) => v === 0));
@@ -84,6 +87,9 @@ describe('sink registry: factory', () => {
 
   test('an unknown type reaching the factory (a config that bypassed validation) is refused by name', () => {
     const bogus = { type: 'carrier-pigeon' } as unknown as SinkConfig;
-    assert.throws(() => createSinks([bogus], { node: 'n1', log: new MemoryLog() }), /unknown sink type "carrier-pigeon"; known: jsonl/);
+    assert.throws(
+      () => createSinks([bogus], { node: 'n1', log: new MemoryLog() }),
+      /unknown sink type "carrier-pigeon"; known: jsonl, stdout, file, syslog, splunk-hec, webhook/,
+    );
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'vitest';
 import { parseConfig } from '../../src/agent/config.js';
 import type { WorkloadSpec } from '../../src/identity/source.js';
-import { ConfigWorkloadSource, checkWorkloadCgroups } from '../../src/sources/config-workloads.js';
+import { ConfigWorkloadSource, missingWorkloadCgroups } from '../../src/sources/config-workloads.js';
 
 const config = (cgroup: string) =>
   parseConfig(
@@ -53,8 +53,9 @@ describe('ConfigWorkloadSource', () => {
   test('at start, a missing cgroup is named with the field to fix', () => {
     const dir = mkdtempSync(join(tmpdir(), 'eg-cgroups-'));
     try {
-      assert.throws(
-        () => checkWorkloadCgroups(config(join(dir, 'missing'))),
+      const missing = missingWorkloadCgroups(config(join(dir, 'missing')));
+      assert.match(
+        missing[0]!,
         /workload team\/one: cgroup path .*missing does not exist; create it or fix workloads\[\]\.cgroup in \/etc\/egressguard\/egressguard\.yaml/,
       );
     } finally {

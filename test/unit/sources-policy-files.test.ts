@@ -18,8 +18,7 @@ describe('PolicyFileSource into the store and the reconciler', () => {
   const commits: number[] = [];
   const source = new PolicyFileSource([dir], silentLog);
   const started = source.start({
-    apply: (file, text) => cp.store.applyFile(file, text),
-    remove: (file) => void cp.store.removeFile(file),
+    apply: (changes) => cp.store.applyFiles(changes),
     commit: () => {
       commits.push(cp.store.revision);
       cp.reconciler.syncPolicies();
@@ -69,5 +68,49 @@ describe('PolicyFileSource into the store and the reconciler', () => {
     source.scan();
     assert.deepEqual(enforced(), []);
     assert.deepEqual(cp.reconciler.policyStatus(), []);
+  });
+
+  test('a folder change is one transaction: an object moving to a new file (rename, git checkout) is accepted at once', () => {
+    writeFileSync(join(dir, 'old-a.yaml'), firewallPolicy({ name: 'p', app: 'one' }));
+    writeFileSync(join(dir, 'old-b.yaml'), firewallPolicy({ name: 'q', app: 'two' }));
+    source.scan();
+    const generation = cp.reconciler.policyStatus().find((p) => p.name === 'p')!.generation;
+    unlinkSync(join(dir, 'old-a.yaml'));
+    unlinkSync(join(dir, 'old-b.yaml'));
+    writeFileSync(join(dir, 'new-a.yaml'), firewallPolicy({ name: 'p', app: 'one' }));
+    writeFileSync(join(dir, 'new-b.yaml'), firewallPolicy({ name: 'q', app: 'two', domains: ['api.example.com'] }));
+    source.scan();
+    assert.deepEqual(source.rejected(), []);
+    assert.deepEqual(enforced(), [ruleIdFor('team', 'p', 'allow'), ruleIdFor('team', 'p', 'deny-all')]);
+    const p = cp.reconciler.policyStatus().find((s) => s.name === 'p')!;
+    assert.deepEqual([p.file, p.generation], [join(dir, 'new-a.yaml'), generation], 'an unchanged object keeps its generation');
+    assert.equal(cp.reconciler.policyStatus().find((s) => s.name === 'q')?.file, join(dir, 'new-b.yaml'));
+  });
+
+  test('an object defined twice in the resulting set: the changed file is rejected, and accepted once the clash is gone', () => {
+    writeFileSync(join(dir, 'copy.yaml'), firewallPolicy({ name: 'p', app: 'one', domains: ['other.example.com'] }));
+    source.scan();
+    assert.deepEqual(
+      source.rejected().map((r) => r.file),
+      [join(dir, 'copy.yaml')],
+    );
+    assert.match(source.rejected()[0]!.messages[0]!, /FirewallPolicy team\/p is already defined in .*new-a\.yaml/);
+    assert.equal(cp.reconciler.rulesFor('team/one')[0]?.domains, null, 'the file in force keeps its objects');
+    unlinkSync(join(dir, 'new-a.yaml'));
+    source.scan();
+    assert.deepEqual(source.rejected(), [], 'no stale rejection: the clash is judged again on the new set');
+    assert.equal(cp.reconciler.rulesFor('team/one')[0]?.domains?.length, 1);
+  });
+
+  test('two new files defining one object: the later path is rejected, the earlier enforced', () => {
+    for (const f of ['new-b.yaml', 'copy.yaml']) unlinkSync(join(dir, f));
+    writeFileSync(join(dir, 'x1.yaml'), firewallPolicy({ name: 'r', app: 'one' }));
+    writeFileSync(join(dir, 'x2.yaml'), firewallPolicy({ name: 'r', app: 'one', domains: ['b.example.com'] }));
+    source.scan();
+    assert.deepEqual(
+      source.rejected().map((r) => r.file),
+      [join(dir, 'x2.yaml')],
+    );
+    assert.deepEqual(enforced(), [ruleIdFor('team', 'r', 'allow'), ruleIdFor('team', 'r', 'deny-all')]);
   });
 });

@@ -1,0 +1,350 @@
+// Containment by the control plane (issue 7, items 8-10), against the real agent, kernel and lab resolver. Every
+// outcome is judged where the traffic would arrive: the lab server's log and the resolver's query log.
+
+import { afterAll, beforeAll, describe, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
+import { LabAgent } from '../../lab/lab-agent.js';
+import type { DnsProbeResult, ProbeResult, TcpProbeResult, TlsProbeResult } from '../../lab/probe-result.js';
+import type { ServerRecord } from '../../lab/internet-server.js';
+import type { FlowEvent } from '../../src/events/types.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+
+const GOOD = { pod: 'good', namespace: 'team', name: 'good', labels: { app: 'good' } };
+const BROKEN = { pod: 'broken', namespace: 'team', name: 'broken', labels: { app: 'broken' } };
+const HTTPBIN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'httpbin.org')!;
+
+const anyDestination = `
+    - name: any-destination
+      selectors:
+        - cidr: 0.0.0.0/0
+        - cidr: ::/0`;
+
+/** Permit api.openai.com and *.attacker.example on 443 and tcp/8443 to httpbin, then deny the rest; `extraRules` more permits before the deny. */
+function allowPolicy(app: string, extraRules = 0): string {
+  const extra = Array.from(
+    { length: extraRules },
+    (_, i) => `    - name: extra-${i}
+      action: permit
+      protocol: tcp
+      port: ${20000 + i}
+      selector: { matchLabels: { app: ${app} } }
+      destinationSmartGroups: [{ name: any-destination }]
+`,
+  ).join('');
+  return `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: ${app}-fw, namespace: team }
+spec:
+  smartGroups:${anyDestination}
+    - name: httpbin
+      selectors: [{ cidr: ${HTTPBIN.ipv4}/32 }]
+  webGroups:
+    - name: approved
+      domains: [api.openai.com, "*.attacker.example"]
+  rules:
+    - name: allow-approved
+      action: permit
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: ${app} } }
+      destinationSmartGroups: [{ name: any-destination }]
+      webGroups: [{ name: approved }]
+    - name: allow-httpbin
+      action: permit
+      protocol: tcp
+      port: 8443
+      selector: { matchLabels: { app: ${app} } }
+      destinationSmartGroups: [{ name: httpbin }]
+${extra}    - name: deny-all
+      action: deny
+      protocol: any
+      selector: { matchLabels: { app: ${app} } }
+      destinationSmartGroups: [{ name: any-destination }]
+`;
+}
+
+function as<T extends ProbeResult>(kind: T['kind'], r: ProbeResult): T {
+  assert.equal(r.kind, kind, JSON.stringify(r));
+  return r as T;
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 1500));
+
+describe('containment by the control plane', { skip: privilegedSkip() }, () => {
+  let lab: Lab;
+  let agent: LabAgent;
+  let ghostCgroup = '';
+
+  beforeAll(async () => {
+    lab = await Lab.create({ prefix: uniquePrefix('cc'), pods: [GOOD.pod, BROKEN.pod] });
+    // Discovery mode: the default action permits, so a workload left unenrolled would reach everything.
+    agent = new LabAgent(lab, { workloads: [GOOD, BROKEN], mode: 'discovery', dns: { minTtlSeconds: 0 }, aggregateWindowMs: 100 });
+    agent.writePolicy('good.yaml', allowPolicy('good'));
+    agent.writePolicy('broken.yaml', allowPolicy('broken'));
+    ghostCgroup = join(lab.attachCgroup, 'ghost');
+    await agent.start();
+    await agent.waitForPolicies(['good-fw', 'broken-fw']);
+  });
+
+  afterAll(async () => {
+    try {
+      await agent?.teardown();
+    } finally {
+      if (ghostCgroup !== '' && existsSync(ghostCgroup)) rmdirSync(ghostCgroup);
+      await lab?.destroy();
+    }
+  });
+
+  const fromPod = (pod: string, port: number) => (r: ServerRecord) => r.remote === lab.pod(pod).ipv4 && r.port === port;
+  const tls = async (pod: string) => as<TlsProbeResult>('tls', await lab.probe(pod, ['tls', 'api.openai.com', '443', '--ca', lab.caPath]));
+  const tcp = async (pod: string, port: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', HTTPBIN.ipv4, port]));
+  const tcpTo = async (pod: string, address: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', address, '8443']));
+  /** The first event after the first `skip` ones that matches. */
+  const waitForEvent = async (skip: number, predicate: (e: FlowEvent) => boolean): Promise<FlowEvent> => {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const found = agent.events().slice(skip).find(predicate);
+      if (found) return found;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error('no such event');
+  };
+  const uniqueName = (zone = 'attacker.example') => `fc-${randomBytes(4).toString('hex')}.${zone}`;
+  const dns = async (pod: string, name: string) =>
+    as<DnsProbeResult>('dns', await lab.probe(pod, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv4]));
+  const answered = (r: DnsProbeResult) => r.ok && r.rcode === 'NOERROR' && r.answers.length > 0;
+
+  test('a workload whose rules the kernel cannot hold is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    // Calibration: its allowed traffic reaches the server and its lookups the resolver (discovery mode answers names
+    // no rule lists: unenrolled, it would reach everything).
+    assert.equal((await tls(BROKEN.pod)).ok, true);
+    assert.equal((await tcp(BROKEN.pod, '8443')).ok, true);
+    const before = uniqueName();
+    assert.equal(answered(await dns(BROKEN.pod, before)), true);
+    await lab.waitForServerRecords('the broken pod before the failure', fromPod(BROKEN.pod, 8443));
+    assert.ok((await lab.resolverQueries()).includes(before), 'calibration: its lookups reach the resolver');
+
+    agent.writePolicy('broken.yaml', allowPolicy('broken', 70));
+    const status = await agent.waitFor('broken to fail closed', (s) => s.failures.some((f) => f.key === 'team/broken'));
+    const failure = status.failures.find((f) => f.key === 'team/broken')!;
+    assert.equal(failure.enforced, 'deny-all');
+    assert.match(failure.error, /73 rules; the kernel evaluates at most 64/);
+    const serverBefore = (await lab.serverLog()).length;
+
+    assert.notEqual((await tls(BROKEN.pod)).ok, true);
+    assert.equal((await tcp(BROKEN.pod, '8443')).error, 'EPERM');
+    assert.equal((await tcp(BROKEN.pod, '9443')).error, 'EPERM');
+    const after = uniqueName();
+    assert.equal(answered(await dns(BROKEN.pod, after)), false, 'the proxy denies every name');
+    await settle();
+    const reached = (await lab.serverLog()).slice(serverBefore).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv4);
+    assert.deepEqual(reached, [], 'zero connections from the failed workload reach the server');
+    assert.equal((await lab.resolverQueries()).includes(after), false, 'its lookups never reach the resolver');
+    const denial = agent.events().find((e) => e.workload.name === BROKEN.name && e.verdict === 'denied' && e.destination.port === 9443);
+    assert.ok(denial, 'its denials are events');
+    assert.match(denial.rule, /^fail-closed/);
+
+    // The others are untouched; fixing the policy restores the broken workload's rules.
+    assert.equal((await tls(GOOD.pod)).ok, true);
+    agent.writePolicy('broken.yaml', allowPolicy('broken'));
+    await agent.waitFor('broken to get its rules', (s) => s.failures.length === 0);
+    assert.equal((await tls(BROKEN.pod)).ok, true);
+  });
+
+  test('an agent whose workload cgroup vanished while it was down starts, enforces the others and reports it', async () => {
+    mkdirSync(ghostCgroup);
+    agent.editConfig((config) => {
+      (config.workloads as Record<string, unknown>[]).push({
+        namespace: 'team',
+        name: 'ghost',
+        cgroup: ghostCgroup,
+        labels: { app: 'ghost' },
+        addresses: ['198.18.0.250'],
+      });
+      (config.baseline as Record<string, unknown>).mode = 'enforce';
+    });
+    await agent.waitFor('ghost enrolled', (s) => s.workloads.some((w) => w.key === 'team/ghost') && s.mode === 'enforce');
+    await agent.stop();
+    rmdirSync(ghostCgroup);
+    await agent.start();
+    const status = await agent.waitFor('ghost reported', (s) => s.failures.some((f) => f.key === 'team/ghost'));
+    assert.equal(status.failures.find((f) => f.key === 'team/ghost')?.enforced, 'none');
+    assert.match(agent.log(), /workload team\/ghost: cgroup path .*ghost does not exist/);
+    // Everything else is enforced: allowed traffic passes, the rest is denied and never reaches the server.
+    assert.equal((await tls(GOOD.pod)).ok, true);
+    const serverBefore = (await lab.serverLog()).length;
+    assert.equal((await tcp(GOOD.pod, '9443')).error, 'EPERM');
+    const name = uniqueName('unlisted.example');
+    assert.equal(answered(await dns(GOOD.pod, name)), false);
+    await settle();
+    assert.deepEqual((await lab.serverLog()).slice(serverBefore).filter(fromPod(GOOD.pod, 9443)), []);
+    assert.equal((await lab.resolverQueries()).includes(name), false);
+  });
+
+  test('config edits by rename-replace keep being applied (sed -i, editors); status shows the digest in force', async () => {
+    const sha = () => createHash('sha256').update(readFileSync(agent.configPath)).digest('hex');
+    const replaceMode = (from: string, to: string) => {
+      const tmp = `${agent.configPath}.tmp`;
+      writeFileSync(tmp, readFileSync(agent.configPath, 'utf8').replace(`mode: ${from}`, `mode: ${to}`));
+      renameSync(tmp, agent.configPath);
+    };
+    for (const [from, to] of [
+      ['enforce', 'discovery'],
+      ['discovery', 'enforce'],
+      ['enforce', 'discovery'],
+      ['discovery', 'enforce'],
+    ] as const) {
+      replaceMode(from, to);
+      const digest = sha();
+      const status = await agent.waitFor(`mode ${to} after a rename-replace`, (s) => s.mode === to && s.configDigest === digest);
+      assert.equal(status.configDigest, digest);
+    }
+  });
+
+  test('0.0.0.0/0 in a deny rule covers IPv6 and is attributed to it; ::/0 in a permit never matches IPv4', async () => {
+    const v6Permit = `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: broken-fw, namespace: team }
+spec:
+  smartGroups:
+    - name: v6-any
+      selectors: [{ cidr: "::/0" }]
+  rules:
+    - name: allow-v6
+      action: permit
+      protocol: tcp
+      port: 8443
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: v6-any }]
+`;
+    const translatorDenyAll = `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: broken-fw, namespace: team }
+spec:
+  smartGroups:
+    - name: any-destination
+      selectors: [{ cidr: 0.0.0.0/0 }]
+  rules:
+    - name: deny-all-external
+      action: deny
+      protocol: any
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+      logging: true
+`;
+    const generation = async () => (await agent.status()).policies.find((p) => p.name === 'broken-fw')?.generation ?? 0;
+    const v6 = () => tcpTo(BROKEN.pod, HTTPBIN.ipv6);
+    await agent.setMode('enforce');
+    let before = await generation();
+    agent.writePolicy('broken.yaml', v6Permit);
+    await agent.waitFor('the ::/0 permit', (s) =>
+      s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''),
+    );
+    // ::/0 permits IPv6 (it reaches the server) and not IPv4: enforce mode's default denies it, nothing arrives.
+    assert.equal((await v6()).ok, true);
+    await lab.waitForServerRecords('IPv6 from the broken pod', (r) => r.remote === lab.pod(BROKEN.pod).ipv6 && r.port === 8443);
+    let mark = (await lab.serverLog()).length;
+    let events = agent.events().length;
+    assert.equal((await tcp(BROKEN.pod, '8443')).error, 'EPERM');
+    await settle();
+    assert.deepEqual((await lab.serverLog()).slice(mark).filter(fromPod(BROKEN.pod, 8443)), []);
+    const v4Denial = await waitForEvent(
+      events,
+      (e) => e.workload.name === BROKEN.name && e.destination.ip === HTTPBIN.ipv4 && e.verdict === 'denied',
+    );
+    assert.equal(v4Denial.rule, 'default-action', 'IPv4 is not matched by ::/0');
+
+    // Discovery mode, translator's deny-all (0.0.0.0/0 only): IPv6 is denied by the rule, not permitted by default.
+    await agent.setMode('discovery');
+    before = await generation();
+    agent.writePolicy('broken.yaml', translatorDenyAll);
+    await agent.waitFor('the deny-all', (s) => s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''));
+    mark = (await lab.serverLog()).length;
+    events = agent.events().length;
+    assert.equal((await v6()).error, 'EPERM');
+    await settle();
+    assert.deepEqual(
+      (await lab.serverLog()).slice(mark).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv6),
+      [],
+      'zero IPv6 connections reach the server',
+    );
+    const v6Denial = await waitForEvent(
+      events,
+      (e) => e.workload.name === BROKEN.name && e.destination.ip === HTTPBIN.ipv6 && e.verdict === 'denied',
+    );
+    assert.deepEqual([v6Denial.tier, v6Denial.rule], [2, 'deny-all-external']);
+    await agent.setMode('enforce');
+  });
+
+  test('deny *.attacker.example, then permit api.attacker.example: denied at DNS and at connect (calibrated first)', async () => {
+    const xPolicy = (withDeny: boolean) => `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: broken-fw, namespace: team }
+spec:
+  smartGroups:${anyDestination}
+  webGroups:
+    - name: attacker-any
+      domains: ["*.attacker.example"]
+    - name: approved
+      domains: [api.attacker.example, api.openai.com]
+  rules:
+${
+  withDeny
+    ? `    - name: deny-attacker
+      action: deny
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+      webGroups: [{ name: attacker-any }]
+`
+    : ''
+}    - name: allow-approved
+      action: permit
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+      webGroups: [{ name: approved }]
+    - name: deny-all
+      action: deny
+      protocol: any
+      selector: { matchLabels: { app: broken } }
+      destinationSmartGroups: [{ name: any-destination }]
+`;
+    const attacker = DEFAULT_LAB_HOSTS.find((h) => h.name === 'attacker.example')!;
+    const apply = async (text: string) => {
+      const before = (await agent.status()).policies.find((p) => p.name === 'broken-fw')?.generation ?? 0;
+      agent.writePolicy('broken.yaml', text);
+      await agent.waitFor('broken-fw', (s) => s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''));
+    };
+    const viaName = async () =>
+      as<TlsProbeResult>('tls', await lab.probe(BROKEN.pod, ['tls', 'api.attacker.example', '443', '--ca', lab.caPath]));
+    const viaAddress = async () =>
+      as<TlsProbeResult>(
+        'tls',
+        await lab.probe(BROKEN.pod, ['tls', attacker.ipv4, '443', '--sni', 'api.attacker.example', '--ca', lab.caPath]),
+      );
+    const apiRecords = async (from: number) =>
+      (await lab.serverLog()).slice(from).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv4 && r.sni === 'api.attacker.example');
+
+    // Calibration: without the deny rule the permit reaches api.attacker.example by name.
+    await apply(xPolicy(false));
+    assert.equal((await viaName()).ok, true);
+    await lab.waitForServerRecords('api.attacker.example from the broken pod', (r) => r.sni === 'api.attacker.example');
+
+    await apply(xPolicy(true));
+    const mark = (await lab.serverLog()).length;
+    const lookup = await dns(BROKEN.pod, 'api.attacker.example');
+    assert.equal(answered(lookup), false, `the name is denied: ${JSON.stringify(lookup)}`);
+    assert.notEqual((await viaName()).ok, true);
+    assert.notEqual((await viaAddress()).ok, true, 'its address, learned for the permit before, does not help');
+    await settle();
+    assert.deepEqual(await apiRecords(mark), [], 'zero connections for api.attacker.example reach the server');
+    assert.equal((await tls(BROKEN.pod)).ok, true, 'allowed traffic keeps working');
+  });
+});

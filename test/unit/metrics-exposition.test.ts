@@ -1,0 +1,160 @@
+// The agent's metrics as Prometheus reads them: decisions counted by their bounded labels, owners' counters mirrored
+// at scrape time, and the flow series capped.
+import * as assert from 'node:assert/strict';
+import { describe, test } from 'vitest';
+import { AgentMetrics, MAX_FLOW_SERIES, type MetricsSources } from '../../src/metrics/metrics.js';
+import { MetricsServer } from '../../src/metrics/server.js';
+import { flowEvent } from './events-helpers.js';
+
+function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
+  return {
+    kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: 7n, dnsSteered: 2n }),
+    flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
+    pipeline: () => ({
+      received: 9,
+      emitted: 4,
+      aggregated: 5,
+      droppedByLimit: 0,
+      kernelEventsLost: 3,
+      kernelEventsMalformed: 0,
+      suppressedByRateLimit: 1234,
+      openAggregates: 2,
+    }),
+    sinks: () => ({
+      'events.sinks[0].queued': 12,
+      'events.sinks[0].delivered': 40,
+      'events.sinks[0].failures': 2,
+      'events.sinks[0].dropped': 1,
+    }),
+    dns: () => null,
+    learned: () => ({ entries: 6, capacity: 131072 }),
+    workloads: () => ({ enrolled: 2, capacity: 4096 }),
+    policiesRejected: () => 1,
+    ...overrides,
+  };
+}
+
+/** The value of one sample line `name{labels} value` in the exposition text. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('AgentMetrics', () => {
+  test('decisions are counted by verdict, tier, layer, namespace, policy and rule; aggregates by their count', async () => {
+    const metrics = new AgentMetrics(sources());
+    metrics.observeFlow(flowEvent());
+    metrics.observeFlow(flowEvent({ count: 4 }));
+    metrics.observeFlow(flowEvent({ verdict: 'permitted', tier: 3, rule: 'default-action', policy: null, layer: 'tls' }));
+    const { body } = await metrics.exposition();
+    assert.equal(
+      sample(
+        body,
+        'egressguard_flows_total{verdict="denied",tier="2",layer="connect",namespace="obot-mcp",policy="obot-mcp/rogue-policy",rule="deny-all"}',
+      ),
+      5,
+    );
+    assert.equal(
+      sample(
+        body,
+        'egressguard_flows_total{verdict="permitted",tier="3",layer="tls",namespace="obot-mcp",policy="",rule="default-action"}',
+      ),
+      1,
+    );
+    assert.doesNotMatch(body, /httpbin\.org|198\.18\.100\.20|rogue"/, 'no destination, name or workload name in any label');
+  });
+
+  test('DNS answers are counted by rcode', async () => {
+    const metrics = new AgentMetrics(sources());
+    metrics.observeFlow(flowEvent({ layer: 'dns', dns: { query: 'a.example', type: 'A', rcode: 'NXDOMAIN', answers: [] } }));
+    metrics.observeFlow(
+      flowEvent({
+        layer: 'dns',
+        verdict: 'permitted',
+        dns: { query: 'b.example', type: 'A', rcode: 'NOERROR', answers: ['198.18.100.10'] },
+      }),
+    );
+    const { body } = await metrics.exposition();
+    assert.equal(sample(body, 'egressguard_dns_answers_total{rcode="NXDOMAIN"}'), 1);
+    assert.equal(sample(body, 'egressguard_dns_answers_total{rcode="NOERROR"}'), 1);
+  });
+
+  test("owners' counters are read at scrape time: kernel, flood, sinks, maps, health", async () => {
+    let denied = 7n;
+    const metrics = new AgentMetrics(
+      sources({
+        kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: denied, dnsSteered: 2n }),
+      }),
+    );
+    let { body } = await metrics.exposition();
+    assert.equal(sample(body, 'egressguard_kernel_decisions_total{verdict="denied"}'), 7);
+    assert.equal(sample(body, 'egressguard_ringbuf_events_lost_total'), 3);
+    assert.equal(sample(body, 'egressguard_events_rate_limited_total'), 1234);
+    assert.equal(sample(body, 'egressguard_ringbuf_reader_dropped_total'), 5);
+    assert.equal(sample(body, 'egressguard_sink_queue_depth{sink="events.sinks[0]"}'), 12);
+    assert.equal(sample(body, 'egressguard_sink_delivery_failures_total{sink="events.sinks[0]"}'), 2);
+    assert.equal(sample(body, 'egressguard_sink_spool_bytes{sink="events.sinks[0]"}'), undefined, 'a sink without a spool reports none');
+    assert.equal(sample(body, 'egressguard_map_entries{map="learned"}'), 6);
+    assert.equal(sample(body, 'egressguard_map_capacity{map="learned"}'), 131072);
+    assert.equal(sample(body, 'egressguard_policies_rejected'), 1);
+    assert.equal(sample(body, 'egressguard_up'), 1);
+    denied = 9n;
+    ({ body } = await metrics.exposition());
+    assert.equal(sample(body, 'egressguard_kernel_decisions_total{verdict="denied"}'), 9);
+  });
+
+  test('reconcile and propagation histograms', async () => {
+    const metrics = new AgentMetrics(sources());
+    metrics.observeReconcile(0.004, 'ok');
+    metrics.observePropagation(0.3);
+    const { body } = await metrics.exposition();
+    assert.equal(sample(body, 'egressguard_reconcile_duration_seconds_count{outcome="ok"}'), 1);
+    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.5"}'), 1);
+    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.25"}'), 0);
+  });
+
+  test(`flow label sets are capped at ${MAX_FLOW_SERIES}; the rest are counted under (overflow)`, async () => {
+    const metrics = new AgentMetrics(sources());
+    for (let i = 0; i < MAX_FLOW_SERIES + 10; i++) metrics.observeFlow(flowEvent({ rule: `rule#${i}` }));
+    const { body } = await metrics.exposition();
+    const series = body.split('\n').filter((line) => line.startsWith('egressguard_flows_total{'));
+    assert.equal(series.length, MAX_FLOW_SERIES + 1);
+    assert.equal(sample(body, 'egressguard_flow_series_overflow_total'), 10);
+    assert.equal(
+      sample(
+        body,
+        'egressguard_flows_total{verdict="denied",tier="2",layer="connect",namespace="obot-mcp",policy="(overflow)",rule="(overflow)"}',
+      ),
+      10,
+    );
+  });
+});
+
+describe('MetricsServer', () => {
+  test('serves GET /metrics in the exposition format; other paths are 404, other methods 405', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()));
+    await server.start();
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      const response = await fetch(`${base}/metrics`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+      assert.match(await response.text(), /^egressguard_up 1$/m);
+      assert.equal((await fetch(`${base}/`)).status, 404);
+      assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('an address in use is a clear error naming the setting', async () => {
+    const first = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()));
+    await first.start();
+    try {
+      const second = new MetricsServer({ host: '127.0.0.1', port: first.port }, new AgentMetrics(sources()));
+      await assert.rejects(second.start(), /metrics\.listen 127\.0\.0\.1:\d+: cannot listen \(EADDRINUSE\)/);
+    } finally {
+      await first.stop();
+    }
+  });
+});
