@@ -7,9 +7,12 @@
  * - tc ingress on each workload's host-side interface is the backstop for what no socket hook
  *   saw (packet sockets, forged sources, fragments); tc egress there approves the answers of the
  *   connections the node delivers to the workload.
- * All three reach their verdict through eg_evaluate() (lib/evaluate.h). */
+ * - iter/tcp and iter/udp, run by the agent after every policy write and SNI deny, end the live
+ *   sockets the rules in force no longer permit (lib/reap.h).
+ * All of them reach their verdict through eg_evaluate() (lib/evaluate.h). */
 #include "lib/abi.h"
 #include "lib/dns_steer.h"
+#include "lib/reap.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -161,4 +164,28 @@ int eg_tc_egress(struct __sk_buff *skb)
 	verdict = backstop_inbound(skb, work);
 	scratch_leave(cpu);
 	return verdict;
+}
+
+SEC("iter/tcp")
+int eg_reap_tcp(struct bpf_iter__tcp___eg *ctx)
+{
+	struct sock_common___eg *common = ctx->sk_common;
+	void *full;
+
+	if (!common)
+		return 0;
+	full = bpf_skc_to_tcp_sock(common); /* null for time-wait and request sockets */
+	if (full)
+		reap_socket(ctx->meta->seq, common, full, IPPROTO_TCP);
+	return 0;
+}
+
+SEC("iter/udp")
+int eg_reap_udp(struct bpf_iter__udp___eg *ctx)
+{
+	struct sock___eg *sk = ctx->udp_sk;
+
+	if (sk)
+		reap_socket(ctx->meta->seq, &sk->__sk_common, sk, IPPROTO_UDP);
+	return 0;
 }

@@ -56,7 +56,7 @@ enum eg_verdict {
 
 enum eg_tier { EG_TIER_DENY_LIST = 0, EG_TIER_BASELINE = 1, EG_TIER_POLICY = 2, EG_TIER_DEFAULT = 3 };
 
-enum eg_layer { EG_LAYER_CONNECT = 1, EG_LAYER_DNS = 2, EG_LAYER_TLS = 3, EG_LAYER_PACKET = 4 };
+enum eg_layer { EG_LAYER_CONNECT = 1, EG_LAYER_DNS = 2, EG_LAYER_TLS = 3, EG_LAYER_PACKET = 4, EG_LAYER_HTTP = 5 };
 
 /* Why the packet layer dropped a packet before any rule was consulted (eg_event.reason; tier 0, rule 0). */
 enum eg_reason {
@@ -77,6 +77,7 @@ enum eg_hook {
 	EG_HOOK_SENDMSG6 = 4,
 	EG_HOOK_SKB_EGRESS = 5, /* cgroup_skb egress: TLS and raw/ping sockets */
 	EG_HOOK_TC_INGRESS = 6, /* tc on the workload's host-side interface */
+	EG_HOOK_SOCKET_ITER = 7, /* the socket iterators re-judging live sockets after a policy change */
 };
 
 /* eg_rule.flags and eg_cidr_value.flags */
@@ -99,8 +100,9 @@ enum eg_stat {
 	EG_STAT_DENIED = 2,
 	EG_STAT_DNS_STEERED = 3,
 	EG_STAT_EVENTS_SUPPRESSED = 4, /* over a workload's event rate limit: counted, reported by its next event */
-	EG_STAT_FLOWS_REFUSED = 5,     /* approvals refused: the workload held EG_MAX_FLOWS_PER_WORKLOAD, or the table was full */
-	EG_STAT_COUNT = 6,
+	EG_STAT_FLOWS_ENDED = 5,      /* live sockets a re-judgment (or an SNI deny) destroyed */
+	EG_STAT_FLOWS_REFUSED = 6,     /* approvals refused: the workload held EG_MAX_FLOWS_PER_WORKLOAD, or the table was full */
+	EG_STAT_COUNT = 7,
 };
 
 /* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied

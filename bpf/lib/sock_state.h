@@ -247,13 +247,14 @@ static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk
 	flow->protocol = state->protocol;
 	flow->family = state->family;
 	flow->hook = EG_HOOK_SKB_EGRESS;
-	flow->layer = EG_LAYER_TLS;
+	flow->layer = info.http ? EG_LAYER_HTTP : EG_LAYER_TLS;
 	flow->pid = state->pid;
 	flow->cgroup_id = state->cgroup_id;
 	flow->workload = state->workload;
 	__builtin_memcpy(flow->comm, state->comm, sizeof(flow->comm));
+	/* Marked before the event leaves: the agent's answer to a deny is to end the socket marked denied. */
+	state->verdict = permit ? EG_SK_PERMIT : EG_SK_DENY;
 	verdict = finish(flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
-	state->verdict = verdict ? EG_SK_PERMIT : EG_SK_DENY;
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
 	handshake_settled(skb, state, verdict, work);
 	return verdict;

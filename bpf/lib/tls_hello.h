@@ -1,4 +1,6 @@
-/* TLS ClientHello: reassembly, parse and name match (cgroup_skb egress and the test probe). */
+/* TLS ClientHello, or a plain HTTP/1.x request head: reassembly, parse and name match (cgroup_skb
+ * egress and the test probe). The Host header of a request is matched like an SNI: same domain trie,
+ * same reassembly bound, same pending decision. */
 #ifndef EG_LIB_TLS_HELLO_H
 #define EG_LIB_TLS_HELLO_H
 
@@ -20,10 +22,10 @@ enum eg_hello_status { EG_HELLO_INCOMPLETE = 0, EG_HELLO_COMPLETE = 1, EG_HELLO_
 struct eg_hello_info {
 	__u32 sni_off; /* into buf */
 	__u32 sni_len; /* as sent */
-	__u8 valid;    /* a well-formed ClientHello */
-	__u8 has_sni;  /* a server_name extension with a host_name entry */
+	__u8 valid;    /* a well-formed ClientHello (or HTTP request head) */
+	__u8 has_sni;  /* a server_name extension with a host_name entry (or one Host header) */
 	__u8 ech;      /* encrypted_client_hello extension present */
-	__u8 _pad;
+	__u8 http;     /* the first flight is an HTTP request: sni_* is its Host (port removed) */
 };
 
 /* Offsets are bounded by the parse logic; the mask only proves it to the verifier. */
@@ -67,10 +69,153 @@ EG_SUBPROG int eg_hello_append(struct __sk_buff *skb, __u32 offset, __u32 len, s
 	return len ? -1 : 0;
 }
 
-/* Whether the buffer starts a ClientHello record, and whether the record is all there. */
+/* Walk of an HTTP/1.x request head. Only what a server routes on counts: a request line
+ * "METHOD SP /..." (or "*"; an absolute-form target names its own host, so it never matches) and
+ * exactly one "Host:" header; a folded line or a port that is not digits makes the head invalid. */
+struct eg_http_walk {
+	const struct eg_sk_hello *hello;
+	__u32 len;
+	__u32 line_start;
+	__u32 value_start; /* of the current line's Host value, when it is a Host line */
+	__u32 colon;       /* last ':' in the current Host value, 0 when none */
+	__u32 host_off;
+	__u32 host_len;
+	__u8 stage;       /* request line: 0 method, 1 target's first byte, 2 rest; 3 headers */
+	__u8 host_line;   /* the current line is a Host header */
+	__u8 port_digits; /* only digits since colon */
+	__u8 hosts;       /* Host headers seen */
+	__u8 end;         /* the empty line that ends the head was seen */
+	__u8 bad;
+};
+
+static __always_inline __u32 lower(__u32 c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* The end of a header line at index (the '\n'): its Host value, if it is one. */
+static __always_inline void http_line_end(struct eg_http_walk *walk, __u32 index)
+{
+	__u32 end = index, start = walk->value_start;
+
+	if (end > walk->line_start && hello_u8(walk->hello, end - 1) == '\r')
+		end--;
+	if (!walk->host_line)
+		return;
+	if (walk->colon) {
+		if (!walk->port_digits) {
+			walk->bad = 1;
+			return;
+		}
+		end = walk->colon;
+	}
+	walk->hosts++;
+	walk->host_off = start;
+	walk->host_len = end > start ? end - start : 0;
+}
+
+/* One byte of the request head (a bpf_loop callback). */
+static long http_step(__u64 index, void *data)
+{
+	struct eg_http_walk *walk = data;
+	__u32 i = index, c;
+
+	if (i >= walk->len || walk->bad || walk->end)
+		return 1;
+	c = hello_u8(walk->hello, i);
+	if (walk->stage == 0) { /* method: upper-case letters, then one space */
+		if (c == ' ' && i > 0)
+			walk->stage = 1;
+		else if (!(c >= 'A' && c <= 'Z') || i >= 16)
+			walk->bad = 1;
+		return 0;
+	}
+	if (walk->stage == 1) {
+		walk->stage = 2;
+		if (c != '/' && c != '*')
+			walk->bad = 1; /* absolute or authority form: the target names the host */
+		return 0;
+	}
+	if (c == '\n') {
+		if (walk->stage == 3)
+			http_line_end(walk, i);
+		if (walk->stage == 3 && (i == walk->line_start || (i == walk->line_start + 1 && hello_u8(walk->hello, walk->line_start) == '\r')))
+			walk->end = 1;
+		walk->stage = 3;
+		walk->line_start = i + 1;
+		walk->host_line = 0;
+		walk->colon = 0;
+		return 0;
+	}
+	if (walk->stage != 3)
+		return 0;
+	if (i == walk->line_start && (c == ' ' || c == '\t')) {
+		walk->bad = 1; /* obsolete line folding */
+		return 0;
+	}
+	if (i == walk->line_start + 4 && c == ':' && lower(hello_u8(walk->hello, i - 4)) == 'h' &&
+	    lower(hello_u8(walk->hello, i - 3)) == 'o' && lower(hello_u8(walk->hello, i - 2)) == 's' &&
+	    lower(hello_u8(walk->hello, i - 1)) == 't') {
+		walk->host_line = 1;
+		walk->value_start = i + 1;
+		return 0;
+	}
+	if (!walk->host_line)
+		return 0;
+	if ((c == ' ' || c == '\t') && i == walk->value_start) {
+		walk->value_start = i + 1; /* optional whitespace before the value */
+		return 0;
+	}
+	if (c == ':') {
+		walk->colon = i;
+		walk->port_digits = 1;
+	} else if (walk->colon && c != '\r' && !(c >= '0' && c <= '9')) {
+		walk->port_digits = 0;
+	}
+	return 0;
+}
+
+struct eg_http_head {
+	__u32 host_off;
+	__u32 host_len;
+	__u8 hosts;
+	__u8 end; /* complete */
+	__u8 bad;
+	__u8 _pad;
+};
+
+/* Walks the buffered request head (the walk stays on this frame: it holds a pointer). */
+EG_SUBPROG int eg_http_scan(const struct eg_sk_hello *hello, struct eg_http_head *head)
+{
+	struct eg_http_walk walk = {};
+
+	if (!hello || !head)
+		return 0;
+	walk.hello = hello;
+	walk.len = hello->len > EG_HELLO_MAX ? EG_HELLO_MAX : hello->len;
+	bpf_loop(EG_HELLO_MAX, http_step, &walk, 0);
+	head->host_off = walk.host_off;
+	head->host_len = walk.host_len;
+	head->hosts = walk.hosts;
+	head->end = walk.end;
+	head->bad = walk.bad;
+	head->_pad = 0;
+	return 0;
+}
+
+/* Whether the buffer starts a ClientHello record (or an HTTP request head), and whether it is all there. */
 static __always_inline int hello_status(const struct eg_sk_hello *hello)
 {
 	__u32 len = hello->len, record;
+
+	if (len >= 1 && hello_u8(hello, 0) >= 'A' && hello_u8(hello, 0) <= 'Z') {
+		struct eg_http_head head = {};
+
+		eg_http_scan(hello, &head);
+		if (head.bad)
+			return EG_HELLO_NOT_HELLO;
+		return head.end ? EG_HELLO_COMPLETE : EG_HELLO_INCOMPLETE;
+	}
 
 	if (len >= 1 && hello_u8(hello, 0) != 0x16) /* handshake record */
 		return EG_HELLO_NOT_HELLO;
@@ -228,6 +373,8 @@ static __always_inline int candidate_matches(const struct eg_candidate *candidat
 {
 	if (!info->valid)
 		return 0;
+	if (info->http && (!(candidate->flags & EG_RULE_WEB) || (candidate->flags & EG_RULE_TLS_REQUIRED)))
+		return 0; /* a Host header stands for a name, never for TLS */
 	if (!(candidate->flags & EG_RULE_WEB))
 		return 1; /* tlsRequired alone: any ClientHello */
 	if (!info->has_sni || info->sni_len == 0)
@@ -253,11 +400,20 @@ EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const
 		return -1;
 	__builtin_memset(info, 0, sizeof(*info));
 	hello->sni_len = 0;
-	if (status == EG_HELLO_COMPLETE) {
+	if (status == EG_HELLO_COMPLETE && hello_u8(hello, 0) == 0x16) {
 		eg_hello_parse(hello, info);
-		if (info->valid && info->has_sni)
-			name_ok = eg_hello_name(hello, info);
+	} else if (status == EG_HELLO_COMPLETE) {
+		struct eg_http_head head = {};
+
+		eg_http_scan(hello, &head);
+		info->http = 1;
+		info->valid = head.end && !head.bad;
+		info->has_sni = head.hosts == 1;
+		info->sni_off = head.host_off;
+		info->sni_len = head.host_len;
 	}
+	if (info->valid && info->has_sni)
+		name_ok = eg_hello_name(hello, info);
 #pragma clang loop unroll(disable)
 	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
 		if (index >= list->count)

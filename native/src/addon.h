@@ -52,6 +52,7 @@ class BpfProgram : public Napi::ObjectWrap<BpfProgram> {
  private:
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
+  Napi::Value Iterate(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference owner_;
   std::string name_;
@@ -128,6 +129,20 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   Napi::ThreadSafeFunction deliver_;
   bool running_ = false;
 };
+
+// Moves the calling thread into a network namespace for its lifetime (empty path: stays put). tc.cc
+class NetnsScope {
+ public:
+  NetnsScope(Napi::Env env, const std::string& path);
+  ~NetnsScope();
+  NetnsScope(const NetnsScope&) = delete;
+  NetnsScope& operator=(const NetnsScope&) = delete;
+
+ private:
+  int original_ = -1;
+};
+// The optional network namespace path argument at index ("" when absent). tc.cc
+std::string OptionalNetns(const Napi::CallbackInfo& info, size_t index);
 
 // introspect.cc
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info);

@@ -113,7 +113,8 @@ Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {
 Napi::Function BpfProgram::Init(Napi::Env env) {
   Napi::Function fn = DefineClass(env, "BpfProgram",
                                   {InstanceMethod("attachCgroup", &BpfProgram::AttachCgroup),
-                                   InstanceMethod("testRun", &BpfProgram::TestRun)});
+                                   InstanceMethod("testRun", &BpfProgram::TestRun),
+                                   InstanceMethod("iterate", &BpfProgram::Iterate)});
   constructor = Napi::Persistent(fn);
   constructor.SuppressDestruct();
   return fn;
@@ -183,6 +184,46 @@ Napi::Value BpfProgram::TestRun(const Napi::CallbackInfo& info) {
   result.Set("data", Napi::Buffer<uint8_t>::Copy(env, dataOut.data(), std::min<size_t>(opts.data_size_out, dataOut.size())));
   result.Set("ctx", Napi::Buffer<uint8_t>::Copy(env, ctxOut.data(), std::min<size_t>(opts.ctx_size_out, ctxOut.size())));
   return result;
+}
+
+// iterate(netnsPath?) -> string: attaches an iterator program (iter/tcp, iter/udp), runs one pass over
+// what it walks and returns everything the program wrote; the link is gone afterwards. Socket
+// iterators walk the network namespace the iterator is created in: netnsPath, or the caller's.
+Napi::Value BpfProgram::Iterate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string netns = OptionalNetns(info, 0);
+  ClearLibbpfLog();
+  struct bpf_link* link = bpf_program__attach_iter(Handle(env), nullptr);
+  if (link == nullptr) ThrowErrno(env, "bpf_program__attach_iter(" + name_ + ")", errno, true);
+  int iterFd;
+  try {
+    NetnsScope scope(env, netns);
+    iterFd = bpf_iter_create(bpf_link__fd(link));
+  } catch (...) {
+    bpf_link__destroy(link);
+    throw;
+  }
+  if (iterFd < 0) {
+    int err = errno;
+    bpf_link__destroy(link);
+    ThrowErrno(env, "bpf_iter_create(" + name_ + ")", err);
+  }
+  std::string output;
+  char buffer[4096];
+  ssize_t got;
+  while ((got = read(iterFd, buffer, sizeof(buffer))) != 0) {
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int err = errno;
+      close(iterFd);
+      bpf_link__destroy(link);
+      ThrowErrno(env, "read(iterator " + name_ + ")", err);
+    }
+    output.append(buffer, static_cast<size_t>(got));
+  }
+  close(iterFd);
+  bpf_link__destroy(link);
+  return Napi::String::New(env, output);
 }
 
 // ---- BpfLink: from program.attachCgroup() or BpfLink.openPinned(path) ----

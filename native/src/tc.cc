@@ -13,43 +13,37 @@
 
 #include "addon.h"
 
-namespace {
-
-// Moves the calling thread into a network namespace for its lifetime (none: stays put).
-class NetnsScope {
- public:
-  NetnsScope(Napi::Env env, const std::string& path) {
-    if (path.empty()) return;
-    original_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (original_ < 0) ThrowErrno(env, "open(/proc/thread-self/ns/net)", errno);
-    int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-      int err = errno;
-      close(original_);
-      ThrowErrno(env, "open(" + path + ")", err);
-    }
-    int rc = setns(target, CLONE_NEWNET);
+NetnsScope::NetnsScope(Napi::Env env, const std::string& path) {
+  if (path.empty()) return;
+  original_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (original_ < 0) ThrowErrno(env, "open(/proc/thread-self/ns/net)", errno);
+  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
     int err = errno;
-    close(target);
-    if (rc != 0) {
-      close(original_);
-      ThrowErrno(env, "setns(" + path + ")", err);
-    }
-  }
-  ~NetnsScope() {
-    if (original_ < 0) return;
-    setns(original_, CLONE_NEWNET);  // back to where the thread was; cannot fail for our own namespace
     close(original_);
+    ThrowErrno(env, "open(" + path + ")", err);
   }
+  int rc = setns(target, CLONE_NEWNET);
+  int err = errno;
+  close(target);
+  if (rc != 0) {
+    close(original_);
+    ThrowErrno(env, "setns(" + path + ")", err);
+  }
+}
 
- private:
-  int original_ = -1;
-};
+NetnsScope::~NetnsScope() {
+  if (original_ < 0) return;
+  setns(original_, CLONE_NEWNET);  // back to where the thread was; cannot fail for our own namespace
+  close(original_);
+}
 
 std::string OptionalNetns(const Napi::CallbackInfo& info, size_t index) {
   if (info.Length() <= index || info[index].IsUndefined() || info[index].IsNull()) return "";
   return RequireString(info, index, "network namespace path");
 }
+
+namespace {
 
 uint32_t RequireUint(const Napi::CallbackInfo& info, size_t index, const char* what) {
   if (info.Length() <= index || !info[index].IsNumber())

@@ -22,7 +22,7 @@ export const EG_RULE_CIDR_FIXED_BITS = 64;
 
 export const ACTION = { deny: 0, permit: 1 } as const satisfies Record<RuleAction, number>;
 export const VERDICTS: readonly Verdict[] = ['denied', 'permitted', 'would-deny', 'would-permit'];
-export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet' };
+export const LAYERS: Readonly<Record<number, Layer>> = { 1: 'connect', 2: 'dns', 3: 'tls', 4: 'packet', 5: 'http' };
 export const TIER = { denyList: 0, baseline: 1, policy: 2, default: 3 } as const satisfies Record<string, Tier>;
 /** enum eg_reason: why the packet layer dropped a packet before any rule (index = value; 0: a tier decided). */
 export const REASONS: readonly (PacketReason | null)[] = [
@@ -34,7 +34,7 @@ export const REASONS: readonly (PacketReason | null)[] = [
   'not-as-judged',
 ];
 /** enum eg_hook: which program decided an event. */
-export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6 } as const;
+export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6, socketIter: 7 } as const;
 export const PROTOCOL = { any: 0, icmp: 1, tcp: 6, udp: 17 } as const satisfies Record<RuleProtocol, number>;
 
 export const RULE_FLAG = {
@@ -61,8 +61,16 @@ export const EG_HELLO_MAX = 4096;
 /** enum eg_probe_result: what eg_hello_probe returns. */
 export const PROBE = { match: 1 << 0, incomplete: 1 << 1, valid: 1 << 2, sni: 1 << 3, ech: 1 << 4 } as const;
 
-export const STAT = { eventsLost: 0, permitted: 1, denied: 2, dnsSteered: 3, eventsSuppressed: 4, flowsRefused: 5 } as const;
-export const STAT_COUNT = 6;
+export const STAT = {
+  eventsLost: 0,
+  permitted: 1,
+  denied: 2,
+  dnsSteered: 3,
+  eventsSuppressed: 4,
+  flowsEnded: 5,
+  flowsRefused: 6,
+} as const;
+export const STAT_COUNT = 7;
 /** eg_approved: node capacity, and the share one workload may hold (bpf/egressguard.h). */
 export const EG_MAX_FLOWS = 262144;
 export const EG_MAX_FLOWS_PER_WORKLOAD = 4096;

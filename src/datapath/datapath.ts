@@ -1,6 +1,6 @@
 // The Datapath over the kernel: loads bpf/egressguard.bpf.o, attaches (or adopts) its cgroup
 // programs through pinned bpf_links, and keeps the pinned maps in step with the agent's state.
-import { existsSync, mkdirSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { release } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -50,6 +50,7 @@ import type {
   DatapathOptions,
   DatapathSettings,
   DatapathStats,
+  FlowsEnded,
   KernelEvent,
   KernelRule,
   LearnedEntry,
@@ -75,6 +76,11 @@ export const PROGRAM_NAMES = [
 const TC_PROGRAM = 'eg_tc_ingress';
 /** On the same interfaces, what the node delivers into the workload: the inbound connections it may answer. */
 const TC_EGRESS_PROGRAM = 'eg_tc_egress';
+/** Socket iterators that end live sockets the rules in force no longer permit (bpf/lib/reap.h). */
+const REAP_PROGRAMS = ['eg_reap_tcp', 'eg_reap_udp'] as const;
+/** Unpinned: the listeners one reap pass has seen; emptied before each pass. */
+const REAP_LISTENERS_MAP = 'eg_reap_listeners';
+const EOPNOTSUPP = 95;
 /** tc filter identity on a host-side interface: fixed, so a restarted agent replaces its own filter in place. */
 export const TC_HANDLE = 0xe9;
 export const TC_PRIORITY = 0xe9;
@@ -237,6 +243,9 @@ class KernelDatapath implements Datapath {
   private readonly interfaces = new Map<number, Set<number>>();
   private features: DatapathFeatures = { ...ALL_FEATURES };
   private closed = false;
+  /** Sockets a reap pass could not end (see FlowsEnded). */
+  private flowsNotEnded = 0n;
+  private reapScheduled = false;
 
   constructor(
     private readonly native: NativeAddon,
@@ -298,6 +307,7 @@ class KernelDatapath implements Datapath {
     if (features.packet) {
       for (const ifindexes of this.interfaces.values()) for (const ifindex of ifindexes) this.attachTc(ifindex);
     }
+    this.endStaleFlows(); // e.g. discovery (default permit) -> enforce
   }
 
   private attachTc(ifindex: number): void {
@@ -337,6 +347,7 @@ class KernelDatapath implements Datapath {
       desired.set(key, encodeCidrValue(entry));
     }
     syncMap(map, desired);
+    this.endStaleFlows();
   }
 
   setWorkload(cgroupPath: string, rules: KernelRule[], network?: WorkloadNetwork): number {
@@ -397,7 +408,89 @@ class KernelDatapath implements Datapath {
     // Addresses learned for rules that are gone must not wait for their TTL to stop counting.
     const webRuleIds = new Set(rules.filter((rule) => rule.web).map((rule) => rule.ruleId));
     this.deleteLearned((key) => key.workloadId === workloadId && !webRuleIds.has(key.ruleId));
+    // Sockets connected before enrolment or under rules just withdrawn are judged again now: only
+    // this workload's rules changed, so only the namespaces its processes live in are walked.
+    this.endStaleFlowsIn([cgroupPath]);
     return workloadId;
+  }
+
+  endStaleFlows(): FlowsEnded {
+    this.assertOpen();
+    return this.endStaleFlowsIn([...this.cgroupIdsByPath.keys()]);
+  }
+
+  private endStaleFlowsIn(cgroupPaths: readonly string[]): FlowsEnded {
+    const result: FlowsEnded = { ended: 0, unsupported: 0, failed: 0 };
+    if (this.enrolled.size === 0) return result;
+    const listeners = this.object.map(REAP_LISTENERS_MAP);
+    try {
+      for (const key of listeners.keys()) listeners.delete(key);
+    } finally {
+      listeners.close();
+    }
+    for (const netns of this.workloadNetns(cgroupPaths)) {
+      for (const name of REAP_PROGRAMS) {
+        let output: string;
+        try {
+          output = this.object.program(name).iterate(netns);
+        } catch (error) {
+          if (netns !== undefined && !existsSync(netns)) continue; // the process left meanwhile
+          throw error;
+        }
+        // One line per socket ended: "<workload id> <0 or -errno>".
+        for (const line of output.split('\n')) {
+          if (line === '') continue;
+          const code = Number(line.split(' ')[1]);
+          if (code === 0) result.ended++;
+          else if (code === -EOPNOTSUPP) result.unsupported++;
+          else result.failed++;
+        }
+      }
+    }
+    this.flowsNotEnded += BigInt(result.unsupported + result.failed);
+    return result;
+  }
+
+  /**
+   * Socket iterators walk one network namespace each: the agent's own (host-network workloads) and
+   * every other one a process of the given workload cgroups lives in (/proc/<pid>/ns/net, one per namespace).
+   */
+  private workloadNetns(cgroupPaths: readonly string[]): Array<string | undefined> {
+    const seen = new Set<bigint>([statSync('/proc/self/ns/net', { bigint: true }).ino]);
+    const found: Array<string | undefined> = [undefined];
+    const visit = (dir: string): void => {
+      let procs: string;
+      try {
+        procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
+      } catch {
+        return; // the cgroup went away
+      }
+      for (const pid of procs.split('\n')) {
+        if (pid === '') continue;
+        const path = `/proc/${pid}/ns/net`;
+        try {
+          const inode = statSync(path, { bigint: true }).ino;
+          if (seen.has(inode)) continue;
+          seen.add(inode);
+          found.push(path);
+        } catch {
+          // the process exited
+        }
+      }
+      for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) visit(join(dir, entry.name));
+    };
+    for (const path of cgroupPaths) visit(path);
+    return found;
+  }
+
+  /** After a TLS (or HTTP Host) deny: the skb program marked the socket denied; end it now rather than let it stall. */
+  private scheduleEndStaleFlows(): void {
+    if (this.reapScheduled) return;
+    this.reapScheduled = true;
+    setImmediate(() => {
+      this.reapScheduled = false;
+      if (!this.closed) this.endStaleFlows();
+    });
   }
 
   private deleteLearned(matches: (parts: ReturnType<typeof decodeLearnedKey>, key: Buffer) => boolean): number {
@@ -643,6 +736,7 @@ class KernelDatapath implements Datapath {
           this.malformedEvents++;
           continue;
         }
+        if ((event.layer === 'tls' || event.layer === 'http') && event.verdict === 'denied') this.scheduleEndStaleFlows();
         for (const each of this.listeners) each(event);
       }
     });
@@ -663,6 +757,8 @@ class KernelDatapath implements Datapath {
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),
       flowsRefused: read(STAT.flowsRefused),
+      flowsEnded: read(STAT.flowsEnded),
+      flowsNotEnded: this.flowsNotEnded,
     };
   }
 

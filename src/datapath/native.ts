@@ -73,6 +73,11 @@ export interface TestRunResult {
 export interface NativeProgram {
   attachCgroup(cgroupPath: string): NativeLink;
   testRun(options?: TestRunOptions): TestRunResult;
+  /**
+   * An iterator program (iter/tcp, iter/udp): one pass over what it walks; returns what it wrote.
+   * Socket iterators walk one network namespace: netnsPath's, or the caller's.
+   */
+  iterate(netnsPath?: string): string;
 }
 
 export interface NativeObject {

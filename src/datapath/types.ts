@@ -98,6 +98,10 @@ export interface DatapathStats {
   dnsSteered: bigint;
   /** Approved flows refused: the workload held its share of the table (or the table was full). */
   flowsRefused: bigint;
+  /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
+  flowsEnded: bigint;
+  /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */
+  flowsNotEnded: bigint;
 }
 
 /** One workload's share of the approved-flow table (eg_flow_counts). */
@@ -106,6 +110,15 @@ export interface ApprovedFlows {
   held: number;
   /** Approvals refused since it was enrolled (its flows were then judged packet by packet). */
   refused: bigint;
+}
+
+/** One re-judgment pass over the live sockets of enrolled workloads. */
+export interface FlowsEnded {
+  ended: number;
+  /** Kernel lacks bpf_sock_destroy (Linux < 6.5): the sockets live on, their packets lose the tc approval. */
+  unsupported: number;
+  /** bpf_sock_destroy failed for another reason (the socket was closing). */
+  failed: number;
 }
 
 export interface Datapath {
@@ -136,6 +149,12 @@ export interface Datapath {
    * flows, flows of withdrawn workloads) and recount each workload's share; returns how many were removed.
    */
   sweepApprovals(nowNs: bigint): number;
+  /**
+   * Re-judge every live TCP/UDP socket of every enrolled workload against the rules in force and end
+   * the ones no longer permitted (and those denied on their ClientHello). The writes above
+   * (configure, setDenyList, setBaseline, setWorkload) run it themselves; a TLS deny event schedules it.
+   */
+  endStaleFlows(): FlowsEnded;
   onEvent(listener: (event: KernelEvent) => void): void;
   stats(): DatapathStats;
   /** Stop reading events and close file descriptors; pinned state keeps enforcing. */

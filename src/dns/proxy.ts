@@ -63,6 +63,11 @@ export interface DnsProxyOptions {
   tcpIdleTimeoutMs?: number;
   /** Concurrent TCP connections; more are closed at accept. Default 256. */
   maxTcpConnections?: number;
+  /**
+   * Concurrent TCP connections of one workload (unknown sources: of one address); more are closed at
+   * accept, so one workload cannot take the node's slots from the others. Default 16.
+   */
+  maxTcpConnectionsPerWorkload?: number;
   /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
   maxInflightQueries?: number;
 }
@@ -104,10 +109,13 @@ export class DnsProxy {
     addressesOverCap: 0,
     droppedOverload: 0,
     tcpConnectionsRejected: 0,
+    tcpConnectionsRejectedPerWorkload: 0,
   };
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpConnections = new Set<net.Socket>();
+  /** Open TCP connections per workload key (or "address <ip>" for unknown sources). */
+  private readonly tcpConnectionsByOwner = new Map<string, number>();
   private readonly cancel = new AbortController();
   private listening: ListeningAddress[] = [];
   private inflight = 0;
@@ -127,6 +135,7 @@ export class DnsProxy {
       learnTimeoutMs: 2000,
       tcpIdleTimeoutMs: 10_000,
       maxTcpConnections: 256,
+      maxTcpConnectionsPerWorkload: 16,
       maxInflightQueries: 4096,
       ...options,
     };
@@ -185,15 +194,28 @@ export class DnsProxy {
   }
 
   private onConnection(socket: net.Socket): void {
-    this.tcpConnections.add(socket);
     const client: Client = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
+    const owner = this.options.oracle.workloadFor(client.ip)?.key ?? `address ${client.ip}`;
+    const held = this.tcpConnectionsByOwner.get(owner) ?? 0;
+    if (held >= this.options.maxTcpConnectionsPerWorkload) {
+      this.counters.tcpConnectionsRejectedPerWorkload += 1;
+      socket.destroy();
+      return;
+    }
+    this.tcpConnectionsByOwner.set(owner, held + 1);
+    this.tcpConnections.add(socket);
     const reader = new FrameReader();
     let pending = 0;
     socket.setTimeout(this.options.tcpIdleTimeoutMs, () => {
       if (pending === 0) socket.destroy();
     });
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.tcpConnections.delete(socket));
+    socket.on('close', () => {
+      this.tcpConnections.delete(socket);
+      const left = (this.tcpConnectionsByOwner.get(owner) ?? 1) - 1;
+      if (left > 0) this.tcpConnectionsByOwner.set(owner, left);
+      else this.tcpConnectionsByOwner.delete(owner);
+    });
     socket.on('data', (chunk) => {
       for (const message of reader.push(chunk)) {
         pending += 1;

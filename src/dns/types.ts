@@ -95,4 +95,6 @@ export interface DnsProxyStats {
   droppedOverload: number;
   /** TCP connections closed at accept because the connection cap was reached. */
   tcpConnectionsRejected: number;
+  /** TCP connections closed at accept because their workload held its own cap of slots. */
+  tcpConnectionsRejectedPerWorkload: number;
 }

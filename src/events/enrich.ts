@@ -92,7 +92,7 @@ export class Enricher {
       },
       ...(event.source !== undefined ? { source: { ip: event.source } } : {}),
       fqdn,
-      fqdnSource: event.sni ? 'sni' : fqdn ? 'dns' : 'none',
+      fqdnSource: event.sni ? (event.layer === 'http' ? 'http-host' : 'sni') : fqdn ? 'dns' : 'none',
       layer: event.layer,
       verdict: event.verdict,
       tier: event.tier,

@@ -2,9 +2,9 @@
 // A leaf module: it imports nothing, so policy, identity, dns, events and datapath can all depend on it.
 
 export type Verdict = 'permitted' | 'denied' | 'would-deny' | 'would-permit';
-export type Layer = 'connect' | 'dns' | 'tls' | 'packet';
+export type Layer = 'connect' | 'dns' | 'tls' | 'packet' | 'http';
 /** Where a flow's name came from: a DNS answer the workload saw, the TLS ClientHello SNI, or nowhere. */
-export type FqdnSource = 'dns' | 'sni' | 'none';
+export type FqdnSource = 'dns' | 'sni' | 'http-host' | 'none';
 /** 0: deny list, 1: baseline permits, 2: FirewallPolicy rules, 3: default action. */
 export type Tier = 0 | 1 | 2 | 3;
 

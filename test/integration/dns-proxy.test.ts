@@ -325,6 +325,54 @@ describe('DNS proxy against dnsmasq', () => {
     assert.equal(first.destroyed, true, 'the idle connection was closed by the proxy');
   });
 
+  test('TCP slots are per workload: one workload holding connections cannot starve another', async () => {
+    const other = { key: 'obot-mcp/other', workloadId: 8 };
+    const twoWorkloads: DnsPolicyOracle = {
+      ...oracle,
+      workloadFor: (ip) => (ip === '127.0.0.1' ? WORKLOAD : ip === '127.0.0.2' ? other : null),
+    };
+    /** Opens `count` connections from the hog's address; resolves once the proxy has accepted or closed each. */
+    const hog = async (port: number, count: number): Promise<net.Socket[]> => {
+      const sockets = await Promise.all(
+        Array.from({ length: count }, async () => {
+          const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+          socket.on('error', () => {});
+          await new Promise((resolve) => socket.once('connect', resolve));
+          return socket;
+        }),
+      );
+      await sleep(100);
+      return sockets;
+    };
+    const askFromOther = (port: number): Promise<string> =>
+      new Promise((resolve) => {
+        const reader = new FrameReader();
+        const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }, () =>
+          socket.write(frame(encodeQuery('api.openai.com', 'A', 9))),
+        );
+        socket.on('data', (chunk) => {
+          for (const message of reader.push(chunk)) {
+            socket.destroy();
+            resolve(addressesOf(dnsPacket.decode(message)).join(','));
+          }
+        });
+        socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+        socket.on('close', () => resolve('closed'));
+      });
+
+    // Calibration: with one workload allowed every slot, its idle connections starve the other's lookup.
+    const open = await startProxy({ oracle: twoWorkloads, maxTcpConnections: 8, maxTcpConnectionsPerWorkload: 8 });
+    const starving = await hog(open.port, 8);
+    assert.notEqual(await askFromOther(open.port), '198.18.100.10', 'the attack works without a per-workload cap');
+    for (const socket of starving) socket.destroy();
+
+    const bounded = await startProxy({ oracle: twoWorkloads, maxTcpConnections: 8, maxTcpConnectionsPerWorkload: 4 });
+    const held = await hog(bounded.port, 8);
+    assert.equal(bounded.proxy.stats().tcpConnectionsRejectedPerWorkload, 4, 'the hog keeps its own 4 slots, no more');
+    assert.equal(await askFromOther(bounded.port), '198.18.100.10', 'the other workload is still answered');
+    for (const socket of held) socket.destroy();
+  });
+
   test('listens on IPv6 too: a query over ::1 is served (REFUSED here, as ::1 belongs to no workload)', async () => {
     const { proxy } = await startProxy({ listen: ['127.0.0.1', '::1'] });
     const v6 = proxy.addresses().find((entry) => entry.family === 6);

