@@ -447,8 +447,8 @@ describe('datapath (real kernel)', { skip }, () => {
     const attached = JSON.parse(mustRunSync(['bpftool', 'cgroup', 'show', attachCgroup, '-j'])) as unknown[];
     assert.equal(
       attached.length,
-      10,
-      'one program per hook (sock_create, 8 socket hooks, cgroup_skb egress), no duplicates after adoption',
+      11,
+      'one program per hook (sock_create, sock_release, 8 socket hooks, cgroup_skb egress), no duplicates after adoption',
     );
   });
 
