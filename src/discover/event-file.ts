@@ -70,6 +70,8 @@ function checkFlow(record: Record<string, unknown>): string | null {
   const policy = record.policy;
   if (policy !== null && !(isObject(policy) && isString(policy.namespace) && isString(policy.name)))
     return `flow record field "policy" is ${JSON.stringify(policy)}; want null or an object with namespace and name`;
+  if (record.resolvedName !== undefined && !isString(record.resolvedName))
+    return `flow record field "resolvedName" is ${JSON.stringify(record.resolvedName)}; want a name`;
   const dns = record.dns;
   if (dns !== undefined && !(isObject(dns) && isString(dns.query) && Array.isArray(dns.answers) && dns.answers.every(isString)))
     return `flow record field "dns" is ${JSON.stringify(dns)}; want an object with query and answers (strings)`;

@@ -136,10 +136,11 @@ export function replay(events: readonly FlowEvent[], policies: readonly Validate
 
     const ip = unmapIpv4(event.destination.ip);
     // The name the agent's enricher gave the address came from a DNS answer: stand in for it when the file lacks it.
-    if (event.fqdnSource === 'dns' && event.fqdn !== null) {
-      const decision = decideName(rules, event.fqdn, baseline);
+    const resolvedName = event.fqdnSource === 'dns' ? event.fqdn : (event.resolvedName ?? null);
+    if (resolvedName !== null) {
+      const decision = decideName(rules, resolvedName, baseline);
       if (decision.verdict === 'permitted') learned.learn(key, ip, decision.learnFor);
-      learned.sawName(ip, event.fqdn);
+      learned.sawName(ip, resolvedName);
     }
     const { flight, assumed } = firstFlightOf(event);
     const evaluation = evaluateFlow(

@@ -220,6 +220,15 @@ function suggestFor(group: Group, options: SuggestOptions): Suggestion {
       );
       continue;
     }
+    const resolved = event.resolvedName?.toLowerCase().replace(/\.$/, '');
+    if (event.fqdnSource === 'sni' && resolved !== undefined && resolved !== name) {
+      leave(
+        `${name} at ${destinationText({ ...event, fqdn: resolved })}`,
+        event.count,
+        `the flow's SNI differs from the name its address was resolved for (${resolved}): possible domain fronting`,
+      );
+      continue;
+    }
     const problem = grammarProblem(name, options.dnsNames);
     if (problem !== null) {
       leave(name, event.count, problem);
