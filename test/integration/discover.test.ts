@@ -95,7 +95,7 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
       aggregateWindowMs: 200,
       baselinePermits: [BASELINE_PERMIT],
     });
-    await agent.start();
+    await agent.start(60_000);
     suggestedDir = join(lab.workDir, 'suggested');
     mkdirSync(suggestedDir);
   });
@@ -327,6 +327,55 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
         where,
       );
     }
+  });
+
+  test('replayed over the discovery recording, the suggested policies decide as the kernel later did', async () => {
+    const discoveryOnly = join(lab.workDir, 'discovery.jsonl');
+    const lines = readFileSync(agent.eventsPath, 'utf8').split('\n').filter(Boolean);
+    writeFileSync(discoveryOnly, lines.filter((line) => (JSON.parse(line) as { time: string }).time < enforceStart).join('\n') + '\n');
+    const replayed = await cli([
+      'policy',
+      'replay',
+      suggestedDir,
+      '--events',
+      discoveryOnly,
+      '--config',
+      agent.configPath,
+      '--output',
+      'json',
+    ]);
+    assert.equal(replayed.code, 0, replayed.stderr);
+    const flows = replayed.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            workload: string;
+            layer: string;
+            fqdn: string | null;
+            assumedSni?: string;
+            replayed: { verdict: string; rule: string };
+          },
+      );
+    const connects = (w: typeof BENIGN) => flows.filter((f) => f.workload === `${w.namespace}/${w.name}` && f.layer !== 'dns');
+    // The kernel permitted benign's api.openai.com at the ClientHello and denied every rogue flow (cases above).
+    assert.ok(connects(BENIGN).length > 0);
+    for (const f of connects(BENIGN)) {
+      assert.deepEqual(
+        [f.fqdn, f.replayed.verdict, f.replayed.rule, f.assumedSni],
+        ['api.openai.com', 'permitted', `${BENIGN_RULE}:allow-approved-egress`, 'api.openai.com'],
+      );
+    }
+    assert.deepEqual([...new Set(connects(ROGUE).map((f) => `${f.fqdn} ${f.replayed.verdict} ${f.replayed.rule}`))].sort(), [
+      `httpbin.org denied ${ROGUE_RULE}:deny-all-external`,
+      `webhook.site denied ${ROGUE_RULE}:deny-all-external`,
+    ]);
+    const rogueNames = flows.filter((f) => f.workload === `${ROGUE.namespace}/${ROGUE.name}` && f.layer === 'dns');
+    assert.ok(
+      rogueNames.length > 0 && rogueNames.every((f) => f.replayed.verdict === 'denied'),
+      'the rogue names are denied at DNS, as the agent did',
+    );
   });
 
   test('explain agrees with the kernel for every case, from the live agent and from files', async () => {
