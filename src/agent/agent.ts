@@ -103,8 +103,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     policiesRejected: () => policySource.rejected().length,
   });
   let metricsServer: MetricsServer | null = null;
-  /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const rollout = new RolloutCounter();
+  /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const decide = (event: FlowEvent) => {
     metrics.observeFlow(event);
     rollout.observe(event);

@@ -13,17 +13,25 @@ export interface WorkloadRollout {
   watch: { rule: string; wouldPermit: number; wouldDeny: number }[];
 }
 
+/** Workloads remembered: pods come and go (Kubernetes mode), so the longest-unseen are forgotten past this. */
+const DEFAULT_WORKLOADS_REMEMBERED = 16_384;
+
 export class RolloutCounter {
   private readonly byWorkload = new Map<
     string,
     { flows: number; queries: number; watch: Map<string, { wouldPermit: number; wouldDeny: number }> }
   >();
 
+  constructor(private readonly workloadsRemembered = DEFAULT_WORKLOADS_REMEMBERED) {}
+
   observe(event: FlowEvent): void {
     if (event.workload.namespace === '') return;
     const key = `${event.workload.namespace}/${event.workload.name}`;
     let entry = this.byWorkload.get(key);
-    if (!entry) this.byWorkload.set(key, (entry = { flows: 0, queries: 0, watch: new Map() }));
+    if (entry) this.byWorkload.delete(key);
+    else entry = { flows: 0, queries: 0, watch: new Map() };
+    this.byWorkload.set(key, entry);
+    if (this.byWorkload.size > this.workloadsRemembered) this.byWorkload.delete(this.byWorkload.keys().next().value!);
     if (event.tier === 3 && event.verdict === 'permitted') {
       if (event.layer === 'dns') entry.queries += event.count;
       else if (event.layer === 'connect' || event.layer === 'tls') entry.flows += event.count;

@@ -29,4 +29,24 @@ describe('RolloutCounter', () => {
     });
     assert.deepEqual(counter.of('obot-mcp/other'), { flowsDeniedIfDefaultFlipped: 0, queriesDeniedIfDefaultFlipped: 0, watch: [] });
   });
+
+  test('the workload unseen longest is forgotten past the bound', () => {
+    const counter = new RolloutCounter(2);
+    const permit = (name: string) =>
+      flowEvent({
+        verdict: 'permitted',
+        tier: 3,
+        policy: null,
+        rule: 'default-action',
+        workload: { namespace: 'ns', name, labels: {}, podIps: [], cgroupId: '1' },
+      });
+    counter.observe(permit('a'));
+    counter.observe(permit('b'));
+    counter.observe(permit('a'));
+    counter.observe(permit('c'));
+    assert.deepEqual(
+      ['ns/a', 'ns/b', 'ns/c'].map((key) => counter.of(key).flowsDeniedIfDefaultFlipped),
+      [2, 0, 1],
+    );
+  });
 });
