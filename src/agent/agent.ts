@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
+import { RolloutCounter } from '../discover/rollout.js';
+import { liveSnapshot } from '../discover/ruleset.js';
 import { LearnedAddresses } from './learned.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
@@ -107,9 +109,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     policiesRejected: () => policySource.rejected().length,
   });
   let metricsServer: MetricsServer | null = null;
+  const rollout = new RolloutCounter();
   /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const decide = (event: FlowEvent) => {
     metrics.observeFlow(event);
+    rollout.observe(event);
     pipeline.push(event);
   };
   const startedMs = Date.now();
@@ -192,7 +196,17 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const agent: Agent = {
     status: () => {
       const [rejected, stats, dns] = [policySource.rejected(), pipeline.stats(), proxy?.stats() ?? null];
-      return agentStatus({ config, configDigest, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
+      return agentStatus({
+        config,
+        configDigest,
+        datapath,
+        reconciler,
+        rejected,
+        pipeline: stats,
+        sinks: sinkStats(sinks),
+        dns,
+        rollout: (key) => rollout.of(key),
+      });
     },
     reload,
     async stop() {
@@ -254,7 +268,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       names.setNames(reconciler.exactNames());
     }
     configWatch = new PathWatch(configPath, reload, log);
-    control = new ControlServer(config.controlSocket, { status: agent.status, reload, history });
+    const ruleset = () => liveSnapshot(`agent ${config.controlSocket}`, config, reconciler.enrolled(), (id) => datapath.learned(id));
+    control = new ControlServer(config.controlSocket, { status: agent.status, ruleset, reload, history });
     await control.start();
     if (config.metrics) {
       metricsServer = new MetricsServer(config.metrics.listen, metrics);

@@ -10,6 +10,8 @@ import { parseObserveFilter, recordMatches, type DecisionHistory, type ObservedR
 
 export interface ControlHandlers {
   status(): unknown;
+  /** The rules in force per workload, as the datapath has them (RulesetSnapshot): for `policy explain`. */
+  ruleset(): unknown;
   reload(): void;
   history: DecisionHistory;
 }
@@ -23,7 +25,7 @@ export interface ObserveRequest {
   follow?: boolean;
 }
 
-type Request = { command: 'status' } | { command: 'reload' } | ObserveRequest;
+type Request = { command: 'status' } | { command: 'ruleset' } | { command: 'reload' } | ObserveRequest;
 
 /** Bytes an observer may have unread before its records are dropped (and counted). */
 const OBSERVER_BACKLOG_BYTES = 1 << 20;
@@ -85,11 +87,13 @@ export class ControlServer {
     switch (request.command) {
       case 'status':
         return { ok: true, status: this.handlers.status() };
+      case 'ruleset':
+        return { ok: true, ruleset: this.handlers.ruleset() };
       case 'reload':
         this.handlers.reload();
         return { ok: true };
       default:
-        return { error: `unknown command; use "status", "reload" or "observe"` };
+        return { error: `unknown command; use "status", "ruleset", "reload" or "observe"` };
     }
   }
 
@@ -142,7 +146,7 @@ export class ControlServer {
 /** Send one request to a running agent and return its answer. */
 export function controlRequest(
   path: string,
-  request: { command: 'status' } | { command: 'reload' },
+  request: { command: 'status' } | { command: 'ruleset' } | { command: 'reload' },
   timeoutMs = 5000,
 ): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {

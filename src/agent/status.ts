@@ -7,6 +7,7 @@ import type { EventPipelineStats } from '../events/pipeline.js';
 import { workloadKey } from '../identity/registry.js';
 import { capacityUse, type CapacityName, type CapacityUse } from '../model/capacity.js';
 import type { DomainPattern } from '../policy/types.js';
+import type { WorkloadRollout } from '../discover/rollout.js';
 
 export interface PolicyStatus {
   namespace: string;
@@ -40,6 +41,8 @@ export interface WorkloadStatus {
     notEnforced: string[];
   }[];
   learned: { ip: string; rule: string; expiresInSeconds: number }[];
+  /** Since the agent started: what the default action permitted (denied once it flips) and what watch rules reported. */
+  rollout: WorkloadRollout;
 }
 
 export interface AgentStatus {
@@ -71,6 +74,8 @@ export interface StatusInputs {
   sinks: Record<string, number>;
   /** The DNS proxy's counters; null when it does not run. */
   dns: DnsProxyStats | null;
+  /** Per-workload rollout counters (src/discover/rollout.ts); none counted when absent. */
+  rollout?: (key: string) => WorkloadRollout;
 }
 
 function patternText(pattern: DomainPattern): string {
@@ -109,6 +114,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       rule: ruleName(l.ruleId),
       expiresInSeconds: Math.max(0, Math.round(Number(l.expiresAtNs - nowNs) / 1e9)),
     })),
+    rollout: inputs.rollout?.(workloadKey(w)) ?? { flowsDeniedIfDefaultFlipped: 0, queriesDeniedIfDefaultFlipped: 0, watch: [] },
   }));
   const kernel = datapath.stats();
   const flows = [...datapath.approvedFlows().values()];
@@ -218,6 +224,13 @@ export function formatStatus(status: AgentStatus): string {
       );
       for (const n of r.notEnforced) lines.push(`     not enforced: ${n}`);
     });
+    const rollout = w.rollout;
+    if (status.mode === 'discovery')
+      lines.push(
+        `  if the default flipped to deny now: ${rollout.flowsDeniedIfDefaultFlipped} connection(s) and ${rollout.queriesDeniedIfDefaultFlipped} DNS ` +
+          'quer(ies) seen since the agent started would have been denied',
+      );
+    for (const r of rollout.watch) lines.push(`  watch ${r.rule}: ${r.wouldPermit} would-permit, ${r.wouldDeny} would-deny`);
     if (w.learned.length > 0) {
       lines.push('  learned addresses:');
       for (const l of w.learned) lines.push(`    ${l.ip.padEnd(24)} ${l.rule}  expires in ${l.expiresInSeconds}s`);

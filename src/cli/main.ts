@@ -8,6 +8,10 @@ import { pino } from 'pino';
 import { controlRequest } from '../agent/control.js';
 import { formatStatus, type AgentStatus } from '../agent/status.js';
 import { observe } from './observe.js';
+import { diffUsage, policyDiff } from './policy-diff.js';
+import { explainUsage, policyExplain } from './policy-explain.js';
+import { policyReplay, replayUsage } from './policy-replay.js';
+import { suggest, suggestUsage } from './suggest.js';
 import { lintFiles, formatDiagnostic } from '../policy/lint.js';
 
 const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
@@ -15,6 +19,13 @@ const usage = `egressguard — per-workload, default-deny, domain-aware egress e
 Usage:
   egressguard run --config FILE          run the host-mode agent (root)
   egressguard policy lint FILE|DIR...    validate FirewallPolicy manifests (exit 1 on errors)
+  ${suggestUsage}
+                                         suggest one FirewallPolicy per MCP server from recorded traffic (docs/rollout.md)
+  ${diffUsage}
+  ${replayUsage}
+                                         what the policies would have decided over recorded traffic, per workload
+  ${explainUsage}
+                                         which tier and rule decide a flow, and why
   egressguard status [--socket PATH] [--json]
                                          show what the running agent enforces per workload
   egressguard observe [--socket PATH] [--namespace NS] [--workload [NS/]NAME] [--verdict V] [--fqdn NAME|*.SUFFIX]
@@ -109,14 +120,31 @@ async function demo(args: string[]): Promise<number> {
   return runDemo(args);
 }
 
+async function policy(args: string[]): Promise<number> {
+  const [subcommand, ...rest] = args;
+  switch (subcommand) {
+    case 'lint':
+      return lint(rest);
+    case 'diff':
+      return policyDiff(rest);
+    case 'replay':
+      return policyReplay(rest, defaultSocket);
+    case 'explain':
+      return policyExplain(rest, defaultSocket);
+    default:
+      throw new Error('usage: egressguard policy lint|diff|replay|explain ... (egressguard help)');
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'run':
       return run(rest);
     case 'policy':
-      if (rest[0] !== 'lint') throw new Error('usage: egressguard policy lint FILE|DIR...');
-      return lint(rest.slice(1));
+      return policy(rest);
+    case 'suggest':
+      return suggest(rest, defaultSocket);
     case 'status':
       return status(rest);
     case 'observe':

@@ -78,7 +78,8 @@ export class Enricher {
         ? { tier: 3, name: 'default-action', policy: null }
         : (this.options.ruleLabel(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
     // A dropped packet (a forged source above all) is named only from its own workload's lookups, never another's.
-    const fqdn = event.sni ?? (event.reason ? this.ownNameOf(event.workloadId, event.ip) : this.nameOf(event.workloadId, event.ip));
+    const resolved = event.reason ? this.ownNameOf(event.workloadId, event.ip) : this.nameOf(event.workloadId, event.ip);
+    const fqdn = event.sni ?? resolved;
     return {
       time: new Date().toISOString(),
       node: this.options.node(),
@@ -93,6 +94,7 @@ export class Enricher {
       ...(event.source !== undefined ? { source: { ip: event.source } } : {}),
       fqdn,
       fqdnSource: event.sni ? (event.layer === 'http' ? 'http-host' : 'sni') : fqdn ? 'dns' : 'none',
+      ...(event.sni && resolved !== null ? { resolvedName: resolved } : {}),
       layer: event.layer,
       verdict: event.verdict,
       tier: event.tier,

@@ -17,6 +17,9 @@ export interface FlowEvent {
   source?: { ip: string };
   fqdn: string | null;
   fqdnSource: FqdnSource;
+  /** When `fqdn` is the SNI the flow sent: the name the workload's DNS answers gave the address, if any (they differ
+   * for a fronted flow). */
+  resolvedName?: string;
   layer: Layer;
   verdict: Verdict;
   tier: Tier;
