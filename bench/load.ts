@@ -1,5 +1,5 @@
 // Load generator run inside a lab pod by bench/run.ts. Prints one JSON line.
-//   load connect <ip> <port> <count>       sequential TCP connects (connect + close), connects per second
+//   load connect <ip> <port> <count>       sequential TCP connects (connect + close), connects per second, latency percentiles (us)
 //   load dns <name> <server> <count>       sequential UDP queries, latency percentiles in microseconds
 //   load tls-connect <ip> <port> <sni> <count>   sequential TLS handshakes (verified), handshakes per second
 //   load tls-upload <ip> <port> <sni> <MiB>      one TLS flow sending MiB to the lab's sink, MiB per second
@@ -7,6 +7,7 @@ import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import dnsPacket from 'dns-packet';
+import { percentile } from './common.js';
 
 function connectOnce(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -22,14 +23,17 @@ function connectOnce(host: string, port: number): Promise<void> {
 
 async function connectRate(host: string, port: number, count: number): Promise<void> {
   for (let i = 0; i < Math.min(50, count); i++) await connectOnce(host, port);
+  const latencies: number[] = [];
   const started = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) await connectOnce(host, port);
+  for (let i = 0; i < count; i++) {
+    const before = process.hrtime.bigint();
+    await connectOnce(host, port);
+    latencies.push(Number(process.hrtime.bigint() - before) / 1e3);
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  console.log(JSON.stringify({ kind: 'connect', count, seconds, perSecond: count / seconds }));
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  latencies.sort((a, b) => a - b);
+  const [p50us, p99us] = [percentile(latencies, 50), percentile(latencies, 99)];
+  console.log(JSON.stringify({ kind: 'connect', count, seconds, perSecond: count / seconds, p50us, p99us }));
 }
 
 async function dnsLatency(name: string, server: string, count: number): Promise<void> {

@@ -32,6 +32,8 @@ export interface LabAgentOptions {
   denyEch?: boolean;
   enforcement?: { tls?: boolean; packet?: boolean };
   aggregateWindowMs?: number;
+  /** Extra arguments for node before the agent's script (e.g. `--cpu-prof` for a benchmark's profile). */
+  nodeArgs?: string[];
 }
 
 export class LabAgent {
@@ -44,6 +46,7 @@ export class LabAgent {
   readonly pinDir: string;
   private process: ChildProcess | null = null;
   private config: Record<string, unknown>;
+  private readonly nodeArgs: string[];
 
   constructor(
     private readonly lab: Lab,
@@ -57,6 +60,7 @@ export class LabAgent {
     this.logPath = join(this.dir, 'agent.log');
     this.socketPath = join(this.dir, 'agent.sock');
     this.pinDir = lab.pinDir;
+    this.nodeArgs = options.nodeArgs ?? [];
     this.config = {
       node: `${lab.prefix}-node`,
       attachCgroup: lab.attachCgroup,
@@ -102,7 +106,7 @@ export class LabAgent {
     if (this.process) throw new Error('the lab agent is already running');
     const log = openSync(this.logPath, 'a');
     try {
-      this.process = this.lab.spawnInNode([process.execPath, CLI_SCRIPT, 'run', '--config', this.configPath], {
+      this.process = this.lab.spawnInNode([process.execPath, ...this.nodeArgs, CLI_SCRIPT, 'run', '--config', this.configPath], {
         stdio: ['ignore', log, log],
       });
     } finally {

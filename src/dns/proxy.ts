@@ -2,15 +2,17 @@
 // policy permits: denied names are answered locally and never reach the upstream (a burst of unique
 // subdomains cannot tunnel data through the resolver). Permitted queries go to the trusted resolvers,
 // and the answer's addresses are installed in the datapath before the client sees the answer, so the
-// client's first connect after the lookup always finds them.
+// client's first connect after the lookup always finds them. Positive answers are cached and shared across
+// workloads (AnswerCache); a cached answer is learned for the asking workload before it is released, like a fresh one.
 
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import type { Tier } from '../model/decision.js';
 import { unmapIpv4 } from '../model/ip.js';
 import { AddressCap } from './address-cap.js';
-import { extractAddresses } from './answers.js';
+import { AnswerCache } from './answer-cache.js';
+import { extractAddresses, type ExtractedAddresses } from './answers.js';
 import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
 import type {
   DeniedRcode,
@@ -24,8 +26,9 @@ import type {
   LearnedIpSink,
   ResolverAddress,
 } from './types.js';
-import { exchange, formatResolver, UpstreamError, type UpstreamAnswer } from './upstream.js';
+import { exchange, formatResolver, UpstreamError, UpstreamSockets } from './upstream.js';
 import {
+  ageTtls,
   capAnswerTtls,
   clientUdpLimit,
   encodeErrorResponse,
@@ -65,6 +68,8 @@ export interface DnsProxyOptions {
   maxTcpConnections?: number;
   /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
   maxInflightQueries?: number;
+  /** Positive answers kept for all workloads (0: no cache). Default 10000. */
+  answerCacheEntries?: number;
 }
 
 export interface ListeningAddress {
@@ -79,6 +84,15 @@ interface Client {
   transport: DnsTransport;
 }
 
+/** An answer to release: fresh from a resolver or from the cache, with what it teaches. */
+interface Resolved {
+  message: Buffer;
+  extracted: ExtractedAddresses;
+  upstream: ResolverAddress;
+  /** null when answered from the cache. */
+  latencyMs: number | null;
+}
+
 /** What the proxy decided, before it became a response and an event. */
 interface Outcome {
   response: Buffer | null;
@@ -91,6 +105,8 @@ const CAP_PRUNE_INTERVAL_MS = 60_000;
 export class DnsProxy {
   private readonly options: Required<Omit<DnsProxyOptions, 'onEvent'>> & Pick<DnsProxyOptions, 'onEvent'>;
   private readonly cap: AddressCap;
+  private readonly cache: AnswerCache;
+  private readonly upstreamSockets: UpstreamSockets;
   private readonly counters: DnsProxyStats = {
     queries: 0,
     permitted: 0,
@@ -128,9 +144,14 @@ export class DnsProxy {
       tcpIdleTimeoutMs: 10_000,
       maxTcpConnections: 256,
       maxInflightQueries: 4096,
+      answerCacheEntries: 10_000,
       ...options,
     };
     this.cap = new AddressCap(this.options.maxIpsPerName);
+    this.cache = new AnswerCache(this.options.answerCacheEntries, this.options.lifetime.maxTtlSeconds);
+    this.upstreamSockets = new UpstreamSockets({}, () => (this.counters.upstreamResponsesIgnored += 1));
+    // Every query in flight listens for the proxy's cancellation.
+    setMaxListeners(this.options.maxInflightQueries + 16, this.cancel.signal);
   }
 
   async start(): Promise<void> {
@@ -158,6 +179,7 @@ export class DnsProxy {
 
   async stop(): Promise<void> {
     this.cancel.abort();
+    this.upstreamSockets.close();
     if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     for (const socket of this.tcpConnections) socket.destroy();
     await Promise.all([
@@ -286,24 +308,20 @@ export class DnsProxy {
       return { response: errorFor(query, rcode), event: { ...decided, ...notForwarded(rcode, null) } };
     }
     this.counters.permitted += 1;
-    let answer: UpstreamAnswer;
+    let answer: Resolved;
     try {
-      answer = await exchange(query, {
-        upstreams: this.options.upstreams,
-        transport: client.transport,
-        timeoutMs: this.options.upstreamTimeoutMs,
-        signal: this.cancel.signal,
-        onIgnoredResponse: () => (this.counters.upstreamResponsesIgnored += 1),
-      });
+      answer = await this.resolve(query, client.transport);
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       this.counters.upstreamErrors += 1;
       return { response: errorFor(query, 'SERVFAIL'), event: { ...decided, ...notForwarded('SERVFAIL', error.message) } };
     }
-    const upstreamFields = { upstream: formatResolver(answer.upstream), upstreamLatencyMs: Math.round(answer.latencyMs * 1000) / 1000 };
+    const upstreamFields = {
+      upstream: formatResolver(answer.upstream),
+      upstreamLatencyMs: answer.latencyMs === null ? null : Math.round(answer.latencyMs * 1000) / 1000,
+    };
     const rcode = rcodeOf(answer.message);
-    const { addresses, ttlSeconds } =
-      rcode === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
+    const { addresses, ttlSeconds } = answer.extracted;
     const learning = await this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
     if (learning.failed) {
       return {
@@ -332,6 +350,29 @@ export class DnsProxy {
       response,
       event: { ...decided, ...upstreamFields, rcode, answers: addresses, learnedTtlSeconds: learning.ttlSeconds, reason: learning.reason },
     };
+  }
+
+  /** The cached answer when there is one, else the resolvers' (cached when it may be). */
+  private async resolve(query: DnsQuery, transport: DnsTransport): Promise<Resolved> {
+    const hit = this.cache.get(query, Date.now());
+    const aged = hit === null ? null : ageTtls(hit.answer.message, hit.ageSeconds);
+    if (hit !== null && aged !== null) {
+      const { addresses, ttlSeconds } = hit.answer.extracted;
+      const remaining = ttlSeconds === null ? null : Math.max(0, ttlSeconds - hit.ageSeconds);
+      return { message: aged, extracted: { addresses, ttlSeconds: remaining }, upstream: hit.answer.upstream, latencyMs: null };
+    }
+    const answer = await exchange(query, {
+      upstreams: this.options.upstreams,
+      sockets: this.upstreamSockets,
+      transport,
+      timeoutMs: this.options.upstreamTimeoutMs,
+      signal: this.cancel.signal,
+      onIgnoredResponse: () => (this.counters.upstreamResponsesIgnored += 1),
+    });
+    const extracted =
+      rcodeOf(answer.message) === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
+    if (answer.transport === 'udp') this.cache.put(query, { ...answer, extracted }, Date.now());
+    return { message: answer.message, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
   }
 
   /** Install the answer's addresses for the decision's rules, within the cap and the learn timeout. */
