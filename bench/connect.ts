@@ -157,9 +157,10 @@ try {
       }
       return;
     }
-    await agent.start();
+    // Compiling and loading the CIDRs takes a while on a busy machine.
+    await agent.start(120_000);
     try {
-      await agent.waitForPolicies(['bench-connect-fw'], 60_000);
+      await agent.waitForPolicies(['bench-connect-fw'], 120_000);
       await agent.waitFor('api.openai.com to be learned', (s) => s.workloads.some((w) => w.learned.some((l) => l.ip === OPENAI.ipv4)));
       const ids = await labProgramIds(lab);
       writeFileSync(BPF_STATS, '1');

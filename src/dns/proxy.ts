@@ -11,6 +11,7 @@ import { once, setMaxListeners } from 'node:events';
 import type { Tier } from '../model/decision.js';
 import { unmapIpv4 } from '../model/ip.js';
 import { AddressCap } from './address-cap.js';
+import type { InheritedSocket } from './activation.js';
 import { AnswerCache } from './answer-cache.js';
 import { extractAddresses, type ExtractedAddresses } from './answers.js';
 import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
@@ -70,6 +71,8 @@ export interface DnsProxyOptions {
   maxInflightQueries?: number;
   /** Positive answers kept for all workloads (0: no cache). Default 10000. */
   answerCacheEntries?: number;
+  /** Sockets a holder passed in (see activation.ts), used instead of binding for the listen addresses they are bound to. */
+  inherited?: InheritedSocket[];
 }
 
 export interface ListeningAddress {
@@ -103,7 +106,7 @@ const MAX_QUERIES_PER_TCP_CONNECTION = 64;
 const CAP_PRUNE_INTERVAL_MS = 60_000;
 
 export class DnsProxy {
-  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent'>> & Pick<DnsProxyOptions, 'onEvent'>;
+  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited'>> & Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
   private readonly cap: AddressCap;
   private readonly cache: AnswerCache;
   private readonly upstreamSockets: UpstreamSockets;
@@ -155,23 +158,34 @@ export class DnsProxy {
   }
 
   async start(): Promise<void> {
+    const inherited = await adoptInherited(this.options.inherited ?? []);
     let port = this.options.port;
     for (const address of this.options.listen) {
       const family = net.isIPv6(address) ? 6 : 4;
-      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+      const heldUdp = takeInherited(inherited.udp, address, port);
+      const udp = heldUdp ?? dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
       udp.on('message', (message, remote) => this.onDatagram(udp, message, remote));
       // Socket errors after bind (e.g. ICMP unreachable for a client) must not take the proxy down.
       udp.on('error', () => {});
       this.udpSockets.push(udp);
-      await bindUdp(udp, address, port);
+      if (heldUdp === null) await bindUdp(udp, address, port);
       port = udp.address().port;
-      const server = net.createServer((socket) => this.onConnection(socket));
+      const heldTcp = takeInherited(inherited.tcp, address, port);
+      const server = heldTcp ?? net.createServer();
+      server.on('connection', (socket) => this.onConnection(socket));
       server.maxConnections = this.options.maxTcpConnections;
       server.on('drop', () => (this.counters.tcpConnectionsRejected += 1));
       this.tcpServers.push(server);
-      server.listen({ host: address, port, ipv6Only: family === 6 });
-      await once(server, 'listening');
+      if (heldTcp === null) {
+        server.listen({ host: address, port, ipv6Only: family === 6 });
+        await once(server, 'listening');
+      }
       this.listening.push({ address, port, family });
+    }
+    const unused = [...inherited.udp, ...inherited.tcp].map(describeListener);
+    if (unused.length > 0) {
+      await this.stop();
+      throw new Error(`DNS proxy: inherited socket(s) ${unused.join(', ')} match no dns.listen address and port`);
     }
     this.pruneTimer = setInterval(() => this.cap.prune(Date.now()), CAP_PRUNE_INTERVAL_MS);
     this.pruneTimer.unref();
@@ -435,6 +449,49 @@ function preDecisionEvent(workload: DnsWorkload | null, ruleName: string, rcode:
     policy: null,
     ...notForwarded(rcode, reason),
   };
+}
+
+interface AdoptedSockets {
+  udp: dgram.Socket[];
+  tcp: net.Server[];
+}
+
+/** Open the inherited descriptors as sockets (still bound and listening: nothing queued in them is lost). */
+async function adoptInherited(sockets: InheritedSocket[]): Promise<AdoptedSockets> {
+  const adopted: AdoptedSockets = { udp: [], tcp: [] };
+  for (const { fd, kind } of sockets) {
+    if (kind === 'udp4' || kind === 'udp6') {
+      const udp = dgram.createSocket({ type: kind });
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind({ fd }, () => {
+          udp.off('error', reject);
+          resolve();
+        });
+      });
+      adopted.udp.push(udp);
+    } else {
+      const server = net.createServer();
+      server.listen({ fd });
+      await once(server, 'listening');
+      adopted.tcp.push(server);
+    }
+  }
+  return adopted;
+}
+
+/** Remove and return the adopted socket bound to address:port (any port when `port` is 0). */
+function takeInherited<T extends dgram.Socket | net.Server>(sockets: T[], address: string, port: number): T | null {
+  const index = sockets.findIndex((socket) => {
+    const bound = socket.address() as net.AddressInfo;
+    return unmapIpv4(bound.address) === address && (port === 0 || bound.port === port);
+  });
+  return index < 0 ? null : (sockets.splice(index, 1)[0] as T);
+}
+
+function describeListener(socket: dgram.Socket | net.Server): string {
+  const bound = socket.address() as net.AddressInfo;
+  return `${socket instanceof dgram.Socket ? 'udp' : 'tcp'} ${bound.address} port ${bound.port}`;
 }
 
 function bindUdp(socket: dgram.Socket, address: string, port: number): Promise<void> {
