@@ -23,6 +23,9 @@ import time
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024
 SO_RCVBUFFORCE = 33  # Linux; beyond net.core.rmem_max (root); Python has no name for it
 RESTART_DELAY_SECONDS = 0.1
+# An agent that keeps failing at start (a broken config) is retried less and less often, up to this.
+MAX_RESTART_DELAY_SECONDS = 5.0
+SHORT_LIFE_SECONDS = 5.0
 
 
 def bind_sockets(addresses, port):
@@ -83,15 +86,19 @@ def main():
         os.environ["LISTEN_FDS"] = str(len(held))
         os.environ["LISTEN_FDNAMES"] = names
 
+    delay = RESTART_DELAY_SECONDS
     while True:
         # pass_fds hands the sockets over; close_fds keeps everything else of the holder out of the agent.
+        started = time.monotonic()
         agent = subprocess.Popen(command, preexec_fn=in_child, close_fds=True, pass_fds=targets, env=None)
         print(f"egressguard-dns-holder: agent started, pid {agent.pid}", file=sys.stderr, flush=True)
         code = agent.wait()
         if stopping:
             sys.exit(0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else 1)
-        print(f"egressguard-dns-holder: agent exited ({code}); starting it again", file=sys.stderr, flush=True)
-        time.sleep(RESTART_DELAY_SECONDS)
+        short_lived = time.monotonic() - started < SHORT_LIFE_SECONDS
+        delay = min(delay * 2, MAX_RESTART_DELAY_SECONDS) if short_lived else RESTART_DELAY_SECONDS
+        print(f"egressguard-dns-holder: agent exited ({code}); starting it again in {delay:.1f} s", file=sys.stderr, flush=True)
+        time.sleep(delay)
 
 
 if __name__ == "__main__":
