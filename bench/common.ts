@@ -44,8 +44,11 @@ export async function loadInPod(lab: Lab, args: string[]): Promise<Record<string
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, number>;
 }
 
+/** The middle value; with an even count, the mean of the two middle ones. */
 export function median(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** Sorted ascending first. */

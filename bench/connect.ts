@@ -78,7 +78,8 @@ async function installIptables(lab: Lab, rules: number): Promise<void> {
 }
 
 async function removeIptables(lab: Lab): Promise<void> {
-  await inNode(lab, ['iptables-restore'], '*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n*filter\n-X EGBENCH\nCOMMIT\n');
+  // Without --noflush the filter table is replaced whole: the node netns is the lab's, nothing else has rules there.
+  await inNode(lab, ['iptables-restore'], '*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n');
 }
 
 async function installNftSet(lab: Lab): Promise<void> {
