@@ -1,4 +1,7 @@
 // Shared by the lab benchmarks: the workload, its policy, running the load generator in the pod, medians.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Lab } from '../lab/lab.js';
 
@@ -41,6 +44,35 @@ export async function loadInPod(lab: Lab, args: string[]): Promise<Record<string
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, number>;
 }
 
+/** The middle value; with an even count, the mean of the two middle ones. */
 export function median(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Sorted ascending first. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Smallest and largest sample: the spread reported next to a median. */
+export function spread(values: readonly number[]): { min: number; max: number } {
+  return { min: Math.min(...values), max: Math.max(...values) };
+}
+
+/** Where each benchmark leaves its JSON report for bench/report.ts (docs/benchmarks.md and the charts). */
+export function saveResult(name: string, report: object): void {
+  const dir = process.env.BENCH_RESULTS ?? 'dist/bench-results';
+  mkdirSync(dir, { recursive: true });
+  const machine = { loadAverage: loadavg(), cpus: cpus().length, kernel: release() };
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, machine, ...report }, null, 2));
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** utime + stime of a process, seconds. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }

@@ -6,7 +6,7 @@
 // Rounds alternate flood / no flood. Run: node dist/bench/flood.js (root), or make bench.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { WORKLOAD, allowOpenAiPolicy, loadInPod, median } from './common.js';
+import { WORKLOAD, allowOpenAiPolicy, cpuSeconds, loadInPod, median } from './common.js';
 import { DEFAULT_LAB_HOSTS, Lab } from '../lab/lab.js';
 import { LabAgent } from '../lab/lab-agent.js';
 import { FLOOD_SCRIPT, type FloodResult } from '../test/support/flood.js';
@@ -16,13 +16,6 @@ const QUERIES = Number(process.env.BENCH_QUERIES ?? 1500);
 const FLOOD_SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 10);
 const ATTACKER = DEFAULT_LAB_HOSTS.find((h) => h.name === 'attacker.example')!;
 const FLOOD_POD = { pod: 'flood', namespace: WORKLOAD.namespace, name: 'flood', labels: WORKLOAD.labels };
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-/** utime + stime of a process, seconds. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
 
 function rssMiB(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')

@@ -1,12 +1,14 @@
 // Load generator run inside a lab pod by bench/run.ts. Prints one JSON line.
-//   load connect <ip> <port> <count>       sequential TCP connects (connect + close), connects per second
+//   load connect <ip> <port> <count>       sequential TCP connects (connect + close), connects per second, latency percentiles (us)
 //   load dns <name> <server> <count>       sequential UDP queries, latency percentiles in microseconds
+//   load dns-rate <name> <server> <qps> <seconds> <timeoutMs> <attempts>   paced lookups retried like glibc; counts
 //   load tls-connect <ip> <port> <sni> <count>   sequential TLS handshakes (verified), handshakes per second
 //   load tls-upload <ip> <port> <sni> <MiB>      one TLS flow sending MiB to the lab's sink, MiB per second
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import dnsPacket from 'dns-packet';
+import { percentile } from './common.js';
 
 function connectOnce(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -22,14 +24,17 @@ function connectOnce(host: string, port: number): Promise<void> {
 
 async function connectRate(host: string, port: number, count: number): Promise<void> {
   for (let i = 0; i < Math.min(50, count); i++) await connectOnce(host, port);
+  const latencies: number[] = [];
   const started = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) await connectOnce(host, port);
+  for (let i = 0; i < count; i++) {
+    const before = process.hrtime.bigint();
+    await connectOnce(host, port);
+    latencies.push(Number(process.hrtime.bigint() - before) / 1e3);
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  console.log(JSON.stringify({ kind: 'connect', count, seconds, perSecond: count / seconds }));
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  latencies.sort((a, b) => a - b);
+  const [p50us, p99us] = [percentile(latencies, 50), percentile(latencies, 99)];
+  console.log(JSON.stringify({ kind: 'connect', count, seconds, perSecond: count / seconds, p50us, p99us }));
 }
 
 async function dnsLatency(name: string, server: string, count: number): Promise<void> {
@@ -58,6 +63,46 @@ async function dnsLatency(name: string, server: string, count: number): Promise<
   socket.close();
   samples.sort((a, b) => a - b);
   console.log(JSON.stringify({ kind: 'dns', count, p50us: percentile(samples, 50), p99us: percentile(samples, 99) }));
+}
+
+/**
+ * Lookups at a steady rate from one socket, each retried like glibc's resolver (an attempt every `timeoutMs`, at most
+ * `attempts`); counts lookups answered (by response code) and lookups that got no answer at all.
+ */
+async function dnsRate(name: string, server: string, qps: number, seconds: number, timeoutMs: number, attempts: number): Promise<void> {
+  const socket = createSocket(isIPv6(server) ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => socket.bind(0, resolve));
+  const rcodes: Record<string, number> = {};
+  const waiting = new Map<number, { tries: number; timer: NodeJS.Timeout }>();
+  let [sent, failed] = [0, 0];
+  const query = (id: number) =>
+    dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
+  const attempt = (id: number, tries: number) => {
+    const timer = setTimeout(() => {
+      if (tries < attempts) return attempt(id, tries + 1);
+      waiting.delete(id);
+      failed += 1;
+    }, timeoutMs);
+    waiting.set(id, { tries, timer });
+    socket.send(query(id), 53, server);
+  };
+  socket.on('message', (message: Buffer) => {
+    const entry = waiting.get(message.readUInt16BE(0));
+    if (entry === undefined) return;
+    clearTimeout(entry.timer);
+    waiting.delete(message.readUInt16BE(0));
+    const rcode = (dnsPacket.decode(message) as { rcode?: string }).rcode ?? 'UNKNOWN';
+    rcodes[rcode] = (rcodes[rcode] ?? 0) + 1;
+  });
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000) {
+    const due = Math.floor(((performance.now() - started) / 1000) * qps);
+    for (; sent < due; sent++) attempt((sent % 65535) + 1, 1);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  while (waiting.size > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+  socket.close();
+  console.log(JSON.stringify({ kind: 'dns-rate', sent, failed, rcodes }));
 }
 
 function handshakeOnce(host: string, port: number, servername: string): Promise<void> {
@@ -103,9 +148,10 @@ async function tlsUpload(host: string, port: number, servername: string, mebibyt
   console.log(JSON.stringify({ kind: 'tls-upload', mebibytes, seconds: reply.seconds, mebibytesPerSecond: mebibytes / reply.seconds }));
 }
 
-const [mode, a, b, c, d] = process.argv.slice(2);
+const [mode, a, b, c, d, e, f] = process.argv.slice(2);
 if (mode === 'connect') await connectRate(a!, Number(b), Number(c));
 else if (mode === 'dns') await dnsLatency(a!, b!, Number(c));
+else if (mode === 'dns-rate') await dnsRate(a!, b!, Number(c), Number(d), Number(e), Number(f));
 else if (mode === 'tls-connect') await tlsConnectRate(a!, Number(b), c!, Number(d));
 else if (mode === 'tls-upload') await tlsUpload(a!, Number(b), c!, Number(d));
 else {

@@ -5,7 +5,7 @@
 //   - connect rate of allowed TLS flows (full verified handshakes).
 // Run: make bench (or node dist/bench/tls.js); BENCH_ROUNDS, BENCH_MIB, BENCH_HANDSHAKES.
 import { randomBytes } from 'node:crypto';
-import { WORKLOAD, allowOpenAiPolicy, loadInPod, median } from './common.js';
+import { WORKLOAD, allowOpenAiPolicy, loadInPod, median, saveResult } from './common.js';
 import { DEFAULT_LAB_HOSTS, LAB_TLS_PORT, LAB_TLS_SINK_PORT, Lab } from '../lab/lab.js';
 import { LabAgent } from '../lab/lab-agent.js';
 
@@ -75,6 +75,7 @@ const report = {
     tlsConnectRate: on.handshakesPerSecond / off.handshakesPerSecond,
   },
 };
+saveResult('tls', report);
 console.log(JSON.stringify(report, null, 2));
 console.log(
   `TLS throughput, one flow: ${off.mebibytesPerSecond.toFixed(1)} MiB/s without, ${on.mebibytesPerSecond.toFixed(1)} MiB/s with SNI+tc, ratio ${report.ratios.throughput.toFixed(3)}\n` +

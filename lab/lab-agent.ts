@@ -13,6 +13,7 @@ import type { FlowEvent } from '../src/events/types.js';
 import { LAB_ADDRESSES, type Lab } from './lab.js';
 
 export const CLI_SCRIPT = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const DNS_HOLDER_SCRIPT = fileURLToPath(new URL('../../scripts/egressguard-dns-holder.py', import.meta.url));
 
 export interface LabWorkload {
   pod: string;
@@ -32,6 +33,10 @@ export interface LabAgentOptions {
   denyEch?: boolean;
   enforcement?: { tls?: boolean; packet?: boolean };
   aggregateWindowMs?: number;
+  /** Extra arguments for node before the agent's script (e.g. `--cpu-prof` for a benchmark's profile). */
+  nodeArgs?: string[];
+  /** Run the agent under scripts/egressguard-dns-holder.py, which keeps the DNS sockets open and restarts it. */
+  dnsSocketHolder?: boolean;
 }
 
 export class LabAgent {
@@ -44,6 +49,8 @@ export class LabAgent {
   readonly pinDir: string;
   private process: ChildProcess | null = null;
   private config: Record<string, unknown>;
+  private readonly nodeArgs: string[];
+  private readonly dnsSocketHolder: boolean;
 
   constructor(
     private readonly lab: Lab,
@@ -57,6 +64,8 @@ export class LabAgent {
     this.logPath = join(this.dir, 'agent.log');
     this.socketPath = join(this.dir, 'agent.sock');
     this.pinDir = lab.pinDir;
+    this.nodeArgs = options.nodeArgs ?? [];
+    this.dnsSocketHolder = options.dnsSocketHolder ?? false;
     this.config = {
       node: `${lab.prefix}-node`,
       attachCgroup: lab.attachCgroup,
@@ -102,7 +111,10 @@ export class LabAgent {
     if (this.process) throw new Error('the lab agent is already running');
     const log = openSync(this.logPath, 'a');
     try {
-      this.process = this.lab.spawnInNode([process.execPath, CLI_SCRIPT, 'run', '--config', this.configPath], {
+      const agent = [process.execPath, ...this.nodeArgs, CLI_SCRIPT, 'run', '--config', this.configPath];
+      const { ipv4, ipv6 } = LAB_ADDRESSES.dnsProxy;
+      const holder = ['python3', DNS_HOLDER_SCRIPT, '--listen', ipv4, '--listen', ipv6, '--port', '53', '--'];
+      this.process = this.lab.spawnInNode(this.dnsSocketHolder ? [...holder, ...agent] : agent, {
         stdio: ['ignore', log, log],
       });
     } finally {
@@ -126,8 +138,17 @@ export class LabAgent {
     }
   }
 
+  /** The process started: the agent, or with dnsSocketHolder the holder. */
   get pid(): number | null {
     return this.process?.pid ?? null;
+  }
+
+  /** The agent's own PID (with dnsSocketHolder: the holder's current child; null while it has none). */
+  agentPid(): number | null {
+    const pid = this.pid;
+    if (pid === null || !this.dnsSocketHolder) return pid;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return children === '' ? null : Number(children.split(' ')[0]);
   }
 
   log(): string {

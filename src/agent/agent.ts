@@ -15,6 +15,7 @@ import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
 import { EG_MAX_FLOWS, EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
 import { openDatapath } from '../datapath/datapath.js';
+import { inheritedDnsSockets } from '../dns/activation.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
 import { Enricher } from '../events/enrich.js';
@@ -260,6 +261,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         },
         sink: learned,
         onEvent: (e) => decide(enricher.fromDns(e)),
+        // Sockets a holder keeps open across restarts (systemd socket activation or scripts/egressguard-dns-holder.py).
+        inherited: inheritedDnsSockets(process.env, process.pid),
       });
       await proxy.start();
       const names = new NameRefresher({ upstreams, lifetime, maxIpsPerName, sink: learned });

@@ -2,15 +2,18 @@
 // policy permits: denied names are answered locally and never reach the upstream (a burst of unique
 // subdomains cannot tunnel data through the resolver). Permitted queries go to the trusted resolvers,
 // and the answer's addresses are installed in the datapath before the client sees the answer, so the
-// client's first connect after the lookup always finds them.
+// client's first connect after the lookup always finds them. Positive answers are cached and shared across
+// workloads (AnswerCache); a cached answer is learned for the asking workload before it is released, like a fresh one.
 
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import type { Tier } from '../model/decision.js';
 import { unmapIpv4 } from '../model/ip.js';
 import { AddressCap } from './address-cap.js';
-import { extractAddresses } from './answers.js';
+import type { InheritedSocket } from './activation.js';
+import { AnswerCache } from './answer-cache.js';
+import { extractAddresses, type ExtractedAddresses } from './answers.js';
 import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
 import type {
   DeniedRcode,
@@ -24,8 +27,9 @@ import type {
   LearnedIpSink,
   ResolverAddress,
 } from './types.js';
-import { exchange, formatResolver, UpstreamError, type UpstreamAnswer } from './upstream.js';
+import { exchange, formatResolver, UpstreamError, UpstreamSockets } from './upstream.js';
 import {
+  ageTtls,
   capAnswerTtls,
   clientUdpLimit,
   encodeErrorResponse,
@@ -70,6 +74,10 @@ export interface DnsProxyOptions {
   maxTcpConnectionsPerWorkload?: number;
   /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
   maxInflightQueries?: number;
+  /** Positive answers kept for all workloads (0: no cache). Default 10000. */
+  answerCacheEntries?: number;
+  /** Sockets a holder passed in (see activation.ts), used instead of binding for the listen addresses they are bound to. */
+  inherited?: InheritedSocket[];
 }
 
 export interface ListeningAddress {
@@ -84,6 +92,15 @@ interface Client {
   transport: DnsTransport;
 }
 
+/** An answer to release: fresh from a resolver or from the cache, with what it teaches. */
+interface Resolved {
+  message: Buffer;
+  extracted: ExtractedAddresses;
+  upstream: ResolverAddress;
+  /** null when answered from the cache. */
+  latencyMs: number | null;
+}
+
 /** What the proxy decided, before it became a response and an event. */
 interface Outcome {
   response: Buffer | null;
@@ -94,8 +111,10 @@ const MAX_QUERIES_PER_TCP_CONNECTION = 64;
 const CAP_PRUNE_INTERVAL_MS = 60_000;
 
 export class DnsProxy {
-  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent'>> & Pick<DnsProxyOptions, 'onEvent'>;
+  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited'>> & Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
   private readonly cap: AddressCap;
+  private readonly cache: AnswerCache;
+  private readonly upstreamSockets: UpstreamSockets;
   private readonly counters: DnsProxyStats = {
     queries: 0,
     permitted: 0,
@@ -137,29 +156,45 @@ export class DnsProxy {
       maxTcpConnections: 256,
       maxTcpConnectionsPerWorkload: 16,
       maxInflightQueries: 4096,
+      answerCacheEntries: 10_000,
       ...options,
     };
     this.cap = new AddressCap(this.options.maxIpsPerName);
+    this.cache = new AnswerCache(this.options.answerCacheEntries, this.options.lifetime.maxTtlSeconds);
+    this.upstreamSockets = new UpstreamSockets({}, () => (this.counters.upstreamResponsesIgnored += 1));
+    // Every query in flight listens for the proxy's cancellation.
+    setMaxListeners(this.options.maxInflightQueries + 16, this.cancel.signal);
   }
 
   async start(): Promise<void> {
+    const inherited = await adoptInherited(this.options.inherited ?? []);
     let port = this.options.port;
     for (const address of this.options.listen) {
       const family = net.isIPv6(address) ? 6 : 4;
-      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+      const heldUdp = takeInherited(inherited.udp, address, port);
+      const udp = heldUdp ?? dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
       udp.on('message', (message, remote) => this.onDatagram(udp, message, remote));
       // Socket errors after bind (e.g. ICMP unreachable for a client) must not take the proxy down.
       udp.on('error', () => {});
       this.udpSockets.push(udp);
-      await bindUdp(udp, address, port);
+      if (heldUdp === null) await bindUdp(udp, address, port);
       port = udp.address().port;
-      const server = net.createServer((socket) => this.onConnection(socket));
+      const heldTcp = takeInherited(inherited.tcp, address, port);
+      const server = heldTcp ?? net.createServer();
+      server.on('connection', (socket) => this.onConnection(socket));
       server.maxConnections = this.options.maxTcpConnections;
       server.on('drop', () => (this.counters.tcpConnectionsRejected += 1));
       this.tcpServers.push(server);
-      server.listen({ host: address, port, ipv6Only: family === 6 });
-      await once(server, 'listening');
+      if (heldTcp === null) {
+        server.listen({ host: address, port, ipv6Only: family === 6 });
+        await once(server, 'listening');
+      }
       this.listening.push({ address, port, family });
+    }
+    const unused = [...inherited.udp, ...inherited.tcp].map(describeListener);
+    if (unused.length > 0) {
+      await this.stop();
+      throw new Error(`DNS proxy: inherited socket(s) ${unused.join(', ')} match no dns.listen address and port`);
     }
     this.pruneTimer = setInterval(() => this.cap.prune(Date.now()), CAP_PRUNE_INTERVAL_MS);
     this.pruneTimer.unref();
@@ -167,6 +202,7 @@ export class DnsProxy {
 
   async stop(): Promise<void> {
     this.cancel.abort();
+    this.upstreamSockets.close();
     if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     for (const socket of this.tcpConnections) socket.destroy();
     await Promise.all([
@@ -308,24 +344,20 @@ export class DnsProxy {
       return { response: errorFor(query, rcode), event: { ...decided, ...notForwarded(rcode, null) } };
     }
     this.counters.permitted += 1;
-    let answer: UpstreamAnswer;
+    let answer: Resolved;
     try {
-      answer = await exchange(query, {
-        upstreams: this.options.upstreams,
-        transport: client.transport,
-        timeoutMs: this.options.upstreamTimeoutMs,
-        signal: this.cancel.signal,
-        onIgnoredResponse: () => (this.counters.upstreamResponsesIgnored += 1),
-      });
+      answer = await this.resolve(query, client.transport);
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       this.counters.upstreamErrors += 1;
       return { response: errorFor(query, 'SERVFAIL'), event: { ...decided, ...notForwarded('SERVFAIL', error.message) } };
     }
-    const upstreamFields = { upstream: formatResolver(answer.upstream), upstreamLatencyMs: Math.round(answer.latencyMs * 1000) / 1000 };
+    const upstreamFields = {
+      upstream: formatResolver(answer.upstream),
+      upstreamLatencyMs: answer.latencyMs === null ? null : Math.round(answer.latencyMs * 1000) / 1000,
+    };
     const rcode = rcodeOf(answer.message);
-    const { addresses, ttlSeconds } =
-      rcode === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
+    const { addresses, ttlSeconds } = answer.extracted;
     const learning = await this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
     if (learning.failed) {
       return {
@@ -354,6 +386,29 @@ export class DnsProxy {
       response,
       event: { ...decided, ...upstreamFields, rcode, answers: addresses, learnedTtlSeconds: learning.ttlSeconds, reason: learning.reason },
     };
+  }
+
+  /** The cached answer when there is one, else the resolvers' (cached when it may be). */
+  private async resolve(query: DnsQuery, transport: DnsTransport): Promise<Resolved> {
+    const hit = this.cache.get(query, Date.now());
+    const aged = hit === null ? null : ageTtls(hit.answer.message, hit.ageSeconds);
+    if (hit !== null && aged !== null) {
+      const { addresses, ttlSeconds } = hit.answer.extracted;
+      const remaining = ttlSeconds === null ? null : Math.max(0, ttlSeconds - hit.ageSeconds);
+      return { message: aged, extracted: { addresses, ttlSeconds: remaining }, upstream: hit.answer.upstream, latencyMs: null };
+    }
+    const answer = await exchange(query, {
+      upstreams: this.options.upstreams,
+      sockets: this.upstreamSockets,
+      transport,
+      timeoutMs: this.options.upstreamTimeoutMs,
+      signal: this.cancel.signal,
+      onIgnoredResponse: () => (this.counters.upstreamResponsesIgnored += 1),
+    });
+    const extracted =
+      rcodeOf(answer.message) === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
+    if (answer.transport === 'udp') this.cache.put(query, { ...answer, extracted }, Date.now());
+    return { message: answer.message, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
   }
 
   /** Install the answer's addresses for the decision's rules, within the cap and the learn timeout. */
@@ -416,6 +471,49 @@ function preDecisionEvent(workload: DnsWorkload | null, ruleName: string, rcode:
     policy: null,
     ...notForwarded(rcode, reason),
   };
+}
+
+interface AdoptedSockets {
+  udp: dgram.Socket[];
+  tcp: net.Server[];
+}
+
+/** Open the inherited descriptors as sockets (still bound and listening: nothing queued in them is lost). */
+async function adoptInherited(sockets: InheritedSocket[]): Promise<AdoptedSockets> {
+  const adopted: AdoptedSockets = { udp: [], tcp: [] };
+  for (const { fd, kind } of sockets) {
+    if (kind === 'udp4' || kind === 'udp6') {
+      const udp = dgram.createSocket({ type: kind });
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind({ fd }, () => {
+          udp.off('error', reject);
+          resolve();
+        });
+      });
+      adopted.udp.push(udp);
+    } else {
+      const server = net.createServer();
+      server.listen({ fd });
+      await once(server, 'listening');
+      adopted.tcp.push(server);
+    }
+  }
+  return adopted;
+}
+
+/** Remove and return the adopted socket bound to address:port (any port when `port` is 0). */
+function takeInherited<T extends dgram.Socket | net.Server>(sockets: T[], address: string, port: number): T | null {
+  const index = sockets.findIndex((socket) => {
+    const bound = socket.address() as net.AddressInfo;
+    return unmapIpv4(bound.address) === address && (port === 0 || bound.port === port);
+  });
+  return index < 0 ? null : (sockets.splice(index, 1)[0] as T);
+}
+
+function describeListener(socket: dgram.Socket | net.Server): string {
+  const bound = socket.address() as net.AddressInfo;
+  return `${socket instanceof dgram.Socket ? 'udp' : 'tcp'} ${bound.address} port ${bound.port}`;
 }
 
 function bindUdp(socket: dgram.Socket, address: string, port: number): Promise<void> {

@@ -6,7 +6,7 @@ import dnsPacket from 'dns-packet';
 import { extractAddresses } from './answers.js';
 import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
 import type { LearnedIpSink, ResolverAddress } from './types.js';
-import { exchange } from './upstream.js';
+import { exchange, UpstreamSockets } from './upstream.js';
 
 export interface RefreshTarget {
   workloadId: number;
@@ -74,6 +74,7 @@ export class NameRefresher {
   private readonly options: Required<Omit<NameRefresherOptions, 'onRefresh'>> & Pick<NameRefresherOptions, 'onRefresh'>;
   private readonly entries = new Map<string, NameEntry>();
   private readonly cancel = new AbortController();
+  private readonly sockets = new UpstreamSockets();
 
   constructor(options: NameRefresherOptions) {
     if (options.upstreams.length === 0) throw new Error('name refresher: no upstream resolver is configured');
@@ -124,6 +125,7 @@ export class NameRefresher {
     for (const entry of this.entries.values()) if (entry.timer !== null) clearTimeout(entry.timer);
     this.entries.clear();
     await Promise.all(running);
+    this.sockets.close();
   }
 
   private run(entry: NameEntry): void {
@@ -157,7 +159,13 @@ export class NameRefresher {
             question: { name: entry.name, normalizedName: entry.name, type, class: 'IN' },
             edns: { udpPayloadSize: 1232, dnssecOk: false },
           },
-          { upstreams: this.options.upstreams, transport: 'udp', timeoutMs: this.options.timeoutMs, signal: this.cancel.signal },
+          {
+            upstreams: this.options.upstreams,
+            sockets: this.sockets,
+            transport: 'udp',
+            timeoutMs: this.options.timeoutMs,
+            signal: this.cancel.signal,
+          },
         ),
       ),
     );

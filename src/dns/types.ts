@@ -66,6 +66,7 @@ export interface DnsDecisionEvent {
   learnedTtlSeconds: number | null;
   /** `address:port` of the resolver that answered; null when not forwarded. */
   upstream: string | null;
+  /** null when not forwarded: denied, failed, or answered from the shared answer cache (then `upstream` gave it). */
   upstreamLatencyMs: number | null;
   /** Why the outcome differs from a plain answer (upstream failure, cap reached, ...); null otherwise. */
   reason: string | null;

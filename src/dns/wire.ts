@@ -214,28 +214,55 @@ function skipName(message: Buffer, offset: number): number {
   return -1;
 }
 
+const TYPE_OPT = 41;
+
+/**
+ * Calls `visit` with the offset of each resource record's TTL field (answer section first), in order; false when the
+ * message cannot be walked. `records` limits the walk to the first N records (the answer section is the first).
+ */
+function walkRecordTtls(message: Buffer, visit: (ttlOffset: number, type: number) => void, records?: number): boolean {
+  if (message.length < HEADER_BYTES) return false;
+  let offset = HEADER_BYTES;
+  for (let question = message.readUInt16BE(4); question > 0; question -= 1) {
+    offset = skipName(message, offset);
+    if (offset < 0 || offset + 4 > message.length) return false;
+    offset += 4;
+  }
+  const total = message.readUInt16BE(6) + message.readUInt16BE(8) + message.readUInt16BE(10);
+  for (let record = Math.min(total, records ?? total); record > 0; record -= 1) {
+    offset = skipName(message, offset);
+    if (offset < 0 || offset + 10 > message.length) return false;
+    visit(offset + 4, message.readUInt16BE(offset));
+    offset += 10 + message.readUInt16BE(offset + 8);
+    if (offset > message.length) return false;
+  }
+  return true;
+}
+
 /**
  * A copy of the response `message` in which no answer-section record has a TTL above `maxTtlSeconds` (the bytes
  * are patched in place, so everything else is relayed as the resolver sent it); null when the message cannot be
  * walked. Other sections keep their TTLs: they carry no address the workload connects to (and OPT's TTL is flags).
  */
 export function capAnswerTtls(message: Buffer, maxTtlSeconds: number): Buffer | null {
-  if (message.length < HEADER_BYTES) return null;
   const capped = Buffer.from(message);
-  let offset = HEADER_BYTES;
-  for (let question = capped.readUInt16BE(4); question > 0; question -= 1) {
-    offset = skipName(capped, offset);
-    if (offset < 0 || offset + 4 > capped.length) return null;
-    offset += 4;
-  }
-  for (let answer = capped.readUInt16BE(6); answer > 0; answer -= 1) {
-    offset = skipName(capped, offset);
-    if (offset < 0 || offset + 10 > capped.length) return null;
-    if (capped.readUInt32BE(offset + 4) > maxTtlSeconds) capped.writeUInt32BE(maxTtlSeconds, offset + 4);
-    offset += 10 + capped.readUInt16BE(offset + 8);
-    if (offset > capped.length) return null;
-  }
-  return capped;
+  const walked = walkRecordTtls(
+    capped,
+    (ttl) => {
+      if (capped.readUInt32BE(ttl) > maxTtlSeconds) capped.writeUInt32BE(maxTtlSeconds, ttl);
+    },
+    message.length >= HEADER_BYTES ? message.readUInt16BE(6) : 0,
+  );
+  return walked ? capped : null;
+}
+
+/** A copy of a cached response `elapsedSeconds` later: every record's TTL lowered by that much, never below 0 (OPT's is flags). */
+export function ageTtls(message: Buffer, elapsedSeconds: number): Buffer | null {
+  const aged = Buffer.from(message);
+  const walked = walkRecordTtls(aged, (ttl, type) => {
+    if (type !== TYPE_OPT) aged.writeUInt32BE(Math.max(0, aged.readUInt32BE(ttl) - elapsedSeconds), ttl);
+  });
+  return walked ? aged : null;
 }
 
 /** Prefix a message with its two-byte length for DNS over TCP. */

@@ -536,6 +536,100 @@ describe('DNS proxy against dnsmasq', () => {
     }
   });
 
+  /** A scripted resolver on loopback: `reply` answers each query (or sends nothing when it returns null). */
+  async function scriptedResolver(
+    reply: (query: dnsPacket.DecodedPacket, from: dgram.RemoteInfo) => Buffer[],
+  ): Promise<{ socket: dgram.Socket; upstream: ResolverAddress; queries: { id: number; port: number; name: string }[] }> {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    const queries: { id: number; port: number; name: string }[] = [];
+    socket.on('message', (message, from) => {
+      const query = dnsPacket.decode(message);
+      queries.push({ id: query.id ?? 0, port: from.port, name: query.questions?.[0]?.name ?? '' });
+      for (const answer of reply(query, from)) socket.send(answer, from.port, from.address);
+    });
+    return { socket, upstream: { ip: '127.0.0.1', port: socket.address().port }, queries };
+  }
+
+  const answerWith = (query: dnsPacket.DecodedPacket, rcode: 'NOERROR' | 'NXDOMAIN', address: string | null, name?: string): Buffer =>
+    dnsPacket.encode({
+      type: 'response',
+      id: query.id ?? 0,
+      flags: dnsPacket.RECURSION_AVAILABLE | (rcode === 'NXDOMAIN' ? 3 : 0),
+      questions: name === undefined ? query.questions : [{ type: 'A', name }],
+      answers: address === null ? [] : [{ type: 'A', name: name ?? query.questions?.[0]?.name ?? '', ttl: 300, data: address }],
+    });
+
+  test('a positive answer is cached for every workload, learned for each before release, its TTL aged; negative answers are not cached', async () => {
+    const resolver = await scriptedResolver((query) => [
+      query.questions?.[0]?.name === 'cached.openai.com'
+        ? answerWith(query, 'NOERROR', '198.18.100.44')
+        : answerWith(query, 'NXDOMAIN', null),
+    ]);
+    const workloads = new Map([
+      ['127.0.0.1', { key: 'team-a/agent', workloadId: 7 }],
+      ['127.0.0.2', { key: 'team-b/agent', workloadId: 8 }],
+    ]);
+    try {
+      const { port, sink, events } = await startProxy({
+        upstreams: [resolver.upstream],
+        oracle: {
+          workloadFor: (ip) => workloads.get(ip) ?? null,
+          decide: () => ({ verdict: 'permitted', tier: 2, ruleName: 'allow', policy: POLICY, learnFor: [ALLOW_RULE] }),
+        },
+      });
+      const first = await udpAsk(port, encodeQuery('cached.openai.com'));
+      assert.deepEqual(addressesOf(first), ['198.18.100.44']);
+      let learnedByB: number[] = [];
+      const second = await udpAsk(port, encodeQuery('cached.openai.com', 'A', 999), {
+        localAddress: '127.0.0.2',
+        onAnswer: () => (learnedByB = sink.calls.filter((call) => call.workloadId === 8).flatMap(() => [8])),
+      });
+      assert.equal(second.id, 999, "the cached answer carries the asking client's id");
+      assert.deepEqual(addressesOf(second), ['198.18.100.44']);
+      assert.deepEqual(learnedByB, [8], 'the second workload learned the cached addresses before its answer arrived');
+      assert.equal(resolver.queries.filter((q) => q.name === 'cached.openai.com').length, 1, 'asked upstream once');
+      assert.equal(events.at(-1)?.upstreamLatencyMs, null, 'the event says the answer came from the cache');
+      assert.equal(events.at(-1)?.upstream, `127.0.0.1:${resolver.upstream.port}`);
+      await sleep(1100);
+      const later = await udpAsk(port, encodeQuery('cached.openai.com'));
+      const ttl = later.answers?.[0] && 'ttl' in later.answers[0] ? later.answers[0].ttl : undefined;
+      assert.ok(ttl !== undefined && ttl < 300 && ttl >= 295, `the cached TTL is aged (got ${ttl})`);
+      for (let i = 0; i < 2; i++) assert.equal(rcodeOf(await udpAsk(port, encodeQuery('gone.openai.com'))), 'NXDOMAIN');
+      assert.equal(resolver.queries.filter((q) => q.name === 'gone.openai.com').length, 2, 'NXDOMAIN is asked upstream each time');
+    } finally {
+      resolver.socket.close();
+    }
+  });
+
+  test('concurrent queries share a few upstream sockets with random ids; answers echoing another question are dropped', async () => {
+    // Each query first gets an answer with its id but another question (dropped and counted), then the real one.
+    const resolver = await scriptedResolver((query) => [
+      answerWith(query, 'NOERROR', '198.18.66.66', 'evil.example'),
+      answerWith(query, 'NOERROR', '198.18.100.10'),
+    ]);
+    try {
+      const { port, proxy, sink } = await startProxy({
+        upstreams: [resolver.upstream],
+        oracle: {
+          workloadFor: () => WORKLOAD,
+          decide: () => ({ verdict: 'permitted', tier: 2, ruleName: 'allow', policy: POLICY, learnFor: [ALLOW_RULE] }),
+        },
+      });
+      const names = Array.from({ length: 60 }, (_, i) => `n${i}.pool.test`);
+      const answers = await Promise.all(names.map((name, i) => udpAsk(port, encodeQuery(name, 'A', i + 1))));
+      for (const answer of answers) assert.deepEqual(addressesOf(answer), ['198.18.100.10']);
+      assert.ok(!sink.learnedSoFar().includes('198.18.66.66'), 'no address of a mismatched answer is learned');
+      assert.equal(proxy.stats().upstreamResponsesIgnored, 60);
+      const ports = new Set(resolver.queries.map((q) => q.port));
+      assert.ok(ports.size >= 2 && ports.size <= 8, `queries spread over a few reused source ports (got ${ports.size})`);
+      const ids = resolver.queries.map((q) => `${q.port}/${q.id}`);
+      assert.equal(new Set(ids).size, ids.length, 'no two queries on one socket share an id');
+    } finally {
+      resolver.socket.close();
+    }
+  });
+
   test('NameRefresher resolves exact names itself, learns A and AAAA, and re-learns before the TTL expires', async () => {
     const sink = new SlowSink();
     const refresher = new NameRefresher({ upstreams: [upstream], sink, lifetime, maxIpsPerName: 1000, maxRefreshSeconds: 60 });
