@@ -1,0 +1,362 @@
+// Kubernetes mode's policy source: FirewallPolicy and WebgroupPolicy objects (networking.aviatrix.com/v1alpha1) in
+// the enforced namespaces, read through informers and handed to the policy store one object per source id. The store
+// keeps the last good version of an object whose new generation is invalid; this source remembers which generation
+// that is (status reports it) and why the newer one was rejected.
+//
+// `selector.service` is resolved here, through the Service's selector: the rule is handed to the store with that
+// selector as its matchLabels, so a Service created, deleted or re-labelled changes the policies that name it, and the
+// reconciler re-selects their pods like for any policy change. A Service that does not exist or has no selector leaves
+// the rule selecting no pod, reported as not enforced (never widened to the whole namespace).
+import { createHash } from 'node:crypto';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type V1Service,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { hostModeResolver, type DestinationResolver } from '../policy/destination-resolver.js';
+import { FIREWALL_POLICY_KIND, POLICY_API_VERSION, WEBGROUP_POLICY_KIND, type FirewallPolicySpec } from '../policy/manifest.js';
+import type { PolicySink, PolicySource } from '../policy/source.js';
+import type { PolicyDiagnostic } from '../policy/types.js';
+import { policyKey, type PolicyVerdict } from './status.js';
+import { WatchedCollection } from './watched.js';
+
+export const POLICY_GROUP = 'networking.aviatrix.com';
+export const POLICY_VERSION = 'v1alpha1';
+export const POLICY_KINDS = [
+  { kind: FIREWALL_POLICY_KIND, plural: 'firewallpolicies' },
+  { kind: WEBGROUP_POLICY_KIND, plural: 'webgrouppolicies' },
+] as const;
+export type PolicyKind = (typeof POLICY_KINDS)[number]['kind'];
+
+/** A FirewallPolicy or WebgroupPolicy as the API server returns it. */
+export interface PolicyObject extends KubernetesObject {
+  spec?: unknown;
+  status?: Record<string, unknown>;
+}
+
+/** What this source knows about one object: the generation in force and why a newer one was rejected. */
+interface ObjectState {
+  kind: PolicyKind;
+  namespace: string;
+  name: string;
+  /** metadata.generation of the newest version seen. */
+  generation: number;
+  accepted: (NonNullable<PolicyVerdict['accepted']> & { selectors: Record<string, string>[] }) | null;
+  rejected: PolicyVerdict['rejected'];
+  /** Services its rules select by: a change to one of them re-applies the object. */
+  services: string[];
+}
+
+/** The one-line form of a diagnostic on an API object: the object is already named by where it is shown. */
+export function diagnosticLine(d: PolicyDiagnostic): string {
+  const field = d.location.field !== undefined ? `${d.location.field} ` : '';
+  return `${field}${d.message}${d.fix !== undefined ? ` (fix: ${d.fix})` : ''}`;
+}
+
+function sourceIdOf(kind: PolicyKind, namespace: string, name: string): string {
+  return `kubernetes:${kind}/${namespace}/${name}`;
+}
+
+function serviceKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/** A Service's selector when it selects pods; null for a Service without one (endpoints managed by hand). */
+function selectorOf(service: V1Service | undefined): Record<string, string> | null {
+  const selector = service?.spec?.selector;
+  return selector && Object.keys(selector).length > 0 ? { ...selector } : null;
+}
+
+/**
+ * The manifest the store receives for an API object: metadata cut to what validation reads (annotations such as
+ * kubectl's last-applied copy are not policy), status dropped, and each `selector.service` whose Service selects pods
+ * replaced by that selector. Returns the services the object names, resolved or not.
+ */
+export function manifestFor(
+  object: PolicyObject,
+  kind: PolicyKind,
+  serviceSelector: (namespace: string, name: string) => Record<string, string> | null,
+): { manifest: Record<string, unknown>; services: string[] } {
+  const namespace = object.metadata?.namespace ?? '';
+  const services = new Set<string>();
+  let spec = object.spec;
+  if (kind === FIREWALL_POLICY_KIND && typeof spec === 'object' && spec !== null && Array.isArray((spec as FirewallPolicySpec).rules)) {
+    const rules = (spec as FirewallPolicySpec).rules.map((rule) => {
+      const service = rule?.selector?.service;
+      if (typeof service !== 'string' || rule.selector.matchLabels !== undefined) return rule;
+      services.add(service);
+      const matchLabels = serviceSelector(namespace, service);
+      return matchLabels === null ? rule : { ...rule, selector: { matchLabels } };
+    });
+    spec = { ...(spec as FirewallPolicySpec), rules };
+  }
+  const { name, labels } = object.metadata ?? {};
+  return {
+    manifest: { apiVersion: object.apiVersion, kind: object.kind, metadata: { name, namespace, ...(labels ? { labels } : {}) }, spec },
+    services: [...services],
+  };
+}
+
+export interface KubePolicySourceOptions {
+  kubeConfig: KubeConfig;
+  /** Namespaces whose policies are enforced (the baseline's enforcedNamespaces). */
+  namespaces: readonly string[];
+  log: Logger;
+}
+
+export class KubePolicySource implements PolicySource {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private namespaces: string[];
+  private readonly collections = new Map<string, WatchedCollection<PolicyObject>>();
+  private readonly serviceCollections = new Map<string, WatchedCollection<V1Service>>();
+  private readonly states = new Map<string, ObjectState>();
+  /** The manifest text last handed to the store per source id: status-only updates (ours) are not applied again. */
+  private readonly applied = new Map<string, string>();
+  /** Source ids to hand to the store on the next flush: the object's newest version, or null when it is gone. */
+  private readonly pending = new Map<string, { kind: PolicyKind; object: PolicyObject | null }>();
+  private flushScheduled = false;
+  private sink: PolicySink | null = null;
+  private readonly listeners: Array<() => void> = [];
+  private readonly log: Logger;
+
+  constructor(options: KubePolicySourceOptions) {
+    this.custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.namespaces = [...options.namespaces];
+    this.log = options.log;
+    this.kubeConfig = options.kubeConfig;
+  }
+
+  private readonly kubeConfig: KubeConfig;
+
+  /** Resolves `selector.service` names for the compiler's findings (the rules already carry the selectors). */
+  readonly resolver: DestinationResolver = {
+    resolve: (selector, namespace) => hostModeResolver.resolve(selector, namespace),
+    resolveService: (service, namespace) => {
+      const collection = this.serviceCollections.get(namespace);
+      const found = collection?.get(service, namespace);
+      if (found === undefined) return { unsupported: `names no Service in namespace ${namespace}` };
+      const selector = selectorOf(found);
+      return selector === null ? { unsupported: `names a Service without a pod selector` } : { matchLabels: selector };
+    },
+  };
+
+  async start(sink: PolicySink): Promise<void> {
+    this.sink = sink;
+    await Promise.all(this.namespaces.map((namespace) => this.watchNamespace(namespace)));
+    // The initial lists were added synchronously: apply them as one transaction now rather than on the next turn.
+    this.flush();
+  }
+
+  /** True once every watched collection has been listed: before that, committing would withdraw policies. */
+  synced(): boolean {
+    return [...this.collections.values(), ...this.serviceCollections.values()].every((c) => c.synced);
+  }
+
+  /** Watch errors since the collections were last in sync (empty while every watch runs). */
+  problems(): string[] {
+    return [...this.collections.entries(), ...this.serviceCollections.entries()].flatMap(([path, c]) =>
+      c.lastError !== null ? [`${path}: ${c.lastError}`] : [],
+    );
+  }
+
+  /** Called after each batch the store received (status and events read verdicts()). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The enforced namespaces changed (the baseline): watch the new ones, withdraw the policies of the others. */
+  async setNamespaces(namespaces: readonly string[]): Promise<void> {
+    const next = new Set(namespaces);
+    for (const namespace of this.namespaces) {
+      if (next.has(namespace)) continue;
+      for (const { plural } of POLICY_KINDS) {
+        const path = this.policyPath(namespace, plural);
+        await this.collections.get(path)?.stop();
+        this.collections.delete(path);
+      }
+      await this.serviceCollections.get(namespace)?.stop();
+      this.serviceCollections.delete(namespace);
+      for (const [id, state] of this.states) if (state.namespace === namespace) this.pending.set(id, { kind: state.kind, object: null });
+    }
+    const added = [...next].filter((namespace) => !this.namespaces.includes(namespace));
+    this.namespaces = [...next];
+    await Promise.all(added.map((namespace) => this.watchNamespace(namespace)));
+    this.flush();
+  }
+
+  /** Every object's verdict: the generation in force, the rejected one, what is not enforced. */
+  verdicts(): (PolicyVerdict & { selectors: Record<string, string>[] })[] {
+    return [...this.states.values()].map((state) => ({
+      kind: state.kind,
+      namespace: state.namespace,
+      name: state.name,
+      generation: state.generation,
+      accepted: state.accepted,
+      rejected: state.rejected,
+      selectors: state.accepted?.selectors ?? [],
+    }));
+  }
+
+  /** The accepted (in force) generation of a FirewallPolicy, for the node report; undefined when none. */
+  acceptedGeneration(namespace: string, name: string): number | undefined {
+    return this.states.get(sourceIdOf(FIREWALL_POLICY_KIND, namespace, name))?.accepted?.generation;
+  }
+
+  /** The object as the API server last sent it (its status included), for the status writer. */
+  current(kind: PolicyKind, namespace: string, name: string): PolicyObject | undefined {
+    const plural = POLICY_KINDS.find((k) => k.kind === kind)!.plural;
+    return this.collections.get(this.policyPath(namespace, plural))?.get(name, namespace);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.collections.values(), ...this.serviceCollections.values()].map((c) => c.stop()));
+    this.collections.clear();
+    this.serviceCollections.clear();
+    this.sink = null;
+  }
+
+  private policyPath(namespace: string, plural: string): string {
+    return `/apis/${POLICY_GROUP}/${POLICY_VERSION}/namespaces/${namespace}/${plural}`;
+  }
+
+  private async watchNamespace(namespace: string): Promise<void> {
+    const services = new WatchedCollection<V1Service>({
+      kubeConfig: this.kubeConfig,
+      path: `/api/v1/namespaces/${namespace}/services`,
+      list: () => this.core.listNamespacedService({ namespace }),
+      log: this.log,
+      onChange: (_type, service) => this.serviceChanged(namespace, service.metadata?.name ?? ''),
+    });
+    this.serviceCollections.set(namespace, services);
+    const policies = POLICY_KINDS.map(({ kind, plural }) => {
+      const path = this.policyPath(namespace, plural);
+      const collection = new WatchedCollection<PolicyObject>({
+        kubeConfig: this.kubeConfig,
+        path,
+        list: () =>
+          this.custom.listNamespacedCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, namespace, plural }) as Promise<
+            KubernetesListObject<PolicyObject>
+          >,
+        log: this.log,
+        onChange: (type, object) => this.objectChanged(kind, type === 'delete' ? null : object, object),
+      });
+      this.collections.set(path, collection);
+      return collection;
+    });
+    // Services first: a policy's first version then already resolves the services it names.
+    await services.start();
+    await Promise.all(policies.map((c) => c.start()));
+  }
+
+  private objectChanged(kind: PolicyKind, object: PolicyObject | null, seen: PolicyObject): void {
+    const namespace = seen.metadata?.namespace;
+    const name = seen.metadata?.name;
+    if (!namespace || !name) return;
+    // The informer's path fixes group and version; an object claiming another never reaches the compiler.
+    if (object !== null && (object.apiVersion !== POLICY_API_VERSION || object.kind !== kind)) {
+      this.log.warn({ namespace, name, apiVersion: object.apiVersion, kind: object.kind }, `ignored: not ${POLICY_API_VERSION} ${kind}`);
+      return;
+    }
+    this.pending.set(sourceIdOf(kind, namespace, name), { kind, object });
+    this.scheduleFlush();
+  }
+
+  private serviceChanged(namespace: string, service: string): void {
+    const key = serviceKey(namespace, service);
+    for (const [id, state] of this.states) {
+      if (state.namespace !== namespace || !state.services.includes(service)) continue;
+      const object = this.current(state.kind, state.namespace, state.name);
+      if (object) this.pending.set(id, { kind: state.kind, object });
+    }
+    if (this.pending.size > 0) {
+      this.log.debug({ service: key }, 'service changed; re-selecting the policies that name it');
+      this.scheduleFlush();
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // A burst (a re-list, a GitOps sync) arrives in one turn of the event loop: one transaction for all of it.
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const sink = this.sink;
+    if (!sink || this.pending.size === 0) return;
+    const batch = [...this.pending];
+    this.pending.clear();
+    const changes = new Map<string, string | null>();
+    const prepared = new Map<string, { object: PolicyObject; services: string[]; manifest: Record<string, unknown> }>();
+    const serviceSelector = (namespace: string, name: string) => selectorOf(this.serviceCollections.get(namespace)?.get(name, namespace));
+    for (const [id, { kind, object }] of batch) {
+      if (object === null) {
+        changes.set(id, null);
+        continue;
+      }
+      const { manifest, services } = manifestFor(object, kind, serviceSelector);
+      const text = JSON.stringify(manifest);
+      const state = this.states.get(id);
+      if (this.applied.get(id) === text && state?.generation === (object.metadata?.generation ?? 0)) continue;
+      prepared.set(id, { object, services, manifest });
+      changes.set(id, text);
+    }
+    if (changes.size === 0) return;
+    const results = sink.apply(changes);
+    for (const [id, { kind }] of batch) {
+      if (!changes.has(id)) continue;
+      const entry = prepared.get(id);
+      if (!entry) {
+        this.states.delete(id);
+        this.applied.delete(id);
+        continue;
+      }
+      this.applied.set(id, changes.get(id)!);
+      this.record(id, kind, entry, results.get(id) ?? []);
+    }
+    sink.commit();
+    for (const listener of this.listeners) listener();
+  }
+
+  private record(
+    id: string,
+    kind: PolicyKind,
+    { object, services, manifest }: { object: PolicyObject; services: string[]; manifest: Record<string, unknown> },
+    diagnostics: PolicyDiagnostic[],
+  ): void {
+    const namespace = object.metadata!.namespace!;
+    const name = object.metadata!.name!;
+    const generation = object.metadata?.generation ?? 0;
+    const previous = this.states.get(id);
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    const state: ObjectState = previous ?? { kind, namespace, name, generation, accepted: null, rejected: null, services };
+    state.generation = generation;
+    state.services = services;
+    if (errors.length > 0) {
+      state.rejected = { generation, messages: errors.map(diagnosticLine) };
+      this.log.error(
+        { object: `${kind} ${policyKey(state)}`, generation, errors: state.rejected.messages },
+        'policy rejected; the last good generation stays in force',
+      );
+    } else {
+      const spec = (manifest.spec ?? {}) as Partial<FirewallPolicySpec>;
+      state.rejected = null;
+      state.accepted = {
+        generation,
+        ruleset: createHash('sha256').update(JSON.stringify(manifest.spec)).digest('hex').slice(0, 16),
+        notEnforced: diagnostics.filter((d) => d.severity === 'warning').map(diagnosticLine),
+        smartGroups: (spec.smartGroups ?? []).map((g) => g.name),
+        webGroups: (spec.webGroups ?? []).map((g) => g.name),
+        selectors: (spec.rules ?? []).flatMap((rule) => (rule.selector?.matchLabels ? [rule.selector.matchLabels] : [])),
+      };
+    }
+    this.states.set(id, state);
+  }
+}
