@@ -61,10 +61,6 @@ function sourceIdOf(kind: PolicyKind, namespace: string, name: string): string {
   return `kubernetes:${kind}/${namespace}/${name}`;
 }
 
-function serviceKey(namespace: string, name: string): string {
-  return `${namespace}/${name}`;
-}
-
 /** A Service's selector when it selects pods; null for a Service without one (endpoints managed by hand). */
 function selectorOf(service: V1Service | undefined): Record<string, string> | null {
   const selector = service?.spec?.selector;
@@ -101,93 +97,80 @@ export function manifestFor(
   };
 }
 
-export interface KubePolicySourceOptions {
-  kubeConfig: KubeConfig;
-  /** Namespaces whose policies are enforced (the baseline's enforcedNamespaces). */
-  namespaces: readonly string[];
-  log: Logger;
-}
-
-export class KubePolicySource implements PolicySource {
-  private readonly custom: CustomObjectsApi;
-  private readonly core: CoreV1Api;
-  private namespaces: string[];
-  private readonly collections = new Map<string, WatchedCollection<PolicyObject>>();
-  private readonly serviceCollections = new Map<string, WatchedCollection<V1Service>>();
+/**
+ * The source's core, without the API: objects arrive (add, update, delete) and Services change; a burst becomes one
+ * store transaction; each object's verdict (generation in force, rejected generation) is remembered. KubePolicySource
+ * feeds it from informers; tests and the bench feed it directly.
+ */
+export class PolicyObjects {
   private readonly states = new Map<string, ObjectState>();
   /** The manifest text last handed to the store per source id: status-only updates (ours) are not applied again. */
   private readonly applied = new Map<string, string>();
+  /** The newest version of each object (what a Service change re-applies). */
+  private readonly latest = new Map<string, { kind: PolicyKind; object: PolicyObject }>();
   /** Source ids to hand to the store on the next flush: the object's newest version, or null when it is gone. */
   private readonly pending = new Map<string, { kind: PolicyKind; object: PolicyObject | null }>();
   private flushScheduled = false;
   private sink: PolicySink | null = null;
   private readonly listeners: Array<() => void> = [];
-  private readonly log: Logger;
 
-  constructor(options: KubePolicySourceOptions) {
-    this.custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
-    this.namespaces = [...options.namespaces];
-    this.log = options.log;
-    this.kubeConfig = options.kubeConfig;
-  }
+  constructor(
+    /** The selector of a Service (null: no such Service, or it has none). */
+    private readonly serviceSelector: (namespace: string, name: string) => Record<string, string> | null,
+    private readonly log: Logger,
+  ) {}
 
-  private readonly kubeConfig: KubeConfig;
-
-  /** Resolves `selector.service` names for the compiler's findings (the rules already carry the selectors). */
-  readonly resolver: DestinationResolver = {
-    resolve: (selector, namespace) => hostModeResolver.resolve(selector, namespace),
-    resolveService: (service, namespace) => {
-      const collection = this.serviceCollections.get(namespace);
-      const found = collection?.get(service, namespace);
-      if (found === undefined) return { unsupported: `names no Service in namespace ${namespace}` };
-      const selector = selectorOf(found);
-      return selector === null ? { unsupported: `names a Service without a pod selector` } : { matchLabels: selector };
-    },
-  };
-
-  async start(sink: PolicySink): Promise<void> {
+  /** Where accepted objects go; changes before this wait in the batch. */
+  connect(sink: PolicySink | null): void {
     this.sink = sink;
-    await Promise.all(this.namespaces.map((namespace) => this.watchNamespace(namespace)));
-    // The initial lists were added synchronously: apply them as one transaction now rather than on the next turn.
-    this.flush();
   }
 
-  /** True once every watched collection has been listed: before that, committing would withdraw policies. */
-  synced(): boolean {
-    return [...this.collections.values(), ...this.serviceCollections.values()].every((c) => c.synced);
-  }
-
-  /** Watch errors since the collections were last in sync (empty while every watch runs). */
-  problems(): string[] {
-    return [...this.collections.entries(), ...this.serviceCollections.entries()].flatMap(([path, c]) =>
-      c.lastError !== null ? [`${path}: ${c.lastError}`] : [],
-    );
-  }
-
-  /** Called after each batch the store received (status and events read verdicts()). */
+  /** Called after each batch the store received. */
   onChange(listener: () => void): void {
     this.listeners.push(listener);
   }
 
-  /** The enforced namespaces changed (the baseline): watch the new ones, withdraw the policies of the others. */
-  async setNamespaces(namespaces: readonly string[]): Promise<void> {
-    const next = new Set(namespaces);
-    for (const namespace of this.namespaces) {
-      if (next.has(namespace)) continue;
-      for (const { plural } of POLICY_KINDS) {
-        const path = this.policyPath(namespace, plural);
-        await this.collections.get(path)?.stop();
-        this.collections.delete(path);
-      }
-      await this.serviceCollections.get(namespace)?.stop();
-      this.serviceCollections.delete(namespace);
-      for (const [id, state] of this.states) if (state.namespace === namespace) this.pending.set(id, { kind: state.kind, object: null });
+  /** An object added, updated (object) or deleted (null); `seen` names it either way. */
+  changed(kind: PolicyKind, object: PolicyObject | null, seen: PolicyObject): void {
+    const namespace = seen.metadata?.namespace;
+    const name = seen.metadata?.name;
+    if (!namespace || !name) return;
+    // The informer's path fixes group and version; an object claiming another never reaches the compiler.
+    if (object !== null && (object.apiVersion !== POLICY_API_VERSION || object.kind !== kind)) {
+      this.log.warn({ namespace, name, apiVersion: object.apiVersion, kind: object.kind }, `ignored: not ${POLICY_API_VERSION} ${kind}`);
+      return;
     }
-    const added = [...next].filter((namespace) => !this.namespaces.includes(namespace));
-    this.namespaces = [...next];
-    await Promise.all(added.map((namespace) => this.watchNamespace(namespace)));
-    this.flush();
+    const id = sourceIdOf(kind, namespace, name);
+    if (object === null) this.latest.delete(id);
+    else this.latest.set(id, { kind, object });
+    this.pending.set(id, { kind, object });
+    this.scheduleFlush();
+  }
+
+  /** Every object of a namespace is gone (no longer enforced). */
+  forgetNamespace(namespace: string): void {
+    for (const [id, { kind, object }] of this.latest) {
+      if (object.metadata?.namespace !== namespace) continue;
+      this.latest.delete(id);
+      this.pending.set(id, { kind, object: null });
+    }
+    this.scheduleFlush();
+  }
+
+  /** A Service was added, changed or deleted: the objects naming it are applied again. */
+  serviceChanged(namespace: string, service: string): void {
+    let any = false;
+    for (const [id, state] of this.states) {
+      if (state.namespace !== namespace || !state.services.includes(service)) continue;
+      const latest = this.latest.get(id);
+      if (!latest) continue;
+      this.pending.set(id, latest);
+      any = true;
+    }
+    if (any) {
+      this.log.debug({ service: `${namespace}/${service}` }, 'service changed; re-selecting the policies that name it');
+      this.scheduleFlush();
+    }
   }
 
   /** Every object's verdict: the generation in force, the rejected one, what is not enforced. */
@@ -208,78 +191,6 @@ export class KubePolicySource implements PolicySource {
     return this.states.get(sourceIdOf(FIREWALL_POLICY_KIND, namespace, name))?.accepted?.generation;
   }
 
-  /** The object as the API server last sent it (its status included), for the status writer. */
-  current(kind: PolicyKind, namespace: string, name: string): PolicyObject | undefined {
-    const plural = POLICY_KINDS.find((k) => k.kind === kind)!.plural;
-    return this.collections.get(this.policyPath(namespace, plural))?.get(name, namespace);
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all([...this.collections.values(), ...this.serviceCollections.values()].map((c) => c.stop()));
-    this.collections.clear();
-    this.serviceCollections.clear();
-    this.sink = null;
-  }
-
-  private policyPath(namespace: string, plural: string): string {
-    return `/apis/${POLICY_GROUP}/${POLICY_VERSION}/namespaces/${namespace}/${plural}`;
-  }
-
-  private async watchNamespace(namespace: string): Promise<void> {
-    const services = new WatchedCollection<V1Service>({
-      kubeConfig: this.kubeConfig,
-      path: `/api/v1/namespaces/${namespace}/services`,
-      list: () => this.core.listNamespacedService({ namespace }),
-      log: this.log,
-      onChange: (_type, service) => this.serviceChanged(namespace, service.metadata?.name ?? ''),
-    });
-    this.serviceCollections.set(namespace, services);
-    const policies = POLICY_KINDS.map(({ kind, plural }) => {
-      const path = this.policyPath(namespace, plural);
-      const collection = new WatchedCollection<PolicyObject>({
-        kubeConfig: this.kubeConfig,
-        path,
-        list: () =>
-          this.custom.listNamespacedCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, namespace, plural }) as Promise<
-            KubernetesListObject<PolicyObject>
-          >,
-        log: this.log,
-        onChange: (type, object) => this.objectChanged(kind, type === 'delete' ? null : object, object),
-      });
-      this.collections.set(path, collection);
-      return collection;
-    });
-    // Services first: a policy's first version then already resolves the services it names.
-    await services.start();
-    await Promise.all(policies.map((c) => c.start()));
-  }
-
-  private objectChanged(kind: PolicyKind, object: PolicyObject | null, seen: PolicyObject): void {
-    const namespace = seen.metadata?.namespace;
-    const name = seen.metadata?.name;
-    if (!namespace || !name) return;
-    // The informer's path fixes group and version; an object claiming another never reaches the compiler.
-    if (object !== null && (object.apiVersion !== POLICY_API_VERSION || object.kind !== kind)) {
-      this.log.warn({ namespace, name, apiVersion: object.apiVersion, kind: object.kind }, `ignored: not ${POLICY_API_VERSION} ${kind}`);
-      return;
-    }
-    this.pending.set(sourceIdOf(kind, namespace, name), { kind, object });
-    this.scheduleFlush();
-  }
-
-  private serviceChanged(namespace: string, service: string): void {
-    const key = serviceKey(namespace, service);
-    for (const [id, state] of this.states) {
-      if (state.namespace !== namespace || !state.services.includes(service)) continue;
-      const object = this.current(state.kind, state.namespace, state.name);
-      if (object) this.pending.set(id, { kind: state.kind, object });
-    }
-    if (this.pending.size > 0) {
-      this.log.debug({ service: key }, 'service changed; re-selecting the policies that name it');
-      this.scheduleFlush();
-    }
-  }
-
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -287,7 +198,8 @@ export class KubePolicySource implements PolicySource {
     setImmediate(() => this.flush());
   }
 
-  private flush(): void {
+  /** Hands the batch to the store as one transaction and commits it. */
+  flush(): void {
     this.flushScheduled = false;
     const sink = this.sink;
     if (!sink || this.pending.size === 0) return;
@@ -295,13 +207,12 @@ export class KubePolicySource implements PolicySource {
     this.pending.clear();
     const changes = new Map<string, string | null>();
     const prepared = new Map<string, { object: PolicyObject; services: string[]; manifest: Record<string, unknown> }>();
-    const serviceSelector = (namespace: string, name: string) => selectorOf(this.serviceCollections.get(namespace)?.get(name, namespace));
     for (const [id, { kind, object }] of batch) {
       if (object === null) {
-        changes.set(id, null);
+        if (this.applied.has(id)) changes.set(id, null);
         continue;
       }
-      const { manifest, services } = manifestFor(object, kind, serviceSelector);
+      const { manifest, services } = manifestFor(object, kind, this.serviceSelector);
       const text = JSON.stringify(manifest);
       const state = this.states.get(id);
       if (this.applied.get(id) === text && state?.generation === (object.metadata?.generation ?? 0)) continue;
@@ -358,5 +269,148 @@ export class KubePolicySource implements PolicySource {
       };
     }
     this.states.set(id, state);
+  }
+}
+
+export interface KubePolicySourceOptions {
+  kubeConfig: KubeConfig;
+  /** Namespaces whose policies are enforced (the baseline's enforcedNamespaces). */
+  namespaces: readonly string[];
+  log: Logger;
+}
+
+export class KubePolicySource implements PolicySource {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private namespaces: string[];
+  private readonly collections = new Map<string, WatchedCollection<PolicyObject>>();
+  private readonly serviceCollections = new Map<string, WatchedCollection<V1Service>>();
+  private readonly objects: PolicyObjects;
+  private readonly log: Logger;
+  private readonly kubeConfig: KubeConfig;
+
+  constructor(options: KubePolicySourceOptions) {
+    this.custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.namespaces = [...options.namespaces];
+    this.log = options.log;
+    this.kubeConfig = options.kubeConfig;
+    this.objects = new PolicyObjects(
+      (namespace, name) => selectorOf(this.serviceCollections.get(namespace)?.get(name, namespace)),
+      this.log,
+    );
+  }
+
+  /** Resolves `selector.service` names for the compiler's findings (the rules already carry the selectors). */
+  readonly resolver: DestinationResolver = {
+    resolve: (selector, namespace) => hostModeResolver.resolve(selector, namespace),
+    resolveService: (service, namespace) => {
+      const collection = this.serviceCollections.get(namespace);
+      const found = collection?.get(service, namespace);
+      if (found === undefined) return { unsupported: `names no Service in namespace ${namespace}` };
+      const selector = selectorOf(found);
+      return selector === null ? { unsupported: `names a Service without a pod selector` } : { matchLabels: selector };
+    },
+  };
+
+  /**
+   * Lists every enforced namespace, then hands the objects to the store as one transaction: a restarted agent never
+   * enforces half a policy set. A namespace whose list fails is retried with backoff; its objects follow when listed.
+   */
+  async start(sink: PolicySink): Promise<void> {
+    await Promise.all(this.namespaces.map((namespace) => this.watchNamespace(namespace)));
+    this.objects.connect(sink);
+    this.objects.flush();
+  }
+
+  /** True once every watched collection has been listed: before that, committing would withdraw policies. */
+  synced(): boolean {
+    return [...this.collections.values(), ...this.serviceCollections.values()].every((c) => c.synced);
+  }
+
+  /** Watch errors since the collections were last in sync (empty while every watch runs). */
+  problems(): string[] {
+    return [...this.collections.entries(), ...this.serviceCollections.entries()].flatMap(([path, c]) =>
+      c.lastError !== null ? [`${path}: ${c.lastError}`] : [],
+    );
+  }
+
+  /** Called after each batch the store received (status and events read verdicts()). */
+  onChange(listener: () => void): void {
+    this.objects.onChange(listener);
+  }
+
+  /** The enforced namespaces changed (the baseline): watch the new ones, withdraw the policies of the others. */
+  async setNamespaces(namespaces: readonly string[]): Promise<void> {
+    const next = new Set(namespaces);
+    for (const namespace of this.namespaces) {
+      if (next.has(namespace)) continue;
+      for (const { plural } of POLICY_KINDS) {
+        const path = this.policyPath(namespace, plural);
+        await this.collections.get(path)?.stop();
+        this.collections.delete(path);
+      }
+      await this.serviceCollections.get(namespace)?.stop();
+      this.serviceCollections.delete(namespace);
+      this.objects.forgetNamespace(namespace);
+    }
+    const added = [...next].filter((namespace) => !this.namespaces.includes(namespace));
+    this.namespaces = [...next];
+    await Promise.all(added.map((namespace) => this.watchNamespace(namespace)));
+    this.objects.flush();
+  }
+
+  verdicts(): ReturnType<PolicyObjects['verdicts']> {
+    return this.objects.verdicts();
+  }
+
+  acceptedGeneration(namespace: string, name: string): number | undefined {
+    return this.objects.acceptedGeneration(namespace, name);
+  }
+
+  /** The object as the API server last sent it (its status included), for the status writer. */
+  current(kind: PolicyKind, namespace: string, name: string): PolicyObject | undefined {
+    const plural = POLICY_KINDS.find((k) => k.kind === kind)!.plural;
+    return this.collections.get(this.policyPath(namespace, plural))?.get(name, namespace);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.collections.values(), ...this.serviceCollections.values()].map((c) => c.stop()));
+    this.collections.clear();
+    this.serviceCollections.clear();
+    this.objects.connect(null);
+  }
+
+  private policyPath(namespace: string, plural: string): string {
+    return `/apis/${POLICY_GROUP}/${POLICY_VERSION}/namespaces/${namespace}/${plural}`;
+  }
+
+  private async watchNamespace(namespace: string): Promise<void> {
+    const services = new WatchedCollection<V1Service>({
+      kubeConfig: this.kubeConfig,
+      path: `/api/v1/namespaces/${namespace}/services`,
+      list: () => this.core.listNamespacedService({ namespace }),
+      log: this.log,
+      onChange: (_type, service) => this.objects.serviceChanged(namespace, service.metadata?.name ?? ''),
+    });
+    this.serviceCollections.set(namespace, services);
+    const policies = POLICY_KINDS.map(({ kind, plural }) => {
+      const path = this.policyPath(namespace, plural);
+      const collection = new WatchedCollection<PolicyObject>({
+        kubeConfig: this.kubeConfig,
+        path,
+        list: () =>
+          this.custom.listNamespacedCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, namespace, plural }) as Promise<
+            KubernetesListObject<PolicyObject>
+          >,
+        log: this.log,
+        onChange: (type, object) => this.objects.changed(kind, type === 'delete' ? null : object, object),
+      });
+      this.collections.set(path, collection);
+      return collection;
+    });
+    // Services first: a policy's first version then already resolves the services it names.
+    await services.start();
+    await Promise.all(policies.map((c) => c.start()));
   }
 }
