@@ -269,7 +269,7 @@ export class BaselineSource {
     this.name = options.name ?? DEFAULT_BASELINE_NAME;
   }
 
-  async start(): Promise<BaselineState> {
+  async start(startTimeoutMs = 10_000): Promise<BaselineState> {
     const { kubeConfig, log } = this.options;
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
@@ -297,14 +297,20 @@ export class BaselineSource {
       () => discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: sliceLabel }),
       sliceLabel,
     );
-    // ServiceCIDR is served from Kubernetes 1.33 (GA): older servers answer 404 and detection falls back.
-    try {
-      await networking.listServiceCIDR({ limit: 1 });
-      this.serviceCIDRs = watch('/apis/networking.k8s.io/v1/servicecidrs', () => networking.listServiceCIDR());
-    } catch (error) {
-      log.info({ err: (error as Error).message }, 'ServiceCIDR objects are not readable; service CIDRs are not detected');
-    }
-    await Promise.all(this.collections.map((c) => c.start()));
+    // ServiceCIDR is served from Kubernetes 1.33 (GA): an older server answers 404 and detection falls back.
+    const probe = await Promise.race([
+      networking.listServiceCIDR({ limit: 1 }).then(
+        () => 'served',
+        (error: { code?: number }) => (error?.code === 404 ? 'not served' : 'unknown'),
+      ),
+      new Promise<string>((resolve) => setTimeout(() => resolve('unknown'), startTimeoutMs).unref()),
+    ]);
+    if (probe === 'not served') log.info('the API server serves no ServiceCIDR objects; service CIDRs are not detected');
+    else this.serviceCIDRs = watch('/apis/networking.k8s.io/v1/servicecidrs', () => networking.listServiceCIDR());
+    for (const collection of this.collections) collection.start();
+    // Until the baseline and detection are listed, the posture is unknown: wait, then evaluate (fail-closed if the API
+    // server is still unreachable; the posture follows as soon as the lists succeed).
+    await Promise.all(this.collections.map((c) => c.whenSynced(startTimeoutMs)));
     return this.evaluate();
   }
 

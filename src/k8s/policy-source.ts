@@ -286,6 +286,9 @@ export class KubePolicySource implements PolicySource {
   private readonly collections = new Map<string, WatchedCollection<PolicyObject>>();
   private readonly serviceCollections = new Map<string, WatchedCollection<V1Service>>();
   private readonly objects: PolicyObjects;
+  private sink: PolicySink | null = null;
+  /** The store receives objects (after the first lists). */
+  private connected = false;
   private readonly log: Logger;
   private readonly kubeConfig: KubeConfig;
 
@@ -315,23 +318,37 @@ export class KubePolicySource implements PolicySource {
 
   /**
    * Lists every enforced namespace, then hands the objects to the store as one transaction: a restarted agent never
-   * enforces half a policy set. A namespace whose list fails is retried with backoff; its objects follow when listed.
+   * enforces half a policy set, and while the API server cannot be reached nothing is committed (the kernel keeps
+   * its state). Resolves after the first lists, or after `startTimeoutMs` when they are still failing (retried).
    */
-  async start(sink: PolicySink): Promise<void> {
-    await Promise.all(this.namespaces.map((namespace) => this.watchNamespace(namespace)));
-    this.objects.connect(sink);
+  async start(sink: PolicySink, startTimeoutMs = 10_000): Promise<void> {
+    this.sink = sink;
+    for (const namespace of this.namespaces) this.watchNamespace(namespace);
+    await Promise.all(this.allCollections().map((c) => c.whenSynced(startTimeoutMs)));
+    this.connectWhenSynced();
+  }
+
+  private allCollections(): WatchedCollection<KubernetesObject>[] {
+    return [...this.collections.values(), ...this.serviceCollections.values()] as unknown as WatchedCollection<KubernetesObject>[];
+  }
+
+  /** The store receives objects once every collection of the start has been listed. */
+  private connectWhenSynced(): void {
+    if (this.connected || this.sink === null || !this.synced()) return;
+    this.connected = true;
+    this.objects.connect(this.sink);
     this.objects.flush();
   }
 
   /** True once every watched collection has been listed: before that, committing would withdraw policies. */
   synced(): boolean {
-    return [...this.collections.values(), ...this.serviceCollections.values()].every((c) => c.synced);
+    return this.allCollections().every((c) => c.synced);
   }
 
   /** Watch errors since the collections were last in sync (empty while every watch runs). */
   problems(): string[] {
-    return [...this.collections.entries(), ...this.serviceCollections.entries()].flatMap(([path, c]) =>
-      c.lastError !== null ? [`${path}: ${c.lastError}`] : [],
+    return [...this.collections.entries(), ...this.serviceCollections.entries()].flatMap(([where, c]) =>
+      c.lastError !== null ? [`${where}: ${c.lastError}`] : [],
     );
   }
 
@@ -356,8 +373,7 @@ export class KubePolicySource implements PolicySource {
     }
     const added = [...next].filter((namespace) => !this.namespaces.includes(namespace));
     this.namespaces = [...next];
-    await Promise.all(added.map((namespace) => this.watchNamespace(namespace)));
-    this.objects.flush();
+    for (const namespace of added) this.watchNamespace(namespace);
   }
 
   verdicts(): ReturnType<PolicyObjects['verdicts']> {
@@ -379,22 +395,26 @@ export class KubePolicySource implements PolicySource {
     this.collections.clear();
     this.serviceCollections.clear();
     this.objects.connect(null);
+    this.sink = null;
+    this.connected = false;
   }
 
   private policyPath(namespace: string, plural: string): string {
     return `/apis/${POLICY_GROUP}/${POLICY_VERSION}/namespaces/${namespace}/${plural}`;
   }
 
-  private async watchNamespace(namespace: string): Promise<void> {
+  private watchNamespace(namespace: string): void {
     const services = new WatchedCollection<V1Service>({
       kubeConfig: this.kubeConfig,
       path: `/api/v1/namespaces/${namespace}/services`,
       list: () => this.core.listNamespacedService({ namespace }),
       log: this.log,
       onChange: (_type, service) => this.objects.serviceChanged(namespace, service.metadata?.name ?? ''),
+      onSettled: () => this.connectWhenSynced(),
     });
     this.serviceCollections.set(namespace, services);
-    const policies = POLICY_KINDS.map(({ kind, plural }) => {
+    services.start();
+    for (const { kind, plural } of POLICY_KINDS) {
       const path = this.policyPath(namespace, plural);
       const collection = new WatchedCollection<PolicyObject>({
         kubeConfig: this.kubeConfig,
@@ -405,12 +425,10 @@ export class KubePolicySource implements PolicySource {
           >,
         log: this.log,
         onChange: (type, object) => this.objects.changed(kind, type === 'delete' ? null : object, object),
+        onSettled: () => this.connectWhenSynced(),
       });
       this.collections.set(path, collection);
-      return collection;
-    });
-    // Services first: a policy's first version then already resolves the services it names.
-    await services.start();
-    await Promise.all(policies.map((c) => c.start()));
+      collection.start();
+    }
   }
 }

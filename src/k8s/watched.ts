@@ -1,11 +1,11 @@
-// One watched collection of API objects (an informer over list + watch) that keeps going: the client's ListWatch
-// re-lists by itself after 410 Gone, but stops on any other error; here it is started again with backoff, and the
-// last known objects stay in the cache meanwhile (enforcement keeps the last known state).
-import { makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import type { ObjectCache } from '@kubernetes/client-node';
+// A ResilientInformer (informer.ts: retries with backoff, bounded lists, status) with what the policy, baseline and
+// status code need on top: lookup by name, and the cache's changes per object (added, updated, deleted), found by
+// comparing resourceVersions with what was seen before. A burst is one comparison of the cache, O(objects).
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { ResilientInformer, type InformerStatus } from './informer.js';
 
-export const RESTART_DELAY_MS = { first: 500, max: 30_000 };
+export type ChangeType = 'add' | 'update' | 'delete';
 
 export interface WatchedOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
@@ -14,80 +14,97 @@ export interface WatchedOptions<T extends KubernetesObject> {
   list: () => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
   log: Logger;
-  /** Any add, update or delete (after a re-list: one call per object that changed). */
-  onChange: (type: 'add' | 'update' | 'delete', object: T) => void;
+  /** Each object that changed since the last call, after the first list. */
+  onChange: (type: ChangeType, object: T) => void;
+  /** After each burst of changes has been reported object by object. */
+  onSettled?: () => void;
+}
+
+function keyOf(object: KubernetesObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }
 
 export class WatchedCollection<T extends KubernetesObject> {
-  private readonly informer: Informer<T> & ObjectCache<T>;
-  private stopped = false;
-  private delayMs = RESTART_DELAY_MS.first;
-  private timer: NodeJS.Timeout | null = null;
-  private listedOnce = false;
-  /** The last error since the collection was last in sync; null while watching. */
-  lastError: string | null = null;
+  private readonly informer: ResilientInformer<T>;
+  private readonly seen = new Map<string, T>();
+  private readonly waiting: Array<() => void> = [];
+  /** The first list has been compared and reported. */
+  private reported = false;
 
   constructor(private readonly options: WatchedOptions<T>) {
-    this.informer = makeInformer(options.kubeConfig, options.path, options.list, options.labelSelector);
-    this.informer.on('add', (object) => this.changed('add', object));
-    this.informer.on('update', (object) => this.changed('update', object));
-    this.informer.on('delete', (object) => this.changed('delete', object));
-    this.informer.on('error', (error: unknown) => this.failed(error));
+    this.informer = new ResilientInformer<T>({
+      name: options.path,
+      kubeConfig: options.kubeConfig,
+      path: options.path,
+      list: options.list,
+      ...(options.labelSelector !== undefined ? { labelSelector: options.labelSelector } : {}),
+      log: options.log,
+      onChange: () => this.compare(),
+    });
   }
 
-  /** Lists and starts watching; resolves after the first attempt, listed or not (then it retries with backoff). */
-  async start(): Promise<void> {
-    this.stopped = false;
-    await this.attempt();
+  start(): void {
+    this.informer.start();
   }
 
-  /** True once a list succeeded: the cache holds the collection (possibly behind while the API is unreachable). */
+  /** Resolves once the first list is in the cache and reported, or after `timeoutMs` (the API server is down). */
+  whenSynced(timeoutMs: number): Promise<boolean> {
+    if (this.synced) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.synced), timeoutMs);
+      timer.unref();
+      this.waiting.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** True once a list succeeded and was reported: the cache holds the collection (behind while the API is away). */
   get synced(): boolean {
-    return this.listedOnce;
+    return this.informer.synced && this.reported;
   }
 
-  list(): readonly T[] {
-    return this.informer.list();
+  /** The last list or watch error; null while the collection is watched. */
+  get lastError(): string | null {
+    const status: InformerStatus = this.informer.status();
+    return status.state === 'watching' ? null : status.lastError;
+  }
+
+  status(): InformerStatus {
+    return this.informer.status();
+  }
+
+  list(): T[] {
+    return [...this.seen.values()];
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.informer.get(name, namespace);
+    return this.seen.get(`${namespace ?? ''}/${name}`);
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
     await this.informer.stop();
   }
 
-  private async attempt(): Promise<void> {
-    this.lastError = null;
-    await this.informer.start();
-    // start() returns once the list is in the cache and the watch is open, or after the error callback ran.
-    if (this.lastError === null) {
-      this.listedOnce = true;
-      this.delayMs = RESTART_DELAY_MS.first;
+  private compare(): void {
+    const current = new Set<string>();
+    for (const object of this.informer.list()) {
+      const key = keyOf(object);
+      current.add(key);
+      const before = this.seen.get(key);
+      if (before?.metadata?.resourceVersion === object.metadata?.resourceVersion && before?.metadata?.uid === object.metadata?.uid)
+        continue;
+      this.seen.set(key, object);
+      this.options.onChange(before ? 'update' : 'add', object);
     }
-  }
-
-  private changed(type: 'add' | 'update' | 'delete', object: T): void {
-    this.options.onChange(type, object);
-  }
-
-  private failed(error: unknown): void {
-    const message = error instanceof Error ? error.message : String(error);
-    this.lastError = message;
-    if (this.stopped || this.timer) return;
-    this.options.log.warn(
-      { path: this.options.path, err: message, retryInMs: this.delayMs },
-      'watch failed; last known objects stay in force',
-    );
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (!this.stopped) void this.attempt();
-    }, this.delayMs);
-    this.timer.unref();
-    this.delayMs = Math.min(this.delayMs * 2, RESTART_DELAY_MS.max);
+    for (const [key, object] of this.seen) {
+      if (current.has(key)) continue;
+      this.seen.delete(key);
+      this.options.onChange('delete', object);
+    }
+    this.reported = true;
+    for (const resolve of this.waiting.splice(0)) resolve();
+    this.options.onSettled?.();
   }
 }
