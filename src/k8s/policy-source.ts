@@ -359,6 +359,11 @@ export class KubePolicySource implements PolicySource {
 
   /** The enforced namespaces changed (the baseline): watch the new ones, withdraw the policies of the others. */
   async setNamespaces(namespaces: readonly string[]): Promise<void> {
+    if (this.sink === null) {
+      // Not started: start() watches these.
+      this.namespaces = [...new Set(namespaces)];
+      return;
+    }
     const next = new Set(namespaces);
     for (const namespace of this.namespaces) {
       if (next.has(namespace)) continue;
