@@ -10,7 +10,7 @@
 // concurrency (the object's resourceVersion; 409 Conflict → read again, decide again, retry). It also records a
 // Kubernetes Event on an object whose newest generation is invalid, once per generation (an object whose Invalid
 // condition already names that generation had its Event from an earlier leader).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   ApiException,
   CoordinationV1Api,
@@ -37,6 +37,7 @@ import {
 } from './baseline.js';
 import { POLICY_GROUP, POLICY_KINDS, POLICY_VERSION, type KubePolicySource, type PolicyKind, type PolicyObject } from './policy-source.js';
 import {
+  canonicalJson,
   decodeNodeReport,
   desiredPolicyStatus,
   encodeNodeReport,
@@ -527,7 +528,7 @@ export class PolicyStatusWriter {
       if (verdict.rejected !== null) {
         const invalid = (object.status as Partial<PolicyStatusFields> | undefined)?.conditions?.find((c) => c.type === 'Invalid');
         if (!(invalid?.status === 'True' && invalid.observedGeneration === verdict.rejected.generation))
-          work.push(() => this.recordInvalid(verdict.kind, object, verdict.rejected!.messages));
+          work.push(() => this.recordInvalid(verdict.kind, object, verdict.accepted?.generation ?? null, verdict.rejected!.messages));
       }
       if (statusDiffers(object.status as Partial<PolicyStatusFields> | undefined, desired))
         work.push(() => this.writeStatus(verdict.kind, object, decide));
@@ -613,7 +614,7 @@ export class PolicyStatusWriter {
     const name = object.metadata!.name!;
     const ref = { group: BASELINE_GROUP, version: BASELINE_VERSION, plural: BASELINE_PLURAL, name };
     const comparable = (status: Record<string, unknown> | undefined) =>
-      JSON.stringify([
+      canonicalJson([
         status?.observedGeneration,
         status?.effective,
         ((status?.conditions ?? []) as Record<string, unknown>[]).map(({ lastTransitionTime: _t, ...rest }) => rest),
@@ -644,9 +645,10 @@ export class PolicyStatusWriter {
   }
 
   /** A Warning Event on the object naming why its newest generation was rejected. */
-  private recordInvalid(kind: PolicyKind, object: PolicyObject, messages: string[]): Promise<void> {
+  private recordInvalid(kind: PolicyKind, object: PolicyObject, inForce: number | null, messages: string[]): Promise<void> {
     const generation = object.metadata?.generation ?? 0;
-    const note = `generation ${generation} rejected, the last good generation stays in force: ${messages.join('; ')}`;
+    const kept = inForce !== null ? `generation ${inForce} stays in force` : 'no valid generation is in force';
+    const note = `generation ${generation} rejected (${kept}): ${messages.join('; ')}`;
     return this.recordEvent(kind, `${POLICY_GROUP}/${POLICY_VERSION}`, object, 'InvalidPolicy', note);
   }
 
@@ -658,7 +660,8 @@ export class PolicyStatusWriter {
       await this.events.createNamespacedEvent({
         namespace: eventNamespace,
         body: {
-          metadata: { generateName: `${name}.`, namespace: eventNamespace },
+          // As client-go names them: the object's name and a unique suffix (generateName may not end in a dot).
+          metadata: { name: `${name}.${Date.now().toString(16)}${randomBytes(3).toString('hex')}`, namespace: eventNamespace },
           eventTime: new V1MicroTime(),
           type: 'Warning',
           reason,

@@ -193,6 +193,18 @@ export function desiredPolicyStatus(
   return status;
 }
 
+/** JSON with object keys sorted: the API server returns a custom resource's fields in its own (sorted) order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object')
+    return `{${Object.keys(value)
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value);
+}
+
 /** True when writing `desired` would change what `current` says (lastTransitionTime follows status, so it is left out). */
 export function statusDiffers(current: Partial<PolicyStatusFields> | undefined, desired: PolicyStatusFields): boolean {
   const comparable = (s: Partial<PolicyStatusFields> | undefined) =>
