@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { LearnedAddresses } from './learned.js';
+import { modeSources } from './mode.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
@@ -19,18 +20,12 @@ import { Enricher } from '../events/enrich.js';
 import { DecisionHistory } from '../events/history.js';
 import { EventPipeline } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
-import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
-import type { WorkloadHost, WorkloadSource } from '../identity/source.js';
-import { kubeConfigFor } from '../k8s/client.js';
-import { registerKubernetesMetrics } from '../k8s/metrics.js';
-import { podWorkloadHost } from '../k8s/pod-host.js';
-import { PodSource } from '../k8s/pod-source.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
+import { missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
 import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
@@ -44,65 +39,6 @@ export interface AgentOptions {
   configPath: string;
   log: Logger;
   objectPath?: string;
-}
-
-/** Where workloads come from, chosen once at start: the configuration file (host mode) or the node's pods. */
-interface ModeSources {
-  workloads: WorkloadSource;
-  /** How the reconciler asks the node about a workload (pods: interfaces found from netns or routes). */
-  host: WorkloadHost;
-  /** A reloaded configuration: what it changes in the sources. */
-  reload(config: AgentConfig): void;
-  /** Kubernetes mode's part of the status; null in host mode. */
-  kubernetes(): AgentStatus['kubernetes'];
-  /** Hooks the sources' own metrics into the agent's registry. */
-  registerMetrics(metrics: AgentMetrics, failures: () => { enforced: 'deny-all' | 'none' }[]): void;
-}
-
-/**
- * The one place that picks the mode's sources. Kubernetes mode: the pod source (enforced namespaces from the
- * configuration for now); policies still come from the policy files in both modes.
- */
-function modeSources(config: AgentConfig, cgroup2Mount: string, log: Logger, isEnrolled: (key: string) => boolean): ModeSources {
-  const k8s = config.kubernetes;
-  if (k8s === null) {
-    const source = new ConfigWorkloadSource(config.workloads);
-    return {
-      workloads: source,
-      host: hostWorkloadHost,
-      reload: (next) => source.update(next.workloads),
-      kubernetes: () => null,
-      registerMetrics: () => {},
-    };
-  }
-  const { kubeConfig, endpoint } = kubeConfigFor(k8s);
-  log.info({ server: endpoint.server, credentials: endpoint.credentials, node: k8s.nodeName }, 'Kubernetes mode');
-  if (k8s.namespaces.length === 0) log.warn('kubernetes.namespaces is empty: no pod is enforced');
-  let observeEnrolment: (seconds: number) => void = () => {};
-  const pods = new PodSource({
-    kubeConfig,
-    nodeName: k8s.nodeName,
-    namespaces: k8s.namespaces,
-    cgroup2Mount,
-    cgroupDriver: k8s.cgroupDriver,
-    cgroupRoot: k8s.cgroupRoot,
-    cgroupTimeoutMs: k8s.podCgroupTimeoutSeconds * 1000,
-    isEnrolled,
-    observeEnrolment: (seconds) => observeEnrolment(seconds),
-    log,
-  });
-  return {
-    workloads: pods,
-    host: podWorkloadHost,
-    reload: (next) => {
-      if (next.kubernetes === null) log.warn('the kubernetes: section was removed: restart the agent to change mode');
-      else pods.setNamespaces(next.kubernetes.namespaces);
-    },
-    kubernetes: () => ({ server: endpoint.server, credentials: endpoint.credentials, pods: pods.status() }),
-    registerMetrics: (metrics, failures) => {
-      observeEnrolment = registerKubernetesMetrics(metrics.registry, { pods: () => pods.status(), failures });
-    },
-  };
 }
 
 export interface Agent {
@@ -120,7 +56,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   const loaded = loadConfigFile(configPath, cgroup2Mount);
   let config: AgentConfig = loaded.config;
-  const sources = modeSources(config, cgroup2Mount, log, (key) => reconciler.registry.byKey(key) !== null);
+  const sources = await modeSources(config, { cgroup2Mount, log, isEnrolled: (key) => reconciler.registry.byKey(key) !== null });
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
@@ -165,7 +101,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
   });
-  sources.registerMetrics(metrics, () => reconciler.failures());
+  sources.registerMetrics(metrics.registry, () => reconciler.failures());
   let metricsServer: MetricsServer | null = null;
   /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const decide = (event: FlowEvent) => {
@@ -294,7 +230,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       },
       commit: commitPolicies,
     });
-    await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
+    await workloadSource.start((workloads) => {
+      guarded(() => reconciler.setWorkloads(workloads));
+      sources.workloadsApplied(reconciler.failures());
+    });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {

@@ -288,6 +288,14 @@ export class PodSource implements WorkloadSource {
     };
   }
 
+  /** The cached pod of a workload key (namespace/name), for Events about it. */
+  podRef(key: string): { namespace: string; name: string; uid: string } | null {
+    const pod = this.informer
+      .list()
+      .find((p) => workloadKey({ namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '' }) === key);
+    return pod?.metadata?.uid ? { namespace: pod.metadata.namespace ?? '', name: pod.metadata.name ?? '', uid: pod.metadata.uid } : null;
+  }
+
   /** Per enrolled pod: cgroup created → seen → enrolled, and the first container's start (the registration gap). */
   timings(): PodTiming[] {
     const timings: PodTiming[] = [];
