@@ -76,6 +76,8 @@ export interface PodTiming {
 
 export interface PodSourceStatus {
   node: string;
+  /** Per pod with a cgroup: its registration timeline (what a benchmark of the registration gap reads). */
+  registration: PodTiming[];
   namespaces: string[];
   api: InformerStatus;
   /** The pod cgroup root in use, or null while none was found (every pod then waits for its cgroup). */
@@ -285,6 +287,7 @@ export class PodSource implements WorkloadSource {
       cgroupRoot: this.layout?.root ?? null,
       cgroupDriver: this.layout?.driver ?? null,
       pods: this.lastStatus,
+      registration: this.timings(),
     };
   }
 
