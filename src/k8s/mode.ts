@@ -21,6 +21,7 @@ export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2
     cgroupDriver: settings.cgroupDriver,
     cgroupRoot: settings.cgroupRoot,
     cgroupTimeoutMs: settings.podCgroupTimeoutSeconds * 1000,
+    stateFile: settings.stateFile,
     isEnrolled,
     observeEnrolment: (seconds) => observeEnrolment(seconds),
     log,
