@@ -1,6 +1,6 @@
-// The host-mode agent's composition root: the only file that knows every module. It builds the datapath, the event
-// pipeline and its sinks, the workload and policy sources, the reconciler, the DNS proxy and the control socket,
-// and wires them together.
+// The agent's composition root: the only file that knows every module. It builds the datapath, the event pipeline
+// and its sinks, the workload and policy sources (host mode's or Kubernetes mode's: modeSources), the reconciler,
+// the DNS proxy and the control socket, and wires them together.
 
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { LearnedAddresses } from './learned.js';
+import { modeSources } from './mode.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
@@ -19,18 +20,17 @@ import { Enricher } from '../events/enrich.js';
 import { DecisionHistory } from '../events/history.js';
 import { EventPipeline } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
-import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
+import { missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
 import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
-export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
+export type { AgentStatus, KubernetesStatus, PolicyStatus, WorkloadStatus } from './status.js';
 
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
 export const defaultObjectPath = new URL('../../../bpf/egressguard.bpf.o', import.meta.url).pathname;
@@ -56,6 +56,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   const loaded = loadConfigFile(configPath, cgroup2Mount);
   let config: AgentConfig = loaded.config;
+  const sources = await modeSources(config, { cgroup2Mount, log, isEnrolled: (key) => reconciler.registry.byKey(key) !== null });
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
@@ -73,8 +74,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   const store = new PolicyStore({ defaultNamespace: config.policyNamespace });
   const packet = config.enforcement.packet;
-  const reconciler = new Reconciler({ datapath, policies: store, host: hostWorkloadHost, log, packet });
-  const workloadSource = new ConfigWorkloadSource(config.workloads);
+  const reconciler = new Reconciler({ datapath, policies: store, host: sources.host, log, packet });
+  const workloadSource = sources.workloads;
   const policySource = new PolicyFileSource(config.policies, log);
   const learned = new LearnedAddresses(datapath, config.dns);
   const enricher = new Enricher({
@@ -100,6 +101,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
   });
+  sources.registerMetrics(metrics.registry, () => reconciler.failures());
   let metricsServer: MetricsServer | null = null;
   /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const decide = (event: FlowEvent) => {
@@ -177,14 +179,24 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     guarded(() => {
       reconciler.setPacketEnforcement(config.enforcement.packet);
       policySource.setPaths(config.policies);
-      workloadSource.update(config.workloads);
+      sources.reload(config);
     });
   };
   const timer = setInterval(housekeeping, 2000);
   const agent: Agent = {
     status: () => {
       const [rejected, stats, dns] = [policySource.rejected(), pipeline.stats(), proxy?.stats() ?? null];
-      return agentStatus({ config, configDigest, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
+      return agentStatus({
+        config,
+        configDigest,
+        datapath,
+        reconciler,
+        rejected,
+        pipeline: stats,
+        sinks: sinkStats(sinks),
+        dns,
+        kubernetes: sources.kubernetes(),
+      });
     },
     reload,
     async stop() {
@@ -218,7 +230,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       },
       commit: commitPolicies,
     });
-    await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
+    await workloadSource.start((workloads) => {
+      guarded(() => reconciler.setWorkloads(workloads));
+      sources.workloadsApplied(reconciler.failures());
+    });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {
