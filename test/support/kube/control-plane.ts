@@ -242,18 +242,23 @@ export class ControlPlane {
   }
 
   /**
-   * Write a kubeconfig that authenticates with `token` (as a pod's service account does) and return its path. The
-   * server is the fault relay unless `direct`; only a process inside the netns can reach either.
+   * Write a kubeconfig and return its path: authenticated with `token` (as a pod's service account is) or as the
+   * admin (client certificate, for tools such as helm and kubectl). The server is the fault relay unless `direct`;
+   * only a process inside the netns can reach either.
    */
-  async writeKubeconfig(fileName: string, token: string, options: { direct?: boolean } = {}): Promise<string> {
+  async writeKubeconfig(fileName: string, credentials: { token: string } | 'admin', options: { direct?: boolean } = {}): Promise<string> {
     const path = join(this.workDir, fileName);
     const server = options.direct === true ? this.apiServerUrl : this.agentServerUrl;
+    const user =
+      credentials === 'admin'
+        ? { 'client-certificate': this.pki.adminCertPath, 'client-key': this.pki.adminKeyPath }
+        : { token: credentials.token };
     const config = {
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name: this.prefix, cluster: { server, 'certificate-authority': this.pki.caPath } }],
-      users: [{ name: 'token', user: { token } }],
-      contexts: [{ name: this.prefix, context: { cluster: this.prefix, user: 'token' } }],
+      users: [{ name: 'user', user }],
+      contexts: [{ name: this.prefix, context: { cluster: this.prefix, user: 'user' } }],
       'current-context': this.prefix,
     };
     await writeFile(path, JSON.stringify(config, null, 2), { mode: 0o600 });
