@@ -25,6 +25,10 @@ export interface LabWorkload {
 
 export interface LabAgentOptions {
   workloads: LabWorkload[];
+  /** Kubernetes mode: this `kubernetes:` section replaces `workloads` (which must then be empty). */
+  kubernetes?: Record<string, unknown>;
+  /** More environment for the agent process (e.g. KUBERNETES_SERVICE_HOST/PORT). */
+  env?: NodeJS.ProcessEnv;
   mode: 'enforce' | 'discovery';
   /** Extra config merged into `dns` (minTtlSeconds, graceSeconds, deniedRcode, ...). */
   dns?: Record<string, unknown>;
@@ -44,11 +48,14 @@ export class LabAgent {
   readonly pinDir: string;
   private process: ChildProcess | null = null;
   private config: Record<string, unknown>;
+  private readonly env: NodeJS.ProcessEnv;
 
   constructor(
     private readonly lab: Lab,
     options: LabAgentOptions,
   ) {
+    if (options.kubernetes && options.workloads.length > 0) throw new Error('LabAgent: give workloads or kubernetes, not both');
+    this.env = { ...process.env, ...options.env };
     this.dir = join(lab.workDir, 'agent');
     this.policiesDir = join(this.dir, 'policies');
     mkdirSync(this.policiesDir, { recursive: true });
@@ -62,6 +69,7 @@ export class LabAgent {
       attachCgroup: lab.attachCgroup,
       pinDir: this.pinDir,
       controlSocket: this.socketPath,
+      ...(options.kubernetes ? { kubernetes: options.kubernetes } : {}),
       workloads: options.workloads.map((w) => {
         const pod = lab.pod(w.pod);
         const network = w.interface === 'from-netns' ? { netns: pod.netnsPath } : { interfaces: [pod.nodeInterface] };
@@ -90,6 +98,7 @@ export class LabAgent {
       },
       events: { sinks: [{ type: 'jsonl', path: this.eventsPath }], aggregateWindowMs: options.aggregateWindowMs ?? 1000 },
     };
+    if (options.kubernetes) delete this.config.workloads;
     this.writeConfig();
   }
 
@@ -104,6 +113,7 @@ export class LabAgent {
     try {
       this.process = this.lab.spawnInNode([process.execPath, CLI_SCRIPT, 'run', '--config', this.configPath], {
         stdio: ['ignore', log, log],
+        env: this.env,
       });
     } finally {
       closeSync(log);

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { loadConfigFile, type AgentConfig } from './config.js';
 import { ControlServer } from './control.js';
 import { LearnedAddresses } from './learned.js';
+import { modeSources } from './mode.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
@@ -19,22 +20,12 @@ import { Enricher } from '../events/enrich.js';
 import { DecisionHistory } from '../events/history.js';
 import { EventPipeline } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
-import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
-import type { WorkloadHost, WorkloadSource } from '../identity/source.js';
-import { kubeConfigFor } from '../k8s/client.js';
-import { registerKubernetesMetrics } from '../k8s/metrics.js';
-import { podWorkloadHost } from '../k8s/pod-host.js';
-import { PodSource } from '../k8s/pod-source.js';
-import { PolicyPlane, agentNamespace } from '../k8s/policy-plane.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
-import { hostModeResolver, type DestinationResolver } from '../policy/destination-resolver.js';
 import { decideName } from '../policy/dns-decision.js';
-import type { PolicySource } from '../policy/source.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
-import { PolicyFileSource } from '../sources/policy-files.js';
+import { missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
@@ -47,107 +38,6 @@ export interface AgentOptions {
   configPath: string;
   log: Logger;
   objectPath?: string;
-}
-
-/** Where workloads and policies come from, chosen once at start: configuration and files (host mode) or the cluster. */
-interface ModeSources {
-  workloads: WorkloadSource;
-  /** Policy files (host mode) or FirewallPolicy objects (Kubernetes mode), with the objects whose last version was rejected. */
-  policies: PolicySource & { rejected(): { file: string; messages: string[] }[] };
-  /** How the policy store reports `selector.service` (Kubernetes mode: through Services). */
-  resolver: DestinationResolver;
-  /** Kubernetes mode: the EgressBaseline in force replaces the configuration's baseline; null in host mode. */
-  baseline(): AgentConfig['baseline'] | null;
-  /** The kernel changed (a reconciler pass): Kubernetes mode reports what this node enforces. */
-  enforcementChanged(reconciler: Reconciler): void;
-  /** How the reconciler asks the node about a workload (pods: interfaces found from netns or routes). */
-  host: WorkloadHost;
-  /** A reloaded configuration: what it changes in the sources. */
-  reload(config: AgentConfig): void;
-  /** Kubernetes mode's part of the status; null in host mode. */
-  kubernetes(): AgentStatus['kubernetes'];
-  /** Hooks the sources' own metrics into the agent's registry. */
-  registerMetrics(metrics: AgentMetrics, failures: () => { enforced: 'deny-all' | 'none' }[]): void;
-}
-
-/**
- * The one place that picks the mode's sources. Kubernetes mode: the pod source (enforced namespaces from the
- * configuration for now); policies still come from the policy files in both modes.
- */
-function modeSources(
-  config: AgentConfig,
-  cgroup2Mount: string,
-  log: Logger,
-  isEnrolled: (key: string) => boolean,
-  baselineChanged: () => void,
-): ModeSources {
-  const k8s = config.kubernetes;
-  if (k8s === null) {
-    const source = new ConfigWorkloadSource(config.workloads);
-    const policies = new PolicyFileSource(config.policies, log);
-    return {
-      workloads: source,
-      policies,
-      resolver: hostModeResolver,
-      baseline: () => null,
-      enforcementChanged: () => {},
-      host: hostWorkloadHost,
-      reload: (next) => {
-        policies.setPaths(next.policies);
-        source.update(next.workloads);
-      },
-      kubernetes: () => null,
-      registerMetrics: () => {},
-    };
-  }
-  const { kubeConfig, endpoint } = kubeConfigFor(k8s);
-  log.info({ server: endpoint.server, credentials: endpoint.credentials, node: k8s.nodeName }, 'Kubernetes mode');
-  if (k8s.namespaces.length === 0) log.warn('kubernetes.namespaces is empty: no pod is enforced');
-  let observeEnrolment: (seconds: number) => void = () => {};
-  const pods = new PodSource({
-    kubeConfig,
-    nodeName: k8s.nodeName,
-    namespaces: k8s.namespaces,
-    cgroup2Mount,
-    cgroupDriver: k8s.cgroupDriver,
-    cgroupRoot: k8s.cgroupRoot,
-    cgroupTimeoutMs: k8s.podCgroupTimeoutSeconds * 1000,
-    isEnrolled,
-    observeEnrolment: (seconds) => observeEnrolment(seconds),
-    log,
-  });
-  // The EgressBaseline decides the enforced namespaces; the configuration's apply only while none was ever valid.
-  let clusterBaseline: AgentConfig['baseline'] | null = null;
-  const plane = new PolicyPlane({
-    kubeConfig,
-    node: k8s.nodeName,
-    agentNamespace: agentNamespace(k8s.serviceAccountDir),
-    fallbackNamespaces: k8s.namespaces,
-    log,
-    onBaseline: (state) => {
-      clusterBaseline = state.result.baseline;
-      pods.setNamespaces(state.result.namespaces);
-      baselineChanged();
-    },
-  });
-  return {
-    workloads: pods,
-    policies: plane,
-    resolver: plane.resolver,
-    baseline: () => clusterBaseline,
-    enforcementChanged: (reconciler) => {
-      plane.reportFrom(() => reconciler.policyStatus());
-      plane.enforcementChanged();
-    },
-    host: podWorkloadHost,
-    reload: (next) => {
-      if (next.kubernetes === null) log.warn('the kubernetes: section was removed: restart the agent to change mode');
-    },
-    kubernetes: () => ({ server: endpoint.server, credentials: endpoint.credentials, pods: pods.status(), policies: plane.status() }),
-    registerMetrics: (metrics, failures) => {
-      observeEnrolment = registerKubernetesMetrics(metrics.registry, { pods: () => pods.status(), failures });
-    },
-  };
 }
 
 export interface Agent {
@@ -165,16 +55,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   const loaded = loadConfigFile(configPath, cgroup2Mount);
   let config: AgentConfig = loaded.config;
-  const sources = modeSources(
-    config,
+  const sources = await modeSources(config, {
     cgroup2Mount,
     log,
-    (key) => reconciler.registry.byKey(key) !== null,
-    () => {
+    isEnrolled: (key) => reconciler.registry.byKey(key) !== null,
+    baselineChanged: () => {
       config = { ...config, baseline: sources.baseline() ?? config.baseline };
       guarded(applySettings);
     },
-  );
+  });
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
@@ -220,7 +109,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
   });
-  sources.registerMetrics(metrics, () => reconciler.failures());
+  sources.registerMetrics(metrics.registry, () => reconciler.failures());
   let metricsServer: MetricsServer | null = null;
   /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const decide = (event: FlowEvent) => {
@@ -348,7 +237,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       },
       commit: commitPolicies,
     });
-    await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
+    await workloadSource.start((workloads) => {
+      guarded(() => reconciler.setWorkloads(workloads));
+      sources.workloadsApplied(reconciler.failures());
+    });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {

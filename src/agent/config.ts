@@ -46,6 +46,8 @@ export interface KubernetesConfig {
   cgroupRoot: string | null;
   /** How long an announced pod may lack its cgroup before it is reported as not enforced. */
   podCgroupTimeoutSeconds: number;
+  /** Where the last reported pods are kept for a restarted agent (tmpfs); null: not kept. */
+  stateFile: string | null;
 }
 
 export interface BaselineEntryConfig {
@@ -127,7 +129,11 @@ export const CONFIG_DEFAULTS = {
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
   // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
   metrics: { enabled: true, listen: '127.0.0.1:9469' },
-  kubernetes: { serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount', podCgroupTimeoutSeconds: 30 },
+  kubernetes: {
+    serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
+    podCgroupTimeoutSeconds: 30,
+    stateFile: '/run/egressguard/kubernetes-pods.json',
+  },
 } as const satisfies {
   controlSocket: string;
   workloadNamespace: string;
@@ -138,7 +144,7 @@ export const CONFIG_DEFAULTS = {
   dns: Omit<AgentConfig['dns'], 'listen' | 'upstreams'> & { upstreamPort: number };
   events: { sinks: readonly SinkConfig[]; aggregateWindowMs: number };
   metrics: { enabled: boolean; listen: string };
-  kubernetes: Pick<KubernetesConfig, 'serviceAccountDir' | 'podCgroupTimeoutSeconds'>;
+  kubernetes: Pick<KubernetesConfig, 'serviceAccountDir' | 'podCgroupTimeoutSeconds'> & { stateFile: string };
 };
 
 export class ConfigError extends Error {
@@ -259,6 +265,7 @@ const schema = {
         cgroupDriver: { enum: ['auto', 'systemd', 'cgroupfs'] },
         cgroupRoot: { type: 'string', minLength: 1 },
         podCgroupTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+        stateFile: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }] },
       },
     },
   },
@@ -306,6 +313,7 @@ interface RawConfig {
     cgroupDriver?: 'auto' | CgroupDriver;
     cgroupRoot?: string;
     podCgroupTimeoutSeconds?: number;
+    stateFile?: string | null;
   };
 }
 
@@ -421,6 +429,7 @@ function kubernetesSection(
     cgroupDriver,
     cgroupRoot,
     podCgroupTimeoutSeconds: k.podCgroupTimeoutSeconds ?? CONFIG_DEFAULTS.kubernetes.podCgroupTimeoutSeconds,
+    stateFile: k.stateFile === null ? null : resolve(base, k.stateFile ?? CONFIG_DEFAULTS.kubernetes.stateFile),
   };
 }
 

@@ -189,6 +189,7 @@ function formatKubernetes(k: KubernetesStatus): string[] {
   const lines = [
     `kubernetes ${k.server} (${k.credentials})  node ${k.pods.node}  namespaces ${k.pods.namespaces.join(', ') || '(none: nothing enforced)'}`,
     `  pods: ${api.state} since ${api.since}${api.synced ? `, listed ${api.lastListAt}` : ', NOT LISTED YET (the kernel keeps its last state)'}` +
+      (k.pods.lastKnown ? `; reporting ${k.pods.lastKnown.pods} last known pods (kept ${k.pods.lastKnown.writtenAt})` : '') +
       (api.lastError ? `; last error: ${api.lastError}` : ''),
     `  pod cgroups: ${k.pods.cgroupRoot ? `${k.pods.cgroupRoot} (${k.pods.cgroupDriver})` : 'NO ROOT FOUND (kubepods.slice or kubepods)'}` +
       `  reported ${pods.reported}, waiting for cgroup ${pods.waitingForCgroup.length}`,

@@ -181,6 +181,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return;
     const reason = describeApiError(error);
     this.current.lastError = reason;
+    if (this.retryTimer !== null) return; // One restart at a time.
     const { backoffBaseMs, backoffMaxMs } = this.options;
     const delayMs = Math.min(backoffMaxMs, backoffBaseMs * 2 ** this.failures) * (0.5 + Math.random() / 2);
     this.failures++;

@@ -15,7 +15,9 @@
 // have, so the reconciler records it as not enforced (status failures, log, metric) instead of forgetting it.
 
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { CgroupDriver } from '../agent/config.js';
 import { workloadKey } from '../identity/registry.js';
@@ -76,6 +78,10 @@ export interface PodTiming {
 
 export interface PodSourceStatus {
   node: string;
+  /** Until the first list: the pods reported from the state file of an earlier agent, and when it wrote them. */
+  lastKnown: { pods: number; writtenAt: string } | null;
+  /** Per pod with a cgroup: its registration timeline (what a benchmark of the registration gap reads). */
+  registration: PodTiming[];
   namespaces: string[];
   api: InformerStatus;
   /** The pod cgroup root in use, or null while none was found (every pod then waits for its cgroup). */
@@ -109,6 +115,12 @@ export interface PodSourceOptions {
   /** Each new pod's registration gap: from its cgroup's creation to its enrolment, in seconds. */
   observeEnrolment?: (seconds: number) => void;
   log: Logger;
+  /**
+   * Where the last reported set is kept (a tmpfs such as /run: gone at reboot, when every cgroup is new anyway). A
+   * restarted agent reports it until its first list succeeds, so pods it knew keep their DNS while the API server is
+   * unreachable; null: nothing kept.
+   */
+  stateFile: string | null;
   /** Rescan of the cgroup tree and report of the full set (the reconciler retries its failures on it). */
   resyncMs?: number;
   clock?: () => number;
@@ -231,6 +243,8 @@ export class PodSource implements WorkloadSource {
   private resyncTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private readonly clock: () => number;
+  private lastKnown: { pods: number; writtenAt: string } | null = null;
+  private savedText = '';
   private lastStatus: PodSourceStatus['pods'] = {
     reported: 0,
     waitingForCgroup: [],
@@ -258,6 +272,7 @@ export class PodSource implements WorkloadSource {
   async start(onChange: (workloads: WorkloadSpec[]) => void): Promise<void> {
     this.onChange = onChange;
     this.findCgroupRoot();
+    this.reportLastKnown();
     this.informer.start();
     this.resyncTimer = setInterval(() => this.resync(), this.options.resyncMs ?? 5000);
     this.resyncTimer.unref();
@@ -285,7 +300,17 @@ export class PodSource implements WorkloadSource {
       cgroupRoot: this.layout?.root ?? null,
       cgroupDriver: this.layout?.driver ?? null,
       pods: this.lastStatus,
+      registration: this.timings(),
+      lastKnown: this.informer.synced ? null : this.lastKnown,
     };
+  }
+
+  /** The cached pod of a workload key (namespace/name), for Events about it. */
+  podRef(key: string): { namespace: string; name: string; uid: string } | null {
+    const pod = this.informer
+      .list()
+      .find((p) => workloadKey({ namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '' }) === key);
+    return pod?.metadata?.uid ? { namespace: pod.metadata.namespace ?? '', name: pod.metadata.name ?? '', uid: pod.metadata.uid } : null;
   }
 
   /** Per enrolled pod: cgroup created → seen → enrolled, and the first container's start (the registration gap). */
@@ -358,6 +383,7 @@ export class PodSource implements WorkloadSource {
         'pod cgroup did not appear: the pod is NOT enforced (see status failures)',
       );
     this.onChange(snapshot.specs);
+    this.save(snapshot.specs);
     const enrolledMs = this.clock();
     for (const uid of snapshot.fresh) {
       const record = this.records.get(uid)!;
@@ -374,6 +400,43 @@ export class PodSource implements WorkloadSource {
     }
     this.lastStatus = { ...snapshot.status, enrolledLate: enrolledLate(this.records) };
     this.scheduleExpiry(snapshot.nextExpiryMs, now);
+  }
+
+  /** Keep the reported set for a restarted agent (written only when it changed; replaced atomically). */
+  private save(specs: WorkloadSpec[]): void {
+    const path = this.options.stateFile;
+    if (path === null) return;
+    const text = JSON.stringify(specs);
+    if (text === this.savedText) return;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(`${path}.tmp`, JSON.stringify({ writtenAt: new Date().toISOString(), specs }));
+      renameSync(`${path}.tmp`, path);
+      this.savedText = text;
+    } catch (error) {
+      this.options.log.warn({ path, err: error }, 'cannot keep the pod set for a restart');
+    }
+  }
+
+  /** At start: report the set an earlier agent kept, those whose cgroup is still there, until the first list. */
+  private reportLastKnown(): void {
+    const path = this.options.stateFile;
+    if (path === null || !existsSync(path) || this.onChange === null) return;
+    let kept: { writtenAt: string; specs: WorkloadSpec[] };
+    try {
+      kept = JSON.parse(readFileSync(path, 'utf8')) as { writtenAt: string; specs: WorkloadSpec[] };
+      if (!Array.isArray(kept.specs)) throw new Error('no specs');
+    } catch (error) {
+      this.options.log.warn({ path, err: error }, 'the kept pod set is unreadable; waiting for the API server');
+      return;
+    }
+    const alive = kept.specs.filter((spec) => typeof spec.cgroupPath === 'string' && existsSync(spec.cgroupPath));
+    this.lastKnown = { pods: alive.length, writtenAt: kept.writtenAt };
+    this.options.log.info(
+      { pods: alive.length, writtenAt: kept.writtenAt },
+      'reporting the last known pods until the API server lists them',
+    );
+    this.onChange(alive);
   }
 
   /** Report again when the first waiting pod's time is up. */

@@ -36,7 +36,12 @@ describe('Kubernetes mode configuration', () => {
       cgroupDriver: null,
       cgroupRoot: null,
       podCgroupTimeoutSeconds: CONFIG_DEFAULTS.kubernetes.podCgroupTimeoutSeconds,
+      stateFile: CONFIG_DEFAULTS.kubernetes.stateFile,
     });
+    const kept = (line: string) =>
+      parseConfig(file, kubernetesMode.replace('kubernetes:\n', `kubernetes:\n  ${line}\n`), cgroupMount, { NODE_NAME: 'n' }).kubernetes!;
+    assert.equal(kept('stateFile: null').stateFile, null);
+    assert.equal(kept('stateFile: state/pods.json').stateFile, '/etc/egressguard/state/pods.json');
   });
 
   test('explicit settings: node name over NODE_NAME, paths resolved, the cgroup root under the cgroup2 mount', () => {
