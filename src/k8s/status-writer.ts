@@ -516,6 +516,11 @@ export class PolicyStatusWriter {
   }
 
   private async pass(): Promise<void> {
+    // Before the reports and pods are listed, every policy would look vacuously enforced: decide nothing yet.
+    if (!this.reports?.synced || [...this.pods.values()].some((c) => !c.synced)) {
+      this.again = true;
+      return;
+    }
     const reports = this.nodeReports();
     const work: (() => Promise<void>)[] = [];
     for (const verdict of this.options.policies.verdicts()) {
