@@ -26,6 +26,10 @@ export interface LabWorkload {
 
 export interface LabAgentOptions {
   workloads: LabWorkload[];
+  /** Kubernetes mode: this `kubernetes:` section replaces `workloads` (which must then be empty). */
+  kubernetes?: Record<string, unknown>;
+  /** More environment for the agent process (e.g. KUBERNETES_SERVICE_HOST/PORT). */
+  env?: NodeJS.ProcessEnv;
   mode: 'enforce' | 'discovery';
   /** Extra config merged into `dns` (minTtlSeconds, graceSeconds, deniedRcode, ...). */
   dns?: Record<string, unknown>;
@@ -51,11 +55,14 @@ export class LabAgent {
   private config: Record<string, unknown>;
   private readonly nodeArgs: string[];
   private readonly dnsSocketHolder: boolean;
+  private readonly env: NodeJS.ProcessEnv;
 
   constructor(
     private readonly lab: Lab,
     options: LabAgentOptions,
   ) {
+    if (options.kubernetes && options.workloads.length > 0) throw new Error('LabAgent: give workloads or kubernetes, not both');
+    this.env = { ...process.env, ...options.env };
     this.dir = join(lab.workDir, 'agent');
     this.policiesDir = join(this.dir, 'policies');
     mkdirSync(this.policiesDir, { recursive: true });
@@ -71,6 +78,7 @@ export class LabAgent {
       attachCgroup: lab.attachCgroup,
       pinDir: this.pinDir,
       controlSocket: this.socketPath,
+      ...(options.kubernetes ? { kubernetes: options.kubernetes } : {}),
       workloads: options.workloads.map((w) => {
         const pod = lab.pod(w.pod);
         const network = w.interface === 'from-netns' ? { netns: pod.netnsPath } : { interfaces: [pod.nodeInterface] };
@@ -99,6 +107,7 @@ export class LabAgent {
       },
       events: { sinks: [{ type: 'jsonl', path: this.eventsPath }], aggregateWindowMs: options.aggregateWindowMs ?? 1000 },
     };
+    if (options.kubernetes) delete this.config.workloads;
     this.writeConfig();
   }
 
@@ -116,6 +125,7 @@ export class LabAgent {
       const holder = ['python3', DNS_HOLDER_SCRIPT, '--listen', ipv4, '--listen', ipv6, '--port', '53', '--'];
       this.process = this.lab.spawnInNode(this.dnsSocketHolder ? [...holder, ...agent] : agent, {
         stdio: ['ignore', log, log],
+        env: this.env,
       });
     } finally {
       closeSync(log);

@@ -1,6 +1,6 @@
-// The host-mode agent's composition root: the only file that knows every module. It builds the datapath, the event
-// pipeline and its sinks, the workload and policy sources, the reconciler, the DNS proxy and the control socket,
-// and wires them together.
+// The agent's composition root: the only file that knows every module. It builds the datapath, the event pipeline
+// and its sinks, the workload and policy sources (host mode's or Kubernetes mode's: modeSources), the reconciler,
+// the DNS proxy and the control socket, and wires them together.
 
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { ControlServer } from './control.js';
 import { RolloutCounter } from '../discover/rollout.js';
 import { liveSnapshot } from '../discover/ruleset.js';
 import { LearnedAddresses } from './learned.js';
+import { modeSources } from './mode.js';
 import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
@@ -22,18 +23,16 @@ import { Enricher } from '../events/enrich.js';
 import { DecisionHistory } from '../events/history.js';
 import { EventPipeline } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
-import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
-import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
-import { PolicyFileSource } from '../sources/policy-files.js';
+import { missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
-export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
+export type { AgentStatus, KubernetesStatus, PolicyStatus, WorkloadStatus } from './status.js';
 
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
 export const defaultObjectPath = new URL('../../../bpf/egressguard.bpf.o', import.meta.url).pathname;
@@ -61,6 +60,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   const loaded = loadConfigFile(configPath, cgroup2Mount);
   let config: AgentConfig = loaded.config;
+  const sources = await modeSources(config, {
+    cgroup2Mount,
+    log,
+    isEnrolled: (key) => reconciler.registry.byKey(key) !== null,
+    baselineChanged: () => {
+      config = { ...config, baseline: sources.baseline() ?? config.baseline };
+      guarded(applySettings);
+    },
+  });
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
@@ -76,11 +84,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const history = new DecisionHistory();
   pipeline.addSink(history);
 
-  const store = new PolicyStore({ defaultNamespace: config.policyNamespace });
+  const store = new PolicyStore({ defaultNamespace: config.policyNamespace }, sources.resolver);
   const packet = config.enforcement.packet;
-  const reconciler = new Reconciler({ datapath, policies: store, host: hostWorkloadHost, log, packet });
-  const workloadSource = new ConfigWorkloadSource(config.workloads);
-  const policySource = new PolicyFileSource(config.policies, log);
+  const reconciler = new Reconciler({ datapath, policies: store, host: sources.host, log, packet });
+  const workloadSource = sources.workloads;
+  reconciler.onApplied(() => sources.enforcementChanged(reconciler));
+  const policySource = sources.policies;
   const learned = new LearnedAddresses(datapath, config.dns);
   const enricher = new Enricher({
     node: () => config.node,
@@ -109,6 +118,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
   });
+  sources.registerMetrics(metrics.registry, () => reconciler.failures());
   let metricsServer: MetricsServer | null = null;
   const rollout = new RolloutCounter();
   /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
@@ -180,7 +190,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       if (JSON.stringify(next.dns) !== JSON.stringify(config.dns)) log.warn('dns settings changed: restart the agent to apply them');
       if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics))
         log.warn('metrics settings changed: restart the agent to apply them');
-      config = { ...next, dns: config.dns, metrics: config.metrics };
+      config = { ...next, dns: config.dns, metrics: config.metrics, baseline: sources.baseline() ?? next.baseline };
       configDigest = digest;
       applySettings();
       log.info({ configDigest, mode: config.baseline.mode }, 'configuration applied');
@@ -189,8 +199,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     guarded(() => {
       reconciler.setPacketEnforcement(config.enforcement.packet);
-      policySource.setPaths(config.policies);
-      workloadSource.update(config.workloads);
+      sources.reload(config);
     });
   };
   const timer = setInterval(housekeeping, 2000);
@@ -207,6 +216,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         sinks: sinkStats(sinks),
         dns,
         rollout: (key) => rollout.of(key),
+        kubernetes: sources.kubernetes(),
       });
     },
     reload,
@@ -241,7 +251,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       },
       commit: commitPolicies,
     });
-    await workloadSource.start((workloads) => guarded(() => reconciler.setWorkloads(workloads)));
+    await workloadSource.start((workloads) => {
+      guarded(() => reconciler.setWorkloads(workloads));
+      sources.workloadsApplied(reconciler.failures());
+    });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {

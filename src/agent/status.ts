@@ -4,6 +4,8 @@ import type { Reconciler, WorkloadFailure } from './reconciler.js';
 import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
+import type { PodSourceStatus } from '../k8s/pod-source.js';
+import type { PolicyPlaneStatus } from '../k8s/policy-plane.js';
 import { workloadKey } from '../identity/registry.js';
 import { capacityUse, type CapacityName, type CapacityUse } from '../model/capacity.js';
 import type { DomainPattern } from '../policy/types.js';
@@ -45,6 +47,15 @@ export interface WorkloadStatus {
   rollout: WorkloadRollout;
 }
 
+/** Kubernetes mode: where the agent reads the cluster, and how the node's pods map to workloads. */
+export interface KubernetesStatus {
+  server: string;
+  credentials: string;
+  pods: PodSourceStatus;
+  /** The EgressBaseline, the policy objects, this node's report and the status writer. */
+  policies?: PolicyPlaneStatus;
+}
+
 export interface AgentStatus {
   node: string;
   /** SHA-256 of the configuration file text in force (compare with `sha256sum` of the file). */
@@ -60,6 +71,8 @@ export interface AgentStatus {
   /** Each kernel capacity (docs/capacity.md): in use against its limit. */
   capacity: Record<CapacityName, CapacityUse>;
   stats: Record<string, number | string>;
+  /** Kubernetes mode's sources; null in host mode. */
+  kubernetes: KubernetesStatus | null;
 }
 
 /** Everything the status is made of, gathered by the composition root. */
@@ -76,6 +89,7 @@ export interface StatusInputs {
   dns: DnsProxyStats | null;
   /** Per-workload rollout counters (src/discover/rollout.ts); none counted when absent. */
   rollout?: (key: string) => WorkloadRollout;
+  kubernetes?: KubernetesStatus | null;
 }
 
 function patternText(pattern: DomainPattern): string {
@@ -180,7 +194,38 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       flowsNotEnded: kernel.flowsNotEnded.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),
     },
+    kubernetes: inputs.kubernetes ?? null,
   };
+}
+
+function formatKubernetes(k: KubernetesStatus): string[] {
+  const { api, pods } = k.pods;
+  const lines = [
+    `kubernetes ${k.server} (${k.credentials})  node ${k.pods.node}  namespaces ${k.pods.namespaces.join(', ') || '(none: nothing enforced)'}`,
+    `  pods: ${api.state} since ${api.since}${api.synced ? `, listed ${api.lastListAt}` : ', NOT LISTED YET (the kernel keeps its last state)'}` +
+      (k.pods.lastKnown ? `; reporting ${k.pods.lastKnown.pods} last known pods (kept ${k.pods.lastKnown.writtenAt})` : '') +
+      (api.lastError ? `; last error: ${api.lastError}` : ''),
+    `  pod cgroups: ${k.pods.cgroupRoot ? `${k.pods.cgroupRoot} (${k.pods.cgroupDriver})` : 'NO ROOT FOUND (kubepods.slice or kubepods)'}` +
+      `  reported ${pods.reported}, waiting for cgroup ${pods.waitingForCgroup.length}`,
+  ];
+  for (const key of pods.cgroupMissing) lines.push(`  pod ${key}: CGROUP MISSING, not enforced`);
+  for (const key of pods.enrolledLate) lines.push(`  pod ${key}: a container started before its enrolment`);
+  if (k.policies) lines.push(...formatPolicyPlane(k.policies));
+  return lines;
+}
+
+function formatPolicyPlane(p: PolicyPlaneStatus): string[] {
+  const { baseline, policies, report, statusWriter: writer } = p;
+  const lines = [
+    `  EgressBaseline ${baseline.name}: ${baseline.inForce === 'object' ? 'in force' : `NOT IN FORCE (${baseline.inForce} baseline applies)`}` +
+      `  enforced namespaces ${p.namespaces.join(', ') || '(none)'}`,
+    ...[...baseline.problems, ...baseline.warnings].map((m) => `    ${m}`),
+    `  policies: ${policies.synced ? 'listed' : 'NOT LISTED YET (the kernel keeps its last state)'}, ${policies.rejected} rejected` +
+      `  node report ${report.current ? 'current' : `NOT WRITTEN${report.lastError ? ` (${report.lastError})` : ''}`}` +
+      `  status writer ${writer.leader ? `elected (${writer.written} written, ${writer.conflicts} conflicts, ${writer.events} events)` : 'standby'}`,
+    ...policies.problems.map((m) => `    ${m}`),
+  ];
+  return lines;
 }
 
 /** The text form `egressguard status` prints. */
@@ -188,6 +233,7 @@ export function formatStatus(status: AgentStatus): string {
   const lines = [
     `node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`,
     `config sha256 ${status.configDigest}`,
+    ...(status.kubernetes ? formatKubernetes(status.kubernetes) : []),
     '',
   ];
   lines.push('policies:');

@@ -1,0 +1,67 @@
+// Kubernetes mode's sources, the twin of host mode's (src/agent/mode.ts): the node's pods as workloads, found
+// through the API server; Events on pods that cannot be enforced; the pod source's metrics.
+import { CoreV1Api } from '@kubernetes/client-node';
+import type { AgentConfig } from '../agent/config.js';
+import type { KubernetesModeFactory } from '../agent/mode.js';
+import { kubeConfigFor } from './client.js';
+import { registerKubernetesMetrics } from './metrics.js';
+import { podWorkloadHost } from './pod-host.js';
+import { PodEventRecorder } from './pod-events.js';
+import { PodSource } from './pod-source.js';
+import { PolicyPlane, agentNamespace } from './policy-plane.js';
+
+export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2Mount, log, isEnrolled, baselineChanged }) => {
+  const { kubeConfig, endpoint } = kubeConfigFor(settings);
+  log.info({ server: endpoint.server, credentials: endpoint.credentials, node: settings.nodeName }, 'Kubernetes mode');
+  if (settings.namespaces.length === 0) log.warn('kubernetes.namespaces is empty: no pod is enforced');
+  let observeEnrolment: (seconds: number) => void = () => {};
+  const pods = new PodSource({
+    kubeConfig,
+    nodeName: settings.nodeName,
+    namespaces: settings.namespaces,
+    cgroup2Mount,
+    cgroupDriver: settings.cgroupDriver,
+    cgroupRoot: settings.cgroupRoot,
+    cgroupTimeoutMs: settings.podCgroupTimeoutSeconds * 1000,
+    stateFile: settings.stateFile,
+    isEnrolled,
+    observeEnrolment: (seconds) => observeEnrolment(seconds),
+    log,
+  });
+  const events = new PodEventRecorder(kubeConfig.makeApiClient(CoreV1Api), settings.nodeName, log);
+  // The EgressBaseline decides the posture and the enforced namespaces; the configuration's namespaces apply only
+  // while no valid one was ever read (fail closed).
+  let clusterBaseline: AgentConfig['baseline'] | null = null;
+  const plane = new PolicyPlane({
+    kubeConfig,
+    node: settings.nodeName,
+    agentNamespace: agentNamespace(settings.serviceAccountDir),
+    fallbackNamespaces: settings.namespaces,
+    log,
+    onBaseline: (state) => {
+      clusterBaseline = state.result.baseline;
+      pods.setNamespaces(state.result.namespaces);
+      baselineChanged();
+    },
+  });
+  return {
+    workloads: pods,
+    policies: plane,
+    resolver: plane.resolver,
+    baseline: () => clusterBaseline,
+    enforcementChanged: (reconciler) => {
+      plane.reportFrom(() => reconciler.policyStatus());
+      plane.enforcementChanged();
+    },
+    host: podWorkloadHost,
+    workloadsApplied: (failures) => events.update(failures, (key) => pods.podRef(key)),
+    reload: (next) => {
+      // The enforced namespaces come from the EgressBaseline (kubernetes.namespaces only while none is valid).
+      if (next.kubernetes === null) log.warn('the kubernetes: section was removed: restart the agent to change mode');
+    },
+    kubernetes: () => ({ server: endpoint.server, credentials: endpoint.credentials, pods: pods.status(), policies: plane.status() }),
+    registerMetrics: (registry, failures) => {
+      observeEnrolment = registerKubernetesMetrics(registry, { pods: () => pods.status(), failures });
+    },
+  };
+};
