@@ -34,8 +34,9 @@ bpf/%.bpf.o: bpf/%.bpf.c
 
 -include $(BPF_OBJECTS:.o=.d)
 
-# Use the installed Node headers when present: node-gyp would otherwise download them.
-NODE_GYP_FLAGS := $(if $(wildcard /usr/include/node/node_api.h),--nodedir=/usr,)
+# Use the installed Node headers when present (Debian's nodejs: /usr; the official node images: /usr/local): node-gyp
+# would otherwise download them.
+NODE_GYP_FLAGS := $(if $(wildcard /usr/include/node/node_api.h),--nodedir=/usr,$(if $(wildcard /usr/local/include/node/node_api.h),--nodedir=/usr/local,))
 
 native:
 	node node_modules/node-gyp/bin/node-gyp.js rebuild --directory native --silent $(NODE_GYP_FLAGS)
