@@ -1,6 +1,6 @@
-// The host-mode agent's composition root: the only file that knows every module. It builds the datapath, the event
-// pipeline and its sinks, the workload and policy sources, the reconciler, the DNS proxy and the control socket,
-// and wires them together.
+// The agent's composition root: the only file that knows every module. It builds the datapath, the event pipeline
+// and its sinks, the workload and policy sources (host mode's or Kubernetes mode's: modeSources), the reconciler,
+// the DNS proxy and the control socket, and wires them together.
 
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +21,11 @@ import { EventPipeline } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
 import { hostWorkloadHost } from '../identity/host.js';
 import { workloadKey } from '../identity/registry.js';
+import type { WorkloadHost, WorkloadSource } from '../identity/source.js';
+import { kubeConfigFor } from '../k8s/client.js';
+import { registerKubernetesMetrics } from '../k8s/metrics.js';
+import { podWorkloadHost } from '../k8s/pod-host.js';
+import { PodSource } from '../k8s/pod-source.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer, type Readiness } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
@@ -30,7 +35,7 @@ import { PolicyFileSource } from '../sources/policy-files.js';
 import { PathWatch } from '../sources/watch.js';
 import { createSinks, sinkStats } from '../sinks/registry.js';
 
-export type { AgentStatus, PolicyStatus, WorkloadStatus } from './status.js';
+export type { AgentStatus, KubernetesStatus, PolicyStatus, WorkloadStatus } from './status.js';
 
 /** The object file the build produces, relative to this compiled module (dist/src/agent). */
 export const defaultObjectPath = new URL('../../../bpf/egressguard.bpf.o', import.meta.url).pathname;
@@ -39,6 +44,65 @@ export interface AgentOptions {
   configPath: string;
   log: Logger;
   objectPath?: string;
+}
+
+/** Where workloads come from, chosen once at start: the configuration file (host mode) or the node's pods. */
+interface ModeSources {
+  workloads: WorkloadSource;
+  /** How the reconciler asks the node about a workload (pods: interfaces found from netns or routes). */
+  host: WorkloadHost;
+  /** A reloaded configuration: what it changes in the sources. */
+  reload(config: AgentConfig): void;
+  /** Kubernetes mode's part of the status; null in host mode. */
+  kubernetes(): AgentStatus['kubernetes'];
+  /** Hooks the sources' own metrics into the agent's registry. */
+  registerMetrics(metrics: AgentMetrics, failures: () => { enforced: 'deny-all' | 'none' }[]): void;
+}
+
+/**
+ * The one place that picks the mode's sources. Kubernetes mode: the pod source (enforced namespaces from the
+ * configuration for now); policies still come from the policy files in both modes.
+ */
+function modeSources(config: AgentConfig, cgroup2Mount: string, log: Logger, isEnrolled: (key: string) => boolean): ModeSources {
+  const k8s = config.kubernetes;
+  if (k8s === null) {
+    const source = new ConfigWorkloadSource(config.workloads);
+    return {
+      workloads: source,
+      host: hostWorkloadHost,
+      reload: (next) => source.update(next.workloads),
+      kubernetes: () => null,
+      registerMetrics: () => {},
+    };
+  }
+  const { kubeConfig, endpoint } = kubeConfigFor(k8s);
+  log.info({ server: endpoint.server, credentials: endpoint.credentials, node: k8s.nodeName }, 'Kubernetes mode');
+  if (k8s.namespaces.length === 0) log.warn('kubernetes.namespaces is empty: no pod is enforced');
+  let observeEnrolment: (seconds: number) => void = () => {};
+  const pods = new PodSource({
+    kubeConfig,
+    nodeName: k8s.nodeName,
+    namespaces: k8s.namespaces,
+    cgroup2Mount,
+    cgroupDriver: k8s.cgroupDriver,
+    cgroupRoot: k8s.cgroupRoot,
+    cgroupTimeoutMs: k8s.podCgroupTimeoutSeconds * 1000,
+    isEnrolled,
+    observeEnrolment: (seconds) => observeEnrolment(seconds),
+    log,
+  });
+  return {
+    workloads: pods,
+    host: podWorkloadHost,
+    reload: (next) => {
+      if (next.kubernetes === null) log.warn('the kubernetes: section was removed: restart the agent to change mode');
+      else pods.setNamespaces(next.kubernetes.namespaces);
+    },
+    kubernetes: () => ({ server: endpoint.server, credentials: endpoint.credentials, pods: pods.status() }),
+    registerMetrics: (metrics, failures) => {
+      observeEnrolment = registerKubernetesMetrics(metrics.registry, { pods: () => pods.status(), failures });
+    },
+  };
 }
 
 export interface Agent {
@@ -67,6 +131,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   const loaded = loadConfigFile(configPath, cgroup2Mount);
   let config: AgentConfig = loaded.config;
+  const sources = modeSources(config, cgroup2Mount, log, (key) => reconciler.registry.byKey(key) !== null);
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
@@ -85,8 +150,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   const store = new PolicyStore({ defaultNamespace: config.policyNamespace });
   const packet = config.enforcement.packet;
-  const reconciler = new Reconciler({ datapath, policies: store, host: hostWorkloadHost, log, packet });
-  const workloadSource = new ConfigWorkloadSource(config.workloads);
+  const reconciler = new Reconciler({ datapath, policies: store, host: sources.host, log, packet });
+  const workloadSource = sources.workloads;
   const policySource = new PolicyFileSource(config.policies, log);
   const learned = new LearnedAddresses(datapath, config.dns);
   const enricher = new Enricher({
@@ -112,6 +177,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
   });
+  sources.registerMetrics(metrics, () => reconciler.failures());
   let metricsServer: MetricsServer | null = null;
   /** Every decision enters the pipeline here: counted once for the metrics, then aggregated for the sinks. */
   const decide = (event: FlowEvent) => {
@@ -189,14 +255,24 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     guarded(() => {
       reconciler.setPacketEnforcement(config.enforcement.packet);
       policySource.setPaths(config.policies);
-      workloadSource.update(config.workloads);
+      sources.reload(config);
     });
   };
   const timer = setInterval(housekeeping, 2000);
   const agent: Agent = {
     status: () => {
       const [rejected, stats, dns] = [policySource.rejected(), pipeline.stats(), proxy?.stats() ?? null];
-      return agentStatus({ config, configDigest, datapath, reconciler, rejected, pipeline: stats, sinks: sinkStats(sinks), dns });
+      return agentStatus({
+        config,
+        configDigest,
+        datapath,
+        reconciler,
+        rejected,
+        pipeline: stats,
+        sinks: sinkStats(sinks),
+        dns,
+        kubernetes: sources.kubernetes(),
+      });
     },
     reload,
     async stop() {

@@ -1,4 +1,5 @@
-// Host-mode agent configuration: what to enforce, where, and where events go.
+// Agent configuration: what to enforce, where, and where events go. Host mode lists its workloads; a `kubernetes:`
+// section selects Kubernetes mode, where the workloads are the node's pods.
 // Every error names the file and the field, and says what to write instead.
 
 import { createHash } from 'node:crypto';
@@ -27,6 +28,26 @@ export interface WorkloadConfig {
   netns: string | null;
 }
 
+export type CgroupDriver = 'systemd' | 'cgroupfs';
+
+/** Kubernetes mode: the workloads are this node's pods, read from the API server. */
+export interface KubernetesConfig {
+  /** This node's name (spec.nodeName of its pods): `kubernetes.nodeName`, else the NODE_NAME environment variable. */
+  nodeName: string;
+  /** A kubeconfig file; null: the in-cluster service account (`serviceAccountDir`, KUBERNETES_SERVICE_HOST/PORT). */
+  kubeconfig: string | null;
+  /** Token, CA and namespace files of the in-cluster service account. */
+  serviceAccountDir: string;
+  /** Namespaces whose pods are enforced; pods elsewhere are not enrolled. */
+  namespaces: string[];
+  /** The kubelet's cgroup driver; null: decided from the name of the pod cgroup root (`*.slice`: systemd). */
+  cgroupDriver: CgroupDriver | null;
+  /** The kubelet's pod cgroup root (kubepods.slice, kubepods), absolute; null: whichever of the two exists. */
+  cgroupRoot: string | null;
+  /** How long an announced pod may lack its cgroup before it is reported as not enforced. */
+  podCgroupTimeoutSeconds: number;
+}
+
 export interface BaselineEntryConfig {
   name: string;
   cidr: Cidr;
@@ -44,7 +65,10 @@ export interface AgentConfig {
   /** Pin directory under bpffs; null = `<bpffs>/egressguard`. */
   pinDir: string | null;
   controlSocket: string;
+  /** Host mode's workloads; empty in Kubernetes mode. */
   workloads: WorkloadConfig[];
+  /** Kubernetes mode's settings; null in host mode. */
+  kubernetes: KubernetesConfig | null;
   /** Policy files or folders, absolute. */
   policies: string[];
   policyNamespace: string;
@@ -103,6 +127,7 @@ export const CONFIG_DEFAULTS = {
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
   // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
   metrics: { enabled: true, listen: '127.0.0.1:9469' },
+  kubernetes: { serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount', podCgroupTimeoutSeconds: 30 },
 } as const satisfies {
   controlSocket: string;
   workloadNamespace: string;
@@ -113,6 +138,7 @@ export const CONFIG_DEFAULTS = {
   dns: Omit<AgentConfig['dns'], 'listen' | 'upstreams'> & { upstreamPort: number };
   events: { sinks: readonly SinkConfig[]; aggregateWindowMs: number };
   metrics: { enabled: boolean; listen: string };
+  kubernetes: Pick<KubernetesConfig, 'serviceAccountDir' | 'podCgroupTimeoutSeconds'>;
 };
 
 export class ConfigError extends Error {
@@ -147,10 +173,12 @@ const denyEntrySchema = {
   properties: { name: { type: 'string', minLength: 1 }, cidr: { type: 'string' } },
 } as const;
 
+// RFC 1123 label: what Kubernetes accepts as a namespace name.
+const NAMESPACE_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['workloads'],
   properties: {
     node: { type: 'string', minLength: 1 },
     attachCgroup: { type: 'string', minLength: 1 },
@@ -220,6 +248,19 @@ const schema = {
       additionalProperties: false,
       properties: { enabled: { type: 'boolean' }, listen: { type: 'string', minLength: 1 } },
     },
+    kubernetes: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        nodeName: { type: 'string', minLength: 1 },
+        kubeconfig: { type: 'string', minLength: 1 },
+        serviceAccountDir: { type: 'string', minLength: 1 },
+        namespaces: { type: 'array', uniqueItems: true, items: { type: 'string', pattern: NAMESPACE_PATTERN } },
+        cgroupDriver: { enum: ['auto', 'systemd', 'cgroupfs'] },
+        cgroupRoot: { type: 'string', minLength: 1 },
+        podCgroupTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+      },
+    },
   },
 } as const;
 
@@ -231,7 +272,7 @@ interface RawConfig {
   attachCgroup?: string;
   pinDir?: string;
   controlSocket?: string;
-  workloads: {
+  workloads?: {
     namespace?: string;
     name: string;
     cgroup: string;
@@ -257,9 +298,18 @@ interface RawConfig {
   };
   events?: { sinks?: SinkConfig[]; aggregateWindowMs?: number };
   metrics?: { enabled?: boolean; listen?: string };
+  kubernetes?: {
+    nodeName?: string;
+    kubeconfig?: string;
+    serviceAccountDir?: string;
+    namespaces?: string[];
+    cgroupDriver?: 'auto' | CgroupDriver;
+    cgroupRoot?: string;
+    podCgroupTimeoutSeconds?: number;
+  };
 }
 
-const validate = new Ajv({ allErrors: true }).compile(schema);
+const validate = new Ajv({ allErrors: true, verbose: true }).compile(schema);
 
 function describeSchemaError(error: ErrorObject): string {
   const field =
@@ -274,6 +324,10 @@ function describeSchemaError(error: ErrorObject): string {
     }
     case 'required':
       return `${field}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
+    case 'pattern':
+      return `${field}: "${String(error.data)}" is not a valid name (lower-case letters, digits and "-", at most 63)`;
+    case 'uniqueItems':
+      return `${field}: lists an entry twice`;
     case 'enum':
       return `${field}: must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
     default:
@@ -334,8 +388,47 @@ function cidrEntries(raw: RawCidrEntry[] | undefined, field: string, problems: s
   return entries;
 }
 
-/** Parse and validate a config file's text. `cgroup2Mount` resolves relative workload cgroup paths. */
-export function parseConfig(file: string, text: string, cgroup2Mount: string): AgentConfig {
+/** The `kubernetes:` section, or null in host mode (the section is absent). */
+function kubernetesSection(
+  raw: RawConfig,
+  base: string,
+  underCgroup: (path: string) => string,
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+): KubernetesConfig | null {
+  const k = raw.kubernetes;
+  if (k === undefined) {
+    if (raw.workloads === undefined)
+      problems.push("workloads: missing; list the workloads to enforce, or add a kubernetes: section to enforce this node's pods");
+    return null;
+  }
+  if (raw.workloads !== undefined)
+    problems.push("workloads: not used in Kubernetes mode (the workloads are the node's pods); remove it or the kubernetes: section");
+  const nodeName = k.nodeName ?? env.NODE_NAME ?? '';
+  if (nodeName === '')
+    problems.push("kubernetes.nodeName: missing; set it, or NODE_NAME in the environment (the downward API's spec.nodeName)");
+  const cgroupDriver = k.cgroupDriver === undefined || k.cgroupDriver === 'auto' ? null : k.cgroupDriver;
+  const cgroupRoot = k.cgroupRoot === undefined ? null : underCgroup(k.cgroupRoot);
+  if (cgroupRoot !== null && cgroupDriver !== null && cgroupRoot.endsWith('.slice') !== (cgroupDriver === 'systemd'))
+    problems.push(
+      `kubernetes.cgroupRoot: ${cgroupRoot} does not fit cgroupDriver ${cgroupDriver} (the systemd driver's root is a *.slice); fix one of them`,
+    );
+  return {
+    nodeName,
+    kubeconfig: k.kubeconfig === undefined ? null : resolve(base, k.kubeconfig),
+    serviceAccountDir: resolve(base, k.serviceAccountDir ?? CONFIG_DEFAULTS.kubernetes.serviceAccountDir),
+    namespaces: k.namespaces ?? [],
+    cgroupDriver,
+    cgroupRoot,
+    podCgroupTimeoutSeconds: k.podCgroupTimeoutSeconds ?? CONFIG_DEFAULTS.kubernetes.podCgroupTimeoutSeconds,
+  };
+}
+
+/**
+ * Parse and validate a config file's text. `cgroup2Mount` resolves relative cgroup paths; `env` supplies NODE_NAME in
+ * Kubernetes mode.
+ */
+export function parseConfig(file: string, text: string, cgroup2Mount: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   let parsed: unknown;
   try {
     parsed = parseYaml(text);
@@ -350,7 +443,8 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
   const base = dirname(resolve(file));
   const underCgroup = (path: string) => (isAbsolute(path) ? path : resolve(cgroup2Mount, path));
 
-  const workloads: WorkloadConfig[] = raw.workloads.map((w, index) => {
+  const kubernetes = kubernetesSection(raw, base, underCgroup, env, problems);
+  const workloads: WorkloadConfig[] = (raw.workloads ?? []).map((w, index) => {
     const addresses = w.addresses ?? [];
     addresses.forEach((address, a) => {
       if (isIP(address) === 0) problems.push(`workloads[${index}].addresses[${a}]: "${address}" is not an IPv4 or IPv6 address`);
@@ -399,7 +493,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
     if (!parsed) problems.push(`dns.upstreams[${index}]: "${text}" is not IP, IP:port or [IPv6]:port`);
     return parsed ? [parsed] : [];
   });
-  if (workloads.length > 0 && listen.length === 0)
+  if ((workloads.length > 0 || kubernetes !== null) && listen.length === 0)
     problems.push('dns.listen: enrolled workloads need the DNS proxy; give the address(es) it listens on, reachable from the workloads');
   if (listen.length > 0 && upstreams.length === 0)
     problems.push('dns.upstreams: give the trusted resolver the proxy forwards allowed queries to');
@@ -421,6 +515,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
     pinDir: raw.pinDir ?? null,
     controlSocket: raw.controlSocket ?? CONFIG_DEFAULTS.controlSocket,
     workloads,
+    kubernetes,
     policies: (raw.policies ?? []).map((p) => resolve(base, p)),
     policyNamespace: raw.policyNamespace ?? CONFIG_DEFAULTS.policyNamespace,
     baseline: {
@@ -455,17 +550,21 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string): A
   return config;
 }
 
-export function loadConfig(file: string, cgroup2Mount: string): AgentConfig {
-  return loadConfigFile(file, cgroup2Mount).config;
+export function loadConfig(file: string, cgroup2Mount: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  return loadConfigFile(file, cgroup2Mount, env).config;
 }
 
 /** The configuration and the SHA-256 (hex) of the text it was parsed from: status shows which version is in force. */
-export function loadConfigFile(file: string, cgroup2Mount: string): { config: AgentConfig; digest: string } {
+export function loadConfigFile(
+  file: string,
+  cgroup2Mount: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { config: AgentConfig; digest: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [`cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
   }
-  return { config: parseConfig(file, text, cgroup2Mount), digest: createHash('sha256').update(text).digest('hex') };
+  return { config: parseConfig(file, text, cgroup2Mount, env), digest: createHash('sha256').update(text).digest('hex') };
 }

@@ -4,6 +4,7 @@ import type { Reconciler, WorkloadFailure } from './reconciler.js';
 import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
+import type { PodSourceStatus } from '../k8s/pod-source.js';
 import { workloadKey } from '../identity/registry.js';
 import { capacityUse, type CapacityName, type CapacityUse } from '../model/capacity.js';
 import type { DomainPattern } from '../policy/types.js';
@@ -42,6 +43,13 @@ export interface WorkloadStatus {
   learned: { ip: string; rule: string; expiresInSeconds: number }[];
 }
 
+/** Kubernetes mode: where the agent reads the cluster, and how the node's pods map to workloads. */
+export interface KubernetesStatus {
+  server: string;
+  credentials: string;
+  pods: PodSourceStatus;
+}
+
 export interface AgentStatus {
   node: string;
   /** SHA-256 of the configuration file text in force (compare with `sha256sum` of the file). */
@@ -57,6 +65,8 @@ export interface AgentStatus {
   /** Each kernel capacity (docs/capacity.md): in use against its limit. */
   capacity: Record<CapacityName, CapacityUse>;
   stats: Record<string, number | string>;
+  /** Kubernetes mode's sources; null in host mode. */
+  kubernetes: KubernetesStatus | null;
 }
 
 /** Everything the status is made of, gathered by the composition root. */
@@ -71,6 +81,7 @@ export interface StatusInputs {
   sinks: Record<string, number>;
   /** The DNS proxy's counters; null when it does not run. */
   dns: DnsProxyStats | null;
+  kubernetes?: KubernetesStatus | null;
 }
 
 function patternText(pattern: DomainPattern): string {
@@ -166,7 +177,22 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       dnsSteered: kernel.dnsSteered.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),
     },
+    kubernetes: inputs.kubernetes ?? null,
   };
+}
+
+function formatKubernetes(k: KubernetesStatus): string[] {
+  const { api, pods } = k.pods;
+  const lines = [
+    `kubernetes ${k.server} (${k.credentials})  node ${k.pods.node}  namespaces ${k.pods.namespaces.join(', ') || '(none: nothing enforced)'}`,
+    `  pods: ${api.state} since ${api.since}${api.synced ? `, listed ${api.lastListAt}` : ', NOT LISTED YET (the kernel keeps its last state)'}` +
+      (api.lastError ? `; last error: ${api.lastError}` : ''),
+    `  pod cgroups: ${k.pods.cgroupRoot ? `${k.pods.cgroupRoot} (${k.pods.cgroupDriver})` : 'NO ROOT FOUND (kubepods.slice or kubepods)'}` +
+      `  reported ${pods.reported}, waiting for cgroup ${pods.waitingForCgroup.length}`,
+  ];
+  for (const key of pods.cgroupMissing) lines.push(`  pod ${key}: CGROUP MISSING, not enforced`);
+  for (const key of pods.enrolledLate) lines.push(`  pod ${key}: a container started before its enrolment`);
+  return lines;
 }
 
 /** The text form `egressguard status` prints. */
@@ -174,6 +200,7 @@ export function formatStatus(status: AgentStatus): string {
   const lines = [
     `node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`,
     `config sha256 ${status.configDigest}`,
+    ...(status.kubernetes ? formatKubernetes(status.kubernetes) : []),
     '',
   ];
   lines.push('policies:');

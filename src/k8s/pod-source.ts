@@ -1,0 +1,343 @@
+// Kubernetes mode's workload source: the pods on this node (a Pod informer with the field selector
+// spec.nodeName=<node>), each bound to its pod-level cgroup, its addresses (status.podIPs, both families) and its
+// labels, reported to the reconciler as the full set on every change.
+//
+// Order of events for a new pod: the API server announces it (its labels and namespace are known, so its policy is
+// ready); the kubelet creates the pod cgroup, which the cgroup watch sees at once and the pod is enrolled; then the
+// sandbox and the containers start inside that cgroup, already enforced; the CNI's addresses arrive with a status
+// update and the pod is enrolled again with them and its host-side interface.
+//
+// What is not reported: pods outside the enforced namespaces; hostNetwork pods (they share the node's network
+// namespace and addresses, so the DNS proxy cannot tell them from the node and the backstop has no link of theirs:
+// egressguard leaves them alone, as it leaves the node itself); pods that have finished (Succeeded, Failed); pods
+// whose cgroup is gone after it existed (being torn down: no process is left to enforce). An announced pod whose
+// cgroup has not appeared is held back for `cgroupTimeoutMs`; after that it is reported with the cgroup it should
+// have, so the reconciler records it as not enforced (status failures, log, metric) instead of forgetting it.
+
+import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import type { CgroupDriver } from '../agent/config.js';
+import { workloadKey } from '../identity/registry.js';
+import type { WorkloadSource, WorkloadSpec } from '../identity/source.js';
+import { QOS_CLASSES, detectLayout, podCgroupPath, type PodCgroupLayout, type QosClass } from './cgroups.js';
+import { PodCgroupWatch, firstContainerCreatedMs } from './cgroup-watch.js';
+import { ResilientInformer, type InformerStatus } from './informer.js';
+
+export type PodExclusion = 'namespace-not-enforced' | 'host-network' | 'finished';
+
+/** Why a pod on this node is not enforced by design, or null when it is one to enforce. */
+export function podExclusion(pod: V1Pod, namespaces: ReadonlySet<string>): PodExclusion | null {
+  if (!namespaces.has(pod.metadata?.namespace ?? '')) return 'namespace-not-enforced';
+  if (pod.spec?.hostNetwork === true) return 'host-network';
+  const phase = pod.status?.phase;
+  if (phase === 'Succeeded' || phase === 'Failed') return 'finished';
+  return null;
+}
+
+/** The pod's addresses: status.podIPs (every family), else the older status.podIP; invalid entries left out. */
+export function podAddresses(pod: V1Pod): string[] {
+  const listed = pod.status?.podIPs?.map((p) => p.ip) ?? [];
+  const candidates = listed.length > 0 ? listed : [pod.status?.podIP ?? ''];
+  return [...new Set(candidates.filter((ip) => isIP(ip) !== 0))];
+}
+
+/** The QoS class the API server recorded, or null when it has none (a pod object without status). */
+export function podQosClass(pod: V1Pod): QosClass | null {
+  const qos = pod.status?.qosClass;
+  return QOS_CLASSES.find((c) => c === qos) ?? null;
+}
+
+export function podSpecOf(pod: V1Pod, cgroupPath: string): WorkloadSpec {
+  return {
+    namespace: pod.metadata?.namespace ?? '',
+    name: pod.metadata?.name ?? '',
+    labels: { ...(pod.metadata?.labels ?? {}) },
+    addresses: podAddresses(pod),
+    cgroupPath,
+    interfaces: [],
+    netns: null,
+  };
+}
+
+/** When a pod's cgroup came, when it was enrolled, and when its first container started (ms since the epoch). */
+export interface PodTiming {
+  key: string;
+  uid: string;
+  /** The kernel's creation time of the pod cgroup. */
+  cgroupCreatedMs: number;
+  /** When the agent saw the pod cgroup. */
+  cgroupSeenMs: number;
+  /** When the reconciler had it enrolled; null while not. */
+  enrolledMs: number | null;
+  /** The kernel's creation time of the pod's first container cgroup; null while it has none. */
+  firstContainerMs: number | null;
+}
+
+export interface PodSourceStatus {
+  node: string;
+  namespaces: string[];
+  api: InformerStatus;
+  /** The pod cgroup root in use, or null while none was found (every pod then waits for its cgroup). */
+  cgroupRoot: string | null;
+  cgroupDriver: CgroupDriver | null;
+  pods: {
+    /** Pods reported to the reconciler. */
+    reported: number;
+    /** Announced pods waiting for their cgroup (within the timeout). */
+    waitingForCgroup: string[];
+    /** Pods whose cgroup did not appear in time: reported as not enforced. */
+    cgroupMissing: string[];
+    /** Pods on this node left alone by design, by reason. */
+    excluded: Record<PodExclusion, number>;
+    /** Pods whose first container started before they were enrolled (the enrolment lost the race). */
+    enrolledLate: string[];
+  };
+}
+
+export interface PodSourceOptions {
+  kubeConfig: KubeConfig;
+  nodeName: string;
+  /** The enforced namespaces (setNamespaces changes them at run time). */
+  namespaces: Iterable<string>;
+  cgroup2Mount: string;
+  cgroupDriver: CgroupDriver | null;
+  cgroupRoot: string | null;
+  cgroupTimeoutMs: number;
+  /** True when the reconciler has the workload in the kernel (for the enrolment timestamp). */
+  isEnrolled: (key: string) => boolean;
+  /** Each new pod's registration gap: from its cgroup's creation to its enrolment, in seconds. */
+  observeEnrolment?: (seconds: number) => void;
+  log: Logger;
+  /** Rescan of the cgroup tree and report of the full set (the reconciler retries its failures on it). */
+  resyncMs?: number;
+  clock?: () => number;
+}
+
+interface PodRecord {
+  firstSeenMs: number;
+  hadCgroup: boolean;
+  cgroupSeenMs: number | null;
+  enrolledMs: number | null;
+  firstContainerMs: number | null;
+  missingReported: boolean;
+}
+
+const wallClockMs = () => performance.timeOrigin + performance.now();
+
+export class PodSource implements WorkloadSource {
+  private readonly informer: ResilientInformer<V1Pod>;
+  private namespaces: Set<string>;
+  private layout: PodCgroupLayout | null = null;
+  private watch: PodCgroupWatch | null = null;
+  private readonly records = new Map<string, PodRecord>();
+  private onChange: ((workloads: WorkloadSpec[]) => void) | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private readonly clock: () => number;
+  private lastStatus: PodSourceStatus['pods'] = {
+    reported: 0,
+    waitingForCgroup: [],
+    cgroupMissing: [],
+    excluded: { 'namespace-not-enforced': 0, 'host-network': 0, finished: 0 },
+    enrolledLate: [],
+  };
+
+  constructor(private readonly options: PodSourceOptions) {
+    this.clock = options.clock ?? wallClockMs;
+    this.namespaces = new Set(options.namespaces);
+    const api = options.kubeConfig.makeApiClient(CoreV1Api);
+    const fieldSelector = `spec.nodeName=${options.nodeName}`;
+    this.informer = new ResilientInformer<V1Pod>({
+      name: `pods on node ${options.nodeName}`,
+      kubeConfig: options.kubeConfig,
+      path: '/api/v1/pods',
+      list: () => api.listPodForAllNamespaces({ fieldSelector }),
+      fieldSelector,
+      onChange: () => this.report(),
+      log: options.log,
+    });
+  }
+
+  async start(onChange: (workloads: WorkloadSpec[]) => void): Promise<void> {
+    this.onChange = onChange;
+    this.findCgroupRoot();
+    this.informer.start();
+    this.resyncTimer = setInterval(() => this.resync(), this.options.resyncMs ?? 5000);
+    this.resyncTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.onChange = null;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.watch?.stop();
+    await this.informer.stop();
+  }
+
+  /** The enforced namespaces changed (configuration reload, or the baseline object). */
+  setNamespaces(namespaces: Iterable<string>): void {
+    this.namespaces = new Set(namespaces);
+    this.report();
+  }
+
+  status(): PodSourceStatus {
+    return {
+      node: this.options.nodeName,
+      namespaces: [...this.namespaces].sort(),
+      api: this.informer.status(),
+      cgroupRoot: this.layout?.root ?? null,
+      cgroupDriver: this.layout?.driver ?? null,
+      pods: this.lastStatus,
+    };
+  }
+
+  /** Per enrolled pod: cgroup created → seen → enrolled, and the first container's start (the registration gap). */
+  timings(): PodTiming[] {
+    const timings: PodTiming[] = [];
+    for (const pod of this.informer.list()) {
+      const uid = pod.metadata?.uid ?? '';
+      const record = this.records.get(uid);
+      const cgroup = this.watch?.get(uid);
+      if (!record || !cgroup || record.cgroupSeenMs === null) continue;
+      if (record.firstContainerMs === null && this.layout) record.firstContainerMs = firstContainerCreatedMs(this.layout, cgroup.path);
+      timings.push({
+        key: workloadKey(podSpecOf(pod, cgroup.path)),
+        uid,
+        cgroupCreatedMs: cgroup.createdMs,
+        cgroupSeenMs: record.cgroupSeenMs,
+        enrolledMs: record.enrolledMs,
+        firstContainerMs: record.firstContainerMs,
+      });
+    }
+    return timings;
+  }
+
+  /** Find the kubelet's pod cgroup root and watch it; until it exists every pod waits for its cgroup. */
+  private findCgroupRoot(): void {
+    if (this.layout !== null) return;
+    const { cgroup2Mount, cgroupDriver, cgroupRoot, log } = this.options;
+    this.layout = detectLayout(cgroup2Mount, { cgroupDriver, cgroupRoot });
+    if (this.layout === null) {
+      log.warn({ cgroup2Mount, cgroupDriver, cgroupRoot }, 'no pod cgroup root (kubepods.slice or kubepods) yet; looking again');
+      return;
+    }
+    log.info({ root: this.layout.root, driver: this.layout.driver }, 'watching pod cgroups');
+    this.watch = new PodCgroupWatch(this.layout, () => this.report(), log);
+    this.watch.start();
+  }
+
+  private resync(): void {
+    this.findCgroupRoot();
+    this.watch?.rescan();
+    // The first container's start, for pods enrolled before it (most): read once it is there.
+    for (const [uid, record] of this.records) {
+      const cgroup = this.watch?.get(uid);
+      if (record.enrolledMs !== null && record.firstContainerMs === null && cgroup && this.layout)
+        record.firstContainerMs = firstContainerCreatedMs(this.layout, cgroup.path);
+    }
+    this.report();
+  }
+
+  /** Build the full set from the cache and the cgroup watch, and hand it to the reconciler. */
+  private report(): void {
+    if (this.onChange === null || !this.informer.synced) return;
+    const now = this.clock();
+    const timeoutMs = this.options.cgroupTimeoutMs;
+    const specs: WorkloadSpec[] = [];
+    const status: PodSourceStatus['pods'] = {
+      reported: 0,
+      waitingForCgroup: [],
+      cgroupMissing: [],
+      excluded: { 'namespace-not-enforced': 0, 'host-network': 0, finished: 0 },
+      enrolledLate: [],
+    };
+    const present = new Set<string>();
+    const fresh: { uid: string; key: string }[] = [];
+    let nextExpiryMs: number | null = null;
+    for (const pod of this.informer.list()) {
+      const uid = pod.metadata?.uid ?? '';
+      present.add(uid);
+      const exclusion = podExclusion(pod, this.namespaces);
+      if (exclusion !== null) {
+        status.excluded[exclusion]++;
+        continue;
+      }
+      const key = workloadKey({ namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' });
+      let record = this.records.get(uid);
+      if (!record) {
+        record = {
+          firstSeenMs: now,
+          hadCgroup: false,
+          cgroupSeenMs: null,
+          enrolledMs: null,
+          firstContainerMs: null,
+          missingReported: false,
+        };
+        this.records.set(uid, record);
+      }
+      const cgroup = this.watch?.get(uid) ?? null;
+      if (cgroup !== null) {
+        record.hadCgroup = true;
+        record.cgroupSeenMs ??= now;
+        if (record.enrolledMs === null) fresh.push({ uid, key });
+        specs.push(podSpecOf(pod, cgroup.path));
+        continue;
+      }
+      if (record.hadCgroup) continue; // Torn down: no process is left in it.
+      const expiresMs = record.firstSeenMs + timeoutMs;
+      if (now < expiresMs) {
+        status.waitingForCgroup.push(key);
+        nextExpiryMs = Math.min(nextExpiryMs ?? expiresMs, expiresMs);
+        continue;
+      }
+      const expected = this.layout
+        ? podCgroupPath(this.layout, podQosClass(pod) ?? 'BestEffort', uid)
+        : `${this.options.cgroupRoot ?? `${this.options.cgroup2Mount}/kubepods.slice`} (pod cgroup root not found)`;
+      status.cgroupMissing.push(key);
+      if (!record.missingReported)
+        this.options.log.error(
+          { workload: key, uid, expected, waitedSeconds: timeoutMs / 1000 },
+          'pod cgroup did not appear: the pod is NOT enforced (see status failures)',
+        );
+      record.missingReported = true;
+      specs.push(podSpecOf(pod, expected));
+    }
+    for (const uid of [...this.records.keys()]) if (!present.has(uid)) this.records.delete(uid);
+    status.reported = specs.length;
+    this.onChange(specs);
+    const enrolledMs = this.clock();
+    for (const { uid, key } of fresh) {
+      if (!this.options.isEnrolled(key)) continue;
+      const record = this.records.get(uid)!;
+      record.enrolledMs = enrolledMs;
+      const cgroup = this.watch?.get(uid);
+      if (cgroup) this.options.observeEnrolment?.(Math.max(0, enrolledMs - cgroup.createdMs) / 1000);
+      if (cgroup && this.layout) record.firstContainerMs = firstContainerCreatedMs(this.layout, cgroup.path);
+      if (record.firstContainerMs !== null && record.firstContainerMs < enrolledMs)
+        this.options.log.warn(
+          { workload: key, uid },
+          'a container of the pod started before its enrolment: its first moments were not enforced',
+        );
+    }
+    for (const [uid, record] of this.records)
+      if (record.enrolledMs !== null && record.firstContainerMs !== null && record.firstContainerMs < record.enrolledMs)
+        status.enrolledLate.push(this.keyOf(uid));
+    this.lastStatus = status;
+    this.scheduleExpiry(nextExpiryMs, now);
+  }
+
+  private keyOf(uid: string): string {
+    const pod = this.informer.list().find((p) => p.metadata?.uid === uid);
+    return pod ? workloadKey({ namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' }) : uid;
+  }
+
+  /** Report again when the first waiting pod's time is up. */
+  private scheduleExpiry(atMs: number | null, now: number): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    if (atMs === null) return;
+    this.expiryTimer = setTimeout(() => this.report(), Math.max(0, atMs - now) + 1);
+    this.expiryTimer.unref();
+  }
+}
