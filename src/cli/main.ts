@@ -21,9 +21,10 @@ Usage:
   egressguard observe [--socket PATH] [--namespace NS] [--workload [NS/]NAME] [--verdict V] [--fqdn NAME|*.SUFFIX]
                       [--rule [NS/POLICY:]RULE] [--layer L] [--since 5m|ISO-TIME] [--last N] [--follow] [--output table|json]
                                          follow the running agent's decisions live (--last/--since alone: history, then exit)
-  egressguard teardown [--config FILE | --pin-dir DIR]
-                                         detach programs and tc filters, remove pins: enforcement ends and the
-                                         node is left clean (root; default pin directory <bpffs>/egressguard)
+  egressguard teardown [--config FILE | --pin-dir DIR] [--dns-interface NAME]
+                                         detach programs and tc filters, remove pins (and the DNS proxy's dummy
+                                         interface): enforcement ends and the node is left clean (root; default
+                                         pin directory <bpffs>/egressguard)
   egressguard demo [--keep-logs]         replay the reference containment lab on this host (root)
   egressguard version
 `;
@@ -78,7 +79,7 @@ async function cleanNodeIfUninstalled(configPath: string, log: Logger): Promise<
   log.info({ cleanNode: decision.cleanNode }, decision.reason);
   if (!decision.cleanNode) return;
   const { teardownNode, describeTeardown } = await import('../agent/teardown.js');
-  log.info(describeTeardown(teardownNode({ configPath })));
+  log.info(describeTeardown(teardownNode({ configPath, dnsInterface: process.env.EGRESSGUARD_DNS_INTERFACE?.trim() || undefined })));
 }
 
 function lint(args: string[]): number {
@@ -101,12 +102,16 @@ async function status(args: string[]): Promise<number> {
 }
 
 async function teardown(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'pin-dir': { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, 'pin-dir': { type: 'string' }, 'dns-interface': { type: 'string' } },
+  });
   if (values.config !== undefined && values['pin-dir'] !== undefined)
     throw new Error('egressguard teardown takes --config FILE (the one the agent ran with) or --pin-dir DIR, not both');
   requireRoot('teardown');
   const { teardownNode, describeTeardown } = await import('../agent/teardown.js');
-  console.log(describeTeardown(teardownNode({ configPath: values.config, pinDir: values['pin-dir'] })));
+  const report = teardownNode({ configPath: values.config, pinDir: values['pin-dir'], dnsInterface: values['dns-interface'] });
+  console.log(describeTeardown(report));
   return 0;
 }
 

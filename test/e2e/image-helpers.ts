@@ -6,7 +6,7 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -100,7 +100,8 @@ export function npmCache(): string {
 export function stageBuildContext(target: string, cache: string): void {
   const files = run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO_ROOT }).split('\0');
   for (const file of files) {
-    if (file === '' || !existsSync(join(REPO_ROOT, file))) continue;
+    // Only regular files: the worktree's node_modules symlink and deleted files are not sources.
+    if (file === '' || !existsSync(join(REPO_ROOT, file)) || !lstatSync(join(REPO_ROOT, file)).isFile()) continue;
     mkdirSync(dirname(join(target, file)), { recursive: true });
     copyFileSync(join(REPO_ROOT, file), join(target, file));
   }
