@@ -23,17 +23,17 @@ COPY . .
 # --omit=peer: the Helm/kubectl layer's aws-cdk-lib peer is only for the chart tests; --ignore-scripts: nothing in the
 # tree needs an install script (the addon is built below).
 RUN npm ci --no-audit --no-fund --ignore-scripts --omit=peer ${NPM_CI_FLAGS}
-RUN make bpf native \
- && npx tsc -p tsconfig.json \
- && npm prune --omit=dev --omit=peer --no-audit --no-fund ${NPM_CI_FLAGS} \
- && chmod 0755 dist/src/cli/main.js
+RUN make bpf native && npx tsc -p tsconfig.json && chmod 0755 dist/src/cli/main.js
+# The production modules, installed apart (npm prune keeps the dev modules when a peer is omitted).
+RUN mkdir /prod && cp package.json package-lock.json /prod/ \
+ && cd /prod && npm ci --omit=dev --omit=peer --ignore-scripts --no-audit --no-fund ${NPM_CI_FLAGS}
 
 FROM ${RUNTIME_IMAGE}
 COPY scripts/image-packages.sh /usr/local/sbin/image-packages
 RUN image-packages runtime && rm /usr/local/sbin/image-packages
 WORKDIR /app
 COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules node_modules/
+COPY --from=build /prod/node_modules node_modules/
 COPY --from=build /src/dist/src dist/src/
 COPY --from=build /src/bpf/egressguard.bpf.o bpf/
 COPY --from=build /src/native/binding.gyp native/

@@ -19,6 +19,8 @@ const CACHE_DIR = process.env.EGRESSGUARD_TEST_CACHE ?? '/var/cache/egressguard-
 /** The Debian docker client; another `docker` may come first on PATH. */
 const DOCKER = '/usr/bin/docker';
 
+const TRUST_KEY = '/etc/docker/key.json';
+
 const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 
 /** The two bases, with the packages scripts/image-packages.sh checks for, so the build installs nothing. */
@@ -123,10 +125,14 @@ export class ScratchDocker {
     return { ...process.env, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: join(this.dir, 'cli') };
   }
 
+  /** dockerd writes its trust key to /etc/docker/key.json whatever its flags: removed at stop when it was ours. */
+  private trustKeyWasThere = true;
+
   /** Starts containerd and dockerd with `spawner` (e.g. inside a lab's node namespace) and waits until docker answers. */
   async start(spawner: Spawner): Promise<void> {
+    this.trustKeyWasThere = existsSync(TRUST_KEY);
     mkdirSync(join(this.dir, 'cli'), { recursive: true });
-    const containerdSocket = join(this.dir, 'containerd.sock');
+    const containerdSocket = this.containerdSocket;
     const containerdConfig = join(this.dir, 'containerd.toml');
     writeFileSync(
       containerdConfig,
@@ -180,14 +186,26 @@ export class ScratchDocker {
     return run([DOCKER, ...args], { env: this.env, timeoutMs });
   }
 
-  /** A long-running `docker` client (e.g. `docker run` in the foreground), spawned by `spawner`. */
-  dockerProcess(spawner: Spawner, args: readonly string[]): ChildProcess {
-    return spawner(['env', `DOCKER_HOST=unix://${this.socket}`, `DOCKER_CONFIG=${join(this.dir, 'cli')}`, DOCKER, ...args]);
+  private get containerdSocket(): string {
+    return join(this.dir, 'containerd.sock');
   }
 
-  /** The argv that runs the docker client against this daemon (for Lab.runInNode and friends). */
-  dockerArgv(args: readonly string[]): string[] {
-    return ['env', `DOCKER_HOST=unix://${this.socket}`, `DOCKER_CONFIG=${join(this.dir, 'cli')}`, DOCKER, ...args];
+  /**
+   * Copies a built image into containerd, where `ctr run` runs it as a kubelet's containerd would (Debian's docker
+   * 20.10 does not know CAP_BPF or CAP_PERFMON; containerd reads the capability list from the kernel). Returns the
+   * image reference for ctr.
+   */
+  importToContainerd(image: string): string {
+    const archive = join(this.dir, 'image.tar');
+    this.docker(['save', '--output', archive, image]);
+    run(this.ctrArgv(['images', 'import', archive]));
+    rmSync(archive, { force: true });
+    return image.includes('/') ? image : `docker.io/library/${image}`;
+  }
+
+  /** The argv of `ctr` against this containerd, in a namespace of its own. */
+  ctrArgv(args: readonly string[]): string[] {
+    return ['ctr', `--address=${this.containerdSocket}`, '--namespace=egressguard-test', ...args];
   }
 
   /** Imports the debootstrap bases and adds this host's Node 20 where the official node images keep it. */
@@ -232,5 +250,6 @@ export class ScratchDocker {
       .sort((a, b) => b.length - a.length);
     for (const mountPoint of mounts) spawnSync('umount', ['-l', mountPoint]);
     rmSync(this.dir, { recursive: true, force: true });
+    if (!this.trustKeyWasThere) rmSync(TRUST_KEY, { force: true });
   }
 }
