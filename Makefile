@@ -10,7 +10,7 @@ BPF_SOURCES := $(wildcard bpf/*.bpf.c bpf/tests/*.bpf.c)
 BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
 DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3 rsyslog rsyslog-gnutls prometheus docker.io debootstrap
 
-.PHONY: deps ensure-deps build bpf native ts test demo bench lint clean
+.PHONY: deps ensure-deps build bpf native ts test demo bench lint clean kube-control-plane
 
 deps:
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make deps installs Debian packages and must run as root" >&2; exit 1; fi
@@ -45,8 +45,13 @@ ts:
 	npx tsc -p tsconfig.json
 
 # vitest (vitest.config.mjs): unit tests in parallel, then the privileged tests one file at a time; v8 coverage in dist/coverage.
-test: build
+test: build kube-control-plane
 	npx vitest run
+
+# The real Kubernetes control plane of the Kubernetes-mode tests: kube-apiserver and etcd built from their Go modules
+# (needs Go and the Go module proxy) and cached in /var/cache/egressguard/kube/<version>; a no-op once cached.
+kube-control-plane:
+	nice -n 10 bash test/e2e/kube/build-control-plane.sh
 
 demo: build
 	node dist/src/cli/main.js demo

@@ -59,7 +59,7 @@ export const LAB_TLS_SINK_PORT = 4444;
 export interface LabOptions {
   /** Unique, short: [a-z][a-z0-9]{1,9} (interface names must stay within 15 characters). */
   prefix: string;
-  /** Pod names, [a-z0-9-], at most 90 pods. Pod i gets 198.18.(10+i).2 and fd00:eb:(10+i)::2. */
+  /** Pod names, [a-z0-9-], at most 90 pods (Lab.addPod adds more later). Pod i gets 198.18.(10+i).2 and fd00:eb:(10+i)::2. */
   pods: string[];
   hosts?: readonly LabHost[];
   /** Host names (from `hosts`) whose every subdomain resolves to that host's addresses. Default: attacker.example when present. */
@@ -77,7 +77,7 @@ export interface LabPod {
   index: number;
   netns: string;
   netnsPath: string;
-  /** cgroup v2 directory of the pod (a child of Lab.attachCgroup). */
+  /** cgroup v2 directory of the pod (a child of Lab.attachCgroup, unless given to Lab.addPod). */
   cgroupPath: string;
   ipv4: string;
   ipv6: string;
@@ -146,8 +146,8 @@ function validateOptions(options: LabOptions): ValidatedOptions {
   if (!PREFIX_PATTERN.test(options.prefix)) {
     throw new Error(`lab prefix "${options.prefix}" must match ${PREFIX_PATTERN} (interface names are limited to 15 characters)`);
   }
-  if (options.pods.length === 0 || options.pods.length > MAX_PODS) {
-    throw new Error(`a lab needs between 1 and ${MAX_PODS} pods, got ${options.pods.length}`);
+  if (options.pods.length > MAX_PODS) {
+    throw new Error(`a lab has at most ${MAX_PODS} pods, got ${options.pods.length}`);
   }
   const seenPods = new Set<string>();
   for (const pod of options.pods) {
@@ -243,7 +243,8 @@ async function killNetnsProcesses(netns: string): Promise<void> {
   killListedPids((await run(['ip', 'netns', 'pids', netns])).stdout);
 }
 
-async function removeCgroup(path: string): Promise<void> {
+/** Remove a cgroup directory, killing what still runs in it first (retrying while the killed tasks leave). */
+export async function removeCgroup(path: string): Promise<void> {
   if (!existsSync(path)) return;
   // Everything left in a lab cgroup was started inside the lab: end it so the directory can go.
   if (existsSync(join(path, 'cgroup.kill'))) await writeFile(join(path, 'cgroup.kill'), '1');
@@ -295,6 +296,7 @@ export class Lab {
   private readonly createdCgroups: string[] = [];
   private readonly processes = new Set<ChildProcess>();
   private workDirPath: string | null = null;
+  private nextPodIndex = 0;
   private pki: LabPki | null = null;
   private teardown: Promise<void> | null = null;
 
@@ -579,7 +581,8 @@ export class Lab {
     return child;
   }
 
-  private async addCgroup(path: string): Promise<void> {
+  /** Create a cgroup (parents first) that destroy() removes, killing what still runs in it. */
+  async addCgroup(path: string): Promise<void> {
     await mkdir(path);
     this.createdCgroups.push(path);
   }
@@ -711,14 +714,35 @@ export class Lab {
     }
   }
 
-  private async buildPod(name: string, index: number): Promise<void> {
+  /**
+   * Add a pod to a running lab, laid out as those of LabOptions.pods. With `cgroupPath` the pod's programs run in that
+   * cgroup, which the caller creates (Lab.addCgroup) when it chooses: the Kubernetes harness lays cgroups out as kubelet.
+   */
+  async addPod(name: string, options: { cgroupPath?: string } = {}): Promise<LabPod> {
+    if (!POD_NAME_PATTERN.test(name)) throw new Error(`pod name "${name}" must be lowercase letters, digits and '-' (at most 63)`);
+    if (this.pods.some((pod) => pod.name === name)) throw new Error(`pod name "${name}" is used twice`);
+    if (this.nextPodIndex >= MAX_PODS) throw new Error(`lab ${this.prefix} has used all ${MAX_PODS} pod addresses`);
+    return this.buildPod(name, this.nextPodIndex, options.cgroupPath);
+  }
+
+  /** Remove a pod's network as a CNI DEL does: its processes end, its netns and veth pair go. Its cgroup stays. */
+  async removePod(name: string): Promise<void> {
+    const pod = this.pod(name);
+    await killNetnsProcesses(pod.netns);
+    await mustRun(['ip', 'netns', 'delete', pod.netns]);
+    this.createdNetns.splice(this.createdNetns.indexOf(pod.netns), 1);
+    this.pods.splice(this.pods.indexOf(pod), 1);
+  }
+
+  private async buildPod(name: string, index: number, cgroupPath?: string): Promise<LabPod> {
+    this.nextPodIndex = index + 1;
     const subnet = 10 + index;
     const pod: LabPod = {
       name,
       index,
       netns: `${this.prefix}-p${index}`,
       netnsPath: netnsPath(`${this.prefix}-p${index}`),
-      cgroupPath: join(this.attachCgroup, name),
+      cgroupPath: cgroupPath ?? join(this.attachCgroup, name),
       ipv4: `198.18.${subnet}.2`,
       ipv6: `fd00:eb:${subnet}::2`,
       gatewayIpv4: `198.18.${subnet}.1`,
@@ -739,10 +763,11 @@ export class Lab {
     await ipIn(pod.netns, `route add default via ${pod.gatewayIpv4} dev eth0`);
     await ipIn(pod.netns, `-6 route add default via ${pod.gatewayIpv6} dev eth0`);
     await this.pinNeighbours(pod);
-    await this.addCgroup(pod.cgroupPath);
+    if (cgroupPath === undefined) await this.addCgroup(pod.cgroupPath);
     // Short resolver timeouts keep a blocked lookup from stalling a test for the glibc default of 5 s x 2.
     await writeFile(pod.resolvConfPath, `nameserver ${LAB_ADDRESSES.resolver.ipv4}\noptions timeout:2 attempts:1\n`);
     await writeFile(pod.hostsPath, `127.0.0.1 localhost\n::1 localhost\n${pod.ipv4} ${name}\n${pod.ipv6} ${name}\n`);
     this.pods.push(pod);
+    return pod;
   }
 }
