@@ -26,9 +26,12 @@ import { kubeConfigFor } from '../k8s/client.js';
 import { registerKubernetesMetrics } from '../k8s/metrics.js';
 import { podWorkloadHost } from '../k8s/pod-host.js';
 import { PodSource } from '../k8s/pod-source.js';
+import { PolicyPlane, agentNamespace } from '../k8s/policy-plane.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer, type Readiness } from '../metrics/server.js';
+import { hostModeResolver, type DestinationResolver } from '../policy/destination-resolver.js';
 import { decideName } from '../policy/dns-decision.js';
+import type { PolicySource } from '../policy/source.js';
 import { PolicyStore } from '../policy/store.js';
 import { ConfigWorkloadSource, missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PolicyFileSource } from '../sources/policy-files.js';
@@ -46,9 +49,17 @@ export interface AgentOptions {
   objectPath?: string;
 }
 
-/** Where workloads come from, chosen once at start: the configuration file (host mode) or the node's pods. */
+/** Where workloads and policies come from, chosen once at start: configuration and files (host mode) or the cluster. */
 interface ModeSources {
   workloads: WorkloadSource;
+  /** Policy files (host mode) or FirewallPolicy objects (Kubernetes mode), with the objects whose last version was rejected. */
+  policies: PolicySource & { rejected(): { file: string; messages: string[] }[] };
+  /** How the policy store reports `selector.service` (Kubernetes mode: through Services). */
+  resolver: DestinationResolver;
+  /** Kubernetes mode: the EgressBaseline in force replaces the configuration's baseline; null in host mode. */
+  baseline(): AgentConfig['baseline'] | null;
+  /** The kernel changed (a reconciler pass): Kubernetes mode reports what this node enforces. */
+  enforcementChanged(reconciler: Reconciler): void;
   /** How the reconciler asks the node about a workload (pods: interfaces found from netns or routes). */
   host: WorkloadHost;
   /** A reloaded configuration: what it changes in the sources. */
@@ -63,14 +74,28 @@ interface ModeSources {
  * The one place that picks the mode's sources. Kubernetes mode: the pod source (enforced namespaces from the
  * configuration for now); policies still come from the policy files in both modes.
  */
-function modeSources(config: AgentConfig, cgroup2Mount: string, log: Logger, isEnrolled: (key: string) => boolean): ModeSources {
+function modeSources(
+  config: AgentConfig,
+  cgroup2Mount: string,
+  log: Logger,
+  isEnrolled: (key: string) => boolean,
+  baselineChanged: () => void,
+): ModeSources {
   const k8s = config.kubernetes;
   if (k8s === null) {
     const source = new ConfigWorkloadSource(config.workloads);
+    const policies = new PolicyFileSource(config.policies, log);
     return {
       workloads: source,
+      policies,
+      resolver: hostModeResolver,
+      baseline: () => null,
+      enforcementChanged: () => {},
       host: hostWorkloadHost,
-      reload: (next) => source.update(next.workloads),
+      reload: (next) => {
+        policies.setPaths(next.policies);
+        source.update(next.workloads);
+      },
       kubernetes: () => null,
       registerMetrics: () => {},
     };
@@ -91,14 +116,34 @@ function modeSources(config: AgentConfig, cgroup2Mount: string, log: Logger, isE
     observeEnrolment: (seconds) => observeEnrolment(seconds),
     log,
   });
+  // The EgressBaseline decides the enforced namespaces; the configuration's apply only while none was ever valid.
+  let clusterBaseline: AgentConfig['baseline'] | null = null;
+  const plane = new PolicyPlane({
+    kubeConfig,
+    node: k8s.nodeName,
+    agentNamespace: agentNamespace(k8s.serviceAccountDir),
+    fallbackNamespaces: k8s.namespaces,
+    log,
+    onBaseline: (state) => {
+      clusterBaseline = state.result.baseline;
+      pods.setNamespaces(state.result.namespaces);
+      baselineChanged();
+    },
+  });
   return {
     workloads: pods,
+    policies: plane,
+    resolver: plane.resolver,
+    baseline: () => clusterBaseline,
+    enforcementChanged: (reconciler) => {
+      plane.reportFrom(() => reconciler.policyStatus());
+      plane.enforcementChanged();
+    },
     host: podWorkloadHost,
     reload: (next) => {
       if (next.kubernetes === null) log.warn('the kubernetes: section was removed: restart the agent to change mode');
-      else pods.setNamespaces(next.kubernetes.namespaces);
     },
-    kubernetes: () => ({ server: endpoint.server, credentials: endpoint.credentials, pods: pods.status() }),
+    kubernetes: () => ({ server: endpoint.server, credentials: endpoint.credentials, pods: pods.status(), policies: plane.status() }),
     registerMetrics: (metrics, failures) => {
       observeEnrolment = registerKubernetesMetrics(metrics.registry, { pods: () => pods.status(), failures });
     },
@@ -131,7 +176,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new Error('no cgroup2 filesystem is mounted (see /proc/mounts): egressguard identifies workloads by cgroup v2');
   const loaded = loadConfigFile(configPath, cgroup2Mount);
   let config: AgentConfig = loaded.config;
-  const sources = modeSources(config, cgroup2Mount, log, (key) => reconciler.registry.byKey(key) !== null);
+  const sources = modeSources(
+    config,
+    cgroup2Mount,
+    log,
+    (key) => reconciler.registry.byKey(key) !== null,
+    () => {
+      config = { ...config, baseline: sources.baseline() ?? config.baseline };
+      guarded(applySettings);
+    },
+  );
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
@@ -148,11 +202,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const history = new DecisionHistory();
   pipeline.addSink(history);
 
-  const store = new PolicyStore({ defaultNamespace: config.policyNamespace });
+  const store = new PolicyStore({ defaultNamespace: config.policyNamespace }, sources.resolver);
   const packet = config.enforcement.packet;
   const reconciler = new Reconciler({ datapath, policies: store, host: sources.host, log, packet });
   const workloadSource = sources.workloads;
-  const policySource = new PolicyFileSource(config.policies, log);
+  reconciler.onApplied(() => sources.enforcementChanged(reconciler));
+  const policySource = sources.policies;
   const learned = new LearnedAddresses(datapath, config.dns);
   const enricher = new Enricher({
     node: () => config.node,
@@ -245,7 +300,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       if (JSON.stringify(next.dns) !== JSON.stringify(config.dns)) log.warn('dns settings changed: restart the agent to apply them');
       if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics))
         log.warn('metrics settings changed: restart the agent to apply them');
-      config = { ...next, dns: config.dns, metrics: config.metrics };
+      config = { ...next, dns: config.dns, metrics: config.metrics, baseline: sources.baseline() ?? next.baseline };
       configDigest = digest;
       applySettings();
       log.info({ configDigest, mode: config.baseline.mode }, 'configuration applied');
@@ -254,7 +309,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     guarded(() => {
       reconciler.setPacketEnforcement(config.enforcement.packet);
-      policySource.setPaths(config.policies);
       sources.reload(config);
     });
   };

@@ -264,7 +264,7 @@ const schema = {
   },
 } as const;
 
-type RawCidrEntry = { name: string; cidr: string; protocol?: RuleProtocol; port?: number; endPort?: number; log?: boolean };
+export type RawCidrEntry = { name: string; cidr: string; protocol?: RuleProtocol; port?: number; endPort?: number; log?: boolean };
 
 /** The file's shape once the schema accepted it. */
 interface RawConfig {
@@ -344,7 +344,7 @@ function parseHostPort(text: string, defaultPort: number): { ip: string; port: n
   return null;
 }
 
-function cidrEntries(raw: RawCidrEntry[] | undefined, field: string, problems: string[]): BaselineEntryConfig[] {
+export function cidrEntries(raw: RawCidrEntry[] | undefined, field: string, problems: string[]): BaselineEntryConfig[] {
   const entries: BaselineEntryConfig[] = [];
   const seen = new Set<string>();
   (raw ?? []).forEach((entry, index) => {

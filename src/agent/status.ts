@@ -5,6 +5,7 @@ import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
 import type { PodSourceStatus } from '../k8s/pod-source.js';
+import type { PolicyPlaneStatus } from '../k8s/policy-plane.js';
 import { workloadKey } from '../identity/registry.js';
 import { capacityUse, type CapacityName, type CapacityUse } from '../model/capacity.js';
 import type { DomainPattern } from '../policy/types.js';
@@ -48,6 +49,8 @@ export interface KubernetesStatus {
   server: string;
   credentials: string;
   pods: PodSourceStatus;
+  /** The EgressBaseline, the policy objects, this node's report and the status writer. */
+  policies?: PolicyPlaneStatus;
 }
 
 export interface AgentStatus {
@@ -192,6 +195,21 @@ function formatKubernetes(k: KubernetesStatus): string[] {
   ];
   for (const key of pods.cgroupMissing) lines.push(`  pod ${key}: CGROUP MISSING, not enforced`);
   for (const key of pods.enrolledLate) lines.push(`  pod ${key}: a container started before its enrolment`);
+  if (k.policies) lines.push(...formatPolicyPlane(k.policies));
+  return lines;
+}
+
+function formatPolicyPlane(p: PolicyPlaneStatus): string[] {
+  const { baseline, policies, report, statusWriter: writer } = p;
+  const lines = [
+    `  EgressBaseline ${baseline.name}: ${baseline.inForce === 'object' ? 'in force' : `NOT IN FORCE (${baseline.inForce} baseline applies)`}` +
+      `  enforced namespaces ${p.namespaces.join(', ') || '(none)'}`,
+    ...[...baseline.problems, ...baseline.warnings].map((m) => `    ${m}`),
+    `  policies: ${policies.synced ? 'listed' : 'NOT LISTED YET (the kernel keeps its last state)'}, ${policies.rejected} rejected` +
+      `  node report ${report.current ? 'current' : `NOT WRITTEN${report.lastError ? ` (${report.lastError})` : ''}`}` +
+      `  status writer ${writer.leader ? `elected (${writer.written} written, ${writer.conflicts} conflicts, ${writer.events} events)` : 'standby'}`,
+    ...policies.problems.map((m) => `    ${m}`),
+  ];
   return lines;
 }
 

@@ -114,13 +114,109 @@ export interface PodSourceOptions {
   clock?: () => number;
 }
 
-interface PodRecord {
+/** What the source remembers of a pod between reports. */
+export interface PodRecord {
+  key: string;
   firstSeenMs: number;
   hadCgroup: boolean;
   cgroupSeenMs: number | null;
   enrolledMs: number | null;
   firstContainerMs: number | null;
   missingReported: boolean;
+}
+
+export interface PodSnapshotInput {
+  pods: readonly V1Pod[];
+  namespaces: ReadonlySet<string>;
+  cgroupOf: (uid: string) => { path: string } | null;
+  /** Per pod uid, updated in place: new pods added, pods gone removed. */
+  records: Map<string, PodRecord>;
+  now: number;
+  cgroupTimeoutMs: number;
+  /** Where a pod's cgroup should be, for the report of one that never appeared. */
+  expectedCgroup: (pod: V1Pod) => string;
+}
+
+export interface PodSnapshot {
+  specs: WorkloadSpec[];
+  status: Omit<PodSourceStatus['pods'], 'enrolledLate'>;
+  /** Uids of reported pods with a cgroup and not enrolled yet. */
+  fresh: string[];
+  /** Pods whose cgroup wait has just run out. */
+  newlyMissing: { key: string; uid: string; expected: string }[];
+  /** When the first waiting pod's time is up; null when none waits. */
+  nextExpiryMs: number | null;
+}
+
+/** The workloads to report now, from the cached pods and the pod cgroups found; see the file comment for the rules. */
+export function podSnapshot(input: PodSnapshotInput): PodSnapshot {
+  const { records, now, cgroupTimeoutMs } = input;
+  const snapshot: PodSnapshot = {
+    specs: [],
+    status: {
+      reported: 0,
+      waitingForCgroup: [],
+      cgroupMissing: [],
+      excluded: { 'namespace-not-enforced': 0, 'host-network': 0, finished: 0 },
+    },
+    fresh: [],
+    newlyMissing: [],
+    nextExpiryMs: null,
+  };
+  const present = new Set<string>();
+  for (const pod of input.pods) {
+    const uid = pod.metadata?.uid ?? '';
+    present.add(uid);
+    const exclusion = podExclusion(pod, input.namespaces);
+    if (exclusion !== null) {
+      snapshot.status.excluded[exclusion]++;
+      continue;
+    }
+    const key = workloadKey({ namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' });
+    let record = records.get(uid);
+    if (!record) {
+      record = {
+        key,
+        firstSeenMs: now,
+        hadCgroup: false,
+        cgroupSeenMs: null,
+        enrolledMs: null,
+        firstContainerMs: null,
+        missingReported: false,
+      };
+      records.set(uid, record);
+    }
+    const cgroup = input.cgroupOf(uid);
+    if (cgroup !== null) {
+      record.hadCgroup = true;
+      record.cgroupSeenMs ??= now;
+      if (record.enrolledMs === null) snapshot.fresh.push(uid);
+      snapshot.specs.push(podSpecOf(pod, cgroup.path));
+      continue;
+    }
+    if (record.hadCgroup) continue; // Torn down: no process is left in it.
+    const expiresMs = record.firstSeenMs + cgroupTimeoutMs;
+    if (now < expiresMs) {
+      snapshot.status.waitingForCgroup.push(key);
+      snapshot.nextExpiryMs = Math.min(snapshot.nextExpiryMs ?? expiresMs, expiresMs);
+      continue;
+    }
+    const expected = input.expectedCgroup(pod);
+    snapshot.status.cgroupMissing.push(key);
+    if (!record.missingReported) snapshot.newlyMissing.push({ key, uid, expected });
+    record.missingReported = true;
+    snapshot.specs.push(podSpecOf(pod, expected));
+  }
+  for (const uid of [...records.keys()]) if (!present.has(uid)) records.delete(uid);
+  snapshot.status.reported = snapshot.specs.length;
+  return snapshot;
+}
+
+/** Pods whose first container started before their enrolment. */
+function enrolledLate(records: ReadonlyMap<string, PodRecord>): string[] {
+  return [...records.values()].flatMap((r) =>
+    r.enrolledMs !== null && r.firstContainerMs !== null && r.firstContainerMs < r.enrolledMs ? [r.key] : [],
+  );
 }
 
 const wallClockMs = () => performance.timeOrigin + performance.now();
@@ -243,93 +339,41 @@ export class PodSource implements WorkloadSource {
   private report(): void {
     if (this.onChange === null || !this.informer.synced) return;
     const now = this.clock();
-    const timeoutMs = this.options.cgroupTimeoutMs;
-    const specs: WorkloadSpec[] = [];
-    const status: PodSourceStatus['pods'] = {
-      reported: 0,
-      waitingForCgroup: [],
-      cgroupMissing: [],
-      excluded: { 'namespace-not-enforced': 0, 'host-network': 0, finished: 0 },
-      enrolledLate: [],
-    };
-    const present = new Set<string>();
-    const fresh: { uid: string; key: string }[] = [];
-    let nextExpiryMs: number | null = null;
-    for (const pod of this.informer.list()) {
-      const uid = pod.metadata?.uid ?? '';
-      present.add(uid);
-      const exclusion = podExclusion(pod, this.namespaces);
-      if (exclusion !== null) {
-        status.excluded[exclusion]++;
-        continue;
-      }
-      const key = workloadKey({ namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' });
-      let record = this.records.get(uid);
-      if (!record) {
-        record = {
-          firstSeenMs: now,
-          hadCgroup: false,
-          cgroupSeenMs: null,
-          enrolledMs: null,
-          firstContainerMs: null,
-          missingReported: false,
-        };
-        this.records.set(uid, record);
-      }
-      const cgroup = this.watch?.get(uid) ?? null;
-      if (cgroup !== null) {
-        record.hadCgroup = true;
-        record.cgroupSeenMs ??= now;
-        if (record.enrolledMs === null) fresh.push({ uid, key });
-        specs.push(podSpecOf(pod, cgroup.path));
-        continue;
-      }
-      if (record.hadCgroup) continue; // Torn down: no process is left in it.
-      const expiresMs = record.firstSeenMs + timeoutMs;
-      if (now < expiresMs) {
-        status.waitingForCgroup.push(key);
-        nextExpiryMs = Math.min(nextExpiryMs ?? expiresMs, expiresMs);
-        continue;
-      }
-      const expected = this.layout
-        ? podCgroupPath(this.layout, podQosClass(pod) ?? 'BestEffort', uid)
-        : `${this.options.cgroupRoot ?? `${this.options.cgroup2Mount}/kubepods.slice`} (pod cgroup root not found)`;
-      status.cgroupMissing.push(key);
-      if (!record.missingReported)
-        this.options.log.error(
-          { workload: key, uid, expected, waitedSeconds: timeoutMs / 1000 },
-          'pod cgroup did not appear: the pod is NOT enforced (see status failures)',
-        );
-      record.missingReported = true;
-      specs.push(podSpecOf(pod, expected));
-    }
-    for (const uid of [...this.records.keys()]) if (!present.has(uid)) this.records.delete(uid);
-    status.reported = specs.length;
-    this.onChange(specs);
+    const layout = this.layout;
+    const snapshot = podSnapshot({
+      pods: this.informer.list(),
+      namespaces: this.namespaces,
+      cgroupOf: (uid) => this.watch?.get(uid) ?? null,
+      records: this.records,
+      now,
+      cgroupTimeoutMs: this.options.cgroupTimeoutMs,
+      expectedCgroup: (pod) =>
+        layout
+          ? podCgroupPath(layout, podQosClass(pod) ?? 'BestEffort', pod.metadata?.uid ?? '')
+          : `${this.options.cgroupRoot ?? `${this.options.cgroup2Mount}/kubepods.slice`} (pod cgroup root not found)`,
+    });
+    for (const { key, uid, expected } of snapshot.newlyMissing)
+      this.options.log.error(
+        { workload: key, uid, expected, waitedSeconds: this.options.cgroupTimeoutMs / 1000 },
+        'pod cgroup did not appear: the pod is NOT enforced (see status failures)',
+      );
+    this.onChange(snapshot.specs);
     const enrolledMs = this.clock();
-    for (const { uid, key } of fresh) {
-      if (!this.options.isEnrolled(key)) continue;
+    for (const uid of snapshot.fresh) {
       const record = this.records.get(uid)!;
-      record.enrolledMs = enrolledMs;
       const cgroup = this.watch?.get(uid);
-      if (cgroup) this.options.observeEnrolment?.(Math.max(0, enrolledMs - cgroup.createdMs) / 1000);
-      if (cgroup && this.layout) record.firstContainerMs = firstContainerCreatedMs(this.layout, cgroup.path);
+      if (!this.options.isEnrolled(record.key) || !cgroup) continue;
+      record.enrolledMs = enrolledMs;
+      this.options.observeEnrolment?.(Math.max(0, enrolledMs - cgroup.createdMs) / 1000);
+      if (layout) record.firstContainerMs = firstContainerCreatedMs(layout, cgroup.path);
       if (record.firstContainerMs !== null && record.firstContainerMs < enrolledMs)
         this.options.log.warn(
-          { workload: key, uid },
+          { workload: record.key, uid },
           'a container of the pod started before its enrolment: its first moments were not enforced',
         );
     }
-    for (const [uid, record] of this.records)
-      if (record.enrolledMs !== null && record.firstContainerMs !== null && record.firstContainerMs < record.enrolledMs)
-        status.enrolledLate.push(this.keyOf(uid));
-    this.lastStatus = status;
-    this.scheduleExpiry(nextExpiryMs, now);
-  }
-
-  private keyOf(uid: string): string {
-    const pod = this.informer.list().find((p) => p.metadata?.uid === uid);
-    return pod ? workloadKey({ namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' }) : uid;
+    this.lastStatus = { ...snapshot.status, enrolledLate: enrolledLate(this.records) };
+    this.scheduleExpiry(snapshot.nextExpiryMs, now);
   }
 
   /** Report again when the first waiting pod's time is up. */

@@ -2,16 +2,25 @@
 import { describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { V1Pod } from '@kubernetes/client-node';
-import { podAddresses, podExclusion, podQosClass, podSpecOf } from '../../src/k8s/pod-source.js';
+import { podAddresses, podExclusion, podQosClass, podSnapshot, podSpecOf, type PodRecord } from '../../src/k8s/pod-source.js';
 
 function pod(
-  overrides: { namespace?: string; hostNetwork?: boolean; phase?: string; podIPs?: string[]; podIP?: string; qosClass?: string } = {},
+  overrides: {
+    uid?: string;
+    name?: string;
+    namespace?: string;
+    hostNetwork?: boolean;
+    phase?: string;
+    podIPs?: string[];
+    podIP?: string;
+    qosClass?: string;
+  } = {},
 ): V1Pod {
   return {
     metadata: {
       namespace: overrides.namespace ?? 'obot-mcp',
-      name: 'ms1abc-7d9',
-      uid: '0b9e2a41-6d3c-4f1e-9a77-2c5d8e1f3a90',
+      name: overrides.name ?? 'ms1abc-7d9',
+      uid: overrides.uid ?? '0b9e2a41-6d3c-4f1e-9a77-2c5d8e1f3a90',
       labels: { app: 'ms1abc' },
     },
     spec: { nodeName: 'node-1', hostNetwork: overrides.hostNetwork, containers: [] },
@@ -65,5 +74,78 @@ describe('pods to workloads', () => {
     });
     spec.labels.app = 'changed';
     assert.equal(p.metadata?.labels?.app, 'ms1abc');
+  });
+});
+
+describe('the set a pod source reports', () => {
+  const timeoutMs = 30_000;
+  const snapshot = (pods: V1Pod[], cgroups: Record<string, string>, records: Map<string, PodRecord>, now: number) =>
+    podSnapshot({
+      pods,
+      namespaces: enforced,
+      cgroupOf: (uid) => (cgroups[uid] ? { path: cgroups[uid] } : null),
+      records,
+      now,
+      cgroupTimeoutMs: timeoutMs,
+      expectedCgroup: (p) => `/expected/${p.metadata?.uid}`,
+    });
+
+  test('an announced pod waits for its cgroup, is reported the moment it appears, and not after it is gone', () => {
+    const records = new Map<string, PodRecord>();
+    const p = pod({ uid: 'u1', podIPs: ['198.18.1.2'] });
+    let s = snapshot([p], {}, records, 1000);
+    assert.deepEqual(s.specs, []);
+    assert.deepEqual(s.status.waitingForCgroup, ['obot-mcp/ms1abc-7d9']);
+    assert.equal(s.nextExpiryMs, 1000 + timeoutMs);
+    s = snapshot([p], { u1: '/cg/u1' }, records, 1500);
+    assert.deepEqual(
+      s.specs.map((w) => w.cgroupPath),
+      ['/cg/u1'],
+    );
+    assert.deepEqual(s.fresh, ['u1']);
+    assert.equal(records.get('u1')?.cgroupSeenMs, 1500);
+    assert.equal(s.nextExpiryMs, null);
+    // The kubelet tore the cgroup down (the pod is terminating): nothing is left to enforce, and it is not "missing".
+    s = snapshot([p], {}, records, 100_000);
+    assert.deepEqual(s.specs, []);
+    assert.deepEqual([s.status.waitingForCgroup, s.status.cgroupMissing], [[], []]);
+  });
+
+  test('a pod whose cgroup never appears is reported with the cgroup it should have (so it fails closed in status), once as new', () => {
+    const records = new Map<string, PodRecord>();
+    const p = pod({ uid: 'u2' });
+    snapshot([p], {}, records, 0);
+    let s = snapshot([p], {}, records, timeoutMs - 1);
+    assert.deepEqual(s.status.cgroupMissing, []);
+    s = snapshot([p], {}, records, timeoutMs);
+    assert.deepEqual(
+      s.specs.map((w) => w.cgroupPath),
+      ['/expected/u2'],
+    );
+    assert.deepEqual(s.status.cgroupMissing, ['obot-mcp/ms1abc-7d9']);
+    assert.deepEqual(s.newlyMissing, [{ key: 'obot-mcp/ms1abc-7d9', uid: 'u2', expected: '/expected/u2' }]);
+    s = snapshot([p], {}, records, timeoutMs + 5000);
+    assert.deepEqual(s.newlyMissing, []);
+    assert.equal(s.specs.length, 1);
+  });
+
+  test('excluded pods are counted, never reported; deleted pods are forgotten', () => {
+    const records = new Map<string, PodRecord>();
+    const pods = [
+      pod({ uid: 'a', name: 'a', namespace: 'kube-system' }),
+      pod({ uid: 'b', name: 'b', hostNetwork: true }),
+      pod({ uid: 'c', name: 'c', phase: 'Succeeded' }),
+      pod({ uid: 'd', name: 'd' }),
+    ];
+    const cgroups = { a: '/cg/a', b: '/cg/b', c: '/cg/c', d: '/cg/d' };
+    let s = snapshot(pods, cgroups, records, 0);
+    assert.deepEqual(
+      s.specs.map((w) => w.name),
+      ['d'],
+    );
+    assert.deepEqual(s.status.excluded, { 'namespace-not-enforced': 1, 'host-network': 1, finished: 1 });
+    assert.deepEqual([...records.keys()], ['d']);
+    s = snapshot([], cgroups, records, 1);
+    assert.deepEqual([s.specs, [...records.keys()]], [[], []]);
   });
 });

@@ -1,0 +1,158 @@
+// Kubernetes mode's policy side as the composition root uses it: the EgressBaseline (posture and enforced
+// namespaces), the FirewallPolicy/WebgroupPolicy source, this node's report, and the Lease-elected status writer.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { PolicyStatus } from '../agent/status.js';
+import type { PolicySink, PolicySource } from '../policy/source.js';
+import { BaselineSource, DEFAULT_BASELINE_NAME, type BaselineState } from './baseline.js';
+import { KubePolicySource } from './policy-source.js';
+import { LeaderElector, NodeReporter, PolicyStatusWriter, nodeReportFrom, type LeaseTiming } from './status-writer.js';
+
+/** The namespace the agent runs in (its Leases live there): the service account's namespace file, else POD_NAMESPACE. */
+export function agentNamespace(serviceAccountDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  try {
+    const text = readFileSync(join(serviceAccountDir, 'namespace'), 'utf8').trim();
+    if (text !== '') return text;
+  } catch {
+    // Outside a pod: the environment says.
+  }
+  if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
+  throw new Error(
+    `the agent's namespace is unknown: no ${join(serviceAccountDir, 'namespace')} and no POD_NAMESPACE (set it from metadata.namespace)`,
+  );
+}
+
+export interface PolicyPlaneOptions {
+  kubeConfig: KubeConfig;
+  node: string;
+  /** Where the node reports and the status Lease live. */
+  agentNamespace: string;
+  /** The configuration's namespaces: enforced only while no valid EgressBaseline was ever read (fail closed). */
+  fallbackNamespaces: readonly string[];
+  baselineName?: string;
+  log: Logger;
+  /** The posture changed (and once at start): apply mode, tiers 0/1 and the enforced namespaces. */
+  onBaseline: (state: BaselineState) => void;
+  timing?: LeaseTiming;
+}
+
+/** What Kubernetes mode adds to `egressguard status`. */
+export interface PolicyPlaneStatus {
+  baseline: { name: string; inForce: BaselineState['source']; problems: string[]; warnings: string[] };
+  namespaces: string[];
+  policies: { synced: boolean; problems: string[]; rejected: number };
+  report: { current: boolean; lastError: string | null };
+  statusWriter: { leader: boolean; written: number; conflicts: number; failed: number; events: number };
+}
+
+export class PolicyPlane implements PolicySource {
+  readonly policies: KubePolicySource;
+  private readonly baseline: BaselineSource;
+  private readonly reporter: NodeReporter;
+  private readonly elector: LeaderElector;
+  private readonly writer: PolicyStatusWriter;
+  private namespaces: string[];
+  private readonly baselineName: string;
+  private policyStatus: () => PolicyStatus[] = () => [];
+
+  constructor(private readonly options: PolicyPlaneOptions) {
+    const { kubeConfig, node, log, timing } = options;
+    this.baselineName = options.baselineName ?? DEFAULT_BASELINE_NAME;
+    this.namespaces = [...options.fallbackNamespaces];
+    this.baseline = new BaselineSource({
+      kubeConfig,
+      name: this.baselineName,
+      fallbackNamespaces: options.fallbackNamespaces,
+      log,
+      onChange: (state) => this.baselineChanged(state),
+    });
+    this.policies = new KubePolicySource({ kubeConfig, namespaces: this.namespaces, log });
+    this.reporter = new NodeReporter({ kubeConfig, namespace: options.agentNamespace, node, log, ...(timing ? { timing } : {}) });
+    this.writer = new PolicyStatusWriter({
+      kubeConfig,
+      namespace: options.agentNamespace,
+      node,
+      namespaces: this.namespaces,
+      policies: this.policies,
+      baseline: this.baseline,
+      log,
+    });
+    this.elector = new LeaderElector({
+      kubeConfig,
+      namespace: options.agentNamespace,
+      identity: `${node}_${process.pid}`,
+      log,
+      ...(timing ? { timing } : {}),
+      onStarted: () => void this.writer.start(),
+      onStopped: () => void this.writer.stop(),
+    });
+  }
+
+  /** The resolver the policy store reports `selector.service` findings with. */
+  get resolver() {
+    return this.policies.resolver;
+  }
+
+  /** The EgressBaseline first (it names the namespaces), then the policies; then report and campaign. */
+  async start(sink: PolicySink): Promise<void> {
+    await this.baseline.start();
+    await this.policies.start(sink);
+    this.reporter.start();
+    this.elector.start();
+  }
+
+  /** What the reconciler enforces per policy: read for this node's report after every pass that changed the kernel. */
+  reportFrom(policyStatus: () => PolicyStatus[]): void {
+    this.policyStatus = policyStatus;
+  }
+
+  /** The kernel changed: report what this node now enforces. */
+  enforcementChanged(): void {
+    void this.reporter.update(
+      nodeReportFrom(this.options.node, this.policyStatus(), (ns, name) => this.policies.acceptedGeneration(ns, name)),
+    );
+  }
+
+  /** The enforced namespaces in force. */
+  enforcedNamespaces(): string[] {
+    return [...this.namespaces];
+  }
+
+  /** Objects whose newest generation was rejected (their last good generation stays in force). */
+  rejected(): { file: string; messages: string[] }[] {
+    return this.policies
+      .verdicts()
+      .flatMap((v) => (v.rejected ? [{ file: `${v.kind} ${v.namespace}/${v.name}`, messages: v.rejected.messages }] : []));
+  }
+
+  status(): PolicyPlaneStatus {
+    const state = this.baseline.state();
+    return {
+      baseline: { name: this.baselineName, inForce: state.source, problems: state.problems, warnings: state.result.warnings },
+      namespaces: this.enforcedNamespaces(),
+      policies: { synced: this.policies.synced(), problems: this.policies.problems(), rejected: this.rejected().length },
+      report: { current: this.reporter.current, lastError: this.reporter.lastError },
+      statusWriter: { leader: this.elector.isLeader, ...this.writer.stats },
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.elector.stop();
+    await this.writer.stop();
+    await this.reporter.stop();
+    await this.policies.stop();
+    await this.baseline.stop();
+  }
+
+  private baselineChanged(state: BaselineState): void {
+    const namespaces = state.result.namespaces;
+    if (namespaces.join('\n') !== this.namespaces.join('\n')) {
+      this.namespaces = [...namespaces];
+      void this.policies.setNamespaces(namespaces);
+      void this.writer.setNamespaces(namespaces);
+    }
+    this.options.onBaseline(state);
+  }
+}

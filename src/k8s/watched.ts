@@ -1,0 +1,110 @@
+// A ResilientInformer (informer.ts: retries with backoff, bounded lists, status) with what the policy, baseline and
+// status code need on top: lookup by name, and the cache's changes per object (added, updated, deleted), found by
+// comparing resourceVersions with what was seen before. A burst is one comparison of the cache, O(objects).
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ResilientInformer, type InformerStatus } from './informer.js';
+
+export type ChangeType = 'add' | 'update' | 'delete';
+
+export interface WatchedOptions<T extends KubernetesObject> {
+  kubeConfig: KubeConfig;
+  /** The collection's path, e.g. /apis/networking.aviatrix.com/v1alpha1/namespaces/obot-mcp/firewallpolicies. */
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  labelSelector?: string;
+  log: Logger;
+  /** Each object that changed since the last call, after the first list. */
+  onChange: (type: ChangeType, object: T) => void;
+  /** After each burst of changes has been reported object by object. */
+  onSettled?: () => void;
+}
+
+function keyOf(object: KubernetesObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+}
+
+export class WatchedCollection<T extends KubernetesObject> {
+  private readonly informer: ResilientInformer<T>;
+  private readonly seen = new Map<string, T>();
+  private readonly waiting: Array<() => void> = [];
+  /** The first list has been compared and reported. */
+  private reported = false;
+
+  constructor(private readonly options: WatchedOptions<T>) {
+    this.informer = new ResilientInformer<T>({
+      name: options.path,
+      kubeConfig: options.kubeConfig,
+      path: options.path,
+      list: options.list,
+      ...(options.labelSelector !== undefined ? { labelSelector: options.labelSelector } : {}),
+      log: options.log,
+      onChange: () => this.compare(),
+    });
+  }
+
+  start(): void {
+    this.informer.start();
+  }
+
+  /** Resolves once the first list is in the cache and reported, or after `timeoutMs` (the API server is down). */
+  whenSynced(timeoutMs: number): Promise<boolean> {
+    if (this.synced) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.synced), timeoutMs);
+      timer.unref();
+      this.waiting.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** True once a list succeeded and was reported: the cache holds the collection (behind while the API is away). */
+  get synced(): boolean {
+    return this.informer.synced && this.reported;
+  }
+
+  /** The last list or watch error; null while the collection is watched. */
+  get lastError(): string | null {
+    const status: InformerStatus = this.informer.status();
+    return status.state === 'watching' ? null : status.lastError;
+  }
+
+  status(): InformerStatus {
+    return this.informer.status();
+  }
+
+  list(): T[] {
+    return [...this.seen.values()];
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.seen.get(`${namespace ?? ''}/${name}`);
+  }
+
+  async stop(): Promise<void> {
+    await this.informer.stop();
+  }
+
+  private compare(): void {
+    const current = new Set<string>();
+    for (const object of this.informer.list()) {
+      const key = keyOf(object);
+      current.add(key);
+      const before = this.seen.get(key);
+      if (before?.metadata?.resourceVersion === object.metadata?.resourceVersion && before?.metadata?.uid === object.metadata?.uid)
+        continue;
+      this.seen.set(key, object);
+      this.options.onChange(before ? 'update' : 'add', object);
+    }
+    for (const [key, object] of this.seen) {
+      if (current.has(key)) continue;
+      this.seen.delete(key);
+      this.options.onChange('delete', object);
+    }
+    this.reported = true;
+    for (const resolve of this.waiting.splice(0)) resolve();
+    this.options.onSettled?.();
+  }
+}
