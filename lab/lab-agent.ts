@@ -41,6 +41,8 @@ export interface LabAgentOptions {
   nodeArgs?: string[];
   /** Run the agent under scripts/egressguard-dns-holder.py, which keeps the DNS sockets open and restarts it. */
   dnsSocketHolder?: boolean;
+  /** How the agent is started, before `run --config FILE` (default: this checkout's CLI; the image test: docker run). */
+  agentCommand?: readonly string[];
 }
 
 export class LabAgent {
@@ -56,6 +58,7 @@ export class LabAgent {
   private readonly nodeArgs: string[];
   private readonly dnsSocketHolder: boolean;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly agentCommand: readonly string[];
 
   constructor(
     private readonly lab: Lab,
@@ -73,6 +76,7 @@ export class LabAgent {
     this.pinDir = lab.pinDir;
     this.nodeArgs = options.nodeArgs ?? [];
     this.dnsSocketHolder = options.dnsSocketHolder ?? false;
+    this.agentCommand = options.agentCommand ?? [process.execPath, CLI_SCRIPT];
     this.config = {
       node: `${lab.prefix}-node`,
       attachCgroup: lab.attachCgroup,
@@ -120,7 +124,7 @@ export class LabAgent {
     if (this.process) throw new Error('the lab agent is already running');
     const log = openSync(this.logPath, 'a');
     try {
-      const agent = [process.execPath, ...this.nodeArgs, CLI_SCRIPT, 'run', '--config', this.configPath];
+      const agent = [...this.agentCommand, 'run', '--config', this.configPath];
       const { ipv4, ipv6 } = LAB_ADDRESSES.dnsProxy;
       const holder = ['python3', DNS_HOLDER_SCRIPT, '--listen', ipv4, '--listen', ipv6, '--port', '53', '--'];
       this.process = this.lab.spawnInNode(this.dnsSocketHolder ? [...holder, ...agent] : agent, {
