@@ -55,7 +55,6 @@ export class LabAgent {
   readonly pinDir: string;
   private process: ChildProcess | null = null;
   private config: Record<string, unknown>;
-  private readonly nodeArgs: string[];
   private readonly dnsSocketHolder: boolean;
   private readonly env: NodeJS.ProcessEnv;
   private readonly agentCommand: readonly string[];
@@ -74,9 +73,8 @@ export class LabAgent {
     this.logPath = join(this.dir, 'agent.log');
     this.socketPath = join(this.dir, 'agent.sock');
     this.pinDir = lab.pinDir;
-    this.nodeArgs = options.nodeArgs ?? [];
     this.dnsSocketHolder = options.dnsSocketHolder ?? false;
-    this.agentCommand = options.agentCommand ?? [process.execPath, CLI_SCRIPT];
+    this.agentCommand = options.agentCommand ?? [process.execPath, ...(options.nodeArgs ?? []), CLI_SCRIPT];
     this.config = {
       node: `${lab.prefix}-node`,
       attachCgroup: lab.attachCgroup,
