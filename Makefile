@@ -8,7 +8,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/in
 # The production object, and under bpf/tests the probe objects only tests and benchmarks load.
 BPF_SOURCES := $(wildcard bpf/*.bpf.c bpf/tests/*.bpf.c)
 BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
-DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3 rsyslog rsyslog-gnutls prometheus
+DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3 rsyslog rsyslog-gnutls prometheus docker.io debootstrap
 
 .PHONY: deps ensure-deps build bpf native ts test demo bench lint clean kube-control-plane
 
@@ -34,8 +34,9 @@ bpf/%.bpf.o: bpf/%.bpf.c
 
 -include $(BPF_OBJECTS:.o=.d)
 
-# Use the installed Node headers when present: node-gyp would otherwise download them.
-NODE_GYP_FLAGS := $(if $(wildcard /usr/include/node/node_api.h),--nodedir=/usr,)
+# Use the installed Node headers when present (Debian's nodejs: /usr; the official node images: /usr/local): node-gyp
+# would otherwise download them.
+NODE_GYP_FLAGS := $(if $(wildcard /usr/include/node/node_api.h),--nodedir=/usr,$(if $(wildcard /usr/local/include/node/node_api.h),--nodedir=/usr/local,))
 
 native:
 	node node_modules/node-gyp/bin/node-gyp.js rebuild --directory native --silent $(NODE_GYP_FLAGS)

@@ -36,6 +36,8 @@ export interface LabAgentOptions {
   denyEch?: boolean;
   enforcement?: { tls?: boolean; packet?: boolean };
   aggregateWindowMs?: number;
+  /** How the agent is started, before `run --config FILE` (default: this checkout's CLI; the image test: docker run). */
+  agentCommand?: readonly string[];
 }
 
 export class LabAgent {
@@ -49,6 +51,7 @@ export class LabAgent {
   private process: ChildProcess | null = null;
   private config: Record<string, unknown>;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly agentCommand: readonly string[];
 
   constructor(
     private readonly lab: Lab,
@@ -64,6 +67,7 @@ export class LabAgent {
     this.logPath = join(this.dir, 'agent.log');
     this.socketPath = join(this.dir, 'agent.sock');
     this.pinDir = lab.pinDir;
+    this.agentCommand = options.agentCommand ?? [process.execPath, CLI_SCRIPT];
     this.config = {
       node: `${lab.prefix}-node`,
       attachCgroup: lab.attachCgroup,
@@ -111,7 +115,7 @@ export class LabAgent {
     if (this.process) throw new Error('the lab agent is already running');
     const log = openSync(this.logPath, 'a');
     try {
-      this.process = this.lab.spawnInNode([process.execPath, CLI_SCRIPT, 'run', '--config', this.configPath], {
+      this.process = this.lab.spawnInNode([...this.agentCommand, 'run', '--config', this.configPath], {
         stdio: ['ignore', log, log],
         env: this.env,
       });

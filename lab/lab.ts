@@ -553,7 +553,7 @@ export class Lab {
     };
     await Promise.all([...this.processes].map((child) => attempt(() => killAndWait(child))));
     // Pins left by a datapath that was not torn down: detach its programs (tc filters live in the node netns) first.
-    if (existsSync(this.pinDir)) await attempt(async () => destroyPinned(loadNative(), this.pinDir, netnsPath(this.nodeNetns)));
+    if (existsSync(this.pinDir)) await attempt(async () => void destroyPinned(loadNative(), this.pinDir, netnsPath(this.nodeNetns)));
     for (const path of [...this.createdCgroups].reverse()) await attempt(() => removeCgroup(path));
     for (const name of [...this.createdNetns].reverse()) {
       await attempt(async () => {

@@ -2,7 +2,7 @@
 // and its sinks, the workload and policy sources (host mode's or Kubernetes mode's: modeSources), the reconciler,
 // the DNS proxy and the control socket, and wires them together.
 
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfigFile, type AgentConfig } from './config.js';
@@ -13,7 +13,7 @@ import { Reconciler } from './reconciler.js';
 import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
 import { EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
-import { openDatapath } from '../datapath/datapath.js';
+import { openDatapath, pinPaths } from '../datapath/datapath.js';
 import { DnsProxy } from '../dns/proxy.js';
 import { NameRefresher } from '../dns/resolver.js';
 import { Enricher } from '../events/enrich.js';
@@ -22,7 +22,7 @@ import { EventPipeline } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
 import { workloadKey } from '../identity/registry.js';
 import { AgentMetrics } from '../metrics/metrics.js';
-import { MetricsServer } from '../metrics/server.js';
+import { MetricsServer, type Readiness } from '../metrics/server.js';
 import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
 import { missingWorkloadCgroups } from '../sources/config-workloads.js';
@@ -48,6 +48,17 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
+/** Ready means enforcing: the programs are attached (their pinned links exist; `teardown` removes them). */
+function readiness(status: AgentStatus, pinDir: string): Readiness {
+  if (!existsSync(pinPaths(pinDir).links))
+    return { ready: false, detail: `not enforcing: no programs are pinned under ${pinDir} (torn down?); restart the agent` };
+  const withoutRules = status.failures.length > 0 ? ` (${status.failures.length} without their own rules, see status)` : '';
+  return {
+    ready: true,
+    detail: `enforcing (${status.mode}): ${status.workloads.length} workload(s)${withoutRules}, ${status.policies.length} policy(ies)`,
+  };
+}
+
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const { configPath, log } = options;
   const cgroup2Mount = findCgroup2Mount();
@@ -67,9 +78,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   /** SHA-256 of the configuration text in force (status: configDigest). */
   let configDigest = loaded.digest;
   for (const problem of missingWorkloadCgroups(config)) log.error(`${problem}; starting without it (see status: failures)`);
+  const pinDir = config.pinDir ?? join(ensureBpffs(), 'egressguard');
   const datapath = openDatapath({
     objectPath: options.objectPath ?? defaultObjectPath,
-    pinDir: config.pinDir ?? join(ensureBpffs(), 'egressguard'),
+    pinDir,
     attachCgroup: config.attachCgroup ?? cgroup2Mount,
     features: config.enforcement,
   });
@@ -271,7 +283,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     control = new ControlServer(config.controlSocket, { status: agent.status, reload, history });
     await control.start();
     if (config.metrics) {
-      metricsServer = new MetricsServer(config.metrics.listen, metrics);
+      metricsServer = new MetricsServer(config.metrics.listen, metrics, () => readiness(agent.status(), pinDir));
       await metricsServer.start();
     }
     process.on('SIGHUP', reload);

@@ -4,10 +4,11 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { controlRequest } from '../agent/control.js';
 import { formatStatus, type AgentStatus } from '../agent/status.js';
 import { observe } from './observe.js';
+import type { DaemonSetReader } from '../k8s/uninstall.js';
 import { lintFiles, formatDiagnostic } from '../policy/lint.js';
 
 const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
@@ -20,7 +21,10 @@ Usage:
   egressguard observe [--socket PATH] [--namespace NS] [--workload [NS/]NAME] [--verdict V] [--fqdn NAME|*.SUFFIX]
                       [--rule [NS/POLICY:]RULE] [--layer L] [--since 5m|ISO-TIME] [--last N] [--follow] [--output table|json]
                                          follow the running agent's decisions live (--last/--since alone: history, then exit)
-  egressguard teardown --config FILE     detach programs and remove pins: enforcement ends (root)
+  egressguard teardown [--config FILE | --pin-dir DIR] [--dns-interface NAME]
+                                         detach programs and tc filters, remove pins (and the DNS proxy's dummy
+                                         interface): enforcement ends and the node is left clean (root; default
+                                         pin directory <bpffs>/egressguard)
   egressguard demo [--keep-logs]         replay the reference containment lab on this host (root)
   egressguard version
 `;
@@ -51,7 +55,31 @@ async function run(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await agent.stop();
+  await cleanNodeIfUninstalled(values.config, log);
   return 0;
+}
+
+// Under the Helm chart the agent's DaemonSet tells an uninstall (clean the node) from a rolling update (keep the
+// pinned state for the next agent): src/k8s/uninstall.ts. Elsewhere stopping never ends enforcement.
+async function cleanNodeIfUninstalled(configPath: string, log: Logger): Promise<void> {
+  const { agentOwnerFromEnv, apiDaemonSetReader, decideOnStop } = await import('../k8s/uninstall.js');
+  const owner = agentOwnerFromEnv(process.env);
+  if (owner === null) return;
+  let reader: DaemonSetReader;
+  try {
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromDefault();
+    reader = await apiDaemonSetReader(kubeConfig);
+  } catch (error) {
+    log.warn({ error: String(error) }, 'cannot reach Kubernetes to tell an uninstall from a restart: enforcement stays in force');
+    return;
+  }
+  const decision = await decideOnStop(owner, reader, 5000);
+  log.info({ cleanNode: decision.cleanNode }, decision.reason);
+  if (!decision.cleanNode) return;
+  const { teardownNode, describeTeardown } = await import('../agent/teardown.js');
+  log.info(describeTeardown(teardownNode({ configPath, dnsInterface: process.env.EGRESSGUARD_DNS_INTERFACE?.trim() || undefined })));
 }
 
 function lint(args: string[]): number {
@@ -74,12 +102,16 @@ async function status(args: string[]): Promise<number> {
 }
 
 async function teardown(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  if (!values.config) throw new Error('egressguard teardown needs --config FILE (the one the agent ran with)');
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, 'pin-dir': { type: 'string' }, 'dns-interface': { type: 'string' } },
+  });
+  if (values.config !== undefined && values['pin-dir'] !== undefined)
+    throw new Error('egressguard teardown takes --config FILE (the one the agent ran with) or --pin-dir DIR, not both');
   requireRoot('teardown');
-  const { teardownFromConfig } = await import('../agent/teardown.js');
-  teardownFromConfig(values.config);
-  console.log('egressguard programs detached and pins removed: enforcement has ended');
+  const { teardownNode, describeTeardown } = await import('../agent/teardown.js');
+  const report = teardownNode({ configPath: values.config, pinDir: values['pin-dir'], dnsInterface: values['dns-interface'] });
+  console.log(describeTeardown(report));
   return 0;
 }
 

@@ -750,21 +750,30 @@ export function openDatapath(options: DatapathOptions): Datapath {
  * Ends enforcement on purpose (`egressguard teardown`): removes the datapath pinned at pinDir without
  * loading anything, so it works whatever ABI version or kernel features the pins came with.
  */
-export function destroyDatapath(options: Pick<DatapathOptions, 'pinDir' | 'hostNetns'>): void {
-  destroyPinned(loadNative(), resolvePinDir(options.pinDir), options.hostNetns);
+export function destroyDatapath(options: Pick<DatapathOptions, 'pinDir' | 'hostNetns'>): DestroyedState {
+  return destroyPinned(loadNative(), resolvePinDir(options.pinDir), options.hostNetns);
+}
+
+/** What destroyPinned removed: pinned links detached, tc filters detached, map pins removed. */
+export interface DestroyedState {
+  links: number;
+  tcFilters: number;
+  maps: number;
 }
 
 /**
  * Detaches every pinned link and tc filter and removes every pin under pinDir (no open Datapath
  * needed). hostNetns: where the workloads' host-side interfaces are (DatapathOptions.hostNetns).
  */
-export function destroyPinned(native: NativeAddon, pinDir: string, hostNetns?: string): void {
+export function destroyPinned(native: NativeAddon, pinDir: string, hostNetns?: string): DestroyedState {
   const paths = pinPaths(pinDir);
+  const destroyed: DestroyedState = { links: 0, tcFilters: 0, maps: 0 };
   const interfacesPin = join(paths.maps, 'eg_interfaces');
   if (existsSync(interfacesPin)) {
     const interfaces = native.BpfMap.openPinned(interfacesPin);
     try {
-      for (const key of interfaces.keys()) native.tcDetachIngress(key.readUInt32LE(0), TC_HANDLE, TC_PRIORITY, hostNetns);
+      for (const key of interfaces.keys())
+        if (native.tcDetachIngress(key.readUInt32LE(0), TC_HANDLE, TC_PRIORITY, hostNetns)) destroyed.tcFilters += 1;
     } finally {
       interfaces.close();
     }
@@ -778,12 +787,17 @@ export function destroyPinned(native: NativeAddon, pinDir: string, hostNetns?: s
         link.close();
       }
       unlinkSync(join(paths.links, name));
+      destroyed.links += 1;
     }
     rmdirSync(paths.links);
   }
   if (existsSync(paths.maps)) {
-    for (const name of readdirSync(paths.maps)) unlinkSync(join(paths.maps, name));
+    for (const name of readdirSync(paths.maps)) {
+      unlinkSync(join(paths.maps, name));
+      destroyed.maps += 1;
+    }
     rmdirSync(paths.maps);
   }
   if (existsSync(pinDir)) rmdirSync(pinDir);
+  return destroyed;
 }

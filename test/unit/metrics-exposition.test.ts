@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { describe, test } from 'vitest';
 import { AgentMetrics, MAX_FLOW_SERIES, type MetricsSources } from '../../src/metrics/metrics.js';
-import { MetricsServer } from '../../src/metrics/server.js';
+import { MetricsServer, type Readiness } from '../../src/metrics/server.js';
 import { flowEvent } from './events-helpers.js';
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
@@ -131,8 +131,10 @@ describe('AgentMetrics', () => {
 });
 
 describe('MetricsServer', () => {
+  let readiness: Readiness = { ready: true, detail: 'enforcing' };
+
   test('serves GET /metrics in the exposition format; other paths are 404, other methods 405', async () => {
-    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()));
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()), () => readiness);
     await server.start();
     try {
       const base = `http://127.0.0.1:${server.port}`;
@@ -147,11 +149,31 @@ describe('MetricsServer', () => {
     }
   });
 
+  test('/healthz answers while the agent runs; /readyz is 200 while enforcing and 503 with the reason otherwise', async () => {
+    const server = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()), () => readiness);
+    await server.start();
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      assert.equal((await fetch(`${base}/healthz`)).status, 200);
+      readiness = { ready: true, detail: 'enforcing (enforce): 2 workload(s), 1 policy(ies)' };
+      const ready = await fetch(`${base}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.equal(await ready.text(), 'enforcing (enforce): 2 workload(s), 1 policy(ies)\n');
+      readiness = { ready: false, detail: 'not enforcing: no programs are pinned' };
+      const unready = await fetch(`${base}/readyz`);
+      assert.equal(unready.status, 503);
+      assert.match(await unready.text(), /^not enforcing: no programs are pinned/);
+      assert.equal((await fetch(`${base}/readyz`, { method: 'POST' })).status, 405);
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('an address in use is a clear error naming the setting', async () => {
-    const first = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()));
+    const first = new MetricsServer({ host: '127.0.0.1', port: 0 }, new AgentMetrics(sources()), () => readiness);
     await first.start();
     try {
-      const second = new MetricsServer({ host: '127.0.0.1', port: first.port }, new AgentMetrics(sources()));
+      const second = new MetricsServer({ host: '127.0.0.1', port: first.port }, new AgentMetrics(sources()), () => readiness);
       await assert.rejects(second.start(), /metrics\.listen 127\.0\.0\.1:\d+: cannot listen \(EADDRINUSE\)/);
     } finally {
       await first.stop();
