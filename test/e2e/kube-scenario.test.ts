@@ -107,8 +107,8 @@ describe('Kubernetes mode end to end against a real API server: block and permit
     ])) as ProbeResultOfKind<'tls'>;
 
   beforeAll(async () => {
-    await Lab.cleanupStale(/^egks/);
-    await ControlPlane.cleanupStale(/^egks/);
+    await Lab.cleanupStale(/^egks[0-9a-f]{4}$/);
+    await ControlPlane.cleanupStale(/^egks[0-9a-f]{4}$/);
     lab = await Lab.create({ prefix: uniquePrefix('ks'), pods: [] });
     plane = await ControlPlane.start({ prefix: lab.prefix, netns: lab.nodeNetns });
     const core = plane.admin(CoreV1Api);

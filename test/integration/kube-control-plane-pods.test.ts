@@ -39,9 +39,9 @@ describe('pods laid out as kubelet does, against the real API server', { skip: p
   let cgroupfs: Kubelet;
 
   beforeAll(async () => {
-    await Lab.cleanupStale(/^egkp/);
-    await ControlPlane.cleanupStale(/^egkp/);
-    lab = await Lab.create({ prefix: uniquePrefix('kp'), pods: [], services: false });
+    await Lab.cleanupStale(/^egkl[0-9a-f]{4}$/);
+    await ControlPlane.cleanupStale(/^egkl[0-9a-f]{4}$/);
+    lab = await Lab.create({ prefix: uniquePrefix('kl'), pods: [], services: false });
     plane = await ControlPlane.start({ prefix: lab.prefix, netns: lab.nodeNetns });
     core = plane.admin(CoreV1Api);
     await ensureNamespace(core, NAMESPACE);
