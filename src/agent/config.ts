@@ -333,6 +333,8 @@ function describeSchemaError(error: ErrorObject): string {
     case 'required':
       return `${field}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
     case 'pattern':
+      // Only the namespace pattern is a name; other patterns (e.g. a sink's path) keep the schema's own message.
+      if ((error.params as { pattern: string }).pattern !== NAMESPACE_PATTERN) return `${field}: ${error.message ?? 'is invalid'}`;
       return `${field}: "${String(error.data)}" is not a valid name (lower-case letters, digits and "-", at most 63)`;
     case 'uniqueItems':
       return `${field}: lists an entry twice`;
