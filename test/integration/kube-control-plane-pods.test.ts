@@ -142,7 +142,8 @@ describe('pods laid out as kubelet does, against the real API server', { skip: p
       const pod = await cgroupfs.runPod({ namespace: NAMESPACE, name: `crio-${qos.toLowerCase()}`, qos });
       expect(pod.podCgroup).toBe(join(root, expected[qos](pod.uid)));
       expect(pod.containerCgroup).toBe(join(pod.podCgroup, `crio-${pod.containerId}`));
-      expect(await processesIn(pod.containerCgroup)).toHaveLength(1);
+      // The application joins its scope asynchronously (spawned through nsenter and a shell): wait for it.
+      expect(await commandOf(await waitForProcess(pod.containerCgroup))).toBe('sleep infinity');
       const object = await core.readNamespacedPod({ namespace: NAMESPACE, name: pod.name });
       expect(object.status?.containerStatuses?.[0]?.containerID).toBe(`cri-o://${pod.containerId}`);
     }
