@@ -39,9 +39,9 @@ describe('pods laid out as kubelet does, against the real API server', { skip: p
   let cgroupfs: Kubelet;
 
   beforeAll(async () => {
-    await Lab.cleanupStale(/^egkp/);
-    await ControlPlane.cleanupStale(/^egkp/);
-    lab = await Lab.create({ prefix: uniquePrefix('kp'), pods: [], services: false });
+    await Lab.cleanupStale(/^egkl[0-9a-f]{4}$/);
+    await ControlPlane.cleanupStale(/^egkl[0-9a-f]{4}$/);
+    lab = await Lab.create({ prefix: uniquePrefix('kl'), pods: [], services: false });
     plane = await ControlPlane.start({ prefix: lab.prefix, netns: lab.nodeNetns });
     core = plane.admin(CoreV1Api);
     await ensureNamespace(core, NAMESPACE);
@@ -142,7 +142,8 @@ describe('pods laid out as kubelet does, against the real API server', { skip: p
       const pod = await cgroupfs.runPod({ namespace: NAMESPACE, name: `crio-${qos.toLowerCase()}`, qos });
       expect(pod.podCgroup).toBe(join(root, expected[qos](pod.uid)));
       expect(pod.containerCgroup).toBe(join(pod.podCgroup, `crio-${pod.containerId}`));
-      expect(await processesIn(pod.containerCgroup)).toHaveLength(1);
+      // The application joins its scope asynchronously (spawned through nsenter and a shell): wait for it.
+      expect(await commandOf(await waitForProcess(pod.containerCgroup))).toBe('sleep infinity');
       const object = await core.readNamespacedPod({ namespace: NAMESPACE, name: pod.name });
       expect(object.status?.containerStatuses?.[0]?.containerID).toBe(`cri-o://${pod.containerId}`);
     }
