@@ -333,7 +333,9 @@ function describeSchemaError(error: ErrorObject): string {
     case 'required':
       return `${field}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
     case 'pattern':
-      return `${field}: "${String(error.data)}" is not a valid name (lower-case letters, digits and "-", at most 63)`;
+      if (error.schema === NAMESPACE_PATTERN)
+        return `${field}: "${String(error.data)}" is not a namespace name (lower-case letters, digits and "-", at most 63)`;
+      return `${field}: ${error.message ?? 'is invalid'}`;
     case 'uniqueItems':
       return `${field}: lists an entry twice`;
     case 'enum':
