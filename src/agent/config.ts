@@ -333,9 +333,9 @@ function describeSchemaError(error: ErrorObject): string {
     case 'required':
       return `${field}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
     case 'pattern':
-      // Only the namespace pattern has a plain-words form; other fields keep ajv's message (the sinks' path tests it).
-      if ((error.params as { pattern: string }).pattern !== NAMESPACE_PATTERN) return `${field}: ${error.message ?? 'is invalid'}`;
-      return `${field}: "${String(error.data)}" is not a valid name (lower-case letters, digits and "-", at most 63)`;
+      if (error.schema === NAMESPACE_PATTERN)
+        return `${field}: "${String(error.data)}" is not a namespace name (lower-case letters, digits and "-", at most 63)`;
+      return `${field}: ${error.message ?? 'is invalid'}`;
     case 'uniqueItems':
       return `${field}: lists an entry twice`;
     case 'enum':

@@ -75,7 +75,7 @@ describe('Kubernetes mode configuration', () => {
     );
     assert.match(
       problems(kubernetesMode.replace('[obot-mcp]', '[Obot_MCP]')).join('\n'),
-      /kubernetes\.namespaces\[0\]: "Obot_MCP" is not a valid name/,
+      /kubernetes\.namespaces\[0\]: "Obot_MCP" is not a namespace name/,
     );
     assert.match(problems(kubernetesMode.replace('[obot-mcp]', '[a, a]')).join('\n'), /kubernetes\.namespaces: lists an entry twice/);
     assert.match(

@@ -1,0 +1,92 @@
+// Kubernetes mode on a node whose kubelet uses the cgroupfs driver and CRI-O, the agent reading the API server through a
+// kubeconfig file (the other credentials path): every QoS class is enrolled at its pod cgroup the moment the kubelet
+// makes it, and enforced once running. The systemd driver and the in-cluster credentials are k8s-pods.test.ts.
+
+import { afterAll, beforeAll, describe, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { Lab } from '../../lab/lab.js';
+import { LabAgent } from '../../lab/lab-agent.js';
+import { AGENT_NAMESPACE, NAMESPACE, POLICY, enforcementProbes, grantAgentRbac } from '../support/k8s-pods.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
+import { ensureNamespace, Kubelet, type KubePod } from '../support/kube/pods.js';
+
+const NODE = 'node-b';
+
+describe('Kubernetes mode: cgroupfs driver, CRI-O, kubeconfig credentials', { skip: privilegedSkip() }, () => {
+  let lab: Lab;
+  let plane: ControlPlane;
+  let kubelet: Kubelet;
+  let agent: LabAgent;
+
+  beforeAll(async () => {
+    await Lab.cleanupStale(/^egkf/);
+    await ControlPlane.cleanupStale(/^egkf/);
+    lab = await Lab.create({ prefix: uniquePrefix('kf'), pods: [] });
+    plane = await ControlPlane.start({ prefix: lab.prefix, netns: lab.nodeNetns });
+    const core = plane.admin(CoreV1Api);
+    for (const namespace of [NAMESPACE, AGENT_NAMESPACE]) await ensureNamespace(core, namespace);
+    await grantAgentRbac(plane);
+    kubelet = await Kubelet.start({ lab, plane, nodeName: NODE, driver: 'cgroupfs', runtime: 'cri-o' });
+    const kubeconfig = await plane.writeKubeconfig('agent.kubeconfig', await plane.serviceAccountToken(AGENT_NAMESPACE, 'egressguard'));
+    agent = new LabAgent(lab, {
+      workloads: [],
+      mode: 'enforce',
+      // Driver auto: the root's name (kubepods, not *.slice) says cgroupfs.
+      kubernetes: { nodeName: NODE, namespaces: [NAMESPACE], kubeconfig, cgroupRoot: kubelet.kubepodsCgroup, stateFile: null },
+    });
+    agent.writePolicy('benign.yaml', POLICY);
+    await agent.start(60_000);
+    await agent.waitFor('the first pod list', (s) => s.kubernetes?.pods.api.synced === true);
+  }, BUILD_TIMEOUT_MS);
+
+  afterAll(async () => {
+    try {
+      await agent?.teardown();
+    } finally {
+      try {
+        await kubelet?.destroy();
+      } finally {
+        await plane?.destroy();
+        await lab?.destroy();
+      }
+    }
+  });
+
+  const { assertEnforced } = enforcementProbes(() => lab);
+
+  test('every QoS class is enrolled at its pod cgroup before the sandbox exists, then enforced', async () => {
+    const status = await agent.status();
+    assert.equal(status.kubernetes!.pods.cgroupDriver, 'cgroupfs');
+    assert.match(status.kubernetes!.credentials, /^kubeconfig /);
+    const pods: KubePod[] = [];
+    for (const qos of ['Guaranteed', 'Burstable', 'BestEffort'] as const)
+      pods.push(
+        await kubelet.runPod({
+          namespace: NAMESPACE,
+          name: `benign-${qos.toLowerCase()}`,
+          labels: { app: 'benign' },
+          qos,
+          until: 'pod-cgroup',
+        }),
+      );
+    const enrolled = await agent.waitFor('all three enrolled', (s) =>
+      pods.every((p) => s.workloads.some((w) => w.key === `${NAMESPACE}/${p.name}`)),
+    );
+    for (const pod of pods) {
+      assert.equal(enrolled.workloads.find((w) => w.key === `${NAMESPACE}/${pod.name}`)!.cgroup, pod.podCgroup, pod.qos);
+      assert.equal(existsSync(pod.sandboxCgroup), false, `${pod.qos}: enrolled before the sandbox`);
+    }
+    for (const pod of pods) await kubelet.advance(pod, 'running');
+    await agent.waitFor('addresses', (s) =>
+      pods.every((p) => s.workloads.find((w) => w.key === `${NAMESPACE}/${p.name}`)?.addresses.length === 2),
+    );
+    for (const pod of pods) await assertEnforced(pod, true);
+    const timelines = (await agent.status()).kubernetes!.pods.registration.filter((t) => pods.some((p) => p.uid === t.uid));
+    assert.equal(timelines.length, 3);
+    for (const t of timelines)
+      assert.ok(t.enrolledMs !== null && t.firstContainerMs !== null && t.enrolledMs < t.firstContainerMs, JSON.stringify(t));
+  });
+});
