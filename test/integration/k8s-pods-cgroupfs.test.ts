@@ -30,7 +30,9 @@ describe('Kubernetes mode: cgroupfs driver, CRI-O, kubeconfig credentials', { sk
     for (const namespace of [NAMESPACE, AGENT_NAMESPACE]) await ensureNamespace(core, namespace);
     await grantAgentRbac(plane);
     kubelet = await Kubelet.start({ lab, plane, nodeName: NODE, driver: 'cgroupfs', runtime: 'cri-o' });
-    const kubeconfig = await plane.writeKubeconfig('agent.kubeconfig', await plane.serviceAccountToken(AGENT_NAMESPACE, 'egressguard'));
+    const kubeconfig = await plane.writeKubeconfig('agent.kubeconfig', {
+      token: await plane.serviceAccountToken(AGENT_NAMESPACE, 'egressguard'),
+    });
     agent = new LabAgent(lab, {
       workloads: [],
       mode: 'enforce',
