@@ -2,13 +2,17 @@
 // through the API server; Events on pods that cannot be enforced; the pod source's metrics.
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { AgentConfig } from '../agent/config.js';
-import type { KubernetesModeFactory } from '../agent/mode.js';
+import type { KubernetesModeFactory, ModeSources } from '../agent/mode.js';
+import type { WorkloadSource, WorkloadSpec } from '../identity/source.js';
 import { kubeConfigFor } from './client.js';
 import { registerKubernetesMetrics } from './metrics.js';
 import { podWorkloadHost } from './pod-host.js';
 import { PodEventRecorder } from './pod-events.js';
 import { PodSource } from './pod-source.js';
 import { PolicyPlane, agentNamespace } from './policy-plane.js';
+
+/** How often a start that found the API server unreachable checks whether the policies are listed yet. */
+const POLICY_SYNC_POLL_MS = 250;
 
 export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2Mount, log, isEnrolled, baselineChanged }) => {
   const { kubeConfig, endpoint } = kubeConfigFor(settings);
@@ -44,9 +48,45 @@ export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2
       baselineChanged();
     },
   });
+  // Pods wait for the policies: a pod report compiled before the cluster's policies were first listed would replace a
+  // restarted agent's pinned enforcement with deny-all while the API server is unreachable. Held, the pinned state
+  // keeps enforcing; the latest report is delivered once the policy collections are in sync (empty ones included).
+  let policiesSynced = false;
+  let heldReport: WorkloadSpec[] | null = null;
+  let deliver: (workloads: WorkloadSpec[]) => void = () => {};
+  const releasePods = () => {
+    policiesSynced = true;
+    if (heldReport !== null) deliver(heldReport);
+    heldReport = null;
+  };
+  let syncPoll: NodeJS.Timeout | null = null;
+  const workloads: WorkloadSource = {
+    start: (onChange) => {
+      deliver = onChange;
+      return pods.start((report) => (policiesSynced ? onChange(report) : (heldReport = report)));
+    },
+    stop: () => pods.stop(),
+  };
+  const policies: ModeSources['policies'] = {
+    start: async (sink) => {
+      await plane.start(sink);
+      if (plane.status().policies.synced) return releasePods();
+      syncPoll = setInterval(() => {
+        if (!plane.status().policies.synced) return;
+        clearInterval(syncPoll!);
+        syncPoll = null;
+        releasePods();
+      }, POLICY_SYNC_POLL_MS);
+    },
+    stop: async () => {
+      if (syncPoll) clearInterval(syncPoll);
+      await plane.stop();
+    },
+    rejected: () => plane.rejected(),
+  };
   return {
-    workloads: pods,
-    policies: plane,
+    workloads,
+    policies,
     resolver: plane.resolver,
     baseline: () => clusterBaseline,
     enforcementChanged: (reconciler) => {

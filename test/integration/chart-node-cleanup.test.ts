@@ -53,11 +53,16 @@ describe('node cleanup (chart uninstall path)', { skip: privilegedSkip() }, () =
   });
 
   const connect = async () => (await lab.probe(POD.pod, ['tcp', HTTPBIN.ipv4, '8443'])) as TcpProbeResult;
+  /** The tc filters on the workload's host-side interface, both directions (the backstop and the inbound approver). */
   const tcFilters = async () => {
     const { nodeInterface } = lab.pod(POD.pod);
-    const result = await lab.runInNode(['tc', '-j', 'filter', 'show', 'dev', nodeInterface, 'ingress']);
-    assert.equal(result.code, 0, result.stderr);
-    return JSON.parse(result.stdout.trim() || '[]') as unknown[];
+    const filters: unknown[] = [];
+    for (const direction of ['ingress', 'egress']) {
+      const result = await lab.runInNode(['tc', '-j', 'filter', 'show', 'dev', nodeInterface, direction]);
+      assert.equal(result.code, 0, result.stderr);
+      filters.push(...(JSON.parse(result.stdout.trim() || '[]') as unknown[]));
+    }
+    return filters;
   };
   const teardown = () => lab.runInNode([process.execPath, CLI_SCRIPT, 'teardown', '--pin-dir', agent.pinDir], { timeoutMs: 20_000 });
 
@@ -71,6 +76,9 @@ describe('node cleanup (chart uninstall path)', { skip: privilegedSkip() }, () =
 
   test('teardown detaches every program and tc filter, removes the pins, and says so', async () => {
     const attached = cgroupPrograms(lab.attachCgroup).map((p) => p.id);
+    // `tc -j filter show` lists a bpf filter as two entries (the chain head and the program).
+    const filtersBefore = (await tcFilters()).filter((f) => (f as { options?: unknown }).options !== undefined).length;
+    assert.equal(filtersBefore, 2, 'one filter in each direction before the teardown');
     const serverRecordsBefore = (await lab.serverLog()).length;
 
     const result = await teardown();
@@ -78,7 +86,7 @@ describe('node cleanup (chart uninstall path)', { skip: privilegedSkip() }, () =
     assert.match(
       result.stdout,
       new RegExp(
-        `^detached ${attached.length} program link\\(s\\) and 1 tc filter\\(s\\), removed \\d+ map pin\\(s\\) and ${agent.pinDir}: ` +
+        `^detached ${attached.length} program link\\(s\\) and ${filtersBefore} tc filter\\(s\\), removed \\d+ map pin\\(s\\) and ${agent.pinDir}: ` +
           'enforcement has ended and this node carries no egressguard state$',
         'm',
       ),

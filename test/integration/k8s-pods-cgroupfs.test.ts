@@ -10,6 +10,7 @@ import { Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
 import { AGENT_NAMESPACE, NAMESPACE, POLICY, enforcementProbes, grantAgentRbac } from '../support/k8s-pods.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { createFirewallPolicy, installChartCrds } from '../support/kube/crds.js';
 import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
 import { ensureNamespace, Kubelet, type KubePod } from '../support/kube/pods.js';
 
@@ -36,10 +37,13 @@ describe('Kubernetes mode: cgroupfs driver, CRI-O, kubeconfig credentials', { sk
     agent = new LabAgent(lab, {
       workloads: [],
       mode: 'enforce',
+      // A kubeconfig names no namespace: the agent's own (its Leases) comes as the downward API gives it.
+      env: { POD_NAMESPACE: AGENT_NAMESPACE },
       // Driver auto: the root's name (kubepods, not *.slice) says cgroupfs.
       kubernetes: { nodeName: NODE, namespaces: [NAMESPACE], kubeconfig, cgroupRoot: kubelet.kubepodsCgroup, stateFile: null },
     });
-    agent.writePolicy('benign.yaml', POLICY);
+    await installChartCrds(plane);
+    await createFirewallPolicy(plane, POLICY);
     await agent.start(60_000);
     await agent.waitFor('the first pod list', (s) => s.kubernetes?.pods.api.synced === true);
   }, BUILD_TIMEOUT_MS);

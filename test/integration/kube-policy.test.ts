@@ -4,11 +4,11 @@
 // wait loop reads; an invalid edit becomes an Event and the Invalid condition while the last good generation stays
 // enforced; an object of another group never reaches the compiler; the standby takes over when the leader stops.
 import { strict as assert } from 'node:assert';
-import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { CRD_DIR, createCrd, installChartCrds } from '../support/kube/crds.js';
 import { Reconciler } from '../../src/agent/reconciler.js';
 import type { WorkloadSpec } from '../../src/identity/source.js';
 import { PolicyPlane } from '../../src/k8s/policy-plane.js';
@@ -21,7 +21,6 @@ import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { silentLog } from '../unit/control-plane-helpers.js';
 import { translatorPolicy } from '../unit/policy-helpers.js';
 
-const CRD_DIR = fileURLToPath(new URL('../../../charts/egressguard/crds/', import.meta.url));
 const NS = 'obot-mcp';
 const AGENT_NS = 'egressguard-system';
 const GROUP = 'networking.aviatrix.com';
@@ -36,16 +35,6 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-}
-
-/**
- * Creates a CRD from its YAML exactly as written (as kubectl and helm send it): the typed client would drop fields it
- * names differently (`enum` is `_enum` in its model), so the object goes through the untyped custom-object call.
- */
-function createCrd(cp: ControlPlane, crd: V1CustomResourceDefinition): Promise<unknown> {
-  return cp
-    .admin(CustomObjectsApi)
-    .createClusterCustomObject({ group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', body: crd });
 }
 
 interface Agent {
@@ -110,15 +99,7 @@ describe('FirewallPolicy, EgressBaseline and status against a real kube-apiserve
     for (const name of [NS, AGENT_NS]) await core.createNamespace({ body: { metadata: { name } } });
     // No controller manager runs: the ServiceAccount admission needs the namespace's default account for pods.
     await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'default' } } });
-    const extensions = cp.admin(ApiextensionsV1Api);
-    for (const file of readdirSync(CRD_DIR)) {
-      const crd = parseYaml(readFileSync(`${CRD_DIR}${file}`, 'utf8')) as V1CustomResourceDefinition;
-      await createCrd(cp, crd);
-      await until(`${crd.metadata?.name} established`, async () => {
-        const read = await extensions.readCustomResourceDefinition({ name: crd.metadata!.name! });
-        return read.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ? true : undefined;
-      });
-    }
+    await installChartCrds(cp);
   }, BUILD_TIMEOUT_MS);
 
   afterAll(async () => {

@@ -35,7 +35,7 @@ spec:
       destinationSmartGroups: [{ name: httpbin }]
 `;
 
-/** The agent's ClusterRole for this part: what the pod source and its Events need, nothing more. */
+/** The agent's ClusterRole: what the pod source, the policy plane (docs/kubernetes.md, RBAC) and its Events need. */
 export async function grantAgentRbac(plane: ControlPlane): Promise<void> {
   const core = plane.admin(CoreV1Api);
   const rbac = plane.admin(RbacAuthorizationV1Api);
@@ -44,8 +44,24 @@ export async function grantAgentRbac(plane: ControlPlane): Promise<void> {
     body: {
       metadata: { name: 'egressguard-pods' },
       rules: [
-        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: [''], resources: ['pods', 'services', 'nodes'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+        { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['networking.k8s.io'], resources: ['servicecidrs'], verbs: ['get', 'list', 'watch'] },
+        {
+          apiGroups: ['networking.aviatrix.com'],
+          resources: ['firewallpolicies', 'webgrouppolicies'],
+          verbs: ['get', 'list', 'watch'],
+        },
+        {
+          apiGroups: ['networking.aviatrix.com'],
+          resources: ['firewallpolicies/status', 'webgrouppolicies/status'],
+          verbs: ['update'],
+        },
+        { apiGroups: ['egressguard.io'], resources: ['egressbaselines'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['egressguard.io'], resources: ['egressbaselines/status'], verbs: ['update'] },
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
       ],
     },
   });
