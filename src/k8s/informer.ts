@@ -33,6 +33,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   labelSelector?: string;
   /** Called (once per burst of changes, after the first list) when the cache changed. */
   onChange: () => void;
+  /** A list or watch failed (it is retried after a backoff). */
+  onError?: () => void;
   log: Logger;
   listTimeoutMs?: number;
   backoffBaseMs?: number;
@@ -181,6 +183,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return;
     const reason = describeApiError(error);
     this.current.lastError = reason;
+    this.options.onError?.();
     if (this.retryTimer !== null) return; // One restart at a time.
     const { backoffBaseMs, backoffMaxMs } = this.options;
     const delayMs = Math.min(backoffMaxMs, backoffBaseMs * 2 ** this.failures) * (0.5 + Math.random() / 2);

@@ -64,6 +64,7 @@ describe('FirewallPolicy, EgressBaseline and status against a real kube-apiserve
       log: silentLog,
       onBaseline: (state) => baselines.push(state),
       timing: TIMING,
+      keptFile: null,
     });
     const store = new PolicyStore({}, plane.resolver);
     const ids = new Map<string, bigint>();
