@@ -93,6 +93,7 @@ export class PolicyPlane implements PolicySource {
       policies: this.policies,
       baseline: this.baseline,
       log,
+      ...(timing ? { timing } : {}),
     });
     this.elector = new LeaderElector({
       kubeConfig,
