@@ -185,7 +185,13 @@ describe('helm chart', () => {
     };
     assert.equal(role.metadata.namespace, NAMESPACE);
     const daemonSetRule = role.rules.find((rule) => rule.resources.includes('daemonsets'))!;
-    assert.deepEqual(daemonSetRule, { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['egressguard'], verbs: ['get'] });
+    // Watched by name (field selector metadata.name) to see an uninstall: src/k8s/uninstall.ts.
+    assert.deepEqual(daemonSetRule, {
+      apiGroups: ['apps'],
+      resources: ['daemonsets'],
+      resourceNames: ['egressguard'],
+      verbs: ['get', 'list', 'watch'],
+    });
   });
 
   test('the CRDs come from crds/ (installed only when absent, never deleted) and --skip-crds leaves them out', () => {
