@@ -220,7 +220,13 @@ function formatPolicyPlane(p: PolicyPlaneStatus): string[] {
     `  EgressBaseline ${baseline.name}: ${baseline.inForce === 'object' ? 'in force' : `NOT IN FORCE (${baseline.inForce} baseline applies)`}` +
       `  enforced namespaces ${p.namespaces.join(', ') || '(none)'}`,
     ...[...baseline.problems, ...baseline.warnings].map((m) => `    ${m}`),
-    `  policies: ${policies.synced ? 'listed' : 'NOT LISTED YET (the kernel keeps its last state)'}, ${policies.rejected} rejected` +
+    `  policies: ${
+      policies.synced
+        ? 'listed'
+        : policies.kept
+          ? `NOT LISTED YET (the ${policies.kept.policies} policies kept at ${policies.kept.writtenAt} are enforced)`
+          : 'NOT LISTED YET (the kernel keeps its last state)'
+    }, ${policies.rejected} rejected` +
       `  node report ${report.current ? 'current' : `NOT WRITTEN${report.lastError ? ` (${report.lastError})` : ''}`}` +
       `  status writer ${writer.leader ? `elected (${writer.written} written, ${writer.conflicts} conflicts, ${writer.events} events)` : 'standby'}`,
     ...policies.problems.map((m) => `    ${m}`),

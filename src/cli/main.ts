@@ -12,7 +12,7 @@ import { diffUsage, policyDiff } from './policy-diff.js';
 import { explainUsage, policyExplain } from './policy-explain.js';
 import { policyReplay, replayUsage } from './policy-replay.js';
 import { suggest, suggestUsage } from './suggest.js';
-import type { DaemonSetReader } from '../k8s/uninstall.js';
+import type { AgentOwner, DaemonSetReader, OwnDaemonSetWatch } from '../k8s/uninstall.js';
 import { lintFiles, formatDiagnostic } from '../policy/lint.js';
 
 const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
@@ -50,6 +50,12 @@ function requireRoot(command: string): void {
   }
 }
 
+interface UninstallWatch {
+  owner: AgentOwner;
+  reader: DaemonSetReader;
+  watch: OwnDaemonSetWatch;
+}
+
 async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) throw new Error('egressguard run needs --config FILE');
@@ -57,6 +63,7 @@ async function run(args: string[]): Promise<number> {
   const { startAgent } = await import('../agent/agent.js');
   const log = pino({ name: 'egressguard', level: process.env.EGRESSGUARD_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const agent = await startAgent({ configPath: values.config, log });
+  const uninstall = await watchForUninstall(values.config, log);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping; pinned programs keep enforcing until `egressguard teardown`');
@@ -66,27 +73,42 @@ async function run(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await agent.stop();
-  await cleanNodeIfUninstalled(values.config, log);
+  if (uninstall !== null) await cleanNodeIfUninstalled(uninstall, values.config, log);
   return 0;
 }
 
 // Under the Helm chart the agent's DaemonSet tells an uninstall (clean the node) from a rolling update (keep the
-// pinned state for the next agent): src/k8s/uninstall.ts. Elsewhere stopping never ends enforcement.
-async function cleanNodeIfUninstalled(configPath: string, log: Logger): Promise<void> {
-  const { agentOwnerFromEnv, apiDaemonSetReader, decideOnStop } = await import('../k8s/uninstall.js');
+// pinned state for the next agent): src/k8s/uninstall.ts. Elsewhere stopping never ends enforcement. The DaemonSet is
+// watched while the agent runs: `helm uninstall` deletes the agent's RBAC and ServiceAccount right after the
+// DaemonSet, so by the time the pod is stopped a read of it is refused; the established watch saw the deletion.
+async function watchForUninstall(configPath: string, log: Logger): Promise<UninstallWatch | null> {
+  const { agentOwnerFromEnv, apiDaemonSetReader, OwnDaemonSetWatch } = await import('../k8s/uninstall.js');
   const owner = agentOwnerFromEnv(process.env);
-  if (owner === null) return;
-  let reader: DaemonSetReader;
+  if (owner === null) return null;
   try {
-    const { KubeConfig } = await import('@kubernetes/client-node');
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromDefault();
-    reader = await apiDaemonSetReader(kubeConfig);
+    // The API server as the agent reaches it (kubernetes.kubeconfig, or its service-account directory), not the
+    // client's defaults, which know only the standard in-cluster paths.
+    const [{ loadConfigFile }, { findCgroup2Mount }, { kubeConfigFor }] = await Promise.all([
+      import('../agent/config.js'),
+      import('../datapath/mounts.js'),
+      import('../k8s/client.js'),
+    ]);
+    const { kubernetes } = loadConfigFile(configPath, findCgroup2Mount() ?? '/sys/fs/cgroup').config;
+    if (kubernetes === null) return null;
+    const { kubeConfig } = kubeConfigFor(kubernetes);
+    const watch = new OwnDaemonSetWatch(kubeConfig, owner, log);
+    watch.start();
+    return { owner, reader: await apiDaemonSetReader(kubeConfig), watch };
   } catch (error) {
-    log.warn({ error: String(error) }, 'cannot reach Kubernetes to tell an uninstall from a restart: enforcement stays in force');
-    return;
+    log.warn({ error: String(error) }, 'cannot reach Kubernetes to tell an uninstall from a restart: enforcement stays in force on stop');
+    return null;
   }
-  const decision = await decideOnStop(owner, reader, 5000);
+}
+
+async function cleanNodeIfUninstalled({ owner, reader, watch }: UninstallWatch, configPath: string, log: Logger): Promise<void> {
+  const { decideOnStop } = await import('../k8s/uninstall.js');
+  const decision = await decideOnStop(owner, reader, 5000, watch.deletionSeen());
+  await watch.stop();
   log.info({ cleanNode: decision.cleanNode }, decision.reason);
   if (!decision.cleanNode) return;
   const { teardownNode, describeTeardown } = await import('../agent/teardown.js');

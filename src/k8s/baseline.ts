@@ -27,6 +27,7 @@ import {
 import type { Logger } from 'pino';
 import { cidrEntries, type AgentConfig, type BaselineEntryConfig, type Mode, type RawCidrEntry } from '../agent/config.js';
 import { formatCidr } from '../policy/cidr.js';
+import type { KeptPolicySet } from './kept-policies.js';
 import { WatchedCollection } from './watched.js';
 
 export const BASELINE_GROUP = 'egressguard.io';
@@ -233,8 +234,11 @@ export function failClosedBaseline(detected: DetectedInfrastructure, namespaces:
 /** The posture in force and where it came from. */
 export interface BaselineState {
   result: Extract<BaselineResult, { ok: true }>;
-  /** ok: from the object; missing / invalid: the last good one, or the fail-closed baseline when there is none. */
-  source: 'object' | 'last-good' | 'fail-closed';
+  /**
+   * ok: from the object; missing / invalid: the last good one, or the fail-closed baseline when there is none; kept:
+   * the copy an earlier agent kept, while the API server cannot be listed (kept-policies.ts).
+   */
+  source: 'object' | 'last-good' | 'fail-closed' | 'kept';
   /** Why the object is not in force (missing, or its problems); empty when it is. */
   problems: string[];
   /** metadata.generation of the object (0 when missing). */
@@ -262,6 +266,8 @@ export class BaselineSource {
   private lastGoodSpec: EgressBaselineSpec | null = null;
   private lastText = '';
   private current: BaselineState | null = null;
+  /** The copy an earlier agent kept: in force until every collection is listed. */
+  private kept: (KeptPolicySet['baseline'] & { writtenAt: string }) | null = null;
   private scheduled = false;
   private readonly name: string;
 
@@ -269,7 +275,11 @@ export class BaselineSource {
     this.name = options.name ?? DEFAULT_BASELINE_NAME;
   }
 
-  async start(startTimeoutMs = 10_000): Promise<BaselineState> {
+  /**
+   * Lists the baseline and what detection reads, then evaluates. With `kept`, a list that fails ends the wait at once
+   * and the kept copy is in force until every collection is listed.
+   */
+  async start(startTimeoutMs = 10_000, kept?: KeptPolicySet['baseline'] & { writtenAt: string }): Promise<BaselineState> {
     const { kubeConfig, log } = this.options;
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
@@ -310,8 +320,22 @@ export class BaselineSource {
     for (const collection of this.collections) collection.start();
     // Until the baseline and detection are listed, the posture is unknown: wait, then evaluate (fail-closed if the API
     // server is still unreachable; the posture follows as soon as the lists succeed).
-    await Promise.all(this.collections.map((c) => c.whenSynced(startTimeoutMs)));
+    await Promise.all(this.collections.map((c) => c.whenSynced(startTimeoutMs, { orFailed: kept !== undefined })));
+    if (kept !== undefined && !this.listed()) {
+      this.kept = kept;
+      if (kept.spec !== null) this.lastGoodSpec = kept.spec;
+    }
     return this.evaluate();
+  }
+
+  /** Every collection has been listed: the posture is the API server's. */
+  private listed(): boolean {
+    return this.collections.every((c) => c.synced);
+  }
+
+  /** What a restarted agent's copy keeps: the last valid spec and what was detected; null until listed. */
+  keptBaseline(): KeptPolicySet['baseline'] | null {
+    return this.listed() ? { spec: this.lastGoodSpec, detected: this.detected() } : null;
   }
 
   /** The posture in force (after start). */
@@ -348,6 +372,11 @@ export class BaselineSource {
   }
 
   private evaluate(): BaselineState {
+    if (this.kept !== null && this.listed()) {
+      this.options.log.info({ writtenAt: this.kept.writtenAt }, 'EgressBaseline listed: the kept copy is replaced');
+      this.kept = null;
+    }
+    if (this.kept !== null) return this.settle(this.keptState(this.kept));
     const detected = this.detected();
     const object = this.object();
     const generation = object?.metadata?.generation ?? 0;
@@ -364,6 +393,23 @@ export class BaselineSource {
         ? { result: kept, source: 'last-good', problems, generation }
         : { result: failClosedBaseline(detected, this.options.fallbackNamespaces), source: 'fail-closed', problems, generation };
     }
+    return this.settle(state);
+  }
+
+  /** The kept copy's posture (its spec, else fail-closed), against the infrastructure detected when it was kept. */
+  private keptState(kept: KeptPolicySet['baseline'] & { writtenAt: string }): BaselineState {
+    const result = kept.spec !== null ? baselineFromSpec(kept.spec, kept.detected) : null;
+    const problems = [`the API server cannot be listed: the copy kept at ${kept.writtenAt} is in force`];
+    return {
+      result: result?.ok ? result : failClosedBaseline(kept.detected, this.options.fallbackNamespaces),
+      source: result?.ok ? 'kept' : 'fail-closed',
+      problems,
+      generation: 0,
+    };
+  }
+
+  /** Makes the state current and reports it when the posture changed. */
+  private settle(state: BaselineState): BaselineState {
     this.current = state;
     const text = JSON.stringify([state.result.effective, state.result.baseline.denyEch, state.source, state.problems]);
     if (text !== this.lastText) {
@@ -386,7 +432,9 @@ export function desiredBaselineStatus(
   const inForce =
     state.source === 'last-good'
       ? 'the last valid version stays in force'
-      : "the fail-closed baseline is in force (enforce mode, detected infrastructure only, the agent configuration's namespaces)";
+      : state.source === 'kept'
+        ? "the copy kept on the node is in force (the agent's lists are not complete)"
+        : "the fail-closed baseline is in force (enforce mode, detected infrastructure only, the agent configuration's namespaces)";
   const status = valid ? 'True' : 'False';
   const before = previous?.conditions?.find((c) => c.type === 'Valid');
   const warnings = state.result.warnings;

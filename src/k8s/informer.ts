@@ -33,6 +33,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   labelSelector?: string;
   /** Called (once per burst of changes, after the first list) when the cache changed. */
   onChange: () => void;
+  /** A list or watch failed (it is retried after a backoff). */
+  onError?: () => void;
   log: Logger;
   listTimeoutMs?: number;
   backoffBaseMs?: number;
@@ -60,7 +62,8 @@ export function describeApiError(error: unknown): string {
   return status === null ? detail : `${status}: ${detail}`;
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+/** Rejects when `promise` has not settled within `ms` (the request itself is left to finish or fail on its own). */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: no answer from the API server within ${ms / 1000} s`)), ms);
@@ -181,6 +184,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return;
     const reason = describeApiError(error);
     this.current.lastError = reason;
+    this.options.onError?.();
     if (this.retryTimer !== null) return; // One restart at a time.
     const { backoffBaseMs, backoffMaxMs } = this.options;
     const delayMs = Math.min(backoffMaxMs, backoffBaseMs * 2 ** this.failures) * (0.5 + Math.random() / 2);

@@ -5,14 +5,12 @@ import type { AgentConfig } from '../agent/config.js';
 import type { KubernetesModeFactory, ModeSources } from '../agent/mode.js';
 import type { WorkloadSource, WorkloadSpec } from '../identity/source.js';
 import { kubeConfigFor } from './client.js';
+import { keptPoliciesPath } from './kept-policies.js';
 import { registerKubernetesMetrics } from './metrics.js';
 import { podWorkloadHost } from './pod-host.js';
 import { PodEventRecorder } from './pod-events.js';
 import { PodSource } from './pod-source.js';
 import { PolicyPlane, agentNamespace } from './policy-plane.js';
-
-/** How often a start that found the API server unreachable checks whether the policies are listed yet. */
-const POLICY_SYNC_POLL_MS = 250;
 
 export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2Mount, log, isEnrolled, baselineChanged }) => {
   const { kubeConfig, endpoint } = kubeConfigFor(settings);
@@ -42,46 +40,39 @@ export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2
     agentNamespace: agentNamespace(settings.serviceAccountDir),
     fallbackNamespaces: settings.namespaces,
     log,
+    keptFile: settings.stateFile === null ? null : keptPoliciesPath(settings.stateFile),
     onBaseline: (state) => {
       clusterBaseline = state.result.baseline;
       pods.setNamespaces(state.result.namespaces);
       baselineChanged();
     },
   });
-  // Pods wait for the policies: a pod report compiled before the cluster's policies were first listed would replace a
-  // restarted agent's pinned enforcement with deny-all while the API server is unreachable. Held, the pinned state
-  // keeps enforcing; the latest report is delivered once the policy collections are in sync (empty ones included).
-  let policiesSynced = false;
+  // Pods wait for the policies: a pod report compiled before the store holds the cluster's policies (listed, or the
+  // copy kept by the previous agent) would replace a restarted agent's pinned enforcement with deny-all while the API
+  // server is unreachable. Held, the pinned state keeps enforcing; the latest report is delivered once they are in.
+  let policiesReady = false;
   let heldReport: WorkloadSpec[] | null = null;
-  let deliver: (workloads: WorkloadSpec[]) => void = () => {};
-  const releasePods = () => {
-    policiesSynced = true;
-    if (heldReport !== null) deliver(heldReport);
-    heldReport = null;
-  };
-  let syncPoll: NodeJS.Timeout | null = null;
+  let deliver: ((workloads: WorkloadSpec[]) => void) | null = null;
   const workloads: WorkloadSource = {
     start: (onChange) => {
       deliver = onChange;
-      return pods.start((report) => (policiesSynced ? onChange(report) : (heldReport = report)));
+      return pods.start((report) => (policiesReady ? onChange(report) : (heldReport = report)));
     },
-    stop: () => pods.stop(),
+    stop: () => {
+      deliver = null;
+      return pods.stop();
+    },
   };
   const policies: ModeSources['policies'] = {
     start: async (sink) => {
+      void plane.policiesReady.then(() => {
+        policiesReady = true;
+        if (heldReport !== null) deliver?.(heldReport);
+        heldReport = null;
+      });
       await plane.start(sink);
-      if (plane.status().policies.synced) return releasePods();
-      syncPoll = setInterval(() => {
-        if (!plane.status().policies.synced) return;
-        clearInterval(syncPoll!);
-        syncPoll = null;
-        releasePods();
-      }, POLICY_SYNC_POLL_MS);
     },
-    stop: async () => {
-      if (syncPoll) clearInterval(syncPoll);
-      await plane.stop();
-    },
+    stop: () => plane.stop(),
     rejected: () => plane.rejected(),
   };
   return {

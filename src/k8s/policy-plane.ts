@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { PolicyStatus } from '../agent/status.js';
 import type { PolicySink, PolicySource } from '../policy/source.js';
 import { BaselineSource, DEFAULT_BASELINE_NAME, type BaselineState } from './baseline.js';
+import { readKeptPolicies, writeKeptPolicies, type KeptCopy, type KeptPolicySet } from './kept-policies.js';
 import { KubePolicySource } from './policy-source.js';
 import { LeaderElector, NodeReporter, PolicyStatusWriter, nodeReportFrom, type LeaseTiming } from './status-writer.js';
 
@@ -36,13 +37,24 @@ export interface PolicyPlaneOptions {
   /** The posture changed (and once at start): apply mode, tiers 0/1 and the enforced namespaces. */
   onBaseline: (state: BaselineState) => void;
   timing?: LeaseTiming;
+  /**
+   * Where the last listed policies and baseline are kept for a restarted agent (kept-policies.ts); null: none kept,
+   * and a start with the API server down waits for it.
+   */
+  keptFile: string | null;
 }
 
 /** What Kubernetes mode adds to `egressguard status`. */
 export interface PolicyPlaneStatus {
   baseline: { name: string; inForce: BaselineState['source']; problems: string[]; warnings: string[] };
   namespaces: string[];
-  policies: { synced: boolean; problems: string[]; rejected: number };
+  policies: {
+    synced: boolean;
+    problems: string[];
+    rejected: number;
+    /** Until the first full list: the copy kept by an earlier agent that is in force, and when it was written. */
+    kept: { writtenAt: string; policies: number } | null;
+  };
   report: { current: boolean; lastError: string | null };
   statusWriter: { leader: boolean; written: number; conflicts: number; failed: number; events: number };
 }
@@ -56,6 +68,8 @@ export class PolicyPlane implements PolicySource {
   private namespaces: string[];
   private readonly baselineName: string;
   private policyStatus: () => PolicyStatus[] = () => [];
+  private saveScheduled = false;
+  private savedText = '';
 
   constructor(private readonly options: PolicyPlaneOptions) {
     const { kubeConfig, node, log, timing } = options;
@@ -69,6 +83,7 @@ export class PolicyPlane implements PolicySource {
       onChange: (state) => this.baselineChanged(state),
     });
     this.policies = new KubePolicySource({ kubeConfig, namespaces: this.namespaces, log });
+    this.policies.onChange(() => this.scheduleSave());
     this.reporter = new NodeReporter({ kubeConfig, namespace: options.agentNamespace, node, log, ...(timing ? { timing } : {}) });
     this.writer = new PolicyStatusWriter({
       kubeConfig,
@@ -78,6 +93,7 @@ export class PolicyPlane implements PolicySource {
       policies: this.policies,
       baseline: this.baseline,
       log,
+      ...(timing ? { timing } : {}),
     });
     this.elector = new LeaderElector({
       kubeConfig,
@@ -95,12 +111,58 @@ export class PolicyPlane implements PolicySource {
     return this.policies.resolver;
   }
 
-  /** The EgressBaseline first (it names the namespaces), then the policies; then report and campaign. */
+  /**
+   * The EgressBaseline first (it names the namespaces), then the policies; then report and campaign. With the API
+   * server unreachable, a valid kept copy stands in for both until they are listed.
+   */
   async start(sink: PolicySink): Promise<void> {
-    await this.baseline.start();
-    await this.policies.start(sink);
+    const kept = this.readKept();
+    await this.baseline.start(undefined, kept ? { ...kept.set.baseline, writtenAt: kept.writtenAt } : undefined);
+    await this.policies.start(sink, kept ? { kept: { writtenAt: kept.writtenAt, policies: kept.set.policies } } : {});
+    this.scheduleSave();
     this.reporter.start();
     this.elector.start();
+  }
+
+  /** Resolves once the store holds a policy set: listed, or the kept copy while the API server is away. */
+  get policiesReady(): Promise<void> {
+    return this.policies.ready;
+  }
+
+  private readKept(): KeptCopy | null {
+    const path = this.options.keptFile;
+    if (path === null) return null;
+    const read = readKeptPolicies(path);
+    if (read === null) return null;
+    if (!read.ok) {
+      this.options.log.error(
+        { path, reason: read.reason },
+        'the kept policies are rejected; a start with the API server down waits for it to list them',
+      );
+      return null;
+    }
+    return read.copy;
+  }
+
+  /** Keep what the API server listed for a restarted agent (never the kept copy itself, never a partial list). */
+  private scheduleSave(): void {
+    if (this.options.keptFile === null || this.saveScheduled) return;
+    this.saveScheduled = true;
+    setImmediate(() => {
+      this.saveScheduled = false;
+      const path = this.options.keptFile;
+      const baseline = this.baseline.keptBaseline();
+      if (path === null || baseline === null || !this.policies.synced()) return;
+      const set: KeptPolicySet = { baseline, policies: this.policies.keptPolicies() };
+      const text = JSON.stringify(set);
+      if (text === this.savedText) return;
+      try {
+        writeKeptPolicies(path, set);
+        this.savedText = text;
+      } catch (error) {
+        this.options.log.warn({ path, err: error }, 'cannot keep the policies for a restart');
+      }
+    });
   }
 
   /** What the reconciler enforces per policy: read for this node's report after every pass that changed the kernel. */
@@ -132,7 +194,12 @@ export class PolicyPlane implements PolicySource {
     return {
       baseline: { name: this.baselineName, inForce: state.source, problems: state.problems, warnings: state.result.warnings },
       namespaces: this.enforcedNamespaces(),
-      policies: { synced: this.policies.synced(), problems: this.policies.problems(), rejected: this.rejected().length },
+      policies: {
+        synced: this.policies.synced(),
+        problems: this.policies.problems(),
+        rejected: this.rejected().length,
+        kept: this.policies.restored(),
+      },
       report: { current: this.reporter.current, lastError: this.reporter.lastError },
       statusWriter: { leader: this.elector.isLeader, ...this.writer.stats },
     };
@@ -153,6 +220,7 @@ export class PolicyPlane implements PolicySource {
       void this.policies.setNamespaces(namespaces);
       void this.writer.setNamespaces(namespaces);
     }
+    this.scheduleSave();
     this.options.onBaseline(state);
   }
 }

@@ -21,6 +21,7 @@ import { hostModeResolver, type DestinationResolver } from '../policy/destinatio
 import { FIREWALL_POLICY_KIND, POLICY_API_VERSION, WEBGROUP_POLICY_KIND, type FirewallPolicySpec } from '../policy/manifest.js';
 import type { PolicySink, PolicySource } from '../policy/source.js';
 import type { PolicyDiagnostic } from '../policy/types.js';
+import type { KeptPolicy } from './kept-policies.js';
 import { policyKey, type PolicyVerdict } from './status.js';
 import { WatchedCollection } from './watched.js';
 
@@ -36,6 +37,14 @@ export type PolicyKind = (typeof POLICY_KINDS)[number]['kind'];
 export interface PolicyObject extends KubernetesObject {
   spec?: unknown;
   status?: Record<string, unknown>;
+}
+
+/** An object's manifest as the store receives it, and the Services it names. */
+interface Prepared {
+  object: PolicyObject;
+  services: string[];
+  manifest: Record<string, unknown>;
+  text: string;
 }
 
 /** What this source knows about one object: the generation in force and why a newer one was rejected. */
@@ -110,6 +119,8 @@ export class PolicyObjects {
   private readonly latest = new Map<string, { kind: PolicyKind; object: PolicyObject }>();
   /** Source ids to hand to the store on the next flush: the object's newest version, or null when it is gone. */
   private readonly pending = new Map<string, { kind: PolicyKind; object: PolicyObject | null }>();
+  /** The accepted version of each object, as the store received it (what a restarted agent's copy holds). */
+  private readonly kept = new Map<string, KeptPolicy>();
   private flushScheduled = false;
   private sink: PolicySink | null = null;
   private readonly listeners: Array<() => void> = [];
@@ -201,47 +212,73 @@ export class PolicyObjects {
   /** Hands the batch to the store as one transaction and commits it. */
   flush(): void {
     this.flushScheduled = false;
-    const sink = this.sink;
-    if (!sink || this.pending.size === 0) return;
-    const batch = [...this.pending];
-    this.pending.clear();
-    const changes = new Map<string, string | null>();
-    const prepared = new Map<string, { object: PolicyObject; services: string[]; manifest: Record<string, unknown> }>();
-    for (const [id, { kind, object }] of batch) {
+    if (!this.sink || this.pending.size === 0) return;
+    const batch = new Map<string, { kind: PolicyKind; prepared: Prepared | null }>();
+    for (const [id, { kind, object }] of this.pending) {
       if (object === null) {
-        if (this.applied.has(id)) changes.set(id, null);
+        if (this.applied.has(id)) batch.set(id, { kind, prepared: null });
         continue;
       }
       const { manifest, services } = manifestFor(object, kind, this.serviceSelector);
       const text = JSON.stringify(manifest);
       const state = this.states.get(id);
       if (this.applied.get(id) === text && state?.generation === (object.metadata?.generation ?? 0)) continue;
-      prepared.set(id, { object, services, manifest });
-      changes.set(id, text);
+      batch.set(id, { kind, prepared: { object, services, manifest, text } });
     }
-    if (changes.size === 0) return;
+    this.pending.clear();
+    this.applyBatch(batch);
+  }
+
+  /**
+   * At a start with the API server unreachable: the accepted objects an earlier agent kept (kept-policies.ts), as one
+   * transaction. They stand until the first full list, which replaces them (dropUnlisted withdraws those gone).
+   */
+  restore(kept: readonly KeptPolicy[]): void {
+    const batch = new Map<string, { kind: PolicyKind; prepared: Prepared | null }>();
+    for (const { kind, generation, manifest, services } of kept) {
+      const metadata = (manifest.metadata ?? {}) as { name?: string; namespace?: string };
+      if (!metadata.name || !metadata.namespace) continue;
+      const object: PolicyObject = { ...manifest, metadata: { ...metadata, generation } };
+      batch.set(sourceIdOf(kind, metadata.namespace, metadata.name), {
+        kind,
+        prepared: { object, services, manifest, text: JSON.stringify(manifest) },
+      });
+    }
+    this.applyBatch(batch);
+  }
+
+  /** After a full list: objects handed to the store that the API server no longer has (kept ones deleted meanwhile). */
+  dropUnlisted(): void {
+    for (const [id, { kind }] of this.kept) if (!this.latest.has(id) && !this.pending.has(id)) this.pending.set(id, { kind, object: null });
+    this.scheduleFlush();
+  }
+
+  /** The accepted objects, for the copy a restarted agent starts from. */
+  keptPolicies(): KeptPolicy[] {
+    return [...this.kept.values()];
+  }
+
+  private applyBatch(batch: ReadonlyMap<string, { kind: PolicyKind; prepared: Prepared | null }>): void {
+    const sink = this.sink;
+    if (!sink || batch.size === 0) return;
+    const changes = new Map<string, string | null>();
+    for (const [id, { prepared }] of batch) changes.set(id, prepared?.text ?? null);
     const results = sink.apply(changes);
-    for (const [id, { kind }] of batch) {
-      if (!changes.has(id)) continue;
-      const entry = prepared.get(id);
-      if (!entry) {
+    for (const [id, { kind, prepared }] of batch) {
+      if (prepared === null) {
         this.states.delete(id);
         this.applied.delete(id);
+        this.kept.delete(id);
         continue;
       }
-      this.applied.set(id, changes.get(id)!);
-      this.record(id, kind, entry, results.get(id) ?? []);
+      this.applied.set(id, prepared.text);
+      this.record(id, kind, prepared, results.get(id) ?? []);
     }
     sink.commit();
     for (const listener of this.listeners) listener();
   }
 
-  private record(
-    id: string,
-    kind: PolicyKind,
-    { object, services, manifest }: { object: PolicyObject; services: string[]; manifest: Record<string, unknown> },
-    diagnostics: PolicyDiagnostic[],
-  ): void {
+  private record(id: string, kind: PolicyKind, { object, services, manifest }: Prepared, diagnostics: PolicyDiagnostic[]): void {
     const namespace = object.metadata!.namespace!;
     const name = object.metadata!.name!;
     const generation = object.metadata?.generation ?? 0;
@@ -259,6 +296,7 @@ export class PolicyObjects {
     } else {
       const spec = (manifest.spec ?? {}) as Partial<FirewallPolicySpec>;
       state.rejected = null;
+      this.kept.set(id, { kind, generation, manifest, services });
       state.accepted = {
         generation,
         ruleset: createHash('sha256').update(JSON.stringify(manifest.spec)).digest('hex').slice(0, 16),
@@ -302,6 +340,12 @@ export class KubePolicySource implements PolicySource {
       (namespace, name) => selectorOf(this.serviceCollections.get(namespace)?.get(name, namespace)),
       this.log,
     );
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+  }
+
+  /** The accepted objects, for the copy a restarted agent starts from (meaningful once synced()). */
+  keptPolicies(): KeptPolicy[] {
+    return this.objects.keptPolicies();
   }
 
   /** Resolves `selector.service` names for the compiler's findings (the rules already carry the selectors). */
@@ -320,12 +364,38 @@ export class KubePolicySource implements PolicySource {
    * Lists every enforced namespace, then hands the objects to the store as one transaction: a restarted agent never
    * enforces half a policy set, and while the API server cannot be reached nothing is committed (the kernel keeps
    * its state). Resolves after the first lists, or after `startTimeoutMs` when they are still failing (retried).
+   * With `kept` (the accepted objects an earlier agent kept), a first list that fails restores those at once instead.
    */
-  async start(sink: PolicySink, startTimeoutMs = 10_000): Promise<void> {
+  async start(
+    sink: PolicySink,
+    options: { startTimeoutMs?: number; kept?: { writtenAt: string; policies: readonly KeptPolicy[] } } = {},
+  ): Promise<void> {
+    const { startTimeoutMs = 10_000, kept } = options;
     this.sink = sink;
     for (const namespace of this.namespaces) this.watchNamespace(namespace);
-    await Promise.all(this.allCollections().map((c) => c.whenSynced(startTimeoutMs)));
+    await Promise.all(this.allCollections().map((c) => c.whenSynced(startTimeoutMs, { orFailed: kept !== undefined })));
+    if (kept !== undefined && !this.synced() && this.sink !== null) {
+      this.restoredFrom = { writtenAt: kept.writtenAt, policies: kept.policies.length };
+      this.log.warn(
+        { writtenAt: kept.writtenAt, policies: kept.policies.length, problems: this.problems() },
+        'the API server cannot be listed: enforcing the policies kept by the previous agent until it can',
+      );
+      this.objects.connect(this.sink);
+      this.objects.restore(kept.policies);
+      this.markReady();
+    }
     this.connectWhenSynced();
+  }
+
+  /** Resolves once the store holds a policy set: the listed one, or the kept copy while the API server is away. */
+  readonly ready: Promise<void>;
+  private markReady: () => void = () => {};
+  /** The kept copy in force until the first full list; null otherwise. */
+  private restoredFrom: { writtenAt: string; policies: number } | null = null;
+
+  /** The kept copy the policies came from while not listed yet (null once listed, or when none was used). */
+  restored(): { writtenAt: string; policies: number } | null {
+    return this.synced() ? null : this.restoredFrom;
   }
 
   private allCollections(): WatchedCollection<KubernetesObject>[] {
@@ -337,12 +407,17 @@ export class KubePolicySource implements PolicySource {
     if (this.connected || this.sink === null || !this.synced()) return;
     this.connected = true;
     this.objects.connect(this.sink);
+    if (this.restoredFrom !== null) {
+      this.log.info({ writtenAt: this.restoredFrom.writtenAt }, 'policies listed: the kept copy is replaced');
+      this.objects.dropUnlisted();
+    }
     this.objects.flush();
+    this.markReady();
   }
 
   /** True once every watched collection has been listed: before that, committing would withdraw policies. */
   synced(): boolean {
-    return this.allCollections().every((c) => c.synced);
+    return this.sink !== null && this.allCollections().every((c) => c.synced);
   }
 
   /** Watch errors since the collections were last in sync (empty while every watch runs). */

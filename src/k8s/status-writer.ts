@@ -47,6 +47,7 @@ import {
   type PolicyStatusFields,
   type SelectedPod,
 } from './status.js';
+import { withTimeout } from './informer.js';
 import { WatchedCollection } from './watched.js';
 
 export const STATUS_LEASE = 'egressguard-status';
@@ -62,6 +63,14 @@ export interface LeaseTiming {
   retryMs: number;
 }
 export const DEFAULT_LEASE_TIMING: LeaseTiming = { durationSeconds: 15, retryMs: 2000 };
+
+/**
+ * How long a status-plane API call may take before it is abandoned: a third of the Lease duration, so that a leader
+ * whose API server hangs (a frozen process, a black-holed path) steps down in time and nothing waits on it forever.
+ */
+export function callTimeoutMs(timing: LeaseTiming): number {
+  return Math.max(1000, (timing.durationSeconds * 1000) / 3);
+}
 
 function statusCode(error: unknown): number | undefined {
   if (error instanceof ApiException) return error.code;
@@ -187,7 +196,7 @@ export class NodeReporter {
     for (let attempt = 0; attempt < 3; attempt++) {
       let lease: V1Lease | null = null;
       try {
-        lease = await this.api.readNamespacedLease({ name, namespace });
+        lease = await this.call(this.api.readNamespacedLease({ name, namespace }), 'read the node report');
       } catch (error) {
         if (statusCode(error) !== 404) throw error;
       }
@@ -205,8 +214,10 @@ export class NodeReporter {
         spec: { holderIdentity: node, leaseDurationSeconds: this.timing.durationSeconds, renewTime: now },
       };
       try {
-        if (lease) await this.api.replaceNamespacedLease({ name, namespace, body });
-        else await this.api.createNamespacedLease({ namespace, body });
+        await this.call(
+          lease ? this.api.replaceNamespacedLease({ name, namespace, body }) : this.api.createNamespacedLease({ namespace, body }),
+          'write the node report',
+        );
         this.written = report;
         this.lastError = null;
         return;
@@ -221,12 +232,16 @@ export class NodeReporter {
   /** The Node owns its report, so deleting the node deletes the Lease; without read access to the Node, no owner. */
   private async nodeOwner(): Promise<V1OwnerReference[] | undefined> {
     try {
-      const found = await this.core.readNode({ name: this.options.node });
+      const found = await this.call(this.core.readNode({ name: this.options.node }), 'read the node');
       if (!found.metadata?.uid) return undefined;
       return [{ apiVersion: 'v1', kind: 'Node', name: this.options.node, uid: found.metadata.uid }];
     } catch {
       return undefined;
     }
+  }
+
+  private call<T>(request: Promise<T>, what: string): Promise<T> {
+    return withTimeout(request, callTimeoutMs(this.timing), what);
   }
 
   /** True when the latest report is the one in the Lease. */
@@ -290,13 +305,17 @@ export class LeaderElector {
     if (!this.leading) return;
     this.setLeading(false);
     try {
-      const lease = await this.api.readNamespacedLease({ name: this.name, namespace: this.options.namespace });
+      const lease = await this.call(this.api.readNamespacedLease({ name: this.name, namespace: this.options.namespace }));
       if (lease.spec?.holderIdentity !== this.options.identity) return;
       lease.spec = { ...lease.spec, holderIdentity: undefined, renewTime: undefined, acquireTime: undefined };
-      await this.api.replaceNamespacedLease({ name: this.name, namespace: this.options.namespace, body: lease });
+      await this.call(this.api.replaceNamespacedLease({ name: this.name, namespace: this.options.namespace, body: lease }));
     } catch (error) {
       this.options.log.debug({ err: messageOf(error) }, 'status Lease not released; it expires by itself');
     }
+  }
+
+  private call<T>(request: Promise<T>): Promise<T> {
+    return withTimeout(request, callTimeoutMs(this.timing), `the status Lease ${this.name}`);
   }
 
   private setLeading(leading: boolean): void {
@@ -317,22 +336,24 @@ export class LeaderElector {
     try {
       let lease: V1Lease;
       try {
-        lease = await this.api.readNamespacedLease({ name: this.name, namespace });
+        lease = await this.call(this.api.readNamespacedLease({ name: this.name, namespace }));
       } catch (error) {
         if (statusCode(error) !== 404) throw error;
-        await this.api.createNamespacedLease({
-          namespace,
-          body: {
-            metadata: { name: this.name, namespace },
-            spec: {
-              holderIdentity: identity,
-              leaseDurationSeconds: this.timing.durationSeconds,
-              acquireTime: now,
-              renewTime: now,
-              leaseTransitions: 0,
+        await this.call(
+          this.api.createNamespacedLease({
+            namespace,
+            body: {
+              metadata: { name: this.name, namespace },
+              spec: {
+                holderIdentity: identity,
+                leaseDurationSeconds: this.timing.durationSeconds,
+                acquireTime: now,
+                renewTime: now,
+                leaseTransitions: 0,
+              },
             },
-          },
-        });
+          }),
+        );
         this.lastRenewMs = nowMs;
         this.setLeading(true);
         return;
@@ -356,7 +377,7 @@ export class LeaderElector {
         acquireTime: mine ? spec.acquireTime : now,
         leaseTransitions: mine ? spec.leaseTransitions : (spec.leaseTransitions ?? 0) + 1,
       };
-      await this.api.replaceNamespacedLease({ name: this.name, namespace, body: lease });
+      await this.call(this.api.replaceNamespacedLease({ name: this.name, namespace, body: lease }));
       this.lastRenewMs = nowMs;
       this.setLeading(true);
     } catch (error) {
@@ -382,7 +403,12 @@ export interface StatusWriterOptions {
   concurrency?: number;
   /** The baseline whose status (posture in force) the writer keeps. */
   baseline?: BaselineSource;
+  /** Bounds each API call (callTimeoutMs) and paces the retry of a pass the API server did not take. */
+  timing?: LeaseTiming;
 }
+
+/** A write the API server did not take (unreachable, hung, refused): the pass stops and is retried. */
+class WriteFailed extends Error {}
 
 /** The elected agent's writer: status of every policy object, and Events for invalid generations. */
 export class PolicyStatusWriter {
@@ -469,8 +495,12 @@ export class PolicyStatusWriter {
     await collection.start();
   }
 
-  /** Debounced: a burst of report, pod and policy changes is one pass. */
-  private schedule(): void {
+  private call<T>(request: Promise<T>, what: string): Promise<T> {
+    return withTimeout(request, callTimeoutMs(this.options.timing ?? DEFAULT_LEASE_TIMING), what);
+  }
+
+  /** Debounced: a burst of report, pod and policy changes is one pass; a failed pass is retried after retryMs. */
+  private schedule(delayMs = 100): void {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
@@ -479,16 +509,21 @@ export class PolicyStatusWriter {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = null;
+      let failed = false;
       this.running = this.pass()
-        .catch((error: unknown) => this.options.log.error({ err: messageOf(error) }, 'status pass failed'))
+        .catch((error: unknown) => {
+          const retryMs = (this.options.timing ?? DEFAULT_LEASE_TIMING).retryMs;
+          this.options.log.warn({ err: messageOf(error), retryInMs: retryMs }, 'status pass stopped; retried');
+          failed = true;
+        })
         .finally(() => {
           this.running = null;
-          if (this.again) {
+          if (this.again || failed) {
             this.again = false;
-            this.schedule();
+            this.schedule(failed ? (this.options.timing ?? DEFAULT_LEASE_TIMING).retryMs : 100);
           }
         });
-    }, 100);
+    }, delayMs);
     this.timer.unref();
   }
 
@@ -541,11 +576,22 @@ export class PolicyStatusWriter {
     work.push(...this.baselineWork());
     const concurrency = this.options.concurrency ?? 8;
     let next = 0;
+    // One write the API server did not take stops the pass: with it unreachable or hung, every other write would wait
+    // out its own timeout. What is left is decided again on the retry.
+    let failed: WriteFailed | null = null;
     await Promise.all(
       Array.from({ length: Math.min(concurrency, work.length) }, async () => {
-        while (next < work.length && !this.stopped) await work[next++]!();
+        while (next < work.length && !this.stopped && failed === null) {
+          try {
+            await work[next++]!();
+          } catch (error) {
+            if (!(error instanceof WriteFailed)) throw error;
+            failed = error;
+          }
+        }
       }),
     );
+    if (failed !== null) throw failed;
   }
 
   /** Writes a policy's status; see replaceStatus. */
@@ -586,7 +632,7 @@ export class PolicyStatusWriter {
       const desired = decide(object);
       if (desired === null) return;
       try {
-        await replace({ ...object, status: { ...(object.status ?? {}), ...desired } });
+        await this.call(replace({ ...object, status: { ...(object.status ?? {}), ...desired } }), `write ${what}`);
         this.stats.written++;
         return;
       } catch (error) {
@@ -594,15 +640,15 @@ export class PolicyStatusWriter {
         if (code === 404) return;
         if (code !== 409) {
           this.stats.failed++;
-          this.options.log.warn({ object: what, err: messageOf(error) }, 'status not written; retried on the next pass');
-          return;
+          throw new WriteFailed(`${what}: status not written: ${messageOf(error)}`);
         }
         this.stats.conflicts++;
         try {
-          object = await read();
+          object = await this.call(read(), `read ${what}`);
         } catch (readError) {
           if (statusCode(readError) === 404) return;
-          throw readError;
+          this.stats.failed++;
+          throw new WriteFailed(`${what}: not read again after a conflict: ${messageOf(readError)}`);
         }
       }
     }
@@ -662,21 +708,24 @@ export class PolicyStatusWriter {
     // Events of a cluster-scoped object live in the default namespace.
     const eventNamespace = namespace ?? 'default';
     try {
-      await this.events.createNamespacedEvent({
-        namespace: eventNamespace,
-        body: {
-          // As client-go names them: the object's name and a unique suffix (generateName may not end in a dot).
-          metadata: { name: `${name}.${Date.now().toString(16)}${randomBytes(3).toString('hex')}`, namespace: eventNamespace },
-          eventTime: new V1MicroTime(),
-          type: 'Warning',
-          reason,
-          action: 'Validate',
-          note: note.length > 1024 ? `${note.slice(0, 1020)} …` : note,
-          regarding: { apiVersion, kind, name, uid, resourceVersion, ...(namespace ? { namespace } : {}) },
-          reportingController: REPORTING_CONTROLLER,
-          reportingInstance: this.options.node,
-        },
-      });
+      await this.call(
+        this.events.createNamespacedEvent({
+          namespace: eventNamespace,
+          body: {
+            // As client-go names them: the object's name and a unique suffix (generateName may not end in a dot).
+            metadata: { name: `${name}.${Date.now().toString(16)}${randomBytes(3).toString('hex')}`, namespace: eventNamespace },
+            eventTime: new V1MicroTime(),
+            type: 'Warning',
+            reason,
+            action: 'Validate',
+            note: note.length > 1024 ? `${note.slice(0, 1020)} …` : note,
+            regarding: { apiVersion, kind, name, uid, resourceVersion, ...(namespace ? { namespace } : {}) },
+            reportingController: REPORTING_CONTROLLER,
+            reportingInstance: this.options.node,
+          },
+        }),
+        `record the ${reason} Event`,
+      );
       this.stats.events++;
     } catch (error) {
       this.options.log.warn({ object: `${kind} ${namespace ? `${namespace}/` : ''}${name}`, err: messageOf(error) }, 'Event not recorded');

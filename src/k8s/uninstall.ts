@@ -2,11 +2,16 @@
 // update, restart, eviction: keep the pinned state so the next agent adopts it and enforcement never pauses).
 //
 // The signal is the agent's own DaemonSet: `helm uninstall` deletes it before its pods stop, while a rolling update,
-// `kubectl rollout restart` or a deleted pod leave it in place. Anything uncertain (API server unreachable, a
+// `kubectl rollout restart` or a deleted pod leave it in place. `helm uninstall` also deletes the agent's Role,
+// RoleBinding and ServiceAccount right after the DaemonSet (Helm's uninstall order), so a read at stop is usually
+// refused (403, or 401 once the token's ServiceAccount is gone): the agent watches its DaemonSet while it runs, and
+// the deletion its established watch saw decides. Anything uncertain (no deletion seen, API server unreachable, a
 // forbidden read, a timeout) keeps enforcing: failing open on a node because the API server was slow is the worse
 // error, and `egressguard teardown` on the node ends enforcement on purpose.
 
-import type { KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, type KubeConfig, type V1DaemonSet } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ResilientInformer } from './informer.js';
 
 /** The DaemonSet that runs this agent, as the chart passes it (downward API namespace, release name). */
 export interface AgentOwner {
@@ -30,8 +35,18 @@ export function agentOwnerFromEnv(env: NodeJS.ProcessEnv): AgentOwner | null {
   return namespace && daemonSet ? { namespace, daemonSet } : null;
 }
 
-export async function decideOnStop(owner: AgentOwner, read: DaemonSetReader, timeoutMs: number): Promise<StopDecision> {
+/**
+ * `deletionSeen`: what the running agent's watch saw (OwnDaemonSetWatch.deletionSeen), which decides on its own;
+ * otherwise the DaemonSet is read now.
+ */
+export async function decideOnStop(
+  owner: AgentOwner,
+  read: DaemonSetReader,
+  timeoutMs: number,
+  deletionSeen: string | null = null,
+): Promise<StopDecision> {
   const where = `DaemonSet ${owner.namespace}/${owner.daemonSet}`;
+  if (deletionSeen !== null) return { cleanNode: true, reason: `${where} ${deletionSeen}: egressguard is being uninstalled` };
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
@@ -60,10 +75,56 @@ function httpStatusOf(error: unknown): number | null {
   return typeof code === 'number' ? code : null;
 }
 
+/**
+ * The agent's own DaemonSet, watched by name (field selector metadata.name, which RBAC's resourceNames allows for list
+ * and watch) while the agent runs: remembers a deletion it saw, gone from a list or marked for deletion.
+ */
+export class OwnDaemonSetWatch {
+  private readonly informer: ResilientInformer<V1DaemonSet>;
+  private seen: string | null = null;
+  private listedOnce = false;
+
+  constructor(kubeConfig: KubeConfig, owner: AgentOwner, log: Logger) {
+    const apps = kubeConfig.makeApiClient(AppsV1Api);
+    const fieldSelector = `metadata.name=${owner.daemonSet}`;
+    this.informer = new ResilientInformer<V1DaemonSet>({
+      name: `DaemonSet ${owner.namespace}/${owner.daemonSet}`,
+      kubeConfig,
+      path: `/apis/apps/v1/namespaces/${owner.namespace}/daemonsets`,
+      list: () => apps.listNamespacedDaemonSet({ namespace: owner.namespace, fieldSelector }),
+      fieldSelector,
+      log,
+      onChange: () => this.observe(),
+    });
+  }
+
+  start(): void {
+    this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.informer.stop();
+  }
+
+  /** How the deletion was seen ("was deleted at ...", "is being deleted"), or null when it was not. */
+  deletionSeen(): string | null {
+    return this.seen;
+  }
+
+  private observe(): void {
+    const [daemonSet] = this.informer.list();
+    if (daemonSet === undefined) {
+      // Gone from a list that once held it (a first list without it says nothing: the agent may run outside the chart).
+      if (this.listedOnce && this.seen === null) this.seen = `was deleted (seen at ${new Date().toISOString()})`;
+      return;
+    }
+    this.listedOnce = true;
+    if (daemonSet.metadata?.deletionTimestamp && this.seen === null) this.seen = 'is being deleted';
+  }
+}
+
 /** A reader over the API server the agent already talks to (in-cluster service account, or $KUBECONFIG). */
 export async function apiDaemonSetReader(kubeConfig: KubeConfig): Promise<DaemonSetReader> {
-  // Loaded here, not at the top: host mode never pays for the Kubernetes client.
-  const { AppsV1Api } = await import('@kubernetes/client-node');
   const apps = kubeConfig.makeApiClient(AppsV1Api);
   return async ({ namespace, daemonSet }) => {
     try {

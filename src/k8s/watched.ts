@@ -28,6 +28,8 @@ export class WatchedCollection<T extends KubernetesObject> {
   private readonly informer: ResilientInformer<T>;
   private readonly seen = new Map<string, T>();
   private readonly waiting: Array<() => void> = [];
+  /** Waiters that also settle for a failed list (whenSynced with orFailed). */
+  private readonly failing: Array<() => void> = [];
   /** The first list has been compared and reported. */
   private reported = false;
 
@@ -40,6 +42,9 @@ export class WatchedCollection<T extends KubernetesObject> {
       ...(options.labelSelector !== undefined ? { labelSelector: options.labelSelector } : {}),
       log: options.log,
       onChange: () => this.compare(),
+      onError: () => {
+        for (const resolve of this.failing.splice(0)) resolve();
+      },
     });
   }
 
@@ -47,16 +52,21 @@ export class WatchedCollection<T extends KubernetesObject> {
     this.informer.start();
   }
 
-  /** Resolves once the first list is in the cache and reported, or after `timeoutMs` (the API server is down). */
-  whenSynced(timeoutMs: number): Promise<boolean> {
+  /**
+   * Resolves once the first list is in the cache and reported, or after `timeoutMs` (the API server is down); with
+   * `orFailed`, also as soon as a list fails. The value says whether the collection is synced.
+   */
+  whenSynced(timeoutMs: number, { orFailed = false }: { orFailed?: boolean } = {}): Promise<boolean> {
     if (this.synced) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(this.synced), timeoutMs);
-      timer.unref();
-      this.waiting.push(() => {
+      const settle = () => {
         clearTimeout(timer);
-        resolve(true);
-      });
+        resolve(this.synced);
+      };
+      const timer = setTimeout(settle, timeoutMs);
+      timer.unref();
+      this.waiting.push(settle);
+      if (orFailed) this.failing.push(settle);
     });
   }
 

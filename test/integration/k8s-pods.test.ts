@@ -5,10 +5,12 @@
 
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { Lab } from '../../lab/lab.js';
+import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
+import type { DnsProbeResult } from '../../lab/probe-result.js';
+import { keptPoliciesPath, readKeptPolicies } from '../../src/k8s/kept-policies.js';
 import { LabAgent } from '../../lab/lab-agent.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import {
@@ -30,6 +32,35 @@ import { ensureNamespace, Kubelet, type KubePod } from '../support/kube/pods.js'
 
 const OTHER_NAMESPACE = 'other';
 const NODE = 'node-a';
+const OPENAI = DEFAULT_LAB_HOSTS.find((h) => h.name === 'api.openai.com')!;
+/** benign may resolve and reach api.openai.com on 443: what the DNS proxy answers is decided by it. */
+const DNS_POLICY = `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: benign-dns, namespace: ${NAMESPACE} }
+spec:
+  smartGroups:
+    - name: anywhere
+      selectors: [{ cidr: 0.0.0.0/0 }]
+  webGroups:
+    - name: openai
+      domains: [api.openai.com]
+  rules:
+    - name: allow-openai
+      action: permit
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: benign } }
+      destinationSmartGroups: [{ name: anywhere }]
+      webGroups: [{ name: openai }]
+`;
+
+async function waitUntil(what: string, predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
 
 describe('Kubernetes mode: pods as workloads, against a real API server', { skip: privilegedSkip() }, () => {
   let lab: Lab;
@@ -83,6 +114,13 @@ describe('Kubernetes mode: pods as workloads, against a real API server', { skip
   });
 
   const key = (pod: KubePod) => `${pod.namespace}/${pod.name}`;
+  /** The agent keeps its copy of the policies beside the pod state file. */
+  const keptFile = () => keptPoliciesPath(join(lab.workDir, 'agent-pods.json'));
+  const dnsFrom = async (pod: KubePod, name: string): Promise<DnsProbeResult> => {
+    const r = await lab.probe(pod.network!, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv4]);
+    assert.equal(r.kind, 'dns', JSON.stringify(r));
+    return r as DnsProbeResult;
+  };
   const workload = (s: AgentStatus, pod: KubePod) => s.workloads.find((w) => w.key === key(pod));
   const { fromPod, tcp, assertEnforced } = enforcementProbes(() => lab);
   const setLabels = async (pod: KubePod, labels: Record<string, string>) => {
@@ -214,14 +252,86 @@ describe('Kubernetes mode: pods as workloads, against a real API server', { skip
     await kubelet.deletePod(late);
   });
 
-  test('API server down at the agent start: the pinned state keeps enforcing until the first list, then the pods are reported', async () => {
+  test('API server down at the agent start: the kept policies and baseline enforce the pods at once, DNS included', async () => {
+    const benign = kubelet.pod(NAMESPACE, 'benign-2');
+    const rogue = kubelet.pod(NAMESPACE, 'rogue-2');
+    await createFirewallPolicy(plane, DNS_POLICY);
+    await agent.waitFor('the DNS policy enforced', (s) => workload(s, benign)?.rules.length === 2);
+    // The copy follows what the API server listed (written on the next turn after the change).
+    await waitUntil(
+      'the copy to hold the DNS policy',
+      () => existsSync(keptFile()) && readFileSync(keptFile(), 'utf8').includes('benign-dns'),
+    );
+    const assertDns = async () => {
+      const allowed = await dnsFrom(benign, 'api.openai.com');
+      assert.equal(allowed.rcode, 'NOERROR', JSON.stringify(allowed));
+      assert.ok(
+        allowed.answers.some((a) => a.data === OPENAI.ipv4),
+        JSON.stringify(allowed),
+      );
+      for (const [pod, name] of [
+        [benign, 'attacker.example'],
+        [rogue, 'api.openai.com'],
+      ] as const) {
+        const refused = await dnsFrom(pod, name);
+        assert.equal(refused.rcode, 'NXDOMAIN', `${pod.name} asking ${name}: ${JSON.stringify(refused)}`);
+      }
+    };
+    await assertDns();
+
+    await agent.stop();
+    await plane.stopApiServer();
+    await agent.start(60_000);
+    // Enrolled by the new agent, with their real policies, while nothing can be listed.
+    const restored = await agent.waitFor(
+      'the pods enforced from the kept copy',
+      (s) => s.kubernetes!.policies?.policies.kept !== null && [benign, rogue].every((p) => workload(s, p)?.addresses.length === 2),
+      60_000,
+    );
+    assert.equal(restored.kubernetes!.pods.api.synced, false);
+    assert.equal(restored.kubernetes!.policies!.policies.synced, false);
+    assert.equal(restored.kubernetes!.policies!.policies.kept!.policies, 2);
+    assert.deepEqual(
+      workload(restored, benign)!
+        .rules.map((r) => r.name)
+        .sort(),
+      ['allow-httpbin', 'allow-openai'],
+    );
+    assert.deepEqual(workload(restored, rogue)!.rules, []);
+    assert.match(agent.log(), /enforcing the policies kept by the previous agent/);
+    await assertDns();
+    await assertEnforced(benign, true);
+    await assertEnforced(rogue, false);
+
+    await plane.startApiServer();
+    const listed = await agent.waitFor(
+      'listed after all',
+      (s) => s.kubernetes!.policies!.policies.synced && s.kubernetes!.pods.api.state === 'watching',
+      60_000,
+    );
+    assert.equal(listed.kubernetes!.policies!.policies.kept, null);
+    assert.equal(workload(listed, benign)!.rules.length, 2);
+    await assertDns();
+  });
+
+  test('API server down at the agent start with a corrupt copy: rejected (named in the log); the pinned state enforces until listed', async () => {
     const benign = kubelet.pod(NAMESPACE, 'benign-2');
     const rogue = kubelet.pod(NAMESPACE, 'rogue-2');
     await agent.stop();
     await plane.stopApiServer();
+    // One byte of the payload changed: the digest no longer matches.
+    writeFileSync(keptFile(), readFileSync(keptFile(), 'utf8').replace('allow-openai', 'allow-openaj'));
     await agent.start(60_000);
     const unlisted = await agent.waitFor('the first list to fail', (s) => s.kubernetes!.pods.api.lastError !== null, 60_000);
+    assert.ok(
+      agent
+        .log()
+        .split('\n')
+        .some((line) => line.includes(keptFile()) && line.includes('SHA-256 mismatch')),
+      'the log names the rejected copy and why',
+    );
     assert.equal(unlisted.kubernetes!.pods.api.synced, false);
+    assert.equal(unlisted.kubernetes!.policies!.policies.kept, null);
     // Nothing was withdrawn: the previous agent's rules still judge both pods. The new agent holds the pods it kept
     // (lastKnown) until the cluster's policies are listed too: enrolled now, they would compile with no policy and be
     // denied everything while the API server is down.
@@ -244,6 +354,8 @@ describe('Kubernetes mode: pods as workloads, against a real API server', { skip
     assert.equal(listed.kubernetes!.pods.lastKnown, null);
     await assertEnforced(benign, true);
     await assertEnforced(rogue, false);
+    // Listed again, the copy is rewritten whole.
+    await waitUntil('a valid copy again', () => readKeptPolicies(keptFile())?.ok === true);
   });
 
   test('410 Gone after a burst of pod changes while the agent was cut off: the re-list reports exactly the current pods', async () => {

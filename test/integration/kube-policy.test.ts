@@ -53,17 +53,34 @@ describe('FirewallPolicy, EgressBaseline and status against a real kube-apiserve
   let custom: CustomObjectsApi;
   const agents: Agent[] = [];
 
-  async function startAgent(node: string, workloads: WorkloadSpec[]): Promise<Agent> {
+  /**
+   * `beforeRequest` runs before each of the agent's API requests is sent (after the agent decided what to send): where
+   * a test plays another writer, or freezes the API server, at an exact point of the agent's work.
+   */
+  async function startAgent(
+    node: string,
+    workloads: WorkloadSpec[],
+    beforeRequest?: (method: string, url: string) => Promise<void>,
+  ): Promise<Agent> {
     const datapath = new FakeDatapath();
     const baselines: BaselineState[] = [];
+    const kubeConfig = cp.adminKubeConfig();
+    if (beforeRequest) {
+      const authenticate = kubeConfig.applySecurityAuthentication.bind(kubeConfig);
+      kubeConfig.applySecurityAuthentication = async (context) => {
+        await beforeRequest(context.getHttpMethod(), context.getUrl());
+        return authenticate(context);
+      };
+    }
     const plane = new PolicyPlane({
-      kubeConfig: cp.adminKubeConfig(),
+      kubeConfig,
       node,
       agentNamespace: AGENT_NS,
       fallbackNamespaces: [NS],
       log: silentLog,
       onBaseline: (state) => baselines.push(state),
       timing: TIMING,
+      keptFile: null,
     });
     const store = new PolicyStore({}, plane.resolver);
     const ids = new Map<string, bigint>();
@@ -283,5 +300,63 @@ spec: {rules: [{name: r, action: deny, selector: {matchLabels: {app: x}}}]}
       (await firewallPolicy('obot-ms1d-fw')).status?.ruleset ? true : undefined,
     );
     for (const agent of agents) assert.ok(!agent.plane.policies.verdicts().some((v) => v.name === 'foreign-fw'));
+  });
+
+  test('status under contention and faults: a 409 ends with the right status; a frozen API server does not wedge the writer', async () => {
+    const statusPut = (name: string) => (method: string, url: string) =>
+      method === 'PUT' && new URL(url).pathname.endsWith(`/firewallpolicies/${name}/status`);
+    let competed = 0;
+    let froze = 0;
+    const agent = await startAgent('node-c', [], async (method, url) => {
+      if (statusPut('obot-ms1e-fw')(method, url) && competed === 0) {
+        // Another writer changes the object between the agent's read and its write.
+        competed++;
+        const current = (await custom.getNamespacedCustomObject({ ...FIREWALL, name: 'obot-ms1e-fw' })) as Record<string, unknown>;
+        await custom.replaceNamespacedCustomObjectStatus({
+          ...FIREWALL,
+          name: 'obot-ms1e-fw',
+          body: { ...current, status: { ruleset: 'written-by-another', lastReconciledGeneration: 99 } },
+        });
+      }
+      if (statusPut('obot-ms1f-fw')(method, url) && froze === 0) {
+        froze++;
+        cp.pauseApiServer();
+      }
+    });
+    // node-c alone campaigns: the remaining agents step aside.
+    for (const other of agents.filter((a) => a !== agent)) {
+      await other.plane.stop();
+      agents.splice(agents.indexOf(other), 1);
+    }
+    await until('node-c elected', () => (agent.plane.status().statusWriter.leader ? true : undefined), 15_000);
+    const rulesetOf = (name: string) => agent.plane.policies.verdicts().find((v) => v.name === name)?.accepted?.ruleset;
+    const rightStatus = async (name: string) => {
+      const object = await firewallPolicy(name);
+      const expected = rulesetOf(name);
+      return expected !== undefined && object.status?.ruleset === expected && object.status.lastReconciledGeneration === 1
+        ? object
+        : undefined;
+    };
+
+    const conflictsBefore = agent.plane.status().statusWriter.conflicts;
+    await custom.createNamespacedCustomObject({ ...FIREWALL, body: parseYaml(translatorPolicy('ms1e', { namespace: NS })) as object });
+    const contended = await until('obot-ms1e-fw status after the conflict', () => rightStatus('obot-ms1e-fw'));
+    assert.equal(competed, 1);
+    assert.ok(agent.plane.status().statusWriter.conflicts > conflictsBefore, 'the write met a 409 and was decided again');
+    assert.equal(condition(contended, 'Enforced')?.status, 'True');
+
+    const failedBefore = agent.plane.status().statusWriter.failed;
+    await custom.createNamespacedCustomObject({ ...FIREWALL, body: parseYaml(translatorPolicy('ms1f', { namespace: NS })) as object });
+    await until('the API server frozen mid-write', () => (froze === 1 ? true : undefined));
+    try {
+      // Each call is abandoned after a third of the Lease duration: the write is counted failed, nothing waits on it.
+      await until('the frozen write abandoned', () => (agent.plane.status().statusWriter.failed > failedBefore ? true : undefined), 15_000);
+    } finally {
+      cp.resumeApiServer();
+    }
+    await until('obot-ms1f-fw status after the freeze', () => rightStatus('obot-ms1f-fw'), 30_000);
+    // Not wedged: a policy created afterwards gets its status too.
+    await custom.createNamespacedCustomObject({ ...FIREWALL, body: parseYaml(translatorPolicy('ms1g', { namespace: NS })) as object });
+    await until('obot-ms1g-fw status', () => rightStatus('obot-ms1g-fw'), 30_000);
   });
 });

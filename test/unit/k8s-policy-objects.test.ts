@@ -172,4 +172,47 @@ spec:
     assert.deepEqual(enforced(ROGUE), []);
     assert.deepEqual(objects.verdicts(), []);
   });
+
+  test('the kept copy restores the accepted objects at once; the first full list replaces it and withdraws those gone', () => {
+    const before = setup();
+    const a = apiObject(translatorPolicy('ms1a', { domains: ['api.example.com'] }), 3);
+    const b = apiObject(translatorPolicy('ms1b', {}), 1);
+    before.objects.changed('FirewallPolicy', a, a);
+    before.objects.changed('FirewallPolicy', b, b);
+    before.objects.flush();
+    // A rejected newer generation is not kept: the copy holds what was enforced.
+    const bad = apiObject(translatorPolicy('ms1a', { domains: ['api.*.com'] }), 4);
+    before.objects.changed('FirewallPolicy', bad, bad);
+    before.objects.flush();
+    const kept = JSON.parse(JSON.stringify(before.objects.keptPolicies())) as ReturnType<PolicyObjects['keptPolicies']>;
+    assert.deepEqual(
+      kept.map((k) => [k.manifest.metadata, k.generation]),
+      [
+        [{ name: 'obot-ms1a-fw', namespace: 'obot-mcp' }, 3],
+        [{ name: 'obot-ms1b-fw', namespace: 'obot-mcp' }, 1],
+      ],
+    );
+
+    // A restarted agent: the same rules at once, with the same verdicts (generation, ruleset).
+    const after = setup();
+    after.objects.restore(kept);
+    assert.deepEqual(after.enforced(), before.enforced());
+    assert.deepEqual(after.enforced(ROGUE), before.enforced(ROGUE));
+    assert.deepEqual(
+      after.objects.verdicts().map((v) => [v.name, v.accepted?.generation, v.accepted?.ruleset]),
+      before.objects.verdicts().map((v) => [v.name, v.accepted?.generation, v.accepted?.ruleset]),
+    );
+    // Listed: ms1a unchanged costs no transaction; ms1b was deleted meanwhile and is withdrawn.
+    const commits = after.commits.length;
+    after.objects.changed('FirewallPolicy', a, a);
+    after.objects.flush();
+    assert.equal(after.commits.length, commits, 'an object identical to its kept version is not applied again');
+    after.objects.dropUnlisted();
+    after.objects.flush();
+    assert.deepEqual(after.enforced(ROGUE), []);
+    assert.deepEqual(
+      after.objects.verdicts().map((v) => v.name),
+      ['obot-ms1a-fw'],
+    );
+  });
 });

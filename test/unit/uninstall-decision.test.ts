@@ -15,6 +15,16 @@ describe('decideOnStop', () => {
     });
   });
 
+  test('a deletion the running agent watched decides, even when the read at stop is refused (RBAC deleted too)', async () => {
+    const refused: DaemonSetReader = () => Promise.reject(Object.assign(new Error('forbidden'), { code: 403 }));
+    const decision = await decideOnStop(OWNER, refused, 1000, 'was deleted (seen at 2026-01-01T00:00:00.000Z)');
+    assert.deepEqual(decision, {
+      cleanNode: true,
+      reason: 'DaemonSet egressguard-system/egressguard was deleted (seen at 2026-01-01T00:00:00.000Z): egressguard is being uninstalled',
+    });
+    assert.equal((await decideOnStop(OWNER, refused, 1000, null)).cleanNode, false, 'nothing seen, refused: keep enforcing');
+  });
+
   test('the DaemonSet is being deleted (foreground deletion): clean the node', async () => {
     const decision = await decideOnStop(OWNER, async () => ({ deletionTimestamp: new Date() }), 1000);
     assert.equal(decision.cleanNode, true);
