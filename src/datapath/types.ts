@@ -137,7 +137,10 @@ export interface Datapath {
   removeWorkload(cgroup: string | bigint): void;
   /** Workloads found in the kernel (after adoption): cgroup id -> workload id. */
   workloads(): Map<bigint, number>;
-  /** Write learned addresses. Throws, naming the workload, when entries would exceed its cap (the rest are written). */
+  /**
+   * Write learned addresses. An entry never gets shorter: one the kernel already holds at least as long is left as it
+   * is (and costs no map write). Throws, naming the workload, when entries would exceed its cap (the rest are written).
+   */
   learn(entries: LearnedEntry[]): void;
   learned(workloadId?: number): LearnedEntry[];
   /** Delete learned entries that expired before nowNs; returns how many were removed. */
