@@ -98,6 +98,8 @@ export interface DatapathStats {
   dnsSteered: bigint;
   /** Approved flows refused: the workload held its share of the table (or the table was full). */
   flowsRefused: bigint;
+  /** TLS connects with more webGroup/tlsRequired candidates than the kernel's list holds (decided by a rule walk). */
+  candidateOverflows: bigint;
   /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
   flowsEnded: bigint;
   /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */

@@ -26,6 +26,7 @@ export interface MetricsSources {
     decisionsDenied: bigint;
     dnsSteered: bigint;
     flowsRefused: bigint;
+    candidateOverflows: bigint;
   };
   /** Approved flows the kernel holds (all workloads) and the table's capacity. */
   approvedFlows(): { entries: number; capacity: number };
@@ -163,6 +164,13 @@ export class AgentMetrics {
       'Approved flows the kernel refused to record: a workload held its share (its flows were judged per packet).',
       [],
       kernel((k) => k.flowsRefused),
+    );
+    mirroredCounter(
+      registry,
+      'tls_candidate_overflows_total',
+      'TLS connects to an address more webGroup/tlsRequired rules matched than the kernel remembers (8): their ClientHello was judged by walking the rules.',
+      [],
+      kernel((k) => k.candidateOverflows),
     );
     mirroredCounter(
       registry,
