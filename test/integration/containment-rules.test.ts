@@ -9,15 +9,17 @@
 // before it covers one of its names. The connection must still be judged by its SNI, first match wins.
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import type { ServerRecord } from '../../lab/internet-server.js';
-import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
+import { DEFAULT_LAB_HOSTS, LAB_TLS_SINK_PORT, Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
 import type { ProbeResult, ProbeResultOfKind } from '../../lab/probe-result.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { CONFIG_DEFAULTS } from '../../src/agent/config.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { KERNEL_CAPACITY } from '../../src/model/capacity.js';
+import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const CDN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'attacker.example')!;
@@ -34,7 +36,11 @@ const PERMIT_RULES = [...SITES.map((_, i) => `permit-site${i + 1}`), 'permit-all
 /** Candidates the kernel remembers per connection; the policy below has 12 webGroup rules for one address. */
 const REMEMBERED = KERNEL_CAPACITY.sniCandidatesPerConnection.max;
 
-function cdnPolicy(): string {
+/**
+ * Twelve webGroup rules (TCP 443 and the lab's TLS sink port) on one address, then deny-all. `sites` is the action of
+ * the first ten; `extraRule` goes before deny-all.
+ */
+function cdnPolicy(sites: 'permit' | 'deny' = 'permit', extraRule = ''): string {
   const webGroups = [
     ...SITES.map((name, i) => `    - name: site${i + 1}\n      domains: [${name}]\n`),
     `    - name: blocked\n      domains: [${BLOCKED}]\n`,
@@ -45,6 +51,7 @@ function cdnPolicy(): string {
       action: ${action}
       protocol: tcp
       port: 443
+      endPort: ${LAB_TLS_SINK_PORT}
       selector: { matchLabels: { app: cdn } }
       destinationSmartGroups: [{ name: any-destination }]
       webGroups: [{ name: ${group} }]
@@ -63,7 +70,7 @@ spec:
         - cidr: ::/0
   webGroups:
 ${webGroups}  rules:
-${SITES.map((_, i) => webRule(`permit-site${i + 1}`, 'permit', `site${i + 1}`)).join('')}${webRule('deny-blocked', 'deny', 'blocked')}${webRule('permit-allowed', 'permit', 'allowed')}    - name: deny-all
+${SITES.map((_, i) => webRule(`${sites}-site${i + 1}`, sites, `site${i + 1}`)).join('')}${webRule('deny-blocked', 'deny', 'blocked')}${webRule('permit-allowed', 'permit', 'allowed')}${extraRule}    - name: deny-all
       action: deny
       protocol: any
       selector: { matchLabels: { app: cdn } }
@@ -78,6 +85,18 @@ function as<K extends ProbeResult['kind']>(kind: K, result: ProbeResult): ProbeR
 }
 
 const addressOf = (family: 4 | 6): string => (family === 4 ? CDN.ipv4 : CDN.ipv6);
+
+/** A TLS connection to the lab's sink held open: 100 bytes once secure, 100 more and the end on any stdin input. */
+const HELD_TLS_CLIENT = `
+const tls = require('tls');
+const a = JSON.parse(process.env.EG_ARGS);
+const s = tls.connect({ host: a.host, port: a.port, servername: a.servername, ca: a.ca });
+let reply = '';
+s.on('secureConnect', () => s.write('x'.repeat(100), () => console.log('secure')));
+s.on('data', (c) => (reply += c));
+s.on('end', () => console.log('reply ' + reply.trim()));
+s.on('error', (e) => console.log('error ' + e.code));
+process.stdin.once('data', () => { s.write('y'.repeat(100)); s.end(); });`;
 
 describe('more than 8 SNI candidates at one address (real kernel, agent)', { skip: privilegedSkip() }, () => {
   let lab: Lab;
@@ -219,6 +238,45 @@ describe('more than 8 SNI candidates at one address (real kernel, agent)', { ski
       assert.equal(scrape.code, 0, scrape.stderr);
       const line = scrape.stdout.split('\n').find((l) => l.startsWith('egressguard_tls_candidate_overflows_total '));
       assert.equal(line, `egressguard_tls_candidate_overflows_total ${counted}`);
+    });
+
+    test('only rules past the 8th candidate permit: the connect goes ahead, and its live flow survives a policy rewrite', async () => {
+      const rulesOf = (s: AgentStatus) => s.workloads.find((w) => w.key === WORKLOAD_KEY)?.rules.map((r) => r.name) ?? [];
+      // The first ten candidates (and the fallback) deny: only permit-allowed, the 12th, can permit the connect.
+      agent!.writePolicy('cdn.yaml', cdnPolicy('deny'));
+      await agent!.waitFor('the deny-first rules', (s) => rulesOf(s)[0] === 'deny-site1');
+      await agent!.waitFor('the CDN address learned for permit-allowed', (s) =>
+        [CDN.ipv4, CDN.ipv6].every((ip) => learned(s).some((l) => l.ip === ip && l.rule === `${POD.namespace}/${POLICY}:permit-allowed`)),
+      );
+      const ca = await readFile(lab.caPath, 'utf8');
+      for (const family of FAMILIES) {
+        const before = await overflows();
+        const child = lab.spawnInPod(POD.pod, [process.execPath, '-e', HELD_TLS_CLIENT], {
+          env: { ...process.env, EG_ARGS: JSON.stringify({ host: addressOf(family), port: LAB_TLS_SINK_PORT, servername: ALLOWED, ca }) },
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        const client = new Lines(child);
+        await client.waitFor('secure');
+        assert.equal((await overflows()) - before, 1);
+        // A rule change makes the agent re-judge every live socket of the workload (the socket iterators): the
+        // overflowed permit must count there too, or the flow is ended.
+        const extra = `unrelated${family}`;
+        agent!.writePolicy(
+          'cdn.yaml',
+          cdnPolicy(
+            'deny',
+            `    - name: ${extra}\n      action: permit\n      protocol: udp\n      port: 9\n      selector: { matchLabels: { app: cdn } }\n      destinationSmartGroups: [{ name: any-destination }]\n`,
+          ),
+        );
+        await agent!.waitFor(`rule ${extra} enforced`, (s) => rulesOf(s).includes(extra));
+        child.stdin!.write('finish\n');
+        // The sink counts the plaintext it received and answers when the client ends: all 200 bytes arrived.
+        await client.waitFor('reply received 200');
+        assert.deepEqual(
+          client.lines.filter((line) => line.startsWith('error')),
+          [],
+        );
+      }
     });
   });
 });
