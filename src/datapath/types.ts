@@ -3,7 +3,7 @@
 
 import type { Cidr, CompiledRule, RuleProtocol } from '../policy/types.js';
 import type { KernelEvent } from '../model/decision.js';
-import type { DatapathFeatures } from './features.js';
+import type { DatapathFeatures, OptionalFeatures } from './features.js';
 
 export type { KernelEvent };
 
@@ -124,6 +124,8 @@ export interface FlowsEnded {
 export interface Datapath {
   /** True when this instance found pinned state from an earlier agent and took it over. */
   readonly adopted: boolean;
+  /** Each optional kernel feature (src/datapath/features.ts): available or not, as probed when the datapath opened. */
+  readonly kernelFeatures: OptionalFeatures;
   configure(settings: DatapathSettings): void;
   setDenyList(entries: CidrEntry[]): void;
   setBaseline(entries: CidrEntry[]): void;
