@@ -33,6 +33,7 @@ async function exportedNames(): Promise<Set<string>> {
     approvedFlows: () => ({ entries: 0, capacity: 1 }),
     workloads: () => ({ enrolled: 0, capacity: 1 }),
     policiesRejected: () => 0,
+    kernelFeatures: () => ({ socketDestroy: true }),
   });
   const names = new Set<string>();
   for (const metric of await metrics.registry.getMetricsAsJSON()) {

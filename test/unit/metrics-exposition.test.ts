@@ -39,6 +39,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
     approvedFlows: () => ({ entries: 0, capacity: 262144 }),
     workloads: () => ({ enrolled: 2, capacity: 4096 }),
     policiesRejected: () => 1,
+    kernelFeatures: () => ({ socketDestroy: false }),
     ...overrides,
   };
 }
@@ -116,6 +117,7 @@ describe('AgentMetrics', () => {
     assert.equal(sample(body, 'egressguard_map_capacity{map="learned"}'), 131072);
     assert.equal(sample(body, 'egressguard_policies_rejected'), 1);
     assert.equal(sample(body, 'egressguard_up'), 1);
+    assert.equal(sample(body, 'egressguard_kernel_feature_available{feature="socketDestroy"}'), 0);
     denied = 9n;
     ({ body } = await metrics.exposition());
     assert.equal(sample(body, 'egressguard_kernel_decisions_total{verdict="denied"}'), 9);
