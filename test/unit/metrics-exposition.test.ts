@@ -74,6 +74,17 @@ describe('AgentMetrics', () => {
     assert.doesNotMatch(body, /httpbin\.org|198\.18\.100\.20|rogue"/, 'no destination, name or workload name in any label');
   });
 
+  test('counts kept between scrapes: a scrape neither resets nor doubles them', async () => {
+    const metrics = new AgentMetrics(sources());
+    const series =
+      'egressguard_flows_total{verdict="denied",tier="2",layer="connect",namespace="obot-mcp",policy="obot-mcp/rogue-policy",rule="deny-all"}';
+    metrics.observeFlow(flowEvent({ count: 2 }));
+    assert.equal(sample((await metrics.exposition()).body, series), 2);
+    assert.equal(sample((await metrics.exposition()).body, series), 2);
+    metrics.observeFlow(flowEvent());
+    assert.equal(sample((await metrics.exposition()).body, series), 3);
+  });
+
   test('DNS answers are counted by rcode', async () => {
     const metrics = new AgentMetrics(sources());
     metrics.observeFlow(flowEvent({ layer: 'dns', dns: { query: 'a.example', type: 'A', rcode: 'NXDOMAIN', answers: [] } }));
