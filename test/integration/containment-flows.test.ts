@@ -33,7 +33,10 @@ const ALLOW_REVOKED = 22;
 const WEB_RULE = 23;
 const HTTP_RULE = 24;
 
-/** Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink). */
+/**
+ * Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink) and
+ * logs "tls <name>" for every <label>.evil.example the chunk carries (a forbidden SNI that arrived).
+ */
 const SERVER_SCRIPT = `
 const net = require('net');
 let pending = 3;
@@ -43,8 +46,15 @@ net.createServer((s) => {
   s.on('error', () => {});
   s.on('data', (c) => { buffered += c; let i; while ((i = buffered.indexOf('\\n')) >= 0) { console.log('recv ' + buffered.slice(0, i)); buffered = buffered.slice(i + 1); } });
 }).listen({ port: ${LINE_PORT}, host: '::' }, ready);
-net.createServer((s) => { let total = 0; s.on('error', () => {}); s.on('data', (c) => { total += c.length; s.write(total + '\\n'); }); })
-  .listen({ port: ${TLS_PORT}, host: '::' }, ready);
+net.createServer((s) => {
+  let total = 0;
+  s.on('error', () => {});
+  s.on('data', (c) => {
+    total += c.length;
+    for (const name of c.toString('latin1').match(/[a-z0-9]+\\.evil\\.example/g) ?? []) console.log('tls ' + name);
+    s.write(total + '\\n');
+  });
+}).listen({ port: ${TLS_PORT}, host: '::' }, ready);
 require('http').createServer((q, r) => { console.log('http ' + q.headers.host + ' ' + q.url); r.end('ok'); })
   .listen({ port: ${HTTP_PORT}, host: '::' }, ready);`;
 
@@ -186,7 +196,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       await assertRevoked(client, `discovery${family}`);
     });
 
-    test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling`, async () => {
+    test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling; its ClientHello never arrives`, async () => {
       const webRule = rule({
         ruleId: WEB_RULE,
         action: 'permit',
@@ -197,17 +207,24 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
         log: true,
         domains: [{ kind: 'exact', name: 'allowed.example' }],
       });
+      const hello = (sni: string) => ({ host: lab.inet(KEPT, family), port: TLS_PORT, hello: buildClientHello({ sni }).toString('hex') });
+      const send = (sni: string) => lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello(sni));
+      // Calibration: unenrolled, a forbidden name's ClientHello reaches the server.
+      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
+      assert.equal((await send(`calibration${family}.evil.example`)).code, 'ANSWERED');
+      await server.waitFor(`tls calibration${family}.evil.example`);
       const workloadId = datapath!.setWorkload(lab.pod(POD).cgroupPath, [webRule]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
       datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(KEPT, family), expiresAtNs }]);
-      const hello = (sni: string) => ({ host: lab.inet(KEPT, family), port: TLS_PORT, hello: buildClientHello({ sni }).toString('hex') });
-      // Calibration: the permitted name reaches the server (its ack comes back).
-      const allowed = await lab.runScriptInPod<{ code: string }>(POD, HELLO_SCRIPT, hello('allowed.example'));
-      assert.equal(allowed.code, 'ANSWERED');
-      const denied = await lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello('evil.example'));
+      // The permitted name reaches the server (its ack comes back).
+      assert.equal((await send('allowed.example')).code, 'ANSWERED');
+      const denied = await send(`enforced${family}.evil.example`);
       assert.equal(denied.code, 'ECONNABORTED', 'the application sees the end, not a stall');
       const event = await eventMatching(events, (e) => e.pid === denied.pid && e.layer === 'tls');
-      assert.deepEqual([event.verdict, event.sni], ['denied', 'evil.example']);
+      assert.deepEqual([event.verdict, event.sni], ['denied', `enforced${family}.evil.example`]);
+      // Judged where it would land: an allowed ClientHello after it arrives, the denied one never did.
+      assert.equal((await send('allowed.example')).code, 'ANSWERED');
+      assert.equal(server.lines.includes(`tls enforced${family}.evil.example`), false, 'the denied ClientHello never arrives');
     });
 
     test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
