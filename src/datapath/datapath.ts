@@ -37,7 +37,7 @@ import {
   sumPerCpuU64,
   type WorkloadEntry,
 } from './abi.js';
-import { checkKernelFeatures, type DatapathFeatures } from './features.js';
+import { checkKernelFeatures, optionalFeatures, type DatapathFeatures, type OptionalFeatures } from './features.js';
 import { LearnedTable } from './learned-table.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
 import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
@@ -255,6 +255,7 @@ class KernelDatapath implements Datapath {
     adopted: boolean,
     /** The layers whose programs openDatapath loaded. */
     private readonly loaded: DatapathFeatures,
+    readonly kernelFeatures: OptionalFeatures,
   ) {
     this.features = { ...loaded };
     this.maps = maps;
@@ -727,6 +728,7 @@ class KernelDatapath implements Datapath {
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),
       flowsRefused: read(STAT.flowsRefused),
+      candidateOverflows: read(STAT.candidateOverflows),
       flowsEnded: read(STAT.flowsEnded),
       flowsNotEnded: this.flowsNotEnded,
     };
@@ -840,7 +842,8 @@ export function openDatapath(options: DatapathOptions): Datapath {
   const { attachCgroup, pinDir } = validateOptions(options);
   const features = options.features ?? ALL_FEATURES;
   const native = loadNative();
-  checkKernelFeatures(native.probeFeatures(), features, release());
+  const probed = native.probeFeatures();
+  checkKernelFeatures(probed, features, release());
   checkPinnedAbi(native, pinDir);
   const paths = pinPaths(pinDir);
   mkdirSync(paths.maps, { recursive: true });
@@ -889,7 +892,7 @@ export function openDatapath(options: DatapathOptions): Datapath {
     }
     const maps = Object.fromEntries(MAP_NAMES.map((name) => [name, object.map(name)])) as Record<MapName, NativeMap>;
     // The object stays open: configure() and setWorkload() attach its cgroup_skb and tc programs.
-    return new KernelDatapath(native, { ...options, pinDir }, object, maps, attachCgroup, adopted, features);
+    return new KernelDatapath(native, { ...options, pinDir }, object, maps, attachCgroup, adopted, features, optionalFeatures(probed));
   } catch (error) {
     object.close();
     throw error;

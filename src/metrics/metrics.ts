@@ -9,6 +9,7 @@
 // policy="(overflow)", rule="(overflow)" and the overflow itself is a metric.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DnsProxyStats } from '../dns/types.js';
+import type { OptionalFeatures } from '../datapath/features.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
 import type { FlowEvent } from '../events/types.js';
 
@@ -26,6 +27,7 @@ export interface MetricsSources {
     decisionsDenied: bigint;
     dnsSteered: bigint;
     flowsRefused: bigint;
+    candidateOverflows: bigint;
   };
   /** Approved flows the kernel holds (all workloads) and the table's capacity. */
   approvedFlows(): { entries: number; capacity: number };
@@ -41,6 +43,8 @@ export interface MetricsSources {
   workloads(): { enrolled: number; capacity: number };
   /** Policy files rejected (their last good version stays in force). */
   policiesRejected(): number;
+  /** Each optional kernel feature: available or not (what is weaker without one: `egressguard status`, degraded). */
+  kernelFeatures(): OptionalFeatures;
 }
 
 /** Sink counters as sinkStats names them → the metric each becomes. Counters a sink does not report are left out. */
@@ -191,6 +195,13 @@ export class AgentMetrics {
     );
     mirroredCounter(
       registry,
+      'tls_candidate_overflows_total',
+      'TLS connects to an address more webGroup/tlsRequired rules matched than the kernel remembers (8): their ClientHello was judged by walking the rules.',
+      [],
+      kernel((k) => k.candidateOverflows),
+    );
+    mirroredCounter(
+      registry,
       'ringbuf_events_lost_total',
       'Events the kernel could not queue: the ring buffer was full.',
       [],
@@ -263,6 +274,13 @@ export class AgentMetrics {
       return outcomes.map((outcome) => [{ outcome }, dns[outcome]]);
     });
     gauge(registry, 'up', 'The agent is running and enforcing (1).', [], () => [[{}, 1]]);
+    gauge(
+      registry,
+      'kernel_feature_available',
+      'Each optional kernel feature: 1 available, 0 missing (`egressguard status` says what is weaker without it).',
+      ['feature'],
+      () => Object.entries(sources.kernelFeatures()).map(([feature, available]) => [{ feature }, available ? 1 : 0]),
+    );
   }
 
   /** Count one decision as it enters the pipeline (an aggregate of n counts n). */
