@@ -282,7 +282,7 @@ export class DnsProxy {
         return { response: null, event: null };
       });
       if (outcome.event !== null) {
-        this.emit({ time: receivedAt, sourceIp: client.ip, sourcePort: client.port, transport: client.transport, ...outcome.event });
+        this.emit(decisionEvent(receivedAt, client, outcome.event));
       }
       return outcome.response;
     } finally {
@@ -330,7 +330,8 @@ export class DnsProxy {
       };
     }
     const decided = {
-      ...named,
+      query: named.query,
+      qtype: named.qtype,
       workloadKey: workload.key,
       workloadId: workload.workloadId,
       verdict: decision.verdict,
@@ -384,7 +385,23 @@ export class DnsProxy {
     if (client.transport === 'udp' && response.length > clientUdpLimit(query)) response = encodeTruncatedResponse(query);
     return {
       response,
-      event: { ...decided, ...upstreamFields, rcode, answers: addresses, learnedTtlSeconds: learning.ttlSeconds, reason: learning.reason },
+      // Spelled out, not spread: one object shape for every answered query keeps V8 on its fast path.
+      event: {
+        query: decided.query,
+        qtype: decided.qtype,
+        workloadKey: decided.workloadKey,
+        workloadId: decided.workloadId,
+        verdict: decided.verdict,
+        tier: decided.tier,
+        ruleName: decided.ruleName,
+        policy: decided.policy,
+        upstream: upstreamFields.upstream,
+        upstreamLatencyMs: upstreamFields.upstreamLatencyMs,
+        rcode,
+        answers: addresses,
+        learnedTtlSeconds: learning.ttlSeconds,
+        reason: learning.reason,
+      },
     };
   }
 
@@ -450,6 +467,30 @@ export class DnsProxy {
       // A failing listener must not turn an answered query into a dropped one.
     }
   }
+}
+
+/** The event of one query: every field in one literal (one object shape, whatever path produced `event`). */
+function decisionEvent(time: string, client: Client, event: NonNullable<Outcome['event']>): DnsDecisionEvent {
+  return {
+    time,
+    workloadKey: event.workloadKey,
+    workloadId: event.workloadId,
+    sourceIp: client.ip,
+    sourcePort: client.port,
+    transport: client.transport,
+    query: event.query,
+    qtype: event.qtype,
+    verdict: event.verdict,
+    tier: event.tier,
+    ruleName: event.ruleName,
+    policy: event.policy,
+    rcode: event.rcode,
+    answers: event.answers,
+    learnedTtlSeconds: event.learnedTtlSeconds,
+    upstream: event.upstream,
+    upstreamLatencyMs: event.upstreamLatencyMs,
+    reason: event.reason,
+  };
 }
 
 let isoMs = 0;
