@@ -757,6 +757,7 @@ class KernelDatapath implements Datapath {
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),
       flowsRefused: read(STAT.flowsRefused),
+      evidenceRead: read(STAT.evidenceRead),
       flowsEnded: read(STAT.flowsEnded),
       flowsNotEnded: this.flowsNotEnded,
     };

@@ -98,6 +98,8 @@ export interface DatapathStats {
   dnsSteered: bigint;
   /** Approved flows refused: the workload held its share of the table (or the table was full). */
   flowsRefused: bigint;
+  /** First flights of permitted TCP flows the kernel read for evidence events. */
+  evidenceRead: bigint;
   /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
   flowsEnded: bigint;
   /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */

@@ -431,7 +431,7 @@ export class DnsProxy {
     if (admitted.length === 0) return { failed: false, ttlSeconds: null, reason: capReason };
     try {
       await withTimeout(
-        Promise.resolve(this.options.sink.learn(workload.workloadId, ruleIds, admitted, ttlSeconds)),
+        Promise.resolve(this.options.sink.learn(workload.workloadId, ruleIds, admitted, ttlSeconds, query.question.normalizedName)),
         this.options.learnTimeoutMs,
         `learning addresses took longer than ${this.options.learnTimeoutMs} ms`,
       );

@@ -26,6 +26,7 @@ export interface MetricsSources {
     decisionsDenied: bigint;
     dnsSteered: bigint;
     flowsRefused: bigint;
+    evidenceRead: bigint;
   };
   /** Approved flows the kernel holds (all workloads) and the table's capacity. */
   approvedFlows(): { entries: number; capacity: number };
@@ -92,10 +93,21 @@ function sinkValues(flat: Record<string, number>, counter: string): [Record<stri
     .map(([key, value]) => [{ sink: key.slice(0, -suffix.length) }, value]);
 }
 
+/** How the name a flow sent compares with the name its address was learned for (a bounded label). */
+function nameEvidence(event: FlowEvent): string {
+  const sent = event.sni ?? event.httpHost;
+  if (sent === undefined) return 'none-sent';
+  if (event.learnedName === undefined) return 'not-learned';
+  const plain = (name: string) => name.toLowerCase().replace(/\.$/, '');
+  return plain(sent) === plain(event.learnedName) ? 'matches-learned' : 'differs-from-learned';
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly flows: Counter<'verdict' | 'tier' | 'layer' | 'namespace' | 'policy' | 'rule'>;
   private readonly dnsAnswers: Counter<'rcode'>;
+  private readonly evidence: Counter<'first_flight' | 'name'>;
+  private readonly defaultFlip: Counter<'namespace' | 'layer'>;
   private readonly flowSeriesOverflow: Counter;
   private readonly reconcileDuration: Histogram<'outcome'>;
   private readonly propagation: Histogram;
@@ -119,6 +131,20 @@ export class AgentMetrics {
       name: `${METRIC_PREFIX}dns_answers_total`,
       help: 'Answers the DNS proxy gave workloads, by response code.',
       labelNames: ['rcode'],
+      registers: [registry],
+    });
+    this.evidence = new Counter({
+      name: `${METRIC_PREFIX}flow_evidence_total`,
+      help:
+        'Evidence events: what permitted TCP flows sent first (first_flight: client-hello, http-request, other, none), and whether the ' +
+        'name sent matches the name its address was learned for (name: matches-learned, differs-from-learned, not-learned, none-sent).',
+      labelNames: ['first_flight', 'name'],
+      registers: [registry],
+    });
+    this.defaultFlip = new Counter({
+      name: `${METRIC_PREFIX}default_flip_would_deny_total`,
+      help: 'Decisions the default action permitted (tier 3): what flipping the default to deny would deny, by namespace and layer.',
+      labelNames: ['namespace', 'layer'],
       registers: [registry],
     });
     this.reconcileDuration = new Histogram({
@@ -163,6 +189,13 @@ export class AgentMetrics {
       'Approved flows the kernel refused to record: a workload held its share (its flows were judged per packet).',
       [],
       kernel((k) => k.flowsRefused),
+    );
+    mirroredCounter(
+      registry,
+      'kernel_evidence_reads_total',
+      'First flights of permitted TCP flows the kernel read for evidence events (SNI, HTTP Host).',
+      [],
+      kernel((k) => k.evidenceRead),
     );
     mirroredCounter(
       registry,
@@ -240,9 +273,15 @@ export class AgentMetrics {
     gauge(registry, 'up', 'The agent is running and enforcing (1).', [], () => [[{}, 1]]);
   }
 
-  /** Count one decision as it enters the pipeline (an aggregate of n counts n). */
+  /** Count one decision (or one piece of evidence) as it enters the pipeline (an aggregate of n counts n). */
   observeFlow(event: FlowEvent): void {
     const count = Number.isSafeInteger(event.count) && event.count > 1 ? event.count : 1;
+    if (event.evidence) {
+      this.evidence.inc({ first_flight: event.firstFlight ?? 'other', name: nameEvidence(event) }, count);
+      return;
+    }
+    if (event.tier === 3 && event.verdict === 'permitted')
+      this.defaultFlip.inc({ namespace: event.workload.namespace, layer: event.layer }, count);
     let policy = event.policy === null ? '' : `${event.policy.namespace}/${event.policy.name}`;
     let rule = event.rule;
     const labels = { verdict: event.verdict, tier: String(event.tier), layer: event.layer, namespace: event.workload.namespace };

@@ -11,6 +11,8 @@ import {
   CLOSING,
   CONFIG_FLAG,
   EG_ABI_VERSION,
+  EVENT_KIND,
+  EVIDENCE,
   HOOK,
   LAYERS,
   LAYOUTS,
@@ -73,6 +75,15 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_HOOK_SKB_EGRESS: HOOK.skbEgress,
     EG_HOOK_TC_INGRESS: HOOK.tcIngress,
     EG_HOOK_SOCKET_ITER: HOOK.socketIter,
+    EG_HOOK_SOCK_RELEASE: HOOK.sockRelease,
+  },
+  eg_event_kind: { EG_KIND_DECISION: EVENT_KIND.decision, EG_KIND_EVIDENCE: EVENT_KIND.evidence },
+  eg_evidence: {
+    EG_EVIDENCE_HELLO: EVIDENCE.hello,
+    EG_EVIDENCE_HTTP: EVIDENCE.http,
+    EG_EVIDENCE_OTHER: EVIDENCE.other,
+    EG_EVIDENCE_NO_HELLO: EVIDENCE.noHello,
+    EG_EVIDENCE_ECH: EVIDENCE.ech,
   },
   eg_rule_flag: {
     EG_RULE_HAS_CIDR: RULE_FLAG.hasCidr,
@@ -91,6 +102,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
     EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
+    EG_STAT_EVIDENCE_READ: STAT.evidenceRead,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -120,7 +132,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 3, fingerprint: 'a38f67200b6ba7aea6428b2b60e3b71276ed90246eee19f3dd28c293454b5d61' };
+const PINNED_ABI = { version: 4, fingerprint: '451d6b9205dce9a594aec441c2c90c9e0af288680ea81a3a8715b28f1c7d9de6' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
@@ -283,12 +295,36 @@ describe('events', () => {
       comm: 'curl',
       sni: null,
       suppressed: 65535,
+      evidence: false,
     });
+  });
+
+  test('an evidence record names what the flow sent first', () => {
+    const m = LAYOUTS.eg_event.members;
+    const record = Buffer.alloc(LAYOUTS.eg_event.size);
+    addressToBytes('198.18.100.10').copy(record, m.addr.offset);
+    record.writeUInt8(1, m.verdict.offset);
+    record.writeUInt8(3, m.tier.offset);
+    record.writeUInt8(3, m.layer.offset);
+    record.writeUInt8(HOOK.skbEgress, m.hook.offset);
+    record.writeUInt8(EVENT_KIND.evidence, m.kind.offset);
+    record.writeUInt8(EVIDENCE.hello | EVIDENCE.ech, m.evidence.offset);
+    record.writeUInt16LE(12, m.sni_len.offset);
+    record.write('evil.example', m.sni.offset, 'latin1');
+    const event = decodeEvent(record);
+    assert.deepEqual([event.evidence, event.firstFlight, event.ech, event.sni], [true, 'client-hello', true, 'evil.example']);
+    record.writeUInt8(EVIDENCE.noHello, m.evidence.offset);
+    record.writeUInt16LE(0, m.sni_len.offset);
+    record.writeUInt8(HOOK.sockRelease, m.hook.offset);
+    assert.deepEqual([decodeEvent(record).firstFlight, decodeEvent(record).sni, decodeEvent(record).ech], ['none', null, undefined]);
   });
 
   test('records of the wrong size or with unknown enums are rejected', () => {
     assert.throws(() => decodeEvent(Buffer.alloc(10)), /10 bytes/);
     const record = Buffer.alloc(LAYOUTS.eg_event.size);
+    record.writeUInt8(1, LAYOUTS.eg_event.members.layer.offset);
+    record.writeUInt8(9, LAYOUTS.eg_event.members.kind.offset);
+    assert.throws(() => decodeEvent(record), /unknown kind 9/);
     record.writeUInt8(9, LAYOUTS.eg_event.members.verdict.offset);
     assert.throws(() => decodeEvent(record), /unknown verdict/);
   });

@@ -8,7 +8,15 @@ import { flowEvent } from './events-helpers.js';
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
   return {
-    kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: 7n, dnsSteered: 2n, flowsRefused: 0n }),
+    kernel: () => ({
+      eventsLost: 3n,
+      eventsMalformed: 0n,
+      decisionsPermitted: 10n,
+      decisionsDenied: 7n,
+      dnsSteered: 2n,
+      flowsRefused: 0n,
+      evidenceRead: 0n,
+    }),
     flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
     pipeline: () => ({
       received: 9,
@@ -65,6 +73,30 @@ describe('AgentMetrics', () => {
     assert.doesNotMatch(body, /httpbin\.org|198\.18\.100\.20|rogue"/, 'no destination, name or workload name in any label');
   });
 
+  test('evidence is counted apart from decisions, by first flight and how the name sent compares with the learned one', async () => {
+    const metrics = new AgentMetrics(sources());
+    const evidence = {
+      layer: 'tls' as const,
+      verdict: 'permitted' as const,
+      tier: 3 as const,
+      policy: null,
+      rule: 'default-action',
+      evidence: true as const,
+    };
+    metrics.observeFlow(
+      flowEvent({ ...evidence, sni: 'evil.example', learnedName: 'api.openai.com', firstFlight: 'client-hello', count: 2 }),
+    );
+    metrics.observeFlow(flowEvent({ ...evidence, sni: 'api.openai.com', learnedName: 'API.openai.com.', firstFlight: 'client-hello' }));
+    metrics.observeFlow(flowEvent({ ...evidence, firstFlight: 'none' }));
+    metrics.observeFlow(flowEvent({ verdict: 'permitted', tier: 3, rule: 'default-action', policy: null, count: 3 }));
+    const { body } = await metrics.exposition();
+    assert.equal(sample(body, 'egressguard_flow_evidence_total{first_flight="client-hello",name="differs-from-learned"}'), 2);
+    assert.equal(sample(body, 'egressguard_flow_evidence_total{first_flight="client-hello",name="matches-learned"}'), 1);
+    assert.equal(sample(body, 'egressguard_flow_evidence_total{first_flight="none",name="none-sent"}'), 1);
+    assert.equal(sample(body, 'egressguard_default_flip_would_deny_total{namespace="obot-mcp",layer="connect"}'), 3);
+    assert.doesNotMatch(body, /egressguard_flows_total\{[^}]*layer="tls"/, 'evidence is not a decision');
+  });
+
   test('DNS answers are counted by rcode', async () => {
     const metrics = new AgentMetrics(sources());
     metrics.observeFlow(flowEvent({ layer: 'dns', dns: { query: 'a.example', type: 'A', rcode: 'NXDOMAIN', answers: [] } }));
@@ -91,6 +123,7 @@ describe('AgentMetrics', () => {
           decisionsDenied: denied,
           dnsSteered: 2n,
           flowsRefused: 0n,
+          evidenceRead: 0n,
         }),
       }),
     );
