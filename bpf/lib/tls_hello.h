@@ -26,6 +26,7 @@ struct eg_hello_info {
 	__u8 has_sni;  /* a server_name extension with a host_name entry (or one Host header) */
 	__u8 ech;      /* encrypted_client_hello extension present */
 	__u8 http;     /* the first flight is an HTTP request: sni_* is its Host (port removed) */
+	__u8 name_ok;  /* hello->key holds the name's lookup key (eg_hello_name) */
 };
 
 /* Offsets are bounded by the parse logic; the mask only proves it to the verifier. */
@@ -389,8 +390,8 @@ static __always_inline int candidate_matches(const struct eg_candidate *candidat
 
 /*
  * What a first flight is, as every reader of it sees it: parses a complete ClientHello (or HTTP request head) into
- * info and copies its name into hello->sni (and the lookup key). Returns 1 when hello->key holds a usable name.
- * Used by the deciding path (eg_hello_first_match) and the evidence path alike (lib/sock_state.h).
+ * info and copies its name into hello->sni (and the lookup key, info->name_ok). Used by the deciding path
+ * (eg_hello_first_match) and the evidence path alike (lib/sock_state.h).
  */
 EG_SUBPROG int eg_hello_inspect(struct eg_sk_hello *hello, int status, struct eg_hello_info *info)
 {
@@ -411,7 +412,7 @@ EG_SUBPROG int eg_hello_inspect(struct eg_sk_hello *hello, int status, struct eg
 		info->sni_len = head.host_len;
 	}
 	if (info->valid && info->has_sni)
-		return eg_hello_name(hello, info);
+		info->name_ok = eg_hello_name(hello, info);
 	return 0;
 }
 
@@ -430,16 +431,14 @@ static __always_inline __u8 hello_evidence(int status, const struct eg_hello_inf
 EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const struct eg_candidate_list *list,
 				    struct eg_hello_info *info)
 {
-	int name_ok;
-
 	if (!hello || !list || !info)
 		return -1;
-	name_ok = eg_hello_inspect(hello, status, info);
+	eg_hello_inspect(hello, status, info);
 #pragma clang loop unroll(disable)
 	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
 		if (index >= list->count)
 			break;
-		if (candidate_matches(&list->items[index], hello, info, name_ok))
+		if (candidate_matches(&list->items[index], hello, info, info->name_ok))
 			return index;
 	}
 	return -1;

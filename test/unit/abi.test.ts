@@ -102,6 +102,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
     EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
+    EG_STAT_CANDIDATE_OVERFLOWS: STAT.candidateOverflows,
     EG_STAT_EVIDENCE_READ: STAT.evidenceRead,
     EG_STAT_COUNT: STAT_COUNT,
   },
@@ -132,7 +133,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 4, fingerprint: '451d6b9205dce9a594aec441c2c90c9e0af288680ea81a3a8715b28f1c7d9de6' };
+const PINNED_ABI = { version: 5, fingerprint: 'c96705abac101335c213ddcfddfba88b68e305c2851a8e4181a96f9c69a6fe90' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

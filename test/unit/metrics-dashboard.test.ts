@@ -14,6 +14,7 @@ async function exportedNames(): Promise<Set<string>> {
       decisionsDenied: 0n,
       dnsSteered: 0n,
       flowsRefused: 0n,
+      candidateOverflows: 0n,
       evidenceRead: 0n,
     }),
     flood: () => ({ suppressedByRateLimit: 0n, droppedByReader: 0n }),
@@ -33,6 +34,7 @@ async function exportedNames(): Promise<Set<string>> {
     approvedFlows: () => ({ entries: 0, capacity: 1 }),
     workloads: () => ({ enrolled: 0, capacity: 1 }),
     policiesRejected: () => 0,
+    kernelFeatures: () => ({ socketDestroy: true }),
   });
   const names = new Set<string>();
   for (const metric of await metrics.registry.getMetricsAsJSON()) {

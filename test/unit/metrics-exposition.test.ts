@@ -15,6 +15,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
       decisionsDenied: 7n,
       dnsSteered: 2n,
       flowsRefused: 0n,
+      candidateOverflows: 0n,
       evidenceRead: 0n,
     }),
     flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
@@ -39,6 +40,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
     approvedFlows: () => ({ entries: 0, capacity: 262144 }),
     workloads: () => ({ enrolled: 2, capacity: 4096 }),
     policiesRejected: () => 1,
+    kernelFeatures: () => ({ socketDestroy: false }),
     ...overrides,
   };
 }
@@ -97,6 +99,17 @@ describe('AgentMetrics', () => {
     assert.doesNotMatch(body, /egressguard_flows_total\{[^}]*layer="tls"/, 'evidence is not a decision');
   });
 
+  test('counts kept between scrapes: a scrape neither resets nor doubles them', async () => {
+    const metrics = new AgentMetrics(sources());
+    const series =
+      'egressguard_flows_total{verdict="denied",tier="2",layer="connect",namespace="obot-mcp",policy="obot-mcp/rogue-policy",rule="deny-all"}';
+    metrics.observeFlow(flowEvent({ count: 2 }));
+    assert.equal(sample((await metrics.exposition()).body, series), 2);
+    assert.equal(sample((await metrics.exposition()).body, series), 2);
+    metrics.observeFlow(flowEvent());
+    assert.equal(sample((await metrics.exposition()).body, series), 3);
+  });
+
   test('DNS answers are counted by rcode', async () => {
     const metrics = new AgentMetrics(sources());
     metrics.observeFlow(flowEvent({ layer: 'dns', dns: { query: 'a.example', type: 'A', rcode: 'NXDOMAIN', answers: [] } }));
@@ -123,6 +136,7 @@ describe('AgentMetrics', () => {
           decisionsDenied: denied,
           dnsSteered: 2n,
           flowsRefused: 0n,
+          candidateOverflows: 4n,
           evidenceRead: 0n,
         }),
       }),
@@ -130,6 +144,7 @@ describe('AgentMetrics', () => {
     let { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_kernel_decisions_total{verdict="denied"}'), 7);
     assert.equal(sample(body, 'egressguard_ringbuf_events_lost_total'), 3);
+    assert.equal(sample(body, 'egressguard_tls_candidate_overflows_total'), 4);
     assert.equal(sample(body, 'egressguard_events_rate_limited_total'), 1234);
     assert.equal(sample(body, 'egressguard_ringbuf_reader_dropped_total'), 5);
     assert.equal(sample(body, 'egressguard_sink_queue_depth{sink="events.sinks[0]"}'), 12);
@@ -139,6 +154,7 @@ describe('AgentMetrics', () => {
     assert.equal(sample(body, 'egressguard_map_capacity{map="learned"}'), 131072);
     assert.equal(sample(body, 'egressguard_policies_rejected'), 1);
     assert.equal(sample(body, 'egressguard_up'), 1);
+    assert.equal(sample(body, 'egressguard_kernel_feature_available{feature="socketDestroy"}'), 0);
     denied = 9n;
     ({ body } = await metrics.exposition());
     assert.equal(sample(body, 'egressguard_kernel_decisions_total{verdict="denied"}'), 9);
