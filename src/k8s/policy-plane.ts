@@ -84,6 +84,7 @@ export class PolicyPlane implements PolicySource {
       fallbackNamespaces: options.fallbackNamespaces,
       log,
       onChange: (state) => this.baselineChanged(state),
+      onListed: () => this.scheduleSave(),
     });
     this.policies = new KubePolicySource({ kubeConfig, namespaces: this.namespaces, log });
     this.report = new NodeReportBuilder(
@@ -132,7 +133,8 @@ export class PolicyPlane implements PolicySource {
     const kept = this.readKept();
     await this.baseline.start(undefined, kept ? { ...kept.set.baseline, writtenAt: kept.writtenAt } : undefined);
     await this.policies.start(sink, kept ? { kept: { writtenAt: kept.writtenAt, policies: kept.set.policies } } : {});
-    this.scheduleSave();
+    // The copy is written once both sides are listed, whichever is last, even when the lists change nothing.
+    void this.policies.listed.then(() => this.scheduleSave());
     this.reporter.start();
     this.elector.start();
   }

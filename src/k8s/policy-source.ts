@@ -346,6 +346,7 @@ export class KubePolicySource implements PolicySource {
       this.log,
     );
     this.ready = new Promise((resolve) => (this.markReady = resolve));
+    this.listed = new Promise((resolve) => (this.markListed = resolve));
   }
 
   /** The accepted objects, for the copy a restarted agent starts from (meaningful once synced()). */
@@ -395,6 +396,9 @@ export class KubePolicySource implements PolicySource {
   /** Resolves once the store holds a policy set: the listed one, or the kept copy while the API server is away. */
   readonly ready: Promise<void>;
   private markReady: () => void = () => {};
+  /** Resolves once the store holds the listed policy set (never for the kept copy alone). */
+  readonly listed: Promise<void>;
+  private markListed: () => void = () => {};
   /** The kept copy in force until the first full list; null otherwise. */
   private restoredFrom: { writtenAt: string; policies: number } | null = null;
 
@@ -418,6 +422,7 @@ export class KubePolicySource implements PolicySource {
     }
     this.objects.flush();
     this.markReady();
+    this.markListed();
   }
 
   /** True once every watched collection has been listed: before that, committing would withdraw policies. */
