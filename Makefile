@@ -27,12 +27,19 @@ ensure-deps:
 
 build: ensure-deps bpf native ts
 
-bpf: $(BPF_OBJECTS)
+# Tests only: the production object as it loads on a kernel before 6.5. The same source, with the bpf_sock_destroy
+# kfunc renamed to one no kernel has, so libbpf leaves the weak extern unresolved exactly as on such a kernel.
+BPF_WITHOUT_SOCK_DESTROY := bpf/tests/egressguard-without-sock-destroy.bpf.o
+
+bpf: $(BPF_OBJECTS) $(BPF_WITHOUT_SOCK_DESTROY)
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
--include $(BPF_OBJECTS:.o=.d)
+$(BPF_WITHOUT_SOCK_DESTROY): bpf/egressguard.bpf.c
+	$(CLANG) $(BPF_CFLAGS) -Dbpf_sock_destroy=eg_kfunc_absent_before_linux_6_5 -c $< -o $@
+
+-include $(BPF_OBJECTS:.o=.d) $(BPF_WITHOUT_SOCK_DESTROY:.o=.d)
 
 # Use the installed Node headers when present (Debian's nodejs: /usr; the official node images: /usr/local): node-gyp
 # would otherwise download them.

@@ -1,9 +1,43 @@
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <unistd.h>
 
 #include <cerrno>
 
 #include "addon.h"
+
+namespace {
+// Whether the kernel lets a socket iterator end the sockets it visits, as bpf/lib/reap.h does: loads an iter/tcp
+// program that calls the bpf_sock_destroy kfunc (Linux 6.5) on its socket. 1 when the verifier takes it, 0 when the
+// kernel lacks BTF, the iterator or the kfunc, -errno when the kernel refused to try (no privilege).
+int ProbeSocketDestroy() {
+  struct btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return 0;  // no kernel BTF: no kfuncs and no iterators either
+  int kfunc = btf__find_by_name_kind(vmlinux, "bpf_sock_destroy", BTF_KIND_FUNC);
+  int iterator = btf__find_by_name_kind(vmlinux, "bpf_iter_tcp", BTF_KIND_FUNC);
+  btf__free(vmlinux);
+  if (kfunc < 0 || iterator < 0) return 0;
+  // r1 = ctx->sk_common (the iterator context's second pointer); if r1 != 0: bpf_sock_destroy(r1); return 0
+  const struct bpf_insn program[] = {
+      {BPF_LDX | BPF_MEM | BPF_DW, BPF_REG_1, BPF_REG_1, 8, 0},
+      {BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_1, 0, 1, 0},
+      {BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_KFUNC_CALL, 0, kfunc},
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  LIBBPF_OPTS(bpf_prog_load_opts, options, .expected_attach_type = BPF_TRACE_ITER,
+              .attach_btf_id = static_cast<__u32>(iterator));
+  int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "eg_probe_destroy", "GPL", program,
+                         sizeof(program) / sizeof(program[0]), &options);
+  if (fd >= 0) {
+    close(fd);
+    return 1;
+  }
+  return errno == EPERM ? -EPERM : 0;
+}
+}  // namespace
 
 // probeFeatures() -> { [feature]: boolean } for what the datapath needs from the kernel.
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
@@ -27,6 +61,7 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   record("cgroupSkbProgram", "libbpf_probe_bpf_prog_type", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SKB, nullptr));
   record("schedClsProgram", "libbpf_probe_bpf_prog_type", libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SCHED_CLS, nullptr));
   record("loopHelper", "libbpf_probe_bpf_helper", libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_loop, nullptr));
+  record("socketDestroy", "bpf_prog_load", ProbeSocketDestroy());
   return result;
 }
 

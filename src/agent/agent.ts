@@ -3,6 +3,7 @@
 // the DNS proxy and the control socket, and wires them together.
 
 import { existsSync, statSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfigFile, type AgentConfig } from './config.js';
@@ -129,6 +130,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }),
     workloads: () => ({ enrolled: reconciler.registry.all().length, capacity: EG_MAX_WORKLOADS }),
     policiesRejected: () => policySource.rejected().length,
+    kernelFeatures: () => datapath.kernelFeatures,
   });
   sources.registerMetrics(metrics.registry, () => reconciler.failures());
   let metricsServer: MetricsServer | null = null;
@@ -221,6 +223,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       return agentStatus({
         config,
         configDigest,
+        kernelRelease: release(),
         datapath,
         reconciler,
         rejected,

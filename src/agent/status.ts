@@ -1,6 +1,7 @@
 // What `egressguard status` shows: the agent's state as one JSON object (the control socket's answer) and as text.
 import type { AgentConfig } from './config.js';
 import type { Reconciler, WorkloadFailure } from './reconciler.js';
+import { degradedFeatures, type OptionalFeatures } from '../datapath/features.js';
 import type { Datapath } from '../datapath/types.js';
 import type { DnsProxyStats } from '../dns/types.js';
 import type { EventPipelineStats } from '../events/pipeline.js';
@@ -63,6 +64,10 @@ export interface AgentStatus {
   mode: AgentConfig['baseline']['mode'];
   enforcement: AgentConfig['enforcement'];
   adopted: boolean;
+  /** Each optional kernel feature: available or not. */
+  features: OptionalFeatures;
+  /** What is weaker on this kernel, in words (empty when nothing is). */
+  degraded: string[];
   policies: PolicyStatus[];
   rejected: { file: string; messages: string[] }[];
   workloads: WorkloadStatus[];
@@ -79,7 +84,9 @@ export interface AgentStatus {
 export interface StatusInputs {
   config: Pick<AgentConfig, 'node' | 'baseline' | 'enforcement'>;
   configDigest: string;
-  datapath: Pick<Datapath, 'adopted' | 'learned' | 'stats' | 'approvedFlows'>;
+  /** os.release(): named in what `degraded` says. */
+  kernelRelease: string;
+  datapath: Pick<Datapath, 'adopted' | 'kernelFeatures' | 'learned' | 'stats' | 'approvedFlows'>;
   reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel' | 'failures'>;
   rejected: { file: string; messages: string[] }[];
   pipeline: EventPipelineStats;
@@ -175,6 +182,8 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
     mode: inputs.config.baseline.mode,
     enforcement: inputs.config.enforcement,
     adopted: datapath.adopted,
+    features: { ...datapath.kernelFeatures },
+    degraded: degradedFeatures(datapath.kernelFeatures, inputs.config.enforcement, inputs.kernelRelease),
     policies: reconciler.policyStatus(),
     rejected: inputs.rejected,
     workloads,
@@ -190,6 +199,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       decisionsDenied: kernel.decisionsDenied.toString(),
       dnsSteered: kernel.dnsSteered.toString(),
       approvedFlowsRefused: kernel.flowsRefused.toString(),
+      candidateOverflows: kernel.candidateOverflows.toString(),
       flowsEnded: kernel.flowsEnded.toString(),
       flowsNotEnded: kernel.flowsNotEnded.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),
@@ -239,6 +249,11 @@ export function formatStatus(status: AgentStatus): string {
   const lines = [
     `node ${status.node}  mode ${status.mode}${status.adopted ? '  (adopted pinned datapath)' : ''}`,
     `config sha256 ${status.configDigest}`,
+    'kernel features: ' +
+      Object.entries(status.features)
+        .map(([name, available]) => `${name} ${available ? 'available' : 'MISSING'}`)
+        .join(', '),
+    ...status.degraded.map((what) => `DEGRADED: ${what}`),
     ...(status.kubernetes ? formatKubernetes(status.kubernetes) : []),
     '',
   ];

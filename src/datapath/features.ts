@@ -1,6 +1,7 @@
 // Kernel features the datapath needs, checked against probeFeatures() before the object is loaded:
 // a missing one fails with its name, the Linux release that brought it and the setting that avoids
-// it (when one does), instead of a verifier dump.
+// it (when one does), instead of a verifier dump. Optional features only weaken something; status
+// and metrics say which are available and, in words, what is weaker without them.
 import type { KernelFeatures } from './native.js';
 
 /** The enforcement layers a configuration wants (config enforcement.tls / enforcement.packet). */
@@ -9,8 +10,13 @@ export interface DatapathFeatures {
   packet: boolean;
 }
 
+/** The features the datapath can run without (see OPTIONAL_FEATURES). */
+export type OptionalFeatureName = 'socketDestroy';
+/** The features the datapath cannot run without (see FEATURE_NEEDS). */
+export type NeededFeatureName = Exclude<keyof KernelFeatures, OptionalFeatureName>;
+
 export interface FeatureNeed {
-  feature: keyof KernelFeatures;
+  feature: NeededFeatureName;
   /** What the kernel lacks, in words. */
   what: string;
   /** First Linux release that has it. */
@@ -48,4 +54,43 @@ function describeMissing(need: FeatureNeed, kernelRelease: string): string {
 export function checkKernelFeatures(features: KernelFeatures, wanted: DatapathFeatures, kernelRelease: string): void {
   const missing = FEATURE_NEEDS.filter((need) => !features[need.feature] && (need.layer === null || wanted[need.layer]));
   if (missing.length > 0) throw new Error(missing.map((need) => describeMissing(need, kernelRelease)).join('; '));
+}
+
+export interface OptionalFeature {
+  feature: OptionalFeatureName;
+  what: string;
+  linux: string;
+  /** What is weaker on a kernel without it, given the layers in force. */
+  degraded(wanted: DatapathFeatures): string;
+}
+
+export const OPTIONAL_FEATURES: readonly OptionalFeature[] = [
+  {
+    feature: 'socketDestroy',
+    what: 'bpf_sock_destroy from socket iterators',
+    linux: '6.5',
+    // What lib/reap.h does without the kfunc: the socket lives on, its tc approval is purged (so the backstop judges
+    // its packets again), and a socket denied on its ClientHello already sends nothing (the skb program drops it).
+    degraded: (wanted) =>
+      'existing sockets a policy change no longer permits are not ended and their applications see no error' +
+      (wanted.packet
+        ? "; their packets are dropped by the packet backstop on the workload's interface instead, but a workload " +
+          'without one (host network) keeps such sockets working until they close'
+        : ' (enforcement.packet is off, so no backstop drops their packets: they keep working until they close)') +
+      '; a connection denied on its ClientHello sends nothing more but stalls until the application gives up',
+  },
+];
+
+/** Each optional feature: available or not (status `features`, metric egressguard_kernel_feature_available). */
+export type OptionalFeatures = Record<OptionalFeatureName, boolean>;
+
+export function optionalFeatures(features: KernelFeatures): OptionalFeatures {
+  return Object.fromEntries(OPTIONAL_FEATURES.map((optional) => [optional.feature, features[optional.feature]])) as OptionalFeatures;
+}
+
+/** What is weaker on this kernel, one sentence per missing optional feature (status `degraded`). */
+export function degradedFeatures(features: OptionalFeatures, wanted: DatapathFeatures, kernelRelease: string): string[] {
+  return OPTIONAL_FEATURES.filter((optional) => !features[optional.feature]).map(
+    (optional) => `this kernel (${kernelRelease}) lacks ${optional.what} (Linux ≥ ${optional.linux}): ${optional.degraded(wanted)}`,
+  );
 }

@@ -114,6 +114,8 @@ export interface KernelFeatures {
   schedClsProgram: boolean;
   /** bpf_loop, used by the ClientHello parser. */
   loopHelper: boolean;
+  /** Optional: the bpf_sock_destroy kfunc in socket iterators (a probe iter/tcp program calling it loads). */
+  socketDestroy: boolean;
 }
 
 export interface BtfStructLayout {

@@ -22,6 +22,12 @@ const ATTACKER = 3; // inet host: nothing permitted
 const PORT = 9999;
 const FAMILIES = [4, 6] as const;
 const IPPROTO_UDPLITE = 136;
+/** Protocols this kernel has no sockets for (SCTP, DCCP and L2TP/IP are not built in), with their first bytes' ports. */
+const RAW_PROTOCOLS = [
+  { name: 'SCTP', protocol: 132, ports: true },
+  { name: 'DCCP', protocol: 33, ports: true },
+  { name: 'L2TP/IP', protocol: 115, ports: false },
+] as const;
 
 /** Prints "seen <marker>" for every frame on any interface of the internet namespace that carries a marker. */
 const CAPTURE_SCRIPT = String.raw`
@@ -70,6 +76,11 @@ try:
             option = struct.pack('!BBB', 131, 3 + 4 * len(hops), 4) + b''.join(hops)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, option + b'\0' * (-len(option) % 4))
         out['sent'] = s.sendto(a['payload'].encode(), (a['dst'], a['port']))
+    elif mode == 'raw':
+        # A raw IP socket sending a protocol this kernel has no socket for: ports first (SCTP, DCCP), or none (L2TP/IP).
+        s = socket.socket(family(a['dst']), socket.SOCK_RAW, a['protocol'])
+        ports = struct.pack('!HH', 40000, a['port']) if a['port'] else b''
+        out['sent'] = s.sendto(ports + b'\0' * 8 + a['payload'].encode(), (a['dst'], 0))
     elif mode == 'ping-elsewhere':
         # A ping socket connected to a permitted address, then sendto() another.
         v6 = ':' in a['dst']
@@ -83,11 +94,11 @@ try:
         s.sendto(struct.pack('!BBHHH', 128 if v6 else 8, 0, 0, 0, 7) + b'egressguard', (a['dst'], 0))
         out['reply'] = bool(select.select([s], [], [], 2)[0]) and s.recv(1500)[0] == (129 if v6 else 0)
     elif mode == 'neighbour-solicitation':
-        # NS (135) with hop limit 255 and any payload after the target, as an Ethernet frame; optionally waits for
-        # the node's advertisement (136) on a raw ICMPv6 socket.
+        # NS (135, or another neighbour discovery type given as icmpType) with hop limit 255 and any payload after the
+        # target, as an Ethernet frame; optionally waits for the node's advertisement (136) on a raw ICMPv6 socket.
         listener = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         target = socket.inet_pton(socket.AF_INET6, a['target'])
-        body = icmp6(a['src'], a['dst'], struct.pack('!BBHI', 135, 0, 0, 0) + target + a['payload'].encode())
+        body = icmp6(a['src'], a['dst'], struct.pack('!BBHI', a.get('icmpType', 135), 0, 0, 0) + target + a['payload'].encode())
         frame(ipv6(a['src'], a['dst'], 58, 255, body), 0x86DD)
         out['advertised'] = False
         while a.get('awaitAdvert') and select.select([listener], [], [], 2)[0]:
@@ -263,27 +274,29 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
     }
   });
 
-  test('item 3: a neighbour solicitation to a global address carries nothing out; link-scoped discovery still works', async () => {
-    await contained(6, (marker) =>
-      inRogue({
-        mode: 'neighbour-solicitation',
-        src: rogue.ipv6,
-        dst: lab.inet(ATTACKER, 6),
-        target: lab.inet(ATTACKER, 6),
-        payload: marker,
-      }),
+  test('item 3: neighbour discovery (types 133-137) to a global address carries nothing out; link-scoped discovery still works', async () => {
+    for (const icmpType of [135, 133, 134, 136, 137]) {
+      await contained(6, (marker) =>
+        inRogue({
+          mode: 'neighbour-solicitation',
+          icmpType,
+          src: rogue.ipv6,
+          dst: lab.inet(ATTACKER, 6),
+          target: lab.inet(ATTACKER, 6),
+          payload: marker,
+        }),
+      );
+    }
+    // A link-local source does not make it link control either. The node never forwards a packet with a link-local
+    // source, so nothing can arrive even unenforced (no receiving side can tell): the backstop's record shows that it
+    // judged the frame instead of passing it as link control.
+    const before = events.length;
+    await inRogue({ mode: 'neighbour-solicitation', src: 'fe80::1', dst: lab.inet(ATTACKER, 6), target: rogue.gatewayIpv6, payload: '' });
+    const judged = await eventMatching(events, (e) => events.indexOf(e) >= before && e.hook === 6 && e.source === 'fe80::1');
+    assert.deepEqual(
+      [judged.verdict, judged.reason, judged.ip, judged.workloadId],
+      ['denied', 'forged-source', lab.inet(ATTACKER, 6), rogueId],
     );
-    // A link-local source does not make it link control either.
-    const marker = newMarker();
-    await inRogue({
-      mode: 'neighbour-solicitation',
-      src: 'fe80::1',
-      dst: lab.inet(ATTACKER, 6),
-      target: rogue.gatewayIpv6,
-      payload: marker,
-    });
-    await allowedArrives(6);
-    assert.equal(seen.has(marker), false);
     // Neighbour unreachability detection: a unicast NS to the gateway's own (global) address is answered.
     const nud = await inRogue({
       mode: 'neighbour-solicitation',
@@ -347,6 +360,28 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
       assert.deepEqual([event.verdict, event.hook, event.workloadId, event.tier], ['denied', 6, rogueId, 3]);
       const direct = await inRogue({ mode: 'udp', protocol: IPPROTO_UDPLITE, dst: lab.inet(ATTACKER, family), port: PORT, payload: 'x' });
       assert.match(direct.error ?? '', /PermissionError/, 'the sendmsg hook judges UDP-Lite sockets');
+    });
+
+    test(`item 4 (IPv${family}): SCTP, DCCP and L2TP/IP packets (raw sockets) are judged per packet by protocol and port`, async () => {
+      const allowed = lab.inet(ALLOWED, family);
+      for (const { name, protocol, ports } of RAW_PROTOCOLS) {
+        // To the permitted address, on a port no rule permits (L2TP/IP has none: the any-protocol rule's port never matches it).
+        const before = events.length;
+        await contained(family, (marker) => inRogue({ mode: 'raw', protocol, dst: allowed, port: ports ? PORT + 1 : 0, payload: marker }));
+        const event = await eventMatching(events, (e) => events.indexOf(e) >= before && e.protocol === protocol && e.ip === allowed);
+        assert.deepEqual(
+          [event.verdict, event.hook, event.workloadId, event.tier, event.port],
+          ['denied', 5, rogueId, 3, ports ? PORT + 1 : 0],
+          name,
+        );
+        if (!ports) continue;
+        // The same protocol on the port the any-protocol rule names passes, judged by the same code path.
+        const permitted = newMarker();
+        const sent = await inRogue({ mode: 'raw', protocol, dst: allowed, port: PORT, payload: permitted });
+        await waitSeen(permitted).catch((error: Error) => {
+          throw new Error(`permitted ${name}: ${error.message} (${JSON.stringify(sent)})`);
+        });
+      }
     });
 
     test(`item 5 (IPv${family}): a ping socket connected to a permitted address cannot sendto() another`, async () => {

@@ -13,6 +13,7 @@ import type {
   WorkloadNetwork,
 } from '../../src/datapath/types.js';
 import { EG_MAX_RULES, encodeDomainKey } from '../../src/datapath/abi.js';
+import type { OptionalFeatures } from '../../src/datapath/features.js';
 
 export interface FakeWorkload {
   cgroupPath: string;
@@ -24,6 +25,7 @@ export interface FakeWorkload {
 
 export class FakeDatapath implements Datapath {
   adopted = false;
+  kernelFeatures: OptionalFeatures = { socketDestroy: true };
   settings: DatapathSettings | null = null;
   denyList: CidrEntry[] = [];
   baseline: CidrEntry[] = [];
@@ -44,6 +46,7 @@ export class FakeDatapath implements Datapath {
     decisionsDenied: 0n,
     dnsSteered: 0n,
     flowsRefused: 0n,
+    candidateOverflows: 0n,
     eventsSuppressed: 0n,
     eventsDroppedByReader: 0n,
     flowsEnded: 0n,

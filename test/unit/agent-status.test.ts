@@ -7,8 +7,9 @@ import { controlPlane, firewallPolicy, workload } from './control-plane-helpers.
 const ONE = workload('one', { app: 'one' });
 const TWO = workload('two', { app: 'two' });
 
-function statusOf() {
+function statusOf(kernelFeatures = { socketDestroy: true }) {
   const cp = controlPlane();
+  cp.datapath.kernelFeatures = kernelFeatures;
   cp.apply('/etc/p.yaml', firewallPolicy({ name: 'p', app: 'one', domains: ['api.example.com', '*.cdn.example'] }));
   cp.reconciler.setWorkloads([ONE, TWO]);
   const workloadId = cp.reconciler.registry.byKey('team/one')!.workloadId;
@@ -23,6 +24,7 @@ function statusOf() {
       enforcement: { tls: true, packet: false },
     },
     configDigest: 'c0ffee',
+    kernelRelease: '6.1.0',
     datapath: cp.datapath,
     reconciler: cp.reconciler,
     rejected: [{ file: '/etc/bad.yaml', messages: ['error: spec.rules[0].action must be permit or deny'] }],
@@ -84,6 +86,18 @@ describe('agent status', () => {
       false,
       'no DNS counters without the proxy',
     );
+  });
+
+  test('kernel features: each optional one available or not, and what is weaker without it', () => {
+    assert.deepEqual([status.features, status.degraded], [{ socketDestroy: true }, []]);
+    const older = statusOf({ socketDestroy: false });
+    assert.deepEqual(older.features, { socketDestroy: false });
+    assert.equal(older.degraded.length, 1);
+    assert.match(older.degraded[0]!, /^this kernel \(6\.1\.0\) lacks bpf_sock_destroy .*enforcement\.packet is off/);
+    const text = formatStatus(older);
+    assert.match(text, /^kernel features: socketDestroy MISSING$/m);
+    assert.match(text, /^DEGRADED: this kernel \(6\.1\.0\) lacks bpf_sock_destroy/m);
+    assert.match(formatStatus(status), /^kernel features: socketDestroy available$/m);
   });
 
   test('the text form names the policy, the rejected file, each workload and its rules', () => {

@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { describe, test } from 'vitest';
 
-import { FEATURE_NEEDS, checkKernelFeatures } from '../../src/datapath/features.js';
+import { FEATURE_NEEDS, OPTIONAL_FEATURES, checkKernelFeatures, degradedFeatures, optionalFeatures } from '../../src/datapath/features.js';
 import type { KernelFeatures } from '../../src/datapath/native.js';
 
 const ALL_PRESENT: KernelFeatures = {
@@ -18,12 +18,27 @@ const ALL_PRESENT: KernelFeatures = {
   cgroupSkbProgram: true,
   schedClsProgram: true,
   loopHelper: true,
+  socketDestroy: true,
 };
 const BOTH = { tls: true, packet: true };
 
 describe('kernel features', () => {
-  test('every probed feature has a need, named once', () => {
-    assert.deepEqual(FEATURE_NEEDS.map((need) => need.feature).sort(), Object.keys(ALL_PRESENT).sort());
+  test('every probed feature is needed or optional, named once', () => {
+    const named = [...FEATURE_NEEDS.map((need) => need.feature), ...OPTIONAL_FEATURES.map((optional) => optional.feature)];
+    assert.deepEqual(named.sort(), Object.keys(ALL_PRESENT).sort());
+  });
+
+  test('a kernel without bpf_sock_destroy still starts; status says what is weaker, with and without the backstop', () => {
+    const features = { ...ALL_PRESENT, socketDestroy: false };
+    checkKernelFeatures(features, BOTH, '6.1.0');
+    assert.deepEqual(optionalFeatures(features), { socketDestroy: false });
+    assert.deepEqual(degradedFeatures(optionalFeatures(ALL_PRESENT), BOTH, '6.18.0'), []);
+    const [withBackstop] = degradedFeatures(optionalFeatures(features), BOTH, '6.1.0');
+    assert.match(withBackstop!, /^this kernel \(6\.1\.0\) lacks bpf_sock_destroy from socket iterators \(Linux ≥ 6\.5\): existing sockets/);
+    assert.match(withBackstop!, /dropped by the packet backstop on the workload's interface instead/);
+    assert.match(withBackstop!, /without one \(host network\) keeps such sockets working until they close/);
+    const [withoutBackstop] = degradedFeatures(optionalFeatures(features), { tls: true, packet: false }, '6.1.0');
+    assert.match(withoutBackstop!, /enforcement\.packet is off, so no backstop drops their packets/);
   });
 
   test('a kernel with every feature passes whatever the layers', () => {

@@ -7,7 +7,15 @@ import { dashboardExpressions, metricNamesIn } from '../support/dashboard.js';
 
 async function exportedNames(): Promise<Set<string>> {
   const metrics = new AgentMetrics({
-    kernel: () => ({ eventsLost: 0n, eventsMalformed: 0n, decisionsPermitted: 0n, decisionsDenied: 0n, dnsSteered: 0n, flowsRefused: 0n }),
+    kernel: () => ({
+      eventsLost: 0n,
+      eventsMalformed: 0n,
+      decisionsPermitted: 0n,
+      decisionsDenied: 0n,
+      dnsSteered: 0n,
+      flowsRefused: 0n,
+      candidateOverflows: 0n,
+    }),
     flood: () => ({ suppressedByRateLimit: 0n, droppedByReader: 0n }),
     pipeline: () => ({
       received: 0,
@@ -25,6 +33,7 @@ async function exportedNames(): Promise<Set<string>> {
     approvedFlows: () => ({ entries: 0, capacity: 1 }),
     workloads: () => ({ enrolled: 0, capacity: 1 }),
     policiesRejected: () => 0,
+    kernelFeatures: () => ({ socketDestroy: true }),
   });
   const names = new Set<string>();
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
