@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 3 };
+enum eg_abi { EG_ABI_VERSION = 4 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -28,7 +28,8 @@ enum eg_abi { EG_ABI_VERSION = 3 };
  * encrypted QUIC Initial packets, which this datapath does not decrypt. A webGroup rule therefore
  * matches UDP only when its protocol is explicitly udp, and then on the learned-IP condition alone;
  * protocol `any` webGroup rules match TCP only. */
-#define EG_TLS_MAX_CANDIDATES 8   /* webGroup/tlsRequired rules remembered per pending socket */
+#define EG_TLS_MAX_CANDIDATES 8   /* webGroup/tlsRequired rules remembered per pending socket; past them the
+                                   * socket is marked EG_SK_OVERFLOW and its SNI walks the rules (at most EG_MAX_RULES) */
 #define EG_HELLO_MAX 4096         /* reassembly bound: a longer first flight fails closed */
 #define EG_HELLO_CHUNK 256        /* bytes copied per bpf_skb_load_bytes call */
 #define EG_MAX_EXTENSIONS 128     /* ClientHello extensions walked; more fails closed */
@@ -102,7 +103,8 @@ enum eg_stat {
 	EG_STAT_EVENTS_SUPPRESSED = 4, /* over a workload's event rate limit: counted, reported by its next event */
 	EG_STAT_FLOWS_ENDED = 5,      /* live sockets a re-judgment (or an SNI deny) destroyed */
 	EG_STAT_FLOWS_REFUSED = 6,     /* approvals refused: the workload held EG_MAX_FLOWS_PER_WORKLOAD, or the table was full */
-	EG_STAT_COUNT = 7,
+	EG_STAT_CANDIDATE_OVERFLOWS = 7, /* TLS connects with more candidates than EG_TLS_MAX_CANDIDATES: decided by a rule walk */
+	EG_STAT_COUNT = 8,
 };
 
 /* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied
@@ -334,10 +336,14 @@ struct eg_sk_owner {
 };
 
 enum eg_sk_verdict { EG_SK_PERMIT = 1, EG_SK_PENDING = 2, EG_SK_DENY = 3 };
-enum eg_sk_flag { EG_SK_RECORD = 1 << 0 /* the next packet's 5-tuple goes to eg_approved */ };
+enum eg_sk_flag {
+	EG_SK_RECORD = 1 << 0,   /* the next packet's 5-tuple goes to eg_approved */
+	EG_SK_OVERFLOW = 1 << 1, /* pending with more candidates than the list holds: the SNI walks the rules */
+};
 
 /* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:
- * the candidate rules in order and the fallback (first non-TLS rule that matched, or the default). */
+ * the candidate rules in order (the first EG_TLS_MAX_CANDIDATES; EG_SK_OVERFLOW when there were more)
+ * and the fallback (first non-TLS rule that matched, or the default). */
 struct eg_sk_state {
 	__u8 verdict; /* enum eg_sk_verdict */
 	__u8 flags;   /* enum eg_sk_flag */

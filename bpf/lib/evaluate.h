@@ -48,6 +48,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_learned SEC(".maps");
 
+/* eg_decision.overflow: candidates met past the list's EG_TLS_MAX_CANDIDATES (not remembered: the
+ * ClientHello's name is then matched by walking the rules again, eg_overflow_match). */
+enum eg_overflow { EG_OVERFLOW = 1 << 0, EG_OVERFLOW_PERMIT = 1 << 1 /* one of them is a permit */ };
+
 /* What evaluate() concluded: the verdict of the deciding rule (or default) and, for TCP at
  * connect time, the TLS candidate rules met before it. */
 struct eg_decision {
@@ -55,7 +59,7 @@ struct eg_decision {
 	__u8 permit;
 	__u8 tier;
 	__u8 log;
-	__u8 _pad;
+	__u8 overflow; /* enum eg_overflow */
 	struct eg_candidate_list candidates;
 };
 
@@ -115,6 +119,41 @@ static __always_inline int rule_destination_match(const struct eg_rule *rule, __
 	return 1;
 }
 
+/* What one rule is to a flow: evaluation order is the caller's, this is the rule alone. */
+enum eg_rule_role {
+	EG_ROLE_NONE = 0,      /* does not match the flow */
+	EG_ROLE_WATCH = 1,     /* matches a watch rule: reported, never decides */
+	EG_ROLE_CANDIDATE = 2, /* a TLS candidate: the first flight's name decides (EG_WEB_CANDIDATE only) */
+	EG_ROLE_DECIDES = 3,   /* matches and decides */
+};
+
+/*
+ * A webGroup rule matches UDP only when its protocol is explicitly udp (QUIC's SNI is not visible)
+ * and never other protocols; for TCP it depends on web_mode. tlsRequired rules are TCP only.
+ * Shared by eg_evaluate and the overflow walk (eg_overflow_match), so both see the same rules.
+ */
+static __always_inline int rule_role(const struct eg_rule *rule, __u32 rule_ref, const struct eg_flow *flow, __u64 now,
+				     int web_mode)
+{
+	int tls;
+
+	if (!proto_port_match(rule->protocol, rule->port_lo, rule->port_hi, flow))
+		return EG_ROLE_NONE;
+	if ((rule->flags & EG_RULE_WEB) && flow->protocol != IPPROTO_TCP &&
+	    !(flow->protocol == IPPROTO_UDP && rule->protocol == IPPROTO_UDP))
+		return EG_ROLE_NONE;
+	if ((rule->flags & EG_RULE_TLS_REQUIRED) && flow->protocol != IPPROTO_TCP)
+		return EG_ROLE_NONE;
+	tls = flow->protocol == IPPROTO_TCP && (rule->flags & (EG_RULE_WEB | EG_RULE_TLS_REQUIRED));
+	if (tls && web_mode == EG_WEB_NEVER)
+		return EG_ROLE_NONE;
+	if (!rule_destination_match(rule, rule_ref, flow, now, tls && web_mode == EG_WEB_CANDIDATE))
+		return EG_ROLE_NONE;
+	if (rule->flags & EG_RULE_WATCH)
+		return EG_ROLE_WATCH;
+	return tls && web_mode == EG_WEB_CANDIDATE ? EG_ROLE_CANDIDATE : EG_ROLE_DECIDES;
+}
+
 static __always_inline void decision_set(struct eg_decision *decision, __u8 permit, __u8 tier, __u32 rule_id, __u8 log)
 {
 	decision->permit = permit;
@@ -123,11 +162,7 @@ static __always_inline void decision_set(struct eg_decision *decision, __u8 perm
 	decision->log = log;
 }
 
-/*
- * The one tier evaluation (deny list, baseline, workload rules in order, default) for every hook.
- * A webGroup rule matches UDP only when its protocol is explicitly udp (QUIC's SNI is not visible)
- * and never other protocols; for TCP it depends on web_mode. tlsRequired rules are TCP only.
- */
+/* The one tier evaluation (deny list, baseline, workload rules in order, default) for every hook. */
 EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decision, int web_mode)
 {
 	struct eg_cidr_key cidr_key = { .prefixlen = 128 };
@@ -138,6 +173,7 @@ EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decis
 	if (!flow || !decision)
 		return 0;
 	decision->candidates.count = 0;
+	decision->overflow = 0;
 	__builtin_memcpy(cidr_key.addr, flow->addr, sizeof(cidr_key.addr));
 	cidr = bpf_map_lookup_elem(&eg_deny_cidrs, &cidr_key);
 	if (cidr && proto_port_match(cidr->protocol, cidr->port_lo, cidr->port_hi, flow)) {
@@ -156,7 +192,8 @@ EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decis
 	for (__u32 index = 0; index < EG_MAX_RULES; index++) {
 		struct eg_rule_key key;
 		struct eg_rule *rule;
-		__u8 permit, tls;
+		__u8 permit;
+		int role;
 
 		if (index >= flow->workload.rule_count)
 			break;
@@ -165,32 +202,23 @@ EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decis
 		rule = bpf_map_lookup_elem(&eg_rules, &key);
 		if (!rule)
 			break; /* never expected: fall to the default rather than guess */
-		if (!proto_port_match(rule->protocol, rule->port_lo, rule->port_hi, flow))
-			continue;
-		if ((rule->flags & EG_RULE_WEB) && flow->protocol != IPPROTO_TCP &&
-		    !(flow->protocol == IPPROTO_UDP && rule->protocol == IPPROTO_UDP))
-			continue;
-		if ((rule->flags & EG_RULE_TLS_REQUIRED) && flow->protocol != IPPROTO_TCP)
-			continue;
-		tls = flow->protocol == IPPROTO_TCP && (rule->flags & (EG_RULE_WEB | EG_RULE_TLS_REQUIRED));
-		if (tls && web_mode == EG_WEB_NEVER)
-			continue;
-		if (!rule_destination_match(rule, key.rule_ref, flow, now, tls && web_mode == EG_WEB_CANDIDATE))
+		role = rule_role(rule, key.rule_ref, flow, now, web_mode);
+		if (role == EG_ROLE_NONE)
 			continue;
 		permit = rule->action == EG_ACTION_PERMIT;
-		if (rule->flags & EG_RULE_WATCH) {
+		if (role == EG_ROLE_WATCH) {
 			emit(flow, permit ? EG_VERDICT_WOULD_PERMIT : EG_VERDICT_WOULD_DENY, EG_TIER_POLICY,
 			     rule->rule_id, 0, 0);
 			continue;
 		}
-		if (tls && web_mode == EG_WEB_CANDIDATE) {
+		if (role == EG_ROLE_CANDIDATE) {
 			__u8 count = decision->candidates.count;
 			struct eg_candidate *candidate;
 
 			if (count >= EG_TLS_MAX_CANDIDATES) {
-				/* Cannot remember it: deciding without it could widen access. */
-				decision_set(decision, 0, EG_TIER_POLICY, rule->rule_id, 1);
-				return 0;
+				/* Not remembered: the ClientHello walks the rules again (eg_overflow_match). */
+				decision->overflow |= EG_OVERFLOW | (permit ? EG_OVERFLOW_PERMIT : 0);
+				continue;
 			}
 			candidate = &decision->candidates.items[count & (EG_TLS_MAX_CANDIDATES - 1)];
 			candidate->rule_id = rule->rule_id;
@@ -206,6 +234,21 @@ EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decis
 
 	config = config_get();
 	decision_set(decision, config && config->default_action == EG_ACTION_PERMIT, EG_TIER_DEFAULT, 0, 1);
+	return 0;
+}
+
+/* Whether some outcome of a connect-time decision could permit: its fallback, or a TLS candidate (remembered or not). */
+static __always_inline int decision_could_permit(const struct eg_decision *decision)
+{
+	if (decision->permit || (decision->overflow & EG_OVERFLOW_PERMIT))
+		return 1;
+#pragma clang loop unroll(disable)
+	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
+		if (index >= decision->candidates.count)
+			break;
+		if (decision->candidates.items[index].action == EG_ACTION_PERMIT)
+			return 1;
+	}
 	return 0;
 }
 

@@ -174,14 +174,7 @@ static __always_inline int verdict_holds(struct eg_flow *flow)
 		return finish(flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0);
 	}
 	eg_evaluate(flow, &decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
-#pragma clang loop unroll(disable)
-	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
-		if (index >= decision.candidates.count)
-			break;
-		if (decision.candidates.items[index].action == EG_ACTION_PERMIT)
-			return 1;
-	}
-	if (decision.permit)
+	if (decision_could_permit(&decision))
 		return 1; /* no event: nothing changed for this flow */
 	return finish_decision(flow, &decision);
 }

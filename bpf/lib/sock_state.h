@@ -68,7 +68,8 @@ static __always_inline int socket_pending(struct bpf_sock_addr *ctx, const struc
 	hello->len = 0;
 	hello->sni_len = 0;
 	state->verdict = EG_SK_PENDING;
-	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	state->flags = ((config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0) |
+		       ((decision->overflow & EG_OVERFLOW) ? EG_SK_OVERFLOW : 0);
 	state->approved_sport = 0;
 	state->fallback_action = decision->permit;
 	state->fallback_tier = decision->tier;
@@ -92,13 +93,14 @@ static __always_inline int socket_pending(struct bpf_sock_addr *ctx, const struc
  * connect/sendmsg verdict. Without TLS candidates it is final. With candidates (TCP to a learned
  * address of a webGroup rule, or a tlsRequired rule) the connect goes ahead when any candidate or
  * the fallback could permit, and the ClientHello decides in eg_skb_egress; otherwise EPERM now.
+ * More candidates than the list holds (a CDN address shared by many names) leave the socket
+ * pending all the same, marked EG_SK_OVERFLOW, and counted.
  */
 static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flow *flow, int v6)
 {
 	struct eg_decision decision;
 	struct eg_config *config = config_get();
 	__u8 config_flags = config ? config->flags : 0;
-	int could_permit;
 
 	eg_evaluate(flow, &decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
 	if (decision.candidates.count == 0) {
@@ -107,16 +109,11 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 		socket_approved(ctx, flow, v6, config_flags);
 		return 1;
 	}
-	could_permit = decision.permit;
-#pragma clang loop unroll(disable)
-	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
-		if (index >= decision.candidates.count)
-			break;
-		if (decision.candidates.items[index].action == EG_ACTION_PERMIT)
-			could_permit = 1;
-	}
-	if (could_permit && socket_pending(ctx, flow, &decision, config_flags))
+	if (decision_could_permit(&decision) && socket_pending(ctx, flow, &decision, config_flags)) {
+		if (decision.overflow & EG_OVERFLOW)
+			stat_inc(EG_STAT_CANDIDATE_OVERFLOWS);
 		return 1;
+	}
 	/* Every outcome denies, or no SNI check is possible: no candidate can match. */
 	if (!finish_decision(flow, &decision))
 		return 0;
@@ -215,43 +212,114 @@ static __always_inline void handshake_settled(struct __sk_buff *skb, const struc
 		unapprove(&work->key);
 }
 
+/* The overflow walk's state (a bpf_loop callback's data: the verifier checks the step once). */
+struct eg_overflow_walk {
+	const struct eg_flow *flow;
+	struct eg_sk_hello *hello;
+	const struct eg_hello_info *info;
+	struct eg_candidate *match;
+	__u64 now;
+	int found;
+};
+
+/* One rule, in order: a candidate whose name set accepts the first flight decides; a rule that decides
+ * without the name is where connect found the fallback, and every candidate comes before it. */
+static long overflow_step(__u64 index, void *data)
+{
+	struct eg_overflow_walk *walk = data;
+	const struct eg_flow *flow = walk->flow;
+	struct eg_candidate candidate = {};
+	struct eg_rule_key key;
+	struct eg_rule *rule;
+	int role;
+
+	if (index >= flow->workload.rule_count)
+		return 1;
+	key.workload_id = flow->workload.workload_id;
+	key.rule_ref = (flow->workload.slot ? EG_MAX_RULES : 0) + (__u32)index;
+	rule = bpf_map_lookup_elem(&eg_rules, &key);
+	if (!rule)
+		return 1;
+	role = rule_role(rule, key.rule_ref, flow, walk->now, EG_WEB_CANDIDATE);
+	if (role == EG_ROLE_DECIDES)
+		return 1;
+	if (role != EG_ROLE_CANDIDATE)
+		return 0; /* watch rules were reported at connect */
+	candidate.rule_id = rule->rule_id;
+	candidate.flags = rule->flags;
+	candidate.action = rule->action;
+	if (!candidate_matches(&candidate, walk->hello, walk->info, walk->info->name_ok))
+		return 0;
+	*walk->match = candidate;
+	walk->found = 1;
+	return 1;
+}
+
+/*
+ * The candidate that decides an EG_SK_OVERFLOW socket: the workload's rules walked in order for this
+ * flow, as at connect, each candidate matched against the first flight (info, from
+ * eg_hello_first_match). Same semantics as the list: first match wins, so a deny before a permit
+ * for the same name denies. 1 with match set, or 0: the fallback decides.
+ */
+EG_SUBPROG int eg_overflow_match(const struct eg_flow *flow, struct eg_sk_hello *hello, const struct eg_hello_info *info,
+				 struct eg_candidate *match)
+{
+	struct eg_overflow_walk walk = {};
+
+	if (!flow || !hello || !info || !match)
+		return 0;
+	walk.flow = flow;
+	walk.hello = hello;
+	walk.info = info;
+	walk.match = match;
+	walk.now = bpf_ktime_get_ns();
+	bpf_loop(EG_MAX_RULES, overflow_step, &walk, 0);
+	return walk.found;
+}
+
 /* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
 static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
 				      struct eg_sk_hello *hello, int status, struct eg_scratch *work)
 {
 	struct eg_hello_info info = {};
+	struct eg_candidate match = {};
 	struct eg_flow *flow = &work->flow;
 	struct eg_config *config = config_get();
 	__u8 permit = state->fallback_action, tier = state->fallback_tier, log = state->fallback_log;
 	__u32 rule_id = state->fallback_rule_id;
-	int index = -1, verdict;
+	int index, matched = 0, verdict;
 
-	if (hello)
-		index = eg_hello_first_match(hello, status, &state->candidates, &info);
-	if (index >= 0) {
-		const struct eg_candidate *candidate = &state->candidates.items[index & (EG_TLS_MAX_CANDIDATES - 1)];
-
-		permit = candidate->action == EG_ACTION_PERMIT;
-		tier = EG_TIER_POLICY;
-		rule_id = candidate->rule_id;
-		log = (candidate->flags & EG_RULE_LOG) != 0;
-	}
-	if (info.ech && config && (config->flags & EG_CONFIG_DENY_ECH)) {
-		permit = 0; /* the baseline refuses names it cannot see */
-		tier = EG_TIER_BASELINE;
-		rule_id = 0;
-	}
 	__builtin_memset(flow, 0, sizeof(*flow));
 	__builtin_memcpy(flow->addr, state->addr, sizeof(flow->addr));
 	flow->port = state->port;
 	flow->protocol = state->protocol;
 	flow->family = state->family;
 	flow->hook = EG_HOOK_SKB_EGRESS;
-	flow->layer = info.http ? EG_LAYER_HTTP : EG_LAYER_TLS;
 	flow->pid = state->pid;
 	flow->cgroup_id = state->cgroup_id;
 	flow->workload = state->workload;
 	__builtin_memcpy(flow->comm, state->comm, sizeof(flow->comm));
+	if (hello) {
+		index = eg_hello_first_match(hello, status, &state->candidates, &info);
+		if (index >= 0) {
+			match = state->candidates.items[index & (EG_TLS_MAX_CANDIDATES - 1)];
+			matched = 1;
+		} else if (state->flags & EG_SK_OVERFLOW) {
+			matched = eg_overflow_match(flow, hello, &info, &match);
+		}
+	}
+	if (matched) {
+		permit = match.action == EG_ACTION_PERMIT;
+		tier = EG_TIER_POLICY;
+		rule_id = match.rule_id;
+		log = (match.flags & EG_RULE_LOG) != 0;
+	}
+	if (info.ech && config && (config->flags & EG_CONFIG_DENY_ECH)) {
+		permit = 0; /* the baseline refuses names it cannot see */
+		tier = EG_TIER_BASELINE;
+		rule_id = 0;
+	}
+	flow->layer = info.http ? EG_LAYER_HTTP : EG_LAYER_TLS;
 	/* Marked before the event leaves: the agent's answer to a deny is to end the socket marked denied. */
 	state->verdict = permit ? EG_SK_PERMIT : EG_SK_DENY;
 	verdict = finish(flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);

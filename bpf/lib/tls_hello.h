@@ -26,6 +26,7 @@ struct eg_hello_info {
 	__u8 has_sni;  /* a server_name extension with a host_name entry (or one Host header) */
 	__u8 ech;      /* encrypted_client_hello extension present */
 	__u8 http;     /* the first flight is an HTTP request: sni_* is its Host (port removed) */
+	__u8 name_ok;  /* hello->key holds the name's lookup key (eg_hello_name) */
 };
 
 /* Offsets are bounded by the parse logic; the mask only proves it to the verifier. */
@@ -394,8 +395,6 @@ static __always_inline int candidate_matches(const struct eg_candidate *candidat
 EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const struct eg_candidate_list *list,
 				    struct eg_hello_info *info)
 {
-	int name_ok = 0;
-
 	if (!hello || !list || !info)
 		return -1;
 	__builtin_memset(info, 0, sizeof(*info));
@@ -413,12 +412,12 @@ EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const
 		info->sni_len = head.host_len;
 	}
 	if (info->valid && info->has_sni)
-		name_ok = eg_hello_name(hello, info);
+		info->name_ok = eg_hello_name(hello, info);
 #pragma clang loop unroll(disable)
 	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
 		if (index >= list->count)
 			break;
-		if (candidate_matches(&list->items[index], hello, info, name_ok))
+		if (candidate_matches(&list->items[index], hello, info, info->name_ok))
 			return index;
 	}
 	return -1;

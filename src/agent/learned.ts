@@ -4,6 +4,17 @@ import type { Datapath } from '../datapath/types.js';
 import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import type { LearnedIpSink } from '../dns/types.js';
 
+const NS_PER_SECOND = 1_000_000_000n;
+
+/**
+ * Expiries end on a whole second of the monotonic clock (up to a second later, never earlier): the same answer learned
+ * again within that second, or from the shared cache with its TTLs aged, finds the kernel's entry unchanged and costs
+ * no map write (the datapath never shortens an entry).
+ */
+function wholeSecondsUp(ns: bigint): bigint {
+  return ((ns + NS_PER_SECOND - 1n) / NS_PER_SECOND) * NS_PER_SECOND;
+}
+
 export class LearnedAddresses implements LearnedIpSink {
   constructor(
     private readonly datapath: Datapath,
@@ -12,7 +23,7 @@ export class LearnedAddresses implements LearnedIpSink {
 
   learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): void {
     if (ruleIds.length === 0 || ips.length === 0) return;
-    const expiresAtNs = process.hrtime.bigint() + BigInt(kernelLifetimeSeconds(ttlSeconds, this.lifetime)) * 1_000_000_000n;
+    const expiresAtNs = wholeSecondsUp(process.hrtime.bigint() + BigInt(kernelLifetimeSeconds(ttlSeconds, this.lifetime)) * NS_PER_SECOND);
     this.datapath.learn(ruleIds.flatMap((ruleId) => ips.map((ip) => ({ workloadId, ruleId, ip, expiresAtNs }))));
   }
 

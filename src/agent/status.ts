@@ -199,6 +199,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       decisionsDenied: kernel.decisionsDenied.toString(),
       dnsSteered: kernel.dnsSteered.toString(),
       approvedFlowsRefused: kernel.flowsRefused.toString(),
+      candidateOverflows: kernel.candidateOverflows.toString(),
       flowsEnded: kernel.flowsEnded.toString(),
       flowsNotEnded: kernel.flowsNotEnded.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),

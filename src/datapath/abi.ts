@@ -12,7 +12,7 @@ import type { KernelEvent } from './types.js';
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 3;
+export const EG_ABI_VERSION = 4;
 
 export const EG_MAX_RULES = 64;
 /** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
@@ -69,8 +69,9 @@ export const STAT = {
   eventsSuppressed: 4,
   flowsEnded: 5,
   flowsRefused: 6,
+  candidateOverflows: 7,
 } as const;
-export const STAT_COUNT = 7;
+export const STAT_COUNT = 8;
 /** eg_approved: node capacity, and the share one workload may hold (bpf/egressguard.h). */
 export const EG_MAX_FLOWS = 262144;
 export const EG_MAX_FLOWS_PER_WORKLOAD = 4096;

@@ -29,8 +29,6 @@ import {
   encodeCidrKey,
   encodeCidrValue,
   encodeConfig,
-  encodeLearnedKey,
-  encodeLearnedValue,
   encodeRule,
   encodeRuleCidrKey,
   encodeRuleKey,
@@ -40,6 +38,7 @@ import {
   type WorkloadEntry,
 } from './abi.js';
 import { checkKernelFeatures, optionalFeatures, type DatapathFeatures, type OptionalFeatures } from './features.js';
+import { LearnedTable } from './learned-table.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
 import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
 import type { Cidr } from '../policy/types.js';
@@ -228,8 +227,8 @@ class KernelDatapath implements Datapath {
   private malformedEvents = 0n;
   /** Enrolled workloads by cgroup id (mirrors eg_workloads). */
   private readonly enrolled = new Map<bigint, WorkloadEntry>();
-  /** Learned entries per workload id, mirroring eg_learned: one workload must not fill the node's map. */
-  private readonly learnedCounts = new Map<number, number>();
+  /** Mirror of eg_learned: unchanged entries are not written again, and one workload must not fill the node's map. */
+  private readonly learnedTable: LearnedTable;
   /** 0 until configure(): nothing is learned before the cap is known. */
   private maxLearnedPerWorkload = 0;
   /** Cgroup id each path was enrolled under: a deleted cgroup (its pod is gone) can still be removed. */
@@ -268,7 +267,7 @@ class KernelDatapath implements Datapath {
     }
     for (const key of maps.eg_rule_cidrs.keys())
       this.ruleCidrKeys.set(key.toString('hex'), maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1);
-    for (const key of maps.eg_learned.keys()) this.countLearned(decodeLearnedKey(key).workloadId, 1);
+    this.learnedTable = new LearnedTable(maps.eg_learned);
     for (const key of maps.eg_interfaces.keys()) {
       const value = maps.eg_interfaces.lookup(key);
       if (value === null) continue;
@@ -408,7 +407,7 @@ class KernelDatapath implements Datapath {
     if (network !== undefined) this.syncInterfaces(workloadId, ifindexes);
     // Addresses learned for rules that are gone must not wait for their TTL to stop counting.
     const webRuleIds = new Set(rules.filter((rule) => rule.web).map((rule) => rule.ruleId));
-    this.deleteLearned((key) => key.workloadId === workloadId && !webRuleIds.has(key.ruleId));
+    this.learnedTable.delete((entry) => entry.workloadId === workloadId && !webRuleIds.has(entry.ruleId));
     // Sockets connected before enrolment or under rules just withdrawn are judged again now: only
     // this workload's rules changed, so only the namespaces its processes live in are walked.
     this.endStaleFlowsIn([cgroupPath]);
@@ -492,24 +491,6 @@ class KernelDatapath implements Datapath {
       this.reapScheduled = false;
       if (!this.closed) this.endStaleFlows();
     });
-  }
-
-  private deleteLearned(matches: (parts: ReturnType<typeof decodeLearnedKey>, key: Buffer) => boolean): number {
-    let removed = 0;
-    for (const key of this.maps.eg_learned.keys()) {
-      const parts = decodeLearnedKey(key);
-      if (!matches(parts, key) || !this.maps.eg_learned.delete(key)) continue;
-      this.countLearned(parts.workloadId, -1);
-      removed++;
-    }
-    return removed;
-  }
-
-  private countLearned(workloadId: number, change: number): number {
-    const count = (this.learnedCounts.get(workloadId) ?? 0) + change;
-    if (count > 0) this.learnedCounts.set(workloadId, count);
-    else this.learnedCounts.delete(workloadId);
-    return count;
   }
 
   /** Interface indexes of a workload's network, validating it (an interface needs addresses to judge sources). */
@@ -619,7 +600,7 @@ class KernelDatapath implements Datapath {
     }
     this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
     this.syncRuleCidrs(entry.workloadId, () => true, new Map());
-    this.deleteLearned((key) => key.workloadId === entry.workloadId);
+    this.learnedTable.delete((learned) => learned.workloadId === entry.workloadId);
     this.syncInterfaces(entry.workloadId, new Set());
     this.syncAddresses(entry.workloadId, []);
     this.syncDomains(entry.workloadId, new Map());
@@ -641,19 +622,11 @@ class KernelDatapath implements Datapath {
 
   learn(entries: LearnedEntry[]): void {
     this.assertOpen();
-    const refused = new Map<number, number>();
     for (const entry of entries) {
       checkRuleId(entry.ruleId, `learned ${entry.ip}`);
       if (entry.expiresAtNs < 0n) throw new Error(`learned ${entry.ip}: expiresAtNs must not be negative`);
-      const key = encodeLearnedKey(entry.workloadId, entry.ruleId, entry.ip);
-      const isNew = this.maps.eg_learned.lookup(key) === null;
-      if (isNew && (this.learnedCounts.get(entry.workloadId) ?? 0) >= this.maxLearnedPerWorkload) {
-        refused.set(entry.workloadId, (refused.get(entry.workloadId) ?? 0) + 1);
-        continue;
-      }
-      this.maps.eg_learned.update(key, encodeLearnedValue(entry.expiresAtNs));
-      if (isNew) this.countLearned(entry.workloadId, 1);
     }
+    const refused = this.learnedTable.learn(entries, this.maxLearnedPerWorkload);
     for (const [workloadId, count] of refused) {
       throw new Error(
         `workload id ${workloadId}: ${count} address(es) not learned: it holds its cap of ${this.maxLearnedPerWorkload} learned addresses`,
@@ -675,10 +648,7 @@ class KernelDatapath implements Datapath {
 
   expireLearned(nowNs: bigint): number {
     this.assertOpen();
-    return this.deleteLearned((_, key) => {
-      const value = this.maps.eg_learned.lookup(key);
-      return value !== null && decodeLearnedValue(value) <= nowNs;
-    });
+    return this.learnedTable.delete((entry) => entry.expiresAtNs <= nowNs);
   }
 
   approvedFlows(): Map<number, ApprovedFlows> {
@@ -758,6 +728,7 @@ class KernelDatapath implements Datapath {
       decisionsDenied: read(STAT.denied),
       dnsSteered: read(STAT.dnsSteered),
       flowsRefused: read(STAT.flowsRefused),
+      candidateOverflows: read(STAT.candidateOverflows),
       flowsEnded: read(STAT.flowsEnded),
       flowsNotEnded: this.flowsNotEnded,
     };

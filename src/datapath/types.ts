@@ -98,6 +98,8 @@ export interface DatapathStats {
   dnsSteered: bigint;
   /** Approved flows refused: the workload held its share of the table (or the table was full). */
   flowsRefused: bigint;
+  /** TLS connects with more webGroup/tlsRequired candidates than the kernel's list holds (decided by a rule walk). */
+  candidateOverflows: bigint;
   /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
   flowsEnded: bigint;
   /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */
@@ -139,7 +141,10 @@ export interface Datapath {
   removeWorkload(cgroup: string | bigint): void;
   /** Workloads found in the kernel (after adoption): cgroup id -> workload id. */
   workloads(): Map<bigint, number>;
-  /** Write learned addresses. Throws, naming the workload, when entries would exceed its cap (the rest are written). */
+  /**
+   * Write learned addresses. An entry never gets shorter: one the kernel already holds at least as long is left as it
+   * is (and costs no map write). Throws, naming the workload, when entries would exceed its cap (the rest are written).
+   */
   learn(entries: LearnedEntry[]): void;
   learned(workloadId?: number): LearnedEntry[];
   /** Delete learned entries that expired before nowNs; returns how many were removed. */

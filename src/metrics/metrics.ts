@@ -27,6 +27,7 @@ export interface MetricsSources {
     decisionsDenied: bigint;
     dnsSteered: bigint;
     flowsRefused: bigint;
+    candidateOverflows: bigint;
   };
   /** Approved flows the kernel holds (all workloads) and the table's capacity. */
   approvedFlows(): { entries: number; capacity: number };
@@ -95,35 +96,60 @@ function sinkValues(flat: Record<string, number>, counter: string): [Record<stri
     .map(([key, value]) => [{ sink: key.slice(0, -suffix.length) }, value]);
 }
 
+/**
+ * Counts per label set as plain numbers, handed to prom-client at scrape time: counting one decision (the DNS path does
+ * it per query) is one string key and one addition, without prom-client's label validation and hashing per event.
+ */
+class Tally {
+  private readonly series = new Map<string, { labels: Record<string, string>; value: number }>();
+
+  /** Add to the series under `key`, creating it when `admitNew` allows; says which happened. */
+  add(key: string, count: number, labels: () => Record<string, string>, admitNew = true): 'counted' | 'created' | 'refused' {
+    const found = this.series.get(key);
+    if (found !== undefined) {
+      found.value += count;
+      return 'counted';
+    }
+    if (!admitNew) return 'refused';
+    this.series.set(key, { labels: labels(), value: count });
+    return 'created';
+  }
+
+  read(): [Record<string, string>, number][] {
+    return [...this.series.values()].map(({ labels, value }) => [labels, value]);
+  }
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
-  private readonly flows: Counter<'verdict' | 'tier' | 'layer' | 'namespace' | 'policy' | 'rule'>;
-  private readonly dnsAnswers: Counter<'rcode'>;
-  private readonly flowSeriesOverflow: Counter;
+  private readonly flows = new Tally();
+  /** Label sets of `flows` other than the overflow ones, at most MAX_FLOW_SERIES. */
+  private flowSeries = 0;
+  private flowSeriesOverflow = 0;
+  private readonly dnsAnswers = new Tally();
   private readonly reconcileDuration: Histogram<'outcome'>;
   private readonly propagation: Histogram;
-  private readonly flowSeries = new Set<string>();
 
   constructor(sources: MetricsSources) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
-    this.flows = new Counter({
-      name: `${METRIC_PREFIX}flows_total`,
-      help: 'Decisions reported as events (kernel and DNS proxy), by verdict, tier, layer, workload namespace, policy and rule.',
-      labelNames: ['verdict', 'tier', 'layer', 'namespace', 'policy', 'rule'],
-      registers: [registry],
-    });
-    this.flowSeriesOverflow = new Counter({
-      name: `${METRIC_PREFIX}flow_series_overflow_total`,
-      help: `Decisions counted under policy/rule "${OVERFLOW}" because ${MAX_FLOW_SERIES} flow label sets were already in use.`,
-      registers: [registry],
-    });
-    this.dnsAnswers = new Counter({
-      name: `${METRIC_PREFIX}dns_answers_total`,
-      help: 'Answers the DNS proxy gave workloads, by response code.',
-      labelNames: ['rcode'],
-      registers: [registry],
-    });
+    mirroredCounter(
+      registry,
+      'flows_total',
+      'Decisions reported as events (kernel and DNS proxy), by verdict, tier, layer, workload namespace, policy and rule.',
+      ['verdict', 'tier', 'layer', 'namespace', 'policy', 'rule'],
+      () => this.flows.read(),
+    );
+    mirroredCounter(
+      registry,
+      'flow_series_overflow_total',
+      `Decisions counted under policy/rule "${OVERFLOW}" because ${MAX_FLOW_SERIES} flow label sets were already in use.`,
+      [],
+      () => [[{}, this.flowSeriesOverflow]],
+    );
+    mirroredCounter(registry, 'dns_answers_total', 'Answers the DNS proxy gave workloads, by response code.', ['rcode'], () =>
+      this.dnsAnswers.read(),
+    );
     this.reconcileDuration = new Histogram({
       name: `${METRIC_PREFIX}reconcile_duration_seconds`,
       help: 'Time one reconcile pass took (policies or workloads changed), by outcome.',
@@ -166,6 +192,13 @@ export class AgentMetrics {
       'Approved flows the kernel refused to record: a workload held its share (its flows were judged per packet).',
       [],
       kernel((k) => k.flowsRefused),
+    );
+    mirroredCounter(
+      registry,
+      'tls_candidate_overflows_total',
+      'TLS connects to an address more webGroup/tlsRequired rules matched than the kernel remembers (8): their ClientHello was judged by walking the rules.',
+      [],
+      kernel((k) => k.candidateOverflows),
     );
     mirroredCounter(
       registry,
@@ -253,20 +286,22 @@ export class AgentMetrics {
   /** Count one decision as it enters the pipeline (an aggregate of n counts n). */
   observeFlow(event: FlowEvent): void {
     const count = Number.isSafeInteger(event.count) && event.count > 1 ? event.count : 1;
-    let policy = event.policy === null ? '' : `${event.policy.namespace}/${event.policy.name}`;
-    let rule = event.rule;
-    const labels = { verdict: event.verdict, tier: String(event.tier), layer: event.layer, namespace: event.workload.namespace };
-    const series = JSON.stringify([labels.verdict, labels.tier, labels.layer, labels.namespace, policy, rule]);
-    if (!this.flowSeries.has(series)) {
-      if (this.flowSeries.size >= MAX_FLOW_SERIES) {
-        [policy, rule] = [OVERFLOW, OVERFLOW];
-        this.flowSeriesOverflow.inc(count);
-      } else {
-        this.flowSeries.add(series);
-      }
+    const { verdict, layer } = event;
+    const tier = String(event.tier);
+    const namespace = event.workload.namespace;
+    const policy = event.policy === null ? '' : `${event.policy.namespace}/${event.policy.name}`;
+    const base = `${verdict}\n${tier}\n${layer}\n${namespace}\n`;
+    const labels = (policyLabel: string, rule: string) => () => ({ verdict, tier, layer, namespace, policy: policyLabel, rule });
+    const outcome = this.flows.add(`${base}${policy}\n${event.rule}`, count, labels(policy, event.rule), this.flowSeries < MAX_FLOW_SERIES);
+    if (outcome === 'created') this.flowSeries += 1;
+    if (outcome === 'refused') {
+      this.flowSeriesOverflow += count;
+      this.flows.add(`${base}${OVERFLOW}\n${OVERFLOW}`, count, labels(OVERFLOW, OVERFLOW));
     }
-    this.flows.inc({ ...labels, policy, rule }, count);
-    if (event.layer === 'dns' && event.dns) this.dnsAnswers.inc({ rcode: event.dns.rcode }, count);
+    if (event.layer === 'dns' && event.dns) {
+      const rcode = event.dns.rcode;
+      this.dnsAnswers.add(rcode, count, () => ({ rcode }));
+    }
   }
 
   observeReconcile(seconds: number, outcome: 'ok' | 'failed'): void {

@@ -19,7 +19,7 @@ export const KERNEL_CAPACITY = {
   domainNameChars: { what: 'characters of an exact webGroup name (or SNI) the kernel matches', max: 251, header: 'EG_DOMAIN_NAME_MAX' },
   learnedAddresses: { what: 'learned (workload, rule, address) entries on the node', max: 131072, header: 'EG_MAX_LEARNED' },
   sniCandidatesPerConnection: {
-    what: 'webGroup/tlsRequired rules a TLS connection can wait on before its ClientHello',
+    what: 'webGroup/tlsRequired rules a TLS connection remembers for its ClientHello (more: judged by a walk over the rules)',
     max: 8,
     header: 'EG_TLS_MAX_CANDIDATES',
   },

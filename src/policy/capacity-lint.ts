@@ -60,7 +60,7 @@ export function capacityDiagnostics(policies: readonly ValidatedPolicy[]): Polic
       diagnostics.push({
         severity: 'warning',
         location,
-        message: `pods of namespace ${where.namespace} with labels ${labels} are selected by ${web} webGroup/tlsRequired rules; a TLS connection to an address learned for more than ${candidatesMax} of them is denied (kernel limit)`,
+        message: `pods of namespace ${where.namespace} with labels ${labels} are selected by ${web} webGroup/tlsRequired rules; a TLS connection to an address learned for more than ${candidatesMax} of them is judged by walking all of the workload's rules at its ClientHello instead of the kernel's ${candidatesMax}-entry candidate list (same verdict, more lookups; counted in egressguard_tls_candidate_overflows_total)`,
         fix: 'merge webGroup rules with the same action, port and destination',
       });
   }

@@ -13,7 +13,7 @@ import type { DecodedEvent } from '../../src/datapath/abi.js';
 import type { Datapath, KernelRule } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab, type LabPod } from '../../lab/lab.js';
-import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { eventMatching, monotonicPast, rule } from '../support/datapath-helpers.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
@@ -323,7 +323,9 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
 
   test('a live TCP connection outlives its learned entry (approved flow); a new connect is denied', async () => {
     const host = lab.inet(DENIED, 4);
-    datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: host, expiresAtNs: process.hrtime.bigint() + 600_000_000_000n }]);
+    // Long enough for the client to start and connect; it expires while the connection lives (learning never shortens it).
+    const expiresAtNs = process.hrtime.bigint() + 4_000_000_000n;
+    datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: host, expiresAtNs }]);
     const hello = buildClientHello({ sni: 'allowed.example' });
     const script = `
       const net = require('net'); const rl = require('readline').createInterface({ input: process.stdin });
@@ -357,7 +359,7 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
       });
       child.on('close', () => reject(new Error(`client ended early: ${out}`)));
     });
-    datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: host, expiresAtNs: process.hrtime.bigint() - 1n }]);
+    await monotonicPast(expiresAtNs);
     const fresh = spawnSync(
       'nsenter',
       [

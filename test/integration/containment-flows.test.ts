@@ -13,6 +13,7 @@ import { openDatapath } from '../../src/datapath/datapath.js';
 import type { Datapath, DatapathSettings, KernelEvent, KernelRule } from '../../src/datapath/types.js';
 import { Lab } from '../../lab/lab.js';
 import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
@@ -89,32 +90,6 @@ const s = net.connect({ host: a.host, port: a.port });
 s.on('connect', () => s.write(Buffer.from(a.hello, 'hex')));
 s.on('data', () => done({ code: 'ANSWERED' }));
 s.on('error', (e) => done({ code: e.code }));`;
-
-/** Reads a child's stdout line by line and waits for lines. */
-class Lines {
-  readonly lines: string[] = [];
-  private buffered = '';
-
-  constructor(readonly child: ChildProcess) {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      this.buffered += chunk.toString();
-      let index: number;
-      while ((index = this.buffered.indexOf('\n')) >= 0) {
-        this.lines.push(this.buffered.slice(0, index));
-        this.buffered = this.buffered.slice(index + 1);
-      }
-    });
-  }
-
-  /** The deadline only guards against a hang. */
-  async waitFor(line: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (!this.lines.includes(line)) {
-      if (Date.now() > deadline) throw new Error(`no line ${JSON.stringify(line)} among ${JSON.stringify(this.lines.slice(-10))}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
 
 const settings = (defaultAction: 'permit' | 'deny'): DatapathSettings => ({
   defaultAction,

@@ -10,7 +10,7 @@ import { openDatapath } from '../../src/datapath/datapath.js';
 import type { Datapath, DatapathOptions, KernelEvent } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab } from '../../lab/lab.js';
-import { eventMatching as eventIn, rule } from '../support/datapath-helpers.js';
+import { eventMatching as eventIn, monotonicPast, rule } from '../support/datapath-helpers.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
@@ -250,27 +250,34 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal(permitEvent.ruleId, 102);
   });
 
-  test('learned IPs permit until they expire (the kernel checks expiry)', async () => {
+  test('learned IPs permit until they expire (the kernel checks expiry); learning never shortens an entry', async () => {
     const webRule = 201;
     datapath!.setWorkload(workloadCgroup, [
       rule({ ruleId: webRule, action: 'permit', protocol: 'tcp', portLow: 443, portHigh: 443, web: true }),
     ]);
     const now = process.hrtime.bigint();
-    for (const host of [v4(LEARNED), v6(LEARNED)]) {
+    // The IPv4 entry is learned for a short while only: it expires during the test.
+    const soon = now + 3_000_000_000n;
+    const expiries = { [v4(LEARNED)]: soon, [v6(LEARNED)]: now + 600_000_000_000n };
+    for (const [host, expiresAtNs] of Object.entries(expiries)) {
       assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).code, 'EPERM', `${host} not learned yet`);
-      datapath!.learn([{ workloadId, ruleId: webRule, ip: host, expiresAtNs: now + 600_000_000_000n }]);
+      datapath!.learn([{ workloadId, ruleId: webRule, ip: host, expiresAtNs }]);
       assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).data, 'ok:443', `${host} learned`);
       assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 80 })).code, 'EPERM', 'learned for port 443 only');
     }
+    // A later answer with a shorter TTL leaves the kernel's longer expiry alone.
+    datapath!.learn([{ workloadId, ruleId: webRule, ip: v6(LEARNED), expiresAtNs: now }]);
     assert.deepEqual(
       datapath!
         .learned(workloadId)
-        .map((entry) => entry.ip)
+        .map((entry) => `${entry.ip}@${entry.expiresAtNs}`)
         .sort(),
-      [v4(LEARNED), v6(LEARNED)].sort(),
+      Object.entries(expiries)
+        .map(([host, expiresAtNs]) => `${host}@${expiresAtNs}`)
+        .sort(),
     );
-    // Same key with an expiry in the past: denied although the entry is still in the map.
-    datapath!.learn([{ workloadId, ruleId: webRule, ip: v4(LEARNED), expiresAtNs: process.hrtime.bigint() - 1n }]);
+    // Expired: denied although the entry is still in the map.
+    await monotonicPast(soon);
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(LEARNED), port: 443 })).code, 'EPERM');
     assert.equal(datapath!.expireLearned(process.hrtime.bigint()), 1);
     assert.deepEqual(
@@ -288,7 +295,39 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal((await client(nestedCgroup, { op: 'tcp', host: v6(LEARNED), port: 443 })).data, 'ok:443');
   });
 
-  test('a workload cannot hold more learned addresses than its cap; others are unaffected', () => {
+  test('a learned entry deleted with its rule or by expiry is written again when learned again (no stale mirror)', async () => {
+    const webRule = 203;
+    const permit443 = rule({ ruleId: webRule, action: 'permit', protocol: 'tcp', portLow: 443, portHigh: 443, web: true });
+    const host = v4(LEARNED);
+    const later = process.hrtime.bigint() + 600_000_000_000n;
+    datapath!.setWorkload(workloadCgroup, [permit443]);
+    datapath!.learn([{ workloadId, ruleId: webRule, ip: host, expiresAtNs: later }]);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).data, 'ok:443');
+    // The rule is withdrawn and comes back: its learned entry went with it, the same answer must install it again.
+    datapath!.setWorkload(workloadCgroup, []);
+    datapath!.setWorkload(workloadCgroup, [permit443]);
+    assert.deepEqual(datapath!.learned(workloadId), []);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).code, 'EPERM');
+    datapath!.learn([{ workloadId, ruleId: webRule, ip: host, expiresAtNs: later }]);
+    assert.equal((await client(workloadCgroup, { op: 'tcp', host, port: 443 })).data, 'ok:443', 'learned again after withdrawal');
+    // Expired and removed, then learned again with the same expiry it had.
+    const soon = process.hrtime.bigint() + 1_000_000_000n;
+    datapath!.learn([{ workloadId, ruleId: webRule, ip: v6(LEARNED), expiresAtNs: soon }]);
+    await monotonicPast(soon);
+    assert.equal(datapath!.expireLearned(process.hrtime.bigint()), 1);
+    datapath!.learn([{ workloadId, ruleId: webRule, ip: v6(LEARNED), expiresAtNs: soon }]);
+    assert.deepEqual(
+      datapath!
+        .learned(workloadId)
+        .map((entry) => `${entry.ip}@${entry.expiresAtNs}`)
+        .sort(),
+      [`${host}@${later}`, `${v6(LEARNED)}@${soon}`].sort(),
+      'the expired entry is back in the kernel',
+    );
+    datapath!.expireLearned(process.hrtime.bigint());
+  });
+
+  test('a workload cannot hold more learned addresses than its cap; others are unaffected', async () => {
     const webRule = 202;
     const settings = {
       defaultAction: 'deny' as const,
@@ -306,8 +345,15 @@ describe('datapath (real kernel)', { skip }, () => {
     datapath!.configure({ ...settings, maxLearnedPerWorkload: 3 });
     try {
       const later = process.hrtime.bigint() + 600_000_000_000n;
+      // The first address of the capped workload expires soon (learning never shortens an entry).
+      const soon = process.hrtime.bigint() + 1_000_000_000n;
       const entries = (id: number, count: number) =>
-        Array.from({ length: count }, (_, i) => ({ workloadId: id, ruleId: webRule, ip: `198.18.250.${i + 1}`, expiresAtNs: later }));
+        Array.from({ length: count }, (_, i) => ({
+          workloadId: id,
+          ruleId: webRule,
+          ip: `198.18.250.${i + 1}`,
+          expiresAtNs: id === workloadId && i === 0 ? soon : later,
+        }));
       assert.throws(
         () => datapath!.learn(entries(workloadId, 5)),
         new RegExp(`workload id ${workloadId}: 2 address\\(es\\) not learned: it holds its cap of 3`),
@@ -318,7 +364,7 @@ describe('datapath (real kernel)', { skip }, () => {
       datapath!.learn(entries(otherId, 3));
       assert.equal(datapath!.learned(otherId).length, 3);
       // Expiry frees room again.
-      datapath!.learn([{ workloadId, ruleId: webRule, ip: '198.18.250.1', expiresAtNs: 1n }]);
+      await monotonicPast(soon);
       assert.equal(datapath!.expireLearned(process.hrtime.bigint()), 1);
       datapath!.learn([{ workloadId, ruleId: webRule, ip: '198.18.250.9', expiresAtNs: later }]);
       assert.equal(datapath!.learned(workloadId).length, 3);

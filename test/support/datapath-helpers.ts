@@ -32,3 +32,9 @@ export async function eventMatching<E extends KernelEvent>(events: E[], predicat
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Resolves once the monotonic clock (the kernel's bpf_ktime_get_ns, learned expiries) has passed `ns`. */
+export async function monotonicPast(ns: bigint): Promise<void> {
+  const left = ns - process.hrtime.bigint();
+  if (left >= 0n) await new Promise((resolve) => setTimeout(resolve, Number(left / 1_000_000n) + 1));
+}

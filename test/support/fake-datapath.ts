@@ -46,6 +46,7 @@ export class FakeDatapath implements Datapath {
     decisionsDenied: 0n,
     dnsSteered: 0n,
     flowsRefused: 0n,
+    candidateOverflows: 0n,
     eventsSuppressed: 0n,
     eventsDroppedByReader: 0n,
     flowsEnded: 0n,

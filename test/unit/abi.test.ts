@@ -91,6 +91,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_EVENTS_SUPPRESSED: STAT.eventsSuppressed,
     EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
+    EG_STAT_CANDIDATE_OVERFLOWS: STAT.candidateOverflows,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -120,7 +121,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 3, fingerprint: 'a38f67200b6ba7aea6428b2b60e3b71276ed90246eee19f3dd28c293454b5d61' };
+const PINNED_ABI = { version: 4, fingerprint: 'c3755b8f3ac3deb061dbafec4385578a1959b3c288033d2b3a27a1f08c9a0659' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

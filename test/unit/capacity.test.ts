@@ -78,5 +78,8 @@ ${web ? '      webGroups: [{ name: approved }]\n' : ''}`,
       ['warning'],
     );
     assert.match(web.diagnostics[0]!.message, /9 webGroup\/tlsRequired rules/);
+    // Past the list nothing is denied: the ClientHello is judged by a walk over the rules.
+    assert.match(web.diagnostics[0]!.message, /judged by walking all of the workload's rules at its ClientHello/);
+    assert.doesNotMatch(web.diagnostics[0]!.message, /denied/);
   });
 });

@@ -7,7 +7,15 @@ import { dashboardExpressions, metricNamesIn } from '../support/dashboard.js';
 
 async function exportedNames(): Promise<Set<string>> {
   const metrics = new AgentMetrics({
-    kernel: () => ({ eventsLost: 0n, eventsMalformed: 0n, decisionsPermitted: 0n, decisionsDenied: 0n, dnsSteered: 0n, flowsRefused: 0n }),
+    kernel: () => ({
+      eventsLost: 0n,
+      eventsMalformed: 0n,
+      decisionsPermitted: 0n,
+      decisionsDenied: 0n,
+      dnsSteered: 0n,
+      flowsRefused: 0n,
+      candidateOverflows: 0n,
+    }),
     flood: () => ({ suppressedByRateLimit: 0n, droppedByReader: 0n }),
     pipeline: () => ({
       received: 0,

@@ -8,7 +8,15 @@ import { flowEvent } from './events-helpers.js';
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
   return {
-    kernel: () => ({ eventsLost: 3n, eventsMalformed: 0n, decisionsPermitted: 10n, decisionsDenied: 7n, dnsSteered: 2n, flowsRefused: 0n }),
+    kernel: () => ({
+      eventsLost: 3n,
+      eventsMalformed: 0n,
+      decisionsPermitted: 10n,
+      decisionsDenied: 7n,
+      dnsSteered: 2n,
+      flowsRefused: 0n,
+      candidateOverflows: 0n,
+    }),
     flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
     pipeline: () => ({
       received: 9,
@@ -66,6 +74,17 @@ describe('AgentMetrics', () => {
     assert.doesNotMatch(body, /httpbin\.org|198\.18\.100\.20|rogue"/, 'no destination, name or workload name in any label');
   });
 
+  test('counts kept between scrapes: a scrape neither resets nor doubles them', async () => {
+    const metrics = new AgentMetrics(sources());
+    const series =
+      'egressguard_flows_total{verdict="denied",tier="2",layer="connect",namespace="obot-mcp",policy="obot-mcp/rogue-policy",rule="deny-all"}';
+    metrics.observeFlow(flowEvent({ count: 2 }));
+    assert.equal(sample((await metrics.exposition()).body, series), 2);
+    assert.equal(sample((await metrics.exposition()).body, series), 2);
+    metrics.observeFlow(flowEvent());
+    assert.equal(sample((await metrics.exposition()).body, series), 3);
+  });
+
   test('DNS answers are counted by rcode', async () => {
     const metrics = new AgentMetrics(sources());
     metrics.observeFlow(flowEvent({ layer: 'dns', dns: { query: 'a.example', type: 'A', rcode: 'NXDOMAIN', answers: [] } }));
@@ -92,12 +111,14 @@ describe('AgentMetrics', () => {
           decisionsDenied: denied,
           dnsSteered: 2n,
           flowsRefused: 0n,
+          candidateOverflows: 4n,
         }),
       }),
     );
     let { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_kernel_decisions_total{verdict="denied"}'), 7);
     assert.equal(sample(body, 'egressguard_ringbuf_events_lost_total'), 3);
+    assert.equal(sample(body, 'egressguard_tls_candidate_overflows_total'), 4);
     assert.equal(sample(body, 'egressguard_events_rate_limited_total'), 1234);
     assert.equal(sample(body, 'egressguard_ringbuf_reader_dropped_total'), 5);
     assert.equal(sample(body, 'egressguard_sink_queue_depth{sink="events.sinks[0]"}'), 12);

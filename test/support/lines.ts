@@ -1,0 +1,28 @@
+// A child process's stdout read line by line, for tests that drive a long-lived client or server and wait for what it
+// reports.
+import type { ChildProcess } from 'node:child_process';
+
+export class Lines {
+  readonly lines: string[] = [];
+  private buffered = '';
+
+  constructor(readonly child: ChildProcess) {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      this.buffered += chunk.toString();
+      let index: number;
+      while ((index = this.buffered.indexOf('\n')) >= 0) {
+        this.lines.push(this.buffered.slice(0, index));
+        this.buffered = this.buffered.slice(index + 1);
+      }
+    });
+  }
+
+  /** The deadline only guards against a hang. */
+  async waitFor(line: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!this.lines.includes(line)) {
+      if (Date.now() > deadline) throw new Error(`no line ${JSON.stringify(line)} among ${JSON.stringify(this.lines.slice(-10))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
