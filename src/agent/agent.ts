@@ -101,7 +101,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const packet = config.enforcement.packet;
   const reconciler = new Reconciler({ datapath, policies: store, host: sources.host, log, packet });
   const workloadSource = sources.workloads;
-  reconciler.onApplied(() => sources.enforcementChanged(reconciler));
+  reconciler.onApplied((policies) => sources.enforcementChanged(reconciler, policies));
   const policySource = sources.policies;
   const learned = new LearnedAddresses(datapath, config.dns);
   const enricher = new Enricher({

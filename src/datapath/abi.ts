@@ -384,11 +384,21 @@ export function decodeRuleCidrKey(buffer: Buffer): { workloadId: number; ruleRef
 
 const LEARNED_KEY = LAYOUTS.eg_learned_key.members;
 export function encodeLearnedKey(workloadId: number, ruleId: number, ip: string): Buffer {
+  return encodeLearnedKeyBytes(workloadId, ruleId, addressToBytes(ip));
+}
+
+/** encodeLearnedKey with the address already as its 16 key bytes (addressToBytes). */
+export function encodeLearnedKeyBytes(workloadId: number, ruleId: number, address: Buffer): Buffer {
   const buffer = Buffer.alloc(LAYOUTS.eg_learned_key.size);
   buffer.writeUInt32LE(workloadId, LEARNED_KEY.workload_id.offset);
   buffer.writeUInt32LE(ruleId, LEARNED_KEY.rule_id.offset);
-  addressToBytes(ip).copy(buffer, LEARNED_KEY.addr.offset);
+  address.copy(buffer, LEARNED_KEY.addr.offset);
   return buffer;
+}
+
+/** The 16 address bytes of an eg_learned key. */
+export function learnedKeyAddress(buffer: Buffer): Buffer {
+  return buffer.subarray(LEARNED_KEY.addr.offset, LEARNED_KEY.addr.offset + LEARNED_KEY.addr.size);
 }
 
 export function decodeLearnedKey(buffer: Buffer): { workloadId: number; ruleId: number; ip: string } {
