@@ -1,17 +1,23 @@
 // Kubernetes mode at 10,000 FirewallPolicies in one namespace: the cost of one policy change as the API server
 // announces it (the policy source's batch: manifest, store validation, compile, the reconciler's pass and the status
 // verdicts) against the initial list of all of them, in the same run, and against a status-only update (the writer's
-// own, which must cost next to nothing). No root and no API server: API objects enter the policy source's core
-// (PolicyObjects) as the informers hand them over; the reconciler drives the fake datapath of the unit tests.
+// own, which must cost next to nothing); and the node report after that change (the policies the change touched,
+// encoded for the node's Lease) against the same report recomputed from every policy's status. No root and no API
+// server: API objects enter the policy source's core (PolicyObjects) as the informers hand them over; the reconciler
+// drives the fake datapath of the unit tests.
 //   node dist/bench/k8s-policies.js        (BENCH_POLICIES=10000 BENCH_WORKLOADS=250 BENCH_ROUNDS=30)
 import { performance } from 'node:perf_hooks';
+import { isDeepStrictEqual } from 'node:util';
 import { pino } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { Reconciler } from '../src/agent/reconciler.js';
 import type { WorkloadSpec } from '../src/identity/source.js';
 import { PolicyObjects, type PolicyObject } from '../src/k8s/policy-source.js';
+import { encodeNodeReport } from '../src/k8s/status.js';
+import { NodeReportBuilder } from '../src/k8s/status-writer.js';
 import { PolicyStore } from '../src/policy/store.js';
 import { FakeDatapath } from '../test/support/fake-datapath.js';
+import { fullNodeReport } from '../test/support/node-report.js';
 import { median } from './common.js';
 
 const POLICIES = Number(process.env.BENCH_POLICIES ?? 10_000);
@@ -73,6 +79,13 @@ const reconciler = new Reconciler({
 reconciler.setWorkloads(workloads);
 const objects = new PolicyObjects(() => null, log);
 objects.connect({ apply: (changes) => store.applyFiles(changes), commit: () => reconciler.syncPolicies() });
+// The node report as PolicyPlane keeps it: the policies of each reconciler pass and of each source batch.
+const acceptedGeneration = (namespace: string, name: string) => objects.acceptedGeneration(namespace, name);
+const nodeReport = new NodeReportBuilder('bench-node', (key) => reconciler.enforcement(key), acceptedGeneration);
+let touched = new Set<string>();
+const touch = (policies: ReadonlySet<string>) => policies.forEach((key) => touched.add(key));
+reconciler.onApplied(touch);
+objects.onChange(touch);
 
 const all = Array.from({ length: POLICIES }, (_, i) => policyObject(i, 1, `api${i}.example.com`));
 const rssBefore = process.memoryUsage().rss;
@@ -82,11 +95,29 @@ objects.flush();
 const initialMs = performance.now() - initialStart;
 const accepted = objects.verdicts().filter((v) => v.accepted !== null).length;
 if (accepted !== POLICIES) throw new Error(`${accepted} of ${POLICIES} policies accepted`);
+nodeReport.refresh(touched);
+
+/** The report after a change, from what it touched (as the agent does), then from every policy (the baseline). */
+function reportAfterChange(): { journalMs: number; fullMs: number } {
+  const start = performance.now();
+  nodeReport.refresh(touched);
+  const journal = nodeReport.report();
+  encodeNodeReport(journal);
+  const journalMs = performance.now() - start;
+  touched = new Set();
+  const fullStart = performance.now();
+  const full = fullNodeReport('bench-node', reconciler, acceptedGeneration);
+  encodeNodeReport(full);
+  const fullMs = performance.now() - fullStart;
+  if (!isDeepStrictEqual(journal, full)) throw new Error('the journal-driven node report differs from the full recomputation');
+  return { journalMs, fullMs };
+}
 
 /** Policy i (a server with a pod here for even rounds, one without for odd ones) gets a new generation. */
 function oneChange(round: number): number {
   const i = round % 2 === 0 ? (round * 7) % WORKLOADS : WORKLOADS + ((round * 7919) % (POLICIES - WORKLOADS));
   const object = policyObject(i, 2 + round, `api${i}-r${round}.example.com`);
+  all[i] = object;
   const start = performance.now();
   objects.changed('FirewallPolicy', object, object);
   objects.flush();
@@ -106,8 +137,13 @@ function statusOnly(round: number): number {
 
 const changes: number[] = [];
 const statusUpdates: number[] = [];
+const reports: number[] = [];
+const fullReports: number[] = [];
 for (let round = 0; round < ROUNDS; round++) {
   changes.push(oneChange(round));
+  const { journalMs, fullMs } = reportAfterChange();
+  reports.push(journalMs);
+  fullReports.push(fullMs);
   statusUpdates.push(statusOnly(round));
 }
 const report = {
@@ -120,10 +156,15 @@ const report = {
   onePolicyChange: { medianMs: median(changes), maxMs: Math.max(...changes) },
   statusOnlyUpdate: { medianMs: median(statusUpdates) },
   initialOverOneChange: initialMs / median(changes),
+  nodeReport: { medianMs: median(reports), maxMs: Math.max(...reports) },
+  fullNodeReport: { medianMs: median(fullReports), maxMs: Math.max(...fullReports) },
+  fullReportOverReport: median(fullReports) / median(reports),
 };
 console.log(JSON.stringify(report, null, 2));
 console.log(
   `k8s policy source at ${POLICIES} FirewallPolicies in one namespace, ${WORKLOADS} pods (fake datapath): initial list ${initialMs.toFixed(0)} ms, ` +
     `one policy change ${report.onePolicyChange.medianMs.toFixed(2)} ms median (ratio ${report.initialOverOneChange.toFixed(0)}), ` +
-    `status-only update ${report.statusOnlyUpdate.medianMs.toFixed(3)} ms, RSS +${report.rssGrowthMiB.toFixed(0)} MiB`,
+    `status-only update ${report.statusOnlyUpdate.medianMs.toFixed(3)} ms, RSS +${report.rssGrowthMiB.toFixed(0)} MiB; ` +
+    `node report ${report.nodeReport.medianMs.toFixed(2)} ms median (from every policy: ${report.fullNodeReport.medianMs.toFixed(1)} ms, ` +
+    `ratio ${report.fullReportOverReport.toFixed(0)})`,
 );

@@ -101,7 +101,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const packet = config.enforcement.packet;
   const reconciler = new Reconciler({ datapath, policies: store, host: sources.host, log, packet });
   const workloadSource = sources.workloads;
-  reconciler.onApplied(() => sources.enforcementChanged(reconciler));
+  reconciler.onApplied((policies) => sources.enforcementChanged(reconciler, policies));
   const policySource = sources.policies;
   const learned = new LearnedAddresses(datapath, config.dns);
   const enricher = new Enricher({
@@ -293,7 +293,18 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         inherited: inheritedDnsSockets(process.env, process.pid),
       });
       await proxy.start();
-      const names = new NameRefresher({ upstreams, lifetime, maxIpsPerName, sink: learned });
+      // The agent's own lookups name the addresses they teach, so events say how a name was learned.
+      const names = new NameRefresher({
+        upstreams,
+        lifetime,
+        maxIpsPerName,
+        sink: {
+          learn: (workloadId, ruleIds, ips, ttlSeconds, name) => {
+            enricher.fromAgentLookup(workloadId, name, ips);
+            return learned.learn(workloadId, ruleIds, ips, ttlSeconds);
+          },
+        },
+      });
       refresher = names;
       reconciler.onApplied(() => names.setNames(reconciler.exactNames()));
       names.setNames(reconciler.exactNames());

@@ -22,8 +22,11 @@ export interface ModeSources {
   resolver: DestinationResolver;
   /** Kubernetes mode: the EgressBaseline in force replaces the configuration's baseline; null in host mode. */
   baseline(): AgentConfig['baseline'] | null;
-  /** The kernel changed (a reconciler pass): Kubernetes mode reports what this node enforces. */
-  enforcementChanged(reconciler: Reconciler): void;
+  /**
+   * The kernel changed (a reconciler pass) for these policies (`namespace/name`): Kubernetes mode reports what this
+   * node enforces.
+   */
+  enforcementChanged(reconciler: Reconciler, policies: ReadonlySet<string>): void;
   /** How the reconciler asks the node about a workload (pods: interfaces found from their netns or routes). */
   host: WorkloadHost;
   /** After each workload report was reconciled: the workloads not enforced as their policies say. */

@@ -14,9 +14,9 @@ import { WorkloadRegistry, workloadKey, type Workload } from '../identity/regist
 import type { WorkloadHost, WorkloadSpec } from '../identity/source.js';
 import { compilePolicyForWorkload, policySelects } from '../policy/compile.js';
 import { shadowedByDeny } from '../policy/domains.js';
-import type { PolicyEntry } from '../policy/store.js';
+import type { PolicyStore } from '../policy/store.js';
 import type { CompiledRule } from '../policy/types.js';
-import type { AcceptedObject, ValidatedPolicy } from '../policy/validate.js';
+import type { ValidatedPolicy } from '../policy/validate.js';
 
 /** The compiler as the reconciler uses it. Every call to the policy compiler is here. */
 export interface ReconcileCompiler {
@@ -34,10 +34,11 @@ export const policyCompiler: ReconcileCompiler = {
 export interface ReconcilerOptions {
   datapath: Datapath;
   /**
-   * The accepted policies (the PolicyStore): every pass reads objects() (no sorting: a pass stays cheap at thousands
-   * of policies); status reads entries() for their files and warnings.
+   * The accepted policies (the PolicyStore): a sync reads what changed since the last one from its journal (the whole
+   * set only the first time), so one change costs the same at 10,000 policies as at 10; status reads entries() for
+   * their files and warnings.
    */
-  policies: { objects(): AcceptedObject[]; entries(): PolicyEntry[] };
+  policies: Pick<PolicyStore, 'revision' | 'changesSince' | 'objects' | 'get' | 'entries'>;
   host: WorkloadHost;
   log: Logger;
   /** Attach the packet-layer backstop to workloads (config enforcement.packet). */
@@ -60,6 +61,16 @@ interface WorkloadState {
   retry: boolean;
   /** Why the workload's own rules are not in force (it is enrolled fail-closed, or not at all); null when they are. */
   error: string | null;
+}
+
+/** What the kernel enforces of one accepted FirewallPolicy on this node. */
+export interface PolicyEnforcement {
+  /** Digest of the policy's rules in force for its workloads ('' until a pass compiled it). */
+  ruleset: string;
+  /** Keys (`namespace/name`) of the workloads whose rules in force include the policy's, sorted. */
+  workloads: string[];
+  /** Parts of its rules not enforced, one line each. */
+  ruleNotEnforced: string[];
 }
 
 /** A workload that cannot be enforced as its policies say, and what it gets instead. */
@@ -147,7 +158,7 @@ export class Reconciler {
   private workloads = new Map<string, WorkloadState>();
   private readonly workloadsByNamespace = new Map<string, Set<string>>();
   /** Accepted policies as last synced. */
-  private policies = new Map<string, ValidatedPolicy>();
+  private readonly policies = new Map<string, ValidatedPolicy>();
   private readonly policiesByNamespace = new Map<string, Map<string, ValidatedPolicy>>();
   /** Workloads whose rules in force include each policy's. */
   private readonly selected = new Map<string, Set<string>>();
@@ -158,7 +169,9 @@ export class Reconciler {
   private readonly ruleIds = new RuleIdAllocator();
   private baselineNames: (readonly [string, string])[] = [];
   private readonly registryView = new WorkloadRegistry();
-  private readonly listeners: Array<() => void> = [];
+  private readonly listeners: Array<(policies: ReadonlySet<string>) => void> = [];
+  /** The store's revision at the last sync (null before the first, which reads the whole set). */
+  private policiesRevision: number | null = null;
 
   constructor(private readonly options: ReconcilerOptions) {
     this.compiler = options.compiler ?? policyCompiler;
@@ -174,8 +187,11 @@ export class Reconciler {
     return this.registryView;
   }
 
-  /** Called after every pass that changed what the kernel enforces. */
-  onApplied(listener: () => void): void {
+  /**
+   * Called after every pass that changed what the kernel enforces, with the policies (`namespace/name`) whose rules in
+   * force, workloads or acceptance moved: what a report of this node's enforcement needs to read again.
+   */
+  onApplied(listener: (policies: ReadonlySet<string>) => void): void {
     this.listeners.push(listener);
   }
 
@@ -263,17 +279,30 @@ export class Reconciler {
 
   /** The policy store changed: recompile the workloads of the policies whose generation moved (or that came or went). */
   syncPolicies(): void {
-    const next = new Map<string, ValidatedPolicy>();
-    for (const object of this.options.policies.objects()) {
-      if (object.kind === 'FirewallPolicy') next.set(policyKeyOf(object), object);
+    const store = this.options.policies;
+    const journal = store.changesSince(this.policiesRevision);
+    this.policiesRevision = store.revision;
+    /** The accepted FirewallPolicy now, per key to look at: what the journal names, or the whole set. */
+    const current = new Map<string, ValidatedPolicy | undefined>();
+    if (journal === null) {
+      for (const key of this.policies.keys()) current.set(key, undefined);
+      for (const object of store.objects()) if (object.kind === 'FirewallPolicy') current.set(policyKeyOf(object), object);
+    } else {
+      for (const object of journal) {
+        if (object.kind === 'FirewallPolicy') current.set(policyKeyOf(object), store.get(object.namespace, object.name));
+      }
     }
     const changed = new Set<string>();
-    for (const [key, policy] of next) {
-      if (this.policies.get(key)?.generation !== policy.generation) changed.add(key);
+    const previous = new Map<string, ValidatedPolicy>();
+    for (const [key, policy] of current) {
+      const old = this.policies.get(key);
+      if (policy) this.policies.set(key, policy);
+      else this.policies.delete(key);
+      if (old?.generation === policy?.generation) continue;
+      changed.add(key);
+      if (old) previous.set(key, old);
     }
-    for (const key of this.policies.keys()) if (!next.has(key)) changed.add(key);
-    const previous = this.policies;
-    this.policies = next;
+    const next = this.policies;
     for (const key of changed) {
       const namespace = (next.get(key) ?? previous.get(key))!.namespace;
       const index = this.policiesByNamespace.get(namespace) ?? new Map<string, ValidatedPolicy>();
@@ -330,7 +359,7 @@ export class Reconciler {
     for (const policyKey of touchedPolicies) this.refreshPolicyResult(policyKey);
     if (enrolments === 0 && touchedPolicies.size === 0) return false;
     this.refreshRegistry();
-    for (const listener of this.listeners) listener();
+    for (const listener of this.listeners) listener(touchedPolicies);
     return true;
   }
 
@@ -542,23 +571,30 @@ export class Reconciler {
     return this.tier2Labels.get(ruleId)?.label ?? this.baselineLabels.get(ruleId);
   }
 
+  /** What the kernel enforces of an accepted FirewallPolicy (`namespace/name`); undefined when none is accepted. */
+  enforcement(policyKey: string): PolicyEnforcement | undefined {
+    if (!this.policies.has(policyKey)) return undefined;
+    const result = this.policyResults.get(policyKey) ?? { ruleset: '', ruleNotEnforced: [] };
+    return { ...result, workloads: [...(this.selected.get(policyKey) ?? [])].sort() };
+  }
+
   /** Every accepted FirewallPolicy, in (namespace, name) order, with what reached the kernel for it. */
   policyStatus(): PolicyStatus[] {
     return this.options.policies.entries().flatMap((entry) => {
       const policyKey = policyKeyOf(entry.policy);
       const policy = this.policies.get(policyKey);
-      if (!policy) return [];
-      const result = this.policyResults.get(policyKey) ?? { ruleset: '', ruleNotEnforced: [] };
+      const enforcement = this.enforcement(policyKey);
+      if (!policy || !enforcement) return [];
       return [
         {
           namespace: policy.namespace,
           name: policy.name,
           file: entry.file,
           generation: policy.generation,
-          ruleset: result.ruleset,
+          ruleset: enforcement.ruleset,
           lastReconciledGeneration: policy.generation,
-          workloads: [...(this.selected.get(policyKey) ?? [])].sort(),
-          notEnforced: [...new Set([...entry.warnings, ...result.ruleNotEnforced])],
+          workloads: enforcement.workloads,
+          notEnforced: [...new Set([...entry.warnings, ...enforcement.ruleNotEnforced])],
         },
       ];
     });

@@ -447,7 +447,7 @@ export class DnsProxy {
         : `${rejected.length} address(es) not learned: ${query.question.normalizedName} already has ${this.options.maxIpsPerName} live addresses for this workload (${rejected.join(', ')})`;
     if (admitted.length === 0) return { failed: false, ttlSeconds: null, reason: capReason };
     try {
-      const learning = this.options.sink.learn(workload.workloadId, ruleIds, admitted, ttlSeconds);
+      const learning = this.options.sink.learn(workload.workloadId, ruleIds, admitted, ttlSeconds, query.question.normalizedName);
       // A synchronous sink (the datapath) is done here; only a pending one races the timeout (a timer per query costs).
       if (learning instanceof Promise) {
         await withTimeout(learning, this.options.learnTimeoutMs, `learning addresses took longer than ${this.options.learnTimeoutMs} ms`);

@@ -252,6 +252,11 @@ export interface BaselineSourceOptions {
   fallbackNamespaces: readonly string[];
   log: Logger;
   onChange: (state: BaselineState) => void;
+  /**
+   * Every collection has been listed (again): what a restarted agent's copy needs (keptBaseline). The posture may not
+   * change with it (a collection listed empty reports no object), so onChange alone would not say so.
+   */
+  onListed?: () => void;
 }
 
 /** Watches the EgressBaseline and the objects detection reads; reports the posture whenever it changes. */
@@ -269,6 +274,8 @@ export class BaselineSource {
   /** The copy an earlier agent kept: in force until every collection is listed. */
   private kept: (KeptPolicySet['baseline'] & { writtenAt: string }) | null = null;
   private scheduled = false;
+  /** Every collection was listed at the last settled burst (onListed fires when this becomes true). */
+  private wasListed = false;
   private readonly name: string;
 
   constructor(private readonly options: BaselineSourceOptions) {
@@ -286,8 +293,23 @@ export class BaselineSource {
     const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
     const networking = kubeConfig.makeApiClient(NetworkingV1Api);
     const onChange = () => this.schedule();
+    // Evaluated after every list too: the last collection to list may bring no object, yet ends the kept copy's term.
+    const onSettled = () => {
+      this.schedule();
+      const listed = this.listed();
+      if (listed && !this.wasListed) this.options.onListed?.();
+      this.wasListed = listed;
+    };
     const watch = <T extends KubernetesObject>(path: string, list: () => Promise<KubernetesListObject<T>>, labelSelector?: string) => {
-      const collection = new WatchedCollection<T>({ kubeConfig, path, list, log, onChange, ...(labelSelector ? { labelSelector } : {}) });
+      const collection = new WatchedCollection<T>({
+        kubeConfig,
+        path,
+        list,
+        log,
+        onChange,
+        onSettled,
+        ...(labelSelector ? { labelSelector } : {}),
+      });
       this.collections.push(collection as unknown as WatchedCollection<KubernetesObject>);
       return collection;
     };

@@ -80,9 +80,9 @@ export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2
     policies,
     resolver: plane.resolver,
     baseline: () => clusterBaseline,
-    enforcementChanged: (reconciler) => {
-      plane.reportFrom(() => reconciler.policyStatus());
-      plane.enforcementChanged();
+    enforcementChanged: (reconciler, policies) => {
+      plane.reportFrom((key) => reconciler.enforcement(key));
+      plane.enforcementChanged(policies);
     },
     host: podWorkloadHost,
     workloadsApplied: (failures) => events.update(failures, (key) => pods.podRef(key)),

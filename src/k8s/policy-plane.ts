@@ -4,12 +4,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { PolicyStatus } from '../agent/status.js';
+import type { PolicyEnforcement } from '../agent/reconciler.js';
 import type { PolicySink, PolicySource } from '../policy/source.js';
 import { BaselineSource, DEFAULT_BASELINE_NAME, type BaselineState } from './baseline.js';
 import { readKeptPolicies, writeKeptPolicies, type KeptCopy, type KeptPolicySet } from './kept-policies.js';
 import { KubePolicySource } from './policy-source.js';
-import { LeaderElector, NodeReporter, PolicyStatusWriter, nodeReportFrom, type LeaseTiming } from './status-writer.js';
+import { LeaderElector, NodeReportBuilder, NodeReporter, PolicyStatusWriter, type LeaseTiming } from './status-writer.js';
 
 /** The namespace the agent runs in (its Leases live there): the service account's namespace file, else POD_NAMESPACE. */
 export function agentNamespace(serviceAccountDir: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -67,7 +67,10 @@ export class PolicyPlane implements PolicySource {
   private readonly writer: PolicyStatusWriter;
   private namespaces: string[];
   private readonly baselineName: string;
-  private policyStatus: () => PolicyStatus[] = () => [];
+  private enforcement: (policyKey: string) => PolicyEnforcement | undefined = () => undefined;
+  private readonly report: NodeReportBuilder;
+  /** A report was handed to the reporter (the first one is, changed or not: the Lease says the node is there). */
+  private reported = false;
   private saveScheduled = false;
   private savedText = '';
 
@@ -81,9 +84,20 @@ export class PolicyPlane implements PolicySource {
       fallbackNamespaces: options.fallbackNamespaces,
       log,
       onChange: (state) => this.baselineChanged(state),
+      onListed: () => this.scheduleSave(),
     });
     this.policies = new KubePolicySource({ kubeConfig, namespaces: this.namespaces, log });
-    this.policies.onChange(() => this.scheduleSave());
+    this.report = new NodeReportBuilder(
+      node,
+      (key) => this.enforcement(key),
+      (ns, name) => this.policies.acceptedGeneration(ns, name),
+    );
+    // A batch may move a policy's accepted generation without changing its rules (the same spec under a new
+    // generation): the reconciler has no pass for it, the report does.
+    this.policies.onChange((policyKeys) => {
+      this.scheduleSave();
+      this.enforcementChanged(policyKeys);
+    });
     this.reporter = new NodeReporter({ kubeConfig, namespace: options.agentNamespace, node, log, ...(timing ? { timing } : {}) });
     this.writer = new PolicyStatusWriter({
       kubeConfig,
@@ -119,7 +133,8 @@ export class PolicyPlane implements PolicySource {
     const kept = this.readKept();
     await this.baseline.start(undefined, kept ? { ...kept.set.baseline, writtenAt: kept.writtenAt } : undefined);
     await this.policies.start(sink, kept ? { kept: { writtenAt: kept.writtenAt, policies: kept.set.policies } } : {});
-    this.scheduleSave();
+    // The copy is written once both sides are listed, whichever is last, even when the lists change nothing.
+    void this.policies.listed.then(() => this.scheduleSave());
     this.reporter.start();
     this.elector.start();
   }
@@ -165,16 +180,16 @@ export class PolicyPlane implements PolicySource {
     });
   }
 
-  /** What the reconciler enforces per policy: read for this node's report after every pass that changed the kernel. */
-  reportFrom(policyStatus: () => PolicyStatus[]): void {
-    this.policyStatus = policyStatus;
+  /** What the reconciler enforces per policy (Reconciler.enforcement): read for this node's report. */
+  reportFrom(enforcement: (policyKey: string) => PolicyEnforcement | undefined): void {
+    this.enforcement = enforcement;
   }
 
-  /** The kernel changed: report what this node now enforces. */
-  enforcementChanged(): void {
-    void this.reporter.update(
-      nodeReportFrom(this.options.node, this.policyStatus(), (ns, name) => this.policies.acceptedGeneration(ns, name)),
-    );
+  /** The kernel changed for these policies (`namespace/name`): report what this node now enforces. */
+  enforcementChanged(policyKeys: Iterable<string>): void {
+    if (!this.report.refresh(policyKeys) && this.reported) return;
+    this.reported = true;
+    void this.reporter.update(this.report.report());
   }
 
   /** The enforced namespaces in force. */

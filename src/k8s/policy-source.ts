@@ -123,7 +123,7 @@ export class PolicyObjects {
   private readonly kept = new Map<string, KeptPolicy>();
   private flushScheduled = false;
   private sink: PolicySink | null = null;
-  private readonly listeners: Array<() => void> = [];
+  private readonly listeners: Array<(policyKeys: ReadonlySet<string>) => void> = [];
 
   constructor(
     /** The selector of a Service (null: no such Service, or it has none). */
@@ -136,8 +136,8 @@ export class PolicyObjects {
     this.sink = sink;
   }
 
-  /** Called after each batch the store received. */
-  onChange(listener: () => void): void {
+  /** Called after each batch the store received, with the FirewallPolicies (`namespace/name`) in it. */
+  onChange(listener: (policyKeys: ReadonlySet<string>) => void): void {
     this.listeners.push(listener);
   }
 
@@ -264,7 +264,12 @@ export class PolicyObjects {
     const changes = new Map<string, string | null>();
     for (const [id, { prepared }] of batch) changes.set(id, prepared?.text ?? null);
     const results = sink.apply(changes);
+    const policyKeys = new Set<string>();
     for (const [id, { kind, prepared }] of batch) {
+      const state = this.states.get(id);
+      const object = prepared?.object.metadata ?? state;
+      if (kind === FIREWALL_POLICY_KIND && object?.namespace && object.name)
+        policyKeys.add(policyKey({ namespace: object.namespace, name: object.name }));
       if (prepared === null) {
         this.states.delete(id);
         this.applied.delete(id);
@@ -275,7 +280,7 @@ export class PolicyObjects {
       this.record(id, kind, prepared, results.get(id) ?? []);
     }
     sink.commit();
-    for (const listener of this.listeners) listener();
+    for (const listener of this.listeners) listener(policyKeys);
   }
 
   private record(id: string, kind: PolicyKind, { object, services, manifest }: Prepared, diagnostics: PolicyDiagnostic[]): void {
@@ -341,6 +346,7 @@ export class KubePolicySource implements PolicySource {
       this.log,
     );
     this.ready = new Promise((resolve) => (this.markReady = resolve));
+    this.listed = new Promise((resolve) => (this.markListed = resolve));
   }
 
   /** The accepted objects, for the copy a restarted agent starts from (meaningful once synced()). */
@@ -390,6 +396,9 @@ export class KubePolicySource implements PolicySource {
   /** Resolves once the store holds a policy set: the listed one, or the kept copy while the API server is away. */
   readonly ready: Promise<void>;
   private markReady: () => void = () => {};
+  /** Resolves once the store holds the listed policy set (never for the kept copy alone). */
+  readonly listed: Promise<void>;
+  private markListed: () => void = () => {};
   /** The kept copy in force until the first full list; null otherwise. */
   private restoredFrom: { writtenAt: string; policies: number } | null = null;
 
@@ -413,6 +422,7 @@ export class KubePolicySource implements PolicySource {
     }
     this.objects.flush();
     this.markReady();
+    this.markListed();
   }
 
   /** True once every watched collection has been listed: before that, committing would withdraw policies. */
@@ -427,8 +437,8 @@ export class KubePolicySource implements PolicySource {
     );
   }
 
-  /** Called after each batch the store received (status and events read verdicts()). */
-  onChange(listener: () => void): void {
+  /** Called after each batch the store received (status and events read verdicts()), with its FirewallPolicies. */
+  onChange(listener: (policyKeys: ReadonlySet<string>) => void): void {
     this.objects.onChange(listener);
   }
 

@@ -25,7 +25,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { PolicyStatus } from '../agent/status.js';
+import type { PolicyEnforcement } from '../agent/reconciler.js';
 import {
   BASELINE_API_VERSION,
   BASELINE_GROUP,
@@ -41,7 +41,6 @@ import {
   decodeNodeReport,
   desiredPolicyStatus,
   encodeNodeReport,
-  policyKey,
   statusDiffers,
   type NodeReport,
   type PolicyStatusFields,
@@ -93,24 +92,45 @@ export function nodeLeaseName(node: string): string {
 }
 
 /**
- * What this node enforces, from the reconciler's policy status: each FirewallPolicy whose rules are in force for some
- * pod here, at the generation this node accepted. Workload keys are `namespace/pod`.
+ * What this node enforces (see NodeReport), kept from the policies that changed, never by walking every policy: a
+ * reconciler pass names the policies whose rules in force moved, a policy source batch those whose accepted generation
+ * may have. At 10,000 policies a walk of all of them on every pass cost more than the change itself.
  */
-export function nodeReportFrom(
-  node: string,
-  policies: readonly Pick<PolicyStatus, 'namespace' | 'name' | 'ruleset' | 'workloads'>[],
-  acceptedGeneration: (namespace: string, name: string) => number | undefined,
-): NodeReport {
-  const report: NodeReport = { node, policies: {} };
-  for (const policy of policies) {
-    const generation = acceptedGeneration(policy.namespace, policy.name);
-    if (generation === undefined || policy.ruleset === '' || policy.workloads.length === 0) continue;
-    const pods = policy.workloads.flatMap((key) =>
-      key.startsWith(`${policy.namespace}/`) ? [key.slice(policy.namespace.length + 1)] : [],
-    );
-    report.policies[policyKey(policy)] = { generation, pods: pods.sort() };
+export class NodeReportBuilder {
+  private readonly policies = new Map<string, { generation: number; pods: string[] }>();
+
+  constructor(
+    private readonly node: string,
+    /** What the reconciler enforces of a policy (`namespace/name`): Reconciler.enforcement. */
+    private readonly enforcement: (policyKey: string) => Pick<PolicyEnforcement, 'ruleset' | 'workloads'> | undefined,
+    /** The generation of the policy this node accepted (the API object's metadata.generation). */
+    private readonly acceptedGeneration: (namespace: string, name: string) => number | undefined,
+  ) {}
+
+  /** Reads these policies (`namespace/name`) again; true when the report changed. */
+  refresh(policyKeys: Iterable<string>): boolean {
+    let changed = false;
+    for (const key of policyKeys) {
+      const namespace = key.slice(0, key.indexOf('/'));
+      const generation = this.acceptedGeneration(namespace, key.slice(namespace.length + 1));
+      const enforced = this.enforcement(key);
+      const before = this.policies.get(key);
+      if (generation === undefined || enforced === undefined || enforced.ruleset === '' || enforced.workloads.length === 0) {
+        changed = this.policies.delete(key) || changed;
+        continue;
+      }
+      // Workload keys are `namespace/pod`; a policy selects pods of its own namespace only.
+      const pods = enforced.workloads.flatMap((w) => (w.startsWith(`${namespace}/`) ? [w.slice(namespace.length + 1)] : [])).sort();
+      if (before?.generation === generation && before.pods.join('\n') === pods.join('\n')) continue;
+      this.policies.set(key, { generation, pods });
+      changed = true;
+    }
+    return changed;
   }
-  return report;
+
+  report(): NodeReport {
+    return { node: this.node, policies: Object.fromEntries(this.policies) };
+  }
 }
 
 /** A running pod in an enforced namespace counts for status; hostNetwork pods are not enforced, finished pods are gone. */

@@ -15,7 +15,10 @@ export interface PolicyEntry {
   warnings: string[];
 }
 
-function objectKey(object: Pick<AcceptedObject, 'kind' | 'namespace' | 'name'>): string {
+/** An object by identity: what the change journal names. */
+export type ObjectRef = Pick<AcceptedObject, 'kind' | 'namespace' | 'name'>;
+
+function objectKey(object: ObjectRef): string {
   return `${object.kind}/${object.namespace}/${object.name}`;
 }
 
@@ -39,6 +42,14 @@ export class PolicyStore {
   private readonly generations = new Map<string, { generation: number; spec: string }>();
 
   private revisionCounter = 0;
+  /**
+   * The change journal: every object added, given a new spec, moved or removed, with the revision that did it, oldest
+   * first. Readers ask for what changed since the revision they last read (changesSince), so a change costs its own
+   * objects, not the whole set. It holds every change after `journalFloor`; older entries are dropped once it outgrows
+   * the set, and a reader that far behind reads the set again.
+   */
+  private journal: { revision: number; object: ObjectRef }[] = [];
+  private journalFloor = 0;
 
   /** `resolver` decides which selectors are enforceable, for the warnings applyFile and entries() report. */
   constructor(
@@ -49,6 +60,36 @@ export class PolicyStore {
   /** Increments whenever the accepted set changes (objects added, removed, or given a new spec): recompile when it moves. */
   get revision(): number {
     return this.revisionCounter;
+  }
+
+  /**
+   * The objects added, changed (new spec, other file) or removed after `revision` (a `revision` read earlier), each
+   * once, in no particular order; look each up to see what it is now. Null when the journal no longer reaches back
+   * that far, or for a null `revision` (a first read): then read the whole set.
+   */
+  changesSince(revision: number | null): ObjectRef[] | null {
+    if (revision === null || revision < this.journalFloor) return null;
+    let first = this.journal.length;
+    while (first > 0 && this.journal[first - 1]!.revision > revision) first--;
+    const changed = new Map<string, ObjectRef>();
+    for (let i = first; i < this.journal.length; i++) changed.set(objectKey(this.journal[i]!.object), this.journal[i]!.object);
+    return [...changed.values()];
+  }
+
+  /** Notes a change of the transaction under way (it becomes revision + 1). */
+  private journalChange(object: ObjectRef): void {
+    this.journal.push({
+      revision: this.revisionCounter + 1,
+      object: { kind: object.kind, namespace: object.namespace, name: object.name },
+    });
+  }
+
+  /** Drops the older half of the journal once it holds more entries than the set has objects (at least 1,024). */
+  private trimJournal(): void {
+    if (this.journal.length <= Math.max(1024, this.byKey.size)) return;
+    const floor = this.journal[Math.floor(this.journal.length / 2)]!.revision;
+    this.journal = this.journal.filter((entry) => entry.revision > floor);
+    this.journalFloor = floor;
   }
 
   /**
@@ -86,7 +127,11 @@ export class PolicyStore {
     }
     this.rejectDuplicates(changes, accepted, results);
 
-    const presentBefore = new Set(this.byKey.keys());
+    // Objects of the accepted files in the set before this change (possibly in another file): they keep a generation
+    // when their spec stays.
+    const presentBefore = new Set<string>();
+    for (const objects of accepted.values())
+      for (const object of objects) if (this.byKey.has(objectKey(object))) presentBefore.add(objectKey(object));
     let changed = false;
     for (const [path, text] of changes) {
       if (text !== null && !accepted.has(path)) continue;
@@ -102,7 +147,10 @@ export class PolicyStore {
         // Same spec, still defined somewhere before this change (possibly in another file): same generation.
         const unchanged = previous !== undefined && presentBefore.has(key) && previous.spec === spec;
         const generation = previous === undefined ? 1 : unchanged ? previous.generation : previous.generation + 1;
-        if (!unchanged || !this.byKey.has(key)) changed = true;
+        if (!unchanged || !this.byKey.has(key)) {
+          changed = true;
+          this.journalChange(object);
+        }
         this.generations.set(key, { generation, spec });
         this.byKey.set(key, { ...object, generation });
         this.fileByKey.set(key, path);
@@ -110,13 +158,17 @@ export class PolicyStore {
       }
       this.keysByFile.set(path, keys);
     }
-    if (changed) this.revisionCounter++;
+    if (changed) {
+      this.revisionCounter++;
+      this.trimJournal();
+    }
     return results;
   }
 
   /**
    * Rejects (removes from `accepted`) changed files that would define an object another file of the resulting set
-   * defines. Repeats until stable: a rejected file keeps its previous objects, which may clash in turn.
+   * defines. Repeats until stable: a rejected file keeps its previous objects, which may clash in turn. Only objects of
+   * accepted files can clash (the set holds each object once), so this costs the change, not the set.
    */
   private rejectDuplicates(
     changes: ReadonlyMap<string, string | null>,
@@ -124,18 +176,21 @@ export class PolicyStore {
     results: Map<string, PolicyDiagnostic[]>,
   ): void {
     for (;;) {
-      const definers = new Map<string, { path: string; object: Pick<AcceptedObject, 'kind' | 'namespace' | 'name'> }[]>();
-      const files = new Set([...this.keysByFile.keys(), ...changes.keys()]);
-      for (const path of [...files].sort()) {
-        if (changes.get(path) === null) continue;
-        const objects = accepted.get(path) ?? (this.keysByFile.get(path) ?? []).map((key) => this.byKey.get(key)!);
-        for (const object of objects) {
+      const definers = new Map<string, { path: string; object: ObjectRef }[]>();
+      for (const path of [...accepted.keys()].sort()) {
+        for (const object of accepted.get(path)!) {
           const key = objectKey(object);
           definers.set(key, [...(definers.get(key) ?? []), { path, object }]);
         }
       }
       let rejected = false;
-      for (const list of definers.values()) {
+      for (const [key, list] of definers) {
+        // The file defining it now keeps it unless that file is removed or replaced (its new objects are listed).
+        const holder = this.fileByKey.get(key);
+        if (holder !== undefined && !accepted.has(holder) && changes.get(holder) !== null) {
+          list.push({ path: holder, object: this.byKey.get(key)! });
+          list.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+        }
         if (list.length < 2) continue;
         const keeper = list.find((d) => !accepted.has(d.path)) ?? list[0]!;
         for (const { path, object } of list) {
@@ -160,6 +215,7 @@ export class PolicyStore {
     let changed = false;
     for (const key of this.keysByFile.get(path) ?? []) {
       if (keep.has(key)) continue;
+      this.journalChange(this.byKey.get(key)!);
       this.byKey.delete(key);
       this.fileByKey.delete(key);
       changed = true;

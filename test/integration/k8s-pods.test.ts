@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
 import type { DnsProbeResult } from '../../lab/probe-result.js';
 import { keptPoliciesPath, readKeptPolicies } from '../../src/k8s/kept-policies.js';
@@ -54,9 +54,9 @@ spec:
       webGroups: [{ name: openai }]
 `;
 
-async function waitUntil(what: string, predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
+async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -199,9 +199,15 @@ describe('Kubernetes mode: pods as workloads, against a real API server', { skip
     assert.equal(failure.cgroup, ghost.podCgroup);
     assert.match(failure.error, /cannot be enrolled/);
     assert.ok(status.kubernetes!.pods.pods.cgroupMissing.includes(key(ghost)));
-    const events = await core.listNamespacedEvent({ namespace: NAMESPACE, fieldSelector: `involvedObject.name=${ghost.name}` });
-    const event = events.items.find((e) => e.reason === 'EgressNotEnforced');
-    assert.ok(event, `an EgressNotEnforced Event on the pod: ${JSON.stringify(events.items.map((e) => e.reason))}`);
+    // The Event is written after the reconciler reported the failure (which the status shows), not before.
+    const found: { event?: CoreV1Event; reasons?: string[] } = {};
+    await waitUntil('an EgressNotEnforced Event on the pod', async () => {
+      const events = await core.listNamespacedEvent({ namespace: NAMESPACE, fieldSelector: `involvedObject.name=${ghost.name}` });
+      found.reasons = events.items.map((e) => e.reason ?? '');
+      found.event = events.items.find((e) => e.reason === 'EgressNotEnforced');
+      return found.event !== undefined;
+    }).catch((error: Error) => assert.fail(`${error.message}: Events on the pod: ${JSON.stringify(found.reasons)}`));
+    const event = found.event!;
     assert.equal(event.involvedObject.uid, ghost.uid);
     assert.equal(event.type, 'Warning');
 
@@ -354,8 +360,9 @@ describe('Kubernetes mode: pods as workloads, against a real API server', { skip
     assert.equal(listed.kubernetes!.pods.lastKnown, null);
     await assertEnforced(benign, true);
     await assertEnforced(rogue, false);
-    // Listed again, the copy is rewritten whole.
-    await waitUntil('a valid copy again', () => readKeptPolicies(keptFile())?.ok === true);
+    // Listed again, the copy is rewritten whole: once the baseline's lists are back too, which may come later than the
+    // pods' (each informer backs off on its own, up to 30 s).
+    await waitUntil('a valid copy again', () => readKeptPolicies(keptFile())?.ok === true, 60_000);
   });
 
   test('410 Gone after a burst of pod changes while the agent was cut off: the re-list reports exactly the current pods', async () => {

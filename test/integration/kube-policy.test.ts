@@ -91,8 +91,8 @@ describe('FirewallPolicy, EgressBaseline and status against a real kube-apiserve
       packet: false,
       host: { cgroupIdOf: (path) => ids.get(path) ?? (ids.set(path, BigInt(100 + ids.size)), ids.get(path)!), interfacesOf: () => [] },
     });
-    plane.reportFrom(() => reconciler.policyStatus());
-    reconciler.onApplied(() => plane.enforcementChanged());
+    plane.reportFrom((key) => reconciler.enforcement(key));
+    reconciler.onApplied((policies) => plane.enforcementChanged(policies));
     await plane.start({ apply: (changes) => store.applyFiles(changes), commit: () => reconciler.syncPolicies() });
     reconciler.setWorkloads(workloads);
     const agent = { node, plane, datapath, baselines };

@@ -1,9 +1,9 @@
-// Status aggregation in Kubernetes mode (src/k8s/status.ts, nodeReportFrom): what status.ruleset, the conditions and
+// Status aggregation in Kubernetes mode (src/k8s/status.ts, NodeReportBuilder): what status.ruleset, the conditions and
 // lastReconciledGeneration say for the reports of the nodes running the selected pods.
 import { strict as assert } from 'node:assert';
 import { gzipSync } from 'node:zlib';
 import { describe, test } from 'vitest';
-import { nodeLeaseName, nodeReportFrom } from '../../src/k8s/status-writer.js';
+import { NodeReportBuilder, nodeLeaseName } from '../../src/k8s/status-writer.js';
 import {
   MAX_CONDITION_MESSAGE,
   decodeNodeReport,
@@ -173,17 +173,28 @@ describe('desiredPolicyStatus', () => {
 });
 
 describe('node reports', () => {
-  test('nodeReportFrom lists the policies in force for pods on this node, at the generation this node accepted', () => {
-    const report = nodeReportFrom(
+  test('the report lists the policies in force for pods on this node, at the generation this node accepted', () => {
+    const enforced = new Map([
+      ['obot-mcp/a-fw', { ruleset: 'x', workloads: ['obot-mcp/pod-b', 'obot-mcp/pod-a'] }],
+      ['obot-mcp/idle-fw', { ruleset: '', workloads: [] }],
+      ['obot-mcp/unknown-fw', { ruleset: 'y', workloads: ['obot-mcp/pod-c'] }],
+    ]);
+    const generations = new Map([['a-fw', 7]]);
+    const builder = new NodeReportBuilder(
       'n1',
-      [
-        { namespace: 'obot-mcp', name: 'a-fw', ruleset: 'x', workloads: ['obot-mcp/pod-b', 'obot-mcp/pod-a'] },
-        { namespace: 'obot-mcp', name: 'idle-fw', ruleset: '', workloads: [] },
-        { namespace: 'obot-mcp', name: 'unknown-fw', ruleset: 'y', workloads: ['obot-mcp/pod-c'] },
-      ],
-      (_namespace, name) => (name === 'a-fw' ? 7 : undefined),
+      (key) => enforced.get(key),
+      (_namespace, name) => generations.get(name),
     );
-    assert.deepEqual(report, { node: 'n1', policies: { 'obot-mcp/a-fw': { generation: 7, pods: ['pod-a', 'pod-b'] } } });
+    assert.equal(builder.refresh(enforced.keys()), true);
+    assert.deepEqual(builder.report(), { node: 'n1', policies: { 'obot-mcp/a-fw': { generation: 7, pods: ['pod-a', 'pod-b'] } } });
+    assert.equal(builder.refresh(enforced.keys()), false, 'nothing moved');
+    generations.set('a-fw', 8);
+    enforced.set('obot-mcp/a-fw', { ruleset: 'x', workloads: ['obot-mcp/pod-a'] });
+    assert.equal(builder.refresh(['obot-mcp/a-fw']), true);
+    assert.deepEqual(builder.report().policies, { 'obot-mcp/a-fw': { generation: 8, pods: ['pod-a'] } });
+    enforced.delete('obot-mcp/a-fw');
+    assert.equal(builder.refresh(['obot-mcp/a-fw']), true, 'a policy no longer accepted leaves the report');
+    assert.deepEqual(builder.report().policies, {});
   });
 
   test('a report round-trips; 10,000 policies stay far below the 256 KiB annotation limit', () => {

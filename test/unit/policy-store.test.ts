@@ -106,6 +106,35 @@ describe('PolicyStore', () => {
     assert.deepEqual(store.applyFile('second.yaml', translatorPolicy('ms1aaa', {})), []);
   });
 
+  test('the change journal names the objects changed since a revision, and sends a reader too far behind to the set', () => {
+    const store = new PolicyStore();
+    const names = (refs: ReturnType<PolicyStore['changesSince']>) => refs?.map((r) => `${r.kind} ${r.namespace}/${r.name}`).sort();
+    assert.equal(store.changesSince(null), null, 'a first read reads the set');
+    store.applyFile('f.yaml', `${translatorPolicy('ms1aaa', {})}---\n${translatorPolicy('ms1bbb', {})}`);
+    const first = store.revision;
+    assert.deepEqual(names(store.changesSince(0)), ['FirewallPolicy obot-mcp/obot-ms1aaa-fw', 'FirewallPolicy obot-mcp/obot-ms1bbb-fw']);
+    assert.deepEqual(store.changesSince(first), []);
+    store.applyFile('f.yaml', `${translatorPolicy('ms1aaa', {})}---\n${translatorPolicy('ms1bbb', { domains: ['b.example.com'] })}`);
+    assert.equal(hasErrors(store.applyFile('f.yaml', 'apiVersion: [\n')), true);
+    store.applyFile('g.yaml', translatorPolicy('ms1ccc', {}));
+    assert.deepEqual(
+      names(store.changesSince(first)),
+      ['FirewallPolicy obot-mcp/obot-ms1bbb-fw', 'FirewallPolicy obot-mcp/obot-ms1ccc-fw'],
+      'an unchanged object and a rejected file are not changes',
+    );
+    const second = store.revision;
+    store.removeFile('g.yaml');
+    assert.deepEqual(names(store.changesSince(second)), ['FirewallPolicy obot-mcp/obot-ms1ccc-fw'], 'a removal is a change');
+    assert.deepEqual(names(store.changesSince(first)), [
+      'FirewallPolicy obot-mcp/obot-ms1bbb-fw',
+      'FirewallPolicy obot-mcp/obot-ms1ccc-fw',
+    ]);
+    // Past 1,024 entries (more than the set holds) the older half goes: a reader from before reads the set.
+    for (let i = 0; i < 1100; i++) store.applyFile('f.yaml', translatorPolicy('ms1aaa', { domains: [`h${i}.example.com`] }));
+    assert.equal(store.changesSince(first), null);
+    assert.deepEqual(names(store.changesSince(store.revision - 1)), ['FirewallPolicy obot-mcp/obot-ms1aaa-fw']);
+  });
+
   test('warnings do not block a file and are returned', () => {
     const store = new PolicyStore();
     const result = store.applyFile('w.yaml', withUuidDestination(translatorPolicy('ms1aaa', {})));
