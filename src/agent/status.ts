@@ -135,7 +135,12 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       rule: ruleName(l.ruleId),
       expiresInSeconds: Math.max(0, Math.round(Number(l.expiresAtNs - nowNs) / 1e9)),
     })),
-    rollout: inputs.rollout?.(workloadKey(w)) ?? { flowsDeniedIfDefaultFlipped: 0, queriesDeniedIfDefaultFlipped: 0, watch: [] },
+    rollout: inputs.rollout?.(workloadKey(w)) ?? {
+      flowsDeniedIfDefaultFlipped: 0,
+      queriesDeniedIfDefaultFlipped: 0,
+      frontedFlows: 0,
+      watch: [],
+    },
   }));
   const kernel = datapath.stats();
   const flows = [...datapath.approvedFlows().values()];
@@ -297,6 +302,10 @@ export function formatStatus(status: AgentStatus): string {
       lines.push(
         `  if the default flipped to deny now: ${rollout.flowsDeniedIfDefaultFlipped} connection(s) and ${rollout.queriesDeniedIfDefaultFlipped} DNS ` +
           'quer(ies) seen since the agent started would have been denied',
+      );
+    if (rollout.frontedFlows > 0)
+      lines.push(
+        `  possible fronting: ${rollout.frontedFlows} flow(s) sent a name other than the one their address was learned for (events with "evidence":true)`,
       );
     for (const r of rollout.watch) lines.push(`  watch ${r.rule}: ${r.wouldPermit} would-permit, ${r.wouldDeny} would-deny`);
     if (w.learned.length > 0) {

@@ -1,14 +1,18 @@
 // Per-rule rollout evidence the agent keeps for `status`: per workload, how many decisions the default action
-// permitted (in discovery mode: what flipping the default to deny would deny now) and what each watch rule reported.
+// permitted (in discovery mode: what flipping the default to deny would deny now), how many flows the evidence shows
+// fronted, and what each watch rule reported.
 // Counted from the decisions the agent receives since it started; the kernel's per-workload event rate limit can
 // hold some back (status counts them as kernelEventsSuppressed), so these are lower bounds.
 import type { FlowEvent } from '../events/types.js';
+import { isFronted } from './evidence.js';
 
 export interface WorkloadRollout {
   /** Connections (connect, TLS or HTTP layer) the tier-3 default permitted. */
   flowsDeniedIfDefaultFlipped: number;
   /** DNS queries the tier-3 default answered. */
   queriesDeniedIfDefaultFlipped: number;
+  /** Flows whose evidence shows a name sent (SNI, HTTP Host) other than the one their address was learned for. */
+  frontedFlows: number;
   /** Per watch rule (`namespace/policy:rule`). */
   watch: { rule: string; wouldPermit: number; wouldDeny: number }[];
 }
@@ -19,20 +23,22 @@ const DEFAULT_WORKLOADS_REMEMBERED = 16_384;
 export class RolloutCounter {
   private readonly byWorkload = new Map<
     string,
-    { flows: number; queries: number; watch: Map<string, { wouldPermit: number; wouldDeny: number }> }
+    { flows: number; queries: number; fronted: number; watch: Map<string, { wouldPermit: number; wouldDeny: number }> }
   >();
 
   constructor(private readonly workloadsRemembered = DEFAULT_WORKLOADS_REMEMBERED) {}
 
   observe(event: FlowEvent): void {
-    if (event.workload.namespace === '' || event.evidence) return; // evidence describes a flow already counted
+    if (event.workload.namespace === '') return;
     const key = `${event.workload.namespace}/${event.workload.name}`;
     let entry = this.byWorkload.get(key);
     if (entry) this.byWorkload.delete(key);
-    else entry = { flows: 0, queries: 0, watch: new Map() };
+    else entry = { flows: 0, queries: 0, fronted: 0, watch: new Map() };
     this.byWorkload.set(key, entry);
     if (this.byWorkload.size > this.workloadsRemembered) this.byWorkload.delete(this.byWorkload.keys().next().value!);
-    if (event.tier === 3 && event.verdict === 'permitted') {
+    if (event.evidence) {
+      if (isFronted(event)) entry.fronted += event.count; // the flow itself was counted by its connect decision
+    } else if (event.tier === 3 && event.verdict === 'permitted') {
       if (event.layer === 'dns') entry.queries += event.count;
       else if (event.layer === 'connect' || event.layer === 'tls' || event.layer === 'http') entry.flows += event.count;
     } else if (event.verdict === 'would-deny' || event.verdict === 'would-permit') {
@@ -49,6 +55,7 @@ export class RolloutCounter {
     return {
       flowsDeniedIfDefaultFlipped: entry?.flows ?? 0,
       queriesDeniedIfDefaultFlipped: entry?.queries ?? 0,
+      frontedFlows: entry?.fronted ?? 0,
       watch: [...(entry?.watch ?? [])].map(([rule, counts]) => ({ rule, ...counts })),
     };
   }

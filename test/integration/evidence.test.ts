@@ -122,8 +122,15 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
     assert.ok(events.some((e) => e.layer === 'connect' && e.destination.ip === OPENAI.ipv4 && e.fqdn === 'api.openai.com' && !e.sni));
     const status = JSON.parse((await cli(['status', '--socket', agent.socketPath, '--json'])).stdout) as {
       stats: Record<string, string>;
+      workloads: { key: string; rollout: { frontedFlows: number } }[];
     };
     assert.ok(Number(status.stats.kernelEvidenceRead) >= 10, `the kernel counted its reads: ${JSON.stringify(status.stats)}`);
+    const rollout = status.workloads.find((w) => w.key === `${APP.namespace}/${APP.name}`)!.rollout;
+    assert.equal(rollout.frontedFlows, 4, 'status counts the fronted flows (2 rounds, IPv4 and IPv6), before any flip');
+    assert.match(
+      (await cli(['status', '--socket', agent.socketPath])).stdout,
+      /possible fronting: 4 flow\(s\) sent a name other than the one their address was learned for/,
+    );
     discoveryFile = join(lab.workDir, 'discovery.jsonl');
     writeFileSync(discoveryFile, readFileSync(agent.eventsPath, 'utf8'));
   });

@@ -14,6 +14,8 @@ describe('RolloutCounter', () => {
     counter.observe(flowEvent({ ...defaultPermit, layer: 'dns' }));
     // Evidence of a flow already counted (what it sent first) is not a second flow.
     counter.observe(flowEvent({ ...defaultPermit, layer: 'tls', evidence: true, firstFlight: 'client-hello', sni: 'httpbin.org' }));
+    const fronted = { sni: 'evil.example', learnedName: 'httpbin.org', fqdnSource: 'sni' as const };
+    counter.observe(flowEvent({ ...defaultPermit, layer: 'tls', evidence: true, firstFlight: 'client-hello', ...fronted, count: 2 }));
     counter.observe(flowEvent({ verdict: 'would-deny', rule: 'deny-all' }));
     counter.observe(flowEvent({ verdict: 'would-deny', rule: 'deny-all', count: 4 }));
     counter.observe(flowEvent({ verdict: 'would-permit', rule: 'allow' }));
@@ -24,12 +26,18 @@ describe('RolloutCounter', () => {
     assert.deepEqual(counter.of(key), {
       flowsDeniedIfDefaultFlipped: 3,
       queriesDeniedIfDefaultFlipped: 1,
+      frontedFlows: 2,
       watch: [
         { rule: 'obot-mcp/rogue-policy:deny-all', wouldPermit: 0, wouldDeny: 5 },
         { rule: 'obot-mcp/rogue-policy:allow', wouldPermit: 1, wouldDeny: 0 },
       ],
     });
-    assert.deepEqual(counter.of('obot-mcp/other'), { flowsDeniedIfDefaultFlipped: 0, queriesDeniedIfDefaultFlipped: 0, watch: [] });
+    assert.deepEqual(counter.of('obot-mcp/other'), {
+      flowsDeniedIfDefaultFlipped: 0,
+      queriesDeniedIfDefaultFlipped: 0,
+      frontedFlows: 0,
+      watch: [],
+    });
   });
 
   test('the workload unseen longest is forgotten past the bound', () => {
