@@ -169,16 +169,38 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     );
   });
 
+  /** Changes the broken workload's entry in the agent's configuration file. */
+  const editBroken = (change: (workload: Record<string, unknown>) => void) =>
+    agent.editConfig((config) => change((config.workloads as Record<string, unknown>[]).find((w) => w.name === BROKEN.name)!));
+
   test('a workload whose backstop interface is missing is enrolled deny-all with DNS steered (calibrated first)', async () => {
-    const setInterface = (name: string) =>
-      agent.editConfig((config) => {
-        const broken = (config.workloads as Record<string, unknown>[]).find((w) => w.name === BROKEN.name)!;
-        broken.interfaces = [name];
-      });
     await assertFailsClosed(
-      () => setInterface(`${lab.prefix}-gone`),
+      () => editBroken((w) => (w.interfaces = [`${lab.prefix}-gone`])),
       new RegExp(`interface ${lab.prefix}-gone not found`),
-      () => setInterface(lab.pod(BROKEN.pod).nodeInterface),
+      () => editBroken((w) => (w.interfaces = [lab.pod(BROKEN.pod).nodeInterface])),
+    );
+  });
+
+  test('a workload whose backstop interface has no addresses to judge sources by is enrolled deny-all (calibrated first)', async () => {
+    const pod = lab.pod(BROKEN.pod);
+    await assertFailsClosed(
+      () => editBroken((w) => (w.addresses = [])),
+      /need the workload's addresses/,
+      () => editBroken((w) => (w.addresses = [pod.ipv4, pod.ipv6])),
+    );
+  });
+
+  test('a workload whose policy names a domain valid for DNS but too long for the kernel is enrolled deny-all (calibrated first)', async () => {
+    const label = 'a'.repeat(63);
+    const tooLong = `${label}.${label}.${label}.${'b'.repeat(56)}.com`; // 252 characters: the kernel matches at most 251
+    await assertFailsClosed(
+      () =>
+        agent.writePolicy(
+          'broken.yaml',
+          allowPolicy('broken').replace('domains: [api.openai.com,', `domains: [${tooLong}, api.openai.com,`),
+        ),
+      /has 252 characters; the kernel matches at most 251/,
+      () => agent.writePolicy('broken.yaml', allowPolicy('broken')),
     );
   });
 

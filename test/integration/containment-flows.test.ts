@@ -1,7 +1,8 @@
 // Flows that outlive their permission (issue 7, item 7), against the real kernel: sockets connected before the
-// programs were attached, before enrolment, under a rule since withdrawn, or in discovery mode are ended when the rules in force stop permitting
-// them, and a flow denied on its SNI ends at once. Judged on the receiving side: the server's log of every line it
-// received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules on plain HTTP match the Host header.
+// programs were attached, before enrolment, under a rule since withdrawn, or in discovery mode are ended when the
+// rules in force stop permitting them, and a flow denied on its SNI ends at once. Judged on the receiving side: the
+// server's log of every line it received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules
+// on plain HTTP match the Host header.
 // On a kernel without bpf_sock_destroy (Linux < 6.5; forced here with the object built without the kfunc) the
 // withdrawn flow is not ended: its socket is marked withdrawn and the cgroup_skb program drops what it sends, with or
 // without the tc backstop.

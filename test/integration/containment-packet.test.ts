@@ -99,12 +99,12 @@ try:
         s.sendto(struct.pack('!BBHHH', 128 if v6 else 8, 0, 0, 0, 7) + b'egressguard', (a['dst'], 0))
         out['reply'] = bool(select.select([s], [], [], 2)[0]) and s.recv(1500)[0] == (129 if v6 else 0)
     elif mode == 'neighbour-solicitation':
-        # NS (135, or another neighbour discovery type given as icmpType) with hop limit 255 and any payload after the
+        # NS (135, or another ICMPv6 type given as icmpType) with hop limit 255 (or hopLimit) and any payload after the
         # target, as an Ethernet frame; optionally waits for the node's advertisement (136) on a raw ICMPv6 socket.
         listener = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         target = socket.inet_pton(socket.AF_INET6, a['target'])
         body = icmp6(a['src'], a['dst'], struct.pack('!BBHI', a.get('icmpType', 135), 0, 0, 0) + target + a['payload'].encode())
-        frame(ipv6(a['src'], a['dst'], 58, 255, body), 0x86DD)
+        frame(ipv6(a['src'], a['dst'], 58, a.get('hopLimit', 255), body), 0x86DD)
         out['advertised'] = False
         while a.get('awaitAdvert') and select.select([listener], [], [], 2)[0]:
             data = listener.recv(1500)
@@ -279,7 +279,7 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
     }
   });
 
-  test('item 3: neighbour discovery (types 133-137) to a global address carries nothing out; link-scoped discovery still works', async () => {
+  test('item 3: neighbour discovery (133-137) and listener messages to a global address carry nothing out; link-scoped discovery works', async () => {
     for (const icmpType of [135, 133, 134, 136, 137]) {
       await contained(6, (marker) =>
         inRogue({
@@ -302,6 +302,26 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
       [judged.verdict, judged.reason, judged.ip, judged.workloadId],
       ['denied', 'forged-source', lab.inet(ATTACKER, 6), rogueId],
     );
+    // Multicast listener messages (130-132, 143) are link control only with hop limit 1 to a link-scoped destination.
+    // With hop limit 1 the node cannot forward one either, so again the backstop's record shows it was judged.
+    for (const icmpType of [130, 131, 132, 143]) {
+      const sent = events.length;
+      await inRogue({
+        mode: 'neighbour-solicitation',
+        icmpType,
+        hopLimit: 1,
+        src: rogue.ipv6,
+        dst: lab.inet(ATTACKER, 6),
+        target: '::',
+        payload: '',
+      });
+      const listener = await eventMatching(events, (e) => events.indexOf(e) >= sent && e.hook === 6 && e.ip === lab.inet(ATTACKER, 6));
+      assert.deepEqual(
+        [listener.verdict, listener.protocol, listener.tier, listener.workloadId],
+        ['denied', 58, 3, rogueId],
+        `type ${icmpType}`,
+      );
+    }
     // Neighbour unreachability detection: a unicast NS to the gateway's own (global) address is answered.
     const nud = await inRogue({
       mode: 'neighbour-solicitation',

@@ -1,8 +1,8 @@
 // Evidence in every mode, in the netns lab with the real agent and kernel: in discovery mode (where the default action
 // permits at connect and nothing waits for a ClientHello) each TLS flow's first flight is still read and reported as an
-// evidence event with the SNI it really sent beside the name its address was learned for, IPv4 and IPv6. From that
-// recording `suggest` leaves the fronted flow out, and `policy replay` judges the webGroup rule on the real SNI and
-// agrees with what the live agent then decides in enforce mode on the same traffic. A connect a webGroup rule let
+// evidence event with the SNI (or HTTP Host) it really sent beside the name its address was learned for, IPv4 and IPv6.
+// From that recording `suggest` leaves the fronted flow out, and `policy replay` judges the webGroup rule on the real
+// SNI and agrees with what the live agent then decides in enforce mode on the same traffic. A connect a webGroup rule let
 // through that never sends a ClientHello is reported at its close, naming that rule.
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
@@ -101,12 +101,29 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
       );
       assert.equal(evidence!.destination.family, f.family);
     }
+    // A plain HTTP request head is read the same way: its Host is the evidence.
+    for (const family of FAMILIES) {
+      const ip = family === 4 ? OPENAI.ipv4 : OPENAI.ipv6;
+      const sent = await lab.probe(APP.pod, ['hello', ip, '443', '--plain-http', '--sni', 'api.openai.com']);
+      assert.ok(sent.kind === 'hello' && sent.connected, JSON.stringify(sent));
+    }
+    const http = await eventsUntil('the HTTP evidence', (all) =>
+      FAMILIES.every((family) => all.some((e) => e.evidence && e.httpHost === 'api.openai.com' && e.destination.family === family)),
+    );
+    for (const family of FAMILIES) {
+      const [evidence] = http.filter((e) => e.evidence && e.httpHost === 'api.openai.com' && e.destination.family === family);
+      assert.deepEqual(
+        [evidence!.layer, evidence!.firstFlight, evidence!.fqdnSource, evidence!.sni, evidence!.learnedName],
+        ['http', 'http-request', 'http-host', undefined, 'api.openai.com'],
+        `HTTP IPv${family}`,
+      );
+    }
     // The connect decisions name only the learned name: without the evidence the fronted flow looks honest.
     assert.ok(events.some((e) => e.layer === 'connect' && e.destination.ip === OPENAI.ipv4 && e.fqdn === 'api.openai.com' && !e.sni));
     const status = JSON.parse((await cli(['status', '--socket', agent.socketPath, '--json'])).stdout) as {
       stats: Record<string, string>;
     };
-    assert.ok(Number(status.stats.kernelEvidenceRead) >= 8, `the kernel counted its reads: ${JSON.stringify(status.stats)}`);
+    assert.ok(Number(status.stats.kernelEvidenceRead) >= 10, `the kernel counted its reads: ${JSON.stringify(status.stats)}`);
     discoveryFile = join(lab.workDir, 'discovery.jsonl');
     writeFileSync(discoveryFile, readFileSync(agent.eventsPath, 'utf8'));
   });
