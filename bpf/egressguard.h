@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 5 };
+enum eg_abi { EG_ABI_VERSION = 6 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -69,6 +69,9 @@ enum eg_reason {
 	EG_REASON_NOT_AS_JUDGED = 5,   /* a decided socket's packet whose addresses, port or protocol differ from what
 					* its hook judged (NAT or encapsulation inside the pod), or whose socket's cgroup
 					* is not the judged workload's */
+	EG_REASON_WITHDRAWN = 6,       /* a socket a re-judgment denied that the kernel could not end (no bpf_sock_destroy
+					* before Linux 6.5): its packets are dropped; tier and rule_id name the rule
+					* that denies it now */
 };
 
 enum eg_hook {
@@ -357,6 +360,8 @@ enum eg_sk_flag {
 	EG_SK_RECORD = 1 << 0,   /* the next packet's 5-tuple goes to eg_approved */
 	EG_SK_OVERFLOW = 1 << 1, /* pending with more candidates than the list holds: the SNI walks the rules */
 	EG_SK_EVIDENCE = 1 << 2, /* a permitted socket whose first flight is read for its events (never held back) */
+	EG_SK_WITHDRAWN = 1 << 3, /* denied by a re-judgment that could not end it: every packet is dropped and reported
+				   * (fallback_tier, fallback_rule_id: the rule that denies it now) */
 };
 
 /* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:

@@ -1,7 +1,8 @@
 /* Live sockets re-judged. Connect-time verdicts last as long as the socket, so after every policy
  * write (and every SNI deny) the agent runs the socket iterators: each workload socket its policy no
  * longer permits is ended with bpf_sock_destroy (kernel >= 6.5; the application sees ECONNABORTED at
- * once) and its tc approval is purged. */
+ * once) and its tc approval is purged. One that cannot be ended (before 6.5) is marked withdrawn in its
+ * own state, and the cgroup_skb program drops every packet it sends (socket_egress, lib/sock_state.h). */
 #ifndef EG_LIB_REAP_H
 #define EG_LIB_REAP_H
 
@@ -155,12 +156,16 @@ static __always_inline int socket_peer(struct sock___eg *sk, __u8 protocol, stru
 /* Whether the flow's connect-time verdict still holds under the rules in force now. A DNS socket
  * holds only when it talks to the proxy (enrolled DNS is always steered there). A webGroup flow
  * holds while a name rule that could permit it still covers its address: the name it was allowed
- * on is not seen again. Events are emitted for the ones that do not hold. */
-static __always_inline int verdict_holds(struct eg_flow *flow)
+ * on is not seen again. Events are emitted for the ones that do not hold; denied gets the tier and
+ * rule that deny it now. */
+static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_decision *denied)
 {
 	struct eg_decision decision;
 	struct eg_config *config = config_get();
 	__u8 config_flags = config ? config->flags : 0;
+
+	denied->tier = EG_TIER_DEFAULT;
+	denied->rule_id = 0;
 
 	if (is_dns(flow) && config && (config_flags & (flow->family == 4 ? EG_CONFIG_PROXY_V4 : EG_CONFIG_PROXY_V6))) {
 		__u32 proxy[4];
@@ -176,13 +181,15 @@ static __always_inline int verdict_holds(struct eg_flow *flow)
 	eg_evaluate(flow, &decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
 	if (decision_could_permit(&decision))
 		return 1; /* no event: nothing changed for this flow */
+	denied->tier = decision.tier;
+	denied->rule_id = decision.rule_id;
 	return finish_decision(flow, &decision);
 }
 
 /* Ends a socket: destroys it, purges its approval, counts it and tells the agent (one line per
- * socket: "<workload id> <result>", result 0 or -errno; -EOPNOTSUPP before kernel 6.5). */
-static __always_inline void reap_end(struct seq_file *seq, struct sock_common___eg *sk, const struct eg_flow *flow,
-				     const struct eg_flow_key *key)
+ * socket: "<workload id> <result>", result 0 or -errno; -EOPNOTSUPP before kernel 6.5). Returns result. */
+static __always_inline int reap_end(struct seq_file *seq, struct sock_common___eg *sk, const struct eg_flow *flow,
+				    const struct eg_flow_key *key)
 {
 	__u64 args[2];
 	int result = -95; /* EOPNOTSUPP */
@@ -195,6 +202,30 @@ static __always_inline void reap_end(struct seq_file *seq, struct sock_common___
 	args[0] = flow->workload.workload_id;
 	args[1] = (__u64)(__s64)result;
 	bpf_seq_printf(seq, "%u %lld\n", sizeof("%u %lld\n"), args, sizeof(args));
+	return result;
+}
+
+/* A socket the re-judgment denied but could not end: its own state says so, and the cgroup_skb program drops
+ * whatever it sends from now on, reported with the rule that denies it (the socket may have had no state:
+ * sockets without the backstop or evidence reading keep none). Without memory for the state it stays as
+ * before: its approval is purged, so only a workload under the tc backstop is still contained. */
+static __always_inline void mark_withdrawn(void *full, const struct eg_flow *flow, const struct eg_decision *denied)
+{
+	struct eg_sk_state *state = bpf_sk_storage_get(&eg_sk_state, full, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!state)
+		return;
+	state->verdict = EG_SK_DENY;
+	state->flags = EG_SK_WITHDRAWN;
+	state->fallback_action = 0;
+	state->fallback_tier = denied->tier;
+	state->fallback_rule_id = denied->rule_id;
+	state->family = flow->family;
+	__builtin_memcpy(state->addr, flow->addr, sizeof(state->addr));
+	state->port = flow->port;
+	state->protocol = flow->protocol;
+	state->workload = flow->workload;
+	state->cgroup_id = flow->cgroup_id;
 }
 
 /* One socket of either iterator: 1 when it was ended. full is the same socket typed as the full
@@ -203,6 +234,7 @@ static __always_inline int reap_socket(struct seq_file *seq, struct sock_common_
 {
 	struct sock___eg *sk = (struct sock___eg *)common;
 	struct eg_sk_state *state;
+	struct eg_decision denied;
 	struct eg_flow flow = {};
 	struct eg_flow_key key;
 	__u8 tcp_state;
@@ -236,9 +268,10 @@ static __always_inline int reap_socket(struct seq_file *seq, struct sock_common_
 		if (bpf_map_lookup_elem(&eg_reap_listeners, &listener))
 			return 0;
 	}
-	if (verdict_holds(&flow))
+	if (verdict_holds(&flow, &denied))
 		return 0;
-	reap_end(seq, common, &flow, &key);
+	if (reap_end(seq, common, &flow, &key))
+		mark_withdrawn(full, &flow, &denied);
 	return 1;
 }
 

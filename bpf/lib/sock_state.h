@@ -457,13 +457,22 @@ static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_so
 	return 1;
 }
 
+/* A packet of a socket whose permission a re-judgment withdrew but could not end (lib/reap.h mark_withdrawn):
+ * dropped, counted as denied and reported (rate-limited) with the rule that denies it now. */
+static __always_inline int withdrawn_egress(const struct eg_sk_state *state, struct eg_flow *flow)
+{
+	flow_from_state(flow, state, EG_HOOK_SKB_EGRESS, EG_LAYER_PACKET);
+	flow->reason = EG_REASON_WITHDRAWN;
+	return finish(flow, 0, state->fallback_tier, state->fallback_rule_id, 1, 0, 0);
+}
+
 /* A packet of a socket that has state: a denied socket sends nothing, a pending one waits for its
  * ClientHello; the first packet after connect records the flow for the backstop. */
 static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
 					 struct eg_scratch *work)
 {
 	if (state->verdict == EG_SK_DENY)
-		return 0;
+		return (state->flags & EG_SK_WITHDRAWN) ? withdrawn_egress(state, &work->flow) : 0;
 	if ((state->flags & EG_SK_RECORD) && !record_flow(skb, state, work))
 		return 0;
 	if (state->verdict == EG_SK_PENDING)

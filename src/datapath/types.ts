@@ -104,7 +104,8 @@ export interface DatapathStats {
   evidenceRead: bigint;
   /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
   flowsEnded: bigint;
-  /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */
+  /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy): their tc approval is purged and
+   * their socket marked withdrawn, so the cgroup_skb program drops what they send. */
   flowsNotEnded: bigint;
 }
 
@@ -119,7 +120,7 @@ export interface ApprovedFlows {
 /** One re-judgment pass over the live sockets of enrolled workloads. */
 export interface FlowsEnded {
   ended: number;
-  /** Kernel lacks bpf_sock_destroy (Linux < 6.5): the sockets live on, their packets lose the tc approval. */
+  /** Kernel lacks bpf_sock_destroy (Linux < 6.5): the sockets live on, marked withdrawn: the cgroup_skb program drops what they send. */
   unsupported: number;
   /** bpf_sock_destroy failed for another reason (the socket was closing). */
   failed: number;

@@ -77,11 +77,13 @@ export class Enricher {
 
   fromKernel(event: KernelEvent): FlowEvent {
     const w = this.options.workloads.byId(event.workloadId);
-    const label: RuleLabel = event.reason
-      ? { tier: event.tier, name: PACKET_INTEGRITY_RULE, policy: null }
-      : event.tier === 3
-        ? { tier: 3, name: 'default-action', policy: null }
-        : (this.options.ruleLabel(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
+    // A withdrawn socket's packets are denied by a rule (the one the re-judgment found); the other reasons by none.
+    const label: RuleLabel =
+      event.reason && event.reason !== 'withdrawn-no-sock-destroy'
+        ? { tier: event.tier, name: PACKET_INTEGRITY_RULE, policy: null }
+        : event.tier === 3
+          ? { tier: 3, name: 'default-action', policy: null }
+          : (this.options.ruleLabel(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
     // A dropped packet (a forged source above all) is named only from its own workload's lookups, never another's.
     const learned = event.reason ? this.ownNameOf(event.workloadId, event.ip) : this.learnedNameOf(event.workloadId, event.ip);
     const fqdn = event.sni ?? learned?.name ?? null;

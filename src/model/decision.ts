@@ -17,8 +17,11 @@ export type FirstFlightSeen = 'client-hello' | 'http-request' | 'other' | 'none'
  * another workload's answer for the same address (`other-workload-dns`, a weaker hint). */
 export type LearnedFrom = 'workload-dns' | 'agent-resolution' | 'other-workload-dns';
 
-/** Why the packet layer dropped a packet before any rule applied (enum eg_reason). */
-export type PacketReason = 'forged-source' | 'source-routed' | 'malformed' | 'orphan-fragment' | 'not-as-judged';
+/** Why the packet layer dropped a packet before any rule applied (enum eg_reason); or `withdrawn-no-sock-destroy`:
+ * a packet of a socket a re-judgment denied that the kernel could not end (no bpf_sock_destroy before Linux 6.5),
+ * reported with the rule that denies it now. */
+export type PacketReason =
+  'forged-source' | 'source-routed' | 'malformed' | 'orphan-fragment' | 'not-as-judged' | 'withdrawn-no-sock-destroy';
 
 /** A decision reported by the kernel, decoded by the datapath but not yet enriched (events/enrich.ts names it). */
 export interface KernelEvent {

@@ -13,6 +13,9 @@ import type { DnsProbeResult, ProbeResult, TcpProbeResult, TlsProbeResult } from
 import type { ServerRecord } from '../../lab/internet-server.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { encodeDomainKey } from '../../src/datapath/abi.js';
+import { pinPaths } from '../../src/datapath/datapath.js';
+import { loadNative } from '../../src/datapath/native.js';
 
 const GOOD = { pod: 'good', namespace: 'team', name: 'good', labels: { app: 'good' } };
 const BROKEN = { pod: 'broken', namespace: 'team', name: 'broken', labels: { app: 'broken' } };
@@ -72,6 +75,9 @@ function as<T extends ProbeResult>(kind: T['kind'], r: ProbeResult): T {
   assert.equal(r.kind, kind, JSON.stringify(r));
   return r as T;
 }
+
+/** The full-map filler's rule id: none of this test's rules hashes to it (ids are 32-bit hashes of their names). */
+const FILLER_RULE_ID = 0xfffffff0;
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 1500));
 
@@ -202,6 +208,46 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
       /has 252 characters; the kernel matches at most 251/,
       () => agent.writePolicy('broken.yaml', allowPolicy('broken')),
     );
+  });
+
+  test('a workload whose domains meet a full kernel map is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    // Stands in for other workloads' domains filling the node-wide trie: real entries under a rule id no rule has.
+    const domains = loadNative().BpfMap.openPinned(join(pinPaths(agent.pinDir).maps, 'eg_domains'));
+    const filler: Buffer[] = [];
+    const fill = () => {
+      for (let index = 0; ; index++) {
+        const key = encodeDomainKey(FILLER_RULE_ID, { kind: 'exact', name: `filler-${index}.example` })!;
+        try {
+          domains.update(key, Buffer.from([1]));
+        } catch {
+          return; // the map is full
+        }
+        filler.push(key);
+      }
+    };
+    const empty = () => {
+      for (const key of filler.splice(0)) domains.delete(key);
+    };
+    const moreDomains = Array.from({ length: 4 }, (_, i) => `full-${i}.example`).join(', ');
+    try {
+      await assertFailsClosed(
+        () => {
+          fill();
+          agent.writePolicy(
+            'broken.yaml',
+            allowPolicy('broken').replace('domains: [api.openai.com,', `domains: [${moreDomains}, api.openai.com,`),
+          );
+        },
+        /its rules cannot be enforced: bpf_map_update_elem\(eg_domains\)/,
+        () => {
+          empty();
+          agent.writePolicy('broken.yaml', allowPolicy('broken'));
+        },
+      );
+    } finally {
+      empty();
+      domains.close();
+    }
   });
 
   test('an agent whose workload cgroup vanished while it was down starts, enforces the others and reports it', async () => {

@@ -4,7 +4,8 @@
 // server's log of every line it received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules
 // on plain HTTP match the Host header.
 // On a kernel without bpf_sock_destroy (Linux < 6.5; forced here with the object built without the kfunc) the
-// withdrawn flow is not ended, and the packet backstop drops its packets instead.
+// withdrawn flow is not ended: its socket is marked withdrawn and the cgroup_skb program drops what it sends, with or
+// without the tc backstop.
 import * as assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -275,69 +276,92 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
   }
 });
 
-describe('without bpf_sock_destroy (Linux < 6.5, forced): the packet backstop drops what is not ended (real kernel)', { skip }, () => {
-  let lab: Lab;
-  let datapath: Datapath | null = null;
-  let server: Lines;
-  const events: KernelEvent[] = [];
-  const clients: ChildProcess[] = [];
+/**
+ * Without bpf_sock_destroy a withdrawn socket lives on; the re-judgment marks it withdrawn and the cgroup_skb
+ * program drops what it sends, with the tc backstop (packet: true) and without one (packet: false: host network, or
+ * enforcement.packet off), where that drop is all that contains it.
+ */
+for (const packet of [true, false]) {
+  const backstop = packet ? 'with the tc backstop' : 'without a tc backstop (packet: false)';
+  describe(
+    `without bpf_sock_destroy (Linux < 6.5, forced), ${backstop}: a withdrawn socket sends nothing more (real kernel)`,
+    { skip },
+    () => {
+      let lab: Lab;
+      let datapath: Datapath | null = null;
+      let server: Lines;
+      const events: KernelEvent[] = [];
+      const clients: ChildProcess[] = [];
 
-  beforeAll(async () => {
-    lab = await Lab.create({ prefix: uniquePrefix('cg'), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
-    server = new Lines(await lab.serve(SERVER_SCRIPT));
-    datapath = openDatapath({
-      objectPath: withoutSockDestroyPath,
-      pinDir: lab.pinDir,
-      attachCgroup: lab.attachCgroup,
-      hostNetns: `/run/netns/${lab.nodeNetns}`,
-    });
-    datapath.onEvent((event) => events.push(event));
-    datapath.configure(settings('deny'));
-  }, 60_000);
+      beforeAll(async () => {
+        lab = await Lab.create({
+          prefix: uniquePrefix(packet ? 'cg' : 'ch'),
+          pods: [POD],
+          hosts: [],
+          unnamedHosts: [KEPT, REVOKED],
+          services: false,
+        });
+        server = new Lines(await lab.serve(SERVER_SCRIPT));
+        datapath = openDatapath({
+          objectPath: withoutSockDestroyPath,
+          pinDir: lab.pinDir,
+          attachCgroup: lab.attachCgroup,
+          hostNetns: `/run/netns/${lab.nodeNetns}`,
+        });
+        datapath.onEvent((event) => events.push(event));
+        datapath.configure({ ...settings('deny'), features: { tls: true, packet } });
+      }, 60_000);
 
-  afterAll(async () => {
-    try {
-      for (const child of clients) child.kill();
-      datapath?.close();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+      afterAll(async () => {
+        try {
+          for (const child of clients) child.kill();
+          datapath?.close();
+        } finally {
+          await lab?.destroy();
+        }
+      });
 
-  for (const family of [4, 6] as const) {
-    test(`IPv${family}: a withdrawn flow is not ended, and not one byte of it passes the backstop; the kept flow works`, async () => {
-      const pod = lab.pod(POD);
-      const network = { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] };
-      datapath!.setWorkload(pod.cgroupPath, [allow(lab, ALLOW_KEPT, KEPT), allow(lab, ALLOW_REVOKED, REVOKED)], network);
-      // Calibration: both flows deliver while permitted, through the backstop.
-      const client = await connectBoth(lab, server, clients, family, `fallback${family}`);
-      const before = datapath!.stats();
-      datapath!.setWorkload(pod.cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)], network);
-      const after = datapath!.stats();
-      assert.deepEqual([after.flowsEnded, after.flowsNotEnded], [before.flowsEnded, before.flowsNotEnded + 1n], 'one socket not ended');
-      client.child.stdin!.write(`send revoked fallback${family}-revoked-after\n`);
-      client.child.stdin!.write(`send kept fallback${family}-kept-after\n`);
-      await client.waitFor(`sent revoked fallback${family}-revoked-after`);
-      await server.waitFor(`recv fallback${family}-kept-after`);
-      // The segment reached tc and was judged there (it has no approval any more): dropped, and reported.
-      const dropped = await eventMatching(
-        events,
-        (e) => e.layer === 'packet' && e.verdict === 'denied' && e.ip === lab.inet(REVOKED, family) && e.port === LINE_PORT,
-      );
-      assert.equal(dropped.tier, 3);
-      assert.equal(server.lines.includes(`recv fallback${family}-revoked-after`), false, 'no byte of the revoked flow arrives');
-      assert.equal(
-        client.lines.some((line) => line.startsWith('error revoked') || line === 'closed revoked'),
-        false,
-        'the socket was not ended: the backstop, not bpf_sock_destroy, contained it',
-      );
-      // Each later pass would count it again: the next family's count starts without it.
-      const exited = new Promise((resolve) => client.child.once('exit', resolve));
-      client.child.kill();
-      await exited;
-    });
-  }
-});
+      for (const family of [4, 6] as const) {
+        test(`IPv${family}: a withdrawn flow is not ended, and not one byte of it reaches the server; the kept flow works`, async () => {
+          const pod = lab.pod(POD);
+          const network = packet ? { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] } : undefined;
+          const workloadId = datapath!.setWorkload(
+            pod.cgroupPath,
+            [allow(lab, ALLOW_KEPT, KEPT), allow(lab, ALLOW_REVOKED, REVOKED)],
+            network,
+          );
+          // Calibration: both flows deliver while permitted.
+          const label = `fallback${packet ? 'tc' : 'notc'}${family}`;
+          const client = await connectBoth(lab, server, clients, family, label);
+          const before = datapath!.stats();
+          datapath!.setWorkload(pod.cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)], network);
+          const after = datapath!.stats();
+          assert.deepEqual([after.flowsEnded, after.flowsNotEnded], [before.flowsEnded, before.flowsNotEnded + 1n], 'one socket not ended');
+          client.child.stdin!.write(`send revoked ${label}-revoked-after\n`);
+          client.child.stdin!.write(`send kept ${label}-kept-after\n`);
+          await server.waitFor(`recv ${label}-kept-after`);
+          // Dropped where the socket sends (cgroup_skb), reported with the rule that denies it now (the default).
+          const dropped = await eventMatching(
+            events,
+            (e) => e.reason === 'withdrawn-no-sock-destroy' && e.ip === lab.inet(REVOKED, family) && e.port === LINE_PORT,
+          );
+          assert.deepEqual([dropped.verdict, dropped.layer, dropped.tier, dropped.workloadId], ['denied', 'packet', 3, workloadId]);
+          assert.ok(datapath!.stats().decisionsDenied > before.decisionsDenied, 'counted as denied');
+          assert.equal(server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
+          assert.equal(
+            client.lines.some((line) => line.startsWith('error revoked') || line === 'closed revoked'),
+            false,
+            'the socket was not ended: the datapath, not bpf_sock_destroy, contained it',
+          );
+          // Each later pass would count it again: the next family's count starts without it.
+          const exited = new Promise((resolve) => client.child.once('exit', resolve));
+          client.child.kill();
+          await exited;
+        });
+      }
+    },
+  );
+}
 
 describe('sockets connected before the programs were attached (real kernel)', { skip }, () => {
   let lab: Lab;

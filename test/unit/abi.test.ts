@@ -66,6 +66,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_REASON_MALFORMED: REASONS.indexOf('malformed'),
     EG_REASON_ORPHAN_FRAGMENT: REASONS.indexOf('orphan-fragment'),
     EG_REASON_NOT_AS_JUDGED: REASONS.indexOf('not-as-judged'),
+    EG_REASON_WITHDRAWN: REASONS.indexOf('withdrawn-no-sock-destroy'),
   },
   eg_hook: {
     EG_HOOK_CONNECT4: HOOK.connect4,
@@ -133,7 +134,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 5, fingerprint: 'c96705abac101335c213ddcfddfba88b68e305c2851a8e4181a96f9c69a6fe90' };
+const PINNED_ABI = { version: 6, fingerprint: 'dd5bc793fc1efbd0968e31077042a9d0478fa62cf86f0dd108d8e9181f10ba4d' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

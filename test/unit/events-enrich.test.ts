@@ -184,4 +184,14 @@ describe('Enricher: packet-layer drops no rule decided', () => {
     const judged = e.fromKernel(kernelEvent({ layer: 'packet', tier: 3, source: '198.18.1.2' }));
     assert.deepEqual([judged.rule, judged.reason, judged.source], ['default-action', undefined, { ip: '198.18.1.2' }]);
   });
+
+  test('a withdrawn socket’s dropped packet (no bpf_sock_destroy) names the rule that denies it now and the reason', () => {
+    const policy = { namespace: 'team', name: 'p', generation: 1 };
+    const e = enricher({ ruleLabel: (id) => (id === 41 ? { tier: 2, name: 'deny-db', policy } : undefined) });
+    const event = e.fromKernel(kernelEvent({ layer: 'packet', tier: 2, ruleId: 41, reason: 'withdrawn-no-sock-destroy' }));
+    assert.deepEqual(
+      [event.workload.name, event.verdict, event.reason, event.rule, event.tier, event.policy],
+      ['one', 'denied', 'withdrawn-no-sock-destroy', 'deny-db', 2, policy],
+    );
+  });
 });
