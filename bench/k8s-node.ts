@@ -1,7 +1,8 @@
 // Kubernetes mode on one node at the size issue 8 names: 1,000 FirewallPolicies and 250 pods. The real agent process
 // (`egressguard run` in Kubernetes mode, the chart's ServiceAccount token and RBAC) against a real kube-apiserver and
 // etcd (test/support/kube) and the real kernel, pods laid out as kubelet does (test/support/kube/pods.ts, systemd
-// driver). Measured, in one run: the agent's RSS (VmRSS; VmHWM, the peak) and CPU (utime + stime) idle with no policy
+// driver). Measured, in one run: the agent's RSS (VmRSS; VmHWM, the peak; anonymous and file-backed parts; the V8 heap
+// used and reserved, from the agent's metrics) and CPU (utime + stime) idle with no policy
 // and no pod (the baseline), while the policies are listed and the pods enrolled, and idle at that size; and the pod
 // registration gap from the agent's own timeline (status: kubernetes.pods.registration): the pod cgroup created →
 // enrolled, and enrolled → the first container's cgroup created (kubelet's next step; enrolled before it is the goal).
@@ -40,12 +41,31 @@ function memoryMiB(pid: number): { rssMiB: number; peakRssMiB: number; anonMiB: 
   return { rssMiB: mib('VmRSS'), peakRssMiB: mib('VmHWM'), anonMiB: mib('RssAnon'), fileMiB: mib('RssFile'), shmemMiB: mib('RssShmem') };
 }
 
+/** The V8 heap (used, reserved) and memory outside it held by JS objects, from the agent's metrics (prom-client's). */
+async function heapMiB(lab: Lab): Promise<{ heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }> {
+  const scraped = await lab.runInNode(['curl', '-sf', 'http://127.0.0.1:9469/metrics']);
+  const mib = (name: string) => {
+    const value = new RegExp(`^egressguard_${name} (\\S+)$`, 'm').exec(scraped.stdout)?.[1];
+    if (value === undefined) throw new Error(`the agent's metrics lack ${name} (curl exit ${scraped.code}: ${scraped.stderr})`);
+    return Number(value) / 2 ** 20;
+  };
+  return {
+    heapUsedMiB: mib('nodejs_heap_size_used_bytes'),
+    heapTotalMiB: mib('nodejs_heap_size_total_bytes'),
+    externalMiB: mib('nodejs_external_memory_bytes'),
+  };
+}
+
 /** The agent's CPU (cores) over `seconds` of idling, and its memory at the end. */
-async function idle(pid: number, seconds: number): Promise<{ cores: number } & ReturnType<typeof memoryMiB>> {
+async function idle(
+  lab: Lab,
+  pid: number,
+  seconds: number,
+): Promise<{ cores: number } & ReturnType<typeof memoryMiB> & Awaited<ReturnType<typeof heapMiB>>> {
   const [cpuStart, wallStart] = [cpuSeconds(pid), performance.now()];
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const cores = (cpuSeconds(pid) - cpuStart) / ((performance.now() - wallStart) / 1000);
-  return { cores, ...memoryMiB(pid) };
+  return { cores, ...memoryMiB(pid), ...(await heapMiB(lab)) };
 }
 
 const distribution = (values: number[]) => {
@@ -85,7 +105,7 @@ try {
   await agent.start(60_000);
   await agent.waitFor('the first pod list', (s) => s.kubernetes?.pods.api.synced === true, 60_000);
   const pid = agent.pid!;
-  const empty = await idle(pid, IDLE_SECONDS);
+  const empty = await idle(lab, pid, IDLE_SECONDS);
 
   // The size: one policy per MCP server (translator shape), created 8 at a time; then the pods, one after the other.
   const loadCpuStart = cpuSeconds(pid);
@@ -122,7 +142,7 @@ try {
   );
   const loadSeconds = (performance.now() - loadStart) / 1000;
   const loadCpu = cpuSeconds(pid) - loadCpuStart;
-  const atSize = await idle(pid, IDLE_SECONDS);
+  const atSize = await idle(lab, pid, IDLE_SECONDS);
 
   const timeline = loaded.kubernetes!.pods.registration.filter((t) => pods.some((p) => p.uid === t.uid));
   const enrolled = timeline.flatMap((t) => (t.enrolledMs === null ? [] : [t.enrolledMs - t.cgroupCreatedMs]));
