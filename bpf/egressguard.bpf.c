@@ -3,7 +3,8 @@
  * - cgroup connect/sendmsg decide (deny list, baseline, workload rules, default) and steer DNS to
  *   the agent's proxy; recvmsg/getpeername make a steered socket see the resolver it addressed.
  * - cgroup_skb egress finishes what connect left open: the TLS ClientHello SNI of flows that
- *   webGroup (or tlsRequired) rules govern, and judges every packet of raw and ping sockets.
+ *   webGroup (or tlsRequired) rules govern, and judges every packet of raw and ping sockets; it also
+ *   reads the first flight of every reported TCP flow it permitted, for evidence events.
  * - tc ingress on each workload's host-side interface is the backstop for what no socket hook
  *   saw (packet sockets, forged sources, fragments); tc egress there approves the answers of the
  *   connections the node delivers to the workload.
@@ -24,11 +25,14 @@ int eg_sock_create(struct bpf_sock *sk)
 	return 1;
 }
 
-/* A closing socket gives its approved flow back when nothing of it can follow (lib/sock_state.h). */
+/* A closing socket gives its approved flow back when nothing of it can follow, and one that never sent the
+ * ClientHello its connect waited for is reported (lib/sock_state.h). */
 SEC("cgroup/sock_release")
 int eg_sock_release(struct bpf_sock *sk)
 {
-	socket_released(sk);
+	struct eg_flow flow;
+
+	socket_released(sk, &flow);
 	return 1;
 }
 

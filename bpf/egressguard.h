@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 4 };
+enum eg_abi { EG_ABI_VERSION = 5 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -79,6 +79,21 @@ enum eg_hook {
 	EG_HOOK_SKB_EGRESS = 5, /* cgroup_skb egress: TLS and raw/ping sockets */
 	EG_HOOK_TC_INGRESS = 6, /* tc on the workload's host-side interface */
 	EG_HOOK_SOCKET_ITER = 7, /* the socket iterators re-judging live sockets after a policy change */
+	EG_HOOK_SOCK_RELEASE = 8, /* cgroup/sock_release: a socket closed before its first flight was read */
+};
+
+/* What an event reports: a decision (a verdict a hook took) or evidence (what the datapath read of a flow a
+ * decision already permitted: its first flight, or that it ended without one). */
+enum eg_event_kind { EG_KIND_DECISION = 0, EG_KIND_EVIDENCE = 1 };
+
+/* eg_event.evidence: what the datapath read of the flow's first flight (0: nothing was read). sni then holds the
+ * ClientHello's server_name or the request's Host, as sent. */
+enum eg_evidence {
+	EG_EVIDENCE_HELLO = 1 << 0,    /* a well-formed ClientHello (sni: its server_name; empty without one) */
+	EG_EVIDENCE_HTTP = 1 << 1,     /* an HTTP/1.x request head (sni: its one Host header, port removed) */
+	EG_EVIDENCE_OTHER = 1 << 2,    /* a first flight that is neither (or a malformed one) */
+	EG_EVIDENCE_NO_HELLO = 1 << 3, /* the socket closed before a complete first flight was sent */
+	EG_EVIDENCE_ECH = 1 << 4,      /* the ClientHello carries encrypted_client_hello */
 };
 
 /* eg_rule.flags and eg_cidr_value.flags */
@@ -104,7 +119,8 @@ enum eg_stat {
 	EG_STAT_FLOWS_ENDED = 5,      /* live sockets a re-judgment (or an SNI deny) destroyed */
 	EG_STAT_FLOWS_REFUSED = 6,     /* approvals refused: the workload held EG_MAX_FLOWS_PER_WORKLOAD, or the table was full */
 	EG_STAT_CANDIDATE_OVERFLOWS = 7, /* TLS connects with more candidates than EG_TLS_MAX_CANDIDATES: decided by a rule walk */
-	EG_STAT_COUNT = 8,
+	EG_STAT_EVIDENCE_READ = 8,     /* first flights of permitted flows read for their events (EG_SK_EVIDENCE) */
+	EG_STAT_COUNT = 9,
 };
 
 /* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied
@@ -225,11 +241,12 @@ struct eg_event {
 	char comm[16];
 	__u16 sni_len; /* bytes of sni used; 0 when the event has no SNI */
 	__u8 reason;   /* enum eg_reason */
-	__u8 _pad;
-	char sni[EG_SNI_MAX]; /* lower-cased, as sent */
+	__u8 kind;     /* enum eg_event_kind */
+	char sni[EG_SNI_MAX]; /* lower-cased, as sent (see evidence) */
 	__u8 src[16];         /* packet layer: the packet's source (ARP: sender); zero at socket hooks */
 	__u16 suppressed;     /* events of this workload suppressed on this CPU just before this one (saturates) */
-	__u8 _pad2[6];
+	__u8 evidence;        /* enum eg_evidence bits */
+	__u8 _pad2[5];
 };
 
 /* eg_domains (LPM trie): the webGroup domains of a rule. name holds the lower-cased name
@@ -339,11 +356,13 @@ enum eg_sk_verdict { EG_SK_PERMIT = 1, EG_SK_PENDING = 2, EG_SK_DENY = 3 };
 enum eg_sk_flag {
 	EG_SK_RECORD = 1 << 0,   /* the next packet's 5-tuple goes to eg_approved */
 	EG_SK_OVERFLOW = 1 << 1, /* pending with more candidates than the list holds: the SNI walks the rules */
+	EG_SK_EVIDENCE = 1 << 2, /* a permitted socket whose first flight is read for its events (never held back) */
 };
 
 /* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:
  * the candidate rules in order (the first EG_TLS_MAX_CANDIDATES; EG_SK_OVERFLOW when there were more)
- * and the fallback (first non-TLS rule that matched, or the default). */
+ * and the fallback (first non-TLS rule that matched, or the default).
+ * A permitted socket read for evidence (EG_SK_EVIDENCE) keeps its connect decision in fallback_*. */
 struct eg_sk_state {
 	__u8 verdict; /* enum eg_sk_verdict */
 	__u8 flags;   /* enum eg_sk_flag */

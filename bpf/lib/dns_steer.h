@@ -60,7 +60,7 @@ static __always_inline int steer_dns(struct bpf_sock_addr *ctx, const struct eg_
 	sock_addr_set(ctx, v6, proxy);
 	ctx->user_port = bpf_htons(config->proxy_port);
 	stat_inc(EG_STAT_DNS_STEERED);
-	socket_approved(ctx, flow, v6, config->flags);
+	socket_approved(ctx, flow, v6, 0, config->flags);
 	return 1;
 }
 

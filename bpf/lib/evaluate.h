@@ -207,8 +207,7 @@ EG_SUBPROG int eg_evaluate(const struct eg_flow *flow, struct eg_decision *decis
 			continue;
 		permit = rule->action == EG_ACTION_PERMIT;
 		if (role == EG_ROLE_WATCH) {
-			emit(flow, permit ? EG_VERDICT_WOULD_PERMIT : EG_VERDICT_WOULD_DENY, EG_TIER_POLICY,
-			     rule->rule_id, 0, 0);
+			emit(flow, permit ? EG_VERDICT_WOULD_PERMIT : EG_VERDICT_WOULD_DENY, EG_TIER_POLICY, rule->rule_id);
 			continue;
 		}
 		if (role == EG_ROLE_CANDIDATE) {

@@ -77,9 +77,10 @@ static __always_inline int event_budget_take(__u32 workload_id, __u16 *suppresse
 	return 1;
 }
 
-/* sni may be null; it then points at EG_SNI_MAX readable bytes of which sni_len are used. */
-static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 tier, __u32 rule_id,
-				 const __u8 *sni, __u16 sni_len)
+/* One event. hello (may be null) holds what was read of the flow's first flight: its sni (sni_len bytes) goes out
+ * with the evidence bits (enum eg_evidence) that say what it is. */
+static __always_inline void emit_event(const struct eg_flow *flow, __u8 kind, __u8 verdict, __u8 tier, __u32 rule_id,
+				       const struct eg_sk_hello *hello, __u8 evidence)
 {
 	struct eg_event *event;
 	__u16 suppressed;
@@ -109,13 +110,14 @@ static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 
 	event->pid = flow->pid;
 	__builtin_memcpy(event->comm, flow->comm, sizeof(event->comm));
 	event->reason = flow->reason;
-	event->_pad = 0;
+	event->kind = kind;
 	__builtin_memcpy(event->src, flow->src, sizeof(event->src));
 	event->suppressed = suppressed;
+	event->evidence = evidence;
 	__builtin_memset(event->_pad2, 0, sizeof(event->_pad2));
-	if (sni) {
-		event->sni_len = sni_len > EG_SNI_MAX ? EG_SNI_MAX : sni_len;
-		__builtin_memcpy(event->sni, sni, EG_SNI_MAX);
+	if (hello) {
+		event->sni_len = hello->sni_len > EG_SNI_MAX ? EG_SNI_MAX : hello->sni_len;
+		__builtin_memcpy(event->sni, hello->sni, EG_SNI_MAX);
 	} else {
 		event->sni_len = 0;
 		__builtin_memset(event->sni, 0, sizeof(event->sni));
@@ -123,18 +125,24 @@ static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* Counts and reports a final decision; returns 1 to permit, 0 to deny. */
+/* A decision taken without reading the flow's payload (connect, sendmsg, packet layers). */
+static __always_inline void emit(const struct eg_flow *flow, __u8 verdict, __u8 tier, __u32 rule_id)
+{
+	emit_event(flow, EG_KIND_DECISION, verdict, tier, rule_id, 0, 0);
+}
+
+/* Counts and reports a final decision; returns 1 to permit, 0 to deny. hello and evidence: as for emit_event. */
 static __always_inline int finish(const struct eg_flow *flow, __u8 permit, __u8 tier, __u32 rule_id, __u8 log,
-				  const __u8 *sni, __u16 sni_len)
+				  const struct eg_sk_hello *hello, __u8 evidence)
 {
 	if (permit) {
 		stat_inc(EG_STAT_PERMITTED);
 		if (log)
-			emit(flow, EG_VERDICT_PERMITTED, tier, rule_id, sni, sni_len);
+			emit_event(flow, EG_KIND_DECISION, EG_VERDICT_PERMITTED, tier, rule_id, hello, evidence);
 		return 1;
 	}
 	stat_inc(EG_STAT_DENIED);
-	emit(flow, EG_VERDICT_DENIED, tier, rule_id, sni, sni_len);
+	emit_event(flow, EG_KIND_DECISION, EG_VERDICT_DENIED, tier, rule_id, hello, evidence);
 	return 0;
 }
 

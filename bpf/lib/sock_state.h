@@ -22,21 +22,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_sk_hello SEC(".maps");
 
+/* Whether a permitted connect's first flight is read for its events: a TCP flow whose decision is reported (the
+ * default action's always is, so every flow in discovery mode), when the cgroup_skb program runs to read it. */
+static __always_inline int wants_evidence(const struct eg_flow *flow, const struct eg_decision *decision, __u8 config_flags)
+{
+	return decision && (config_flags & EG_CONFIG_TLS) && flow->protocol == IPPROTO_TCP && decision->permit && decision->log;
+}
+
 /* A permitted socket: with the backstop on, its next packet is checked against what was judged here
  * (the destination the socket will really address, after DNS steering, and the workload) and only
- * then recorded as approved. */
+ * then recorded as approved. A socket read for evidence keeps its decision and a buffer for its first flight
+ * (decision null: a steered DNS socket, never read). */
 static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const struct eg_flow *flow, int v6,
-					    __u8 config_flags)
+					    const struct eg_decision *decision, __u8 config_flags)
 {
 	struct eg_sk_state *state;
+	struct eg_sk_hello *hello = 0;
+	int evidence = wants_evidence(flow, decision, config_flags);
 	__u32 ip6[4];
 
 	if (!ctx->sk)
 		return;
 	state = bpf_sk_storage_get(&eg_sk_state, ctx->sk, 0,
-				   (config_flags & EG_CONFIG_BACKSTOP) ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+				   ((config_flags & EG_CONFIG_BACKSTOP) || evidence) ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!state)
 		return;
+	if (evidence)
+		hello = bpf_sk_storage_get(&eg_sk_hello, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	state->verdict = EG_SK_PERMIT;
 	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
 	state->approved_sport = 0; /* until its next packet is recorded (record_flow) */
@@ -46,6 +58,19 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 	state->protocol = flow->protocol;
 	state->workload = flow->workload;
 	state->cgroup_id = flow->cgroup_id;
+	if (!hello)
+		return; /* no memory for the buffer: the flow goes unread, never held back */
+	hello->len = 0;
+	hello->sni_len = 0;
+	state->flags |= EG_SK_EVIDENCE;
+	state->fallback_action = decision->permit;
+	state->fallback_tier = decision->tier;
+	state->fallback_log = decision->log;
+	state->fallback_rule_id = decision->rule_id;
+	state->seq_known = 0;
+	state->base_seq = 0;
+	state->pid = flow->pid;
+	__builtin_memcpy(state->comm, flow->comm, sizeof(state->comm));
 }
 
 /* Leaves the socket SNI-pending with the connect-time decision; 0 when storage is unavailable. */
@@ -106,7 +131,7 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 	if (decision.candidates.count == 0) {
 		if (!finish_decision(flow, &decision))
 			return 0;
-		socket_approved(ctx, flow, v6, config_flags);
+		socket_approved(ctx, flow, v6, &decision, config_flags);
 		return 1;
 	}
 	if (decision_could_permit(&decision) && socket_pending(ctx, flow, &decision, config_flags)) {
@@ -117,7 +142,7 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 	/* Every outcome denies, or no SNI check is possible: no candidate can match. */
 	if (!finish_decision(flow, &decision))
 		return 0;
-	socket_approved(ctx, flow, v6, config_flags);
+	socket_approved(ctx, flow, v6, &decision, config_flags);
 	return 1;
 }
 
@@ -212,6 +237,22 @@ static __always_inline void handshake_settled(struct __sk_buff *skb, const struc
 		unapprove(&work->key);
 }
 
+/* The flow a socket's state describes (its connect), as a later hook reports it: evidence joins its flow by it. */
+static __always_inline void flow_from_state(struct eg_flow *flow, const struct eg_sk_state *state, __u8 hook, __u8 layer)
+{
+	__builtin_memset(flow, 0, sizeof(*flow));
+	__builtin_memcpy(flow->addr, state->addr, sizeof(flow->addr));
+	flow->port = state->port;
+	flow->protocol = state->protocol;
+	flow->family = state->family;
+	flow->hook = hook;
+	flow->layer = layer;
+	flow->pid = state->pid;
+	flow->cgroup_id = state->cgroup_id;
+	flow->workload = state->workload;
+	__builtin_memcpy(flow->comm, state->comm, sizeof(flow->comm));
+}
+
 /* The overflow walk's state (a bpf_loop callback's data: the verifier checks the step once). */
 struct eg_overflow_walk {
 	const struct eg_flow *flow;
@@ -289,16 +330,7 @@ static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk
 	__u32 rule_id = state->fallback_rule_id;
 	int index, matched = 0, verdict;
 
-	__builtin_memset(flow, 0, sizeof(*flow));
-	__builtin_memcpy(flow->addr, state->addr, sizeof(flow->addr));
-	flow->port = state->port;
-	flow->protocol = state->protocol;
-	flow->family = state->family;
-	flow->hook = EG_HOOK_SKB_EGRESS;
-	flow->pid = state->pid;
-	flow->cgroup_id = state->cgroup_id;
-	flow->workload = state->workload;
-	__builtin_memcpy(flow->comm, state->comm, sizeof(flow->comm));
+	flow_from_state(flow, state, EG_HOOK_SKB_EGRESS, EG_LAYER_TLS);
 	if (hello) {
 		index = eg_hello_first_match(hello, status, &state->candidates, &info);
 		if (index >= 0) {
@@ -322,10 +354,50 @@ static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk
 	flow->layer = info.http ? EG_LAYER_HTTP : EG_LAYER_TLS;
 	/* Marked before the event leaves: the agent's answer to a deny is to end the socket marked denied. */
 	state->verdict = permit ? EG_SK_PERMIT : EG_SK_DENY;
-	verdict = finish(flow, permit, tier, rule_id, log, hello ? hello->sni : 0, hello ? hello->sni_len : 0);
+	verdict = finish(flow, permit, tier, rule_id, log, hello, hello ? hello_evidence(status, &info) : EG_EVIDENCE_OTHER);
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
 	handshake_settled(skb, state, verdict, work);
 	return verdict;
+}
+
+/* eg_hello_read's answers besides an enum eg_hello_status. */
+enum eg_read { EG_READ_PASS = -1 /* nothing new: the segment passes */, EG_READ_HOLD = -2 /* held back */ };
+
+/*
+ * One egress segment of a socket whose first flight is read (a pending one, or one read for evidence): its in-order
+ * payload is appended to hello, up to EG_HELLO_MAX. Returns the first flight's status after it (*end: the TCP sequence
+ * number after the segment), EG_READ_PASS for a segment without new bytes (handshake, retransmission) or
+ * EG_READ_HOLD for one that cannot be read now (unparsable, or after a gap the stack fills by sending again).
+ */
+static __always_inline int eg_hello_read(struct __sk_buff *skb, struct eg_sk_state *state, struct eg_sk_hello *hello,
+					 struct eg_packet *pkt, __u32 *end)
+{
+	__u32 payload_len, data_seq, have, offset, skip;
+
+	if (eg_parse_packet(skb, 0, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
+		return EG_READ_HOLD;
+	payload_len = skb->len > pkt->payload_off ? skb->len - pkt->payload_off : 0;
+	if (payload_len == 0) {
+		if (pkt->tcp_flags & TCP_FLAG_SYN) {
+			state->base_seq = pkt->seq + 1;
+			state->seq_known = 1;
+		}
+		return EG_READ_PASS;
+	}
+	data_seq = pkt->seq + ((pkt->tcp_flags & TCP_FLAG_SYN) ? 1 : 0); /* data on a SYN (fast open) */
+	if (!state->seq_known) {
+		state->base_seq = data_seq;
+		state->seq_known = 1;
+	}
+	have = hello->len;
+	offset = data_seq - state->base_seq;
+	if (offset > have)
+		return EG_READ_HOLD;
+	skip = have - offset;
+	if (skip >= payload_len)
+		return EG_READ_PASS; /* bytes already buffered (and already passed to the backstop) */
+	*end = data_seq + payload_len;
+	return hello_status_after(hello, eg_hello_append(skb, pkt->payload_off + skip, payload_len - skip, hello));
 }
 
 /*
@@ -338,40 +410,51 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 				       struct eg_scratch *work)
 {
 	struct eg_sk_hello *hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, 0);
-	struct eg_packet *pkt = &work->pkt;
-	__u32 payload_len, data_seq, have, offset, skip;
+	__u32 end = 0;
 	int status;
 
 	if (!hello)
 		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO, work);
-	if (eg_parse_packet(skb, 0, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
-		return 0; /* cannot read the segment: hold it back */
-	payload_len = skb->len > pkt->payload_off ? skb->len - pkt->payload_off : 0;
-	if (payload_len == 0) {
-		if (pkt->tcp_flags & TCP_FLAG_SYN) {
-			state->base_seq = pkt->seq + 1;
-			state->seq_known = 1;
-		}
+	status = eg_hello_read(skb, state, hello, &work->pkt, &end);
+	if (status == EG_READ_HOLD)
+		return 0;
+	if (status == EG_READ_PASS)
 		return 1;
-	}
-	data_seq = pkt->seq + ((pkt->tcp_flags & TCP_FLAG_SYN) ? 1 : 0); /* data on a SYN (fast open) */
-	if (!state->seq_known) {
-		state->base_seq = data_seq;
-		state->seq_known = 1;
-	}
-	have = hello->len;
-	offset = data_seq - state->base_seq;
-	if (offset > have)
-		return 0; /* after a gap: the stack sends it again once the gap is filled */
-	skip = have - offset;
-	if (skip >= payload_len)
-		return 1; /* retransmission of bytes already buffered (and already passed to the backstop) */
-	status = hello_status_after(hello, eg_hello_append(skb, pkt->payload_off + skip, payload_len - skip, hello));
 	if (status == EG_HELLO_INCOMPLETE) {
-		handshake_sent(work, state, data_seq + payload_len);
+		handshake_sent(work, state, end);
 		return 1;
 	}
 	return tls_decide(skb, sk, state, hello, status, work);
+}
+
+/*
+ * A packet of a permitted socket read for evidence: every segment passes as it is; once the first flight is
+ * complete (or shows it is neither a ClientHello nor a request head) one evidence event reports what it named,
+ * with the connect's decision, and the socket is read no more.
+ */
+static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
+					    struct eg_scratch *work)
+{
+	struct eg_sk_hello *hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, 0);
+	struct eg_hello_info info = {};
+	__u32 end = 0;
+	int status;
+
+	if (!hello) {
+		state->flags &= ~EG_SK_EVIDENCE;
+		return 1;
+	}
+	status = eg_hello_read(skb, state, hello, &work->pkt, &end);
+	if (status < 0 || status == EG_HELLO_INCOMPLETE)
+		return 1;
+	eg_hello_inspect(hello, status, &info);
+	flow_from_state(&work->flow, state, EG_HOOK_SKB_EGRESS, info.http ? EG_LAYER_HTTP : EG_LAYER_TLS);
+	stat_inc(EG_STAT_EVIDENCE_READ);
+	emit_event(&work->flow, EG_KIND_EVIDENCE, EG_VERDICT_PERMITTED, state->fallback_tier, state->fallback_rule_id, hello,
+		   hello_evidence(status, &info));
+	state->flags &= ~EG_SK_EVIDENCE;
+	bpf_sk_storage_delete(&eg_sk_hello, sk);
+	return 1;
 }
 
 /* A packet of a socket that has state: a denied socket sends nothing, a pending one waits for its
@@ -385,21 +468,53 @@ static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock 
 		return 0;
 	if (state->verdict == EG_SK_PENDING)
 		return tls_pending(skb, sk, state, work);
+	if (state->flags & EG_SK_EVIDENCE)
+		return evidence_pending(skb, sk, state, work);
 	return 1;
 }
 
+/* The rule that let a pending socket connect: its first candidate that permits, else its fallback. */
+static __always_inline void pending_permit(const struct eg_sk_state *state, __u8 *tier, __u32 *rule_id)
+{
+	*tier = state->fallback_tier;
+	*rule_id = state->fallback_rule_id;
+#pragma clang loop unroll(disable)
+	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
+		const struct eg_candidate *candidate = &state->candidates.items[index];
+
+		if (index >= state->candidates.count)
+			break;
+		if (candidate->action == EG_ACTION_PERMIT) {
+			*tier = EG_TIER_POLICY;
+			*rule_id = candidate->rule_id;
+			return;
+		}
+	}
+}
+
 /*
- * cgroup/sock_release: a closing datagram socket gives back the approval of the flow it last had judged (a
- * resolver's socket per query, say). A TCP connection outlives close() until its FINs: it ends its approval at
- * tc with its last segment (workload_segment_passed). Older flows of an unconnected socket, and TCP flows that
- * end without a segment, are left to the agent's idle sweep.
+ * cgroup/sock_release. A socket still pending its ClientHello never sent one: the connect its rules let through
+ * is reported as evidence naming that rule ("no ClientHello"), so no permitted connect goes unrecorded.
+ * A closing datagram socket gives back the approval of the flow it last had judged (a resolver's socket per
+ * query, say). A TCP connection outlives close() until its FINs: it ends its approval at tc with its last
+ * segment (workload_segment_passed). Older flows of an unconnected socket, and TCP flows that end without a
+ * segment, are left to the agent's idle sweep.
  */
-static __always_inline void socket_released(struct bpf_sock *sk)
+static __always_inline void socket_released(struct bpf_sock *sk, struct eg_flow *flow)
 {
 	struct eg_sk_state *state = bpf_sk_storage_get(&eg_sk_state, sk, 0, 0);
 	struct eg_flow_key key = {};
+	__u32 rule_id;
+	__u8 tier;
 
-	if (!state || sk->type == SOCK_STREAM_TYPE || !state->approved_sport)
+	if (!state)
+		return;
+	if (state->verdict == EG_SK_PENDING) {
+		pending_permit(state, &tier, &rule_id);
+		flow_from_state(flow, state, EG_HOOK_SOCK_RELEASE, EG_LAYER_TLS);
+		emit_event(flow, EG_KIND_EVIDENCE, EG_VERDICT_PERMITTED, tier, rule_id, 0, EG_EVIDENCE_NO_HELLO);
+	}
+	if (sk->type == SOCK_STREAM_TYPE || !state->approved_sport)
 		return;
 	__builtin_memcpy(key.src, state->approved_src, sizeof(key.src));
 	__builtin_memcpy(key.dst, state->addr, sizeof(key.dst));

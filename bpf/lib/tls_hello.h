@@ -389,14 +389,14 @@ static __always_inline int candidate_matches(const struct eg_candidate *candidat
 }
 
 /*
- * The index of the first candidate (in rule order) the first flight satisfies, or -1.
- * A global function: the verifier checks it once, not once per path of its callers.
+ * What a first flight is, as every reader of it sees it: parses a complete ClientHello (or HTTP request head) into
+ * info and copies its name into hello->sni (and the lookup key, info->name_ok). Used by the deciding path
+ * (eg_hello_first_match) and the evidence path alike (lib/sock_state.h).
  */
-EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const struct eg_candidate_list *list,
-				    struct eg_hello_info *info)
+EG_SUBPROG int eg_hello_inspect(struct eg_sk_hello *hello, int status, struct eg_hello_info *info)
 {
-	if (!hello || !list || !info)
-		return -1;
+	if (!hello || !info)
+		return 0;
 	__builtin_memset(info, 0, sizeof(*info));
 	hello->sni_len = 0;
 	if (status == EG_HELLO_COMPLETE && hello_u8(hello, 0) == 0x16) {
@@ -413,6 +413,27 @@ EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const
 	}
 	if (info->valid && info->has_sni)
 		info->name_ok = eg_hello_name(hello, info);
+	return 0;
+}
+
+/* The enum eg_evidence bits of an inspected first flight. */
+static __always_inline __u8 hello_evidence(int status, const struct eg_hello_info *info)
+{
+	if (status != EG_HELLO_COMPLETE || !info->valid)
+		return EG_EVIDENCE_OTHER;
+	return (info->http ? EG_EVIDENCE_HTTP : EG_EVIDENCE_HELLO) | (info->ech ? EG_EVIDENCE_ECH : 0);
+}
+
+/*
+ * The index of the first candidate (in rule order) the first flight satisfies, or -1.
+ * A global function: the verifier checks it once, not once per path of its callers.
+ */
+EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const struct eg_candidate_list *list,
+				    struct eg_hello_info *info)
+{
+	if (!hello || !list || !info)
+		return -1;
+	eg_hello_inspect(hello, status, info);
 #pragma clang loop unroll(disable)
 	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
 		if (index >= list->count)

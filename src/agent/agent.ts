@@ -293,7 +293,18 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         inherited: inheritedDnsSockets(process.env, process.pid),
       });
       await proxy.start();
-      const names = new NameRefresher({ upstreams, lifetime, maxIpsPerName, sink: learned });
+      // The agent's own lookups name the addresses they teach, so events say how a name was learned.
+      const names = new NameRefresher({
+        upstreams,
+        lifetime,
+        maxIpsPerName,
+        sink: {
+          learn: (workloadId, ruleIds, ips, ttlSeconds, name) => {
+            enricher.fromAgentLookup(workloadId, name, ips);
+            return learned.learn(workloadId, ruleIds, ips, ttlSeconds);
+          },
+        },
+      });
       refresher = names;
       reconciler.onApplied(() => names.setNames(reconciler.exactNames()));
       names.setNames(reconciler.exactNames());

@@ -200,6 +200,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       dnsSteered: kernel.dnsSteered.toString(),
       approvedFlowsRefused: kernel.flowsRefused.toString(),
       candidateOverflows: kernel.candidateOverflows.toString(),
+      kernelEvidenceRead: kernel.evidenceRead.toString(),
       flowsEnded: kernel.flowsEnded.toString(),
       flowsNotEnded: kernel.flowsNotEnded.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),

@@ -12,7 +12,8 @@ import { diffUsage, policyDiff } from './policy-diff.js';
 import { explainUsage, policyExplain } from './policy-explain.js';
 import { policyReplay, replayUsage } from './policy-replay.js';
 import { suggest, suggestUsage } from './suggest.js';
-import type { AgentOwner, DaemonSetReader, OwnDaemonSetWatch } from '../k8s/uninstall.js';
+import { agentOwnerFromEnv, type AgentOwner } from '../k8s/agent-owner.js';
+import type { DaemonSetReader, OwnDaemonSetWatch } from '../k8s/uninstall.js';
 import { lintFiles, formatDiagnostic } from '../policy/lint.js';
 
 const usage = `egressguard — per-workload, default-deny, domain-aware egress enforcement in the kernel
@@ -82,9 +83,10 @@ async function run(args: string[]): Promise<number> {
 // watched while the agent runs: `helm uninstall` deletes the agent's RBAC and ServiceAccount right after the
 // DaemonSet, so by the time the pod is stopped a read of it is refused; the established watch saw the deletion.
 async function watchForUninstall(configPath: string, log: Logger): Promise<UninstallWatch | null> {
-  const { agentOwnerFromEnv, apiDaemonSetReader, OwnDaemonSetWatch } = await import('../k8s/uninstall.js');
   const owner = agentOwnerFromEnv(process.env);
+  // Outside the chart nothing is watched, and the Kubernetes client (a second of CPU to load) stays unloaded.
   if (owner === null) return null;
+  const { apiDaemonSetReader, OwnDaemonSetWatch } = await import('../k8s/uninstall.js');
   try {
     // The API server as the agent reaches it (kubernetes.kubeconfig, or its service-account directory), not the
     // client's defaults, which know only the standard in-cluster paths.

@@ -6,13 +6,13 @@ import { endianness } from 'node:os';
 
 import { formatIp, ipBytes } from '../model/ip.js';
 import type { Cidr, DomainPattern, RuleAction, RuleProtocol } from '../policy/types.js';
-import type { Layer, PacketReason, Tier, Verdict } from '../model/decision.js';
+import type { FirstFlightSeen, Layer, PacketReason, Tier, Verdict } from '../model/decision.js';
 import type { KernelEvent } from './types.js';
 
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 4;
+export const EG_ABI_VERSION = 5;
 
 export const EG_MAX_RULES = 64;
 /** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
@@ -34,7 +34,20 @@ export const REASONS: readonly (PacketReason | null)[] = [
   'not-as-judged',
 ];
 /** enum eg_hook: which program decided an event. */
-export const HOOK = { connect4: 1, connect6: 2, sendmsg4: 3, sendmsg6: 4, skbEgress: 5, tcIngress: 6, socketIter: 7 } as const;
+export const HOOK = {
+  connect4: 1,
+  connect6: 2,
+  sendmsg4: 3,
+  sendmsg6: 4,
+  skbEgress: 5,
+  tcIngress: 6,
+  socketIter: 7,
+  sockRelease: 8,
+} as const;
+/** enum eg_event_kind: a decision, or evidence of a flow a decision already permitted. */
+export const EVENT_KIND = { decision: 0, evidence: 1 } as const;
+/** enum eg_evidence: what the datapath read of a flow's first flight. */
+export const EVIDENCE = { hello: 1 << 0, http: 1 << 1, other: 1 << 2, noHello: 1 << 3, ech: 1 << 4 } as const;
 export const PROTOCOL = { any: 0, icmp: 1, tcp: 6, udp: 17 } as const satisfies Record<RuleProtocol, number>;
 
 export const RULE_FLAG = {
@@ -70,8 +83,9 @@ export const STAT = {
   flowsEnded: 5,
   flowsRefused: 6,
   candidateOverflows: 7,
+  evidenceRead: 8,
 } as const;
-export const STAT_COUNT = 8;
+export const STAT_COUNT = 9;
 /** eg_approved: node capacity, and the share one workload may hold (bpf/egressguard.h). */
 export const EG_MAX_FLOWS = 262144;
 export const EG_MAX_FLOWS_PER_WORKLOAD = 4096;
@@ -152,11 +166,12 @@ export const LAYOUTS = {
     comm: [52, 16],
     sni_len: [68, 2],
     reason: [70, 1],
-    _pad: [71, 1],
+    kind: [71, 1],
     sni: [72, 256],
     src: [328, 16],
     suppressed: [344, 2],
-    _pad2: [346, 6],
+    evidence: [346, 1],
+    _pad2: [347, 5],
   }),
   eg_event_budget: layout(24, { credit_ns: [0, 8], updated_ns: [8, 8], suppressed: [16, 4], _pad: [20, 4] }),
   eg_domain_key: layout(260, { prefixlen: [0, 4], rule_id: [4, 4], name: [8, 252] }),
@@ -369,11 +384,21 @@ export function decodeRuleCidrKey(buffer: Buffer): { workloadId: number; ruleRef
 
 const LEARNED_KEY = LAYOUTS.eg_learned_key.members;
 export function encodeLearnedKey(workloadId: number, ruleId: number, ip: string): Buffer {
+  return encodeLearnedKeyBytes(workloadId, ruleId, addressToBytes(ip));
+}
+
+/** encodeLearnedKey with the address already as its 16 key bytes (addressToBytes). */
+export function encodeLearnedKeyBytes(workloadId: number, ruleId: number, address: Buffer): Buffer {
   const buffer = Buffer.alloc(LAYOUTS.eg_learned_key.size);
   buffer.writeUInt32LE(workloadId, LEARNED_KEY.workload_id.offset);
   buffer.writeUInt32LE(ruleId, LEARNED_KEY.rule_id.offset);
-  addressToBytes(ip).copy(buffer, LEARNED_KEY.addr.offset);
+  address.copy(buffer, LEARNED_KEY.addr.offset);
   return buffer;
+}
+
+/** The 16 address bytes of an eg_learned key. */
+export function learnedKeyAddress(buffer: Buffer): Buffer {
+  return buffer.subarray(LEARNED_KEY.addr.offset, LEARNED_KEY.addr.offset + LEARNED_KEY.addr.size);
 }
 
 export function decodeLearnedKey(buffer: Buffer): { workloadId: number; ruleId: number; ip: string } {
@@ -558,6 +583,11 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
   const comm = buffer.subarray(EVENT.comm.offset, EVENT.comm.offset + EVENT.comm.size);
   const nul = comm.indexOf(0);
   const sniLength = Math.min(buffer.readUInt16LE(EVENT.sni_len.offset), EVENT.sni.size);
+  const kind = buffer.readUInt8(EVENT.kind.offset);
+  if (kind !== EVENT_KIND.decision && kind !== EVENT_KIND.evidence)
+    throw new Error(`kernel event has an unknown kind ${kind}: ${buffer.toString('hex')}`);
+  const evidence = buffer.readUInt8(EVENT.evidence.offset);
+  const firstFlight = firstFlightOf(evidence);
   return {
     timestampNs: buffer.readBigUInt64LE(EVENT.timestamp_ns.offset),
     cgroupId: buffer.readBigUInt64LE(EVENT.cgroup_id.offset),
@@ -578,5 +608,17 @@ export function decodeEvent(buffer: Buffer): DecodedEvent {
     ...(layer === 'packet' && source.some((byte) => byte !== 0) ? { source: bytesToAddress(source) } : {}),
     ...(reason !== null ? { reason } : {}),
     suppressed: buffer.readUInt16LE(EVENT.suppressed.offset),
+    evidence: kind === EVENT_KIND.evidence,
+    ...(firstFlight !== null ? { firstFlight } : {}),
+    ...(evidence & EVIDENCE.ech ? { ech: true } : {}),
   };
+}
+
+/** enum eg_evidence bits as the first flight they describe; null when the datapath read none. */
+function firstFlightOf(bits: number): FirstFlightSeen | null {
+  if (bits & EVIDENCE.hello) return 'client-hello';
+  if (bits & EVIDENCE.http) return 'http-request';
+  if (bits & EVIDENCE.noHello) return 'none';
+  if (bits & EVIDENCE.other) return 'other';
+  return null;
 }

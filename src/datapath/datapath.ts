@@ -729,6 +729,7 @@ class KernelDatapath implements Datapath {
       dnsSteered: read(STAT.dnsSteered),
       flowsRefused: read(STAT.flowsRefused),
       candidateOverflows: read(STAT.candidateOverflows),
+      evidenceRead: read(STAT.evidenceRead),
       flowsEnded: read(STAT.flowsEnded),
       flowsNotEnded: this.flowsNotEnded,
     };

@@ -9,29 +9,43 @@
 //
 // Learning never shortens an entry: a later answer with a shorter TTL (a cached answer, another resolver) leaves the
 // kernel's longer expiry alone, as the address was already released to a workload that may connect until then.
-import { decodeLearnedKey, decodeLearnedValue, encodeLearnedKey, encodeLearnedValue } from './abi.js';
+import {
+  addressToBytes,
+  decodeLearnedKey,
+  decodeLearnedValue,
+  encodeLearnedKeyBytes,
+  encodeLearnedValue,
+  learnedKeyAddress,
+} from './abi.js';
 import type { NativeMap } from './native.js';
 import type { LearnedEntry } from './types.js';
 
-/** What the mirror keeps per kernel entry (the address is in the key). */
+/** What the mirror keeps per kernel entry. */
 export interface HeldLearned {
   workloadId: number;
   ruleId: number;
+  /** The key's 16 address bytes, hex. */
+  address: string;
   expiresAtNs: bigint;
 }
 
+/** Address spellings remembered with their key bytes; past this many the memo starts over. */
+const ADDRESS_MEMO_LIMIT = 65_536;
+
 export class LearnedTable {
-  /** Hex-encoded kernel key → what the kernel holds under it. */
+  /** `workload/rule/address hex` → what the kernel holds under that key. */
   private readonly held = new Map<string, HeldLearned>();
   /** Entries per workload id: the cap is checked on every new entry. */
   private readonly counts = new Map<number, number>();
+  /** Address as written → its key bytes (hex): answers repeat the same few addresses, parsing each costs more than the rest. */
+  private readonly addresses = new Map<string, string>();
 
   constructor(private readonly map: NativeMap) {
     for (const key of map.keys()) {
       const value = map.lookup(key);
       if (value === null) continue;
       const { workloadId, ruleId } = decodeLearnedKey(key);
-      this.record(key.toString('hex'), { workloadId, ruleId, expiresAtNs: decodeLearnedValue(value) });
+      this.record({ workloadId, ruleId, address: learnedKeyAddress(key).toString('hex'), expiresAtNs: decodeLearnedValue(value) });
     }
   }
 
@@ -41,18 +55,17 @@ export class LearnedTable {
    */
   learn(entries: readonly LearnedEntry[], maxPerWorkload: number): Map<number, number> {
     const refused = new Map<number, number>();
-    for (const entry of entries) {
-      const key = encodeLearnedKey(entry.workloadId, entry.ruleId, entry.ip);
-      const hex = key.toString('hex');
-      const held = this.held.get(hex);
-      if (held !== undefined && held.expiresAtNs >= entry.expiresAtNs) continue;
-      if (held === undefined && this.count(entry.workloadId) >= maxPerWorkload) {
-        refused.set(entry.workloadId, (refused.get(entry.workloadId) ?? 0) + 1);
+    for (const { workloadId, ruleId, ip, expiresAtNs } of entries) {
+      const address = this.addressHex(ip);
+      const held = this.held.get(mirrorKey(workloadId, ruleId, address));
+      if (held !== undefined && held.expiresAtNs >= expiresAtNs) continue;
+      if (held === undefined && this.count(workloadId) >= maxPerWorkload) {
+        refused.set(workloadId, (refused.get(workloadId) ?? 0) + 1);
         continue;
       }
-      this.map.update(key, encodeLearnedValue(entry.expiresAtNs));
-      if (held === undefined) this.record(hex, { workloadId: entry.workloadId, ruleId: entry.ruleId, expiresAtNs: entry.expiresAtNs });
-      else held.expiresAtNs = entry.expiresAtNs;
+      this.map.update(kernelKey(workloadId, ruleId, address), encodeLearnedValue(expiresAtNs));
+      if (held === undefined) this.record({ workloadId, ruleId, address, expiresAtNs });
+      else held.expiresAtNs = expiresAtNs;
     }
     return refused;
   }
@@ -60,10 +73,10 @@ export class LearnedTable {
   /** Delete every entry `matches` selects from the kernel and the mirror; returns how many the kernel removed. */
   delete(matches: (entry: HeldLearned) => boolean): number {
     let removed = 0;
-    for (const [hex, entry] of this.held) {
+    for (const [key, entry] of this.held) {
       if (!matches(entry)) continue;
-      if (this.map.delete(Buffer.from(hex, 'hex'))) removed++;
-      this.held.delete(hex);
+      if (this.map.delete(kernelKey(entry.workloadId, entry.ruleId, entry.address))) removed++;
+      this.held.delete(key);
       const left = this.count(entry.workloadId) - 1;
       if (left > 0) this.counts.set(entry.workloadId, left);
       else this.counts.delete(entry.workloadId);
@@ -79,8 +92,26 @@ export class LearnedTable {
     return this.held.size;
   }
 
-  private record(hex: string, entry: HeldLearned): void {
-    this.held.set(hex, entry);
+  private record(entry: HeldLearned): void {
+    this.held.set(mirrorKey(entry.workloadId, entry.ruleId, entry.address), entry);
     this.counts.set(entry.workloadId, this.count(entry.workloadId) + 1);
   }
+
+  private addressHex(ip: string): string {
+    let hex = this.addresses.get(ip);
+    if (hex === undefined) {
+      hex = addressToBytes(ip).toString('hex');
+      if (this.addresses.size >= ADDRESS_MEMO_LIMIT) this.addresses.clear();
+      this.addresses.set(ip, hex);
+    }
+    return hex;
+  }
+}
+
+function mirrorKey(workloadId: number, ruleId: number, address: string): string {
+  return `${workloadId}/${ruleId}/${address}`;
+}
+
+function kernelKey(workloadId: number, ruleId: number, address: string): Buffer {
+  return encodeLearnedKeyBytes(workloadId, ruleId, Buffer.from(address, 'hex'));
 }

@@ -100,6 +100,8 @@ export interface DatapathStats {
   flowsRefused: bigint;
   /** TLS connects with more webGroup/tlsRequired candidates than the kernel's list holds (decided by a rule walk). */
   candidateOverflows: bigint;
+  /** First flights of permitted TCP flows the kernel read for evidence events. */
+  evidenceRead: bigint;
   /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
   flowsEnded: bigint;
   /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy); their tc approval is purged. */

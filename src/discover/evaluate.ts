@@ -28,8 +28,9 @@ export interface EvaluationContext {
   tls: boolean;
 }
 
-/** The first payload of a TCP flow as the kernel reads it: a ClientHello (with or without SNI) or anything else. */
-export type FirstFlight = { clientHello: true; sni: string | null } | { clientHello: false };
+/** The first payload of a TCP flow as the kernel reads it: a ClientHello (with or without SNI), an HTTP/1.x request
+ * head (`http`: sni is its Host), or anything else. */
+export type FirstFlight = { clientHello: true; sni: string | null; http?: true } | { clientHello: false };
 
 export interface FlowQuery {
   /** The destination address; null when only a name is known (then only default routes and names can match). */
@@ -106,6 +107,7 @@ export function describeDomains(rule: CompiledRule): string {
 /** Does a first flight satisfy a TLS candidate (candidate_matches)? */
 function candidateMatches(rule: CompiledRule, flight: FirstFlight): boolean {
   if (!flight.clientHello) return false;
+  if (flight.http && (rule.domains === null || rule.tlsRequired)) return false; // a Host header stands for a name, never for TLS
   if (rule.domains === null) return true; // tlsRequired alone: any ClientHello
   if (flight.sni === null || flight.sni === '') return false;
   return domainIndexFor(rule.domains).matches(normalizeDomain(flight.sni));

@@ -4,7 +4,7 @@
 // never computed from part of a file without saying so.
 import { readFileSync } from 'node:fs';
 import { VERDICTS, LAYERS } from '../events/history.js';
-import type { FlowEvent } from '../events/types.js';
+import type { FirstFlightSeen, FlowEvent, FqdnSource, LearnedFrom } from '../events/types.js';
 
 /** What recorded traffic holds: flows in file order, and the losses the pipeline reported while recording. */
 export interface RecordedEvents {
@@ -38,6 +38,10 @@ const isString: Check = (v) => typeof v === 'string';
 const isNullableString: Check = (v) => v === null || typeof v === 'string';
 const isCount: Check = (v) => Number.isSafeInteger(v) && (v as number) >= 1;
 const isPort: Check = (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
+const isName: Check = (v) => typeof v === 'string' && v !== '';
+const FQDN_SOURCES: readonly FqdnSource[] = ['dns', 'sni', 'http-host', 'none'];
+const LEARNED_FROM: readonly LearnedFrom[] = ['workload-dns', 'agent-resolution', 'other-workload-dns'];
+const FIRST_FLIGHTS: readonly FirstFlightSeen[] = ['client-hello', 'http-request', 'other', 'none'];
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The fields a flow record must carry to be replayed or suggested from, with the check each must pass. */
@@ -54,12 +58,23 @@ const FLOW_FIELDS: [string, Check, string][] = [
     'an object with ip, port (0-65535), protocol and family (4 or 6)',
   ],
   ['fqdn', isNullableString, 'a string or null'],
-  ['fqdnSource', (v) => v === 'dns' || v === 'sni' || v === 'none', 'one of dns, sni, none'],
+  ['fqdnSource', (v) => FQDN_SOURCES.includes(v as FqdnSource), `one of ${FQDN_SOURCES.join(', ')}`],
   ['layer', (v) => LAYERS.includes(v as FlowEvent['layer']), `one of ${LAYERS.join(', ')}`],
   ['verdict', (v) => VERDICTS.includes(v as FlowEvent['verdict']), `one of ${VERDICTS.join(', ')}`],
   ['tier', (v) => v === 0 || v === 1 || v === 2 || v === 3, 'a tier: 0, 1, 2 or 3'],
   ['rule', isString, 'a rule name'],
   ['count', isCount, 'a positive integer'],
+];
+
+/** What the datapath saw of a flow: optional, but each one present must be what the agent writes. */
+const SIGHTING_FIELDS: [string, Check, string][] = [
+  ['sni', isName, 'the server name a ClientHello sent (a non-empty string)'],
+  ['httpHost', isName, 'the Host an HTTP request sent (a non-empty string)'],
+  ['learnedName', isName, 'the name the address was learned for (a non-empty string)'],
+  ['learnedFrom', (v) => LEARNED_FROM.includes(v as LearnedFrom), `one of ${LEARNED_FROM.join(', ')}`],
+  ['firstFlight', (v) => FIRST_FLIGHTS.includes(v as FirstFlightSeen), `one of ${FIRST_FLIGHTS.join(', ')}`],
+  ['ech', (v) => v === true, 'true (or absent)'],
+  ['evidence', (v) => v === true, 'true (or absent)'],
 ];
 
 function checkFlow(record: Record<string, unknown>): string | null {
@@ -70,8 +85,9 @@ function checkFlow(record: Record<string, unknown>): string | null {
   const policy = record.policy;
   if (policy !== null && !(isObject(policy) && isString(policy.namespace) && isString(policy.name)))
     return `flow record field "policy" is ${JSON.stringify(policy)}; want null or an object with namespace and name`;
-  if (record.resolvedName !== undefined && !isString(record.resolvedName))
-    return `flow record field "resolvedName" is ${JSON.stringify(record.resolvedName)}; want a name`;
+  for (const [field, check, want] of SIGHTING_FIELDS)
+    if (record[field] !== undefined && !check(record[field]))
+      return `flow record field "${field}" is ${JSON.stringify(record[field])}; want ${want}`;
   const dns = record.dns;
   if (dns !== undefined && !(isObject(dns) && isString(dns.query) && Array.isArray(dns.answers) && dns.answers.every(isString)))
     return `flow record field "dns" is ${JSON.stringify(dns)}; want an object with query and answers (strings)`;

@@ -10,6 +10,7 @@ import type { CompiledRule } from '../policy/types.js';
 import type { ValidatedPolicy } from '../policy/validate.js';
 import { unmapIpv4 } from '../model/ip.js';
 import { evaluateFlow, type EvaluationContext, type FirstFlight } from './evaluate.js';
+import { joinEvidence, learnedNameOf, sentName } from './evidence.js';
 
 export interface ReplayContext extends EvaluationContext {
   /** baseline.dnsNames: suffixes always answered. */
@@ -42,11 +43,18 @@ export interface ReplayResult {
 
 const ruleText = (rule: CompiledRule) => `${rule.policy.namespace}/${rule.policy.name}:${rule.name}`;
 
-/** What an event shows the flow sent first; `assumed` when the recording cannot tell. */
+/** What an event shows the flow sent first; `assumed` when the recording cannot tell (a connect decision with no
+ * evidence joined to it: its learned name stands in for the SNI). */
 function firstFlightOf(event: FlowEvent): { flight: FirstFlight; assumed: boolean } {
-  if (event.layer === 'tls')
-    return event.fqdnSource === 'sni' && event.fqdn !== null
-      ? { flight: { clientHello: true, sni: event.fqdn }, assumed: false }
+  const sent = sentName(event);
+  if (event.firstFlight !== undefined) {
+    if (event.firstFlight === 'client-hello') return { flight: { clientHello: true, sni: sent }, assumed: false };
+    if (event.firstFlight === 'http-request') return { flight: { clientHello: true, sni: sent, http: true }, assumed: false };
+    return { flight: { clientHello: false }, assumed: false };
+  }
+  if (event.layer === 'tls' || event.layer === 'http')
+    return sent !== null
+      ? { flight: { clientHello: true, sni: sent, ...(event.layer === 'http' ? { http: true as const } : {}) }, assumed: false }
       : { flight: { clientHello: false }, assumed: false };
   return event.fqdn !== null
     ? { flight: { clientHello: true, sni: event.fqdn }, assumed: true }
@@ -86,7 +94,8 @@ class LearnedState {
   }
 }
 
-/** Replay `events` (in recorded order) against `policies`. */
+/** Replay `events` (in recorded order) against `policies`; evidence takes the place of the decisions it describes, so
+ * webGroup rules are judged on the name each flow really sent. */
 export function replay(events: readonly FlowEvent[], policies: readonly ValidatedPolicy[], context: ReplayContext): ReplayResult {
   const rulesByWorkload = new Map<string, CompiledRule[]>();
   const results = new Map<string, WorkloadReplay>();
@@ -95,7 +104,7 @@ export function replay(events: readonly FlowEvent[], policies: readonly Validate
   const learned = new LearnedState();
   const baseline = { dnsNames: context.dnsNames, mode: context.mode };
 
-  for (const event of events) {
+  for (const event of joinEvidence(events)) {
     if (event.workload.namespace === '') {
       skip('the workload was not enrolled when it was recorded', event.count);
       continue;
@@ -136,11 +145,11 @@ export function replay(events: readonly FlowEvent[], policies: readonly Validate
 
     const ip = unmapIpv4(event.destination.ip);
     // The name the agent's enricher gave the address came from a DNS answer: stand in for it when the file lacks it.
-    const resolvedName = event.fqdnSource === 'dns' ? event.fqdn : (event.resolvedName ?? null);
-    if (resolvedName !== null) {
-      const decision = decideName(rules, resolvedName, baseline);
+    const learnedName = learnedNameOf(event);
+    if (learnedName !== null) {
+      const decision = decideName(rules, learnedName, baseline);
       if (decision.verdict === 'permitted') learned.learn(key, ip, decision.learnFor);
-      learned.sawName(ip, resolvedName);
+      learned.sawName(ip, learnedName);
     }
     const { flight, assumed } = firstFlightOf(event);
     const evaluation = evaluateFlow(

@@ -5,7 +5,7 @@
 import type { FlowEvent } from '../events/types.js';
 
 export interface WorkloadRollout {
-  /** Connections (connect or TLS layer) the tier-3 default permitted. */
+  /** Connections (connect, TLS or HTTP layer) the tier-3 default permitted. */
   flowsDeniedIfDefaultFlipped: number;
   /** DNS queries the tier-3 default answered. */
   queriesDeniedIfDefaultFlipped: number;
@@ -25,7 +25,7 @@ export class RolloutCounter {
   constructor(private readonly workloadsRemembered = DEFAULT_WORKLOADS_REMEMBERED) {}
 
   observe(event: FlowEvent): void {
-    if (event.workload.namespace === '') return;
+    if (event.workload.namespace === '' || event.evidence) return; // evidence describes a flow already counted
     const key = `${event.workload.namespace}/${event.workload.name}`;
     let entry = this.byWorkload.get(key);
     if (entry) this.byWorkload.delete(key);
@@ -34,7 +34,7 @@ export class RolloutCounter {
     if (this.byWorkload.size > this.workloadsRemembered) this.byWorkload.delete(this.byWorkload.keys().next().value!);
     if (event.tier === 3 && event.verdict === 'permitted') {
       if (event.layer === 'dns') entry.queries += event.count;
-      else if (event.layer === 'connect' || event.layer === 'tls') entry.flows += event.count;
+      else if (event.layer === 'connect' || event.layer === 'tls' || event.layer === 'http') entry.flows += event.count;
     } else if (event.verdict === 'would-deny' || event.verdict === 'would-permit') {
       const rule = event.policy ? `${event.policy.namespace}/${event.policy.name}:${event.rule}` : event.rule;
       const counts = entry.watch.get(rule) ?? { wouldPermit: 0, wouldDeny: 0 };

@@ -5,6 +5,7 @@
 // translator's grammar rejects. Names are grouped under `*.suffix` only when enough distinct names, each seen more
 // than once, share that suffix, and the policy says so in a comment.
 import type { FlowEvent } from '../events/types.js';
+import { isFronted, joinEvidence, learnedNameOf, sentName } from './evidence.js';
 import { parseDomainPattern } from '../policy/domains.js';
 import { parseManifests } from '../policy/parse.js';
 import { POLICY_API_VERSION, FIREWALL_POLICY_KIND } from '../policy/manifest.js';
@@ -71,9 +72,9 @@ function destinationText(event: FlowEvent): string {
   return `${event.fqdn ? `${event.fqdn} ` : ''}${family === 6 ? `[${ip}]` : ip}:${port}/${protocol}`;
 }
 
-/** The name a flow went to, as the datapath saw it: the SNI when the kernel read one, else the resolved name. */
+/** The name a flow went to, as the datapath saw it: the name it sent when the kernel read one, else the learned name. */
 function nameOf(event: FlowEvent): string | null {
-  return event.fqdn === null ? null : event.fqdn.toLowerCase().replace(/\.$/, '');
+  return sentName(event) ?? learnedNameOf(event) ?? (event.fqdn === null ? null : event.fqdn.toLowerCase().replace(/\.$/, ''));
 }
 
 /** The reason the translator's grammar (or the baseline) keeps a name out of a webGroup, or null. */
@@ -181,8 +182,8 @@ function groupWildcards(
 
 export function suggestPolicies(events: readonly FlowEvent[], options: SuggestOptions = DEFAULT_SUGGEST_OPTIONS): Suggestion[] {
   const groups = new Map<string, Group>();
-  for (const event of events) {
-    if (event.layer !== 'connect' && event.layer !== 'tls') continue;
+  for (const event of joinEvidence(events)) {
+    if (event.layer !== 'connect' && event.layer !== 'tls' && event.layer !== 'http') continue;
     if (event.verdict === 'would-deny' || event.verdict === 'would-permit') continue;
     const group = groupOf(event);
     if (group === null) continue; // unenrolled, or no label to select it by
@@ -205,6 +206,7 @@ function suggestFor(group: Group, options: SuggestOptions): Suggestion {
     else leftOut.set(what, { what, flows, reason });
   };
   const nameCounts = new Map<string, number>();
+  const sniOnly = new Map<string, number>();
   for (const event of group.events) {
     const name = nameOf(event);
     const { port, protocol } = event.destination;
@@ -220,12 +222,22 @@ function suggestFor(group: Group, options: SuggestOptions): Suggestion {
       );
       continue;
     }
-    const resolved = event.resolvedName?.toLowerCase().replace(/\.$/, '');
-    if (event.fqdnSource === 'sni' && resolved !== undefined && resolved !== name) {
+    if (event.firstFlight === 'none' || event.firstFlight === 'other') {
       leave(
-        `${name} at ${destinationText({ ...event, fqdn: resolved })}`,
+        `${name} at ${destinationText(event)}`,
         event.count,
-        `the flow's SNI differs from the name its address was resolved for (${resolved}): possible domain fronting`,
+        event.firstFlight === 'none'
+          ? 'the connection closed before it sent a ClientHello: nothing shows the name it was for'
+          : 'its first bytes were neither a ClientHello nor an HTTP request: a webGroup rule, which reads the SNI, would deny it',
+      );
+      continue;
+    }
+    if (isFronted(event)) {
+      const learned = learnedNameOf(event)!;
+      leave(
+        `${name} at ${destinationText({ ...event, fqdn: learned })}`,
+        event.count,
+        `the flow's SNI differs from the name its address was learned for (${learned}): possible domain fronting`,
       );
       continue;
     }
@@ -234,7 +246,17 @@ function suggestFor(group: Group, options: SuggestOptions): Suggestion {
       leave(name, event.count, problem);
       continue;
     }
+    if (learnedNameOf(event) === null) {
+      sniOnly.set(name, (sniOnly.get(name) ?? 0) + event.count);
+      continue;
+    }
     nameCounts.set(name, (nameCounts.get(name) ?? 0) + event.count);
+  }
+  // A name only ever sent as an SNI, to addresses no lookup of it returned (hard-coded ones, say), counts only when
+  // honest flows show the name learned from DNS too: a webGroup permits the addresses learned for its names.
+  for (const [name, count] of sniOnly) {
+    if (nameCounts.has(name)) nameCounts.set(name, nameCounts.get(name)! + count);
+    else leave(name, count, 'only ever seen as an SNI, never learned from DNS for its address (sniOnly): a webGroup would not permit it');
   }
   for (const [name, count] of nameCounts) {
     if (count === 1 && !options.includeRare) {

@@ -191,7 +191,7 @@ export class NameRefresher {
     if (plan !== null) {
       for (const [workloadId, ruleIds] of entry.targets) {
         try {
-          await this.options.sink.learn(workloadId, ruleIds, addresses, plan.learnTtlSeconds);
+          await this.options.sink.learn(workloadId, ruleIds, addresses, plan.learnTtlSeconds, entry.name);
         } catch (error) {
           problems.push(`learn for workload ${workloadId} failed: ${(error as Error).message}`);
         }

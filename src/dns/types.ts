@@ -27,8 +27,9 @@ export interface DnsPolicyOracle {
 }
 
 export interface LearnedIpSink {
-  /** Install addresses for (workloadId, ruleIds) with expiry; MUST be complete when the promise resolves. */
-  learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): void | Promise<void>;
+  /** Install addresses for (workloadId, ruleIds) with expiry; MUST be complete when the promise resolves. `name` is
+   * the name they answer for. */
+  learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number, name: string): void | Promise<void>;
 }
 
 /** A trusted resolver the proxy and the refresher query. */

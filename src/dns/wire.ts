@@ -3,6 +3,8 @@
 // (labels containing dots or binary bytes decode to strings that name something else).
 
 import dnsPacket from 'dns-packet';
+import dnsClasses from 'dns-packet/classes.js';
+import dnsTypes from 'dns-packet/types.js';
 
 const HEADER_BYTES = 12;
 const FLAG_QR = 0x8000;
@@ -15,6 +17,7 @@ const MAX_NAME_WIRE_BYTES = 255;
 /** Letters, digits, hyphen, underscore (SRV-style labels): everything a host or service name needs. */
 const LABEL_BYTE = /^[A-Za-z0-9_-]+$/;
 const PLAIN_DNS_UDP_LIMIT = 512;
+const TYPE_OPT = 41;
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 export type RcodeName = keyof typeof RCODE;
@@ -74,49 +77,63 @@ export function parseQuery(message: Buffer): ParsedQuery {
   if (message.readUInt16BE(6) !== 0 || message.readUInt16BE(8) !== 0) {
     return reject('FORMERR', 'query carries answer or authority records');
   }
-  const nameProblem = checkQuestionName(message);
-  if (nameProblem !== null) return reject('FORMERR', nameProblem);
-  let decoded: dnsPacket.DecodedPacket;
-  try {
-    decoded = dnsPacket.decode(message);
-  } catch (error) {
-    return reject('FORMERR', `undecodable query: ${(error as Error).message}`);
-  }
-  const raw = decoded.questions?.[0];
-  if (raw === undefined) return reject('FORMERR', 'query has no question');
-  const name = raw.name === '.' ? '' : raw.name;
-  const question: DnsQuestion = { name, normalizedName: name.toLowerCase(), type: raw.type, class: raw.class ?? 'IN' };
+  const read = readQuestionName(message);
+  if (typeof read === 'string') return reject('FORMERR', read);
+  const name = read.name;
+  const question: DnsQuestion = {
+    name,
+    normalizedName: name.toLowerCase(),
+    type: dnsTypes.toString(message.readUInt16BE(read.end)),
+    class: dnsClasses.toString(message.readUInt16BE(read.end + 2)),
+  };
+  const edns = readEdns(message, read.end + 4);
+  if (typeof edns === 'string') return reject('FORMERR', `undecodable query: ${edns}`);
   if (name === '') return reject('FORMERR', 'query for the root name is not served', question);
-  return { kind: 'query', query: { id: header.id, flags: header.flags, question, edns: ednsOf(decoded) } };
+  return { kind: 'query', query: { id: header.id, flags: header.flags, question, edns } };
 }
 
-/** Walk the question name's labels on the wire: no compression, host-name characters only, RFC 1035 lengths. */
-function checkQuestionName(message: Buffer): string | null {
+/**
+ * Read the question name's labels on the wire: no compression, host-name characters only, RFC 1035 lengths. Returns
+ * the name (no trailing dot; '' for the root) and the offset of its type, or what is wrong with it.
+ */
+function readQuestionName(message: Buffer): { name: string; end: number } | string {
   let offset = HEADER_BYTES;
   let wireBytes = 0;
+  const labels: string[] = [];
   for (;;) {
     if (offset >= message.length) return 'question name runs past the end of the message';
     const length = message[offset] as number;
-    if (length === 0) return offset + 5 <= message.length ? null : 'question is truncated before its type and class';
+    if (length === 0) {
+      return offset + 5 <= message.length ? { name: labels.join('.'), end: offset + 1 } : 'question is truncated before its type and class';
+    }
     if ((length & 0xc0) !== 0) return 'question name uses compression or an extended label type';
-    const label = message.subarray(offset + 1, offset + 1 + length);
-    if (label.length !== length) return 'question name runs past the end of the message';
+    if (offset + 1 + length > message.length) return 'question name runs past the end of the message';
     wireBytes += length + 1;
     if (wireBytes + 1 > MAX_NAME_WIRE_BYTES) return `question name exceeds ${MAX_NAME_WIRE_BYTES} bytes`;
-    if (!LABEL_BYTE.test(label.toString('latin1'))) {
-      return 'question name has a label with characters other than letters, digits, "-" and "_"';
-    }
+    const label = message.toString('latin1', offset + 1, offset + 1 + length);
+    if (!LABEL_BYTE.test(label)) return 'question name has a label with characters other than letters, digits, "-" and "_"';
+    labels.push(label);
     offset += length + 1;
   }
 }
 
-function ednsOf(packet: dnsPacket.DecodedPacket): EdnsInfo | null {
-  const opt = packet.additionals?.find((record): record is dnsPacket.OptAnswer => record.type === 'OPT');
-  if (opt === undefined) return null;
-  return {
-    udpPayloadSize: Math.max(PLAIN_DNS_UDP_LIMIT, opt.udpPayloadSize),
-    dnssecOk: (opt.flags & dnsPacket.DNSSEC_OK) !== 0,
-  };
+/** The EDNS the additional section carries (its first OPT record), walking every record from `offset`; or what is wrong. */
+function readEdns(message: Buffer, offset: number): EdnsInfo | null | string {
+  let edns: EdnsInfo | null = null;
+  let at = offset;
+  for (let record = message.readUInt16BE(10); record > 0; record -= 1) {
+    at = skipName(message, at);
+    if (at < 0 || at + 10 > message.length) return 'additional record runs past the end of the message';
+    const rdataEnd = at + 10 + message.readUInt16BE(at + 8);
+    if (rdataEnd > message.length) return 'additional record data runs past the end of the message';
+    if (message.readUInt16BE(at) === TYPE_OPT && edns === null) {
+      // OPT: the class is the sender's UDP payload size; the TTL holds extended rcode, version and flags (DO first).
+      const udpPayloadSize = Math.max(PLAIN_DNS_UDP_LIMIT, message.readUInt16BE(at + 2));
+      edns = { udpPayloadSize, dnssecOk: (message.readUInt16BE(at + 6) & dnsPacket.DNSSEC_OK) !== 0 };
+    }
+    at = rdataEnd;
+  }
+  return edns;
 }
 
 /** Largest UDP response the client said it accepts. */
@@ -213,8 +230,6 @@ function skipName(message: Buffer, offset: number): number {
   }
   return -1;
 }
-
-const TYPE_OPT = 41;
 
 /**
  * Calls `visit` with the offset of each resource record's TTL field (answer section first), in order; false when the

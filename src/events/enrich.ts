@@ -1,6 +1,6 @@
 // Enrichment: turns what the kernel and the DNS proxy report (ids, addresses) into FlowEvents a SOC can read
 // (workload identity, rule and policy names, the destination's name as last resolved).
-import type { KernelEvent } from '../model/decision.js';
+import type { KernelEvent, LearnedFrom } from '../model/decision.js';
 import type { DnsDecisionEvent } from '../dns/types.js';
 import type { Workload } from '../identity/registry.js';
 import type { FlowEvent, Tier, WorkloadIdentity } from './types.js';
@@ -29,14 +29,19 @@ function identityOf(w: Workload): WorkloadIdentity {
   return { namespace: w.namespace, name: w.name, labels: w.labels, podIps: w.addresses, cgroupId: w.cgroupId.toString() };
 }
 
+interface LearnedName {
+  name: string;
+  from: LearnedFrom;
+}
+
 const protocolNames: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
 /** The rule name of a packet-layer drop that no rule decided (the event's reason says why). */
 export const PACKET_INTEGRITY_RULE = 'packet-integrity';
 const DEFAULT_NAMES_REMEMBERED = 65_536;
 
 export class Enricher {
-  /** Last name each address was resolved to, per workload (`id|ip`) and node-wide (`ip`). */
-  private readonly namesByAddress = new Map<string, string>();
+  /** Last name each address was learned for, per workload (`id|ip`) and node-wide (`ip`), and how. */
+  private readonly namesByAddress = new Map<string, LearnedName>();
   private readonly namesRemembered: number;
 
   constructor(private readonly options: EnricherOptions) {
@@ -47,8 +52,8 @@ export class Enricher {
   fromDns(e: DnsDecisionEvent): FlowEvent {
     const w = e.workloadKey ? this.options.workloads.byKey(e.workloadKey) : null;
     for (const ip of e.answers) {
-      this.rememberName(ip, e.query);
-      if (w) this.rememberName(`${w.workloadId}|${ip}`, e.query);
+      this.rememberName(ip, { name: e.query, from: 'workload-dns' });
+      if (w) this.rememberName(`${w.workloadId}|${ip}`, { name: e.query, from: 'workload-dns' });
     }
     return {
       time: e.time,
@@ -78,8 +83,9 @@ export class Enricher {
         ? { tier: 3, name: 'default-action', policy: null }
         : (this.options.ruleLabel(event.ruleId) ?? { tier: event.tier, name: `rule#${event.ruleId}`, policy: null });
     // A dropped packet (a forged source above all) is named only from its own workload's lookups, never another's.
-    const resolved = event.reason ? this.ownNameOf(event.workloadId, event.ip) : this.nameOf(event.workloadId, event.ip);
-    const fqdn = event.sni ?? resolved;
+    const learned = event.reason ? this.ownNameOf(event.workloadId, event.ip) : this.learnedNameOf(event.workloadId, event.ip);
+    const fqdn = event.sni ?? learned?.name ?? null;
+    const sent = event.sni === null ? {} : event.layer === 'http' ? { httpHost: event.sni } : { sni: event.sni };
     return {
       time: new Date().toISOString(),
       node: this.options.node(),
@@ -94,7 +100,11 @@ export class Enricher {
       ...(event.source !== undefined ? { source: { ip: event.source } } : {}),
       fqdn,
       fqdnSource: event.sni ? (event.layer === 'http' ? 'http-host' : 'sni') : fqdn ? 'dns' : 'none',
-      ...(event.sni && resolved !== null ? { resolvedName: resolved } : {}),
+      ...sent,
+      ...(learned !== null ? { learnedName: learned.name, learnedFrom: learned.from } : {}),
+      ...(event.firstFlight !== undefined ? { firstFlight: event.firstFlight } : {}),
+      ...(event.ech ? { ech: true as const } : {}),
+      ...(event.evidence ? { evidence: true as const } : {}),
       layer: event.layer,
       verdict: event.verdict,
       tier: event.tier,
@@ -106,19 +116,39 @@ export class Enricher {
     };
   }
 
-  /** The name `ip` was last resolved to by this workload, else by any workload; null when none is remembered. */
-  nameOf(workloadId: number, ip: string): string | null {
-    return this.namesByAddress.get(`${workloadId}|${ip}`) ?? this.namesByAddress.get(ip) ?? null;
+  /**
+   * The agent resolved a policy's exact name for a workload (the name refresher): its addresses are learned for that
+   * name. An answer to the workload's own query for the same name stays the better evidence and is kept.
+   */
+  fromAgentLookup(workloadId: number, name: string, ips: readonly string[]): void {
+    for (const ip of ips) {
+      const key = `${workloadId}|${ip}`;
+      const have = this.namesByAddress.get(key);
+      if (have?.name === name && have.from === 'workload-dns') continue;
+      this.rememberName(key, { name, from: 'agent-resolution' });
+    }
   }
 
-  private ownNameOf(workloadId: number, ip: string): string | null {
+  /** The name `ip` was last resolved to by this workload, else by any workload; null when none is remembered. */
+  nameOf(workloadId: number, ip: string): string | null {
+    return this.learnedNameOf(workloadId, ip)?.name ?? null;
+  }
+
+  private learnedNameOf(workloadId: number, ip: string): LearnedName | null {
+    const own = this.ownNameOf(workloadId, ip);
+    if (own !== null) return own;
+    const other = this.namesByAddress.get(ip);
+    return other === undefined ? null : { name: other.name, from: other.from === 'workload-dns' ? 'other-workload-dns' : other.from };
+  }
+
+  private ownNameOf(workloadId: number, ip: string): LearnedName | null {
     return this.namesByAddress.get(`${workloadId}|${ip}`) ?? null;
   }
 
   /** Bounded: workloads decide how many names they look up. The oldest entries go first. */
-  private rememberName(key: string, name: string): void {
+  private rememberName(key: string, learned: LearnedName): void {
     this.namesByAddress.delete(key);
-    this.namesByAddress.set(key, name);
+    this.namesByAddress.set(key, learned);
     if (this.namesByAddress.size > this.namesRemembered) this.namesByAddress.delete(this.namesByAddress.keys().next().value!);
   }
 

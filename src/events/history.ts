@@ -22,7 +22,7 @@ export interface ObserveFilter {
 }
 
 export const VERDICTS: readonly Verdict[] = ['permitted', 'denied', 'would-deny', 'would-permit'];
-export const LAYERS: readonly Layer[] = ['connect', 'dns', 'tls', 'packet'];
+export const LAYERS: readonly Layer[] = ['connect', 'dns', 'tls', 'packet', 'http'];
 export const DEFAULT_HISTORY_SIZE = 10_000;
 
 function normalName(name: string): string {

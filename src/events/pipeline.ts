@@ -1,6 +1,7 @@
 // Event pipeline: attributes every decision to one FlowEvent, aggregates floods and fans out to the sinks.
 //
-// Aggregation: per key (workload, destination ip/port/protocol, fqdn, layer, verdict, tier, policy, rule) the first
+// Aggregation: per key (workload, destination ip/port/protocol, fqdn, evidence or decision, learned name, first flight,
+// layer, verdict, tier, policy, rule) the first
 // occurrence is written at once (a SOC sees the first attempt immediately); identical ones within `windowMs` of it
 // are counted and written as one event with `count` when the window closes (the SOC sees the volume). Fields
 // outside the key (process, DNS query type) of that counted event are those of the first repeat. The FQDN is in the key
@@ -63,6 +64,9 @@ function aggregationKey(event: FlowEvent): string {
     destination.port,
     destination.protocol,
     event.fqdn,
+    event.evidence === true,
+    event.learnedName ?? null,
+    event.firstFlight ?? null,
     event.layer,
     event.verdict,
     event.tier,

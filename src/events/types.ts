@@ -1,9 +1,9 @@
 // The one internal flow event every renderer (JSON lines, OCSF, CEF, ...) reads.
-import type { FqdnSource, Layer, Tier, Verdict } from '../model/decision.js';
+import type { FirstFlightSeen, FqdnSource, LearnedFrom, Layer, Tier, Verdict } from '../model/decision.js';
 import type { WorkloadIdentity } from '../model/workload.js';
 
 // The vocabulary moved to src/model; re-exported so existing importers keep compiling.
-export type { FqdnSource, Layer, Tier, Verdict } from '../model/decision.js';
+export type { FirstFlightSeen, FqdnSource, LearnedFrom, Layer, Tier, Verdict } from '../model/decision.js';
 export type { WorkloadIdentity } from '../model/workload.js';
 
 export interface FlowEvent {
@@ -17,9 +17,20 @@ export interface FlowEvent {
   source?: { ip: string };
   fqdn: string | null;
   fqdnSource: FqdnSource;
-  /** When `fqdn` is the SNI the flow sent: the name the workload's DNS answers gave the address, if any (they differ
-   * for a fronted flow). */
-  resolvedName?: string;
+  /** The server_name its ClientHello sent, as the datapath read it (whatever `fqdn` shows). */
+  sni?: string;
+  /** The Host header its HTTP/1.x request sent, as the datapath read it. */
+  httpHost?: string;
+  /** The name the destination address was learned for (a fronted flow's SNI differs from it). */
+  learnedName?: string;
+  /** How learnedName was learned. */
+  learnedFrom?: LearnedFrom;
+  /** What the flow sent first, when the datapath read it (`none`: it closed without a complete first flight). */
+  firstFlight?: FirstFlightSeen;
+  /** The ClientHello carried encrypted_client_hello: its real name is hidden. */
+  ech?: true;
+  /** Evidence of a flow an earlier decision (named by tier, policy and rule) permitted: not a decision itself. */
+  evidence?: true;
   layer: Layer;
   verdict: Verdict;
   tier: Tier;

@@ -11,13 +11,10 @@
 
 import { AppsV1Api, type KubeConfig, type V1DaemonSet } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { AgentOwner } from './agent-owner.js';
 import { ResilientInformer } from './informer.js';
 
-/** The DaemonSet that runs this agent, as the chart passes it (downward API namespace, release name). */
-export interface AgentOwner {
-  namespace: string;
-  daemonSet: string;
-}
+export { agentOwnerFromEnv, type AgentOwner } from './agent-owner.js';
 
 /** null: the DaemonSet does not exist (HTTP 404). */
 export type DaemonSetReader = (owner: AgentOwner) => Promise<{ deletionTimestamp: Date | null } | null>;
@@ -26,13 +23,6 @@ export interface StopDecision {
   /** true: end enforcement on this node (detach, unpin); false: leave the pinned state for the next agent. */
   cleanNode: boolean;
   reason: string;
-}
-
-/** The owner from the environment the chart sets, or null outside the chart (host mode, a hand-run agent). */
-export function agentOwnerFromEnv(env: NodeJS.ProcessEnv): AgentOwner | null {
-  const namespace = env.POD_NAMESPACE?.trim();
-  const daemonSet = env.EGRESSGUARD_DAEMONSET?.trim();
-  return namespace && daemonSet ? { namespace, daemonSet } : null;
 }
 
 /**

@@ -28,6 +28,7 @@ export interface MetricsSources {
     dnsSteered: bigint;
     flowsRefused: bigint;
     candidateOverflows: bigint;
+    evidenceRead: bigint;
   };
   /** Approved flows the kernel holds (all workloads) and the table's capacity. */
   approvedFlows(): { entries: number; capacity: number };
@@ -120,6 +121,15 @@ class Tally {
   }
 }
 
+/** How the name a flow sent compares with the name its address was learned for (a bounded label). */
+function nameEvidence(event: FlowEvent): string {
+  const sent = event.sni ?? event.httpHost;
+  if (sent === undefined) return 'none-sent';
+  if (event.learnedName === undefined) return 'not-learned';
+  const plain = (name: string) => name.toLowerCase().replace(/\.$/, '');
+  return plain(sent) === plain(event.learnedName) ? 'matches-learned' : 'differs-from-learned';
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly flows = new Tally();
@@ -127,6 +137,8 @@ export class AgentMetrics {
   private flowSeries = 0;
   private flowSeriesOverflow = 0;
   private readonly dnsAnswers = new Tally();
+  private readonly evidence = new Tally();
+  private readonly defaultFlip = new Tally();
   private readonly reconcileDuration: Histogram<'outcome'>;
   private readonly propagation: Histogram;
 
@@ -149,6 +161,21 @@ export class AgentMetrics {
     );
     mirroredCounter(registry, 'dns_answers_total', 'Answers the DNS proxy gave workloads, by response code.', ['rcode'], () =>
       this.dnsAnswers.read(),
+    );
+    mirroredCounter(
+      registry,
+      'flow_evidence_total',
+      'Evidence events: what permitted TCP flows sent first (first_flight: client-hello, http-request, other, none), and whether the ' +
+        'name sent matches the name its address was learned for (name: matches-learned, differs-from-learned, not-learned, none-sent).',
+      ['first_flight', 'name'],
+      () => this.evidence.read(),
+    );
+    mirroredCounter(
+      registry,
+      'default_flip_would_deny_total',
+      'Decisions the default action permitted (tier 3): what flipping the default to deny would deny, by namespace and layer.',
+      ['namespace', 'layer'],
+      () => this.defaultFlip.read(),
     );
     this.reconcileDuration = new Histogram({
       name: `${METRIC_PREFIX}reconcile_duration_seconds`,
@@ -199,6 +226,13 @@ export class AgentMetrics {
       'TLS connects to an address more webGroup/tlsRequired rules matched than the kernel remembers (8): their ClientHello was judged by walking the rules.',
       [],
       kernel((k) => k.candidateOverflows),
+    );
+    mirroredCounter(
+      registry,
+      'kernel_evidence_reads_total',
+      'First flights of permitted TCP flows the kernel read for evidence events (SNI, HTTP Host).',
+      [],
+      kernel((k) => k.evidenceRead),
     );
     mirroredCounter(
       registry,
@@ -283,12 +317,19 @@ export class AgentMetrics {
     );
   }
 
-  /** Count one decision as it enters the pipeline (an aggregate of n counts n). */
+  /** Count one decision (or one piece of evidence) as it enters the pipeline (an aggregate of n counts n). */
   observeFlow(event: FlowEvent): void {
     const count = Number.isSafeInteger(event.count) && event.count > 1 ? event.count : 1;
+    if (event.evidence) {
+      const firstFlight = event.firstFlight ?? 'other';
+      const name = nameEvidence(event);
+      this.evidence.add(`${firstFlight}\n${name}`, count, () => ({ first_flight: firstFlight, name }));
+      return;
+    }
     const { verdict, layer } = event;
     const tier = String(event.tier);
     const namespace = event.workload.namespace;
+    if (tier === '3' && verdict === 'permitted') this.defaultFlip.add(`${namespace}\n${layer}`, count, () => ({ namespace, layer }));
     const policy = event.policy === null ? '' : `${event.policy.namespace}/${event.policy.name}`;
     const base = `${verdict}\n${tier}\n${layer}\n${namespace}\n`;
     const labels = (policyLabel: string, rule: string) => () => ({ verdict, tier, layer, namespace, policy: policyLabel, rule });

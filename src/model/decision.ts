@@ -8,6 +8,15 @@ export type FqdnSource = 'dns' | 'sni' | 'http-host' | 'none';
 /** 0: deny list, 1: baseline permits, 2: FirewallPolicy rules, 3: default action. */
 export type Tier = 0 | 1 | 2 | 3;
 
+/** What the datapath read of a TCP flow's first flight: a ClientHello, an HTTP/1.x request head, something else,
+ * or nothing (the socket closed before sending a complete one). */
+export type FirstFlightSeen = 'client-hello' | 'http-request' | 'other' | 'none';
+
+/** How the name of an address was learned: an answer to the workload's own query, seen by the agent's DNS proxy
+ * (`workload-dns`); the agent's own resolution of a policy's exact name for the workload (`agent-resolution`); or
+ * another workload's answer for the same address (`other-workload-dns`, a weaker hint). */
+export type LearnedFrom = 'workload-dns' | 'agent-resolution' | 'other-workload-dns';
+
 /** Why the packet layer dropped a packet before any rule applied (enum eg_reason). */
 export type PacketReason = 'forged-source' | 'source-routed' | 'malformed' | 'orphan-fragment' | 'not-as-judged';
 
@@ -26,7 +35,7 @@ export interface KernelEvent {
   layer: Layer;
   pid: number;
   comm: string;
-  /** The ClientHello's server name (layer tls), lower-cased; null when there was none. */
+  /** The ClientHello's server name (layer tls) or the request's Host (layer http), lower-cased; null when none. */
   sni: string | null;
   /** Packet layer: the packet's source address (ARP: the sender's), as sent, forged or not. */
   source?: string;
@@ -34,4 +43,10 @@ export interface KernelEvent {
   reason?: PacketReason;
   /** Events of this workload the kernel's rate limit suppressed just before this one (counted, not sent). */
   suppressed: number;
+  /** Evidence of a flow a decision already permitted (what it sent first), not a decision. */
+  evidence: boolean;
+  /** What the datapath read of the flow's first flight; absent when it read nothing. */
+  firstFlight?: FirstFlightSeen;
+  /** The ClientHello carried encrypted_client_hello. */
+  ech?: true;
 }

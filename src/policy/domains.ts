@@ -17,11 +17,19 @@ export interface DomainProblem {
 
 export type DomainParse = { ok: true; pattern: DomainPattern } | { ok: false; problem: DomainProblem };
 
+/**
+ * Names IDNA conversion returns unchanged: letters, digits, "-" and "_" in labels, no A-label to validate ("xn--"), and a
+ * last label starting with a letter (a numeric or hex last label makes the URL host parser read an IPv4 address).
+ */
+const PLAIN_ASCII_NAME = /^(?!(?:.*\.)?xn--)(?:[a-z0-9_-]+\.)*[a-z_][a-z0-9_-]*$/;
+
 /** Lower-case, strip one trailing dot and convert to IDNA A-labels; returns null when IDNA conversion fails. */
 function toAsciiName(raw: string): string | null {
   let name = raw.trim().toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
   if (name === '') return null;
+  // The DNS proxy normalises every query name: the common plain name skips the URL host parser.
+  if (PLAIN_ASCII_NAME.test(name)) return name;
   const ascii = domainToASCII(name);
   return ascii === '' ? null : ascii;
 }

@@ -118,9 +118,12 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     as<DnsProbeResult>('dns', await lab.probe(pod, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv4]));
   const answered = (r: DnsProbeResult) => r.ok && r.rcode === 'NOERROR' && r.answers.length > 0;
 
-  test('a workload whose rules the kernel cannot hold is enrolled deny-all with DNS steered (calibrated first)', async () => {
-    // Calibration: its allowed traffic reaches the server and its lookups the resolver (discovery mode answers names
-    // no rule lists: unenrolled, it would reach everything).
+  /**
+   * Calibration (the broken workload's traffic and lookups arrive), then `breakIt` makes its enrolment fail: it must be
+   * enrolled deny-all with DNS steered, the error (matching `error`) in status and its denials in the events; zero
+   * connections reach the server and zero lookups the resolver; the others are untouched; `repair` restores its rules.
+   */
+  async function assertFailsClosed(breakIt: () => void, error: RegExp, repair: () => void): Promise<void> {
     assert.equal((await tls(BROKEN.pod)).ok, true);
     assert.equal((await tcp(BROKEN.pod, '8443')).ok, true);
     const before = uniqueName();
@@ -128,11 +131,12 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     await lab.waitForServerRecords('the broken pod before the failure', fromPod(BROKEN.pod, 8443));
     assert.ok((await lab.resolverQueries()).includes(before), 'calibration: its lookups reach the resolver');
 
-    agent.writePolicy('broken.yaml', allowPolicy('broken', 70));
+    const eventsBefore = agent.events().length;
+    breakIt();
     const status = await agent.waitFor('broken to fail closed', (s) => s.failures.some((f) => f.key === 'team/broken'));
     const failure = status.failures.find((f) => f.key === 'team/broken')!;
     assert.equal(failure.enforced, 'deny-all');
-    assert.match(failure.error, /73 rules; the kernel evaluates at most 64/);
+    assert.match(failure.error, error);
     const serverBefore = (await lab.serverLog()).length;
 
     assert.notEqual((await tls(BROKEN.pod)).ok, true);
@@ -144,15 +148,60 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     const reached = (await lab.serverLog()).slice(serverBefore).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv4);
     assert.deepEqual(reached, [], 'zero connections from the failed workload reach the server');
     assert.equal((await lab.resolverQueries()).includes(after), false, 'its lookups never reach the resolver');
-    const denial = agent.events().find((e) => e.workload.name === BROKEN.name && e.verdict === 'denied' && e.destination.port === 9443);
-    assert.ok(denial, 'its denials are events');
+    const denial = await waitForEvent(
+      eventsBefore,
+      (e) => e.workload.name === BROKEN.name && e.verdict === 'denied' && e.destination.port === 9443,
+    );
     assert.match(denial.rule, /^fail-closed/);
 
-    // The others are untouched; fixing the policy restores the broken workload's rules.
+    // The others are untouched; repairing restores the broken workload's rules.
     assert.equal((await tls(GOOD.pod)).ok, true);
-    agent.writePolicy('broken.yaml', allowPolicy('broken'));
+    repair();
     await agent.waitFor('broken to get its rules', (s) => s.failures.length === 0);
     assert.equal((await tls(BROKEN.pod)).ok, true);
+  }
+
+  test('a workload whose rules the kernel cannot hold is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    await assertFailsClosed(
+      () => agent.writePolicy('broken.yaml', allowPolicy('broken', 70)),
+      /73 rules; the kernel evaluates at most 64/,
+      () => agent.writePolicy('broken.yaml', allowPolicy('broken')),
+    );
+  });
+
+  /** Changes the broken workload's entry in the agent's configuration file. */
+  const editBroken = (change: (workload: Record<string, unknown>) => void) =>
+    agent.editConfig((config) => change((config.workloads as Record<string, unknown>[]).find((w) => w.name === BROKEN.name)!));
+
+  test('a workload whose backstop interface is missing is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    await assertFailsClosed(
+      () => editBroken((w) => (w.interfaces = [`${lab.prefix}-gone`])),
+      new RegExp(`interface ${lab.prefix}-gone not found`),
+      () => editBroken((w) => (w.interfaces = [lab.pod(BROKEN.pod).nodeInterface])),
+    );
+  });
+
+  test('a workload whose backstop interface has no addresses to judge sources by is enrolled deny-all (calibrated first)', async () => {
+    const pod = lab.pod(BROKEN.pod);
+    await assertFailsClosed(
+      () => editBroken((w) => (w.addresses = [])),
+      /need the workload's addresses/,
+      () => editBroken((w) => (w.addresses = [pod.ipv4, pod.ipv6])),
+    );
+  });
+
+  test('a workload whose policy names a domain valid for DNS but too long for the kernel is enrolled deny-all (calibrated first)', async () => {
+    const label = 'a'.repeat(63);
+    const tooLong = `${label}.${label}.${label}.${'b'.repeat(56)}.com`; // 252 characters: the kernel matches at most 251
+    await assertFailsClosed(
+      () =>
+        agent.writePolicy(
+          'broken.yaml',
+          allowPolicy('broken').replace('domains: [api.openai.com,', `domains: [${tooLong}, api.openai.com,`),
+        ),
+      /has 252 characters; the kernel matches at most 251/,
+      () => agent.writePolicy('broken.yaml', allowPolicy('broken')),
+    );
   });
 
   test('an agent whose workload cgroup vanished while it was down starts, enforces the others and reports it', async () => {
@@ -280,7 +329,7 @@ spec:
     await agent.setMode('enforce');
   });
 
-  test('deny *.attacker.example, then permit api.attacker.example: denied at DNS and at connect (calibrated first)', async () => {
+  test('deny *.attacker.example, then permit api.attacker.example: denied at DNS and at connect, IPv4 and IPv6 (calibrated first)', async () => {
     const xPolicy = (withDeny: boolean) => `apiVersion: networking.aviatrix.com/v1alpha1
 kind: FirewallPolicy
 metadata: { name: broken-fw, namespace: team }
@@ -322,29 +371,51 @@ ${
       agent.writePolicy('broken.yaml', text);
       await agent.waitFor('broken-fw', (s) => s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''));
     };
-    const viaName = async () =>
-      as<TlsProbeResult>('tls', await lab.probe(BROKEN.pod, ['tls', 'api.attacker.example', '443', '--ca', lab.caPath]));
-    const viaAddress = async () =>
+    const families = [4, 6] as const;
+    const viaName = async (family: 4 | 6) =>
       as<TlsProbeResult>(
         'tls',
-        await lab.probe(BROKEN.pod, ['tls', attacker.ipv4, '443', '--sni', 'api.attacker.example', '--ca', lab.caPath]),
+        await lab.probe(BROKEN.pod, ['tls', 'api.attacker.example', '443', '--family', String(family), '--ca', lab.caPath]),
       );
-    const apiRecords = async (from: number) =>
-      (await lab.serverLog()).slice(from).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv4 && r.sni === 'api.attacker.example');
+    const viaAddress = async (family: 4 | 6) =>
+      as<TlsProbeResult>(
+        'tls',
+        await lab.probe(BROKEN.pod, [
+          'tls',
+          family === 4 ? attacker.ipv4 : attacker.ipv6,
+          '443',
+          '--sni',
+          'api.attacker.example',
+          '--ca',
+          lab.caPath,
+        ]),
+      );
+    const fromBroken = (family: 4 | 6) => (r: ServerRecord) =>
+      r.remote === (family === 4 ? lab.pod(BROKEN.pod).ipv4 : lab.pod(BROKEN.pod).ipv6) && r.sni === 'api.attacker.example';
 
-    // Calibration: without the deny rule the permit reaches api.attacker.example by name.
+    // Calibration: without the deny rule the permit reaches api.attacker.example by name, over both families.
     await apply(xPolicy(false));
-    assert.equal((await viaName()).ok, true);
-    await lab.waitForServerRecords('api.attacker.example from the broken pod', (r) => r.sni === 'api.attacker.example');
+    for (const family of families) {
+      assert.equal((await viaName(family)).ok, true);
+      await lab.waitForServerRecords(`api.attacker.example from the broken pod over IPv${family}`, fromBroken(family));
+    }
 
     await apply(xPolicy(true));
     const mark = (await lab.serverLog()).length;
     const lookup = await dns(BROKEN.pod, 'api.attacker.example');
     assert.equal(answered(lookup), false, `the name is denied: ${JSON.stringify(lookup)}`);
-    assert.notEqual((await viaName()).ok, true);
-    assert.notEqual((await viaAddress()).ok, true, 'its address, learned for the permit before, does not help');
+    for (const family of families) {
+      assert.notEqual((await viaName(family)).ok, true);
+      assert.notEqual((await viaAddress(family)).ok, true, 'its address, learned for the permit before, does not help');
+    }
     await settle();
-    assert.deepEqual(await apiRecords(mark), [], 'zero connections for api.attacker.example reach the server');
+    const arrived = (await lab.serverLog()).slice(mark);
+    for (const family of families)
+      assert.deepEqual(
+        arrived.filter(fromBroken(family)),
+        [],
+        `zero connections for api.attacker.example reach the server over IPv${family}`,
+      );
     assert.equal((await tls(BROKEN.pod)).ok, true, 'allowed traffic keeps working');
   });
 });

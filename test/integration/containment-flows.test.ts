@@ -1,7 +1,8 @@
-// Flows that outlive their permission (issue 7, item 7), against the real kernel: sockets connected before
-// enrolment, under a rule since withdrawn, or in discovery mode are ended when the rules in force stop permitting
-// them, and a flow denied on its SNI ends at once. Judged on the receiving side: the server's log of every line it
-// received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules on plain HTTP match the Host header.
+// Flows that outlive their permission (issue 7, item 7), against the real kernel: sockets connected before the
+// programs were attached, before enrolment, under a rule since withdrawn, or in discovery mode are ended when the
+// rules in force stop permitting them, and a flow denied on its SNI ends at once. Judged on the receiving side: the
+// server's log of every line it received. Allowed flows keep working. IPv4 and IPv6. Also (item 13): webGroup rules
+// on plain HTTP match the Host header.
 // On a kernel without bpf_sock_destroy (Linux < 6.5; forced here with the object built without the kfunc) the
 // withdrawn flow is not ended, and the packet backstop drops its packets instead.
 import * as assert from 'node:assert/strict';
@@ -132,21 +133,21 @@ async function connectBoth(lab: Lab, server: Lines, clients: ChildProcess[], fam
   return client;
 }
 
+/** After the change: the revoked connection errors at once and delivers nothing more; the kept one still delivers. */
+async function assertEnded(server: Lines, client: Lines, label: string): Promise<void> {
+  await client.waitFor('error revoked ECONNABORTED');
+  client.child.stdin!.write(`send revoked ${label}-revoked-after\n`);
+  client.child.stdin!.write(`send kept ${label}-kept-after\n`);
+  await server.waitFor(`recv ${label}-kept-after`);
+  assert.equal(server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
+}
+
 describe('flows that outlive their permission (real kernel)', { skip }, () => {
   let lab: Lab;
   let datapath: Datapath | null = null;
   let server: Lines;
   const events: KernelEvent[] = [];
   const clients: ChildProcess[] = [];
-
-  /** After the change: the revoked connection errors at once and delivers nothing more; the kept one still delivers. */
-  async function assertRevoked(client: Lines, label: string): Promise<void> {
-    await client.waitFor('error revoked ECONNABORTED');
-    client.child.stdin!.write(`send revoked ${label}-revoked-after\n`);
-    client.child.stdin!.write(`send kept ${label}-kept-after\n`);
-    await server.waitFor(`recv ${label}-kept-after`);
-    assert.equal(server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
-  }
 
   beforeAll(async () => {
     lab = await Lab.create({ prefix: uniquePrefix('cf'), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
@@ -175,7 +176,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       const client = await connectBoth(lab, server, clients, family, `enrol${family}`);
       const before = datapath!.stats().flowsEnded;
       datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
-      await assertRevoked(client, `enrol${family}`);
+      await assertEnded(server, client, `enrol${family}`);
       assert.ok(datapath!.stats().flowsEnded > before, 'counted');
       const event = await eventMatching(events, (e) => e.ip === lab.inet(REVOKED, family) && e.verdict === 'denied');
       assert.deepEqual([event.layer, event.tier, event.port], ['connect', 3, LINE_PORT]);
@@ -185,7 +186,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT), allow(lab, ALLOW_REVOKED, REVOKED)]);
       const client = await connectBoth(lab, server, clients, family, `withdraw${family}`);
       datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
-      await assertRevoked(client, `withdraw${family}`);
+      await assertEnded(server, client, `withdraw${family}`);
     });
 
     test(`IPv${family}: a flow opened in discovery mode ends on the switch to enforce`, async () => {
@@ -193,7 +194,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
       const client = await connectBoth(lab, server, clients, family, `discovery${family}`);
       datapath!.configure(settings('deny'));
-      await assertRevoked(client, `discovery${family}`);
+      await assertEnded(server, client, `discovery${family}`);
     });
 
     test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling; its ClientHello never arrives`, async () => {
@@ -336,4 +337,37 @@ describe('without bpf_sock_destroy (Linux < 6.5, forced): the packet backstop dr
       await exited;
     });
   }
+});
+
+describe('sockets connected before the programs were attached (real kernel)', { skip }, () => {
+  let lab: Lab;
+  let datapath: Datapath | null = null;
+  let server: Lines;
+  const clients: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    lab = await Lab.create({ prefix: uniquePrefix('ca'), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
+    server = new Lines(await lab.serve(SERVER_SCRIPT));
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      for (const child of clients) child.kill();
+      datapath?.close();
+    } finally {
+      await lab?.destroy();
+    }
+  });
+
+  test('IPv4 and IPv6: a flow opened before the agent attached ends when its workload is enrolled without it', async () => {
+    // Calibration: with nothing attached, every connection delivers.
+    const connected = {
+      4: await connectBoth(lab, server, clients, 4, 'attach4'),
+      6: await connectBoth(lab, server, clients, 6, 'attach6'),
+    };
+    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
+    datapath.configure(settings('deny'));
+    datapath.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
+    for (const family of [4, 6] as const) await assertEnded(server, connected[family], `attach${family}`);
+  });
 });

@@ -1,4 +1,4 @@
-// Containment at the packet layer (issue 7, items 3-6 and 12), against the real kernel: a workload with a root shell
+// Containment at the packet layer (issue 7, items 3-6, 12 and 14's encapsulation), against the real kernel: a workload with a root shell
 // (CAP_NET_RAW and CAP_NET_ADMIN in its own netns) tries to get bytes past its policy below or beside the socket hooks.
 // Every attack first runs with the workload not enrolled (calibration: the capture in the internet namespace sees its
 // marker), then enrolled: a later allowed marker arrives, the attack's never does. Judged on the receiving side only.
@@ -22,6 +22,9 @@ const ATTACKER = 3; // inet host: nothing permitted
 const PORT = 9999;
 const FAMILIES = [4, 6] as const;
 const IPPROTO_UDPLITE = 136;
+/** The source port the encapsulation test's policy routing sends into the pod's tunnel (other traffic stays off it). */
+const TUNNELLED_SPORT = 40000;
+const VXLAN_PORT = 4789;
 /** Protocols this kernel has no sockets for (SCTP, DCCP and L2TP/IP are not built in), with their first bytes' ports. */
 const RAW_PROTOCOLS = [
   { name: 'SCTP', protocol: 132, ports: true },
@@ -64,6 +67,8 @@ def frame(packet, ethertype):
 try:
     if mode == 'udp':
         s = socket.socket(family(a['dst']), socket.SOCK_DGRAM, a.get('protocol', 0))
+        if 'sport' in a:
+            s.bind(('::' if ':' in a['dst'] else '0.0.0.0', a['sport']))
         if 'segments' in a:
             # IPv6 segment routing header (type 4): the kernel puts the socket's destination in segment 0 and sends
             # the packet to segments[segments_left] first.
@@ -94,12 +99,12 @@ try:
         s.sendto(struct.pack('!BBHHH', 128 if v6 else 8, 0, 0, 0, 7) + b'egressguard', (a['dst'], 0))
         out['reply'] = bool(select.select([s], [], [], 2)[0]) and s.recv(1500)[0] == (129 if v6 else 0)
     elif mode == 'neighbour-solicitation':
-        # NS (135, or another neighbour discovery type given as icmpType) with hop limit 255 and any payload after the
+        # NS (135, or another ICMPv6 type given as icmpType) with hop limit 255 (or hopLimit) and any payload after the
         # target, as an Ethernet frame; optionally waits for the node's advertisement (136) on a raw ICMPv6 socket.
         listener = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         target = socket.inet_pton(socket.AF_INET6, a['target'])
         body = icmp6(a['src'], a['dst'], struct.pack('!BBHI', a.get('icmpType', 135), 0, 0, 0) + target + a['payload'].encode())
-        frame(ipv6(a['src'], a['dst'], 58, 255, body), 0x86DD)
+        frame(ipv6(a['src'], a['dst'], 58, a.get('hopLimit', 255), body), 0x86DD)
         out['advertised'] = False
         while a.get('awaitAdvert') and select.select([listener], [], [], 2)[0]:
             data = listener.recv(1500)
@@ -274,7 +279,7 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
     }
   });
 
-  test('item 3: neighbour discovery (types 133-137) to a global address carries nothing out; link-scoped discovery still works', async () => {
+  test('item 3: neighbour discovery (133-137) and listener messages to a global address carry nothing out; link-scoped discovery works', async () => {
     for (const icmpType of [135, 133, 134, 136, 137]) {
       await contained(6, (marker) =>
         inRogue({
@@ -297,6 +302,26 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
       [judged.verdict, judged.reason, judged.ip, judged.workloadId],
       ['denied', 'forged-source', lab.inet(ATTACKER, 6), rogueId],
     );
+    // Multicast listener messages (130-132, 143) are link control only with hop limit 1 to a link-scoped destination.
+    // With hop limit 1 the node cannot forward one either, so again the backstop's record shows it was judged.
+    for (const icmpType of [130, 131, 132, 143]) {
+      const sent = events.length;
+      await inRogue({
+        mode: 'neighbour-solicitation',
+        icmpType,
+        hopLimit: 1,
+        src: rogue.ipv6,
+        dst: lab.inet(ATTACKER, 6),
+        target: '::',
+        payload: '',
+      });
+      const listener = await eventMatching(events, (e) => events.indexOf(e) >= sent && e.hook === 6 && e.ip === lab.inet(ATTACKER, 6));
+      assert.deepEqual(
+        [listener.verdict, listener.protocol, listener.tier, listener.workloadId],
+        ['denied', 58, 3, rogueId],
+        `type ${icmpType}`,
+      );
+    }
     // Neighbour unreachability detection: a unicast NS to the gateway's own (global) address is answered.
     const nud = await inRogue({
       mode: 'neighbour-solicitation',
@@ -391,6 +416,52 @@ describe('packet-layer containment (real kernel)', { skip: privilegedSkip() }, (
       const event = await eventMatching(events, (e) => e.hook === 5 && e.ip === lab.inet(ATTACKER, family) && e.workloadId === rogueId);
       assert.deepEqual([event.verdict, event.layer], ['denied', 'packet']);
       assert.equal((await inRogue({ mode: 'ping', dst: lab.inet(ALLOWED, family) })).reply, true, 'permitted ICMP still works');
+    });
+  }
+
+  for (const family of FAMILIES) {
+    test(`item 14 (IPv${family}): a tunnel set up inside the pod (VXLAN) cannot carry a judged flow to an attacker`, async () => {
+      // The pod's own CAP_NET_ADMIN: a VXLAN device whose far end is the attacker, and a policy route sending the
+      // permitted flow (from one source port) into it. The socket hook judges the permitted destination; the packet
+      // leaves the pod as UDP to the attacker's VXLAN port with the permitted datagram inside.
+      const ip = (...args: string[]) => lab.runInNode(['ip', `-${family}`, '-n', rogue.netns, ...args]);
+      const must = async (...args: string[]) => {
+        const result = await ip(...args);
+        assert.equal(result.code, 0, `ip ${args.join(' ')}: ${result.stderr}`);
+      };
+      const device = `egvx${family}`;
+      const allowed = lab.inet(ALLOWED, family);
+      await must(
+        'link',
+        'add',
+        device,
+        'type',
+        'vxlan',
+        'id',
+        String(40 + family),
+        'remote',
+        lab.inet(ATTACKER, family),
+        'dstport',
+        String(VXLAN_PORT),
+      );
+      try {
+        await must('link', 'set', device, 'up');
+        const own = family === 4 ? rogue.ipv4 : rogue.ipv6;
+        await must('route', 'add', allowed, 'dev', device, 'src', own, 'table', '100');
+        await must('neigh', 'add', allowed, 'lladdr', '02:00:00:00:00:01', 'dev', device, 'nud', 'permanent');
+        await must('rule', 'add', 'ipproto', 'udp', 'sport', String(TUNNELLED_SPORT), 'lookup', '100');
+        // The flow really takes the tunnel (so the calibration's marker arrived through it, to the attacker).
+        const route = await ip('route', 'get', allowed, 'ipproto', 'udp', 'sport', String(TUNNELLED_SPORT));
+        assert.match(route.stdout, new RegExp(`dev ${device} `), route.stdout + route.stderr);
+        const before = events.length;
+        await contained(family, (marker) => inRogue({ mode: 'udp', dst: allowed, port: PORT, sport: TUNNELLED_SPORT, payload: marker }));
+        // Judged where it really goes: the tunnel's far end, not the permitted destination inside it.
+        const event = await eventMatching(events, (e) => events.indexOf(e) >= before && e.ip === lab.inet(ATTACKER, family));
+        assert.deepEqual([event.verdict, event.hook, event.workloadId, event.port, event.protocol], ['denied', 6, rogueId, VXLAN_PORT, 17]);
+      } finally {
+        await ip('rule', 'del', 'ipproto', 'udp', 'sport', String(TUNNELLED_SPORT), 'lookup', '100');
+        await ip('link', 'del', device);
+      }
     });
   }
 

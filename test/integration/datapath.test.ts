@@ -194,6 +194,7 @@ describe('datapath (real kernel)', { skip }, () => {
         comm: 'node',
         sni: null,
         suppressed: 0,
+        evidence: false,
       },
     );
     const udp6 = await client(workloadCgroup, { op: 'udp', type: 'udp6', host: v6(OTHER), port: 9000 });

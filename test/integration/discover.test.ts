@@ -359,12 +359,13 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
           },
       );
     const connects = (w: typeof BENIGN) => flows.filter((f) => f.workload === `${w.namespace}/${w.name}` && f.layer !== 'dns');
-    // The kernel permitted benign's api.openai.com at the ClientHello and denied every rogue flow (cases above).
+    // The kernel permitted benign's api.openai.com at the ClientHello and denied every rogue flow (cases above). The
+    // discovery recording has each flow's evidence (the SNI it sent), so nothing is assumed.
     assert.ok(connects(BENIGN).length > 0);
     for (const f of connects(BENIGN)) {
       assert.deepEqual(
-        [f.fqdn, f.replayed.verdict, f.replayed.rule, f.assumedSni],
-        ['api.openai.com', 'permitted', `${BENIGN_RULE}:allow-approved-egress`, 'api.openai.com'],
+        [f.fqdn, f.layer, f.replayed.verdict, f.replayed.rule, f.assumedSni],
+        ['api.openai.com', 'tls', 'permitted', `${BENIGN_RULE}:allow-approved-egress`, undefined],
       );
     }
     assert.deepEqual([...new Set(connects(ROGUE).map((f) => `${f.fqdn} ${f.replayed.verdict} ${f.replayed.rule}`))].sort(), [

@@ -47,6 +47,7 @@ export class FakeDatapath implements Datapath {
     dnsSteered: 0n,
     flowsRefused: 0n,
     candidateOverflows: 0n,
+    evidenceRead: 0n,
     eventsSuppressed: 0n,
     eventsDroppedByReader: 0n,
     flowsEnded: 0n,

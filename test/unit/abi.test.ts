@@ -11,6 +11,8 @@ import {
   CLOSING,
   CONFIG_FLAG,
   EG_ABI_VERSION,
+  EVENT_KIND,
+  EVIDENCE,
   HOOK,
   LAYERS,
   LAYOUTS,
@@ -73,6 +75,15 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_HOOK_SKB_EGRESS: HOOK.skbEgress,
     EG_HOOK_TC_INGRESS: HOOK.tcIngress,
     EG_HOOK_SOCKET_ITER: HOOK.socketIter,
+    EG_HOOK_SOCK_RELEASE: HOOK.sockRelease,
+  },
+  eg_event_kind: { EG_KIND_DECISION: EVENT_KIND.decision, EG_KIND_EVIDENCE: EVENT_KIND.evidence },
+  eg_evidence: {
+    EG_EVIDENCE_HELLO: EVIDENCE.hello,
+    EG_EVIDENCE_HTTP: EVIDENCE.http,
+    EG_EVIDENCE_OTHER: EVIDENCE.other,
+    EG_EVIDENCE_NO_HELLO: EVIDENCE.noHello,
+    EG_EVIDENCE_ECH: EVIDENCE.ech,
   },
   eg_rule_flag: {
     EG_RULE_HAS_CIDR: RULE_FLAG.hasCidr,
@@ -92,6 +103,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_FLOWS_ENDED: STAT.flowsEnded,
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
     EG_STAT_CANDIDATE_OVERFLOWS: STAT.candidateOverflows,
+    EG_STAT_EVIDENCE_READ: STAT.evidenceRead,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -121,7 +133,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 4, fingerprint: 'c3755b8f3ac3deb061dbafec4385578a1959b3c288033d2b3a27a1f08c9a0659' };
+const PINNED_ABI = { version: 5, fingerprint: 'c96705abac101335c213ddcfddfba88b68e305c2851a8e4181a96f9c69a6fe90' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
@@ -284,12 +296,36 @@ describe('events', () => {
       comm: 'curl',
       sni: null,
       suppressed: 65535,
+      evidence: false,
     });
+  });
+
+  test('an evidence record names what the flow sent first', () => {
+    const m = LAYOUTS.eg_event.members;
+    const record = Buffer.alloc(LAYOUTS.eg_event.size);
+    addressToBytes('198.18.100.10').copy(record, m.addr.offset);
+    record.writeUInt8(1, m.verdict.offset);
+    record.writeUInt8(3, m.tier.offset);
+    record.writeUInt8(3, m.layer.offset);
+    record.writeUInt8(HOOK.skbEgress, m.hook.offset);
+    record.writeUInt8(EVENT_KIND.evidence, m.kind.offset);
+    record.writeUInt8(EVIDENCE.hello | EVIDENCE.ech, m.evidence.offset);
+    record.writeUInt16LE(12, m.sni_len.offset);
+    record.write('evil.example', m.sni.offset, 'latin1');
+    const event = decodeEvent(record);
+    assert.deepEqual([event.evidence, event.firstFlight, event.ech, event.sni], [true, 'client-hello', true, 'evil.example']);
+    record.writeUInt8(EVIDENCE.noHello, m.evidence.offset);
+    record.writeUInt16LE(0, m.sni_len.offset);
+    record.writeUInt8(HOOK.sockRelease, m.hook.offset);
+    assert.deepEqual([decodeEvent(record).firstFlight, decodeEvent(record).sni, decodeEvent(record).ech], ['none', null, undefined]);
   });
 
   test('records of the wrong size or with unknown enums are rejected', () => {
     assert.throws(() => decodeEvent(Buffer.alloc(10)), /10 bytes/);
     const record = Buffer.alloc(LAYOUTS.eg_event.size);
+    record.writeUInt8(1, LAYOUTS.eg_event.members.layer.offset);
+    record.writeUInt8(9, LAYOUTS.eg_event.members.kind.offset);
+    assert.throws(() => decodeEvent(record), /unknown kind 9/);
     record.writeUInt8(9, LAYOUTS.eg_event.members.verdict.offset);
     assert.throws(() => decodeEvent(record), /unknown verdict/);
   });

@@ -73,4 +73,34 @@ describe('event files', () => {
     assert.match(errorOf('[1,2]\n').message, /events\.jsonl:1: not a JSON object/);
     assert.match(errorOf(line({ kind: 'audit' })).message, /events\.jsonl:1: unknown record kind "audit"/);
   });
+
+  test('what the datapath saw is read when present, and a malformed field names its line', () => {
+    const seen = {
+      sni: 'evil.example',
+      learnedName: 'api.openai.com',
+      learnedFrom: 'workload-dns',
+      firstFlight: 'client-hello',
+      evidence: true,
+    };
+    const recorded = parseEventText(flowLine({ layer: 'tls', fqdnSource: 'sni', ...seen }), 'events.jsonl');
+    assert.deepEqual(
+      [recorded.flows[0]!.sni, recorded.flows[0]!.learnedFrom, recorded.flows[0]!.evidence],
+      ['evil.example', 'workload-dns', true],
+    );
+    assert.equal(parseEventText(flowLine({ layer: 'http', fqdnSource: 'http-host', httpHost: 'a.example' }), 'e').flows.length, 1);
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [
+        { learnedFrom: 'guess' },
+        /events\.jsonl:2: flow record field "learnedFrom" is "guess"; want one of workload-dns, agent-resolution, other-workload-dns/,
+      ],
+      [
+        { firstFlight: 'syn' },
+        /events\.jsonl:2: flow record field "firstFlight" is "syn"; want one of client-hello, http-request, other, none/,
+      ],
+      [{ sni: '' }, /events\.jsonl:2: flow record field "sni" is ""; want the server name a ClientHello sent/],
+      [{ httpHost: 7 }, /events\.jsonl:2: flow record field "httpHost" is 7/],
+      [{ evidence: 'yes' }, /events\.jsonl:2: flow record field "evidence" is "yes"; want true/],
+    ];
+    for (const [fields, message] of cases) assert.match(errorOf(flowLine() + flowLine(fields)).message, message);
+  });
 });

@@ -12,6 +12,8 @@ describe('RolloutCounter', () => {
     counter.observe(flowEvent({ ...defaultPermit, count: 2 }));
     counter.observe(flowEvent({ ...defaultPermit, layer: 'tls' }));
     counter.observe(flowEvent({ ...defaultPermit, layer: 'dns' }));
+    // Evidence of a flow already counted (what it sent first) is not a second flow.
+    counter.observe(flowEvent({ ...defaultPermit, layer: 'tls', evidence: true, firstFlight: 'client-hello', sni: 'httpbin.org' }));
     counter.observe(flowEvent({ verdict: 'would-deny', rule: 'deny-all' }));
     counter.observe(flowEvent({ verdict: 'would-deny', rule: 'deny-all', count: 4 }));
     counter.observe(flowEvent({ verdict: 'would-permit', rule: 'allow' }));

@@ -35,6 +35,7 @@ function kernelEvent(overrides: Partial<KernelEvent>): KernelEvent {
     comm: 'curl',
     sni: null,
     suppressed: 0,
+    evidence: false,
     ...overrides,
   };
 }

@@ -15,6 +15,7 @@ async function exportedNames(): Promise<Set<string>> {
       dnsSteered: 0n,
       flowsRefused: 0n,
       candidateOverflows: 0n,
+      evidenceRead: 0n,
     }),
     flood: () => ({ suppressedByRateLimit: 0n, droppedByReader: 0n }),
     pipeline: () => ({

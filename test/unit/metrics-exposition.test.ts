@@ -16,6 +16,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
       dnsSteered: 2n,
       flowsRefused: 0n,
       candidateOverflows: 0n,
+      evidenceRead: 0n,
     }),
     flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
     pipeline: () => ({
@@ -74,6 +75,30 @@ describe('AgentMetrics', () => {
     assert.doesNotMatch(body, /httpbin\.org|198\.18\.100\.20|rogue"/, 'no destination, name or workload name in any label');
   });
 
+  test('evidence is counted apart from decisions, by first flight and how the name sent compares with the learned one', async () => {
+    const metrics = new AgentMetrics(sources());
+    const evidence = {
+      layer: 'tls' as const,
+      verdict: 'permitted' as const,
+      tier: 3 as const,
+      policy: null,
+      rule: 'default-action',
+      evidence: true as const,
+    };
+    metrics.observeFlow(
+      flowEvent({ ...evidence, sni: 'evil.example', learnedName: 'api.openai.com', firstFlight: 'client-hello', count: 2 }),
+    );
+    metrics.observeFlow(flowEvent({ ...evidence, sni: 'api.openai.com', learnedName: 'API.openai.com.', firstFlight: 'client-hello' }));
+    metrics.observeFlow(flowEvent({ ...evidence, firstFlight: 'none' }));
+    metrics.observeFlow(flowEvent({ verdict: 'permitted', tier: 3, rule: 'default-action', policy: null, count: 3 }));
+    const { body } = await metrics.exposition();
+    assert.equal(sample(body, 'egressguard_flow_evidence_total{first_flight="client-hello",name="differs-from-learned"}'), 2);
+    assert.equal(sample(body, 'egressguard_flow_evidence_total{first_flight="client-hello",name="matches-learned"}'), 1);
+    assert.equal(sample(body, 'egressguard_flow_evidence_total{first_flight="none",name="none-sent"}'), 1);
+    assert.equal(sample(body, 'egressguard_default_flip_would_deny_total{namespace="obot-mcp",layer="connect"}'), 3);
+    assert.doesNotMatch(body, /egressguard_flows_total\{[^}]*layer="tls"/, 'evidence is not a decision');
+  });
+
   test('counts kept between scrapes: a scrape neither resets nor doubles them', async () => {
     const metrics = new AgentMetrics(sources());
     const series =
@@ -112,6 +137,7 @@ describe('AgentMetrics', () => {
           dnsSteered: 2n,
           flowsRefused: 0n,
           candidateOverflows: 4n,
+          evidenceRead: 0n,
         }),
       }),
     );

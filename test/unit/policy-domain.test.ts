@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { domainToASCII } from 'node:url';
 import { describe, test } from 'vitest';
 import { parseCidr } from '../../src/policy/cidr.js';
 import { DomainIndex, matchesDomain, normalizeDomain, parseDomainPattern } from '../../src/policy/domains.js';
@@ -80,6 +81,35 @@ describe('domain matching', () => {
     assert.equal(matchesDomain('A.Example.Com', wildcard), true);
     assert.equal(matchesDomain('bücher.example', { kind: 'exact', name: 'xn--bcher-kva.example' }), true);
     assert.equal(matchesDomain('api.openai.com.evil', { kind: 'exact', name: 'api.openai.com' }), false);
+  });
+
+  test('plain names skip the URL host parser and normalise exactly as it would', () => {
+    const viaHostParser = (name: string) => {
+      const lower = name.trim().toLowerCase().replace(/\.$/, '');
+      return domainToASCII(lower) || lower;
+    };
+    for (const name of [
+      'api.openai.com',
+      'API.OpenAI.com.',
+      '_acme-challenge.example.com',
+      'a-.-b.example',
+      'localhost',
+      '127.1',
+      '0x7f.1',
+      '1.0xa',
+      'foo.0xa',
+      'foo.1a',
+      '1.2.3.4',
+      'a..b.example',
+      '.a.example',
+      'xn--bcher-kva.example',
+      'a.xn--zz.example',
+      'xn--.example',
+      'bücher.example',
+      'ab--cd.example',
+    ]) {
+      assert.equal(normalizeDomain(name), viaHostParser(name), name);
+    }
   });
 
   test('* matches any name', () => {

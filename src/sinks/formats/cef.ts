@@ -1,6 +1,9 @@
 // ArcSight CEF 0 (Micro Focus "Implementing ArcSight CEF", rev. 25): `CEF:0|Vendor|Product|Version|SignatureID|Name|
 // Severity|Extension`. Escaping per the spec: in the header `\` and `|`; in extension values `\`, `=` and line
-// breaks (as `\n` / `\r`). Extension keys are fixed names of ours, never escaped.
+// breaks (as `\n` / `\r`). Extension keys are fixed names of ours, never escaped. What the dictionary has no key for
+// and the six custom strings are taken (the learned name, how it was learned, what the flow sent first) goes under
+// vendor keys named as the spec asks (`egressguardLearnedName`, ...); the SNI or HTTP Host is flexString2 (which DNS
+// decisions, the only other users, never need), an evidence record has cat=evidence.
 import { describeNotice, type PipelineNotice } from '../../events/sink.js';
 import type { FlowEvent } from '../../events/types.js';
 import type { Format } from '../types.js';
@@ -71,7 +74,14 @@ function flowRecord(event: FlowEvent, product: ProductInfo): string {
     ...custom('flexString1', 'fqdnSource', event.fqdnSource),
     ...(event.dns
       ? ([...custom('flexString2', 'dnsRcode', event.dns.rcode), ['requestContext', `${event.dns.type} ${event.dns.query}`]] as Field[])
-      : []),
+      : event.httpHost !== undefined
+        ? custom('flexString2', 'httpHost', event.httpHost)
+        : custom('flexString2', 'sni', event.sni)),
+    ['cat', event.evidence ? 'evidence' : undefined],
+    ['egressguardLearnedName', event.learnedName],
+    ['egressguardLearnedFrom', event.learnedFrom],
+    ['egressguardFirstFlight', event.firstFlight],
+    ['egressguardEch', event.ech ? 'true' : undefined],
   ])}`;
 }
 

@@ -37,3 +37,15 @@ export function wasAllowed(event: FlowEvent): boolean {
 export function isAudit(event: FlowEvent): boolean {
   return event.verdict === 'would-deny' || event.verdict === 'would-permit';
 }
+
+/** What the datapath saw of the flow beyond its decision (FlowEvent sni, httpHost, learnedName, ...), under snake_case
+ * names for the JSON formats' custom field sets; only the fields the event has. */
+export function sightingFields(event: FlowEvent): Record<string, string | boolean> {
+  return {
+    ...(event.learnedName !== undefined ? { learned_name: event.learnedName } : {}),
+    ...(event.learnedFrom !== undefined ? { learned_from: event.learnedFrom } : {}),
+    ...(event.firstFlight !== undefined ? { first_flight: event.firstFlight } : {}),
+    ...(event.ech ? { ech: true } : {}),
+    ...(event.evidence ? { evidence: true } : {}),
+  };
+}

@@ -1,10 +1,11 @@
 // Elastic Common Schema 9.0.0 (elastic.co/guide/en/ecs/9.0): one document per decision or notice, with nested
 // objects (as Elasticsearch ingests them). What ECS has no field for (layer, tier, verdict, fqdn source, aggregate
-// count, workload labels) goes under `egressguard.*`, a custom field set.
+// count, workload labels, the name an address was learned for and how, what the flow sent first, evidence) goes under
+// `egressguard.*`, a custom field set. The SNI a flow sent is tls.client.server_name, an HTTP Host url.domain.
 import { describeNotice, type PipelineNotice } from '../../events/sink.js';
 import type { FlowEvent } from '../../events/types.js';
 import type { Format } from '../types.js';
-import { ianaProtocol, isAudit, policyName, wasAllowed, type ProductInfo } from './common.js';
+import { ianaProtocol, isAudit, policyName, sightingFields, wasAllowed, type ProductInfo } from './common.js';
 
 export const ECS_VERSION = '9.0.0';
 
@@ -39,7 +40,8 @@ function flowDocument(event: FlowEvent, product: ProductInfo): Record<string, un
       type: event.destination.family === 6 ? 'ipv6' : 'ipv4',
       direction: 'egress',
     },
-    ...(event.fqdnSource === 'sni' && event.fqdn ? { tls: { client: { server_name: event.fqdn } } } : {}),
+    ...(event.sni !== undefined ? { tls: { client: { server_name: event.sni } } } : {}),
+    ...(event.httpHost !== undefined ? { url: { domain: event.httpHost } } : {}),
     rule: { name: event.rule, ...(policy && event.policy ? { ruleset: policy, version: String(event.policy.generation) } : {}) },
     orchestrator: {
       type: 'kubernetes',
@@ -67,6 +69,7 @@ function flowDocument(event: FlowEvent, product: ProductInfo): Record<string, un
       fqdn_source: event.fqdnSource,
       count: event.count,
       workload_labels: event.workload.labels,
+      ...sightingFields(event),
     },
   };
 }

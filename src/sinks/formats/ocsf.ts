@@ -5,13 +5,14 @@
 // - verdict: action/disposition Allowed/Allowed, Denied/Blocked (Dropped mid-flow), audit verdicts Observed/Logged;
 // - Kubernetes identity (OCSF has no namespace or pod field): src_endpoint.name "<ns>/<pod>",
 //   src_endpoint.container {orchestrator "Kubernetes", tags k8s.namespace, k8s.pod, k8s.label.<key>};
-// - what OCSF has no attribute for (layer, tier, verdict, fqdn source, reason) goes to `unmapped`.
+// - what OCSF has no attribute for (layer, tier, verdict, fqdn source, reason, the learned name and how it was
+//   learned, what the flow sent first, evidence) goes to `unmapped`.
 // No `tls` object is sent for an SNI-named flow: OCSF requires tls.version there, which the datapath does not know;
-// the SNI is dst_endpoint.hostname with unmapped.fqdn_source "sni".
+// the SNI is dst_endpoint.hostname with unmapped.fqdn_source "sni", and unmapped.sni (unmapped.http_host) always.
 import { describeNotice, type PipelineNotice } from '../../events/sink.js';
 import type { FlowEvent } from '../../events/types.js';
 import type { Format } from '../types.js';
-import { epochMs, ianaProtocol, isAudit, policyName, workloadName, type ProductInfo } from './common.js';
+import { epochMs, ianaProtocol, isAudit, policyName, sightingFields, workloadName, type ProductInfo } from './common.js';
 
 export const OCSF_VERSION = '1.8.0';
 
@@ -112,7 +113,15 @@ function common(event: FlowEvent, product: ProductInfo, classInfo: { uid: number
     ...(policy && event.policy ? { policy: { name: policy, version: String(event.policy.generation) } } : {}),
     firewall_rule: { name: event.rule },
     ...(event.reason ? { status_detail: event.reason } : {}),
-    unmapped: { verdict: event.verdict, layer: event.layer, tier: event.tier, fqdn_source: event.fqdnSource },
+    unmapped: {
+      verdict: event.verdict,
+      layer: event.layer,
+      tier: event.tier,
+      fqdn_source: event.fqdnSource,
+      ...(event.sni !== undefined ? { sni: event.sni } : {}),
+      ...(event.httpHost !== undefined ? { http_host: event.httpHost } : {}),
+      ...sightingFields(event),
+    },
   };
 }
 
