@@ -69,15 +69,12 @@ export const OPTIONAL_FEATURES: readonly OptionalFeature[] = [
     feature: 'socketDestroy',
     what: 'bpf_sock_destroy from socket iterators',
     linux: '6.5',
-    // What lib/reap.h does without the kfunc: the socket lives on, its tc approval is purged (so the backstop judges
-    // its packets again), and a socket denied on its ClientHello already sends nothing (the skb program drops it).
-    degraded: (wanted) =>
-      'existing sockets a policy change no longer permits are not ended and their applications see no error' +
-      (wanted.packet
-        ? "; their packets are dropped by the packet backstop on the workload's interface instead, but a workload " +
-          'without one (host network) keeps such sockets working until they close'
-        : ' (enforcement.packet is off, so no backstop drops their packets: they keep working until they close)') +
-      '; a connection denied on its ClientHello sends nothing more but stalls until the application gives up',
+    // What lib/reap.h does without the kfunc: the socket lives on, marked withdrawn, and the cgroup_skb program drops
+    // what it sends (with or without the tc backstop); a socket denied on its ClientHello is dropped the same way.
+    degraded: () =>
+      'existing sockets a policy change no longer permits are not ended and their applications see no error; ' +
+      'every packet they send is dropped instead (reported with reason withdrawn-no-sock-destroy), so their ' +
+      'connections stall until the application gives up, as does a connection denied on its ClientHello',
   },
 ];
 

@@ -93,7 +93,7 @@ describe('agent status', () => {
     const older = statusOf({ socketDestroy: false });
     assert.deepEqual(older.features, { socketDestroy: false });
     assert.equal(older.degraded.length, 1);
-    assert.match(older.degraded[0]!, /^this kernel \(6\.1\.0\) lacks bpf_sock_destroy .*enforcement\.packet is off/);
+    assert.match(older.degraded[0]!, /^this kernel \(6\.1\.0\) lacks bpf_sock_destroy .*every packet they send is dropped instead/);
     const text = formatStatus(older);
     assert.match(text, /^kernel features: socketDestroy MISSING$/m);
     assert.match(text, /^DEGRADED: this kernel \(6\.1\.0\) lacks bpf_sock_destroy/m);
