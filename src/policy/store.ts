@@ -34,6 +34,11 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** True when a rule selects by `selector.service` (its findings depend on the Service as the resolver sees it now). */
+function namesService(object: AcceptedObject): boolean {
+  return object.kind === 'FirewallPolicy' && object.rules.some((rule) => 'service' in rule.selector);
+}
+
 export class PolicyStore {
   private readonly byKey = new Map<string, AcceptedObject>();
   private readonly keysByFile = new Map<string, string[]>();
@@ -49,6 +54,12 @@ export class PolicyStore {
    * the set, and a reader that far behind reads the set again.
    */
   private journal: { revision: number; object: ObjectRef }[] = [];
+  /**
+   * The compiler's findings per accepted FirewallPolicy, kept from its acceptance: status reads them on every call (the
+   * readiness probe's too), which must not compile 10,000 policies again. Not kept for a policy naming a Service: what
+   * the resolver says about a Service can change while the policy does not.
+   */
+  private readonly findings = new Map<string, PolicyDiagnostic[]>();
   private journalFloor = 0;
 
   /** `resolver` decides which selectors are enforceable, for the warnings applyFile and entries() report. */
@@ -118,10 +129,12 @@ export class PolicyStore {
   applyFiles(changes: ReadonlyMap<string, string | null>): Map<string, PolicyDiagnostic[]> {
     const results = new Map<string, PolicyDiagnostic[]>();
     const accepted = new Map<string, AcceptedObject[]>();
+    const found = new Map<AcceptedObject, PolicyDiagnostic[]>();
     for (const [path, text] of changes) {
       if (text === null) continue;
       const parsed = parseManifests(text, path, this.options);
-      const diagnostics = [...parsed.diagnostics, ...parsed.objects.flatMap((object) => this.compilerFindings(object))];
+      for (const object of parsed.objects) found.set(object, this.compilerFindings(object));
+      const diagnostics = [...parsed.diagnostics, ...parsed.objects.flatMap((object) => found.get(object)!)];
       results.set(path, diagnostics);
       if (!diagnostics.some((d) => d.severity === 'error')) accepted.set(path, parsed.objects);
     }
@@ -154,6 +167,8 @@ export class PolicyStore {
         this.generations.set(key, { generation, spec });
         this.byKey.set(key, { ...object, generation });
         this.fileByKey.set(key, path);
+        if (namesService(object)) this.findings.delete(key);
+        else this.findings.set(key, found.get(object)!);
         keys.push(key);
       }
       this.keysByFile.set(path, keys);
@@ -218,6 +233,7 @@ export class PolicyStore {
       this.journalChange(this.byKey.get(key)!);
       this.byKey.delete(key);
       this.fileByKey.delete(key);
+      this.findings.delete(key);
       changed = true;
     }
     return changed;
@@ -245,7 +261,7 @@ export class PolicyStore {
     return this.policies().map((policy) => ({
       policy,
       file: this.fileByKey.get(objectKey(policy)) ?? '',
-      warnings: [...policy.warnings, ...this.compilerFindings(policy)].map(formatDiagnostic),
+      warnings: [...policy.warnings, ...(this.findings.get(objectKey(policy)) ?? this.compilerFindings(policy))].map(formatDiagnostic),
     }));
   }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, test } from 'vitest';
 import { formatDiagnostic, lintFiles } from '../../src/policy/lint.js';
+import { hostModeResolver } from '../../src/policy/destination-resolver.js';
 import { PolicyStore } from '../../src/policy/store.js';
 import type { PolicyDiagnostic } from '../../src/policy/types.js';
 import { compiledRules, fixturesDir, translatorPolicy } from './policy-helpers.js';
@@ -133,6 +134,33 @@ describe('PolicyStore', () => {
     for (let i = 0; i < 1100; i++) store.applyFile('f.yaml', translatorPolicy('ms1aaa', { domains: [`h${i}.example.com`] }));
     assert.equal(store.changesSince(first), null);
     assert.deepEqual(names(store.changesSince(store.revision - 1)), ['FirewallPolicy obot-mcp/obot-ms1aaa-fw']);
+  });
+
+  test('entries() reads the findings kept at acceptance, except for a policy naming a Service (they follow the Service)', () => {
+    let resolves = 0;
+    let service: { matchLabels: Record<string, string> } | { unsupported: string } = {
+      unsupported: 'names no Service in namespace obot-mcp',
+    };
+    const store = new PolicyStore(
+      {},
+      {
+        resolve: (selector, namespace) => (resolves++, hostModeResolver.resolve(selector, namespace)),
+        resolveService: () => service,
+      },
+    );
+    store.applyFile('a.yaml', translatorPolicy('ms1aaa', {}));
+    const byService = translatorPolicy('ms1bbb', {}).replace(/matchLabels:\n\s+app: ms1bbb/g, 'service: api');
+    assert.notEqual(byService, translatorPolicy('ms1bbb', {}), 'the fixture selects by service');
+    store.applyFile('b.yaml', byService);
+    const warnings = () => store.entries().map((e) => e.warnings.join('\n'));
+    const first = warnings();
+    const counted = resolves;
+    assert.deepEqual(warnings(), first);
+    assert.equal(first[0], '');
+    assert.match(first[1]!, /names no Service/);
+    service = { matchLabels: { app: 'ms1bbb' } };
+    assert.doesNotMatch(warnings()[1]!, /names no Service/, 'the Service now resolves');
+    assert.equal(resolves - counted, 2, 'two more reads compiled only the policy naming a Service (one destination each)');
   });
 
   test('warnings do not block a file and are returned', () => {
