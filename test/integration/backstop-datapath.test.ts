@@ -14,6 +14,7 @@ import type { Datapath, KernelRule } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab, type LabPod } from '../../lab/lab.js';
 import { eventMatching, monotonicPast, rule } from '../support/datapath-helpers.js';
+import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
@@ -194,9 +195,7 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
     });
     pod = lab.pod('workload');
     receiver = await lab.serve(RECEIVER_SCRIPT);
-    receiver.stdout!.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
-    });
+    new Lines(receiver, (line) => line.startsWith('got:') && received.push(line.slice(4)));
     hostMac = (
       JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', pod.nodeInterface])) as Array<{ address: string }>
     )[0]!.address;

@@ -16,6 +16,7 @@ import type { Datapath, KernelRule } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab, type LabPod } from '../../lab/lab.js';
 import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
@@ -47,9 +48,9 @@ const PORT = 8443;
 const NAT_PORT_FIRST = 45000;
 const NAT_PORTS = `${NAT_PORT_FIRST}-${NAT_PORT_FIRST + 99}`;
 
-/** A TCP server on PORT printing "got:<bytes>" for every chunk it receives. */
+/** A TCP server on PORT printing "got:<bytes as a JSON string>" for every chunk it receives (one line each whatever the bytes). */
 const RECEIVER_SCRIPT = `
-require('net').createServer((s) => { s.on('error', () => {}); s.on('data', (c) => console.log('got:' + c)); })
+require('net').createServer((s) => { s.on('error', () => {}); s.on('data', (c) => console.log('got:' + JSON.stringify(c.toString('latin1')))); })
   .listen({ port: ${PORT}, host: '::' }, () => console.log('ready'));`;
 
 /**
@@ -75,9 +76,9 @@ try:
 except OSError as e:
     print(json.dumps({'result': type(e).__name__}))`;
 
-/** In the internet namespace: prints "cap:<payload>" for every TCP segment with payload that arrives (a capture). */
+/** In the internet namespace: prints "cap:<payload as a JSON string>" for every TCP segment with payload that arrives (a capture). */
 const CAPTURE_SCRIPT = String.raw`
-import socket
+import json, socket
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 print('ready', flush=True)
 while True:
@@ -88,7 +89,7 @@ while True:
     elif kind == b'\x86\xdd': proto, l4 = p[6], p[40:]
     else: continue
     if proto == 6 and len(l4) >= 20 and len(l4) > (l4[12] >> 4) * 4:
-        print('cap:' + l4[(l4[12] >> 4) * 4:].decode('latin1'), flush=True)`;
+        print('cap:' + json.dumps(l4[(l4[12] >> 4) * 4:].decode('latin1')), flush=True)`;
 
 /** Python prelude of the frame-crafting attacks: EG_ARGS in `a`, and frame() building an IP/TCP packet with checksums. */
 const FRAME_PY = String.raw`
@@ -347,17 +348,13 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     alpha = lab.pod('alpha');
     beta = lab.pod('beta');
     receiver = await lab.serve(RECEIVER_SCRIPT);
-    receiver.stdout!.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) if (line.startsWith('got:')) received.push(line.slice(4));
-    });
+    new Lines(receiver, (line) => line.startsWith('got:') && received.push(line.slice(4)));
     capture = lab.spawnInInternet(['python3', '-c', CAPTURE_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       capture.once('exit', (code) => reject(new Error(`capture exited (${code})`)));
       capture.stdout!.once('data', () => resolve());
     });
-    capture.stdout!.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) if (line.startsWith('cap:')) captured.push(line.slice(4));
-    });
+    new Lines(capture, (line) => line.startsWith('cap:') && captured.push(line.slice(4)));
     gatewayMac = (
       JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', alpha.nodeInterface])) as Array<{ address: string }>
     )[0]!.address;
@@ -516,8 +513,7 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
       },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    const lines: string[] = [];
-    hold.stdout.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n')));
+    const { lines } = new Lines(hold);
     const closed = new Promise<number | null>((resolve) => hold.once('exit', resolve));
     try {
       await arrived('allowed.example');

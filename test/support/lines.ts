@@ -6,12 +6,18 @@ export class Lines {
   readonly lines: string[] = [];
   private buffered = '';
 
-  constructor(readonly child: ChildProcess) {
+  /** onLine also sees each complete line as it comes. */
+  constructor(
+    readonly child: ChildProcess,
+    private readonly onLine?: (line: string) => void,
+  ) {
     child.stdout!.on('data', (chunk: Buffer) => {
       this.buffered += chunk.toString();
       let index: number;
       while ((index = this.buffered.indexOf('\n')) >= 0) {
-        this.lines.push(this.buffered.slice(0, index));
+        const line = this.buffered.slice(0, index);
+        this.lines.push(line);
+        this.onLine?.(line);
         this.buffered = this.buffered.slice(index + 1);
       }
     });
