@@ -7,6 +7,7 @@ import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
 import type { TcpProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { waitUntil } from '../support/wait.js';
 
 const HTTPBIN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'httpbin.org')!;
 const ONE = { pod: 'one', namespace: 'team', name: 'one', labels: { app: 'one' } };
@@ -34,8 +35,10 @@ describe('agent lifecycle', { skip: privilegedSkip() }, () => {
 
   test('discovery permits and logs under the default action', async () => {
     assert.equal((await connect(ONE.pod)).ok, true);
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const event = agent.events().find((e) => e.layer === 'connect' && e.destination.ip === HTTPBIN.ipv4 && e.workload.name === 'one');
+    const permitted = () =>
+      agent.events().find((e) => e.layer === 'connect' && e.destination.ip === HTTPBIN.ipv4 && e.workload.name === 'one');
+    await waitUntil('the connect event', () => permitted() !== undefined);
+    const event = permitted();
     assert.ok(event, 'a permitted connect event');
     assert.equal(event.verdict, 'permitted');
     assert.equal(event.tier, 3);
@@ -53,8 +56,9 @@ describe('agent lifecycle', { skip: privilegedSkip() }, () => {
 
   test('a broken configuration edit is rejected and the last good one stays in force', async () => {
     agent.writeRawConfig('workloads: [\n');
-    await new Promise((resolve) => setTimeout(resolve, 800));
-    assert.match(agent.log(), /configuration rejected; the last good configuration stays in force/);
+    await waitUntil('the rejection in the log', () =>
+      /configuration rejected; the last good configuration stays in force/.test(agent.log()),
+    );
     assert.equal((await agent.status()).mode, 'enforce');
     assert.equal((await connect(ONE.pod)).error, 'EPERM');
   });

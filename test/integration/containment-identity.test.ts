@@ -17,6 +17,7 @@ import { mustRunSync } from '../../lab/exec.js';
 import { Lab, type LabPod } from '../../lab/lab.js';
 import { eventMatching, rule } from '../support/datapath-helpers.js';
 import { Lines } from '../support/lines.js';
+import { waitUntil } from '../support/wait.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
@@ -517,7 +518,7 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     const closed = new Promise<number | null>((resolve) => hold.once('exit', resolve));
     try {
       await arrived('allowed.example');
-      await waitFor(() => lines.includes('ready'), 'the held connection is ready');
+      await waitUntil('the held connection to be ready', () => lines.includes('ready'));
       const alphaBefore = datapath.approvedFlows().get(alphaId)!;
       const refusedBefore = datapath.stats().flowsRefused;
 
@@ -543,7 +544,7 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
       // Its close ends its approval with its last segment (no sweep needed).
       hold.stdin.end();
       assert.equal(await closed, 0);
-      await waitFor(() => datapath.approvedFlows().get(alphaId)!.held === alphaBefore.held - 1, "alpha's closed flow left the table");
+      await waitUntil("alpha's closed flow to leave the table", () => datapath.approvedFlows().get(alphaId)!.held === alphaBefore.held - 1);
     } finally {
       hold.kill();
     }
@@ -553,15 +554,6 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
 function nftInPod(pod: LabPod, commands: string): void {
   const result = spawnSync('nsenter', [`--net=${pod.netnsPath}`, '--', 'nft', '-f', '-'], { input: commands, encoding: 'utf8' });
   assert.equal(result.status, 0, `nft failed: ${result.stderr}`);
-}
-
-/** Polls until check() holds (the deadline only guards against a hang). */
-async function waitFor(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** A cgroup's id: its cgroup2 directory inode. */

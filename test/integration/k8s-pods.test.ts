@@ -29,6 +29,7 @@ import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { createFirewallPolicy, installChartCrds } from '../support/kube/crds.js';
 import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
 import { ensureNamespace, Kubelet, type KubePod } from '../support/kube/pods.js';
+import { waitUntil } from '../support/wait.js';
 
 const OTHER_NAMESPACE = 'other';
 const NODE = 'node-a';
@@ -53,14 +54,6 @@ spec:
       destinationSmartGroups: [{ name: anywhere }]
       webGroups: [{ name: openai }]
 `;
-
-async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('Kubernetes mode: pods as workloads, against a real API server', { skip: privilegedSkip() }, () => {
   let lab: Lab;
