@@ -65,13 +65,14 @@ export interface DnsProxyOptions {
   learnTimeoutMs?: number;
   /** Idle TCP connections are closed after this. Default 10000. */
   tcpIdleTimeoutMs?: number;
-  /** Concurrent TCP connections; more are closed at accept. Default 256. */
-  maxTcpConnections?: number;
+  /** Concurrent TCP connections; more are closed at accept (config dns.maxTcpConnections). */
+  maxTcpConnections: number;
   /**
-   * Concurrent TCP connections of one workload (unknown sources: of one address); more are closed at
-   * accept, so one workload cannot take the node's slots from the others. Default 16.
+   * Concurrent TCP connections of one workload (unknown sources: of one address), at most maxTcpConnections; more
+   * are closed at accept, so one workload cannot take the node's slots from the others (config
+   * dns.maxTcpConnectionsPerWorkload).
    */
-  maxTcpConnectionsPerWorkload?: number;
+  maxTcpConnectionsPerWorkload: number;
   /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
   maxInflightQueries?: number;
   /** Positive answers kept for all workloads (0: no cache). Default 10000. */
@@ -149,12 +150,21 @@ export class DnsProxy {
       throw new Error(`DNS proxy: port ${options.port} is out of range 0-65535`);
     }
     if (options.upstreams.length === 0) throw new Error('DNS proxy: no upstream resolver is configured');
+    const { maxTcpConnections, maxTcpConnectionsPerWorkload } = options;
+    if (!Number.isInteger(maxTcpConnections) || maxTcpConnections < 1)
+      throw new Error(`DNS proxy: maxTcpConnections ${maxTcpConnections} is not a positive integer`);
+    if (
+      !Number.isInteger(maxTcpConnectionsPerWorkload) ||
+      maxTcpConnectionsPerWorkload < 1 ||
+      maxTcpConnectionsPerWorkload > maxTcpConnections
+    )
+      throw new Error(
+        `DNS proxy: maxTcpConnectionsPerWorkload ${maxTcpConnectionsPerWorkload} must be a positive integer no larger than maxTcpConnections (${maxTcpConnections})`,
+      );
     this.options = {
       upstreamTimeoutMs: 2000,
       learnTimeoutMs: 2000,
       tcpIdleTimeoutMs: 10_000,
-      maxTcpConnections: 256,
-      maxTcpConnectionsPerWorkload: 16,
       maxInflightQueries: 4096,
       answerCacheEntries: 10_000,
       ...options,

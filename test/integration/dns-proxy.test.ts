@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
+import { CONFIG_DEFAULTS } from '../../src/agent/config.js';
 import { DnsProxy, type DnsProxyOptions } from '../../src/dns/proxy.js';
 import { NameRefresher } from '../../src/dns/resolver.js';
 import type { DnsDecision, DnsDecisionEvent, DnsPolicyOracle, LearnedIpSink, ResolverAddress } from '../../src/dns/types.js';
@@ -146,6 +147,8 @@ describe('DNS proxy against dnsmasq', () => {
       deniedRcode: 'NXDOMAIN',
       lifetime,
       maxIpsPerName: 1000,
+      maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
+      maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
       ...overrides,
     });
     proxies.push(proxy);
@@ -310,7 +313,7 @@ describe('DNS proxy against dnsmasq', () => {
   });
 
   test('TCP: connections over the cap are closed at accept; idle connections are closed', async () => {
-    const { port, proxy } = await startProxy({ maxTcpConnections: 1, tcpIdleTimeoutMs: 100 });
+    const { port, proxy } = await startProxy({ maxTcpConnections: 1, maxTcpConnectionsPerWorkload: 1, tcpIdleTimeoutMs: 100 });
     const connect = async (): Promise<net.Socket> => {
       const socket = net.connect({ host: '127.0.0.1', port });
       await new Promise((resolve) => socket.once('connect', resolve));
