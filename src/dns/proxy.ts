@@ -65,7 +65,7 @@ export interface DnsProxyOptions {
   learnTimeoutMs?: number;
   /** Idle TCP connections are closed after this. Default 10000. */
   tcpIdleTimeoutMs?: number;
-  /** Concurrent TCP connections; more are closed at accept (config dns.maxTcpConnections). */
+  /** Concurrent TCP connections over every listen address; more are closed at accept (config dns.maxTcpConnections). */
   maxTcpConnections: number;
   /**
    * Concurrent TCP connections of one workload (unknown sources: of one address), at most maxTcpConnections; more
@@ -192,8 +192,6 @@ export class DnsProxy {
       const heldTcp = takeInherited(inherited.tcp, address, port);
       const server = heldTcp ?? net.createServer();
       server.on('connection', (socket) => this.onConnection(socket));
-      server.maxConnections = this.options.maxTcpConnections;
-      server.on('drop', () => (this.counters.tcpConnectionsRejected += 1));
       this.tcpServers.push(server);
       if (heldTcp === null) {
         server.listen({ host: address, port, ipv6Only: family === 6 });
@@ -243,6 +241,12 @@ export class DnsProxy {
     const client: Client = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
     const owner = this.options.oracle.workloadFor(client.ip)?.key ?? `address ${client.ip}`;
     const held = this.tcpConnectionsByOwner.get(owner) ?? 0;
+    // Counted here, not with each server's maxConnections: the cap is the node's, over both families' listeners.
+    if (this.tcpConnections.size >= this.options.maxTcpConnections) {
+      this.counters.tcpConnectionsRejected += 1;
+      socket.destroy();
+      return;
+    }
     if (held >= this.options.maxTcpConnectionsPerWorkload) {
       this.counters.tcpConnectionsRejectedPerWorkload += 1;
       socket.destroy();
