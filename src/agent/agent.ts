@@ -270,7 +270,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       guarded(() => reconciler.setWorkloads(workloads));
       sources.workloadsApplied(reconciler.failures());
     });
-    const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
+    const { listen, port, upstreams, deniedRcode, maxIpsPerName, maxTcpConnections, maxTcpConnectionsPerWorkload } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {
       proxy = new DnsProxy({
@@ -280,6 +280,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         deniedRcode,
         lifetime,
         maxIpsPerName,
+        maxTcpConnections,
+        maxTcpConnectionsPerWorkload,
         oracle: {
           workloadFor: (ip) => {
             const w = reconciler.registry.byAddress(ip);

@@ -95,6 +95,10 @@ export interface AgentConfig {
     graceSeconds: number;
     maxIpsPerName: number;
     maxIpsPerWorkload: number;
+    /** DNS-over-TCP connections the proxy holds at once (node-wide); more are closed at accept. */
+    maxTcpConnections: number;
+    /** ... of those, what one workload may hold, so one workload cannot take the others' slots. */
+    maxTcpConnectionsPerWorkload: number;
   };
   events: {
     /** Each entry validated against its type's schema in the sink registry (src/sinks/registry.ts). */
@@ -125,6 +129,8 @@ export const CONFIG_DEFAULTS = {
     graceSeconds: 30,
     maxIpsPerName: 64,
     maxIpsPerWorkload: 4096,
+    maxTcpConnections: 256,
+    maxTcpConnectionsPerWorkload: 16,
   },
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
   // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
@@ -238,6 +244,8 @@ const schema = {
         graceSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
         maxIpsPerName: { type: 'integer', minimum: 1, maximum: 4096 },
         maxIpsPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
+        maxTcpConnections: { type: 'integer', minimum: 1, maximum: 65536 },
+        maxTcpConnectionsPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
       },
     },
     events: {
@@ -302,6 +310,8 @@ interface RawConfig {
     graceSeconds?: number;
     maxIpsPerName?: number;
     maxIpsPerWorkload?: number;
+    maxTcpConnections?: number;
+    maxTcpConnectionsPerWorkload?: number;
   };
   events?: { sinks?: SinkConfig[]; aggregateWindowMs?: number };
   metrics?: { enabled?: boolean; listen?: string };
@@ -511,6 +521,12 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string, en
   const minTtlSeconds = dns.minTtlSeconds ?? CONFIG_DEFAULTS.dns.minTtlSeconds;
   const maxTtlSeconds = dns.maxTtlSeconds ?? CONFIG_DEFAULTS.dns.maxTtlSeconds;
   if (minTtlSeconds > maxTtlSeconds) problems.push('dns.minTtlSeconds: must not exceed dns.maxTtlSeconds');
+  const maxTcpConnections = dns.maxTcpConnections ?? CONFIG_DEFAULTS.dns.maxTcpConnections;
+  const maxTcpConnectionsPerWorkload = dns.maxTcpConnectionsPerWorkload ?? CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload;
+  if (maxTcpConnectionsPerWorkload > maxTcpConnections)
+    problems.push(
+      `dns.maxTcpConnectionsPerWorkload: ${maxTcpConnectionsPerWorkload} must not exceed dns.maxTcpConnections (${maxTcpConnections})`,
+    );
 
   const metricsEnabled = raw.metrics?.enabled ?? CONFIG_DEFAULTS.metrics.enabled;
   const metricsListenText = raw.metrics?.listen ?? CONFIG_DEFAULTS.metrics.listen;
@@ -550,6 +566,8 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string, en
       graceSeconds: dns.graceSeconds ?? CONFIG_DEFAULTS.dns.graceSeconds,
       maxIpsPerName: dns.maxIpsPerName ?? CONFIG_DEFAULTS.dns.maxIpsPerName,
       maxIpsPerWorkload: dns.maxIpsPerWorkload ?? CONFIG_DEFAULTS.dns.maxIpsPerWorkload,
+      maxTcpConnections,
+      maxTcpConnectionsPerWorkload,
     },
     events: {
       sinks: raw.events?.sinks ?? CONFIG_DEFAULTS.events.sinks.map((sink) => ({ ...sink })),

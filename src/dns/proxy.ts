@@ -65,13 +65,14 @@ export interface DnsProxyOptions {
   learnTimeoutMs?: number;
   /** Idle TCP connections are closed after this. Default 10000. */
   tcpIdleTimeoutMs?: number;
-  /** Concurrent TCP connections; more are closed at accept. Default 256. */
-  maxTcpConnections?: number;
+  /** Concurrent TCP connections over every listen address; more are closed at accept (config dns.maxTcpConnections). */
+  maxTcpConnections: number;
   /**
-   * Concurrent TCP connections of one workload (unknown sources: of one address); more are closed at
-   * accept, so one workload cannot take the node's slots from the others. Default 16.
+   * Concurrent TCP connections of one workload (unknown sources: of one address), at most maxTcpConnections; more
+   * are closed at accept, so one workload cannot take the node's slots from the others (config
+   * dns.maxTcpConnectionsPerWorkload).
    */
-  maxTcpConnectionsPerWorkload?: number;
+  maxTcpConnectionsPerWorkload: number;
   /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
   maxInflightQueries?: number;
   /** Positive answers kept for all workloads (0: no cache). Default 10000. */
@@ -149,12 +150,21 @@ export class DnsProxy {
       throw new Error(`DNS proxy: port ${options.port} is out of range 0-65535`);
     }
     if (options.upstreams.length === 0) throw new Error('DNS proxy: no upstream resolver is configured');
+    const { maxTcpConnections, maxTcpConnectionsPerWorkload } = options;
+    if (!Number.isInteger(maxTcpConnections) || maxTcpConnections < 1)
+      throw new Error(`DNS proxy: maxTcpConnections ${maxTcpConnections} is not a positive integer`);
+    if (
+      !Number.isInteger(maxTcpConnectionsPerWorkload) ||
+      maxTcpConnectionsPerWorkload < 1 ||
+      maxTcpConnectionsPerWorkload > maxTcpConnections
+    )
+      throw new Error(
+        `DNS proxy: maxTcpConnectionsPerWorkload ${maxTcpConnectionsPerWorkload} must be a positive integer no larger than maxTcpConnections (${maxTcpConnections})`,
+      );
     this.options = {
       upstreamTimeoutMs: 2000,
       learnTimeoutMs: 2000,
       tcpIdleTimeoutMs: 10_000,
-      maxTcpConnections: 256,
-      maxTcpConnectionsPerWorkload: 16,
       maxInflightQueries: 4096,
       answerCacheEntries: 10_000,
       ...options,
@@ -182,8 +192,6 @@ export class DnsProxy {
       const heldTcp = takeInherited(inherited.tcp, address, port);
       const server = heldTcp ?? net.createServer();
       server.on('connection', (socket) => this.onConnection(socket));
-      server.maxConnections = this.options.maxTcpConnections;
-      server.on('drop', () => (this.counters.tcpConnectionsRejected += 1));
       this.tcpServers.push(server);
       if (heldTcp === null) {
         server.listen({ host: address, port, ipv6Only: family === 6 });
@@ -233,6 +241,12 @@ export class DnsProxy {
     const client: Client = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
     const owner = this.options.oracle.workloadFor(client.ip)?.key ?? `address ${client.ip}`;
     const held = this.tcpConnectionsByOwner.get(owner) ?? 0;
+    // Counted here, not with each server's maxConnections: the cap is the node's, over both families' listeners.
+    if (this.tcpConnections.size >= this.options.maxTcpConnections) {
+      this.counters.tcpConnectionsRejected += 1;
+      socket.destroy();
+      return;
+    }
     if (held >= this.options.maxTcpConnectionsPerWorkload) {
       this.counters.tcpConnectionsRejectedPerWorkload += 1;
       socket.destroy();

@@ -307,6 +307,20 @@ export class AgentMetrics {
       const outcomes = ['permitted', 'denied', 'unknownSource', 'malformed', 'upstreamErrors', 'droppedOverload'] as const;
       return outcomes.map((outcome) => [{ outcome }, dns[outcome]]);
     });
+    mirroredCounter(
+      registry,
+      'dns_tcp_connections_rejected_total',
+      'DNS-over-TCP connections the proxy closed at accept, by the cap reached: node (dns.maxTcpConnections) or workload (dns.maxTcpConnectionsPerWorkload).',
+      ['limit'],
+      () => {
+        const dns = sources.dns();
+        if (dns === null) return [];
+        return [
+          [{ limit: 'node' }, dns.tcpConnectionsRejected],
+          [{ limit: 'workload' }, dns.tcpConnectionsRejectedPerWorkload],
+        ];
+      },
+    );
     gauge(registry, 'up', 'The agent is running and enforcing (1).', [], () => [[{}, 1]]);
     gauge(
       registry,

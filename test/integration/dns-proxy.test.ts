@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
+import { CONFIG_DEFAULTS } from '../../src/agent/config.js';
 import { DnsProxy, type DnsProxyOptions } from '../../src/dns/proxy.js';
 import { NameRefresher } from '../../src/dns/resolver.js';
 import type { DnsDecision, DnsDecisionEvent, DnsPolicyOracle, LearnedIpSink, ResolverAddress } from '../../src/dns/types.js';
@@ -146,6 +147,8 @@ describe('DNS proxy against dnsmasq', () => {
       deniedRcode: 'NXDOMAIN',
       lifetime,
       maxIpsPerName: 1000,
+      maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
+      maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
       ...overrides,
     });
     proxies.push(proxy);
@@ -310,19 +313,32 @@ describe('DNS proxy against dnsmasq', () => {
   });
 
   test('TCP: connections over the cap are closed at accept; idle connections are closed', async () => {
-    const { port, proxy } = await startProxy({ maxTcpConnections: 1, tcpIdleTimeoutMs: 100 });
-    const connect = async (): Promise<net.Socket> => {
-      const socket = net.connect({ host: '127.0.0.1', port });
+    const { port, proxy } = await startProxy({ maxTcpConnections: 1, maxTcpConnectionsPerWorkload: 1, tcpIdleTimeoutMs: 100 });
+    // From two addresses (two owners): the node's cap is reached, not one owner's share.
+    const connect = async (localAddress: string): Promise<net.Socket> => {
+      const socket = net.connect({ host: '127.0.0.1', port, localAddress });
       await new Promise((resolve) => socket.once('connect', resolve));
       return socket;
     };
-    const first = await connect();
+    const first = await connect('127.0.0.1');
     const firstClosed = new Promise((resolve) => first.once('close', resolve));
-    const second = await connect();
+    const second = await connect('127.0.0.2');
     await new Promise((resolve) => second.once('close', resolve));
     assert.equal(proxy.stats().tcpConnectionsRejected, 1);
     await firstClosed;
     assert.equal(first.destroyed, true, 'the idle connection was closed by the proxy');
+  });
+
+  test("TCP: the node-wide cap counts both families' listeners together", async () => {
+    const { proxy } = await startProxy({ listen: ['127.0.0.1', '::1'], maxTcpConnections: 1, maxTcpConnectionsPerWorkload: 1 });
+    const [v4, v6] = proxy.addresses();
+    const held = net.connect({ host: '127.0.0.1', port: v4!.port });
+    await new Promise((resolve) => held.once('connect', resolve));
+    const refused = net.connect({ host: '::1', port: v6!.port });
+    await new Promise((resolve) => refused.once('close', resolve));
+    assert.equal(proxy.stats().tcpConnectionsRejected, 1, 'the IPv6 connection found the node full');
+    assert.equal(held.destroyed, false);
+    held.destroy();
   });
 
   test('TCP slots are per workload: one workload holding connections cannot starve another', async () => {

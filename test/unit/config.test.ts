@@ -139,6 +139,31 @@ describe('agent configuration', () => {
     );
   });
 
+  test('DNS-over-TCP connection caps: defaults, limits, and no workload share larger than the node-wide cap', () => {
+    const defaults = parseConfig('c.yaml', minimal, cgroupMount).dns;
+    assert.equal(defaults.maxTcpConnections, CONFIG_DEFAULTS.dns.maxTcpConnections);
+    assert.equal(defaults.maxTcpConnectionsPerWorkload, CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload);
+    const set = parseConfig(
+      'c.yaml',
+      minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: 64\n  maxTcpConnectionsPerWorkload: 64\n'),
+      cgroupMount,
+    );
+    assert.deepEqual([set.dns.maxTcpConnections, set.dns.maxTcpConnectionsPerWorkload], [64, 64]);
+    assert.deepEqual(problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: 8\n  maxTcpConnectionsPerWorkload: 9\n')), [
+      'dns.maxTcpConnectionsPerWorkload: 9 must not exceed dns.maxTcpConnections (8)',
+    ]);
+    // Below the default node-wide cap without raising it: named the same way.
+    assert.match(
+      problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: 4\n')).join('\n'),
+      /dns\.maxTcpConnectionsPerWorkload: 16 must not exceed dns\.maxTcpConnections \(4\)/,
+    );
+    assert.match(
+      problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnectionsPerWorkload: 0\n')).join('\n'),
+      /dns\.maxTcpConnectionsPerWorkload/,
+    );
+    assert.match(problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: many\n')).join('\n'), /dns\.maxTcpConnections/);
+  });
+
   test('two workloads may not share an address, a cgroup or a name', () => {
     const twice = minimal.replace(
       'policies:',

@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import { describe, test } from 'vitest';
 import { AgentMetrics, MAX_FLOW_SERIES, type MetricsSources } from '../../src/metrics/metrics.js';
 import { MetricsServer, type Readiness } from '../../src/metrics/server.js';
+import type { DnsProxyStats } from '../../src/dns/types.js';
 import { flowEvent } from './events-helpers.js';
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
@@ -123,6 +124,30 @@ describe('AgentMetrics', () => {
     const { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_dns_answers_total{rcode="NXDOMAIN"}'), 1);
     assert.equal(sample(body, 'egressguard_dns_answers_total{rcode="NOERROR"}'), 1);
+  });
+
+  test('DNS-over-TCP connections closed at accept are counted by the cap reached, read from the proxy at scrape time', async () => {
+    const proxy: DnsProxyStats = {
+      queries: 0,
+      permitted: 0,
+      denied: 0,
+      unknownSource: 0,
+      malformed: 0,
+      upstreamErrors: 0,
+      upstreamResponsesIgnored: 0,
+      learnFailures: 0,
+      learnedAddresses: 0,
+      addressesOverCap: 0,
+      droppedOverload: 0,
+      tcpConnectionsRejected: 2,
+      tcpConnectionsRejectedPerWorkload: 36,
+    };
+    const metrics = new AgentMetrics(sources({ dns: () => proxy }));
+    const { body } = await metrics.exposition();
+    assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="node"}'), 2);
+    assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="workload"}'), 36);
+    proxy.tcpConnectionsRejectedPerWorkload += 4;
+    assert.equal(sample((await metrics.exposition()).body, 'egressguard_dns_tcp_connections_rejected_total{limit="workload"}'), 40);
   });
 
   test("owners' counters are read at scrape time: kernel, flood, sinks, maps, health", async () => {
