@@ -361,7 +361,8 @@ enum eg_sk_flag {
 	EG_SK_OVERFLOW = 1 << 1, /* pending with more candidates than the list holds: the SNI walks the rules */
 	EG_SK_EVIDENCE = 1 << 2, /* a permitted socket whose first flight is read for its events (never held back) */
 	EG_SK_WITHDRAWN = 1 << 3, /* denied by a re-judgment that could not end it: every packet is dropped and reported
-				   * (fallback_tier, fallback_rule_id: the rule that denies it now) */
+				   * (fallback_tier, fallback_rule_id: the rule that denies it now), but a datagram
+				   * socket's sendto() elsewhere that the hook permits (lib/sock_state.h withdrawn_egress) */
 };
 
 /* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:

@@ -50,7 +50,10 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 	if (evidence)
 		hello = bpf_sk_storage_get(&eg_sk_hello, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	state->verdict = EG_SK_PERMIT;
-	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	/* A withdrawn datagram socket's sendto() to another, permitted destination leaves its peer withdrawn; a new
+	 * connect() judged its new peer. */
+	state->flags = ((config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0) |
+		       ((flow->hook == EG_HOOK_SENDMSG4 || flow->hook == EG_HOOK_SENDMSG6) ? (state->flags & EG_SK_WITHDRAWN) : 0);
 	state->approved_sport = 0; /* until its next packet is recorded (record_flow) */
 	state->family = sock_addr_get(ctx, v6, ip6);
 	__builtin_memcpy(state->addr, ip6, sizeof(state->addr));
@@ -457,11 +460,23 @@ static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_so
 	return 1;
 }
 
-/* A packet of a socket whose permission a re-judgment withdrew but could not end (lib/reap.h mark_withdrawn):
- * dropped, counted as denied and reported (rate-limited) with the rule that denies it now. */
-static __always_inline int withdrawn_egress(const struct eg_sk_state *state, struct eg_flow *flow)
+/*
+ * A packet of a socket whose permission a re-judgment withdrew but could not end (lib/reap.h mark_withdrawn). It
+ * passes only where the hooks permitted it since: a datagram socket's sendto() to another, permitted destination
+ * (socket_approved kept the mark and recorded that destination), sent as judged. Anything else (its withdrawn peer,
+ * or a packet rewritten on its way) is dropped, counted as denied and reported (rate-limited) where it really goes,
+ * with the rule that denies the socket now. Returns -1 when the packet goes on to the socket's verdict.
+ */
+static __always_inline int withdrawn_egress(struct __sk_buff *skb, const struct eg_sk_state *state, struct eg_scratch *work)
 {
+	struct eg_flow *flow = &work->flow;
+	int parsed = !eg_parse_packet(skb, 0, &work->pkt);
+
+	if (parsed && state->verdict == EG_SK_PERMIT && judged_mismatch(skb, state, &work->pkt) == EG_REASON_NONE)
+		return -1;
 	flow_from_state(flow, state, EG_HOOK_SKB_EGRESS, EG_LAYER_PACKET);
+	if (parsed)
+		flow_from_packet(flow, &work->pkt);
 	flow->reason = EG_REASON_WITHDRAWN;
 	return finish(flow, 0, state->fallback_tier, state->fallback_rule_id, 1, 0, 0);
 }
@@ -471,8 +486,14 @@ static __always_inline int withdrawn_egress(const struct eg_sk_state *state, str
 static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
 					 struct eg_scratch *work)
 {
+	if (state->flags & EG_SK_WITHDRAWN) {
+		int withdrawn = withdrawn_egress(skb, state, work);
+
+		if (withdrawn >= 0)
+			return withdrawn;
+	}
 	if (state->verdict == EG_SK_DENY)
-		return (state->flags & EG_SK_WITHDRAWN) ? withdrawn_egress(state, &work->flow) : 0;
+		return 0;
 	if ((state->flags & EG_SK_RECORD) && !record_flow(skb, state, work))
 		return 0;
 	if (state->verdict == EG_SK_PENDING)
