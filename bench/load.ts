@@ -4,6 +4,9 @@
 //   load dns-rate <name> <server> <qps> <seconds> <timeoutMs> <attempts>   paced lookups retried like glibc; counts
 //   load tls-connect <ip> <port> <sni> <count>   sequential TLS handshakes (verified), handshakes per second
 //   load tls-upload <ip> <port> <sni> <MiB>      one TLS flow sending MiB to the lab's sink, MiB per second
+//   load verdict-watch <ip> <port>               back-to-back TCP connects until stdin closes; one line per verdict
+//                                                change ({"t": CLOCK_MONOTONIC ns, "allowed": bool}), then the spacing
+//                                                of the attempts (the resolution of those times)
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 import { connect as connectTls } from 'node:tls';
@@ -148,13 +151,48 @@ async function tlsUpload(host: string, port: number, servername: string, mebibyt
   console.log(JSON.stringify({ kind: 'tls-upload', mebibytes, seconds: reply.seconds, mebibytesPerSecond: mebibytes / reply.seconds }));
 }
 
+/** One attempt: true when the connect completes, false when the connect hook refuses it (EPERM) or a policy change
+ * ends it while it connects (ECONNABORTED: the agent's reaper). */
+function attemptConnect(host: string, port: number): Promise<boolean> {
+  return connectOnce(host, port).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPERM' || error.code === 'ECONNABORTED') return false;
+      throw error;
+    },
+  );
+}
+
+async function verdictWatch(host: string, port: number): Promise<void> {
+  let open = true;
+  process.stdin.on('end', () => (open = false)).resume();
+  const gaps: number[] = [];
+  let last: boolean | null = null;
+  let previous = process.hrtime.bigint();
+  while (open) {
+    const allowed = await attemptConnect(host, port);
+    const now = process.hrtime.bigint();
+    gaps.push(Number(now - previous) / 1e3);
+    previous = now;
+    if (allowed !== last) console.log(JSON.stringify({ t: now.toString(), allowed }));
+    last = allowed;
+    // Lets stdin's end through without spacing the attempts out.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  gaps.sort((x, y) => x - y);
+  console.log(
+    JSON.stringify({ kind: 'verdict-watch', attempts: gaps.length, gapP50us: percentile(gaps, 50), gapP99us: percentile(gaps, 99) }),
+  );
+}
+
 const [mode, a, b, c, d, e, f] = process.argv.slice(2);
 if (mode === 'connect') await connectRate(a!, Number(b), Number(c));
 else if (mode === 'dns') await dnsLatency(a!, b!, Number(c));
 else if (mode === 'dns-rate') await dnsRate(a!, b!, Number(c), Number(d), Number(e), Number(f));
 else if (mode === 'tls-connect') await tlsConnectRate(a!, Number(b), c!, Number(d));
 else if (mode === 'tls-upload') await tlsUpload(a!, Number(b), c!, Number(d));
+else if (mode === 'verdict-watch') await verdictWatch(a!, Number(b));
 else {
-  console.error('usage: load connect|dns|tls-connect|tls-upload ... (see the header of bench/load.ts)');
+  console.error('usage: load connect|dns|dns-rate|tls-connect|tls-upload|verdict-watch ... (see the header of bench/load.ts)');
   process.exit(2);
 }

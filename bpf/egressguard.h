@@ -14,12 +14,12 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 6 };
+enum eg_abi { EG_ABI_VERSION = 7 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
 #define EG_MAX_CGROUP_DEPTH 32   /* ancestor levels searched for an enrolled workload */
-#define EG_MAX_CIDRS 65536
+#define EG_MAX_CIDRS 262144
 #define EG_MAX_LEARNED 131072
 #define EG_RINGBUF_BYTES (1 << 22)
 #define EG_DNS_PORT 53
