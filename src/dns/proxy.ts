@@ -116,21 +116,7 @@ export class DnsProxy {
   private readonly cap: AddressCap;
   private readonly cache: AnswerCache;
   private readonly upstreamSockets: UpstreamSockets;
-  private readonly counters: DnsProxyStats = {
-    queries: 0,
-    permitted: 0,
-    denied: 0,
-    unknownSource: 0,
-    malformed: 0,
-    upstreamErrors: 0,
-    upstreamResponsesIgnored: 0,
-    learnFailures: 0,
-    learnedAddresses: 0,
-    addressesOverCap: 0,
-    droppedOverload: 0,
-    tcpConnectionsRejected: 0,
-    tcpConnectionsRejectedPerWorkload: 0,
-  };
+  private readonly counters = zeroStats();
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpConnections = new Set<net.Socket>();
@@ -481,6 +467,25 @@ export class DnsProxy {
       // A failing listener must not turn an answered query into a dropped one.
     }
   }
+}
+
+/** Counters of a proxy that has served nothing. */
+export function zeroStats(): DnsProxyStats {
+  return {
+    queries: 0,
+    permitted: 0,
+    denied: 0,
+    unknownSource: 0,
+    malformed: 0,
+    upstreamErrors: 0,
+    upstreamResponsesIgnored: 0,
+    learnFailures: 0,
+    learnedAddresses: 0,
+    addressesOverCap: 0,
+    droppedOverload: 0,
+    tcpConnectionsRejected: 0,
+    tcpConnectionsRejectedPerWorkload: 0,
+  };
 }
 
 /** The event of one query: every field in one literal (one object shape, whatever path produced `event`). */
