@@ -111,12 +111,9 @@ interface Outcome {
 const MAX_QUERIES_PER_TCP_CONNECTION = 64;
 const CAP_PRUNE_INTERVAL_MS = 60_000;
 
-export class DnsProxy {
-  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited'>> & Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
-  private readonly cap: AddressCap;
-  private readonly cache: AnswerCache;
-  private readonly upstreamSockets: UpstreamSockets;
-  private readonly counters: DnsProxyStats = {
+/** Every counter of DnsProxyStats at zero. */
+export function noDnsProxyStats(): DnsProxyStats {
+  return {
     queries: 0,
     permitted: 0,
     denied: 0,
@@ -131,6 +128,14 @@ export class DnsProxy {
     tcpConnectionsRejected: 0,
     tcpConnectionsRejectedPerWorkload: 0,
   };
+}
+
+export class DnsProxy {
+  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited'>> & Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
+  private readonly cap: AddressCap;
+  private readonly cache: AnswerCache;
+  private readonly upstreamSockets: UpstreamSockets;
+  private readonly counters = noDnsProxyStats();
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpConnections = new Set<net.Socket>();

@@ -15,7 +15,7 @@ import { buildClientHello } from '../../lab/clienthello.js';
 import { Lab, LAB_ADDRESSES, DEFAULT_LAB_HOSTS, type LabPod } from '../../lab/lab.js';
 import { LabAgent, type LabWorkload } from '../../lab/lab-agent.js';
 import type { DnsProbeResult } from '../../lab/probe-result.js';
-import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { DENY_BY_DEFAULT, eventMatching, rule } from '../support/datapath-helpers.js';
 import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { waitUntil } from '../support/wait.js';
@@ -327,13 +327,7 @@ describe('one workload cannot take another its approved flows', { skip: privileg
     });
     const events: KernelEvent[] = [];
     datapath.onEvent((event) => events.push(event));
-    datapath.configure({
-      defaultAction: 'deny',
-      dnsProxy: { ipv4: null, ipv6: null, port: 0 },
-      denyEch: false,
-      maxLearnedPerWorkload: 4096,
-      features: { tls: true, packet: true },
-    });
+    datapath.configure(DENY_BY_DEFAULT);
     const web = rule({
       ruleId: WEB_RULE,
       action: 'permit',

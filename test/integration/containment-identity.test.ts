@@ -15,7 +15,7 @@ import type { DecodedEvent } from '../../src/datapath/abi.js';
 import type { Datapath, KernelRule } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab, type LabPod } from '../../lab/lab.js';
-import { eventMatching, rule } from '../support/datapath-helpers.js';
+import { DENY_BY_DEFAULT, eventMatching, rule } from '../support/datapath-helpers.js';
 import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
@@ -319,13 +319,7 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     )[0]!.address;
     datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
     datapath.onEvent((event) => events.push(event as DecodedEvent));
-    datapath.configure({
-      defaultAction: 'deny',
-      dnsProxy: { ipv4: null, ipv6: null, port: 0 },
-      denyEch: false,
-      maxLearnedPerWorkload: 4096,
-      features: { tls: true, packet: true },
-    });
+    datapath.configure(DENY_BY_DEFAULT);
     enrol();
     for (const family of [4, 6] as const) await flush(family);
   }, 60_000);
