@@ -31,7 +31,11 @@ build: ensure-deps bpf native ts
 # kfunc renamed to one no kernel has, so libbpf leaves the weak extern unresolved exactly as on such a kernel.
 BPF_WITHOUT_SOCK_DESTROY := bpf/tests/egressguard-without-sock-destroy.bpf.o
 
-bpf: $(BPF_OBJECTS) $(BPF_WITHOUT_SOCK_DESTROY)
+# Tests only: the production object without the approved-flow share (one workload may take the whole node table), the
+# behaviour test/integration/containment-fairness.test.ts calibrates its flood against.
+BPF_WITHOUT_FLOW_SHARE := bpf/tests/egressguard-without-flow-share.bpf.o
+
+bpf: $(BPF_OBJECTS) $(BPF_WITHOUT_SOCK_DESTROY) $(BPF_WITHOUT_FLOW_SHARE)
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -39,7 +43,10 @@ bpf/%.bpf.o: bpf/%.bpf.c
 $(BPF_WITHOUT_SOCK_DESTROY): bpf/egressguard.bpf.c
 	$(CLANG) $(BPF_CFLAGS) -Dbpf_sock_destroy=eg_kfunc_absent_before_linux_6_5 -c $< -o $@
 
--include $(BPF_OBJECTS:.o=.d) $(BPF_WITHOUT_SOCK_DESTROY:.o=.d)
+$(BPF_WITHOUT_FLOW_SHARE): bpf/egressguard.bpf.c
+	$(CLANG) $(BPF_CFLAGS) -DEG_MAX_FLOWS_PER_WORKLOAD=EG_MAX_FLOWS -c $< -o $@
+
+-include $(BPF_OBJECTS:.o=.d) $(BPF_WITHOUT_SOCK_DESTROY:.o=.d) $(BPF_WITHOUT_FLOW_SHARE:.o=.d)
 
 # Use the installed Node headers when present (Debian's nodejs: /usr; the official node images: /usr/local): node-gyp
 # would otherwise download them.

@@ -13,7 +13,7 @@ import type { DecodedEvent } from '../../src/datapath/abi.js';
 import type { Datapath, KernelRule } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab, type LabPod } from '../../lab/lab.js';
-import { eventMatching, monotonicPast, rule } from '../support/datapath-helpers.js';
+import { DENY_BY_DEFAULT, eventMatching, monotonicPast, rule } from '../support/datapath-helpers.js';
 import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
@@ -201,13 +201,7 @@ describe('packet-layer datapath (real kernel)', { skip }, () => {
     )[0]!.address;
     datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
     datapath.onEvent((event) => events.push(event as DecodedEvent)); // the datapath delivers decoded records
-    datapath.configure({
-      defaultAction: 'deny',
-      dnsProxy: { ipv4: null, ipv6: null, port: 0 },
-      denyEch: false,
-      maxLearnedPerWorkload: 4096,
-      features: { tls: true, packet: true },
-    });
+    datapath.configure(DENY_BY_DEFAULT);
     workloadId = datapath.setWorkload(pod.cgroupPath, rules(), { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] });
     // Neighbour entries first, so the tests' frames are not the ones that resolve them.
     for (const family of [4, 6] as const) await flush(family);

@@ -1,6 +1,15 @@
 // Helpers for the tests that drive the datapath directly (no agent): a kernel rule with defaults, and waiting for an
 // event. Their network (pod <-> node <-> inet, cgroups, pins) is the lab's: Lab.create({ services: false, ... }).
-import type { KernelEvent, KernelRule } from '../../src/datapath/types.js';
+import type { DatapathSettings, KernelEvent, KernelRule } from '../../src/datapath/types.js';
+
+/** Default deny, both layers, no DNS proxy: where the tests that enrol their workloads themselves start. */
+export const DENY_BY_DEFAULT: DatapathSettings = {
+  defaultAction: 'deny',
+  dnsProxy: { ipv4: null, ipv6: null, port: 0 },
+  denyEch: false,
+  maxLearnedPerWorkload: 4096,
+  features: { tls: true, packet: true },
+};
 
 export function rule(partial: Partial<KernelRule> & Pick<KernelRule, 'ruleId' | 'action'>): KernelRule {
   return {

@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import { describe, test } from 'vitest';
 import { AgentMetrics, MAX_FLOW_SERIES, type MetricsSources } from '../../src/metrics/metrics.js';
 import { MetricsServer, type Readiness } from '../../src/metrics/server.js';
+import { zeroStats } from '../../src/dns/proxy.js';
 import type { DnsProxyStats } from '../../src/dns/types.js';
 import { flowEvent } from './events-helpers.js';
 
@@ -127,21 +128,7 @@ describe('AgentMetrics', () => {
   });
 
   test('DNS-over-TCP connections closed at accept are counted by the cap reached, read from the proxy at scrape time', async () => {
-    const proxy: DnsProxyStats = {
-      queries: 0,
-      permitted: 0,
-      denied: 0,
-      unknownSource: 0,
-      malformed: 0,
-      upstreamErrors: 0,
-      upstreamResponsesIgnored: 0,
-      learnFailures: 0,
-      learnedAddresses: 0,
-      addressesOverCap: 0,
-      droppedOverload: 0,
-      tcpConnectionsRejected: 2,
-      tcpConnectionsRejectedPerWorkload: 36,
-    };
+    const proxy: DnsProxyStats = { ...zeroStats(), tcpConnectionsRejected: 2, tcpConnectionsRejectedPerWorkload: 36 };
     const metrics = new AgentMetrics(sources({ dns: () => proxy }));
     const { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="node"}'), 2);
