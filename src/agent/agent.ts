@@ -259,6 +259,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     if (datapath.adopted) log.info('adopted the pinned datapath of an earlier agent; enforcement continued meanwhile');
     applySettings();
+    /** Set by the workload source's first report (Kubernetes mode: the kept set, or the first pod list). */
+    let workloadsKnown = false;
     await policySource.start({
       apply: (changes) => {
         for (const [file, text] of changes) if (text !== null) notePolicyChange(file);
@@ -267,6 +269,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       commit: commitPolicies,
     });
     await workloadSource.start((workloads) => {
+      workloadsKnown = true;
       guarded(() => reconciler.setWorkloads(workloads));
       sources.workloadsApplied(reconciler.failures());
     });
@@ -286,6 +289,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
             return w ? { key: workloadKey(w), workloadId: w.workloadId } : null;
           },
           decide: (w, qname) => decideName(reconciler.rulesFor(w.key), qname, config.baseline),
+          workloadsKnown: () => workloadsKnown,
         },
         sink: learned,
         onEvent: (e) => decide(enricher.fromDns(e)),
