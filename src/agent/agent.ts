@@ -189,8 +189,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     reconciler.setBaseline(baseline.denyList, baseline.permits);
     proxy?.setPolicy(dnsPolicy());
   };
+  /** Set by the workload source's first report (Kubernetes mode: the kept set, or the first pod list). */
+  let workloadsKnown = false;
   /** What the DNS proxy worker decides from: every workload's addresses and rules in force, and the baseline. */
   const dnsPolicy = (): DnsPolicySnapshot => ({
+    workloadsKnown,
     workloads: reconciler.registry.all().map((w) => {
       const key = workloadKey(w);
       return { key, workloadId: w.workloadId, addresses: w.addresses, rules: reconciler.rulesFor(key) };
@@ -277,7 +280,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       commit: commitPolicies,
     });
     await workloadSource.start((workloads) => {
+      const first = !workloadsKnown;
+      workloadsKnown = true;
       guarded(() => reconciler.setWorkloads(workloads));
+      // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
+      if (first) proxy?.setPolicy(dnsPolicy());
       sources.workloadsApplied(reconciler.failures());
     });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName, maxTcpConnections, maxTcpConnectionsPerWorkload } = config.dns;

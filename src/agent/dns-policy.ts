@@ -12,6 +12,8 @@ export interface SnapshotWorkload extends DnsWorkload {
 }
 
 export interface DnsPolicySnapshot {
+  /** False until the agent's first workload report: the proxy then leaves unknown sources unanswered (see DnsPolicyOracle). */
+  workloadsKnown: boolean;
   workloads: SnapshotWorkload[];
   baseline: DnsBaseline;
 }
@@ -30,6 +32,7 @@ export function snapshotOracle(snapshot: DnsPolicySnapshot): DnsPolicyOracle {
       return workload === undefined ? null : { key: workload.key, workloadId: workload.workloadId };
     },
     decide: (workload, qname) => decideName(byKey.get(workload.key)?.rules ?? [], qname, snapshot.baseline),
+    workloadsKnown: () => snapshot.workloadsKnown,
   };
 }
 

@@ -312,6 +312,8 @@ export class DnsProxy {
     const named = { query: query.question.normalizedName, qtype: query.question.type };
     if (workload === null) {
       this.counters.unknownSource += 1;
+      // A pod of this node the restarted agent has not listed yet: a refusal would fail its lookup, silence retries it.
+      if (this.options.oracle.workloadsKnown?.() === false) return { response: null, event: null };
       return {
         response: errorFor(query, 'REFUSED'),
         event: { ...preDecisionEvent(null, 'unknown-source', 'REFUSED', `no workload owns source address ${client.ip}`), ...named },

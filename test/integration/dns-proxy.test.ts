@@ -148,7 +148,11 @@ function policySnapshot(permitted: string[]): DnsPolicySnapshot {
     notEnforced: [],
     active: true,
   };
-  return { workloads: [{ ...WORKLOAD, addresses: ['127.0.0.1'], rules: [rule] }], baseline: { dnsNames: [], mode: 'enforce' } };
+  return {
+    workloadsKnown: true,
+    workloads: [{ ...WORKLOAD, addresses: ['127.0.0.1'], rules: [rule] }],
+    baseline: { dnsNames: [], mode: 'enforce' },
+  };
 }
 
 function openDescriptors(): number {
@@ -320,6 +324,30 @@ describe('DNS proxy against dnsmasq', () => {
     assert.equal(events[0]?.sourceIp, '127.0.0.2');
     assert.equal(events[0]?.ruleName, 'unknown-source');
     assert.equal(proxy.stats().unknownSource, 1);
+  });
+
+  test('unknown source while the workloads are not known yet (a restarted agent before its pod list): no answer, then REFUSED', async () => {
+    let known = false;
+    const { port, events, proxy } = await startProxy({ oracle: { ...oracle, workloadsKnown: () => known } });
+    const early = dgram.createSocket('udp4');
+    const answered: Buffer[] = [];
+    early.on('message', (reply) => answered.push(reply));
+    await new Promise<void>((resolve) => early.bind({ address: '127.0.0.2', port: 0 }, resolve));
+    try {
+      early.send(encodeQuery('api.openai.com', 'A', 78), port, '127.0.0.1');
+      await waitUntil('the proxy read the early query', () => proxy.stats().unknownSource === 1);
+      // A workload's query sent after it is answered: the proxy has handled the early one by then, without a reply.
+      assert.equal(rcodeOf(await udpAsk(port, encodeQuery('api.openai.com', 'A', 79))), 'NOERROR');
+      assert.deepEqual(answered, []);
+      assert.deepEqual(
+        events.filter((e) => e.ruleName === 'unknown-source'),
+        [],
+      );
+      known = true;
+      assert.equal(rcodeOf(await udpAsk(port, encodeQuery('api.openai.com', 'A', 80), { localAddress: '127.0.0.2' })), 'REFUSED');
+    } finally {
+      early.close();
+    }
   });
 
   test('TCP: one query, two queries in one write, and a query split across writes', async () => {

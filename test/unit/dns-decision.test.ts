@@ -77,6 +77,7 @@ describe('decideName', () => {
 describe('the policy snapshot the DNS proxy worker decides from', () => {
   test('after crossing to another thread (structured clone), it decides every name as decideName does', () => {
     const snapshot = structuredClone({
+      workloadsKnown: false,
       workloads: [{ key: 'team/one', workloadId: 4, addresses: ['198.18.1.4', 'fd00:eb::4'], rules: allowApi }],
       baseline: enforce,
     });
@@ -90,5 +91,7 @@ describe('the policy snapshot the DNS proxy worker decides from', () => {
     }
     assert.deepEqual(oracle.decide({ key: 'team/gone', workloadId: 9 }, 'api.example.com'), decideName([], 'api.example.com', enforce));
     assert.deepEqual(rulesInForce(snapshot), new Map([[4, new Set(allowApi.map((rule) => rule.ruleId))]]));
+    assert.equal(oracle.workloadsKnown?.(), false, 'a new agent before its first workload report leaves unknown sources unanswered');
+    assert.equal(snapshotOracle({ ...snapshot, workloadsKnown: true }).workloadsKnown?.(), true);
   });
 });
