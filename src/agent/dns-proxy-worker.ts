@@ -2,7 +2,7 @@
 // agent's main loop (events, metrics, reconciling, status) nor the main loop by them. It decides from the policy
 // snapshots the main thread sends. Learning goes to the main thread, the datapath's only writer, and the answer
 // waits for its confirmation, unless the main thread already confirmed the kernel holds every address long enough
-// (ConfirmedLearning). Decision events and counters go to the main thread in batches, once per turn of this loop.
+// (ConfirmedLearning). Decision events and counters go to the main thread in batches (EVENT_BATCH_MS).
 import { parentPort, workerData } from 'node:worker_threads';
 import { ConfirmedLearning } from '../dns/confirmed-learning.js';
 import { kernelLifetimeSeconds } from '../dns/lifetime.js';
@@ -12,6 +12,13 @@ import type { DnsDecisionEvent, DnsPolicyOracle } from '../dns/types.js';
 import type { FromWorker, ProxyWorkerData, ToWorker } from './dns-worker-protocol.js';
 
 const NS_PER_SECOND = 1_000_000_000n;
+/**
+ * Events wait up to this long, or until this many are pending, and go in one message: fewer wake-ups of the main
+ * thread than a message per loop turn at moderate rates. The main thread names learned addresses when it learns them,
+ * so a later event does not delay the names of kernel events.
+ */
+const EVENT_BATCH_MS = 10;
+const EVENT_BATCH_SIZE = 512;
 /** Counters also go out when no query produces an event (dropped, malformed, spoofed datagrams). */
 const STATS_INTERVAL_MS = 1000;
 
@@ -33,6 +40,7 @@ interface PendingLearn {
 const pendingLearns = new Map<number, PendingLearn>();
 let nextLearnId = 1;
 let batch: DnsDecisionEvent[] = [];
+let flushTimer: NodeJS.Timeout | null = null;
 
 const proxy = new DnsProxy({
   ...data.settings,
@@ -50,12 +58,15 @@ const proxy = new DnsProxy({
     },
   },
   onEvent: (event) => {
-    if (batch.length === 0) setImmediate(flush);
+    if (batch.length === 0) flushTimer = setTimeout(flush, EVENT_BATCH_MS);
     batch.push(event);
+    if (batch.length >= EVENT_BATCH_SIZE) flush();
   },
 });
 
 function flush(): void {
+  if (flushTimer !== null) clearTimeout(flushTimer);
+  flushTimer = null;
   const events = batch;
   batch = [];
   post({ type: 'events', events, stats: proxy.stats() });
