@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
+import type { ScaleSample } from './scale.js';
 
 const RESULTS = process.env.BENCH_RESULTS ?? 'dist/bench-results';
 const DOCS = process.env.BENCH_DOCS ?? 'docs';
@@ -47,6 +48,14 @@ interface ConnectResult {
   ratios: Record<string, number>;
   /** Per egressguard side, one list of the lab's programs per sample. */
   bpfStats: Record<string, { name: string; type: string; runs: number; nsPerRun: number; nsPerConnect: number }[][]>;
+}
+interface ScaleResult {
+  machine: Machine;
+  date: string;
+  command: string;
+  domains: number;
+  samples: ScaleSample[];
+  ratios: { workloads: number; compileAndLoad: number; learn: number; rssGrowth: number; mapBytes: number }[];
 }
 interface PropagationResult {
   machine: Machine;
@@ -314,6 +323,33 @@ function connectSection(result: ConnectResult): string[] {
   return lines;
 }
 
+function scaleSection(result: ScaleResult): string[] {
+  const mib = (bytes: number) => fixed(bytes / 2 ** 20, 1);
+  const largest = result.samples.at(-1)!;
+  return [
+    '## Scale (host mode)',
+    '',
+    machineLine(result.machine, result.date),
+    `\`${result.command}\`: W workloads (cgroups of a netns lab), each with the translator's policy permitting ${result.domains} names of its`,
+    'own, then one address learned per name; the real datapath (programs loaded and attached, maps pinned). compile and',
+    "load = the policy store accepting the W files and the reconciler's first pass writing every workload into the kernel;",
+    'learn = writing the learned addresses; map memory = `bytes_memlock` of every pinned map; RSS = the bench process',
+    '(policy store, reconciler, datapath mirrors) at the end, and its growth over the run. Ratios: per workload at W ÷ at',
+    'the smallest W (1 = linear), map memory as a whole ÷ at the smallest W.',
+    '',
+    '| workloads | learned | compile and load ms | ratio | learn ms | ratio | map memory MiB | ratio | RSS MiB (growth) | RSS growth ratio |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...result.samples.map((s, i) => {
+      const r = result.ratios[i]!;
+      const rss = `${fixed(s.rssMiB, 0)} (${fixed(s.rssGrowthMiB, 0)})`;
+      return `| ${s.workloads} | ${s.learned.toLocaleString('en')} | ${fixed(s.compileAndLoadMs, 0)} | ${fixed(r.compileAndLoad, 2)} | ${fixed(s.learnMs, 0)} | ${fixed(r.learn, 2)} | ${mib(s.mapBytes)} | ${fixed(r.mapBytes, 2)} | ${rss} | ${fixed(r.rssGrowth, 2)} |`;
+    }),
+    '',
+    `Largest maps at ${largest.workloads} workloads: ${largest.maps.map((m) => `${m.name} ${mib(m.bytes)} MiB`).join(', ')}.`,
+    '',
+  ];
+}
+
 function propagationSection(result: PropagationResult): string[] {
   const resolution = result.proberResolutionUs;
   return [
@@ -353,10 +389,12 @@ const dns = load<DnsResult>('dns');
 const connect = load<ConnectResult>('connect');
 const tls = load<TlsResult>('tls');
 const propagation = load<PropagationResult>('propagation');
+const scale = load<ScaleResult>('scale');
 if (dns) sections.push(dnsSection(dns));
 if (connect) sections.push(connectSection(connect));
 if (tls) sections.push(tlsSection(tls));
 if (propagation) sections.push(propagationSection(propagation));
+if (scale) sections.push(scaleSection(scale));
 const notes = existsSync(join(DOCS, 'benchmarks-notes.md')) ? readFileSync(join(DOCS, 'benchmarks-notes.md'), 'utf8') : '';
 const text = [
   '# Benchmarks',
