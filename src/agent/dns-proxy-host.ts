@@ -9,7 +9,7 @@ import type { InheritedSocket } from '../dns/activation.js';
 import { rulesInForce, type DnsPolicySnapshot } from './dns-policy.js';
 import { zeroStats, type ListeningAddress } from '../dns/proxy.js';
 import type { DnsDecisionEvent, DnsProxyStats } from '../dns/types.js';
-import type { FromWorker, ProxyWorkerData, ToWorker, WorkerProxySettings } from './dns-worker-protocol.js';
+import { unpackEvent, type FromWorker, type ProxyWorkerData, type ToWorker, type WorkerProxySettings } from './dns-worker-protocol.js';
 
 export interface SocketFunctions {
   bindDnsSocket(kind: InheritedSocket['kind'], address: string, port: number): { fd: number; port: number };
@@ -167,7 +167,7 @@ export class DnsProxyHost {
             return worker.postMessage(this.learnFor(message));
           case 'events':
             this.currentStats = message.stats;
-            if (message.events.length > 0) this.options.onEvents(message.events);
+            if (message.events.length > 0) this.options.onEvents(message.events.map(unpackEvent));
             return;
           case 'stopped':
             return;

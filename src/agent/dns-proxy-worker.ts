@@ -8,8 +8,8 @@ import { ConfirmedLearning } from '../dns/confirmed-learning.js';
 import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import { snapshotOracle } from './dns-policy.js';
 import { DnsProxy } from '../dns/proxy.js';
-import type { DnsDecisionEvent, DnsPolicyOracle } from '../dns/types.js';
-import type { FromWorker, ProxyWorkerData, ToWorker } from './dns-worker-protocol.js';
+import type { DnsPolicyOracle } from '../dns/types.js';
+import { packEvent, type FromWorker, type PackedEvent, type ProxyWorkerData, type ToWorker } from './dns-worker-protocol.js';
 
 const NS_PER_SECOND = 1_000_000_000n;
 /**
@@ -39,7 +39,7 @@ interface PendingLearn {
 /** Learns the main thread has not answered yet, by request id. */
 const pendingLearns = new Map<number, PendingLearn>();
 let nextLearnId = 1;
-let batch: DnsDecisionEvent[] = [];
+let batch: PackedEvent[] = [];
 let flushTimer: NodeJS.Timeout | null = null;
 
 const proxy = new DnsProxy({
@@ -59,7 +59,7 @@ const proxy = new DnsProxy({
   },
   onEvent: (event) => {
     if (batch.length === 0) flushTimer = setTimeout(flush, EVENT_BATCH_MS);
-    batch.push(event);
+    batch.push(packEvent(event));
     if (batch.length >= EVENT_BATCH_SIZE) flush();
   },
 });

@@ -24,5 +24,37 @@ export type FromWorker =
   | { type: 'ready'; addresses: ListeningAddress[] }
   | { type: 'failed'; error: string }
   | { type: 'learn'; id: number; workloadId: number; ruleIds: number[]; ips: string[]; ttlSeconds: number; name: string }
-  | { type: 'events'; events: DnsDecisionEvent[]; stats: DnsProxyStats }
+  | { type: 'events'; events: PackedEvent[]; stats: DnsProxyStats }
   | { type: 'stopped' };
+
+/** Every field of a decision event, in the order a packed event carries them. */
+const EVENT_FIELDS = [
+  'time',
+  'workloadKey',
+  'workloadId',
+  'sourceIp',
+  'sourcePort',
+  'transport',
+  'query',
+  'qtype',
+  'verdict',
+  'tier',
+  'ruleName',
+  'policy',
+  'rcode',
+  'answers',
+  'learnedTtlSeconds',
+  'upstream',
+  'upstreamLatencyMs',
+  'reason',
+] as const satisfies readonly (keyof DnsDecisionEvent)[];
+/** A decision event as a tuple: cloned to the other thread in about a third of an object's time (no key per field). */
+export type PackedEvent = unknown[];
+
+export function packEvent(event: DnsDecisionEvent): PackedEvent {
+  return EVENT_FIELDS.map((field) => event[field]);
+}
+
+export function unpackEvent(packed: PackedEvent): DnsDecisionEvent {
+  return Object.fromEntries(EVENT_FIELDS.map((field, index) => [field, packed[index]])) as unknown as DnsDecisionEvent;
+}
