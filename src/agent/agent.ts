@@ -54,10 +54,15 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-/** Ready means enforcing: the programs are attached (their pinned links exist; `teardown` removes them). */
-function readiness(status: AgentStatus, pinDir: string): Readiness {
+/**
+ * Ready means enforcing: the programs are attached (their pinned links exist; `teardown` removes them) and the agent
+ * knows its workloads (Kubernetes mode: the node's pods listed, or the set a previous agent kept), so it answers their
+ * DNS: a rolling update moves on only then.
+ */
+function readiness(status: AgentStatus, pinDir: string, workloadsKnown: boolean): Readiness {
   if (!existsSync(pinPaths(pinDir).links))
     return { ready: false, detail: `not enforcing: no programs are pinned under ${pinDir} (torn down?); restart the agent` };
+  if (!workloadsKnown) return { ready: false, detail: "not ready: the workloads are not known yet (the node's pods are not listed)" };
   const withoutRules = status.failures.length > 0 ? ` (${status.failures.length} without their own rules, see status)` : '';
   return {
     ready: true,
@@ -269,6 +274,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       commit: commitPolicies,
     });
     await workloadSource.start((workloads) => {
+      if (!workloadsKnown) log.info({ workloads: workloads.length }, 'workloads known: ready');
       workloadsKnown = true;
       guarded(() => reconciler.setWorkloads(workloads));
       sources.workloadsApplied(reconciler.failures());
@@ -318,7 +324,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     control = new ControlServer(config.controlSocket, { status: agent.status, ruleset, reload, history });
     await control.start();
     if (config.metrics) {
-      metricsServer = new MetricsServer(config.metrics.listen, metrics, () => readiness(agent.status(), pinDir));
+      metricsServer = new MetricsServer(config.metrics.listen, metrics, () => readiness(agent.status(), pinDir, workloadsKnown));
       await metricsServer.start();
     }
     process.on('SIGHUP', reload);
