@@ -28,6 +28,8 @@ export interface Lookups {
   /** Lookups with no answer after every attempt. */
   failed: number;
   rcodes: Record<string, number>;
+  /** When answers other than NOERROR came: the first and the last of each code, ms since the epoch. */
+  rcodeSpans: Record<string, { firstMs: number; lastMs: number }>;
   /** Stretches of over 100 ms without any answer, ms since the epoch. */
   silences: { fromMs: number; toMs: number }[];
   lastAnswerMs: number;
