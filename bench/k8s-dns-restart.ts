@@ -4,8 +4,8 @@
 // resolver (5 s, 2 attempts), one rogue pod looping connects to a denied address. BENCH_ROUNDS times each: the agent
 // killed with -9 and started again (a container restart: its kept pod and policy files survive) and replaced (SIGTERM,
 // a new process without them, as a DaemonSet rollout's new pod). Per run: lookups sent, lost (no answer after both
-// attempts), answered by code; the outage (last answer before → first answer after); when the new agent logged that
-// it runs (ready: its proxy, control socket and pods are up), and the first answer after the outage relative to that;
+// attempts), answered by code; the outage (last answer before → first answer after); when the new agent logged that it
+// is ready (it knows its pods: /readyz answers 200), and the first answer after the outage relative to that;
 // the rogue pod's connects (zero is the requirement). Root.
 //   node dist/bench/k8s-dns-restart.js   (BENCH_QPS=500 BENCH_SECONDS=40 BENCH_ROUNDS=3)
 import { randomBytes } from 'node:crypto';
@@ -72,7 +72,7 @@ try {
   for (const [kind, f] of Object.entries(figures))
     console.log(
       `k8s DNS across an agent ${kind} (${ROUNDS} runs, ${QPS} q/s): lookups resumed at most ${f.readyToResumedMaxMs.toFixed(0)} ms after ` +
-        `the new agent ran (goal ≤ ${GOAL_MS}); outage median ${f.outageMedianMs.toFixed(0)} ms (stop → ready ${f.stoppedToReadyMedianMs.toFixed(0)} ms); ` +
+        `the new agent was ready (goal ≤ ${GOAL_MS}); outage median ${f.outageMedianMs.toFixed(0)} ms (stop → ready ${f.stoppedToReadyMedianMs.toFixed(0)} ms); ` +
         `${f.lostTotal} lookups lost, ${f.notNoerrorTotal} answered other than NOERROR, ${f.notResumed} runs not resumed within ${SECONDS} s; ` +
         `rogue connects ${f.rogueConnectedTotal}`,
     );

@@ -88,6 +88,8 @@ async function dnsRate(name: string, server: string, qps: number, seconds: numbe
   const waiting = new Map<number, { tries: number; timer: NodeJS.Timeout }>();
   let [sent, failed] = [0, 0];
   const silences: Silence[] = [];
+  /** When answers other than NOERROR came: the first and the last of each code (ms since the epoch). */
+  const rcodeSpans: Record<string, { firstMs: number; lastMs: number }> = {};
   let lastAnswerMs = Date.now();
   const query = (id: number) =>
     dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
@@ -110,6 +112,10 @@ async function dnsRate(name: string, server: string, qps: number, seconds: numbe
     lastAnswerMs = answeredMs;
     const rcode = (dnsPacket.decode(message) as { rcode?: string }).rcode ?? 'UNKNOWN';
     rcodes[rcode] = (rcodes[rcode] ?? 0) + 1;
+    if (rcode !== 'NOERROR') {
+      const span = (rcodeSpans[rcode] ??= { firstMs: answeredMs, lastMs: answeredMs });
+      span.lastMs = answeredMs;
+    }
   });
   const started = performance.now();
   while (performance.now() - started < seconds * 1000) {
@@ -119,7 +125,7 @@ async function dnsRate(name: string, server: string, qps: number, seconds: numbe
   }
   while (waiting.size > 0) await new Promise((resolve) => setTimeout(resolve, 50));
   socket.close();
-  console.log(JSON.stringify({ kind: 'dns-rate', sent, failed, rcodes, silences, lastAnswerMs }));
+  console.log(JSON.stringify({ kind: 'dns-rate', sent, failed, rcodes, rcodeSpans, silences, lastAnswerMs }));
 }
 
 /** Connect, send one byte and close: a connection that got through is in the lab server's log. */

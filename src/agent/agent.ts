@@ -55,10 +55,15 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-/** Ready means enforcing: the programs are attached (their pinned links exist; `teardown` removes them). */
-function readiness(status: AgentStatus, pinDir: string): Readiness {
+/**
+ * Ready means enforcing: the programs are attached (their pinned links exist; `teardown` removes them) and the agent
+ * knows its workloads (Kubernetes mode: the node's pods listed, or the set a previous agent kept), so it answers their
+ * DNS: a rolling update moves on only then.
+ */
+function readiness(status: AgentStatus, pinDir: string, workloadsKnown: boolean): Readiness {
   if (!existsSync(pinPaths(pinDir).links))
     return { ready: false, detail: `not enforcing: no programs are pinned under ${pinDir} (torn down?); restart the agent` };
+  if (!workloadsKnown) return { ready: false, detail: "not ready: the workloads are not known yet (the node's pods are not listed)" };
   const withoutRules = status.failures.length > 0 ? ` (${status.failures.length} without their own rules, see status)` : '';
   return {
     ready: true,
@@ -285,6 +290,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       guarded(() => reconciler.setWorkloads(workloads));
       // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
       if (first) proxy?.setPolicy(dnsPolicy());
+      if (first) log.info({ workloads: workloads.length }, 'workloads known: ready');
       sources.workloadsApplied(reconciler.failures());
     });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName, maxTcpConnections, maxTcpConnectionsPerWorkload } = config.dns;
@@ -340,7 +346,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     control = new ControlServer(config.controlSocket, { status: agent.status, ruleset, reload, history });
     await control.start();
     if (config.metrics) {
-      metricsServer = new MetricsServer(config.metrics.listen, metrics, () => readiness(agent.status(), pinDir));
+      metricsServer = new MetricsServer(config.metrics.listen, metrics, () => readiness(agent.status(), pinDir, workloadsKnown));
       await metricsServer.start();
     }
     process.on('SIGHUP', reload);

@@ -9,6 +9,7 @@ import { LAB_ADDRESSES, type Lab } from '../../../lab/lab.js';
 import type { LabAgent } from '../../../lab/lab-agent.js';
 import { keptPoliciesPath } from '../../../src/k8s/kept-policies.js';
 import { DENIED_PORT, DNS_POLICY, HTTPBIN, NAMESPACE } from '../k8s-pods.js';
+import { waitUntil } from '../wait.js';
 import { createFirewallPolicy } from './crds.js';
 import type { KubeNode } from './node.js';
 import type { KubePod } from './pods.js';
@@ -27,6 +28,8 @@ export interface Lookups {
   /** Lookups with no answer after every attempt. */
   failed: number;
   rcodes: Record<string, number>;
+  /** When answers other than NOERROR came: the first and the last of each code, ms since the epoch. */
+  rcodeSpans: Record<string, { firstMs: number; lastMs: number }>;
   /** Stretches of over 100 ms without any answer, ms since the epoch. */
   silences: { fromMs: number; toMs: number }[];
   lastAnswerMs: number;
@@ -42,7 +45,7 @@ export interface RestartRun {
   kind: RestartKind;
   lookups: Lookups;
   rogue: ConnectLoop;
-  /** When the old agent was stopped and when the new one logged that it runs (its control socket answers), epoch ms. */
+  /** When the old agent was stopped and when the new one was ready (it knows its pods; /readyz 200), epoch ms. */
   stoppedMs: number;
   readyMs: number;
   /** The longest silence after the stop (no agent answering); null when the answers never paused for over 100 ms. */
@@ -73,15 +76,14 @@ async function runLoad<T>(lab: Lab, pod: KubePod, argv: string[], timeoutMs: num
   return JSON.parse(result.stdout.trim().split('\n').pop() ?? '') as T;
 }
 
-/** When the agent last logged that it runs (pino's `time`, epoch ms). */
-function runningSince(agent: LabAgent): number {
-  const line = agent
-    .log()
-    .split('\n')
-    .filter((l) => l.includes('"msg":"egressguard agent running"'))
-    .pop();
-  if (line === undefined) throw new Error(`the agent never logged that it runs; its log:\n${agent.log()}`);
-  return (JSON.parse(line) as { time: number }).time;
+/** When the agent logged that it is ready (knows its pods: /readyz answers 200) after `sinceMs`, epoch ms; null: not yet. */
+function readySince(agent: LabAgent, sinceMs: number): number | null {
+  for (const line of agent.log().split('\n')) {
+    if (!line.includes('"msg":"workloads known: ready"')) continue;
+    const { time } = JSON.parse(line) as { time: number };
+    if (time >= sinceMs) return time;
+  }
+  return null;
 }
 
 /** benign may resolve api.openai.com (DNS_POLICY); rogue has no policy. The agent is made, not started. */
@@ -126,7 +128,8 @@ export async function restartUnderLoad(options: {
     const podState = join(lab.workDir, 'agent-pods.json');
     if (kind === 'replace') for (const file of [podState, keptPoliciesPath(podState)]) rmSync(file, { force: true });
     await agent.start(60_000);
-    const readyMs = runningSince(agent);
+    await waitUntil('the new agent ready', () => readySince(agent, stoppedMs) !== null, 60_000);
+    const readyMs = readySince(agent, stoppedMs)!;
     const [done, rogueLoop] = await Promise.all([lookups, connects]);
     const outage = done.silences.filter((s) => s.toMs >= stoppedMs).sort((a, b) => b.toMs - b.fromMs - (a.toMs - a.fromMs))[0] ?? null;
     return { kind, lookups: done, rogue: rogueLoop, stoppedMs, readyMs, outage };
