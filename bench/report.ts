@@ -265,7 +265,7 @@ function connectSection(result: ConnectResult): string[] {
     'so each connect waits for its ClientHello) plus a rule with N other /32 CIDRs, and N addresses learned for the',
     "name's rule; iptables-N = N rules in the node FORWARD path, the allowed destination last, established traffic",
     `accepted first; nftset = one rule over a set of ${largest} addresses. agent CPU = the agent's user + system time`,
-    'per connect during the sample (the connect events it reads). Squid peek-and-splice is not measured yet.',
+    'per connect during the sample (the connect events it reads). Squid: in the TLS section (it accepts the TCP connection itself and only connects on, by the ClientHello, so it is compared on handshakes).',
     '',
     '| side | connects/s | ratio to none | p50 µs | p50 added µs | p99 µs | agent CPU µs per connect |',
     '|---|---|---|---|---|---|---|',
