@@ -8,7 +8,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I/usr/in
 # The production object, and under bpf/tests the probe objects only tests and benchmarks load.
 BPF_SOURCES := $(wildcard bpf/*.bpf.c bpf/tests/*.bpf.c)
 BPF_OBJECTS := $(BPF_SOURCES:.c=.o)
-DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3 rsyslog rsyslog-gnutls prometheus nftables dnsperf iptables docker.io debootstrap
+DEBIAN_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 dnsmasq-base openssl util-linux procps kmod python3 rsyslog rsyslog-gnutls prometheus nftables dnsperf iptables docker.io debootstrap squid-openssl
 
 .PHONY: deps ensure-deps build bpf native ts test demo bench lint clean kube-control-plane
 
