@@ -127,6 +127,7 @@ export function noDnsProxyStats(): DnsProxyStats {
     droppedOverload: 0,
     tcpConnectionsRejected: 0,
     tcpConnectionsRejectedPerWorkload: 0,
+    tcpConnectionsOpen: 0,
   };
 }
 
@@ -232,7 +233,7 @@ export class DnsProxy {
   }
 
   stats(): DnsProxyStats {
-    return { ...this.counters };
+    return { ...this.counters, tcpConnectionsOpen: this.tcpConnections.size };
   }
 
   private onDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): void {
