@@ -76,6 +76,8 @@ bench: build
 	node dist/bench/connect.js
 	node dist/bench/run.js
 	node dist/bench/tls.js
+	node dist/bench/propagation.js
+	node dist/bench/scale.js
 	node dist/bench/packet-cost.js
 	node dist/bench/reconcile.js
 	node dist/bench/sinks.js

@@ -1,17 +1,22 @@
 // Per-connection cost of an allowlist, side by side in one run: a pod connecting to an allowed destination through
 // the node netns (sequential TCP connect + reset, bench/load.ts), with
 //   - none: no agent, no rules (the baseline every ratio is against);
-//   - egressguard: the agent enforcing a policy that allows the destination by name, plus BENCH_CIDRS other CIDRs;
+//   - egressguard-N: the agent enforcing a policy that allows the destination by name, plus a rule with N other /32
+//     CIDRs, with N addresses learned for the name's rule (the allowed one and N - 1 others written into eg_learned
+//     next to the agent's own entry), for each N in BENCH_SCALES: the verdict's cost should not grow with N;
 //   - iptables-N: an iptables allowlist in the node's FORWARD path, N rules with the allowed destination last
 //     (established traffic accepted first, then the rules, then drop), for each N in BENCH_IPTABLES_RULES;
-//   - nftset: one nftables rule matching a set of BENCH_CIDRS addresses (with the allowed one).
+//   - nftset: one nftables rule matching a set of as many addresses as the largest N (with the allowed one).
 // Rounds alternate the order of the sides. With the agent running, kernel.bpf_stats_enabled is switched on for the
-// measurement and each of the lab's programs reports run_cnt and run_time_ns (per connect and per run).
-// Run: node dist/bench/connect.js (root), or make bench.
+// measurement and each of the lab's programs reports run_cnt and run_time_ns (per connect and per run), and the
+// agent's own CPU time per connect is read from /proc (the events it handles share the machine with the load).
+// Run: node dist/bench/connect.js (root), or make bench; BENCH_CONNECT_SIDES=none,egressguard-1 picks sides.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WORKLOAD, allowOpenAiPolicy, loadInPod, median, saveResult, spread } from './common.js';
+import { WORKLOAD, allowOpenAiPolicy, cpuSeconds, loadInPod, median, saveResult, spread } from './common.js';
+import { decodeLearnedKey, decodeLearnedValue, encodeLearnedKey, encodeLearnedValue } from '../src/datapath/abi.js';
+import { loadNative } from '../src/datapath/native.js';
 import { DEFAULT_LAB_HOSTS, Lab } from '../lab/lab.js';
 import { LabAgent } from '../lab/lab-agent.js';
 import { mustRun } from '../lab/exec.js';
@@ -19,7 +24,8 @@ import { mustRun } from '../lab/exec.js';
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const IPTABLES_RULES = (process.env.BENCH_IPTABLES_RULES ?? '10,1000,10000').split(',').map(Number);
-const CIDRS = Number(process.env.BENCH_CIDRS ?? 10000);
+const SCALES = (process.env.BENCH_SCALES ?? '1,1000,10000,100000').split(',').map(Number);
+const CIDRS = Math.max(...SCALES);
 const OPENAI = DEFAULT_LAB_HOSTS.find((h) => h.name === 'api.openai.com')!;
 const PORT = 8443;
 const NFT_TABLE = 'egbench';
@@ -30,6 +36,8 @@ interface Sample {
   connectsPerSecond: number;
   p50us: number;
   p99us: number;
+  /** The agent's user + system CPU per connect while the sample ran (egressguard sides only). */
+  agentCpuUsPerConnect?: number;
 }
 
 interface ProgramCost {
@@ -125,51 +133,60 @@ async function programCosts(ids: number[]): Promise<Map<number, ProgramCost>> {
   return costs;
 }
 
-async function measure(lab: Lab, side: string): Promise<Sample> {
+async function measure(lab: Lab, side: string, agentPid: number | null = null): Promise<Sample> {
+  const cpuBefore = agentPid === null ? 0 : cpuSeconds(agentPid);
   const result = await loadInPod(lab, ['connect', OPENAI.ipv4, String(PORT), String(CONNECTS)]);
-  return { side, connectsPerSecond: result.perSecond!, p50us: result.p50us!, p99us: result.p99us! };
+  const sample: Sample = { side, connectsPerSecond: result.perSecond!, p50us: result.p50us!, p99us: result.p99us! };
+  if (agentPid !== null) sample.agentCpuUsPerConnect = ((cpuSeconds(agentPid) - cpuBefore) * 1e6) / CONNECTS;
+  return sample;
 }
+
+/**
+ * Grows the learned addresses of the allowed name's rule to `count`: N - 1 filler addresses next to the entry the
+ * agent learned from DNS, written into the pinned map (the agent only ever deletes what it wrote itself, and the lab's
+ * pins go with its teardown).
+ */
+function learnFillers(lab: Lab, count: number): void {
+  const learned = loadNative().BpfMap.openPinned(join(lab.pinDir, 'maps', 'eg_learned'));
+  try {
+    const own = learned.keys().map((key) => ({ key: decodeLearnedKey(key), value: learned.lookup(key)! }));
+    const entry = own.find((e) => e.key.ip === `::ffff:${OPENAI.ipv4}` || e.key.ip === OPENAI.ipv4);
+    if (!entry) throw new Error(`${OPENAI.ipv4} is not in eg_learned: ${JSON.stringify(own.map((e) => e.key))}`);
+    // Far from expiring within the sample: the agent's entry's own expiry plus an hour.
+    const value = encodeLearnedValue(decodeLearnedValue(entry.value) + 3_600_000_000_000n);
+    for (let i = 0; i < count - 1; i++) learned.update(encodeLearnedKey(entry.key.workloadId, entry.key.ruleId, filler(i)), value);
+  } finally {
+    learned.close();
+  }
+}
+
+type BpfCost = ProgramCost & { nsPerRun: number; nsPerConnect: number };
 
 const lab = await Lab.create({ prefix: `egbc${randomBytes(2).toString('hex')}`, pods: [WORKLOAD.pod] });
 const agent = new LabAgent(lab, { workloads: [WORKLOAD], mode: 'enforce' });
-agent.writePolicy('bench.yaml', policyWithCidrs(CIDRS));
-const sides = ['none', 'egressguard', ...IPTABLES_RULES.map((n) => `iptables-${n}`), 'nftset'];
+const allSides = ['none', ...SCALES.map((n) => `egressguard-${n}`), ...IPTABLES_RULES.map((n) => `iptables-${n}`), 'nftset'];
+const sides = process.env.BENCH_CONNECT_SIDES?.split(',') ?? allSides;
+const unknown = sides.filter((side) => !allSides.includes(side));
+if (unknown.length > 0) throw new Error(`BENCH_CONNECT_SIDES: unknown side(s) ${unknown.join(', ')}; known: ${allSides.join(', ')}`);
 const samples: Sample[] = [];
-const bpfStats: { name: string; type: string; runs: number; runTimeNs: number; nsPerRun: number; nsPerConnect: number }[][] = [];
+const bpfStats: Record<string, BpfCost[][]> = {};
 const statsBefore = readFileSync(BPF_STATS, 'utf8').trim();
 try {
-  const measureSide = async (side: string): Promise<void> => {
-    if (side === 'none') return void samples.push(await measure(lab, side));
-    if (side === 'nftset') {
-      await installNftSet(lab);
-      try {
-        samples.push(await measure(lab, side));
-      } finally {
-        await inNode(lab, ['nft', 'delete', 'table', 'inet', NFT_TABLE]);
-      }
-      return;
-    }
-    if (side.startsWith('iptables-')) {
-      await installIptables(lab, Number(side.slice('iptables-'.length)));
-      try {
-        samples.push(await measure(lab, side));
-      } finally {
-        await removeIptables(lab);
-      }
-      return;
-    }
+  const measureEnforced = async (side: string, scale: number): Promise<void> => {
+    agent.writePolicy('bench.yaml', policyWithCidrs(scale));
     // Compiling and loading the CIDRs takes a while on a busy machine.
-    await agent.start(120_000);
+    await agent.start(300_000);
     try {
-      await agent.waitForPolicies(['bench-connect-fw'], 120_000);
+      await agent.waitForPolicies(['bench-connect-fw'], 300_000);
       await agent.waitFor('api.openai.com to be learned', (s) => s.workloads.some((w) => w.learned.some((l) => l.ip === OPENAI.ipv4)));
+      learnFillers(lab, scale);
       const ids = await labProgramIds(lab);
       writeFileSync(BPF_STATS, '1');
       const before = await programCosts(ids);
-      samples.push(await measure(lab, side));
+      samples.push(await measure(lab, side, agent.agentPid()));
       const after = await programCosts(ids);
       writeFileSync(BPF_STATS, statsBefore);
-      bpfStats.push(
+      (bpfStats[side] ??= []).push(
         ids
           .map((id) => {
             const [a, b] = [before.get(id)!, after.get(id)!];
@@ -191,6 +208,28 @@ try {
       await agent.teardown();
     }
   };
+  const measureSide = async (side: string): Promise<void> => {
+    if (side === 'none') return void samples.push(await measure(lab, side));
+    if (side === 'nftset') {
+      await installNftSet(lab);
+      try {
+        samples.push(await measure(lab, side));
+      } finally {
+        await inNode(lab, ['nft', 'delete', 'table', 'inet', NFT_TABLE]);
+      }
+      return;
+    }
+    if (side.startsWith('iptables-')) {
+      await installIptables(lab, Number(side.slice('iptables-'.length)));
+      try {
+        samples.push(await measure(lab, side));
+      } finally {
+        await removeIptables(lab);
+      }
+      return;
+    }
+    await measureEnforced(side, Number(side.slice('egressguard-'.length)));
+  };
   for (let round = 0; round < ROUNDS; round++) {
     for (const side of round % 2 === 0 ? sides : [...sides].reverse()) await measureSide(side);
   }
@@ -208,15 +247,24 @@ const summary = Object.fromEntries(
       median: median(at.map((s) => s[key])),
       ...spread(at.map((s) => s[key])),
     });
-    return [side, { connectsPerSecond: pick('connectsPerSecond'), p50us: pick('p50us'), p99us: pick('p99us') }];
+    const agentCpu = at.flatMap((s) => (s.agentCpuUsPerConnect === undefined ? [] : [s.agentCpuUsPerConnect]));
+    return [
+      side,
+      {
+        connectsPerSecond: pick('connectsPerSecond'),
+        p50us: pick('p50us'),
+        p99us: pick('p99us'),
+        agentCpuUsPerConnect: agentCpu.length > 0 ? median(agentCpu) : null,
+      },
+    ];
   }),
 );
-const base = summary.none!.connectsPerSecond.median;
+const base = summary.none?.connectsPerSecond.median ?? NaN;
 const report = {
   date: new Date().toISOString(),
   rounds: ROUNDS,
   connects: CONNECTS,
-  cidrs: CIDRS,
+  scales: SCALES,
   command: 'load connect 198.18.100.10 8443 <connects> (sequential connect + RST from the pod, bench/load.ts)',
   summary,
   ratios: Object.fromEntries(sides.map((side) => [side, summary[side]!.connectsPerSecond.median / base])),
@@ -224,4 +272,5 @@ const report = {
   samples,
 };
 saveResult('connect', report);
-console.log(JSON.stringify({ summary, ratios: report.ratios, bpfStats: bpfStats.at(-1) }, null, 2));
+const lastStats = Object.fromEntries(Object.entries(bpfStats).map(([side, runs]) => [side, runs.at(-1)]));
+console.log(JSON.stringify({ summary, ratios: report.ratios, bpfStats: lastStats }, null, 2));

@@ -12,27 +12,32 @@
 //   node dist/bench/k8s-node.js   (BENCH_POLICIES=1000 BENCH_PODS=250 BENCH_RUNNING=80 BENCH_IDLE_SECONDS=30)
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { Lab } from '../lab/lab.js';
-import { LabAgent } from '../lab/lab-agent.js';
-import type { PolicyObject } from '../src/k8s/policy-source.js';
-import { AGENT_NAMESPACE, NAMESPACE, grantAgentRbac } from '../test/support/k8s-pods.js';
-import { installChartCrds } from '../test/support/kube/crds.js';
-import { ControlPlane } from '../test/support/kube/control-plane.js';
-import { Kubelet, ensureNamespace, type KubePod } from '../test/support/kube/pods.js';
-import { translatorPolicy } from '../test/unit/policy-helpers.js';
+import type { Lab } from '../lab/lab.js';
+import { cgroupCreatedMs } from '../src/k8s/cgroup-watch.js';
+import { NAMESPACE } from '../test/support/k8s-pods.js';
+import { KubeNode } from '../test/support/kube/node.js';
+import type { KubePod } from '../test/support/kube/pods.js';
 import { cpuSeconds, median, percentile, saveResult } from './common.js';
 
 const POLICIES = Number(process.env.BENCH_POLICIES ?? 1000);
 const PODS = Number(process.env.BENCH_PODS ?? 250);
 const RUNNING = Math.min(PODS, Number(process.env.BENCH_RUNNING ?? 80));
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
-const NODE = 'bench-node';
-const FIREWALL = { group: 'networking.aviatrix.com', version: 'v1alpha1', namespace: NAMESPACE, plural: 'firewallpolicies' };
 const GOAL_RSS_MIB = 150;
+const CHART_VALUES = fileURLToPath(new URL('../../charts/egressguard/values.yaml', import.meta.url));
+/** The agent runs as the chart runs it: its heap bounds (values agent.heap, rendered into NODE_OPTIONS) and two malloc
+ * arenas; BENCH_NODE_ARGS replaces both (`""`: node's defaults, the figure before the bounds). */
+const chartHeap = (
+  parseYaml(readFileSync(CHART_VALUES, 'utf8')) as { agent: { heap: { maxOldSpaceMiB: number; maxSemiSpaceMiB: number } } }
+).agent.heap;
+const AS_CHART = process.env.BENCH_NODE_ARGS === undefined;
+const NODE_ARGS = AS_CHART
+  ? [`--max-old-space-size=${chartHeap.maxOldSpaceMiB}`, `--max-semi-space-size=${chartHeap.maxSemiSpaceMiB}`]
+  : process.env.BENCH_NODE_ARGS!.split(' ').filter((a) => a !== '');
+const AGENT_ENV: Record<string, string> = AS_CHART ? { MALLOC_ARENA_MAX: '2' } : {};
 
 /** RSS and its peak, and what it is made of: anonymous (the V8 heap, native allocations), file-backed, shared. */
 function memoryMiB(pid: number): { rssMiB: number; peakRssMiB: number; anonMiB: number; fileMiB: number; shmemMiB: number } {
@@ -73,35 +78,14 @@ const distribution = (values: number[]) => {
   return { count: values.length, p50Ms: median(values), p99Ms: percentile(sorted, 99), maxMs: sorted.at(-1)! };
 };
 
-const prefix = `egkn${randomBytes(2).toString('hex')}`;
-await Lab.cleanupStale(/^egkn/);
-await ControlPlane.cleanupStale(/^egkn/);
-const lab = await Lab.create({ prefix, pods: [] });
-let plane: ControlPlane | null = null;
-let kubelet: Kubelet | null = null;
-let agent: LabAgent | null = null;
+const node = await KubeNode.start({
+  prefix: `egkn${randomBytes(2).toString('hex')}`,
+  stalePattern: /^egkn/,
+  kubelet: { nodeName: 'bench-node', driver: 'systemd' },
+});
+const lab = node.lab;
 try {
-  plane = await ControlPlane.start({ prefix, netns: lab.nodeNetns });
-  const core = plane.admin(CoreV1Api);
-  const custom = plane.admin(CustomObjectsApi);
-  for (const namespace of [NAMESPACE, AGENT_NAMESPACE]) await ensureNamespace(core, namespace);
-  await grantAgentRbac(plane);
-  await installChartCrds(plane);
-  kubelet = await Kubelet.start({ lab, plane, nodeName: NODE, driver: 'systemd' });
-  const serviceAccount = await plane.serviceAccountFiles(AGENT_NAMESPACE, 'egressguard');
-  agent = new LabAgent(lab, {
-    workloads: [],
-    mode: 'enforce',
-    env: serviceAccount.env,
-    kubernetes: {
-      nodeName: NODE,
-      namespaces: [NAMESPACE],
-      serviceAccountDir: serviceAccount.dir,
-      cgroupRoot: kubelet.kubepodsCgroup,
-      podCgroupTimeoutSeconds: 30,
-      stateFile: join(lab.workDir, 'agent-pods.json'),
-    },
-  });
+  const agent = await node.agent({ nodeArgs: NODE_ARGS, env: AGENT_ENV, podCgroupTimeoutSeconds: 30 });
   await agent.start(60_000);
   await agent.waitFor('the first pod list', (s) => s.kubernetes?.pods.api.synced === true, 60_000);
   const pid = agent.pid!;
@@ -110,20 +94,11 @@ try {
   // The size: one policy per MCP server (translator shape), created 8 at a time; then the pods, one after the other.
   const loadCpuStart = cpuSeconds(pid);
   const loadStart = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (next < POLICIES) {
-        const i = next++;
-        const body = parseYaml(translatorPolicy(`ms${i}`, { domains: [`api${i}.example.com`], namespace: NAMESPACE })) as PolicyObject;
-        await custom.createNamespacedCustomObject({ ...FIREWALL, body });
-      }
-    }),
-  );
+  await node.createTranslatorPolicies(POLICIES);
   const pods: KubePod[] = [];
   for (let i = 0; i < PODS; i++) {
     pods.push(
-      await kubelet.runPod({
+      await node.kubelet.runPod({
         namespace: NAMESPACE,
         name: `ms${i}-0`,
         labels: { app: `ms${i}` },
@@ -146,6 +121,15 @@ try {
 
   const timeline = loaded.kubernetes!.pods.registration.filter((t) => pods.some((p) => p.uid === t.uid));
   const enrolled = timeline.flatMap((t) => (t.enrolledMs === null ? [] : [t.enrolledMs - t.cgroupCreatedMs]));
+  // Its two parts: until the agent's event loop ran the cgroup watch's callback, and the enrolment itself.
+  const seen = timeline.map((t) => t.cgroupSeenMs - t.cgroupCreatedMs);
+  const seenToEnrolled = timeline.flatMap((t) => (t.enrolledMs === null ? [] : [t.enrolledMs - t.cgroupSeenMs]));
+  // The sandbox's cgroup comes first and holds only the pause process; the application runs in the container's.
+  const beforeApp = timeline.flatMap((t) => {
+    const pod = pods.find((p) => p.uid === t.uid);
+    const appCreated = pod?.step === 'running' ? cgroupCreatedMs(pod.containerCgroup) : null;
+    return t.enrolledMs === null || appCreated === null ? [] : [appCreated - t.enrolledMs];
+  });
   const beforeContainer = timeline.flatMap((t) =>
     t.enrolledMs === null || t.firstContainerMs === null ? [] : [t.firstContainerMs - t.enrolledMs],
   );
@@ -155,6 +139,8 @@ try {
     pods: PODS,
     runningPods: RUNNING,
     idleSeconds: IDLE_SECONDS,
+    agentNodeArgs: NODE_ARGS,
+    agentEnv: AGENT_ENV,
     empty,
     load: { seconds: loadSeconds, cpuSeconds: loadCpu },
     atSize,
@@ -162,8 +148,12 @@ try {
     goalRssMiB: GOAL_RSS_MIB,
     registration: {
       cgroupCreatedToEnrolled: distribution(enrolled),
+      cgroupCreatedToSeen: distribution(seen),
+      seenToEnrolled: distribution(seenToEnrolled),
       enrolledBeforeFirstContainer: distribution(beforeContainer),
       enrolledAfterFirstContainer: beforeContainer.filter((ms) => ms <= 0).length,
+      enrolledBeforeAppContainer: distribution(beforeApp),
+      enrolledAfterAppContainer: beforeApp.filter((ms) => ms <= 0).length,
     },
   };
   saveResult('k8s-node', report);
@@ -174,11 +164,9 @@ try {
       `(peak ${atSize.peakRssMiB.toFixed(0)}, empty ${empty.rssMiB.toFixed(0)}; goal ≤ ${GOAL_RSS_MIB}), idle CPU ${atSize.cores.toFixed(3)} cores ` +
       `(empty ${empty.cores.toFixed(3)}), ${loadCpu.toFixed(1)} CPU-s to list and enrol; cgroup → enrolled p50 ${gap.p50Ms.toFixed(1)} ms, ` +
       `p99 ${gap.p99Ms.toFixed(1)} ms; enrolled before the first container by p50 ${margin.p50Ms.toFixed(0)} ms ` +
-      `(${report.registration.enrolledAfterFirstContainer} of ${margin.count} after it)`,
+      `(${report.registration.enrolledAfterFirstContainer} of ${margin.count} after it; ` +
+      `${report.registration.enrolledAfterAppContainer} of ${beforeApp.length} after the application's container)`,
   );
 } finally {
-  await agent?.teardown().catch(() => undefined);
-  await kubelet?.destroy();
-  await plane?.destroy();
-  await lab.destroy();
+  await node.destroy();
 }

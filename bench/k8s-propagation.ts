@@ -11,38 +11,27 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { parse as parseYaml } from 'yaml';
-import { Lab } from '../lab/lab.js';
 import { Reconciler } from '../src/agent/reconciler.js';
 import { openDatapath } from '../src/datapath/datapath.js';
 import type { Datapath } from '../src/datapath/types.js';
 import { hostWorkloadHost } from '../src/identity/host.js';
 import type { WorkloadSpec } from '../src/identity/source.js';
 import { PolicyPlane } from '../src/k8s/policy-plane.js';
-import type { PolicyObject } from '../src/k8s/policy-source.js';
 import { PolicyStore } from '../src/policy/store.js';
-import { AGENT_NAMESPACE, NAMESPACE, grantAgentRbac } from '../test/support/k8s-pods.js';
-import { installChartCrds } from '../test/support/kube/crds.js';
-import { ControlPlane } from '../test/support/kube/control-plane.js';
-import { ensureNamespace } from '../test/support/kube/pods.js';
-import { translatorPolicy } from '../test/unit/policy-helpers.js';
+import type { PolicyObject } from '../src/k8s/policy-source.js';
+import { AGENT_NAMESPACE, NAMESPACE } from '../test/support/k8s-pods.js';
+import { FIREWALL_POLICIES, KubeNode, translatorPolicyObject } from '../test/support/kube/node.js';
 import { median, percentile, saveResult } from './common.js';
 
 const POLICIES = Number(process.env.BENCH_POLICIES ?? 1000);
 const PODS = Number(process.env.BENCH_PODS ?? 100);
 const EDITS = Number(process.env.BENCH_EDITS ?? 60);
 const NODE = 'bench-node';
-const FIREWALL = { group: 'networking.aviatrix.com', version: 'v1alpha1', namespace: NAMESPACE, plural: 'firewallpolicies' };
+const FIREWALL = { ...FIREWALL_POLICIES, namespace: NAMESPACE };
 const objectPath = fileURLToPath(new URL('../../bpf/egressguard.bpf.o', import.meta.url));
 const log = pino({ level: 'silent' });
 if (PODS > POLICIES) throw new Error('BENCH_PODS must not exceed BENCH_POLICIES (one policy per pod)');
-
-/** Policy i: Obot's translator shape for MCP server `ms<i>`, permitting one domain; servers below PODS run a pod here. */
-function policyObject(i: number, domain: string): PolicyObject {
-  return parseYaml(translatorPolicy(`ms${i}`, { domains: [domain], namespace: NAMESPACE })) as PolicyObject;
-}
 
 async function until(what: string, ready: () => boolean, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -71,33 +60,18 @@ function timedDatapath(datapath: Datapath, written: Map<string, { at: number; ms
   });
 }
 
-const prefix = `egkb${randomBytes(2).toString('hex')}`;
-await Lab.cleanupStale(/^egkb/);
-await ControlPlane.cleanupStale(/^egkb/);
 const podNames = Array.from({ length: PODS }, (_, i) => `ms${i}-0`);
-const lab = await Lab.create({ prefix, pods: [], services: false, extraCgroups: podNames });
-let plane: ControlPlane | null = null;
+const node = await KubeNode.start({
+  prefix: `egkb${randomBytes(2).toString('hex')}`,
+  stalePattern: /^egkb/,
+  lab: { pods: [], services: false, extraCgroups: podNames },
+});
+const { lab, plane, custom } = node;
 let agentPlane: PolicyPlane | null = null;
 let datapath: Datapath | null = null;
 try {
-  plane = await ControlPlane.start({ prefix, netns: lab.nodeNetns });
-  const core = plane.admin(CoreV1Api);
-  const custom = plane.admin(CustomObjectsApi);
-  for (const namespace of [NAMESPACE, AGENT_NAMESPACE]) await ensureNamespace(core, namespace);
-  await grantAgentRbac(plane);
-  await installChartCrds(plane);
-
-  // The policies exist before the agent starts (a node joining a cluster that has them): created 8 at a time.
-  let nextPolicy = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (nextPolicy < POLICIES) {
-        const i = nextPolicy++;
-        const body = policyObject(i, `api${i}.example.com`);
-        await custom.createNamespacedCustomObject({ ...FIREWALL, body });
-      }
-    }),
-  );
+  // The policies exist before the agent starts (a node joining a cluster that has them).
+  await node.createTranslatorPolicies(POLICIES);
 
   const written = new Map<string, { at: number; ms: number }>();
   datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, features: { tls: true, packet: false } });
@@ -158,13 +132,13 @@ try {
   for (let edit = 0; edit < EDITS; edit++) {
     const i = (edit * 7) % PODS;
     const cgroupPath = workloads[i]!.cgroupPath;
-    const name = policyObject(i, 'unused.example.com').metadata!.name!;
+    const name = translatorPolicyObject(i, 'unused.example.com').metadata!.name!;
     let sentAt = 0;
     let acknowledgedAt = 0;
     // The elected status writer updates the object too: read the latest version, and on a 409 Conflict read again.
     for (let written = false; !written;) {
       const current = (await custom.getNamespacedCustomObject({ ...FIREWALL, name })) as PolicyObject;
-      const body = { ...current, spec: policyObject(i, `api${i}-e${edit}.example.com`).spec };
+      const body = { ...current, spec: translatorPolicyObject(i, `api${i}-e${edit}.example.com`).spec };
       sentAt = performance.now();
       try {
         await custom.replaceNamespacedCustomObject({ ...FIREWALL, name, body });
@@ -219,6 +193,5 @@ try {
 } finally {
   await agentPlane?.stop().catch(() => undefined);
   datapath?.destroy();
-  await plane?.destroy();
-  await lab.destroy();
+  await node.destroy();
 }

@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
+import type { ScaleSample } from './scale.js';
 
 const RESULTS = process.env.BENCH_RESULTS ?? 'dist/bench-results';
 const DOCS = process.env.BENCH_DOCS ?? 'docs';
@@ -41,11 +42,28 @@ interface ConnectResult {
   date: string;
   rounds: number;
   connects: number;
-  cidrs: number;
+  scales: number[];
   command: string;
-  summary: Record<string, { connectsPerSecond: Spread; p50us: Spread; p99us: Spread }>;
+  summary: Record<string, { connectsPerSecond: Spread; p50us: Spread; p99us: Spread; agentCpuUsPerConnect: number | null }>;
   ratios: Record<string, number>;
-  bpfStats: { name: string; type: string; runs: number; nsPerRun: number; nsPerConnect: number }[][];
+  /** Per egressguard side, one list of the lab's programs per sample. */
+  bpfStats: Record<string, { name: string; type: string; runs: number; nsPerRun: number; nsPerConnect: number }[][]>;
+}
+interface ScaleResult {
+  machine: Machine;
+  date: string;
+  command: string;
+  domains: number;
+  samples: ScaleSample[];
+  ratios: { workloads: number; compileAndLoad: number; learn: number; rssGrowth: number; mapBytes: number }[];
+}
+interface PropagationResult {
+  machine: Machine;
+  date: string;
+  edits: number;
+  command: string;
+  propagationMs: { p50: number; p99: number; max: number };
+  proberResolutionUs: { attempts: number; gapP50us: number; gapP99us: number } | null;
 }
 interface TlsResult {
   machine: Machine;
@@ -233,21 +251,28 @@ function dnsSection(result: DnsResult): string[] {
 
 function connectSection(result: ConnectResult): string[] {
   const sides = Object.keys(result.summary);
+  const enforced = sides.filter((side) => side.startsWith('egressguard-'));
+  const largest = Math.max(...result.scales).toLocaleString('en');
+  const p50 = (side: string) => result.summary[side]!.p50us.median;
   const lines = [
     '## Per-connection cost',
     '',
     machineLine(result.machine, result.date),
     `${result.rounds} rounds, sides in alternating order, ${result.connects} sequential connects per sample: \`${result.command}\`.`,
-    `none = no agent, no rules (the baseline); egressguard = the agent enforcing the allowed name plus a rule with ${result.cidrs.toLocaleString('en')}`,
-    'other /32 CIDRs; iptables-N = N rules in the node FORWARD path, the allowed destination last, established traffic',
-    `accepted first; nftset = one rule over a set of ${result.cidrs.toLocaleString('en')} addresses. Squid peek-and-splice is not measured yet.`,
+    'none = no agent, no rules (the baseline); egressguard-N = the agent enforcing the allowed name (a webGroup rule,',
+    'so each connect waits for its ClientHello) plus a rule with N other /32 CIDRs, and N addresses learned for the',
+    "name's rule; iptables-N = N rules in the node FORWARD path, the allowed destination last, established traffic",
+    `accepted first; nftset = one rule over a set of ${largest} addresses. agent CPU = the agent's user + system time`,
+    'per connect during the sample (the connect events it reads). Squid peek-and-splice is not measured yet.',
     '',
-    '| side | connects/s | ratio to none | p50 µs | p99 µs |',
-    '|---|---|---|---|---|',
-    ...sides.map(
-      (side) =>
-        `| ${side} | ${range(result.summary[side]!.connectsPerSecond, 0)} | ${fixed(result.ratios[side]!, 3)} | ${range(result.summary[side]!.p50us, 0)} | ${range(result.summary[side]!.p99us, 0)} |`,
-    ),
+    '| side | connects/s | ratio to none | p50 µs | p50 added µs | p99 µs | agent CPU µs per connect |',
+    '|---|---|---|---|---|---|---|',
+    ...sides.map((side) => {
+      const s = result.summary[side]!;
+      const added = side === 'none' || result.summary.none === undefined ? '—' : fixed(p50(side) - p50('none'), 0);
+      const agentCpu = s.agentCpuUsPerConnect === null ? '—' : fixed(s.agentCpuUsPerConnect, 0);
+      return `| ${side} | ${range(s.connectsPerSecond, 0)} | ${fixed(result.ratios[side]!, 3)} | ${range(s.p50us, 0)} | ${added} | ${range(s.p99us, 0)} | ${agentCpu} |`;
+    }),
     '',
   ];
   const chart = writeChart(
@@ -257,20 +282,91 @@ function connectSection(result: ConnectResult): string[] {
     ]),
   );
   lines.push(`![connect rate ratios](${chart})`, '');
-  const stats = result.bpfStats.at(-1);
-  if (stats !== undefined && stats.length > 0) {
+  if (enforced.length > 1) {
+    const flat = writeChart(
+      'connect-scale.svg',
+      lineChart(
+        'Connect p50 with N CIDRs and N learned addresses',
+        'N',
+        enforced.map((side) => side.slice('egressguard-'.length)),
+        'µs',
+        [
+          { name: 'egressguard p50', values: enforced.map(p50) },
+          { name: 'none p50', values: enforced.map(() => (result.summary.none ? p50('none') : null)) },
+        ],
+      ),
+    );
+    lines.push(`![connect p50 against N](${flat})`, '');
+  }
+  const programs = [...new Set(enforced.flatMap((side) => (result.bpfStats[side]?.at(-1) ?? []).map((p) => p.name)))];
+  if (programs.length > 0) {
     lines.push(
-      "Where the time goes in the kernel (`kernel.bpf_stats_enabled=1` during the last egressguard sample; `run_time_ns` and `run_cnt` of each of the lab's programs from `bpftool prog show`):",
+      "Where the time goes in the kernel (`kernel.bpf_stats_enabled=1` during each side's last sample; `run_time_ns` ÷ `run_cnt` of each of the lab's programs from `bpftool prog show`), ns per run (ns per connect):",
       '',
-      '| program | type | runs | ns per run | ns per connect |',
-      '|---|---|---|---|---|',
-      ...stats.map((p) => `| ${p.name} | ${p.type} | ${p.runs} | ${fixed(p.nsPerRun, 0)} | ${fixed(p.nsPerConnect, 0)} |`),
+      `| program | ${enforced.join(' | ')} |`,
+      `|---|${enforced.map(() => '---|').join('')}`,
+      ...programs.map((name) => {
+        const cells = enforced.map((side) => {
+          const p = result.bpfStats[side]?.at(-1)?.find((cost) => cost.name === name);
+          return p === undefined ? '—' : `${fixed(p.nsPerRun, 0)} (${fixed(p.nsPerConnect, 0)})`;
+        });
+        return `| ${name} | ${cells.join(' | ')} |`;
+      }),
       '',
     );
   }
-  const ratio = result.ratios.egressguard ?? NaN;
-  lines.push(`Goal: enforced connect rate ≥ 0.97 of unenforced: ${fixed(ratio, 3)}, ${verdict(ratio, 0.97, 'higher', '')}.`, '');
+  const worst = Math.min(...enforced.map((side) => result.ratios[side] ?? NaN));
+  lines.push(
+    `Goal: enforced connect rate ≥ 0.97 of unenforced at every N: lowest ${fixed(worst, 3)}, ${verdict(worst, 0.97, 'higher', '')}.`,
+    '',
+  );
   return lines;
+}
+
+function scaleSection(result: ScaleResult): string[] {
+  const mib = (bytes: number) => fixed(bytes / 2 ** 20, 1);
+  const largest = result.samples.at(-1)!;
+  return [
+    '## Scale (host mode)',
+    '',
+    machineLine(result.machine, result.date),
+    `\`${result.command}\`: W workloads (cgroups of a netns lab), each with the translator's policy permitting ${result.domains} names of its`,
+    'own, then one address learned per name; the real datapath (programs loaded and attached, maps pinned). compile and',
+    "load = the policy store accepting the W files and the reconciler's first pass writing every workload into the kernel;",
+    'learn = writing the learned addresses; map memory = `bytes_memlock` of every pinned map; RSS = the bench process',
+    '(policy store, reconciler, datapath mirrors) at the end, and its growth over the run. Ratios: per workload at W ÷ at',
+    'the smallest W (1 = linear), map memory as a whole ÷ at the smallest W.',
+    '',
+    '| workloads | learned | compile and load ms | ratio | learn ms | ratio | map memory MiB | ratio | RSS MiB (growth) | RSS growth ratio |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...result.samples.map((s, i) => {
+      const r = result.ratios[i]!;
+      const rss = `${fixed(s.rssMiB, 0)} (${fixed(s.rssGrowthMiB, 0)})`;
+      return `| ${s.workloads} | ${s.learned.toLocaleString('en')} | ${fixed(s.compileAndLoadMs, 0)} | ${fixed(r.compileAndLoad, 2)} | ${fixed(s.learnMs, 0)} | ${fixed(r.learn, 2)} | ${mib(s.mapBytes)} | ${fixed(r.mapBytes, 2)} | ${rss} | ${fixed(r.rssGrowth, 2)} |`;
+    }),
+    '',
+    `Largest maps at ${largest.workloads} workloads: ${largest.maps.map((m) => `${m.name} ${mib(m.bytes)} MiB`).join(', ')}.`,
+    '',
+  ];
+}
+
+function propagationSection(result: PropagationResult): string[] {
+  const resolution = result.proberResolutionUs;
+  return [
+    '## Policy propagation (host mode)',
+    '',
+    machineLine(result.machine, result.date),
+    `\`${result.command}\`: ${result.edits} edits of the agent's policy file, permitting and denying one destination in turn;`,
+    "each measured from just before the write to the pod's first connect attempt with the new verdict.",
+    resolution === null
+      ? ''
+      : `Baseline, the prober's resolution: its attempts were ${fixed(resolution.gapP50us / 1000, 2)} ms apart at p50, ${fixed(resolution.gapP99us / 1000, 1)} ms at p99 (${resolution.attempts} attempts).`,
+    '',
+    '| p50 ms | p99 ms | max ms | goal p99 ≤ 50 ms |',
+    '|---|---|---|---|',
+    `| ${fixed(result.propagationMs.p50, 1)} | ${fixed(result.propagationMs.p99, 1)} | ${fixed(result.propagationMs.max, 1)} | ${verdict(result.propagationMs.p99, 50, 'lower', ' ms')} |`,
+    '',
+  ];
 }
 
 function tlsSection(result: TlsResult): string[] {
@@ -292,9 +388,13 @@ const sections: string[][] = [];
 const dns = load<DnsResult>('dns');
 const connect = load<ConnectResult>('connect');
 const tls = load<TlsResult>('tls');
+const propagation = load<PropagationResult>('propagation');
+const scale = load<ScaleResult>('scale');
 if (dns) sections.push(dnsSection(dns));
 if (connect) sections.push(connectSection(connect));
 if (tls) sections.push(tlsSection(tls));
+if (propagation) sections.push(propagationSection(propagation));
+if (scale) sections.push(scaleSection(scale));
 const notes = existsSync(join(DOCS, 'benchmarks-notes.md')) ? readFileSync(join(DOCS, 'benchmarks-notes.md'), 'utf8') : '';
 const text = [
   '# Benchmarks',

@@ -14,12 +14,12 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 6 };
+enum eg_abi { EG_ABI_VERSION = 7 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
 #define EG_MAX_CGROUP_DEPTH 32   /* ancestor levels searched for an enrolled workload */
-#define EG_MAX_CIDRS 65536
+#define EG_MAX_CIDRS 262144
 #define EG_MAX_LEARNED 131072
 #define EG_RINGBUF_BYTES (1 << 22)
 #define EG_DNS_PORT 53
@@ -364,7 +364,8 @@ enum eg_sk_flag {
 	EG_SK_OVERFLOW = 1 << 1, /* pending with more candidates than the list holds: the SNI walks the rules */
 	EG_SK_EVIDENCE = 1 << 2, /* a permitted socket whose first flight is read for its events (never held back) */
 	EG_SK_WITHDRAWN = 1 << 3, /* denied by a re-judgment that could not end it: every packet is dropped and reported
-				   * (fallback_tier, fallback_rule_id: the rule that denies it now) */
+				   * (fallback_tier, fallback_rule_id: the rule that denies it now), but a datagram
+				   * socket's sendto() elsewhere that the hook permits (lib/sock_state.h withdrawn_egress) */
 };
 
 /* eg_sk_state: decided or SNI-pending sockets. A pending socket keeps the connect-time decision:

@@ -227,6 +227,29 @@ export class LabAgent {
       .map((line) => JSON.parse(line) as FlowEvent);
   }
 
+  /** The events file once `predicate` holds for it (events are written after the aggregation window). */
+  async eventsUntil(what: string, predicate: (events: FlowEvent[]) => boolean, timeoutMs = 10_000): Promise<FlowEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const events = this.events();
+      if (predicate(events)) return events;
+      if (Date.now() > deadline)
+        throw new Error(
+          `no events for ${what} within ${timeoutMs} ms; the last ones:\n${events
+            .slice(-10)
+            .map((e) => JSON.stringify(e))
+            .join('\n')}`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** The first event matching `predicate`, once the events file holds one. */
+  async eventMatching(what: string, predicate: (event: FlowEvent) => boolean, timeoutMs?: number): Promise<FlowEvent> {
+    const events = await this.eventsUntil(what, (all) => all.some(predicate), timeoutMs);
+    return events.find(predicate)!;
+  }
+
   /** Stop the agent: SIGTERM (orderly) or SIGKILL (crash). Pinned programs keep enforcing either way. */
   async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.process;

@@ -31,13 +31,13 @@ static __always_inline int wants_evidence(const struct eg_flow *flow, const stru
 
 /* A permitted socket: with the backstop on, its next packet is checked against what was judged here
  * (the destination the socket will really address, after DNS steering, and the workload) and only
- * then recorded as approved. A socket read for evidence keeps its decision and a buffer for its first flight
- * (decision null: a steered DNS socket, never read). */
+ * then recorded as approved. A socket read for evidence keeps its decision; the buffer for its first flight comes
+ * with its first payload (eg_hello_read), so a connect that never sends allocates none (decision null: a steered
+ * DNS socket, never read). */
 static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const struct eg_flow *flow, int v6,
 					    const struct eg_decision *decision, __u8 config_flags)
 {
 	struct eg_sk_state *state;
-	struct eg_sk_hello *hello = 0;
 	int evidence = wants_evidence(flow, decision, config_flags);
 	__u32 ip6[4];
 
@@ -47,10 +47,11 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 				   ((config_flags & EG_CONFIG_BACKSTOP) || evidence) ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!state)
 		return;
-	if (evidence)
-		hello = bpf_sk_storage_get(&eg_sk_hello, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	state->verdict = EG_SK_PERMIT;
-	state->flags = (config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0;
+	/* A withdrawn datagram socket's sendto() to another, permitted destination leaves its peer withdrawn; a new
+	 * connect() judged its new peer. */
+	state->flags = ((config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0) |
+		       ((flow->hook == EG_HOOK_SENDMSG4 || flow->hook == EG_HOOK_SENDMSG6) ? (state->flags & EG_SK_WITHDRAWN) : 0);
 	state->approved_sport = 0; /* until its next packet is recorded (record_flow) */
 	state->family = sock_addr_get(ctx, v6, ip6);
 	__builtin_memcpy(state->addr, ip6, sizeof(state->addr));
@@ -58,10 +59,8 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 	state->protocol = flow->protocol;
 	state->workload = flow->workload;
 	state->cgroup_id = flow->cgroup_id;
-	if (!hello)
-		return; /* no memory for the buffer: the flow goes unread, never held back */
-	hello->len = 0;
-	hello->sni_len = 0;
+	if (!evidence)
+		return;
 	state->flags |= EG_SK_EVIDENCE;
 	state->fallback_action = decision->permit;
 	state->fallback_tier = decision->tier;
@@ -73,25 +72,19 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 	__builtin_memcpy(state->comm, flow->comm, sizeof(state->comm));
 }
 
-/* Leaves the socket SNI-pending with the connect-time decision; 0 when storage is unavailable. */
+/* Leaves the socket SNI-pending with the connect-time decision; 0 when storage is unavailable. The ClientHello's
+ * buffer is allocated with its first byte (eg_hello_read): allocating and zeroing it here was most of a connect's
+ * cost in the hook, paid also by connects that never send. */
 static __always_inline int socket_pending(struct bpf_sock_addr *ctx, const struct eg_flow *flow,
 					  const struct eg_decision *decision, __u8 config_flags)
 {
 	struct eg_sk_state *state;
-	struct eg_sk_hello *hello;
 
 	if (!ctx->sk)
 		return 0;
 	state = bpf_sk_storage_get(&eg_sk_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!state)
 		return 0;
-	hello = bpf_sk_storage_get(&eg_sk_hello, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!hello) {
-		bpf_sk_storage_delete(&eg_sk_state, ctx->sk);
-		return 0;
-	}
-	hello->len = 0;
-	hello->sni_len = 0;
 	state->verdict = EG_SK_PENDING;
 	state->flags = ((config_flags & EG_CONFIG_BACKSTOP) ? EG_SK_RECORD : 0) |
 		       ((decision->overflow & EG_OVERFLOW) ? EG_SK_OVERFLOW : 0);
@@ -361,17 +354,23 @@ static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk
 }
 
 /* eg_hello_read's answers besides an enum eg_hello_status. */
-enum eg_read { EG_READ_PASS = -1 /* nothing new: the segment passes */, EG_READ_HOLD = -2 /* held back */ };
+enum eg_read {
+	EG_READ_PASS = -1,      /* nothing new: the segment passes */
+	EG_READ_HOLD = -2,      /* held back */
+	EG_READ_NO_BUFFER = -3, /* payload, but no memory for the first flight's buffer */
+};
 
 /*
  * One egress segment of a socket whose first flight is read (a pending one, or one read for evidence): its in-order
- * payload is appended to hello, up to EG_HELLO_MAX. Returns the first flight's status after it (*end: the TCP sequence
- * number after the segment), EG_READ_PASS for a segment without new bytes (handshake, retransmission) or
- * EG_READ_HOLD for one that cannot be read now (unparsable, or after a gap the stack fills by sending again).
+ * payload is appended to *hello, up to EG_HELLO_MAX; the buffer is created with the first payload (*hello null
+ * until then). Returns the first flight's status after it (*end: the TCP sequence number after the segment),
+ * EG_READ_PASS for a segment without new bytes (handshake, retransmission), EG_READ_HOLD for one that cannot be read
+ * now (unparsable, or after a gap the stack fills by sending again) or EG_READ_NO_BUFFER.
  */
-static __always_inline int eg_hello_read(struct __sk_buff *skb, struct eg_sk_state *state, struct eg_sk_hello *hello,
-					 struct eg_packet *pkt, __u32 *end)
+static __always_inline int eg_hello_read(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
+					 struct eg_sk_hello **buffer, struct eg_packet *pkt, __u32 *end)
 {
+	struct eg_sk_hello *hello;
 	__u32 payload_len, data_seq, have, offset, skip;
 
 	if (eg_parse_packet(skb, 0, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
@@ -388,6 +387,15 @@ static __always_inline int eg_hello_read(struct __sk_buff *skb, struct eg_sk_sta
 	if (!state->seq_known) {
 		state->base_seq = data_seq;
 		state->seq_known = 1;
+	}
+	hello = *buffer;
+	if (!hello) {
+		hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!hello)
+			return EG_READ_NO_BUFFER;
+		hello->len = 0;
+		hello->sni_len = 0;
+		*buffer = hello;
 	}
 	have = hello->len;
 	offset = data_seq - state->base_seq;
@@ -413,9 +421,9 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 	__u32 end = 0;
 	int status;
 
-	if (!hello)
+	status = eg_hello_read(skb, sk, state, &hello, &work->pkt, &end);
+	if (status == EG_READ_NO_BUFFER)
 		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO, work);
-	status = eg_hello_read(skb, state, hello, &work->pkt, &end);
 	if (status == EG_READ_HOLD)
 		return 0;
 	if (status == EG_READ_PASS)
@@ -440,12 +448,12 @@ static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_so
 	__u32 end = 0;
 	int status;
 
-	if (!hello) {
-		state->flags &= ~EG_SK_EVIDENCE;
+	status = eg_hello_read(skb, sk, state, &hello, &work->pkt, &end);
+	if (status == EG_READ_NO_BUFFER) {
+		state->flags &= ~EG_SK_EVIDENCE; /* no memory for the buffer: the flow goes unread, never held back */
 		return 1;
 	}
-	status = eg_hello_read(skb, state, hello, &work->pkt, &end);
-	if (status < 0 || status == EG_HELLO_INCOMPLETE)
+	if (status < 0 || status == EG_HELLO_INCOMPLETE || !hello)
 		return 1;
 	eg_hello_inspect(hello, status, &info);
 	flow_from_state(&work->flow, state, EG_HOOK_SKB_EGRESS, info.http ? EG_LAYER_HTTP : EG_LAYER_TLS);
@@ -457,11 +465,23 @@ static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_so
 	return 1;
 }
 
-/* A packet of a socket whose permission a re-judgment withdrew but could not end (lib/reap.h mark_withdrawn):
- * dropped, counted as denied and reported (rate-limited) with the rule that denies it now. */
-static __always_inline int withdrawn_egress(const struct eg_sk_state *state, struct eg_flow *flow)
+/*
+ * A packet of a socket whose permission a re-judgment withdrew but could not end (lib/reap.h mark_withdrawn). It
+ * passes only where the hooks permitted it since: a datagram socket's sendto() to another, permitted destination
+ * (socket_approved kept the mark and recorded that destination), sent as judged. Anything else (its withdrawn peer,
+ * or a packet rewritten on its way) is dropped, counted as denied and reported (rate-limited) where it really goes,
+ * with the rule that denies the socket now. Returns -1 when the packet goes on to the socket's verdict.
+ */
+static __always_inline int withdrawn_egress(struct __sk_buff *skb, const struct eg_sk_state *state, struct eg_scratch *work)
 {
+	struct eg_flow *flow = &work->flow;
+	int parsed = !eg_parse_packet(skb, 0, &work->pkt);
+
+	if (parsed && state->verdict == EG_SK_PERMIT && judged_mismatch(skb, state, &work->pkt) == EG_REASON_NONE)
+		return -1;
 	flow_from_state(flow, state, EG_HOOK_SKB_EGRESS, EG_LAYER_PACKET);
+	if (parsed)
+		flow_from_packet(flow, &work->pkt);
 	flow->reason = EG_REASON_WITHDRAWN;
 	return finish(flow, 0, state->fallback_tier, state->fallback_rule_id, 1, 0, 0);
 }
@@ -471,8 +491,14 @@ static __always_inline int withdrawn_egress(const struct eg_sk_state *state, str
 static __always_inline int socket_egress(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
 					 struct eg_scratch *work)
 {
+	if (state->flags & EG_SK_WITHDRAWN) {
+		int withdrawn = withdrawn_egress(skb, state, work);
+
+		if (withdrawn >= 0)
+			return withdrawn;
+	}
 	if (state->verdict == EG_SK_DENY)
-		return (state->flags & EG_SK_WITHDRAWN) ? withdrawn_egress(state, &work->flow) : 0;
+		return 0;
 	if ((state->flags & EG_SK_RECORD) && !record_flow(skb, state, work))
 		return 0;
 	if (state->verdict == EG_SK_PENDING)

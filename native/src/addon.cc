@@ -17,6 +17,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("tcAttachEgress", Napi::Function::New(env, TcAttachEgress, "tcAttachEgress"));
   exports.Set("tcDetachEgress", Napi::Function::New(env, TcDetachEgress, "tcDetachEgress"));
   exports.Set("tcQueryEgress", Napi::Function::New(env, TcQueryEgress, "tcQueryEgress"));
+  RegisterSocketFunctions(env, exports);
   return exports;
 }
 

@@ -21,6 +21,8 @@ void ClearLibbpfLog();
 [[noreturn]] void ThrowErrno(Napi::Env env, const std::string& call, int err, bool withLibbpfLog = false);
 std::string RequireString(const Napi::CallbackInfo& info, size_t index, const char* what);
 Napi::Buffer<uint8_t> RequireBuffer(const Napi::CallbackInfo& info, size_t index, const char* what);
+// sockets.cc
+void RegisterSocketFunctions(Napi::Env env, Napi::Object exports);
 
 class BpfObject : public Napi::ObjectWrap<BpfObject> {
  public:

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
+#include <string>
 
 #include "addon.h"
 
@@ -65,71 +67,57 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// The walk btfLayout and btfEnums share: parse the object's BTF, find each named type of `kind`, and map it through
+// describe(btf, type).
+template <typename Describe>
+Napi::Value DescribeBtfTypes(const Napi::CallbackInfo& info, uint32_t kind, const std::string& kindName, Describe describe) {
+  Napi::Env env = info.Env();
+  std::string path = RequireString(info, 0, "object path");
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, kindName + " names must be an array");
+  Napi::Array names = info[1].As<Napi::Array>();
+  std::unique_ptr<struct btf, void (*)(struct btf*)> btf(btf__parse_elf(path.c_str(), nullptr), btf__free);
+  if (!btf) ThrowErrno(env, "btf__parse_elf(" + path + ")", errno);
+  Napi::Object result = Napi::Object::New(env);
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    std::string name = names.Get(i).ToString().Utf8Value();
+    int id = btf__find_by_name_kind(btf.get(), name.c_str(), kind);
+    if (id < 0) ThrowErrno(env, "btf__find_by_name_kind(" + kindName + " " + name + " in " + path + ")", id);
+    result.Set(name, describe(btf.get(), btf__type_by_id(btf.get(), id)));
+  }
+  return result;
+}
+
 // btfLayout(objectPath, structNames) -> { [struct]: { size, members: [{ name, offset, size }] } }
 Napi::Value BtfLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path = RequireString(info, 0, "object path");
-  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "struct names must be an array");
-  Napi::Array names = info[1].As<Napi::Array>();
-  struct btf* btf = btf__parse_elf(path.c_str(), nullptr);
-  if (btf == nullptr) ThrowErrno(env, "btf__parse_elf(" + path + ")", errno);
-  Napi::Object result = Napi::Object::New(env);
-  try {
-    for (uint32_t i = 0; i < names.Length(); i++) {
-      std::string name = names.Get(i).ToString().Utf8Value();
-      int id = btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_STRUCT);
-      if (id < 0) ThrowErrno(env, "btf__find_by_name_kind(struct " + name + " in " + path + ")", id);
-      const struct btf_type* type = btf__type_by_id(btf, id);
-      const struct btf_member* member = btf_members(type);
-      Napi::Array members = Napi::Array::New(env);
-      for (uint16_t m = 0; m < btf_vlen(type); m++, member++) {
-        Napi::Object entry = Napi::Object::New(env);
-        entry.Set("name", Napi::String::New(env, btf__name_by_offset(btf, member->name_off)));
-        entry.Set("offset", Napi::Number::New(env, btf_member_bit_offset(type, m) / 8));
-        entry.Set("size", Napi::Number::New(env, btf__resolve_size(btf, member->type)));
-        members.Set(m, entry);
-      }
-      Napi::Object layout = Napi::Object::New(env);
-      layout.Set("size", Napi::Number::New(env, type->size));
-      layout.Set("members", members);
-      result.Set(name, layout);
+  return DescribeBtfTypes(info, BTF_KIND_STRUCT, "struct", [env](const struct btf* btf, const struct btf_type* type) {
+    const struct btf_member* member = btf_members(type);
+    Napi::Array members = Napi::Array::New(env);
+    for (uint16_t m = 0; m < btf_vlen(type); m++, member++) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", Napi::String::New(env, btf__name_by_offset(btf, member->name_off)));
+      entry.Set("offset", Napi::Number::New(env, btf_member_bit_offset(type, m) / 8));
+      entry.Set("size", Napi::Number::New(env, btf__resolve_size(btf, member->type)));
+      members.Set(m, entry);
     }
-  } catch (...) {
-    btf__free(btf);
-    throw;
-  }
-  btf__free(btf);
-  return result;
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, type->size));
+    layout.Set("members", members);
+    return layout;
+  });
 }
 
 // btfEnums(objectPath, enumNames) -> { [enum]: { [enumerator]: value } }
 Napi::Value BtfEnums(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path = RequireString(info, 0, "object path");
-  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "enum names must be an array");
-  Napi::Array names = info[1].As<Napi::Array>();
-  struct btf* btf = btf__parse_elf(path.c_str(), nullptr);
-  if (btf == nullptr) ThrowErrno(env, "btf__parse_elf(" + path + ")", errno);
-  Napi::Object result = Napi::Object::New(env);
-  try {
-    for (uint32_t i = 0; i < names.Length(); i++) {
-      std::string name = names.Get(i).ToString().Utf8Value();
-      int id = btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_ENUM);
-      if (id < 0) ThrowErrno(env, "btf__find_by_name_kind(enum " + name + " in " + path + ")", id);
-      const struct btf_type* type = btf__type_by_id(btf, id);
-      const struct btf_enum* value = btf_enum(type);
-      Napi::Object values = Napi::Object::New(env);
-      for (uint16_t v = 0; v < btf_vlen(type); v++, value++) {
-        bool isSigned = btf_kflag(type);
-        double number = isSigned ? static_cast<double>(static_cast<int32_t>(value->val)) : static_cast<double>(value->val);
-        values.Set(btf__name_by_offset(btf, value->name_off), Napi::Number::New(env, number));
-      }
-      result.Set(name, values);
+  return DescribeBtfTypes(info, BTF_KIND_ENUM, "enum", [env](const struct btf* btf, const struct btf_type* type) {
+    const struct btf_enum* value = btf_enum(type);
+    Napi::Object values = Napi::Object::New(env);
+    for (uint16_t v = 0; v < btf_vlen(type); v++, value++) {
+      bool isSigned = btf_kflag(type);
+      double number = isSigned ? static_cast<double>(static_cast<int32_t>(value->val)) : static_cast<double>(value->val);
+      values.Set(btf__name_by_offset(btf, value->name_off), Napi::Number::New(env, number));
     }
-  } catch (...) {
-    btf__free(btf);
-    throw;
-  }
-  btf__free(btf);
-  return result;
+    return values;
+  });
 }

@@ -17,8 +17,10 @@ import { agentStatus, type AgentStatus } from './status.js';
 import { findCgroup2Mount, ensureBpffs } from '../datapath/mounts.js';
 import { EG_MAX_FLOWS, EG_MAX_LEARNED, EG_MAX_WORKLOADS } from '../datapath/abi.js';
 import { openDatapath, pinPaths } from '../datapath/datapath.js';
+import { loadNative } from '../datapath/native.js';
 import { inheritedDnsSockets } from '../dns/activation.js';
-import { DnsProxy } from '../dns/proxy.js';
+import type { DnsPolicySnapshot } from './dns-policy.js';
+import { DnsProxyHost } from './dns-proxy-host.js';
 import { NameRefresher } from '../dns/resolver.js';
 import { Enricher } from '../events/enrich.js';
 import { DecisionHistory } from '../events/history.js';
@@ -27,7 +29,6 @@ import type { FlowEvent } from '../events/types.js';
 import { workloadKey } from '../identity/registry.js';
 import { AgentMetrics } from '../metrics/metrics.js';
 import { MetricsServer, type Readiness } from '../metrics/server.js';
-import { decideName } from '../policy/dns-decision.js';
 import { PolicyStore } from '../policy/store.js';
 import { missingWorkloadCgroups } from '../sources/config-workloads.js';
 import { PathWatch } from '../sources/watch.js';
@@ -110,7 +111,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     ruleLabel: (ruleId) => reconciler.ruleLabel(ruleId),
     dnsListen: config.dns.listen,
   });
-  let proxy: DnsProxy | null = null;
+  let proxy: DnsProxyHost | null = null;
   let refresher: NameRefresher | null = null;
   let configWatch: PathWatch | null = null;
   let control: ControlServer | null = null;
@@ -186,7 +187,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       maxLearnedPerWorkload: dns.maxIpsPerWorkload,
     });
     reconciler.setBaseline(baseline.denyList, baseline.permits);
+    proxy?.setPolicy(dnsPolicy());
   };
+  /** Set by the workload source's first report (Kubernetes mode: the kept set, or the first pod list). */
+  let workloadsKnown = false;
+  /** What the DNS proxy worker decides from: every workload's addresses and rules in force, and the baseline. */
+  const dnsPolicy = (): DnsPolicySnapshot => ({
+    workloadsKnown,
+    workloads: reconciler.registry.all().map((w) => {
+      const key = workloadKey(w);
+      return { key, workloadId: w.workloadId, addresses: w.addresses, rules: reconciler.rulesFor(key) };
+    }),
+    baseline: { dnsNames: config.baseline.dnsNames, mode: config.baseline.mode },
+  });
   let housekeepingRuns = 0;
   const housekeeping = () => {
     if (++housekeepingRuns % APPROVAL_SWEEP_EVERY === 0) datapath.sweepApprovals(process.hrtime.bigint());
@@ -267,34 +280,45 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       commit: commitPolicies,
     });
     await workloadSource.start((workloads) => {
+      const first = !workloadsKnown;
+      workloadsKnown = true;
       guarded(() => reconciler.setWorkloads(workloads));
+      // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
+      if (first) proxy?.setPolicy(dnsPolicy());
       sources.workloadsApplied(reconciler.failures());
     });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName, maxTcpConnections, maxTcpConnectionsPerWorkload } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {
-      proxy = new DnsProxy({
-        listen,
-        port,
-        upstreams,
-        deniedRcode,
-        lifetime,
-        maxIpsPerName,
-        maxTcpConnections,
-        maxTcpConnectionsPerWorkload,
-        oracle: {
-          workloadFor: (ip) => {
-            const w = reconciler.registry.byAddress(ip);
-            return w ? { key: workloadKey(w), workloadId: w.workloadId } : null;
-          },
-          decide: (w, qname) => decideName(reconciler.rulesFor(w.key), qname, config.baseline),
+      const { minTtlSeconds, maxTtlSeconds, graceSeconds } = config.dns;
+      const host = new DnsProxyHost({
+        settings: {
+          listen,
+          port,
+          upstreams,
+          deniedRcode,
+          lifetime: { minTtlSeconds, maxTtlSeconds, graceSeconds },
+          maxIpsPerName,
+          maxTcpConnections,
+          maxTcpConnectionsPerWorkload,
         },
-        sink: learned,
-        onEvent: (e) => decide(enricher.fromDns(e)),
+        policy: dnsPolicy(),
+        learn: (workloadId, ruleIds, ips, ttlSeconds, name) => {
+          // Named before the answer is released: the workload's first connect to it is reported with the name.
+          enricher.fromWorkloadLookup(workloadId, name, ips);
+          return learned.learnUntil(workloadId, ruleIds, ips, ttlSeconds);
+        },
+        onEvents: (events) => {
+          for (const e of events) decide(enricher.fromDns(e));
+        },
+        onWorkerExit: (reason, restartInMs) => log.error({ restartInMs }, `${reason}; queries wait in the sockets until it is restarted`),
+        sockets: loadNative(),
         // Sockets a holder keeps open across restarts (systemd socket activation or scripts/egressguard-dns-holder.py).
         inherited: inheritedDnsSockets(process.env, process.pid),
       });
-      await proxy.start();
+      proxy = host;
+      reconciler.onApplied(() => host.setPolicy(dnsPolicy()));
+      await host.start();
       // The agent's own lookups name the addresses they teach, so events say how a name was learned.
       const names = new NameRefresher({
         upstreams,

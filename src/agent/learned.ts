@@ -22,9 +22,15 @@ export class LearnedAddresses implements LearnedIpSink {
   ) {}
 
   learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): void {
-    if (ruleIds.length === 0 || ips.length === 0) return;
+    this.learnUntil(workloadId, ruleIds, ips, ttlSeconds);
+  }
+
+  /** learn(), returning the expiry (process.hrtime.bigint() clock) the kernel holds the addresses until at least. */
+  learnUntil(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): bigint {
     const expiresAtNs = wholeSecondsUp(process.hrtime.bigint() + BigInt(kernelLifetimeSeconds(ttlSeconds, this.lifetime)) * NS_PER_SECOND);
+    if (ruleIds.length === 0 || ips.length === 0) return expiresAtNs;
     this.datapath.learn(ruleIds.flatMap((ruleId) => ips.map((ip) => ({ workloadId, ruleId, ip, expiresAtNs }))));
+    return expiresAtNs;
   }
 
   /** Delete expired entries; returns how many were removed. */

@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../agent/config.js';
 import { loadPolicySet } from '../discover/policy-set.js';
 import { loadRecorded, parseDuration } from '../discover/recorded.js';
-import { formatReplay, replay, type ReplayContext } from '../discover/replay.js';
+import { formatReplay, replay, type ReplayContext, type ReplayedFlow } from '../discover/replay.js';
+import type { FlowEvent } from '../events/types.js';
 import { parseSince } from './observe.js';
 
 export const replayUsage = `egressguard policy replay POLICY|DIR... (--events FILE... | --socket PATH) [--since 1h|ISO-TIME] [--follow-for 10m]
@@ -50,23 +51,45 @@ export async function policyReplay(args: string[], defaultSocket: string): Promi
   for (const loss of recorded.losses) console.error(`warning: the recording is incomplete: ${loss}`);
   const result = replay(recorded.flows, policies, context);
   if (values.output === 'json')
-    for (const w of result.workloads)
-      for (const f of w.flows)
-        console.log(
-          JSON.stringify({
-            workload: w.key,
-            time: f.event.time,
-            eventId: f.event.eventId,
-            layer: f.event.layer,
-            destination: f.event.destination,
-            fqdn: f.event.fqdn,
-            count: f.event.count,
-            recorded: { verdict: f.event.verdict, tier: f.event.tier, rule: f.event.rule },
-            replayed: { verdict: f.replayed, tier: f.tier, rule: f.rule, layer: f.layer },
-            ...(f.assumedSni !== null && { assumedSni: f.assumedSni }),
-            ...(f.watched.length > 0 && { watched: f.watched }),
-          }),
-        );
+    for (const w of result.workloads) for (const f of w.flows) console.log(JSON.stringify(replayJsonLine(w.key, f)));
   else console.log(formatReplay(result));
   return 0;
 }
+
+/** One line of `policy replay --output json`: a recorded decision beside the one the proposed policies make. */
+export interface ReplayJsonLine {
+  workload: string;
+  time: string;
+  eventId: string;
+  layer: FlowEvent['layer'];
+  destination: FlowEvent['destination'];
+  fqdn: string | null;
+  count: number;
+  recorded: { verdict: FlowEvent['verdict']; tier: number; rule: string };
+  replayed: { verdict: ReplayedFlow['replayed']; tier: number; rule: string; layer: ReplayedFlow['layer'] };
+  assumedSni?: string;
+  watched?: ReplayedFlow['watched'];
+}
+
+export function replayJsonLine(workload: string, f: ReplayedFlow): ReplayJsonLine {
+  return {
+    workload,
+    time: f.event.time,
+    eventId: f.event.eventId,
+    layer: f.event.layer,
+    destination: f.event.destination,
+    fqdn: f.event.fqdn,
+    count: f.event.count,
+    recorded: { verdict: f.event.verdict, tier: f.event.tier, rule: f.event.rule },
+    replayed: { verdict: f.replayed, tier: f.tier, rule: f.rule, layer: f.layer },
+    ...(f.assumedSni !== null && { assumedSni: f.assumedSni }),
+    ...(f.watched.length > 0 && { watched: f.watched }),
+  };
+}
+
+/** The lines `policy replay --output json` printed. */
+export const parseReplayJson = (stdout: string): ReplayJsonLine[] =>
+  stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as ReplayJsonLine);

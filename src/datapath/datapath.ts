@@ -238,6 +238,8 @@ class KernelDatapath implements Datapath {
   /** Which workloads use each webGroup rule id (its eg_domains keys go when the last one does). */
   private readonly domainUsers = new Map<number, Set<number>>();
   private readonly writtenDomainRules = new Set<number>();
+  /** eg_domains keys (hex) by rule id, a mirror: a workload's write touches its rules' keys, not the whole trie. */
+  private readonly domainKeys = new Map<number, Set<string>>();
   /** Host-side interfaces (ifindex) per workload id, mirroring eg_interfaces. */
   private readonly interfaces = new Map<number, Set<number>>();
   private features: DatapathFeatures = { ...ALL_FEATURES };
@@ -267,6 +269,7 @@ class KernelDatapath implements Datapath {
     }
     for (const key of maps.eg_rule_cidrs.keys())
       this.ruleCidrKeys.set(key.toString('hex'), maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1);
+    for (const key of maps.eg_domains.keys()) this.recordDomainKey(decodeDomainKeyRuleId(key), key.toString('hex'));
     this.learnedTable = new LearnedTable(maps.eg_learned);
     for (const key of maps.eg_interfaces.keys()) {
       const value = maps.eg_interfaces.lookup(key);
@@ -375,8 +378,11 @@ class KernelDatapath implements Datapath {
     const base = slot * EG_MAX_RULES;
 
     // Domains and addresses first: the new rules may need them the moment the slot flips.
-    for (const keys of domainsByRule.values()) {
-      for (const hex of keys) this.maps.eg_domains.update(Buffer.from(hex, 'hex'), Buffer.from([1]));
+    for (const [ruleId, keys] of domainsByRule) {
+      for (const hex of keys) {
+        this.maps.eg_domains.update(Buffer.from(hex, 'hex'), Buffer.from([1]));
+        this.recordDomainKey(ruleId, hex);
+      }
     }
     const addresses = network?.addresses ?? [];
     this.syncAddresses(workloadId, addresses);
@@ -542,13 +548,29 @@ class KernelDatapath implements Datapath {
       this.writtenDomainRules.add(ruleId);
     }
     const retired = new Set([...this.writtenDomainRules].filter((ruleId) => !this.domainUsers.has(ruleId)));
-    for (const key of this.maps.eg_domains.keys()) {
-      const ruleId = decodeDomainKeyRuleId(key);
-      const wanted = domainsByRule.get(ruleId);
-      // A rule id is one policy rule: its current domains replace older ones for every workload.
-      if (wanted !== undefined ? !wanted.has(key.toString('hex')) : retired.has(ruleId)) this.maps.eg_domains.delete(key);
+    // A rule id is one policy rule: its current domains replace older ones for every workload.
+    for (const [ruleId, wanted] of domainsByRule) this.deleteDomainKeys(ruleId, wanted);
+    for (const ruleId of retired) {
+      this.deleteDomainKeys(ruleId, new Set());
+      this.writtenDomainRules.delete(ruleId);
     }
-    for (const ruleId of retired) this.writtenDomainRules.delete(ruleId);
+  }
+
+  private recordDomainKey(ruleId: number, hex: string): void {
+    const keys = this.domainKeys.get(ruleId) ?? new Set<string>();
+    this.domainKeys.set(ruleId, keys.add(hex));
+  }
+
+  /** Deletes the rule's eg_domains keys that are not in keep. */
+  private deleteDomainKeys(ruleId: number, keep: Set<string>): void {
+    const keys = this.domainKeys.get(ruleId);
+    if (keys === undefined) return;
+    for (const hex of keys) {
+      if (keep.has(hex)) continue;
+      this.maps.eg_domains.delete(Buffer.from(hex, 'hex'));
+      keys.delete(hex);
+    }
+    if (keys.size === 0) this.domainKeys.delete(ruleId);
   }
 
   private syncInterfaces(workloadId: number, wanted: Set<number>): void {

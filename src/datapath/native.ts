@@ -144,6 +144,11 @@ export interface NativeAddon {
   tcAttachEgress(program: NativeProgram, ifindex: number, handle: number, priority: number, netnsPath?: string): number;
   tcDetachEgress(ifindex: number, handle: number, priority: number, netnsPath?: string): boolean;
   tcQueryEgress(ifindex: number, handle: number, priority: number, netnsPath?: string): number | null;
+  /** A socket bound to address:port (0: the kernel picks), listening when TCP; close-on-exec, non-blocking. */
+  bindDnsSocket(kind: 'udp4' | 'udp6' | 'tcp4' | 'tcp6', address: string, port: number): { fd: number; port: number };
+  /** Another descriptor for the same open socket: closing one leaves the socket open through the other. */
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
 }
 
 const ADDON_FILE = 'egressguard_native.node';

@@ -111,32 +111,12 @@ interface Outcome {
 const MAX_QUERIES_PER_TCP_CONNECTION = 64;
 const CAP_PRUNE_INTERVAL_MS = 60_000;
 
-/** Every counter of DnsProxyStats at zero. */
-export function noDnsProxyStats(): DnsProxyStats {
-  return {
-    queries: 0,
-    permitted: 0,
-    denied: 0,
-    unknownSource: 0,
-    malformed: 0,
-    upstreamErrors: 0,
-    upstreamResponsesIgnored: 0,
-    learnFailures: 0,
-    learnedAddresses: 0,
-    addressesOverCap: 0,
-    droppedOverload: 0,
-    tcpConnectionsRejected: 0,
-    tcpConnectionsRejectedPerWorkload: 0,
-    tcpConnectionsOpen: 0,
-  };
-}
-
 export class DnsProxy {
   private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited'>> & Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
   private readonly cap: AddressCap;
   private readonly cache: AnswerCache;
   private readonly upstreamSockets: UpstreamSockets;
-  private readonly counters = noDnsProxyStats();
+  private readonly counters = zeroStats();
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpConnections = new Set<net.Socket>();
@@ -332,6 +312,8 @@ export class DnsProxy {
     const named = { query: query.question.normalizedName, qtype: query.question.type };
     if (workload === null) {
       this.counters.unknownSource += 1;
+      // A pod of this node the restarted agent has not listed yet: a refusal would fail its lookup, silence retries it.
+      if (this.options.oracle.workloadsKnown?.() === false) return { response: null, event: null };
       return {
         response: errorFor(query, 'REFUSED'),
         event: { ...preDecisionEvent(null, 'unknown-source', 'REFUSED', `no workload owns source address ${client.ip}`), ...named },
@@ -487,6 +469,26 @@ export class DnsProxy {
       // A failing listener must not turn an answered query into a dropped one.
     }
   }
+}
+
+/** Counters of a proxy that has served nothing. */
+export function zeroStats(): DnsProxyStats {
+  return {
+    queries: 0,
+    permitted: 0,
+    denied: 0,
+    unknownSource: 0,
+    malformed: 0,
+    upstreamErrors: 0,
+    upstreamResponsesIgnored: 0,
+    learnFailures: 0,
+    learnedAddresses: 0,
+    addressesOverCap: 0,
+    droppedOverload: 0,
+    tcpConnectionsRejected: 0,
+    tcpConnectionsRejectedPerWorkload: 0,
+    tcpConnectionsOpen: 0,
+  };
 }
 
 /** The event of one query: every field in one literal (one object shape, whatever path produced `event`). */

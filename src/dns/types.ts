@@ -22,6 +22,11 @@ export interface DnsDecision {
 export interface DnsPolicyOracle {
   /** Which workload owns this source address; null when unknown. */
   workloadFor(sourceIp: string): DnsWorkload | null;
+  /**
+   * False while the agent does not know its workloads yet (Kubernetes mode, a new agent before its first pod list):
+   * an unknown source is then left unanswered, so its client retries, instead of refused. Absent: always known.
+   */
+  workloadsKnown?(): boolean;
   /** Decide a query name (lower case, no trailing dot) for a workload. */
   decide(workload: DnsWorkload, qname: string): DnsDecision;
 }
@@ -79,7 +84,7 @@ export interface DnsProxyStats {
   queries: number;
   permitted: number;
   denied: number;
-  /** Queries from addresses no workload owns. */
+  /** Queries from addresses no workload owns (refused; unanswered while the workloads are not known yet). */
   unknownSource: number;
   /** Unparseable, multi-question or otherwise invalid queries (dropped or answered FORMERR/NOTIMP). */
   malformed: number;

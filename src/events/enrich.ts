@@ -51,10 +51,8 @@ export class Enricher {
   /** A DNS decision as a FlowEvent; its answers name the addresses in later kernel events. */
   fromDns(e: DnsDecisionEvent): FlowEvent {
     const w = e.workloadKey ? this.options.workloads.byKey(e.workloadKey) : null;
-    for (const ip of e.answers) {
-      this.rememberName(ip, { name: e.query, from: 'workload-dns' });
-      if (w) this.rememberName(`${w.workloadId}|${ip}`, { name: e.query, from: 'workload-dns' });
-    }
+    if (w) this.fromWorkloadLookup(w.workloadId, e.query, e.answers);
+    else for (const ip of e.answers) this.rememberName(ip, { name: e.query, from: 'workload-dns' });
     return {
       time: e.time,
       node: this.options.node(),
@@ -122,6 +120,14 @@ export class Enricher {
    * The agent resolved a policy's exact name for a workload (the name refresher): its addresses are learned for that
    * name. An answer to the workload's own query for the same name stays the better evidence and is kept.
    */
+  /** A workload's lookup, remembered as its answer is learned (its decision event may come a moment later). */
+  fromWorkloadLookup(workloadId: number, name: string, ips: readonly string[]): void {
+    for (const ip of ips) {
+      this.rememberName(ip, { name, from: 'workload-dns' });
+      this.rememberName(`${workloadId}|${ip}`, { name, from: 'workload-dns' });
+    }
+  }
+
   fromAgentLookup(workloadId: number, name: string, ips: readonly string[]): void {
     for (const ip of ips) {
       const key = `${workloadId}|${ip}`;

@@ -14,8 +14,8 @@ export interface KernelCapacity {
 export const KERNEL_CAPACITY = {
   rulesPerWorkload: { what: 'tier-2 rules per workload (every selecting policy together)', max: 64, header: 'EG_MAX_RULES' },
   workloads: { what: 'enrolled workloads per node', max: 4096, header: 'EG_MAX_WORKLOADS' },
-  ruleDestinations: { what: 'CIDR destinations of all rules of all workloads', max: 65536, header: 'EG_MAX_CIDRS' },
-  domainPatterns: { what: 'webGroup domain patterns (per rule) on the node', max: 65536, header: 'EG_MAX_CIDRS' },
+  ruleDestinations: { what: 'CIDR destinations of all rules of all workloads', max: 262144, header: 'EG_MAX_CIDRS' },
+  domainPatterns: { what: 'webGroup domain patterns (per rule) on the node', max: 262144, header: 'EG_MAX_CIDRS' },
   domainNameChars: { what: 'characters of an exact webGroup name (or SNI) the kernel matches', max: 251, header: 'EG_DOMAIN_NAME_MAX' },
   learnedAddresses: { what: 'learned (workload, rule, address) entries on the node', max: 131072, header: 'EG_MAX_LEARNED' },
   sniCandidatesPerConnection: {

@@ -4,7 +4,10 @@ import { readFileSync, realpathSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 
-const DEBOUNCE_MS = 150;
+// Long enough to take an editor's save (write, chmod, rename: microseconds apart) as one change, short enough to keep
+// a policy edit's way into the kernel under the 50 ms of issue 10 (bench/propagation.ts). A write caught half done
+// fails validation and the last good state stays in force until the rest of it arrives.
+const DEBOUNCE_MS = 20;
 
 export interface WatchTarget {
   path: string;

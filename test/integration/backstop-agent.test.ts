@@ -11,7 +11,6 @@ import type { ChildProcess } from 'node:child_process';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, type LabHost, type LabPod } from '../../lab/lab.js';
 import { LabAgent, type LabWorkload } from '../../lab/lab-agent.js';
 import { mustRun } from '../../lab/exec.js';
-import type { FlowEvent } from '../../src/events/types.js';
 import type { ProbeResult, ProbeResultOfKind, RawSendProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
@@ -175,16 +174,6 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
     for (const s of sent) assert.deepEqual(await arrivals(s), [], `must not arrive: ${JSON.stringify(s)}`);
   }
 
-  async function eventMatching(what: string, predicate: (e: FlowEvent) => boolean): Promise<FlowEvent> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const found = agent.events().find(predicate);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no event for ${what}; last events: ${JSON.stringify(agent.events().slice(-10))}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
   /** The tc filters on the workload's host-side interface, and the ones that run egressguard's backstop program. */
   async function assertInboundWorks(w: LabWorkload): Promise<void> {
     const server = lab.spawnInPod(w.pod, [process.execPath, '-e', INBOUND_SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -238,7 +227,7 @@ describe('packet-layer backstop through the agent', { skip: privilegedSkip() }, 
         );
         assert.deepEqual([record!.remote, record!.bytesReceived], [addressOf(podOf(w), family), allowed.payloadBytes]);
         await assertNeverArrived(w, family, [denied]);
-        const event = await eventMatching(
+        const event = await agent.eventMatching(
           `the dropped frame from ${label}`,
           (e) => e.layer === 'packet' && e.workload.name === w.name && e.destination.ip === addressOf(HTTPBIN, family),
         );

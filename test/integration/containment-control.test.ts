@@ -13,7 +13,18 @@ import type { DnsProbeResult, ProbeResult, TcpProbeResult, TlsProbeResult } from
 import type { ServerRecord } from '../../lab/internet-server.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
-import { encodeDomainKey } from '../../src/datapath/abi.js';
+import { waitUntil } from '../support/wait.js';
+import {
+  addressToBytes,
+  encodeAddrKey,
+  encodeCgroupId,
+  encodeDomainKey,
+  encodeLearnedKeyBytes,
+  encodeLearnedValue,
+  encodeRuleCidrKey,
+  encodeU32,
+  encodeWorkload,
+} from '../../src/datapath/abi.js';
 import { pinPaths } from '../../src/datapath/datapath.js';
 import { loadNative } from '../../src/datapath/native.js';
 
@@ -76,8 +87,11 @@ function as<T extends ProbeResult>(kind: T['kind'], r: ProbeResult): T {
   return r as T;
 }
 
-/** The full-map filler's rule id: none of this test's rules hashes to it (ids are 32-bit hashes of their names). */
+/** The full-map fillers' rule id and workload id: no rule and no workload of this test has them. */
 const FILLER_RULE_ID = 0xfffffff0;
+const FILLER_WORKLOAD_ID = 0xfffffff0;
+/** The filler's index-th address: fd00:eb:ff::/48, inside the lab's own range. */
+const fillerAddress = (index: number) => `fd00:eb:ff::${(index >>> 16).toString(16)}:${(index & 0xffff).toString(16)}`;
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 1500));
 
@@ -87,7 +101,12 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
   let ghostCgroup = '';
 
   beforeAll(async () => {
-    lab = await Lab.create({ prefix: uniquePrefix('cc'), pods: [GOOD.pod, BROKEN.pod] });
+    // webhook.site's subdomains: names only a workload's own lookup learns (the full learned-address map test).
+    lab = await Lab.create({
+      prefix: uniquePrefix('cc'),
+      pods: [GOOD.pod, BROKEN.pod],
+      wildcardDomains: ['attacker.example', 'webhook.site'],
+    });
     // Discovery mode: the default action permits, so a workload left unenrolled would reach everything.
     agent = new LabAgent(lab, { workloads: [GOOD, BROKEN], mode: 'discovery', dns: { minTtlSeconds: 0 }, aggregateWindowMs: 100 });
     agent.writePolicy('good.yaml', allowPolicy('good'));
@@ -107,7 +126,8 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
   });
 
   const fromPod = (pod: string, port: number) => (r: ServerRecord) => r.remote === lab.pod(pod).ipv4 && r.port === port;
-  const tls = async (pod: string) => as<TlsProbeResult>('tls', await lab.probe(pod, ['tls', 'api.openai.com', '443', '--ca', lab.caPath]));
+  const tls = async (pod: string, name = 'api.openai.com') =>
+    as<TlsProbeResult>('tls', await lab.probe(pod, ['tls', name, '443', '--ca', lab.caPath]));
   const tcp = async (pod: string, port: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', HTTPBIN.ipv4, port]));
   const tcpTo = async (pod: string, address: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', address, '8443']));
   /** The first event after the first `skip` ones that matches. */
@@ -210,43 +230,198 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     );
   });
 
-  test('a workload whose domains meet a full kernel map is enrolled deny-all with DNS steered (calibrated first)', async () => {
-    // Stands in for other workloads' domains filling the node-wide trie: real entries under a rule id no rule has.
-    const domains = loadNative().BpfMap.openPinned(join(pinPaths(agent.pinDir).maps, 'eg_domains'));
-    const filler: Buffer[] = [];
-    const fill = () => {
-      for (let index = 0; ; index++) {
-        const key = encodeDomainKey(FILLER_RULE_ID, { kind: 'exact', name: `filler-${index}.example` })!;
-        try {
-          domains.update(key, Buffer.from([1]));
-        } catch {
-          return; // the map is full
+  /**
+   * Stands in for other workloads filling a node-wide kernel map: real entries (`entry(index)`, under an owner no
+   * workload has) written until the kernel refuses one for lack of room; `empty` removes them again.
+   */
+  function mapFiller(mapName: string, entry: (index: number) => [key: Buffer, value: Buffer]) {
+    const map = loadNative().BpfMap.openPinned(join(pinPaths(agent.pinDir).maps, mapName));
+    const written: Buffer[] = [];
+    return {
+      fill(): void {
+        for (let index = 0; ; index++) {
+          const [key, value] = entry(index);
+          try {
+            map.update(key, value);
+          } catch (error) {
+            // A full hash map says E2BIG, a full LPM trie ENOSPC; anything else is this test's mistake.
+            assert.match((error as Error).message, /Argument list too long|No space left/, `filling ${mapName}`);
+            return;
+          }
+          written.push(key);
         }
-        filler.push(key);
-      }
+      },
+      empty(): void {
+        for (const key of written.splice(0)) map.delete(key);
+      },
+      close(): void {
+        this.empty();
+        map.close();
+      },
     };
-    const empty = () => {
-      for (const key of filler.splice(0)) domains.delete(key);
-    };
-    const moreDomains = Array.from({ length: 4 }, (_, i) => `full-${i}.example`).join(', ');
+  }
+
+  /** Calibrated fail-closed check with `mapName` filled by `mapFiller` just before `change` needs one more entry of it. */
+  async function assertFullMapFailsClosed(
+    mapName: string,
+    entry: (index: number) => [key: Buffer, value: Buffer],
+    change: () => void,
+    repair: () => void,
+  ): Promise<void> {
+    const filler = mapFiller(mapName, entry);
     try {
       await assertFailsClosed(
         () => {
-          fill();
-          agent.writePolicy(
-            'broken.yaml',
-            allowPolicy('broken').replace('domains: [api.openai.com,', `domains: [${moreDomains}, api.openai.com,`),
-          );
+          filler.fill();
+          change();
         },
-        /its rules cannot be enforced: bpf_map_update_elem\(eg_domains\)/,
+        // The kernel keeps 15 characters of a map's name.
+        new RegExp(`its rules cannot be enforced: bpf_map_update_elem\\(${mapName.slice(0, 15)}\\)`),
         () => {
-          empty();
-          agent.writePolicy('broken.yaml', allowPolicy('broken'));
+          filler.empty();
+          repair();
         },
       );
     } finally {
-      empty();
-      domains.close();
+      filler.close();
+    }
+  }
+
+  test('a workload whose domains meet a full kernel map is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    const moreDomains = Array.from({ length: 4 }, (_, i) => `full-${i}.example`).join(', ');
+    await assertFullMapFailsClosed(
+      'eg_domains',
+      (index) => [encodeDomainKey(FILLER_RULE_ID, { kind: 'exact', name: `filler-${index}.example` })!, Buffer.from([1])],
+      () =>
+        agent.writePolicy(
+          'broken.yaml',
+          allowPolicy('broken').replace('domains: [api.openai.com,', `domains: [${moreDomains}, api.openai.com,`),
+        ),
+      () => agent.writePolicy('broken.yaml', allowPolicy('broken')),
+    );
+  });
+
+  test('a workload whose rule destinations meet a full kernel map is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    // Four more destinations than its current rules: more than the slot being rewritten gives back.
+    const moreCidrs = Array.from({ length: 4 }, (_, i) => `, { cidr: "${fillerAddress(0xffff00 + i)}/128" }`).join('');
+    await assertFullMapFailsClosed(
+      'eg_rule_cidrs',
+      (index) => [
+        encodeRuleCidrKey(FILLER_WORKLOAD_ID, 0, { family: 6, address: fillerAddress(index), prefix: 128 }),
+        encodeU32(FILLER_RULE_ID),
+      ],
+      () =>
+        agent.writePolicy(
+          'broken.yaml',
+          allowPolicy('broken').replace(`{ cidr: ${HTTPBIN.ipv4}/32 }`, `{ cidr: ${HTTPBIN.ipv4}/32 }${moreCidrs}`),
+        ),
+      () => agent.writePolicy('broken.yaml', allowPolicy('broken')),
+    );
+  });
+
+  test('a workload whose source addresses meet a full kernel map is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    const pod = lab.pod(BROKEN.pod);
+    await assertFullMapFailsClosed(
+      'eg_workload_addrs',
+      (index) => [encodeAddrKey(FILLER_WORKLOAD_ID, fillerAddress(index)), Buffer.from([1])],
+      () => editBroken((w) => (w.addresses = [pod.ipv4, pod.ipv6, fillerAddress(0xffff00)])),
+      () => editBroken((w) => (w.addresses = [pod.ipv4, pod.ipv6])),
+    );
+  });
+
+  test('a workload whose backstop interfaces meet a full kernel map is enrolled deny-all with DNS steered (calibrated first)', async () => {
+    const pod = lab.pod(BROKEN.pod);
+    const extra = `${lab.prefix}-cap`;
+    assert.equal((await lab.runInNode(['ip', 'link', 'add', extra, 'type', 'veth', 'peer', 'name', `${extra}2`])).code, 0);
+    try {
+      await assertFullMapFailsClosed(
+        'eg_interfaces',
+        (index) => [encodeU32(0x40000000 + index), encodeU32(FILLER_WORKLOAD_ID)],
+        () => editBroken((w) => (w.interfaces = [pod.nodeInterface, extra])),
+        () => editBroken((w) => (w.interfaces = [pod.nodeInterface])),
+      );
+    } finally {
+      await lab.runInNode(['ip', 'link', 'del', extra]);
+    }
+  });
+
+  test('a full learned-address map fails closed: a name not learned yet is answered SERVFAIL, its address stays denied (calibrated first)', async () => {
+    // A wildcard: the agent resolves exact names itself, so only a workload's own lookup learns these.
+    const WEBHOOK = DEFAULT_LAB_HOSTS.find((h) => h.name === 'webhook.site')!;
+    const withWebhook = (app: string) =>
+      allowPolicy(app).replace('domains: [api.openai.com,', 'domains: ["*.webhook.site", api.openai.com,');
+    const fromEither = (pod: string) => (r: ServerRecord) => r.remote === lab.pod(pod).ipv4 || r.remote === lab.pod(pod).ipv6;
+    const connect = async (pod: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', WEBHOOK.ipv4, '443']));
+    agent.writePolicy('good.yaml', withWebhook('good'));
+    agent.writePolicy('broken.yaml', withWebhook('broken'));
+    await agent.waitFor('*.webhook.site permitted for both', (s) =>
+      [GOOD, BROKEN].every((w) => s.workloads.find((x) => x.key === `team/${w.name}`)?.allowedNames.includes('*.webhook.site')),
+    );
+    // Calibration: a workload with the same rules reaches it by name while the map has room.
+    const calibration = uniqueName('webhook.site');
+    await tls(GOOD.pod, calibration);
+    await lab.waitForServerRecords('the good pod at webhook.site', (r) => fromEither(GOOD.pod)(r) && r.sni === calibration);
+    const filler = mapFiller('eg_learned', (index) => [
+      encodeLearnedKeyBytes(FILLER_WORKLOAD_ID, FILLER_RULE_ID, addressToBytes(fillerAddress(index))),
+      encodeLearnedValue(2n ** 63n),
+    ]);
+    try {
+      const eventsBefore = agent.events().length;
+      filler.fill();
+      const name = uniqueName('webhook.site');
+      const refused = await dns(BROKEN.pod, name);
+      assert.equal(refused.rcode, 'SERVFAIL', 'no address is released that the kernel could not learn');
+      const event = await waitForEvent(eventsBefore, (e) => e.dns?.query === name);
+      assert.match(event.reason ?? '', /could not install learned addresses: bpf_map_update_elem\(eg_learned\)/);
+      const serverBefore = (await lab.serverLog()).length;
+      assert.equal((await connect(BROKEN.pod)).error, 'EPERM');
+      await settle();
+      const reached = (await lab.serverLog()).slice(serverBefore).filter(fromEither(BROKEN.pod));
+      assert.deepEqual(reached, [], 'zero connections to the address it could not learn');
+      // What is already learned stays in force, for this workload and the others.
+      assert.equal((await tls(BROKEN.pod)).ok, true);
+      const kept = uniqueName('webhook.site');
+      await tls(GOOD.pod, kept);
+      await lab.waitForServerRecords('the good pod at webhook.site, full', (r) => fromEither(GOOD.pod)(r) && r.sni === kept);
+    } finally {
+      filler.close();
+      agent.writePolicy('good.yaml', allowPolicy('good'));
+      agent.writePolicy('broken.yaml', allowPolicy('broken'));
+    }
+    await agent.waitFor('*.webhook.site withdrawn', (s) => !s.workloads.some((w) => w.allowedNames.includes('*.webhook.site')));
+  });
+
+  test('a workload that finds the workload map full is reported NOT enforced; the others keep working', async () => {
+    const lateCgroup = join(lab.attachCgroup, 'late');
+    mkdirSync(lateCgroup);
+    const filler = mapFiller('eg_workloads', (index) => [
+      encodeCgroupId(0xffff000000000000n + BigInt(index)),
+      encodeWorkload({ workloadId: FILLER_WORKLOAD_ID, ruleCount: 0, slot: 0, flags: 0 }),
+    ]);
+    const late = { namespace: 'team', name: 'late', cgroup: lateCgroup, labels: { app: 'late' }, addresses: ['198.18.0.251'] };
+    try {
+      filler.fill();
+      agent.editConfig((config) => (config.workloads as Record<string, unknown>[]).push(late));
+      const status = await agent.waitFor('late reported', (s) => s.failures.some((f) => f.key === 'team/late'));
+      const failure = status.failures.find((f) => f.key === 'team/late')!;
+      assert.equal(failure.enforced, 'none');
+      assert.match(failure.error, /bpf_map_update_elem\(eg_workloads\)/);
+      await waitUntil('the agent logs it NOT enforced', () => /"workload":"team\/late"[^\n]*workload NOT enforced/.test(agent.log()));
+      assert.equal((await tls(GOOD.pod)).ok, true);
+      // Room comes with a change (another workload leaving, say): the next pass enrols it.
+      filler.empty();
+      agent.editConfig((config) => {
+        (config.workloads as Record<string, unknown>[]).find((w) => w.name === 'late')!.labels = { app: 'late2' };
+      });
+      await agent.waitFor(
+        'late enrolled once there is room',
+        (s) => s.workloads.some((w) => w.key === 'team/late') && s.failures.length === 0,
+      );
+    } finally {
+      filler.close();
+      agent.editConfig((config) => (config.workloads = (config.workloads as Record<string, unknown>[]).filter((w) => w.name !== 'late')));
+      await agent.waitFor('late gone', (s) => !s.workloads.some((w) => w.key === 'team/late'));
+      rmdirSync(lateCgroup);
     }
   });
 

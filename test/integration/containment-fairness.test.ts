@@ -183,8 +183,12 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
         const starved = await victimLookup(family, starvedName);
         assert.equal(starved.ok, false, `the attack works without a per-workload share: ${JSON.stringify(starved)}`);
         assert.deepEqual(await resolverSaw(starvedName), [], 'the resolver never saw the starved lookup');
-        assert.equal(await stat('tcpConnectionsRejected'), ATTACK_CONNECTIONS - NODE_SLOTS + 1, 'the victim was refused at the node cap');
-        assert.equal(await stat('tcpConnectionsOpen'), NODE_SLOTS, 'the attacker holds every slot of the node');
+        // The proxy's counters reach status once a second (the proxy runs in a worker thread).
+        await waitUntil(
+          'the victim to be counted as refused at the node cap',
+          async () => (await stat('tcpConnectionsRejected')) === ATTACK_CONNECTIONS - NODE_SLOTS + 1,
+        );
+        await waitUntil('the attacker to hold every slot of the node', async () => (await stat('tcpConnectionsOpen')) === NODE_SLOTS);
       } finally {
         await release();
       }
@@ -213,7 +217,10 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
         assert.ok(![victim.ipv4, victim.ipv6].includes(seen[0]!.from), `it came through the proxy, not from the pod: ${seen[0]!.from}`);
         assert.equal(await stat('tcpConnectionsRejectedPerWorkload'), ATTACK_CONNECTIONS - WORKLOAD_SLOTS, 'only the attacker was refused');
         assert.equal(await stat('tcpConnectionsRejected'), 0, 'the node cap was never reached');
-        assert.equal(await stat('tcpConnectionsOpen'), WORKLOAD_SLOTS, "the attacker's share is all the proxy holds");
+        await waitUntil(
+          "the attacker's share to be all the proxy holds",
+          async () => (await stat('tcpConnectionsOpen')) === WORKLOAD_SLOTS,
+        );
       } finally {
         await release();
       }

@@ -34,6 +34,8 @@ const ALLOW_KEPT = 21;
 const ALLOW_REVOKED = 22;
 const WEB_RULE = 23;
 const HTTP_RULE = 24;
+const ALLOW_KEPT_UDP = 25;
+const ALLOW_REVOKED_UDP = 26;
 
 /**
  * Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink) and
@@ -41,7 +43,7 @@ const HTTP_RULE = 24;
  */
 const SERVER_SCRIPT = `
 const net = require('net');
-let pending = 3;
+let pending = 4;
 const ready = () => { if (--pending === 0) console.log('ready'); };
 net.createServer((s) => {
   let buffered = '';
@@ -58,7 +60,10 @@ net.createServer((s) => {
   });
 }).listen({ port: ${TLS_PORT}, host: '::' }, ready);
 require('http').createServer((q, r) => { console.log('http ' + q.headers.host + ' ' + q.url); r.end('ok'); })
-  .listen({ port: ${HTTP_PORT}, host: '::' }, ready);`;
+  .listen({ port: ${HTTP_PORT}, host: '::' }, ready);
+const udp = require('dgram').createSocket({ type: 'udp6', ipv6Only: false });
+udp.on('message', (m) => console.log('udp ' + m));
+udp.bind(${LINE_PORT}, '::', ready);`;
 
 /** Long-lived client: opens the connections in EG_ARGS, then obeys "send <tag> <word>" on stdin; reports on stdout. */
 const CLIENT_SCRIPT = `
@@ -82,6 +87,27 @@ process.stdin.on('data', (d) => {
   }
 });`;
 
+/**
+ * One UDP socket connected to EG_ARGS.peer; obeys "send <word>" (to its peer) and "sendto <word>" (to EG_ARGS.other)
+ * on stdin and reports "sent <word>" or "error <word> <errno>".
+ */
+const UDP_CLIENT_SCRIPT = `
+import json, os, socket, sys
+a = json.loads(os.environ['EG_ARGS'])
+s = socket.socket(socket.AF_INET6 if ':' in a['peer'] else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((a['peer'], a['port']))
+print('connected', flush=True)
+for line in sys.stdin:
+    command, word = line.split()
+    try:
+        if command == 'send':
+            s.send(word.encode())
+        else:
+            s.sendto(word.encode(), (a['other'], a['port']))
+        print('sent ' + word, flush=True)
+    except OSError as e:
+        print('error ' + word + ' ' + str(e.errno), flush=True)`;
+
 /** One ClientHello on a fresh connection; the timer only bounds a connection that stalls. */
 const HELLO_SCRIPT = `
 const net = require('net');
@@ -101,11 +127,11 @@ const settings = (defaultAction: 'permit' | 'deny'): DatapathSettings => ({
   features: { tls: true, packet: true },
 });
 
-const allow = (lab: Lab, ruleId: number, host: number): KernelRule =>
+const allow = (lab: Lab, ruleId: number, host: number, protocol: 'tcp' | 'udp' = 'tcp'): KernelRule =>
   rule({
     ruleId,
     action: 'permit',
-    protocol: 'tcp',
+    protocol,
     portLow: LINE_PORT,
     portHigh: LINE_PORT,
     cidrs: ([4, 6] as const).map((family) => ({ family, address: lab.inet(host, family), prefix: family === 4 ? 32 : 128 })),
@@ -356,6 +382,53 @@ for (const packet of [true, false]) {
           // Each later pass would count it again: the next family's count starts without it.
           const exited = new Promise((resolve) => client.child.once('exit', resolve));
           client.child.kill();
+          await exited;
+        });
+
+        test(`IPv${family}: a withdrawn connected UDP socket still reaches a permitted address by sendto(); its peer gets not one datagram`, async () => {
+          const pod = lab.pod(POD);
+          const network = packet ? { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] } : undefined;
+          const keptOnly = [allow(lab, ALLOW_KEPT_UDP, KEPT, 'udp')];
+          datapath!.setWorkload(pod.cgroupPath, [...keptOnly, allow(lab, ALLOW_REVOKED_UDP, REVOKED, 'udp')], network);
+          const child = lab.spawnInPod(POD, ['python3', '-c', UDP_CLIENT_SCRIPT], {
+            env: {
+              ...process.env,
+              EG_ARGS: JSON.stringify({ peer: lab.inet(REVOKED, family), other: lab.inet(KEPT, family), port: LINE_PORT }),
+            },
+            stdio: ['pipe', 'pipe', 'inherit'],
+          });
+          clients.push(child);
+          const client = new Lines(child);
+          await client.waitFor('connected');
+          const label = `udp${packet ? 'tc' : 'notc'}${family}`;
+          const send = async (command: 'send' | 'sendto', word: string) => {
+            child.stdin!.write(`${command} ${word}\n`);
+            await client.waitFor((line) => line === `sent ${word}` || line.startsWith(`error ${word} `));
+          };
+          // Calibration: while both are permitted, the peer and the other address each receive.
+          await send('send', `${label}-peer-before`);
+          await send('sendto', `${label}-other-before`);
+          await server.waitFor(`udp ${label}-peer-before`);
+          await server.waitFor(`udp ${label}-other-before`);
+
+          datapath!.setWorkload(pod.cgroupPath, keptOnly, network);
+          // The peer is withdrawn; a permitted sendto() in between must not bring it back.
+          await send('send', `${label}-peer-after`);
+          await send('sendto', `${label}-other-after`);
+          await send('send', `${label}-peer-again`);
+          await send('sendto', `${label}-other-last`);
+          await server.waitFor(`udp ${label}-other-after`);
+          await server.waitFor(`udp ${label}-other-last`);
+          for (const word of ['peer-after', 'peer-again']) {
+            assert.equal(server.lines.includes(`udp ${label}-${word}`), false, `no datagram to the withdrawn peer arrives (${word})`);
+          }
+          const dropped = await eventMatching(
+            events,
+            (e) => e.reason === 'withdrawn-no-sock-destroy' && e.ip === lab.inet(REVOKED, family) && e.protocol === 17,
+          );
+          assert.deepEqual([dropped.verdict, dropped.port], ['denied', LINE_PORT]);
+          const exited = new Promise((resolve) => child.once('exit', resolve));
+          child.kill();
           await exited;
         });
       }

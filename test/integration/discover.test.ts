@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
 import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { parseReplayJson } from '../../src/cli/policy-replay.js';
 import type { ProbeResult } from '../../lab/probe-result.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { compileForWorkload } from '../../src/policy/compile.js';
@@ -75,18 +76,6 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
     return lab.probe(workload.pod, args);
   }
 
-  /** Events of the agent's file once the aggregation window has written them. */
-  async function eventsUntil(what: string, predicate: (events: FlowEvent[]) => boolean): Promise<FlowEvent[]> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const events = agent.events();
-      if (predicate(events)) return events;
-      if (Date.now() > deadline)
-        throw new Error(`no events for ${what} within 10 s; have:\n${events.map((e) => JSON.stringify(e)).join('\n')}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-
   beforeAll(async () => {
     lab = await Lab.create({ prefix: uniquePrefix('dc'), pods: [BENIGN.pod, ROGUE.pod] });
     agent = new LabAgent(lab, {
@@ -118,7 +107,7 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
       const reached = await tls(ROGUE, name);
       assert.ok(reached.kind === 'tls' && reached.handshake, `discovery lets the rogue server reach ${name}: ${JSON.stringify(reached)}`);
     }
-    const recorded = await eventsUntil('the discovery traffic', (events) => {
+    const recorded = await agent.eventsUntil('the discovery traffic', (events) => {
       const tlsFlows = events.filter((e) => e.layer === 'connect' && e.destination.port === 443);
       return (
         tlsFlows.filter((e) => e.workload.name === BENIGN.name).reduce((n, e) => n + e.count, 0) >= 3 &&
@@ -266,7 +255,7 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
       'the denied name never reached the resolver',
     );
 
-    const events = await eventsUntil('every case', (all) => {
+    const events = await agent.eventsUntil('every case', (all) => {
       const phase = all.filter((e) => e.time >= enforceStart);
       return cases.every((c) => phase.some((e) => decides(c, e)));
     });
@@ -295,21 +284,7 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
       'json',
     ]);
     assert.equal(replayed.code, 0, replayed.stderr);
-    const flows = replayed.stdout
-      .trim()
-      .split('\n')
-      .map(
-        (line) =>
-          JSON.parse(line) as {
-            workload: string;
-            eventId: string;
-            layer: string;
-            destination: FlowEvent['destination'];
-            fqdn: string | null;
-            recorded: { verdict: string; tier: number; rule: string };
-            replayed: { verdict: string; tier: number; rule: string };
-          },
-      );
+    const flows = parseReplayJson(replayed.stdout);
     const recorded = agent.events().filter((e) => e.time >= enforceStart && e.layer !== 'packet');
     assert.equal(flows.length, recorded.length, 'every recorded decision is replayed');
     assert.ok(
@@ -345,19 +320,7 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
       'json',
     ]);
     assert.equal(replayed.code, 0, replayed.stderr);
-    const flows = replayed.stdout
-      .trim()
-      .split('\n')
-      .map(
-        (line) =>
-          JSON.parse(line) as {
-            workload: string;
-            layer: string;
-            fqdn: string | null;
-            assumedSni?: string;
-            replayed: { verdict: string; rule: string };
-          },
-      );
+    const flows = parseReplayJson(replayed.stdout);
     const connects = (w: typeof BENIGN) => flows.filter((f) => f.workload === `${w.namespace}/${w.name}` && f.layer !== 'dns');
     // The kernel permitted benign's api.openai.com at the ClientHello and denied every rogue flow (cases above). The
     // discovery recording has each flow's evidence (the SNI it sent), so nothing is assumed.

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, test } from 'vitest';
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,11 @@ import dnsPacket from 'dns-packet';
 import { CONFIG_DEFAULTS } from '../../src/agent/config.js';
 import { DnsProxy, type DnsProxyOptions } from '../../src/dns/proxy.js';
 import { NameRefresher } from '../../src/dns/resolver.js';
+import { DnsProxyHost } from '../../src/agent/dns-proxy-host.js';
+import type { DnsPolicySnapshot } from '../../src/agent/dns-policy.js';
+import { loadNative } from '../../src/datapath/native.js';
+import type { CompiledRule } from '../../src/policy/types.js';
+import { waitUntil } from '../support/wait.js';
 import type { DnsDecision, DnsDecisionEvent, DnsPolicyOracle, LearnedIpSink, ResolverAddress } from '../../src/dns/types.js';
 import { frame, FrameReader } from '../../src/dns/wire.js';
 
@@ -123,6 +128,36 @@ async function freePort(): Promise<number> {
 }
 
 const lifetime = { minTtlSeconds: 1, maxTtlSeconds: 3600, graceSeconds: 30 };
+
+/** The policy the worker-thread proxy decides from: 127.0.0.1 is WORKLOAD, permitted the names in `permitted`. */
+function policySnapshot(permitted: string[]): DnsPolicySnapshot {
+  const rule: CompiledRule = {
+    ruleId: ALLOW_RULE,
+    policy: POLICY,
+    name: 'allow-openai',
+    action: 'permit',
+    protocol: 'tcp',
+    portLow: 443,
+    portHigh: 443,
+    cidrs: [],
+    anyDestination: false,
+    domains: permitted.map((name) => ({ kind: 'exact', name })),
+    watch: false,
+    logging: true,
+    tlsRequired: false,
+    notEnforced: [],
+    active: true,
+  };
+  return {
+    workloadsKnown: true,
+    workloads: [{ ...WORKLOAD, addresses: ['127.0.0.1'], rules: [rule] }],
+    baseline: { dnsNames: [], mode: 'enforce' },
+  };
+}
+
+function openDescriptors(): number {
+  return readdirSync('/proc/self/fd').length;
+}
 
 describe('DNS proxy against dnsmasq', () => {
   const workDir = mkdtempSync(join(tmpdir(), 'egressguard-dns-'));
@@ -289,6 +324,30 @@ describe('DNS proxy against dnsmasq', () => {
     assert.equal(events[0]?.sourceIp, '127.0.0.2');
     assert.equal(events[0]?.ruleName, 'unknown-source');
     assert.equal(proxy.stats().unknownSource, 1);
+  });
+
+  test('unknown source while the workloads are not known yet (a restarted agent before its pod list): no answer, then REFUSED', async () => {
+    let known = false;
+    const { port, events, proxy } = await startProxy({ oracle: { ...oracle, workloadsKnown: () => known } });
+    const early = dgram.createSocket('udp4');
+    const answered: Buffer[] = [];
+    early.on('message', (reply) => answered.push(reply));
+    await new Promise<void>((resolve) => early.bind({ address: '127.0.0.2', port: 0 }, resolve));
+    try {
+      early.send(encodeQuery('api.openai.com', 'A', 78), port, '127.0.0.1');
+      await waitUntil('the proxy read the early query', () => proxy.stats().unknownSource === 1);
+      // A workload's query sent after it is answered: the proxy has handled the early one by then, without a reply.
+      assert.equal(rcodeOf(await udpAsk(port, encodeQuery('api.openai.com', 'A', 79))), 'NOERROR');
+      assert.deepEqual(answered, []);
+      assert.deepEqual(
+        events.filter((e) => e.ruleName === 'unknown-source'),
+        [],
+      );
+      known = true;
+      assert.equal(rcodeOf(await udpAsk(port, encodeQuery('api.openai.com', 'A', 80), { localAddress: '127.0.0.2' })), 'REFUSED');
+    } finally {
+      early.close();
+    }
   });
 
   test('TCP: one query, two queries in one write, and a query split across writes', async () => {
@@ -669,5 +728,118 @@ describe('DNS proxy against dnsmasq', () => {
     } finally {
       await refresher.stop();
     }
+  });
+  describe('in a worker thread (DnsProxyHost, as the agent runs it)', () => {
+    interface HostLearnCall {
+      ruleIds: number[];
+      ips: string[];
+      name: string;
+    }
+
+    async function startHost(policy: DnsPolicySnapshot, resolver: ResolverAddress = upstream) {
+      const learns: HostLearnCall[] = [];
+      const events: DnsDecisionEvent[] = [];
+      const exits: string[] = [];
+      const host = new DnsProxyHost({
+        settings: {
+          listen: ['127.0.0.1'],
+          port: 0,
+          upstreams: [resolver],
+          deniedRcode: 'NXDOMAIN',
+          lifetime,
+          maxIpsPerName: 1000,
+          maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
+          maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
+        },
+        policy,
+        learn: (_workloadId, ruleIds, ips, ttlSeconds, name) => {
+          learns.push({ ruleIds, ips, name });
+          return process.hrtime.bigint() + BigInt(ttlSeconds + lifetime.graceSeconds + 1) * 1_000_000_000n;
+        },
+        onEvents: (batch) => events.push(...batch),
+        onWorkerExit: (reason) => exits.push(reason),
+        sockets: loadNative(),
+      });
+      await host.start();
+      return { host, port: (host.addresses()[0] as { port: number }).port, learns, events, exits };
+    }
+
+    test('decides from the policy snapshot, learns through the main thread before the answer, and reports events and counters', async () => {
+      const { host, port, learns, events } = await startHost(policySnapshot(['api.openai.com']));
+      try {
+        let learnedAtAnswer: string[] = [];
+        const answer = await udpAsk(port, encodeQuery('api.openai.com'), {
+          onAnswer: () => (learnedAtAnswer = learns.flatMap((l) => l.ips)),
+        });
+        assert.deepEqual(addressesOf(answer), ['198.18.100.10']);
+        assert.deepEqual(learnedAtAnswer, ['198.18.100.10'], 'the main thread learned the address before the answer arrived');
+        assert.deepEqual(learns, [{ ruleIds: [ALLOW_RULE], ips: ['198.18.100.10'], name: 'api.openai.com' }]);
+        // The kernel already holds it long enough: the same answer again is released without asking the main thread.
+        assert.deepEqual(addressesOf(await udpAsk(port, encodeQuery('api.openai.com', 'A', 77))), ['198.18.100.10']);
+        assert.equal(learns.length, 1);
+        assert.equal(rcodeOf(await udpAsk(port, encodeQuery('httpbin.org'))), 'NXDOMAIN');
+        await waitUntil('three decision events', () => events.length === 3);
+        assert.deepEqual(
+          events.map((e) => [e.query, e.verdict, e.workloadKey]),
+          [
+            ['api.openai.com', 'permitted', WORKLOAD.key],
+            ['api.openai.com', 'permitted', WORKLOAD.key],
+            ['httpbin.org', 'denied', WORKLOAD.key],
+          ],
+        );
+        await waitUntil('the counters', () => host.stats().queries === 3);
+        assert.equal(host.stats().denied, 1);
+        // A new policy: the name is denied from now on, and a permitted answer is learned again (the kernel entries of
+        // a changed policy are not assumed).
+        host.setPolicy(policySnapshot(['chat.openai.com']));
+        await waitUntil(
+          'the new policy to deny api.openai.com',
+          async () => rcodeOf(await udpAsk(port, encodeQuery('api.openai.com'))) === 'NXDOMAIN',
+        );
+        assert.deepEqual(addressesOf(await udpAsk(port, encodeQuery('chat.openai.com'))), ['198.18.100.10']);
+        assert.equal(learns.at(-1)?.name, 'chat.openai.com');
+      } finally {
+        await host.stop();
+      }
+    });
+
+    test('a learn for a rule withdrawn while the answer was on its way is refused: SERVFAIL, nothing learned', async () => {
+      const held: { query: dnsPacket.DecodedPacket; from: dgram.RemoteInfo }[] = [];
+      const resolver = await scriptedResolver((query, from) => (held.push({ query, from }), []));
+      const { host, port, learns } = await startHost(policySnapshot(['api.openai.com']), resolver.upstream);
+      try {
+        // Decided under the policy that permits it; the resolver holds the answer while the rule is withdrawn.
+        const asked = udpAsk(port, encodeQuery('api.openai.com'));
+        await waitUntil('the query to reach the resolver', () => held.length === 1);
+        host.setPolicy({ ...policySnapshot([]), workloads: [{ ...WORKLOAD, addresses: ['127.0.0.1'], rules: [] }] });
+        const { query, from } = held[0]!;
+        resolver.socket.send(answerWith(query, 'NOERROR', '198.18.100.10'), from.port, from.address);
+        assert.equal(rcodeOf(await asked), 'SERVFAIL');
+        assert.deepEqual(learns, []);
+        await waitUntil('the learn failure to be counted', () => host.stats().learnFailures === 1);
+      } finally {
+        await host.stop();
+        resolver.socket.close();
+      }
+    });
+
+    test('a worker that dies is replaced on the same sockets: queries sent while none runs are answered by the next', async () => {
+      const before = openDescriptors();
+      const { host, port, exits } = await startHost(policySnapshot(['api.openai.com']));
+      try {
+        assert.deepEqual(addressesOf(await udpAsk(port, encodeQuery('api.openai.com'))), ['198.18.100.10']);
+        const first = host.workerThreadId;
+        await host.terminateWorker();
+        assert.equal(host.workerThreadId, null, 'no worker runs while these queries are sent');
+        const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => udpAsk(port, encodeQuery('api.openai.com', 'A', i + 1))));
+        for (const answer of answers) assert.deepEqual(addressesOf(answer), ['198.18.100.10']);
+        assert.notEqual(host.workerThreadId, first);
+        assert.equal(host.restarts, 1);
+        assert.equal(exits.length, 1);
+      } finally {
+        await host.stop();
+      }
+      assert.equal(openDescriptors(), before, 'every socket descriptor of both workers and the host is closed');
+    });
   });
 });

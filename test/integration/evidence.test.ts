@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
 import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { parseReplayJson } from '../../src/cli/policy-replay.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
@@ -51,17 +52,6 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
 
   const cli = (args: string[]) => lab.runInNode([process.execPath, CLI_SCRIPT, ...args], { timeoutMs: 30_000 });
 
-  async function eventsUntil(what: string, predicate: (events: FlowEvent[]) => boolean): Promise<FlowEvent[]> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const events = agent.events();
-      if (predicate(events)) return events;
-      if (Date.now() > deadline)
-        throw new Error(`no events for ${what} within 10 s; have:\n${events.map((e) => JSON.stringify(e)).join('\n')}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-
   const evidenceOf = (f: Flow) => (e: FlowEvent) =>
     e.evidence === true && e.destination.ip === f.ip && e.destination.port === 443 && e.sni === f.sni;
 
@@ -89,7 +79,7 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
         const reached = await lab.probe(APP.pod, f.probe);
         assert.ok(reached.kind === 'tls' && reached.handshake, `calibration: discovery lets ${f.what} through: ${JSON.stringify(reached)}`);
       }
-    const events = await eventsUntil('evidence of every flow', (all) =>
+    const events = await agent.eventsUntil('evidence of every flow', (all) =>
       flows.every((f) => all.filter(evidenceOf(f)).reduce((n, e) => n + e.count, 0) >= 2),
     );
     for (const f of flows) {
@@ -107,7 +97,7 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
       const sent = await lab.probe(APP.pod, ['hello', ip, '443', '--plain-http', '--sni', 'api.openai.com']);
       assert.ok(sent.kind === 'hello' && sent.connected, JSON.stringify(sent));
     }
-    const http = await eventsUntil('the HTTP evidence', (all) =>
+    const http = await agent.eventsUntil('the HTTP evidence', (all) =>
       FAMILIES.every((family) => all.some((e) => e.evidence && e.httpHost === 'api.openai.com' && e.destination.family === family)),
     );
     for (const family of FAMILIES) {
@@ -155,7 +145,7 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
     await agent.setMode('enforce');
     enforceStart = new Date().toISOString();
     for (const f of flows) await lab.probe(APP.pod, f.probe);
-    const live = await eventsUntil('the enforce-mode decisions', (all) =>
+    const live = await agent.eventsUntil('the enforce-mode decisions', (all) =>
       flows.every((f) =>
         all.some((e) => e.time >= enforceStart && !e.evidence && e.layer === 'tls' && e.destination.ip === f.ip && e.sni === f.sni),
       ),
@@ -185,19 +175,7 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
       'json',
     ]);
     assert.equal(replayed.code, 0, replayed.stderr);
-    const results = replayed.stdout
-      .trim()
-      .split('\n')
-      .map(
-        (line) =>
-          JSON.parse(line) as {
-            layer: string;
-            destination: FlowEvent['destination'];
-            fqdn: string | null;
-            assumedSni?: string;
-            replayed: { verdict: string; rule: string };
-          },
-      );
+    const results = parseReplayJson(replayed.stdout);
     for (const f of flows) {
       const mine = results.filter((r) => r.layer === 'tls' && r.destination.ip === f.ip && r.fqdn === f.sni);
       assert.ok(mine.length > 0, `replayed ${f.what}: ${replayed.stdout}`);
@@ -219,7 +197,7 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
       assert.ok(silent.kind === 'tcp' && silent.address !== null, `the connect went ahead: ${JSON.stringify(silent)}`);
     }
     const ip = (family: 4 | 6) => (family === 4 ? OPENAI.ipv4 : OPENAI.ipv6);
-    const events = await eventsUntil('the silent connects', (all) =>
+    const events = await agent.eventsUntil('the silent connects', (all) =>
       FAMILIES.every((family) =>
         all.some((e) => e.time >= since && e.evidence && e.firstFlight === 'none' && e.destination.ip === ip(family)),
       ),

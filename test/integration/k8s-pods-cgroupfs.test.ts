@@ -5,34 +5,32 @@
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { Lab } from '../../lab/lab.js';
+import type { Lab } from '../../lab/lab.js';
 import { LabAgent } from '../../lab/lab-agent.js';
-import { AGENT_NAMESPACE, NAMESPACE, POLICY, enforcementProbes, grantAgentRbac } from '../support/k8s-pods.js';
+import { AGENT_NAMESPACE, NAMESPACE, POLICY, enforcementProbes } from '../support/k8s-pods.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
-import { createFirewallPolicy, installChartCrds } from '../support/kube/crds.js';
-import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
-import { ensureNamespace, Kubelet, type KubePod } from '../support/kube/pods.js';
+import { createFirewallPolicy } from '../support/kube/crds.js';
+import { KubeNode } from '../support/kube/node.js';
+import { BUILD_TIMEOUT_MS } from '../support/kube/control-plane.js';
+import type { Kubelet, KubePod } from '../support/kube/pods.js';
 
 const NODE = 'node-b';
 
 describe('Kubernetes mode: cgroupfs driver, CRI-O, kubeconfig credentials', { skip: privilegedSkip() }, () => {
+  let node: KubeNode;
   let lab: Lab;
-  let plane: ControlPlane;
   let kubelet: Kubelet;
   let agent: LabAgent;
 
   beforeAll(async () => {
-    await Lab.cleanupStale(/^egkf/);
-    await ControlPlane.cleanupStale(/^egkf/);
-    lab = await Lab.create({ prefix: uniquePrefix('kf'), pods: [] });
-    plane = await ControlPlane.start({ prefix: lab.prefix, netns: lab.nodeNetns });
-    const core = plane.admin(CoreV1Api);
-    for (const namespace of [NAMESPACE, AGENT_NAMESPACE]) await ensureNamespace(core, namespace);
-    await grantAgentRbac(plane);
-    kubelet = await Kubelet.start({ lab, plane, nodeName: NODE, driver: 'cgroupfs', runtime: 'cri-o' });
-    const kubeconfig = await plane.writeKubeconfig('agent.kubeconfig', {
-      token: await plane.serviceAccountToken(AGENT_NAMESPACE, 'egressguard'),
+    node = await KubeNode.start({
+      prefix: uniquePrefix('kf'),
+      stalePattern: /^egkf/,
+      kubelet: { nodeName: NODE, driver: 'cgroupfs', runtime: 'cri-o' },
+    });
+    ({ lab, kubelet } = node);
+    const kubeconfig = await node.plane.writeKubeconfig('agent.kubeconfig', {
+      token: await node.plane.serviceAccountToken(AGENT_NAMESPACE, 'egressguard'),
     });
     agent = new LabAgent(lab, {
       workloads: [],
@@ -42,8 +40,7 @@ describe('Kubernetes mode: cgroupfs driver, CRI-O, kubeconfig credentials', { sk
       // Driver auto: the root's name (kubepods, not *.slice) says cgroupfs.
       kubernetes: { nodeName: NODE, namespaces: [NAMESPACE], kubeconfig, cgroupRoot: kubelet.kubepodsCgroup, stateFile: null },
     });
-    await installChartCrds(plane);
-    await createFirewallPolicy(plane, POLICY);
+    await createFirewallPolicy(node.plane, POLICY);
     await agent.start(60_000);
     await agent.waitFor('the first pod list', (s) => s.kubernetes?.pods.api.synced === true);
   }, BUILD_TIMEOUT_MS);
@@ -52,12 +49,7 @@ describe('Kubernetes mode: cgroupfs driver, CRI-O, kubeconfig credentials', { sk
     try {
       await agent?.teardown();
     } finally {
-      try {
-        await kubelet?.destroy();
-      } finally {
-        await plane?.destroy();
-        await lab?.destroy();
-      }
+      await node?.destroy();
     }
   });
 

@@ -8,54 +8,34 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
-import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
+import { LAB_ADDRESSES, type Lab } from '../../lab/lab.js';
 import type { DnsProbeResult } from '../../lab/probe-result.js';
 import { keptPoliciesPath, readKeptPolicies } from '../../src/k8s/kept-policies.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import type { LabAgent } from '../../lab/lab-agent.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import {
-  AGENT_NAMESPACE,
   ALLOWED_PORT,
   DENIED_PORT,
+  DNS_POLICY,
   HTTPBIN,
   NAMESPACE,
+  OPENAI,
   POLICY,
   cgroupIdOf,
   enforcementProbes,
-  grantAgentRbac,
   kernelEntriesOf,
 } from '../support/k8s-pods.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
-import { createFirewallPolicy, installChartCrds } from '../support/kube/crds.js';
-import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
-import { ensureNamespace, Kubelet, type KubePod } from '../support/kube/pods.js';
+import { createFirewallPolicy } from '../support/kube/crds.js';
+import { KubeNode } from '../support/kube/node.js';
+import { BUILD_TIMEOUT_MS, type ControlPlane } from '../support/kube/control-plane.js';
+import type { Kubelet, KubePod } from '../support/kube/pods.js';
 import { waitUntil } from '../support/wait.js';
 
 const OTHER_NAMESPACE = 'other';
 const NODE = 'node-a';
-const OPENAI = DEFAULT_LAB_HOSTS.find((h) => h.name === 'api.openai.com')!;
-/** benign may resolve and reach api.openai.com on 443: what the DNS proxy answers is decided by it. */
-const DNS_POLICY = `apiVersion: networking.aviatrix.com/v1alpha1
-kind: FirewallPolicy
-metadata: { name: benign-dns, namespace: ${NAMESPACE} }
-spec:
-  smartGroups:
-    - name: anywhere
-      selectors: [{ cidr: 0.0.0.0/0 }]
-  webGroups:
-    - name: openai
-      domains: [api.openai.com]
-  rules:
-    - name: allow-openai
-      action: permit
-      protocol: tcp
-      port: 443
-      selector: { matchLabels: { app: benign } }
-      destinationSmartGroups: [{ name: anywhere }]
-      webGroups: [{ name: openai }]
-`;
-
 describe('Kubernetes mode: pods as workloads, against a real API server', { skip: privilegedSkip() }, () => {
+  let node: KubeNode;
   let lab: Lab;
   let plane: ControlPlane;
   let kubelet: Kubelet;
@@ -63,47 +43,23 @@ describe('Kubernetes mode: pods as workloads, against a real API server', { skip
   let core: CoreV1Api;
 
   beforeAll(async () => {
-    await Lab.cleanupStale(/^egkq/);
-    await ControlPlane.cleanupStale(/^egkq/);
-    lab = await Lab.create({ prefix: uniquePrefix('kq'), pods: [] });
     // Without the watch cache a compaction turns the agent's resourceVersion into 410 Gone at once.
-    plane = await ControlPlane.start({ prefix: lab.prefix, netns: lab.nodeNetns, watchCache: false });
-    core = plane.admin(CoreV1Api);
-    for (const namespace of [NAMESPACE, OTHER_NAMESPACE, AGENT_NAMESPACE]) await ensureNamespace(core, namespace);
-    await grantAgentRbac(plane);
-    kubelet = await Kubelet.start({ lab, plane, nodeName: NODE, driver: 'systemd' });
-    const serviceAccount = await plane.serviceAccountFiles(AGENT_NAMESPACE, 'egressguard');
-    agent = new LabAgent(lab, {
-      workloads: [],
-      mode: 'enforce',
-      env: serviceAccount.env,
-      kubernetes: {
-        nodeName: NODE,
-        namespaces: [NAMESPACE],
-        serviceAccountDir: serviceAccount.dir,
-        cgroupRoot: kubelet.kubepodsCgroup,
-        podCgroupTimeoutSeconds: 3,
-        stateFile: join(lab.workDir, 'agent-pods.json'),
-      },
-      aggregateWindowMs: 100,
+    node = await KubeNode.start({
+      prefix: uniquePrefix('kq'),
+      stalePattern: /^egkq/,
+      namespaces: [OTHER_NAMESPACE],
+      watchCache: false,
+      kubelet: { nodeName: NODE, driver: 'systemd' },
     });
-    await installChartCrds(plane);
+    ({ lab, plane, kubelet, core } = node);
+    agent = await node.agent({ podCgroupTimeoutSeconds: 3, aggregateWindowMs: 100 });
     await createFirewallPolicy(plane, POLICY);
     await agent.start(60_000);
     await agent.waitFor('the first pod list', (s) => s.kubernetes?.pods.api.synced === true);
   }, BUILD_TIMEOUT_MS);
 
   afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      try {
-        await kubelet?.destroy();
-      } finally {
-        await plane?.destroy();
-        await lab?.destroy();
-      }
-    }
+    await node?.destroy();
   });
 
   const key = (pod: KubePod) => `${pod.namespace}/${pod.name}`;

@@ -11,7 +11,6 @@ import { DEFAULT_LAB_HOSTS, Lab, type LabHost } from '../../lab/lab.js';
 import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
 import type { ServerRecord } from '../../lab/internet-server.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
-import type { FlowEvent } from '../../src/events/types.js';
 import type { ProbeResult, ProbeResultOfKind } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
@@ -132,17 +131,6 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
     return record;
   }
 
-  /** Wait until the events file holds an event matching `predicate` (events are written after the aggregation window). */
-  async function eventMatching(what: string, predicate: (e: FlowEvent) => boolean): Promise<FlowEvent> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const found = agent.events().find(predicate);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no event for ${what}; events: ${JSON.stringify(agent.events().slice(-10))}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
   /** Rewrite the policy and wait until the workload's compiled rules are exactly `ruleNames`. */
   async function applyPolicy(yaml: string, ruleNames: string[]): Promise<void> {
     agent.writePolicy('web.yaml', yaml);
@@ -161,7 +149,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
       assert.equal(r.verified, true);
       assert.equal(r.address, openai);
       assert.equal(r.firstLine, 'tls hello from api.openai.com sni=api.openai.com');
-      const event = await eventMatching('the permitted TLS flow', (e) => e.layer === 'tls' && e.destination.ip === openai);
+      const event = await agent.eventMatching('the permitted TLS flow', (e) => e.layer === 'tls' && e.destination.ip === openai);
       assert.deepEqual(
         {
           fqdn: event.fqdn,
@@ -197,7 +185,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
       assert.equal(real.handshake, false);
       const record = await assertDroppedWhole([openai, '443', '--sni', LAB_UNLISTED_TLS_NAME]);
       assert.equal(record.clientHello, false);
-      const event = await eventMatching(
+      const event = await agent.eventMatching(
         'the fronting attempt',
         (e) => e.layer === 'tls' && e.verdict === 'denied' && e.fqdn === LAB_UNLISTED_TLS_NAME && e.destination.ip === openai,
       );
@@ -304,7 +292,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
         const plain = await hello([addressOf(OPENAI, family), '443', '--sni', 'api.openai.com']);
         assert.equal(plain.serverHello, true, JSON.stringify(plain));
       }
-      const event = await eventMatching('the ECH denial', (e) => e.layer === 'tls' && e.verdict === 'denied' && e.tier === 1);
+      const event = await agent.eventMatching('the ECH denial', (e) => e.layer === 'tls' && e.verdict === 'denied' && e.tier === 1);
       assert.equal(event.fqdn, 'api.openai.com');
     } finally {
       agent.editConfig((config) => ((config.baseline as Record<string, unknown>).denyEch = false));

@@ -15,6 +15,7 @@ import type { KubePod } from './kube/pods.js';
 export const NAMESPACE = 'obot-mcp';
 export const AGENT_NAMESPACE = 'egressguard-system';
 export const HTTPBIN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'httpbin.org')!;
+export const OPENAI = DEFAULT_LAB_HOSTS.find((h) => h.name === 'api.openai.com')!;
 export const ALLOWED_PORT = 8443;
 export const DENIED_PORT = 80;
 
@@ -33,6 +34,27 @@ spec:
       port: ${ALLOWED_PORT}
       selector: { matchLabels: { app: benign } }
       destinationSmartGroups: [{ name: httpbin }]
+`;
+
+/** benign may resolve and reach api.openai.com on 443: what the DNS proxy answers is decided by it. */
+export const DNS_POLICY = `apiVersion: networking.aviatrix.com/v1alpha1
+kind: FirewallPolicy
+metadata: { name: benign-dns, namespace: ${NAMESPACE} }
+spec:
+  smartGroups:
+    - name: anywhere
+      selectors: [{ cidr: 0.0.0.0/0 }]
+  webGroups:
+    - name: openai
+      domains: [api.openai.com]
+  rules:
+    - name: allow-openai
+      action: permit
+      protocol: tcp
+      port: 443
+      selector: { matchLabels: { app: benign } }
+      destinationSmartGroups: [{ name: anywhere }]
+      webGroups: [{ name: openai }]
 `;
 
 /** The agent's ClusterRole: what the pod source, the policy plane (docs/kubernetes.md, RBAC) and its Events need. */

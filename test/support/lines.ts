@@ -23,11 +23,15 @@ export class Lines {
     });
   }
 
-  /** The deadline only guards against a hang. */
-  async waitFor(line: string): Promise<void> {
+  /** Waits for that line, or for one `line` accepts. The deadline only guards against a hang. */
+  async waitFor(line: string | ((line: string) => boolean)): Promise<void> {
     const deadline = Date.now() + 10_000;
-    while (!this.lines.includes(line)) {
-      if (Date.now() > deadline) throw new Error(`no line ${JSON.stringify(line)} among ${JSON.stringify(this.lines.slice(-10))}`);
+    const wanted = typeof line === 'string' ? (seen: string) => seen === line : line;
+    while (!this.lines.some(wanted)) {
+      if (Date.now() > deadline)
+        throw new Error(
+          `no line ${JSON.stringify(typeof line === 'string' ? line : line.toString())} among ${JSON.stringify(this.lines.slice(-10))}`,
+        );
       await new Promise((r) => setTimeout(r, 20));
     }
   }

@@ -134,7 +134,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 6, fingerprint: 'dd5bc793fc1efbd0968e31077042a9d0478fa62cf86f0dd108d8e9181f10ba4d' };
+const PINNED_ABI = { version: 7, fingerprint: 'f30ea620e6ebb924a8f8c463514d996dee0a301f7d92116fee144596fc13c77b' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

@@ -234,6 +234,19 @@ describe('suggest and replay read the evidence', () => {
       policy: null,
       rule: 'default-action',
     });
+  /** The connect decision of a discovery-mode flow to api.openai.com, which its evidence event replaces. */
+  const discoveryConnect = (): FlowEvent =>
+    flowEvent({
+      workload: server,
+      layer: 'connect',
+      fqdn: 'api.openai.com',
+      learnedName: 'api.openai.com',
+      verdict: 'permitted',
+      tier: 3,
+      policy: null,
+      rule: 'default-action',
+    });
+  const evidence = (sni: string): FlowEvent => ({ ...tlsEvent(sni, 'api.openai.com'), sni, firstFlight: 'client-hello', evidence: true });
 
   test('a name sent as SNI to an address resolved for another name is left out as possible fronting', () => {
     const [s] = suggestPolicies([
@@ -250,19 +263,14 @@ describe('suggest and replay read the evidence', () => {
   });
 
   test('from a discovery recording, suggest keeps the honest flows and leaves out the fronted ones, saying why', () => {
-    const decision = (): FlowEvent =>
-      flowEvent({
-        workload: server,
-        layer: 'connect',
-        fqdn: 'api.openai.com',
-        learnedName: 'api.openai.com',
-        verdict: 'permitted',
-        tier: 3,
-        policy: null,
-        rule: 'default-action',
-      });
-    const evidence = (sni: string): FlowEvent => ({ ...tlsEvent(sni, 'api.openai.com'), sni, firstFlight: 'client-hello', evidence: true });
-    const recorded = [decision(), evidence('api.openai.com'), decision(), evidence('api.openai.com'), decision(), evidence('evil.example')];
+    const recorded = [
+      discoveryConnect(),
+      evidence('api.openai.com'),
+      discoveryConnect(),
+      evidence('api.openai.com'),
+      discoveryConnect(),
+      evidence('evil.example'),
+    ];
     const [s] = suggestPolicies(recorded);
     assert.deepEqual(s!.domains, ['api.openai.com']);
     assert.equal(s!.flows, 3, 'each flow counted once: its evidence stands for its connect decision');
@@ -298,18 +306,7 @@ describe('suggest and replay read the evidence', () => {
       destination: { ip: '198.18.0.53', port: 53, protocol: 'udp', family: 4 },
       dns: { query: 'api.openai.com', type: 'A', rcode: 'NOERROR', answers: ['198.18.100.20'] },
     });
-    const decision = flowEvent({
-      workload: server,
-      layer: 'connect',
-      fqdn: 'api.openai.com',
-      learnedName: 'api.openai.com',
-      verdict: 'permitted',
-      tier: 3,
-      policy: null,
-      rule: 'default-action',
-    });
-    const evidence = (sni: string): FlowEvent => ({ ...tlsEvent(sni, 'api.openai.com'), sni, firstFlight: 'client-hello', evidence: true });
-    const result = replay([dns, decision, evidence('api.openai.com'), decision, evidence('evil.example')], policies, {
+    const result = replay([dns, discoveryConnect(), evidence('api.openai.com'), discoveryConnect(), evidence('evil.example')], policies, {
       mode: 'enforce',
       tls: true,
       denyList: [],

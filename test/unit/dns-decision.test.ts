@@ -3,6 +3,7 @@ import { describe, test } from 'vitest';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
 import { compileForWorkload } from '../../src/policy/compile.js';
 import { decideName } from '../../src/policy/dns-decision.js';
+import { rulesInForce, snapshotOracle } from '../../src/agent/dns-policy.js';
 import { firewallPolicy } from './control-plane-helpers.js';
 import { acceptPolicies } from './policy-helpers.js';
 
@@ -70,5 +71,27 @@ describe('decideName', () => {
     assert.deepEqual(decideName(rules, 'api.example.com', enforce).learnFor, [ruleIdFor('team', 'p', 'allow')]);
     const other = decideName(rules, 'other.example', enforce);
     assert.deepEqual([other.verdict, other.ruleName, other.learnFor], ['permitted', 'anything', []]);
+  });
+});
+
+describe('the policy snapshot the DNS proxy worker decides from', () => {
+  test('after crossing to another thread (structured clone), it decides every name as decideName does', () => {
+    const snapshot = structuredClone({
+      workloadsKnown: false,
+      workloads: [{ key: 'team/one', workloadId: 4, addresses: ['198.18.1.4', 'fd00:eb::4'], rules: allowApi }],
+      baseline: enforce,
+    });
+    const oracle = snapshotOracle(snapshot);
+    assert.deepEqual(oracle.workloadFor('::ffff:198.18.1.4'), { key: 'team/one', workloadId: 4 });
+    assert.deepEqual(oracle.workloadFor('fd00:eb::4'), { key: 'team/one', workloadId: 4 });
+    assert.equal(oracle.workloadFor('198.18.1.5'), null);
+    const workload = { key: 'team/one', workloadId: 4 };
+    for (const name of ['api.example.com', 'x.cdn.example', 'evil.example', 'kube-dns.kube-system.svc.cluster.local', 'API.Example.com.']) {
+      assert.deepEqual(oracle.decide(workload, name), decideName(allowApi, name, enforce), name);
+    }
+    assert.deepEqual(oracle.decide({ key: 'team/gone', workloadId: 9 }, 'api.example.com'), decideName([], 'api.example.com', enforce));
+    assert.deepEqual(rulesInForce(snapshot), new Map([[4, new Set(allowApi.map((rule) => rule.ruleId))]]));
+    assert.equal(oracle.workloadsKnown?.(), false, 'a new agent before its first workload report leaves unknown sources unanswered');
+    assert.equal(snapshotOracle({ ...snapshot, workloadsKnown: true }).workloadsKnown?.(), true);
   });
 });

@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { describe, test } from 'vitest';
 import { AgentMetrics, MAX_FLOW_SERIES, type MetricsSources } from '../../src/metrics/metrics.js';
 import { MetricsServer, type Readiness } from '../../src/metrics/server.js';
-import { noDnsProxyStats } from '../../src/dns/proxy.js';
+import { zeroStats } from '../../src/dns/proxy.js';
 import type { DnsProxyStats } from '../../src/dns/types.js';
 import { flowEvent } from './events-helpers.js';
 
@@ -129,7 +129,7 @@ describe('AgentMetrics', () => {
 
   test('DNS-over-TCP connections closed at accept are counted by the cap reached, open ones shown, read from the proxy at scrape time', async () => {
     const proxy: DnsProxyStats = {
-      ...noDnsProxyStats(),
+      ...zeroStats(),
       tcpConnectionsRejected: 2,
       tcpConnectionsRejectedPerWorkload: 36,
       tcpConnectionsOpen: 5,

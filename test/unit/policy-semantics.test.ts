@@ -10,6 +10,7 @@ import { controlPlane, firewallPolicy, workload } from './control-plane-helpers.
 import { FAIL_CLOSED_RULE_ID } from '../../src/agent/reconciler.js';
 import { FIRST_ALLOCATED_RULE_ID, RuleIdAllocator, ruleIdFor } from '../../src/policy/rule-ids.js';
 import { acceptPolicies, policyWith, translatorPolicy } from './policy-helpers.js';
+import { collidingRules } from '../support/rule-ids.js';
 
 const pod = (app: string) => ({ namespace: 'obot-mcp', labels: { app } });
 const entries = (rule: Parameters<typeof ruleCidrEntries>[0]) =>
@@ -103,23 +104,8 @@ ${denyPort}      selector: {matchLabels: {app: a1}}
 });
 
 describe('rule ids are collision-free', () => {
-  /** Two rule names, in policies pa and pb, whose 32-bit hashes collide (a birthday search: well under a second). */
-  function collidingRules(): [string, string] {
-    const seen = new Map<number, string>();
-    for (let i = 0; ; i++) {
-      const a = ruleIdFor('team', 'pa', `r${i}`);
-      const b = ruleIdFor('team', 'pb', `r${i}`);
-      const hitA = seen.get(a);
-      if (hitA?.startsWith('pb:')) return [`r${i}`, hitA.slice(3)];
-      const hitB = seen.get(b);
-      if (hitB?.startsWith('pa:')) return [hitB.slice(3), `r${i}`];
-      seen.set(a, `pa:r${i}`);
-      seen.set(b, `pb:r${i}`);
-    }
-  }
-
   test("a rule name colliding with another policy's rule gets its own id; neither takes the other's domains", () => {
-    const [ruleA, ruleB] = collidingRules();
+    const [ruleA, ruleB] = collidingRules('team', 'pa', 'pb');
     assert.equal(ruleIdFor('team', 'pa', ruleA), ruleIdFor('team', 'pb', ruleB), 'the hashes do collide');
     const web = (policy: string, rule: string, app: string, domain: string) =>
       firewallPolicy({ name: policy, app, domains: [domain] }).replace('- name: allow\n', `- name: ${rule}\n`);

@@ -47,3 +47,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "%s:%d" .Values.metrics.address (int .Values.metrics.port) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* node's flags for the agent: the V8 heap bounds of values agent.heap (bench/k8s-node.ts reads the same values). */}}
+{{- define "egressguard.nodeOptions" -}}
+--max-old-space-size={{ .Values.agent.heap.maxOldSpaceMiB }} --max-semi-space-size={{ .Values.agent.heap.maxSemiSpaceMiB }}
+{{- end -}}
