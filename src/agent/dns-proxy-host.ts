@@ -98,7 +98,8 @@ export class DnsProxyHost {
   stats(): DnsProxyStats {
     const sum = { ...this.endedStats };
     for (const key of Object.keys(sum) as (keyof DnsProxyStats)[]) sum[key] += this.currentStats[key];
-    return sum;
+    // A level, not a count: an ended worker's connections are closed.
+    return { ...sum, tcpConnectionsOpen: this.currentStats.tcpConnectionsOpen };
   }
 
   /** End the running worker as a crash would; the host starts the next one as after a crash. */

@@ -213,7 +213,7 @@ export class DnsProxy {
   }
 
   stats(): DnsProxyStats {
-    return { ...this.counters };
+    return { ...this.counters, tcpConnectionsOpen: this.tcpConnections.size };
   }
 
   private onDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): void {
@@ -487,6 +487,7 @@ export function zeroStats(): DnsProxyStats {
     droppedOverload: 0,
     tcpConnectionsRejected: 0,
     tcpConnectionsRejectedPerWorkload: 0,
+    tcpConnectionsOpen: 0,
   };
 }
 

@@ -104,4 +104,6 @@ export interface DnsProxyStats {
   tcpConnectionsRejected: number;
   /** TCP connections closed at accept because their workload held its own cap of slots. */
   tcpConnectionsRejectedPerWorkload: number;
+  /** TCP connections open now (a level, not a count): against the node-wide cap, so a full proxy shows before it refuses. */
+  tcpConnectionsOpen: number;
 }

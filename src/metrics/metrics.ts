@@ -321,6 +321,10 @@ export class AgentMetrics {
         ];
       },
     );
+    gauge(registry, 'dns_tcp_connections_open', 'DNS-over-TCP connections the proxy holds now (cap: dns.maxTcpConnections).', [], () => {
+      const dns = sources.dns();
+      return dns === null ? [] : [[{}, dns.tcpConnectionsOpen]];
+    });
     gauge(registry, 'up', 'The agent is running and enforcing (1).', [], () => [[{}, 1]]);
     gauge(
       registry,

@@ -188,6 +188,7 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
           'the victim to be counted as refused at the node cap',
           async () => (await stat('tcpConnectionsRejected')) === ATTACK_CONNECTIONS - NODE_SLOTS + 1,
         );
+        await waitUntil('the attacker to hold every slot of the node', async () => (await stat('tcpConnectionsOpen')) === NODE_SLOTS);
       } finally {
         await release();
       }
@@ -216,6 +217,10 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
         assert.ok(![victim.ipv4, victim.ipv6].includes(seen[0]!.from), `it came through the proxy, not from the pod: ${seen[0]!.from}`);
         assert.equal(await stat('tcpConnectionsRejectedPerWorkload'), ATTACK_CONNECTIONS - WORKLOAD_SLOTS, 'only the attacker was refused');
         assert.equal(await stat('tcpConnectionsRejected'), 0, 'the node cap was never reached');
+        await waitUntil(
+          "the attacker's share to be all the proxy holds",
+          async () => (await stat('tcpConnectionsOpen')) === WORKLOAD_SLOTS,
+        );
       } finally {
         await release();
       }

@@ -12,6 +12,7 @@ import type { PipelineNotice } from '../../src/events/sink.js';
 import { ATTACKER, HTTPBIN, POLICY_NAME, POLICY_NAMESPACE, decisionPolicy } from '../support/decision-lab.js';
 import { FLOOD_SCRIPT, type FloodResult } from '../support/flood.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { waitUntil } from '../support/wait.js';
 
 const FLOOD = { pod: 'flood', namespace: POLICY_NAMESPACE, name: 'flood', labels: { app: 'obs' } };
 const CALM = { pod: 'calm', namespace: POLICY_NAMESPACE, name: 'calm', labels: { app: 'obs' } };
@@ -42,7 +43,10 @@ describe('flood control', { skip: privilegedSkip() }, () => {
   test("a flooding workload's events are suppressed with counted notices; the other workload's all arrive", async () => {
     const before = (await agent.status()).stats;
     const flood = lab.runInPod(FLOOD.pod, ['python3', '-c', FLOOD_SCRIPT, String(FLOOD_SECONDS), ATTACKER.ipv4], { timeoutMs: 60_000 });
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The calm workload works while the flood is being suppressed.
+    const suppressed = async () => BigInt((await agent.status()).stats.kernelEventsSuppressed!);
+    const suppressedBefore = BigInt(before.kernelEventsSuppressed!);
+    await waitUntil('the kernel to suppress flood events', async () => (await suppressed()) > suppressedBefore);
     const names = Array.from({ length: CALM_LOOKUPS }, (_, i) => `calm${i}.attacker.example`);
     for (let i = 0; i < CALM_CONNECTS; i++)
       assert.equal(((await lab.probe(CALM.pod, ['tcp', HTTPBIN.ipv4, '8443'])) as TcpProbeResult).ok, true);
@@ -54,7 +58,17 @@ describe('flood control', { skip: privilegedSkip() }, () => {
     const result = JSON.parse(floodRun.stdout) as FloodResult;
     assert.equal(result.notDenied, 0, `every flood attempt was denied: ${floodRun.stdout}`);
     assert.ok(result.attempts > 10_000, `the flood made ${result.attempts} attempts`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const calmEvents = () => agent.events().filter((e) => e.workload.name === CALM.name);
+    const calmConnects = () =>
+      calmEvents()
+        .filter((e) => e.layer === 'connect' && e.destination.ip === HTTPBIN.ipv4 && e.verdict === 'permitted')
+        .reduce((sum, e) => sum + e.count, 0);
+    // Events reach the file once their aggregation window closes: wait for the calm workload's, then count.
+    const calmLookups = () => calmEvents().filter((e) => e.layer === 'dns');
+    await waitUntil(
+      "the calm workload's events to reach the stream",
+      () => calmConnects() >= CALM_CONNECTS && calmLookups().length >= names.length,
+    );
     const after = (await agent.status()).stats;
 
     // The kernel took every decision and suppressed most of the flood's events.
@@ -85,15 +99,9 @@ describe('flood control', { skip: privilegedSkip() }, () => {
     assert.equal(after.eventsDroppedByReader, '0');
     assert.equal(after.droppedByLimit, 0);
     // The well-behaved workload: every connect and every lookup is on record, with exact counts.
-    const calm = agent.events().filter((e) => e.workload.name === CALM.name);
-    const connects = calm.filter((e) => e.layer === 'connect' && e.destination.ip === HTTPBIN.ipv4 && e.verdict === 'permitted');
-    assert.equal(
-      connects.reduce((sum, e) => sum + e.count, 0),
-      CALM_CONNECTS,
-    );
+    assert.equal(calmConnects(), CALM_CONNECTS);
     assert.deepEqual(
-      calm
-        .filter((e) => e.layer === 'dns')
+      calmLookups()
         .map((e) => e.fqdn)
         .sort(),
       [...names].sort(),

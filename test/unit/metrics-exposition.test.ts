@@ -127,12 +127,18 @@ describe('AgentMetrics', () => {
     assert.equal(sample(body, 'egressguard_dns_answers_total{rcode="NOERROR"}'), 1);
   });
 
-  test('DNS-over-TCP connections closed at accept are counted by the cap reached, read from the proxy at scrape time', async () => {
-    const proxy: DnsProxyStats = { ...zeroStats(), tcpConnectionsRejected: 2, tcpConnectionsRejectedPerWorkload: 36 };
+  test('DNS-over-TCP connections closed at accept are counted by the cap reached, open ones shown, read from the proxy at scrape time', async () => {
+    const proxy: DnsProxyStats = {
+      ...zeroStats(),
+      tcpConnectionsRejected: 2,
+      tcpConnectionsRejectedPerWorkload: 36,
+      tcpConnectionsOpen: 5,
+    };
     const metrics = new AgentMetrics(sources({ dns: () => proxy }));
     const { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="node"}'), 2);
     assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="workload"}'), 36);
+    assert.equal(sample(body, 'egressguard_dns_tcp_connections_open'), 5);
     proxy.tcpConnectionsRejectedPerWorkload += 4;
     assert.equal(sample((await metrics.exposition()).body, 'egressguard_dns_tcp_connections_rejected_total{limit="workload"}'), 40);
   });
