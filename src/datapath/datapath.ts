@@ -44,6 +44,7 @@ import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type N
 import type { Cidr } from '../policy/types.js';
 import type {
   ApprovedFlows,
+  CapacityMap,
   CidrEntry,
   Datapath,
   DatapathOptions,
@@ -659,6 +660,19 @@ class KernelDatapath implements Datapath {
       found.set(workloadId, value === null ? { held: 0, refused: 0n } : decodeFlowCount(value));
     }
     return found;
+  }
+
+  mapEntries(): Record<CapacityMap, number> {
+    this.assertOpen();
+    const count = (name: CapacityMap) => this.maps[name].keys().length;
+    return {
+      eg_rule_cidrs: count('eg_rule_cidrs'),
+      eg_domains: count('eg_domains'),
+      eg_learned: count('eg_learned'),
+      eg_workloads: count('eg_workloads'),
+      eg_workload_addrs: count('eg_workload_addrs'),
+      eg_interfaces: count('eg_interfaces'),
+    };
   }
 
   sweepApprovals(nowNs: bigint): number {
