@@ -21,8 +21,7 @@ import {
   encodeAddrKey,
   encodeDomainKey,
   decodeEvent,
-  decodeLearnedKey,
-  decodeLearnedValue,
+  bytesToAddress,
   decodeRuleCidrKey,
   decodeWorkload,
   encodeCgroupId,
@@ -635,16 +634,15 @@ class KernelDatapath implements Datapath {
     }
   }
 
+  /** From the mirror of eg_learned (its one writer is this datapath): status asks per workload, a walk of the kernel map each time took seconds when it was full. */
   learned(workloadId?: number): LearnedEntry[] {
     this.assertOpen();
-    const found: LearnedEntry[] = [];
-    for (const key of this.maps.eg_learned.keys()) {
-      const parts = decodeLearnedKey(key);
-      if (workloadId !== undefined && parts.workloadId !== workloadId) continue;
-      const value = this.maps.eg_learned.lookup(key);
-      if (value !== null) found.push({ ...parts, expiresAtNs: decodeLearnedValue(value) });
-    }
-    return found;
+    return this.learnedTable.entries(workloadId).map((entry) => ({
+      workloadId: entry.workloadId,
+      ruleId: entry.ruleId,
+      ip: bytesToAddress(Buffer.from(entry.address, 'hex')),
+      expiresAtNs: entry.expiresAtNs,
+    }));
   }
 
   expireLearned(nowNs: bigint): number {
