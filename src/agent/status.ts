@@ -86,7 +86,7 @@ export interface StatusInputs {
   configDigest: string;
   /** os.release(): named in what `degraded` says. */
   kernelRelease: string;
-  datapath: Pick<Datapath, 'adopted' | 'kernelFeatures' | 'learned' | 'stats' | 'approvedFlows'>;
+  datapath: Pick<Datapath, 'adopted' | 'kernelFeatures' | 'learned' | 'stats' | 'approvedFlows' | 'mapEntries'>;
   reconciler: Pick<Reconciler, 'policyStatus' | 'enrolled' | 'ruleLabel' | 'failures'>;
   rejected: { file: string; messages: string[] }[];
   pipeline: EventPipelineStats;
@@ -146,26 +146,18 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
   const flows = [...datapath.approvedFlows().values()];
   const enrolled = reconciler.enrolled();
   const activeRules = enrolled.map(({ rules }) => rules.filter((r) => r.active));
-  const domainRules = new Map(activeRules.flat().map((r) => [r.ruleId, r.domains?.length ?? 0]));
+  // What the kernel maps hold, whoever wrote them: a workload's previous rule slot, entries an adopted map kept.
+  const entries = datapath.mapEntries();
   const capacity: Record<CapacityName, CapacityUse> = {
     rulesPerWorkload: capacityUse('rulesPerWorkload', Math.max(0, ...activeRules.map((rules) => rules.length))),
-    workloads: capacityUse('workloads', enrolled.length),
-    ruleDestinations: capacityUse(
-      'ruleDestinations',
-      activeRules.flat().reduce((n, r) => n + r.cidrs.length, 0),
-    ),
-    domainPatterns: capacityUse(
-      'domainPatterns',
-      [...domainRules.values()].reduce((n, count) => n + count, 0),
-    ),
+    workloads: capacityUse('workloads', entries.eg_workloads),
+    ruleDestinations: capacityUse('ruleDestinations', entries.eg_rule_cidrs),
+    domainPatterns: capacityUse('domainPatterns', entries.eg_domains),
     domainNameChars: capacityUse(
       'domainNameChars',
       Math.max(0, ...activeRules.flat().flatMap((r) => (r.domains ?? []).map((d) => patternText(d).length))),
     ),
-    learnedAddresses: capacityUse(
-      'learnedAddresses',
-      workloads.reduce((n, w) => n + w.learned.length, 0),
-    ),
+    learnedAddresses: capacityUse('learnedAddresses', entries.eg_learned),
     sniCandidatesPerConnection: capacityUse(
       'sniCandidatesPerConnection',
       Math.max(0, ...activeRules.map((rules) => rules.filter((r) => r.domains !== null || r.tlsRequired).length)),
@@ -175,11 +167,8 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       flows.reduce((n, f) => n + f.held, 0),
     ),
     approvedFlowsPerWorkload: capacityUse('approvedFlowsPerWorkload', Math.max(0, ...flows.map((f) => f.held))),
-    workloadAddresses: capacityUse(
-      'workloadAddresses',
-      enrolled.reduce((n, { workload }) => n + workload.addresses.length, 0),
-    ),
-    interfaces: capacityUse('interfaces', null),
+    workloadAddresses: capacityUse('workloadAddresses', entries.eg_workload_addrs),
+    interfaces: capacityUse('interfaces', entries.eg_interfaces),
   };
   return {
     node: inputs.config.node,

@@ -21,8 +21,7 @@ import {
   encodeAddrKey,
   encodeDomainKey,
   decodeEvent,
-  decodeLearnedKey,
-  decodeLearnedValue,
+  bytesToAddress,
   decodeRuleCidrKey,
   decodeWorkload,
   encodeCgroupId,
@@ -44,6 +43,7 @@ import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type N
 import type { Cidr } from '../policy/types.js';
 import type {
   ApprovedFlows,
+  CapacityMap,
   CidrEntry,
   Datapath,
   DatapathOptions,
@@ -656,16 +656,15 @@ class KernelDatapath implements Datapath {
     }
   }
 
+  /** From the mirror of eg_learned (its one writer is this datapath): status asks per workload, a walk of the kernel map each time took seconds when it was full. */
   learned(workloadId?: number): LearnedEntry[] {
     this.assertOpen();
-    const found: LearnedEntry[] = [];
-    for (const key of this.maps.eg_learned.keys()) {
-      const parts = decodeLearnedKey(key);
-      if (workloadId !== undefined && parts.workloadId !== workloadId) continue;
-      const value = this.maps.eg_learned.lookup(key);
-      if (value !== null) found.push({ ...parts, expiresAtNs: decodeLearnedValue(value) });
-    }
-    return found;
+    return this.learnedTable.entries(workloadId).map((entry) => ({
+      workloadId: entry.workloadId,
+      ruleId: entry.ruleId,
+      ip: bytesToAddress(Buffer.from(entry.address, 'hex')),
+      expiresAtNs: entry.expiresAtNs,
+    }));
   }
 
   expireLearned(nowNs: bigint): number {
@@ -681,6 +680,19 @@ class KernelDatapath implements Datapath {
       found.set(workloadId, value === null ? { held: 0, refused: 0n } : decodeFlowCount(value));
     }
     return found;
+  }
+
+  mapEntries(): Record<CapacityMap, number> {
+    this.assertOpen();
+    const count = (name: CapacityMap) => this.maps[name].keys().length;
+    return {
+      eg_rule_cidrs: count('eg_rule_cidrs'),
+      eg_domains: count('eg_domains'),
+      eg_learned: count('eg_learned'),
+      eg_workloads: count('eg_workloads'),
+      eg_workload_addrs: count('eg_workload_addrs'),
+      eg_interfaces: count('eg_interfaces'),
+    };
   }
 
   sweepApprovals(nowNs: bigint): number {

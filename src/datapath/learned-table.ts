@@ -84,6 +84,13 @@ export class LearnedTable {
     return removed;
   }
 
+  /** What the kernel holds, from the mirror (no syscall): one workload's entries, or all. */
+  entries(workloadId?: number): HeldLearned[] {
+    const found: HeldLearned[] = [];
+    for (const entry of this.held.values()) if (workloadId === undefined || entry.workloadId === workloadId) found.push(entry);
+    return found;
+  }
+
   count(workloadId: number): number {
     return this.counts.get(workloadId) ?? 0;
   }

@@ -118,6 +118,9 @@ export interface ApprovedFlows {
 }
 
 /** One re-judgment pass over the live sockets of enrolled workloads. */
+/** The node-wide maps a kernel capacity (src/model/capacity.ts) counts, by their entries. */
+export type CapacityMap = 'eg_rule_cidrs' | 'eg_domains' | 'eg_learned' | 'eg_workloads' | 'eg_workload_addrs' | 'eg_interfaces';
+
 export interface FlowsEnded {
   ended: number;
   /** Kernel lacks bpf_sock_destroy (Linux < 6.5): the sockets live on, marked withdrawn: the cgroup_skb program drops what they send. */
@@ -154,6 +157,8 @@ export interface Datapath {
   expireLearned(nowNs: bigint): number;
   /** Each enrolled workload's approved flows (workload id -> share), against EG_MAX_FLOWS_PER_WORKLOAD. */
   approvedFlows(): Map<number, ApprovedFlows>;
+  /** The entries each capacity map holds now, whoever wrote them (a walk of its keys: for status, not per packet). */
+  mapEntries(): Record<CapacityMap, number>;
   /**
    * Remove approvals nothing will use again (see APPROVAL_IDLE in datapath.ts: closed TCP flows, idle datagram
    * flows, flows of withdrawn workloads) and recount each workload's share; returns how many were removed.

@@ -27,6 +27,8 @@ import {
 } from '../../src/datapath/abi.js';
 import { pinPaths } from '../../src/datapath/datapath.js';
 import { loadNative } from '../../src/datapath/native.js';
+import type { CapacityMap } from '../../src/datapath/types.js';
+import type { CapacityName } from '../../src/model/capacity.js';
 
 const GOOD = { pod: 'good', namespace: 'team', name: 'good', labels: { app: 'good' } };
 const BROKEN = { pod: 'broken', namespace: 'team', name: 'broken', labels: { app: 'broken' } };
@@ -234,7 +236,7 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
    * Stands in for other workloads filling a node-wide kernel map: real entries (`entry(index)`, under an owner no
    * workload has) written until the kernel refuses one for lack of room; `empty` removes them again.
    */
-  function mapFiller(mapName: string, entry: (index: number) => [key: Buffer, value: Buffer]) {
+  function mapFiller(mapName: CapacityMap, entry: (index: number) => [key: Buffer, value: Buffer]) {
     const map = loadNative().BpfMap.openPinned(join(pinPaths(agent.pinDir).maps, mapName));
     const written: Buffer[] = [];
     return {
@@ -261,20 +263,34 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     };
   }
 
+  /** Status reports the filled map's capacity nearly full before any enrolment meets it. */
+  const CAPACITY_OF: Record<CapacityMap, CapacityName> = {
+    eg_domains: 'domainPatterns',
+    eg_rule_cidrs: 'ruleDestinations',
+    eg_learned: 'learnedAddresses',
+    eg_workloads: 'workloads',
+    eg_workload_addrs: 'workloadAddresses',
+    eg_interfaces: 'interfaces',
+  };
+  async function assertReportedFull(mapName: CapacityMap): Promise<void> {
+    const capacity = (await agent.status()).capacity[CAPACITY_OF[mapName]];
+    assert.equal(capacity.nearlyFull, true, `${mapName}: ${JSON.stringify(capacity)}`);
+    assert.ok(capacity.used! >= capacity.max - 8, `${mapName} counted with the other writers' entries: ${JSON.stringify(capacity)}`);
+  }
+
   /** Calibrated fail-closed check with `mapName` filled by `mapFiller` just before `change` needs one more entry of it. */
   async function assertFullMapFailsClosed(
-    mapName: string,
+    mapName: CapacityMap,
     entry: (index: number) => [key: Buffer, value: Buffer],
     change: () => void,
     repair: () => void,
   ): Promise<void> {
     const filler = mapFiller(mapName, entry);
     try {
+      filler.fill();
+      await assertReportedFull(mapName);
       await assertFailsClosed(
-        () => {
-          filler.fill();
-          change();
-        },
+        change,
         // The kernel keeps 15 characters of a map's name.
         new RegExp(`its rules cannot be enforced: bpf_map_update_elem\\(${mapName.slice(0, 15)}\\)`),
         () => {
@@ -368,6 +384,7 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     try {
       const eventsBefore = agent.events().length;
       filler.fill();
+      await assertReportedFull('eg_learned');
       const name = uniqueName('webhook.site');
       const refused = await dns(BROKEN.pod, name);
       assert.equal(refused.rcode, 'SERVFAIL', 'no address is released that the kernel could not learn');
@@ -401,6 +418,7 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     const late = { namespace: 'team', name: 'late', cgroup: lateCgroup, labels: { app: 'late' }, addresses: ['198.18.0.251'] };
     try {
       filler.fill();
+      await assertReportedFull('eg_workloads');
       agent.editConfig((config) => (config.workloads as Record<string, unknown>[]).push(late));
       const status = await agent.waitFor('late reported', (s) => s.failures.some((f) => f.key === 'team/late'));
       const failure = status.failures.find((f) => f.key === 'team/late')!;

@@ -169,59 +169,78 @@ async function assertEnded(server: Lines, client: Lines, label: string): Promise
   assert.equal(server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
 }
 
-describe('flows that outlive their permission (real kernel)', { skip }, () => {
-  let lab: Lab;
-  let datapath: Datapath | null = null;
-  let server: Lines;
-  const events: KernelEvent[] = [];
-  const clients: ChildProcess[] = [];
+/** What each block below works with: its lab, the server's lines, its datapath, the kernel events, its clients. */
+interface FlowLab {
+  lab: Lab;
+  server: Lines;
+  datapath: Datapath | null;
+  readonly events: KernelEvent[];
+  readonly clients: ChildProcess[];
+}
 
+/**
+ * A lab with the line server for the calling describe block (its beforeAll and afterAll): `open` attaches a datapath
+ * (null: the block's test attaches one itself), which reports into `events`; everything is removed afterwards.
+ */
+function useFlowLab(tag: string, open: ((lab: Lab) => Datapath) | null): FlowLab {
+  const flow: FlowLab = { lab: undefined!, server: undefined!, datapath: null, events: [], clients: [] };
   beforeAll(async () => {
-    lab = await Lab.create({ prefix: uniquePrefix('cf'), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
-    server = new Lines(await lab.serve(SERVER_SCRIPT));
-    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
-    datapath.onEvent((event) => events.push(event));
-    datapath.configure(settings('deny'));
+    flow.lab = await Lab.create({ prefix: uniquePrefix(tag), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
+    flow.server = new Lines(await flow.lab.serve(SERVER_SCRIPT));
+    flow.datapath = open?.(flow.lab) ?? null;
+    flow.datapath?.onEvent((event) => flow.events.push(event));
   }, 60_000);
-
   afterAll(async () => {
     try {
-      for (const child of clients) child.kill();
-      datapath?.close();
+      for (const child of flow.clients) child.kill();
+      flow.datapath?.close();
     } finally {
-      await lab?.destroy();
+      await flow.lab?.destroy();
     }
   });
+  return flow;
+}
+
+describe('flows that outlive their permission (real kernel)', { skip }, () => {
+  const flow = useFlowLab('cf', (lab) => {
+    const datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
+    datapath.configure(settings('deny'));
+    return datapath;
+  });
+  const { events, clients } = flow;
 
   test('the kernel probe finds bpf_sock_destroy on this kernel (the tests below prove it ends sockets)', () => {
-    assert.deepEqual(datapath!.kernelFeatures, { socketDestroy: true });
+    assert.deepEqual(flow.datapath!.kernelFeatures, { socketDestroy: true });
   });
 
   for (const family of [4, 6] as const) {
     test(`IPv${family}: a socket connected before enrolment ends when the workload is enrolled without it`, async () => {
-      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
-      const client = await connectBoth(lab, server, clients, family, `enrol${family}`);
-      const before = datapath!.stats().flowsEnded;
-      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
-      await assertEnded(server, client, `enrol${family}`);
-      assert.ok(datapath!.stats().flowsEnded > before, 'counted');
-      const event = await eventMatching(events, (e) => e.ip === lab.inet(REVOKED, family) && e.verdict === 'denied');
+      flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
+      const client = await connectBoth(flow.lab, flow.server, clients, family, `enrol${family}`);
+      const before = flow.datapath!.stats().flowsEnded;
+      flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [allow(flow.lab, ALLOW_KEPT, KEPT)]);
+      await assertEnded(flow.server, client, `enrol${family}`);
+      assert.ok(flow.datapath!.stats().flowsEnded > before, 'counted');
+      const event = await eventMatching(events, (e) => e.ip === flow.lab.inet(REVOKED, family) && e.verdict === 'denied');
       assert.deepEqual([event.layer, event.tier, event.port], ['connect', 3, LINE_PORT]);
     });
 
     test(`IPv${family}: withdrawing the rule that permitted a live flow ends it`, async () => {
-      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT), allow(lab, ALLOW_REVOKED, REVOKED)]);
-      const client = await connectBoth(lab, server, clients, family, `withdraw${family}`);
-      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
-      await assertEnded(server, client, `withdraw${family}`);
+      flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [
+        allow(flow.lab, ALLOW_KEPT, KEPT),
+        allow(flow.lab, ALLOW_REVOKED, REVOKED),
+      ]);
+      const client = await connectBoth(flow.lab, flow.server, clients, family, `withdraw${family}`);
+      flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [allow(flow.lab, ALLOW_KEPT, KEPT)]);
+      await assertEnded(flow.server, client, `withdraw${family}`);
     });
 
     test(`IPv${family}: a flow opened in discovery mode ends on the switch to enforce`, async () => {
-      datapath!.configure(settings('permit'));
-      datapath!.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
-      const client = await connectBoth(lab, server, clients, family, `discovery${family}`);
-      datapath!.configure(settings('deny'));
-      await assertEnded(server, client, `discovery${family}`);
+      flow.datapath!.configure(settings('permit'));
+      flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [allow(flow.lab, ALLOW_KEPT, KEPT)]);
+      const client = await connectBoth(flow.lab, flow.server, clients, family, `discovery${family}`);
+      flow.datapath!.configure(settings('deny'));
+      await assertEnded(flow.server, client, `discovery${family}`);
     });
 
     test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling; its ClientHello never arrives`, async () => {
@@ -235,15 +254,19 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
         log: true,
         domains: [{ kind: 'exact', name: 'allowed.example' }],
       });
-      const hello = (sni: string) => ({ host: lab.inet(KEPT, family), port: TLS_PORT, hello: buildClientHello({ sni }).toString('hex') });
-      const send = (sni: string) => lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello(sni));
+      const hello = (sni: string) => ({
+        host: flow.lab.inet(KEPT, family),
+        port: TLS_PORT,
+        hello: buildClientHello({ sni }).toString('hex'),
+      });
+      const send = (sni: string) => flow.lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello(sni));
       // Calibration: unenrolled, a forbidden name's ClientHello reaches the server.
-      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
+      flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
       assert.equal((await send(`calibration${family}.evil.example`)).code, 'ANSWERED');
-      await server.waitFor(`tls calibration${family}.evil.example`);
-      const workloadId = datapath!.setWorkload(lab.pod(POD).cgroupPath, [webRule]);
+      await flow.server.waitFor(`tls calibration${family}.evil.example`);
+      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
-      datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: lab.inet(KEPT, family), expiresAtNs }]);
+      flow.datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: flow.lab.inet(KEPT, family), expiresAtNs }]);
       // The permitted name reaches the server (its ack comes back).
       assert.equal((await send('allowed.example')).code, 'ANSWERED');
       const denied = await send(`enforced${family}.evil.example`);
@@ -252,22 +275,22 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       assert.deepEqual([event.verdict, event.sni], ['denied', `enforced${family}.evil.example`]);
       // Judged where it would land: an allowed ClientHello after it arrives, the denied one never did.
       assert.equal((await send('allowed.example')).code, 'ANSWERED');
-      assert.equal(server.lines.includes(`tls enforced${family}.evil.example`), false, 'the denied ClientHello never arrives');
+      assert.equal(flow.server.lines.includes(`tls enforced${family}.evil.example`), false, 'the denied ClientHello never arrives');
     });
 
     test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
       const request = (host: string, target: string) => ({
-        host: lab.inet(KEPT, family),
+        host: flow.lab.inet(KEPT, family),
         port: HTTP_PORT,
         hello: Buffer.from(`GET ${target} HTTP/1.1\r\nUser-Agent: t\r\nHost: ${host}\r\n\r\n`).toString('hex'),
       });
       const send = (host: string, target: string) =>
-        lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, request(host, target));
+        flow.lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, request(host, target));
       // Calibration: unenrolled, a request naming a foreign host reaches the server.
-      datapath!.removeWorkload(lab.pod(POD).cgroupPath);
+      flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
       assert.equal((await send('evil.example', `/calibration${family}`)).code, 'ANSWERED');
-      await server.waitFor(`http evil.example /calibration${family}`);
-      const workloadId = datapath!.setWorkload(lab.pod(POD).cgroupPath, [
+      await flow.server.waitFor(`http evil.example /calibration${family}`);
+      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [
         rule({
           ruleId: HTTP_RULE,
           action: 'permit',
@@ -280,10 +303,10 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
         }),
       ]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
-      datapath!.learn([{ workloadId, ruleId: HTTP_RULE, ip: lab.inet(KEPT, family), expiresAtNs }]);
+      flow.datapath!.learn([{ workloadId, ruleId: HTTP_RULE, ip: flow.lab.inet(KEPT, family), expiresAtNs }]);
       const allowed = await send('allowed.example:8080', `/allowed${family}`);
       assert.equal(allowed.code, 'ANSWERED');
-      await server.waitFor(`http allowed.example:8080 /allowed${family}`);
+      await flow.server.waitFor(`http allowed.example:8080 /allowed${family}`);
       const permitted = await eventMatching(events, (e) => e.pid === allowed.pid && e.layer === 'http');
       assert.deepEqual([permitted.verdict, permitted.sni, permitted.ruleId], ['permitted', 'allowed.example', HTTP_RULE]);
       const denied = await send('evil.example', `/enforced${family}`);
@@ -295,8 +318,8 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       assert.equal(fronted.code, 'ECONNABORTED');
       // Judged where it lands: the allowed request's neighbour arrived, the denied ones never did.
       assert.equal((await send('allowed.example', `/after${family}`)).code, 'ANSWERED');
-      await server.waitFor(`http allowed.example /after${family}`);
-      const arrived = server.lines.filter((line) => line.includes(`/enforced${family}`) || line.includes(`/fronted${family}`));
+      await flow.server.waitFor(`http allowed.example /after${family}`);
+      const arrived = flow.server.lines.filter((line) => line.includes(`/enforced${family}`) || line.includes(`/fronted${family}`));
       assert.deepEqual(arrived, []);
     });
   }
@@ -313,67 +336,45 @@ for (const packet of [true, false]) {
     `without bpf_sock_destroy (Linux < 6.5, forced), ${backstop}: a withdrawn socket sends nothing more (real kernel)`,
     { skip },
     () => {
-      let lab: Lab;
-      let datapath: Datapath | null = null;
-      let server: Lines;
-      const events: KernelEvent[] = [];
-      const clients: ChildProcess[] = [];
-
-      beforeAll(async () => {
-        lab = await Lab.create({
-          prefix: uniquePrefix(packet ? 'cg' : 'ch'),
-          pods: [POD],
-          hosts: [],
-          unnamedHosts: [KEPT, REVOKED],
-          services: false,
-        });
-        server = new Lines(await lab.serve(SERVER_SCRIPT));
-        datapath = openDatapath({
+      const flow = useFlowLab(packet ? 'cg' : 'ch', (lab) => {
+        const datapath = openDatapath({
           objectPath: withoutSockDestroyPath,
           pinDir: lab.pinDir,
           attachCgroup: lab.attachCgroup,
           hostNetns: `/run/netns/${lab.nodeNetns}`,
         });
-        datapath.onEvent((event) => events.push(event));
         datapath.configure({ ...settings('deny'), features: { tls: true, packet } });
-      }, 60_000);
-
-      afterAll(async () => {
-        try {
-          for (const child of clients) child.kill();
-          datapath?.close();
-        } finally {
-          await lab?.destroy();
-        }
+        return datapath;
       });
+      const { events, clients } = flow;
 
       for (const family of [4, 6] as const) {
         test(`IPv${family}: a withdrawn flow is not ended, and not one byte of it reaches the server; the kept flow works`, async () => {
-          const pod = lab.pod(POD);
+          const pod = flow.lab.pod(POD);
           const network = packet ? { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] } : undefined;
-          const workloadId = datapath!.setWorkload(
+          const workloadId = flow.datapath!.setWorkload(
             pod.cgroupPath,
-            [allow(lab, ALLOW_KEPT, KEPT), allow(lab, ALLOW_REVOKED, REVOKED)],
+            [allow(flow.lab, ALLOW_KEPT, KEPT), allow(flow.lab, ALLOW_REVOKED, REVOKED)],
             network,
           );
           // Calibration: both flows deliver while permitted.
           const label = `fallback${packet ? 'tc' : 'notc'}${family}`;
-          const client = await connectBoth(lab, server, clients, family, label);
-          const before = datapath!.stats();
-          datapath!.setWorkload(pod.cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)], network);
-          const after = datapath!.stats();
+          const client = await connectBoth(flow.lab, flow.server, clients, family, label);
+          const before = flow.datapath!.stats();
+          flow.datapath!.setWorkload(pod.cgroupPath, [allow(flow.lab, ALLOW_KEPT, KEPT)], network);
+          const after = flow.datapath!.stats();
           assert.deepEqual([after.flowsEnded, after.flowsNotEnded], [before.flowsEnded, before.flowsNotEnded + 1n], 'one socket not ended');
           client.child.stdin!.write(`send revoked ${label}-revoked-after\n`);
           client.child.stdin!.write(`send kept ${label}-kept-after\n`);
-          await server.waitFor(`recv ${label}-kept-after`);
+          await flow.server.waitFor(`recv ${label}-kept-after`);
           // Dropped where the socket sends (cgroup_skb), reported with the rule that denies it now (the default).
           const dropped = await eventMatching(
             events,
-            (e) => e.reason === 'withdrawn-no-sock-destroy' && e.ip === lab.inet(REVOKED, family) && e.port === LINE_PORT,
+            (e) => e.reason === 'withdrawn-no-sock-destroy' && e.ip === flow.lab.inet(REVOKED, family) && e.port === LINE_PORT,
           );
           assert.deepEqual([dropped.verdict, dropped.layer, dropped.tier, dropped.workloadId], ['denied', 'packet', 3, workloadId]);
-          assert.ok(datapath!.stats().decisionsDenied > before.decisionsDenied, 'counted as denied');
-          assert.equal(server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
+          assert.ok(flow.datapath!.stats().decisionsDenied > before.decisionsDenied, 'counted as denied');
+          assert.equal(flow.server.lines.includes(`recv ${label}-revoked-after`), false, 'no byte of the revoked flow arrives');
           assert.equal(
             client.lines.some((line) => line.startsWith('error revoked') || line === 'closed revoked'),
             false,
@@ -386,14 +387,14 @@ for (const packet of [true, false]) {
         });
 
         test(`IPv${family}: a withdrawn connected UDP socket still reaches a permitted address by sendto(); its peer gets not one datagram`, async () => {
-          const pod = lab.pod(POD);
+          const pod = flow.lab.pod(POD);
           const network = packet ? { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] } : undefined;
-          const keptOnly = [allow(lab, ALLOW_KEPT_UDP, KEPT, 'udp')];
-          datapath!.setWorkload(pod.cgroupPath, [...keptOnly, allow(lab, ALLOW_REVOKED_UDP, REVOKED, 'udp')], network);
-          const child = lab.spawnInPod(POD, ['python3', '-c', UDP_CLIENT_SCRIPT], {
+          const keptOnly = [allow(flow.lab, ALLOW_KEPT_UDP, KEPT, 'udp')];
+          flow.datapath!.setWorkload(pod.cgroupPath, [...keptOnly, allow(flow.lab, ALLOW_REVOKED_UDP, REVOKED, 'udp')], network);
+          const child = flow.lab.spawnInPod(POD, ['python3', '-c', UDP_CLIENT_SCRIPT], {
             env: {
               ...process.env,
-              EG_ARGS: JSON.stringify({ peer: lab.inet(REVOKED, family), other: lab.inet(KEPT, family), port: LINE_PORT }),
+              EG_ARGS: JSON.stringify({ peer: flow.lab.inet(REVOKED, family), other: flow.lab.inet(KEPT, family), port: LINE_PORT }),
             },
             stdio: ['pipe', 'pipe', 'inherit'],
           });
@@ -408,23 +409,23 @@ for (const packet of [true, false]) {
           // Calibration: while both are permitted, the peer and the other address each receive.
           await send('send', `${label}-peer-before`);
           await send('sendto', `${label}-other-before`);
-          await server.waitFor(`udp ${label}-peer-before`);
-          await server.waitFor(`udp ${label}-other-before`);
+          await flow.server.waitFor(`udp ${label}-peer-before`);
+          await flow.server.waitFor(`udp ${label}-other-before`);
 
-          datapath!.setWorkload(pod.cgroupPath, keptOnly, network);
+          flow.datapath!.setWorkload(pod.cgroupPath, keptOnly, network);
           // The peer is withdrawn; a permitted sendto() in between must not bring it back.
           await send('send', `${label}-peer-after`);
           await send('sendto', `${label}-other-after`);
           await send('send', `${label}-peer-again`);
           await send('sendto', `${label}-other-last`);
-          await server.waitFor(`udp ${label}-other-after`);
-          await server.waitFor(`udp ${label}-other-last`);
+          await flow.server.waitFor(`udp ${label}-other-after`);
+          await flow.server.waitFor(`udp ${label}-other-last`);
           for (const word of ['peer-after', 'peer-again']) {
-            assert.equal(server.lines.includes(`udp ${label}-${word}`), false, `no datagram to the withdrawn peer arrives (${word})`);
+            assert.equal(flow.server.lines.includes(`udp ${label}-${word}`), false, `no datagram to the withdrawn peer arrives (${word})`);
           }
           const dropped = await eventMatching(
             events,
-            (e) => e.reason === 'withdrawn-no-sock-destroy' && e.ip === lab.inet(REVOKED, family) && e.protocol === 17,
+            (e) => e.reason === 'withdrawn-no-sock-destroy' && e.ip === flow.lab.inet(REVOKED, family) && e.protocol === 17,
           );
           assert.deepEqual([dropped.verdict, dropped.port], ['denied', LINE_PORT]);
           const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -437,34 +438,18 @@ for (const packet of [true, false]) {
 }
 
 describe('sockets connected before the programs were attached (real kernel)', { skip }, () => {
-  let lab: Lab;
-  let datapath: Datapath | null = null;
-  let server: Lines;
-  const clients: ChildProcess[] = [];
-
-  beforeAll(async () => {
-    lab = await Lab.create({ prefix: uniquePrefix('ca'), pods: [POD], hosts: [], unnamedHosts: [KEPT, REVOKED], services: false });
-    server = new Lines(await lab.serve(SERVER_SCRIPT));
-  }, 60_000);
-
-  afterAll(async () => {
-    try {
-      for (const child of clients) child.kill();
-      datapath?.close();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  const flow = useFlowLab('ca', null);
+  const { clients } = flow;
 
   test('IPv4 and IPv6: a flow opened before the agent attached ends when its workload is enrolled without it', async () => {
     // Calibration: with nothing attached, every connection delivers.
     const connected = {
-      4: await connectBoth(lab, server, clients, 4, 'attach4'),
-      6: await connectBoth(lab, server, clients, 6, 'attach6'),
+      4: await connectBoth(flow.lab, flow.server, clients, 4, 'attach4'),
+      6: await connectBoth(flow.lab, flow.server, clients, 6, 'attach6'),
     };
-    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
-    datapath.configure(settings('deny'));
-    datapath.setWorkload(lab.pod(POD).cgroupPath, [allow(lab, ALLOW_KEPT, KEPT)]);
-    for (const family of [4, 6] as const) await assertEnded(server, connected[family], `attach${family}`);
+    flow.datapath = openDatapath({ objectPath, pinDir: flow.lab.pinDir, attachCgroup: flow.lab.attachCgroup });
+    flow.datapath.configure(settings('deny'));
+    flow.datapath.setWorkload(flow.lab.pod(POD).cgroupPath, [allow(flow.lab, ALLOW_KEPT, KEPT)]);
+    for (const family of [4, 6] as const) await assertEnded(flow.server, connected[family], `attach${family}`);
   });
 });

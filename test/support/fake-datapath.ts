@@ -2,6 +2,7 @@
 // against it without root. It records every call, can be told to fail, and can emit kernel events.
 import type {
   ApprovedFlows,
+  CapacityMap,
   CidrEntry,
   Datapath,
   DatapathSettings,
@@ -130,6 +131,20 @@ export class FakeDatapath implements Datapath {
 
   approvedFlows(): Map<number, ApprovedFlows> {
     return new Map([...this.enrolled.values()].map((w) => [w.workloadId, { held: 0, refused: 0n }]));
+  }
+
+  /** What the kernel would hold for what was written here (one rule slot: the fake keeps no previous one). */
+  mapEntries(): Record<CapacityMap, number> {
+    const workloads = [...this.enrolled.values()];
+    const rules = workloads.flatMap((w) => w.rules);
+    return {
+      eg_rule_cidrs: rules.reduce((n, r) => n + r.cidrs.length, 0),
+      eg_domains: new Set(rules.flatMap((r) => (r.domains ?? []).map((d) => `${r.ruleId} ${JSON.stringify(d)}`))).size,
+      eg_learned: this.learnedEntries.length,
+      eg_workloads: workloads.length,
+      eg_workload_addrs: workloads.reduce((n, w) => n + (w.network?.addresses.length ?? 0), 0),
+      eg_interfaces: workloads.reduce((n, w) => n + (w.network?.interfaces.length ?? 0), 0),
+    };
   }
 
   sweepApprovals(): number {
