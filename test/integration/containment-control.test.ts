@@ -40,7 +40,7 @@ const anyDestination = `
         - cidr: 0.0.0.0/0
         - cidr: ::/0`;
 
-/** Permit api.openai.com and *.attacker.example on 443 and tcp/8443 to httpbin, then deny the rest; `extraRules` more permits before the deny. */
+/** Permit api.openai.com and *.attacker.example on 443 and tcp/8443 to httpbin (both families), then deny the rest; `extraRules` more permits before the deny. */
 function allowPolicy(app: string, extraRules = 0): string {
   const extra = Array.from(
     { length: extraRules },
@@ -58,7 +58,7 @@ metadata: { name: ${app}-fw, namespace: team }
 spec:
   smartGroups:${anyDestination}
     - name: httpbin
-      selectors: [{ cidr: ${HTTPBIN.ipv4}/32 }]
+      selectors: [{ cidr: ${HTTPBIN.ipv4}/32 }, { cidr: "${HTTPBIN.ipv6}/128" }]
   webGroups:
     - name: approved
       domains: [api.openai.com, "*.attacker.example"]
@@ -128,6 +128,11 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
   });
 
   const fromPod = (pod: string, port: number) => (r: ServerRecord) => r.remote === lab.pod(pod).ipv4 && r.port === port;
+  /** Either of the pod's addresses: a leak over one family is seen as well as over the other. */
+  const fromEither = (pod: string) => (r: { remote: string } | { from: string }) => {
+    const source = 'remote' in r ? r.remote : r.from;
+    return source === lab.pod(pod).ipv4 || source === lab.pod(pod).ipv6;
+  };
   const tls = async (pod: string, name = 'api.openai.com') =>
     as<TlsProbeResult>('tls', await lab.probe(pod, ['tls', name, '443', '--ca', lab.caPath]));
   const tcp = async (pod: string, port: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', HTTPBIN.ipv4, port]));
@@ -144,20 +149,36 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
   const uniqueName = (zone = 'attacker.example') => `fc-${randomBytes(4).toString('hex')}.${zone}`;
   const dns = async (pod: string, name: string) =>
     as<DnsProbeResult>('dns', await lab.probe(pod, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv4]));
+  /** An AAAA lookup sent to the resolver's IPv6 address (steered to the proxy's IPv6 listener). */
+  const dns6 = async (pod: string, name: string) =>
+    as<DnsProbeResult>('dns', await lab.probe(pod, ['dns', name, '--server', LAB_ADDRESSES.resolver.ipv6, '--type', 'AAAA']));
   const answered = (r: DnsProbeResult) => r.ok && r.rcode === 'NOERROR' && r.answers.length > 0;
 
   /**
-   * Calibration (the broken workload's traffic and lookups arrive), then `breakIt` makes its enrolment fail: it must be
-   * enrolled deny-all with DNS steered, the error (matching `error`) in status and its denials in the events; zero
-   * connections reach the server and zero lookups the resolver; the others are untouched; `repair` restores its rules.
+   * Calibration (the broken workload's traffic and lookups arrive, IPv4 and IPv6), then `breakIt` makes its enrolment
+   * fail: it must be enrolled deny-all with DNS steered, the error (matching `error`) in status and its denials in the
+   * events; zero connections from either of its addresses reach the server and zero lookups the resolver; the others
+   * are untouched; `repair` restores its rules.
    */
   async function assertFailsClosed(breakIt: () => void, error: RegExp, repair: () => void): Promise<void> {
+    const broken = lab.pod(BROKEN.pod);
+    const serverCalibration = (await lab.serverLog()).length;
     assert.equal((await tls(BROKEN.pod)).ok, true);
     assert.equal((await tcp(BROKEN.pod, '8443')).ok, true);
-    const before = uniqueName();
-    assert.equal(answered(await dns(BROKEN.pod, before)), true);
-    await lab.waitForServerRecords('the broken pod before the failure', fromPod(BROKEN.pod, 8443));
-    assert.ok((await lab.resolverQueries()).includes(before), 'calibration: its lookups reach the resolver');
+    assert.equal((await tcpTo(BROKEN.pod, HTTPBIN.ipv6)).ok, true);
+    const before = [uniqueName(), uniqueName()];
+    assert.equal(answered(await dns(BROKEN.pod, before[0]!)), true);
+    assert.equal(answered(await dns6(BROKEN.pod, before[1]!)), true);
+    // Judged on this calibration's records only: earlier tests' connections from the same pod do not count.
+    for (const source of [broken.ipv4, broken.ipv6])
+      await waitUntil(`the broken pod's connection from ${source} before the failure`, async () =>
+        (await lab.serverLog()).slice(serverCalibration).some((r) => r.remote === source && r.port === 8443),
+      );
+    const queried = await lab.resolverQueries();
+    assert.ok(
+      before.every((name) => queried.includes(name)),
+      'calibration: its lookups, A over IPv4 and AAAA over IPv6, reach the resolver',
+    );
 
     const eventsBefore = agent.events().length;
     breakIt();
@@ -166,21 +187,31 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     assert.equal(failure.enforced, 'deny-all');
     assert.match(failure.error, error);
     const serverBefore = (await lab.serverLog()).length;
+    const resolverBefore = (await lab.resolverQueryLog()).length;
 
     assert.notEqual((await tls(BROKEN.pod)).ok, true);
     assert.equal((await tcp(BROKEN.pod, '8443')).error, 'EPERM');
     assert.equal((await tcp(BROKEN.pod, '9443')).error, 'EPERM');
-    const after = uniqueName();
-    assert.equal(answered(await dns(BROKEN.pod, after)), false, 'the proxy denies every name');
+    assert.equal((await tcpTo(BROKEN.pod, HTTPBIN.ipv6)).error, 'EPERM');
+    const after = [uniqueName(), uniqueName()];
+    assert.equal(answered(await dns(BROKEN.pod, after[0]!)), false, 'the proxy denies every name');
+    assert.equal(answered(await dns6(BROKEN.pod, after[1]!)), false, 'the proxy denies every name, AAAA over IPv6 too');
     await settle();
-    const reached = (await lab.serverLog()).slice(serverBefore).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv4);
-    assert.deepEqual(reached, [], 'zero connections from the failed workload reach the server');
-    assert.equal((await lab.resolverQueries()).includes(after), false, 'its lookups never reach the resolver');
-    const denial = await waitForEvent(
-      eventsBefore,
-      (e) => e.workload.name === BROKEN.name && e.verdict === 'denied' && e.destination.port === 9443,
+    const reached = (await lab.serverLog()).slice(serverBefore).filter(fromEither(BROKEN.pod));
+    assert.deepEqual(reached, [], "zero connections from either of the failed workload's addresses reach the server");
+    const looked = (await lab.resolverQueryLog()).slice(resolverBefore);
+    assert.deepEqual(
+      looked.filter((q) => after.includes(q.name) || fromEither(BROKEN.pod)(q)),
+      [],
+      'its lookups never reach the resolver, neither relayed nor sent from either of its addresses',
     );
-    assert.match(denial.rule, /^fail-closed/);
+    for (const destination of [HTTPBIN.ipv4, HTTPBIN.ipv6]) {
+      const denial = await waitForEvent(
+        eventsBefore,
+        (e) => e.workload.name === BROKEN.name && e.verdict === 'denied' && e.destination.ip === destination,
+      );
+      assert.match(denial.rule, /^fail-closed/, `the denial to ${destination}`);
+    }
 
     // The others are untouched; repairing restores the broken workload's rules.
     assert.equal((await tls(GOOD.pod)).ok, true);
@@ -366,7 +397,6 @@ describe('containment by the control plane', { skip: privilegedSkip() }, () => {
     const WEBHOOK = DEFAULT_LAB_HOSTS.find((h) => h.name === 'webhook.site')!;
     const withWebhook = (app: string) =>
       allowPolicy(app).replace('domains: [api.openai.com,', 'domains: ["*.webhook.site", api.openai.com,');
-    const fromEither = (pod: string) => (r: ServerRecord) => r.remote === lab.pod(pod).ipv4 || r.remote === lab.pod(pod).ipv6;
     const connect = async (pod: string) => as<TcpProbeResult>('tcp', await lab.probe(pod, ['tcp', WEBHOOK.ipv4, '443']));
     agent.writePolicy('good.yaml', withWebhook('good'));
     agent.writePolicy('broken.yaml', withWebhook('broken'));
@@ -546,26 +576,30 @@ spec:
     );
     assert.equal(v4Denial.rule, 'default-action', 'IPv4 is not matched by ::/0');
 
-    // Discovery mode, translator's deny-all (0.0.0.0/0 only): IPv6 is denied by the rule, not permitted by default.
+    // Translator's deny-all (0.0.0.0/0 only): IPv6 is denied by the rule and attributed to it, in discovery mode (where
+    // the default would permit it) and in enforce mode (where the default would deny it too, so only the event's rule
+    // tells the two apart).
     await agent.setMode('discovery');
     before = await generation();
     agent.writePolicy('broken.yaml', translatorDenyAll);
     await agent.waitFor('the deny-all', (s) => s.policies.some((p) => p.name === 'broken-fw' && p.generation > before && p.ruleset !== ''));
-    mark = (await lab.serverLog()).length;
-    events = agent.events().length;
-    assert.equal((await v6()).error, 'EPERM');
-    await settle();
-    assert.deepEqual(
-      (await lab.serverLog()).slice(mark).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv6),
-      [],
-      'zero IPv6 connections reach the server',
-    );
-    const v6Denial = await waitForEvent(
-      events,
-      (e) => e.workload.name === BROKEN.name && e.destination.ip === HTTPBIN.ipv6 && e.verdict === 'denied',
-    );
-    assert.deepEqual([v6Denial.tier, v6Denial.rule], [2, 'deny-all-external']);
-    await agent.setMode('enforce');
+    for (const mode of ['discovery', 'enforce'] as const) {
+      await agent.setMode(mode);
+      mark = (await lab.serverLog()).length;
+      events = agent.events().length;
+      assert.equal((await v6()).error, 'EPERM', mode);
+      await settle();
+      assert.deepEqual(
+        (await lab.serverLog()).slice(mark).filter((r) => r.remote === lab.pod(BROKEN.pod).ipv6),
+        [],
+        `${mode}: zero IPv6 connections reach the server`,
+      );
+      const v6Denial = await waitForEvent(
+        events,
+        (e) => e.workload.name === BROKEN.name && e.destination.ip === HTTPBIN.ipv6 && e.verdict === 'denied',
+      );
+      assert.deepEqual([v6Denial.tier, v6Denial.rule], [2, 'deny-all-external'], `${mode}: the IPv6 denial names the policy's rule`);
+    }
   });
 
   test('deny *.attacker.example, then permit api.attacker.example: denied at DNS and at connect, IPv4 and IPv6 (calibrated first)', async () => {
