@@ -45,7 +45,13 @@ let flushTimer: NodeJS.Timeout | null = null;
 const proxy = new DnsProxy({
   ...data.settings,
   inherited: data.sockets,
-  oracle: { workloadFor: (ip) => oracle.workloadFor(ip), decide: (workload, name) => oracle.decide(workload, name) },
+  // Every question goes to the newest snapshot, workloadsKnown included: without it a new agent's worker refused the
+  // pods it had not heard of yet instead of leaving their queries unanswered (k8s-dns-restart.test.ts, replace).
+  oracle: {
+    workloadFor: (ip) => oracle.workloadFor(ip),
+    decide: (workload, name) => oracle.decide(workload, name),
+    workloadsKnown: () => oracle.workloadsKnown?.() !== false,
+  },
   sink: {
     learn(workloadId, ruleIds, ips, ttlSeconds, name) {
       const neededUntilNs = process.hrtime.bigint() + BigInt(kernelLifetimeSeconds(ttlSeconds, data.settings.lifetime)) * NS_PER_SECOND;

@@ -50,6 +50,8 @@ export interface RestartRun {
   readyMs: number;
   /** The longest silence after the stop (no agent answering); null when the answers never paused for over 100 ms. */
   outage: { fromMs: number; toMs: number } | null;
+  /** When the client stopped sending new lookups (about; it started just before), epoch ms. */
+  sendingEndsMs: number;
 }
 
 /** Paced lookups from `pod` for `seconds` at `qps`, each retried every `timeoutMs` up to `attempts` times. */
@@ -118,6 +120,8 @@ export async function restartUnderLoad(options: {
   seconds: number;
 }): Promise<RestartRun> {
   const { lab, agent, kind, benign, rogue, seconds } = options;
+  /** After this the client only waits for the answers (retries) it still expects: silences then are no outage. */
+  const sendingEndsMs = Date.now() + seconds * 1000;
   const lookups = lookupsFrom(lab, benign, 'api.openai.com', { ...options, timeoutMs: 5000, attempts: 2 });
   const connects = connectLoopFrom(lab, rogue, HTTPBIN.ipv4, DENIED_PORT, seconds);
   try {
@@ -132,7 +136,7 @@ export async function restartUnderLoad(options: {
     const readyMs = readySince(agent, stoppedMs)!;
     const [done, rogueLoop] = await Promise.all([lookups, connects]);
     const outage = done.silences.filter((s) => s.toMs >= stoppedMs).sort((a, b) => b.toMs - b.fromMs - (a.toMs - a.fromMs))[0] ?? null;
-    return { kind, lookups: done, rogue: rogueLoop, stoppedMs, readyMs, outage };
+    return { kind, lookups: done, rogue: rogueLoop, stoppedMs, readyMs, outage, sendingEndsMs };
   } finally {
     // Both clients end on their own; wait for them whatever happened to the agent.
     await Promise.allSettled([lookups, connects]);

@@ -63,8 +63,9 @@ export class KubeNode {
       const kubelet = options.kubelet ? await Kubelet.start({ ...options.kubelet, lab, plane }) : null;
       return new KubeNode(lab, plane, kubelet);
     } catch (error) {
-      await plane?.destroy();
-      await lab.destroy();
+      // The setup's own error is the one to report; a cleanup that also fails is logged beside it.
+      await plane?.destroy().catch((cleanup: unknown) => console.error('control plane cleanup after a failed start:', cleanup));
+      await lab.destroy().catch((cleanup: unknown) => console.error('lab cleanup after a failed start:', cleanup));
       throw error;
     }
   }
