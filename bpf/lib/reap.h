@@ -70,10 +70,9 @@ extern int bpf_sock_destroy(struct sock_common___eg *sk) __ksym __weak;
 #define EG_TCP_LISTEN 10
 
 /* (workload id, local port) of each workload listener seen in this pass: the iterator visits
- * listeners before connections, and a connection on such a port came from accept() (inbound: egress
- * rules do not judge it). Socket state cannot tell: the skb program also marks as accepted any stream
- * socket it sees without state, such as one connected before enrolment. Not pinned; the agent
- * empties it before each pass. */
+ * listeners before connections, and a connection without state on such a port came from accept()
+ * (inbound: egress rules do not judge it; reap_socket). Not pinned; the agent empties it before
+ * each pass. */
 struct eg_listener_key {
 	__u32 workload_id;
 	__u16 port;
@@ -262,7 +261,10 @@ static __always_inline int reap_socket(struct seq_file *seq, struct sock_common_
 		reap_end(seq, common, &flow, &key); /* denied on its ClientHello: the event was emitted then */
 		return 1;
 	}
-	if (protocol == IPPROTO_TCP) {
+	/* Inbound connections are kept: a socket on a port its workload listens on that came from accept(). Such a
+	 * socket has no state (eg_sk_state is not cloned to it); one that went through connect() with its port bound
+	 * beforehand (SO_REUSEPORT or SO_REUSEADDR to the listener's port) always has (socket_approved). */
+	if (protocol == IPPROTO_TCP && !state) {
 		struct eg_listener_key listener = { .workload_id = flow.workload.workload_id, .port = key.sport };
 
 		if (bpf_map_lookup_elem(&eg_reap_listeners, &listener))

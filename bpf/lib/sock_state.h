@@ -33,20 +33,24 @@ static __always_inline int wants_evidence(const struct eg_flow *flow, const stru
  * (the destination the socket will really address, after DNS steering, and the workload) and only
  * then recorded as approved. A socket read for evidence keeps its decision; the buffer for its first flight comes
  * with its first payload (eg_hello_read), so a connect that never sends allocates none (decision null: a steered
- * DNS socket, never read). */
-static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const struct eg_flow *flow, int v6,
-					    const struct eg_decision *decision, __u8 config_flags)
+ * DNS socket, never read). A socket bound to its port before connect() always keeps state: the port may be the one
+ * its workload listens on (SO_REUSEPORT), and the re-judgment tells it from an accepted connection by that state
+ * (lib/reap.h); 0 when that state cannot be kept, and the connect is denied. */
+static __always_inline int socket_approved(struct bpf_sock_addr *ctx, const struct eg_flow *flow, int v6,
+					   const struct eg_decision *decision, __u8 config_flags)
 {
 	struct eg_sk_state *state;
 	int evidence = wants_evidence(flow, decision, config_flags);
+	int bound;
 	__u32 ip6[4];
 
 	if (!ctx->sk)
-		return;
+		return 1;
+	bound = flow->protocol == IPPROTO_TCP && ctx->sk->src_port != 0;
 	state = bpf_sk_storage_get(&eg_sk_state, ctx->sk, 0,
-				   ((config_flags & EG_CONFIG_BACKSTOP) || evidence) ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+				   ((config_flags & EG_CONFIG_BACKSTOP) || evidence || bound) ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!state)
-		return;
+		return !bound;
 	state->verdict = EG_SK_PERMIT;
 	/* A withdrawn datagram socket's sendto() to another, permitted destination leaves its peer withdrawn; a new
 	 * connect() judged its new peer. */
@@ -60,7 +64,7 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 	state->workload = flow->workload;
 	state->cgroup_id = flow->cgroup_id;
 	if (!evidence)
-		return;
+		return 1;
 	state->flags |= EG_SK_EVIDENCE;
 	state->fallback_action = decision->permit;
 	state->fallback_tier = decision->tier;
@@ -70,6 +74,7 @@ static __always_inline void socket_approved(struct bpf_sock_addr *ctx, const str
 	state->base_seq = 0;
 	state->pid = flow->pid;
 	__builtin_memcpy(state->comm, flow->comm, sizeof(state->comm));
+	return 1;
 }
 
 /* Leaves the socket SNI-pending with the connect-time decision; 0 when storage is unavailable. The ClientHello's
@@ -124,8 +129,7 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 	if (decision.candidates.count == 0) {
 		if (!finish_decision(flow, &decision))
 			return 0;
-		socket_approved(ctx, flow, v6, &decision, config_flags);
-		return 1;
+		return socket_approved(ctx, flow, v6, &decision, config_flags);
 	}
 	if (decision_could_permit(&decision) && socket_pending(ctx, flow, &decision, config_flags)) {
 		if (decision.overflow & EG_OVERFLOW)
@@ -135,8 +139,7 @@ static __always_inline int judge_socket(struct bpf_sock_addr *ctx, struct eg_flo
 	/* Every outcome denies, or no SNI check is possible: no candidate can match. */
 	if (!finish_decision(flow, &decision))
 		return 0;
-	socket_approved(ctx, flow, v6, &decision, config_flags);
-	return 1;
+	return socket_approved(ctx, flow, v6, &decision, config_flags);
 }
 
 #define EG_LOOPBACK_IFINDEX 1 /* lo, in every network namespace */

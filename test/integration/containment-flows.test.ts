@@ -30,6 +30,7 @@ const REVOKED = 3; // permitted (or unenrolled) first, then not
 const LINE_PORT = 9000;
 const TLS_PORT = 9443;
 const HTTP_PORT = 8080;
+const POD_LISTEN_PORT = 7000; // the pod's own server, and the port its outbound SO_REUSEPORT socket binds
 const ALLOW_KEPT = 21;
 const ALLOW_REVOKED = 22;
 const WEB_RULE = 23;
@@ -75,6 +76,8 @@ for (const c of JSON.parse(process.env.EG_ARGS)) {
   s.on('connect', () => console.log('connected ' + c.tag));
   s.on('error', (e) => console.log('error ' + c.tag + ' ' + e.code));
   s.on('close', () => console.log('closed ' + c.tag));
+  let received = '';
+  s.on('data', (d) => { received += d; let i; while ((i = received.indexOf('\\n')) >= 0) { console.log('got ' + c.tag + ' ' + received.slice(0, i)); received = received.slice(i + 1); } });
 }
 let input = '';
 process.stdin.on('data', (d) => {
@@ -104,6 +107,49 @@ for line in sys.stdin:
             s.send(word.encode())
         else:
             s.sendto(word.encode(), (a['other'], a['port']))
+        print('sent ' + word, flush=True)
+    except OSError as e:
+        print('error ' + word + ' ' + str(e.errno), flush=True)`;
+
+/**
+ * The pod's own server on EG_ARGS.listen (SO_REUSEPORT), echoing every line it receives as "echo <line>", and one
+ * outbound socket bound to that same port (SO_REUSEPORT) connected to EG_ARGS.peer; obeys "send <word>" on stdin
+ * (to its peer) and reports "sent <word>" or "error <word> <errno>", and "ended <errno name>" when the kernel ends it.
+ */
+const REUSEPORT_CLIENT_SCRIPT = `
+import errno, json, os, socket, sys, threading
+a = json.loads(os.environ['EG_ARGS'])
+family = socket.AF_INET6 if ':' in a['peer'] else socket.AF_INET
+def bound():
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(('::' if family == socket.AF_INET6 else '0.0.0.0', a['listen']))
+    return s
+listener = bound()
+listener.listen()
+def echo(c):
+    for line in c.makefile('rb'):
+        c.sendall(b'echo ' + line)
+def serve():
+    while True:
+        threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+threading.Thread(target=serve, daemon=True).start()
+out = bound()
+out.connect((a['peer'], a['port']))
+print('connected', flush=True)
+def watch():
+    try:
+        out.recv(1)
+        print('ended EOF', flush=True)
+    except OSError as e:
+        print('ended ' + errno.errorcode[e.errno], flush=True)
+threading.Thread(target=watch, daemon=True).start()
+for line in sys.stdin:
+    word = line.split()[1]
+    try:
+        out.send((word + '\\n').encode())
         print('sent ' + word, flush=True)
     except OSError as e:
         print('error ' + word + ' ' + str(e.errno), flush=True)`;
@@ -201,6 +247,68 @@ function useFlowLab(tag: string, open: ((lab: Lab) => Datapath) | null): FlowLab
   return flow;
 }
 
+/**
+ * An outbound socket bound with SO_REUSEPORT to the pod's own listening port, connected to REVOKED while permitted
+ * (calibration: its line arrives), is re-judged like any other when `setRules` withdraws that permission: ended at
+ * once (`ended`: kernel >= 6.5) or left withdrawn, and not one byte more of it reaches the server. A connection the
+ * pod's server accepted on that port before the withdrawal keeps answering.
+ */
+async function assertReusePortWithdrawn(
+  flow: FlowLab,
+  family: 4 | 6,
+  label: string,
+  setRules: (rules: KernelRule[]) => void,
+  ended: boolean,
+): Promise<void> {
+  setRules([allow(flow.lab, ALLOW_KEPT, KEPT), allow(flow.lab, ALLOW_REVOKED, REVOKED)]);
+  const podChild = flow.lab.spawnInPod(POD, ['python3', '-c', REUSEPORT_CLIENT_SCRIPT], {
+    env: {
+      ...process.env,
+      EG_ARGS: JSON.stringify({ peer: flow.lab.inet(REVOKED, family), port: LINE_PORT, listen: POD_LISTEN_PORT }),
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  flow.clients.push(podChild);
+  const pod = new Lines(podChild);
+  await pod.waitFor('connected');
+  const podAddress = family === 4 ? flow.lab.pod(POD).ipv4 : flow.lab.pod(POD).ipv6;
+  const inboundChild = flow.lab.spawnInNode([process.execPath, '-e', CLIENT_SCRIPT], {
+    env: { ...process.env, EG_ARGS: JSON.stringify([{ tag: 'inbound', host: podAddress, port: POD_LISTEN_PORT }]) },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  flow.clients.push(inboundChild);
+  const inbound = new Lines(inboundChild);
+  await inbound.waitFor('connected inbound');
+  // Calibration: the outbound socket delivers, the accepted inbound connection answers.
+  podChild.stdin!.write(`send ${label}-before\n`);
+  await flow.server.waitFor(`recv ${label}-before`);
+  inboundChild.stdin!.write(`send inbound ${label}-inbound-before\n`);
+  await inbound.waitFor(`got inbound echo ${label}-inbound-before`);
+  setRules([allow(flow.lab, ALLOW_KEPT, KEPT)]);
+  if (ended) await pod.waitFor('ended ECONNABORTED');
+  podChild.stdin!.write(`send ${label}-after\n`);
+  await pod.waitFor((line) => line === `sent ${label}-after` || line.startsWith(`error ${label}-after `));
+  // The accepted connection on the same port still answers; a kept flow's line after it arrives, the withdrawn
+  // socket's never does.
+  inboundChild.stdin!.write(`send inbound ${label}-inbound-after\n`);
+  await inbound.waitFor(`got inbound echo ${label}-inbound-after`);
+  const keptChild = flow.lab.spawnInPod(POD, [process.execPath, '-e', CLIENT_SCRIPT], {
+    env: { ...process.env, EG_ARGS: JSON.stringify([{ tag: 'kept', host: flow.lab.inet(KEPT, family), port: LINE_PORT }]) },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  flow.clients.push(keptChild);
+  await new Lines(keptChild).waitFor('connected kept');
+  keptChild.stdin!.write(`send kept ${label}-kept-after\n`);
+  await flow.server.waitFor(`recv ${label}-kept-after`);
+  assert.equal(flow.server.lines.includes(`recv ${label}-after`), false, 'no byte of the withdrawn socket arrives');
+  // A socket left alive would be re-judged (and a withdrawn one counted) again by each later test's rule changes.
+  for (const child of [podChild, inboundChild, keptChild]) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill();
+    await exited;
+  }
+}
+
 describe('flows that outlive their permission (real kernel)', { skip }, () => {
   const flow = useFlowLab('cf', (lab) => {
     const datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup });
@@ -234,6 +342,15 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [allow(flow.lab, ALLOW_KEPT, KEPT)]);
       await assertEnded(flow.server, client, `withdraw${family}`);
     });
+
+    test(`IPv${family}: an outbound socket bound with SO_REUSEPORT to the pod's listening port is ended when its rule is withdrawn; inbound connections on the port are kept`, () =>
+      assertReusePortWithdrawn(
+        flow,
+        family,
+        `reuseport${family}`,
+        (rules) => flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, rules),
+        true,
+      ));
 
     test(`IPv${family}: a flow opened in discovery mode ends on the switch to enforce`, async () => {
       flow.datapath!.configure(settings('permit'));
@@ -384,6 +501,19 @@ for (const packet of [true, false]) {
           const exited = new Promise((resolve) => client.child.once('exit', resolve));
           client.child.kill();
           await exited;
+        });
+
+        test(`IPv${family}: an outbound socket bound with SO_REUSEPORT to the pod's listening port is withdrawn like any other; inbound connections on the port are kept`, () => {
+          const pod = flow.lab.pod(POD);
+          const network = packet ? { interfaces: [pod.nodeInterface], addresses: [pod.ipv4, pod.ipv6] } : undefined;
+          const label = `reuseport${packet ? 'tc' : 'notc'}${family}`;
+          return assertReusePortWithdrawn(
+            flow,
+            family,
+            label,
+            (rules) => flow.datapath!.setWorkload(pod.cgroupPath, rules, network),
+            false,
+          );
         });
 
         test(`IPv${family}: a withdrawn connected UDP socket still reaches a permitted address by sendto(); its peer gets not one datagram`, async () => {
