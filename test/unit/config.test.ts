@@ -139,6 +139,31 @@ describe('agent configuration', () => {
     );
   });
 
+  test('DNS in-flight query caps: defaults, limits, and no workload share larger than the node-wide cap', () => {
+    const defaults = parseConfig('c.yaml', minimal, cgroupMount).dns;
+    assert.deepEqual(
+      [defaults.maxInflightQueries, defaults.maxInflightQueriesPerWorkload],
+      [CONFIG_DEFAULTS.dns.maxInflightQueries, CONFIG_DEFAULTS.dns.maxInflightQueriesPerWorkload],
+    );
+    const set = parseConfig(
+      'c.yaml',
+      minimal.replace('dns:\n', 'dns:\n  maxInflightQueries: 64\n  maxInflightQueriesPerWorkload: 64\n'),
+      cgroupMount,
+    );
+    assert.deepEqual([set.dns.maxInflightQueries, set.dns.maxInflightQueriesPerWorkload], [64, 64]);
+    assert.deepEqual(problems(minimal.replace('dns:\n', 'dns:\n  maxInflightQueries: 8\n  maxInflightQueriesPerWorkload: 9\n')), [
+      'dns.maxInflightQueriesPerWorkload: 9 must not exceed dns.maxInflightQueries (8)',
+    ]);
+    assert.match(
+      problems(minimal.replace('dns:\n', 'dns:\n  maxInflightQueries: 100\n')).join('\n'),
+      /dns\.maxInflightQueriesPerWorkload: 256 must not exceed dns\.maxInflightQueries \(100\)/,
+    );
+    assert.match(
+      problems(minimal.replace('dns:\n', 'dns:\n  maxInflightQueriesPerWorkload: 0\n')).join('\n'),
+      /dns\.maxInflightQueriesPerWorkload/,
+    );
+  });
+
   test('DNS-over-TCP connection caps: defaults, limits, and no workload share larger than the node-wide cap', () => {
     const defaults = parseConfig('c.yaml', minimal, cgroupMount).dns;
     assert.equal(defaults.maxTcpConnections, CONFIG_DEFAULTS.dns.maxTcpConnections);
