@@ -43,6 +43,9 @@ export const DEFAULT_LAB_HOSTS: readonly LabHost[] = [
 ];
 
 /** Fixed lab addresses. The DNS proxy addresses live in the node netns, the resolvers in inet. */
+/** Under each wildcard domain, the zone the lab resolvers never answer (names that stay in flight). */
+export const LAB_UNANSWERED_LABEL = 'unanswered';
+
 export const LAB_ADDRESSES = {
   dnsProxy: { ipv4: '198.18.0.53', ipv6: 'fd00:eb::53' },
   resolver: { ipv4: '198.18.100.53', ipv6: 'fd00:eb:100::53' },
@@ -62,7 +65,11 @@ export interface LabOptions {
   /** Pod names, [a-z0-9-], at most 90 pods (Lab.addPod adds more later). Pod i gets 198.18.(10+i).2 and fd00:eb:(10+i)::2. */
   pods: string[];
   hosts?: readonly LabHost[];
-  /** Host names (from `hosts`) whose every subdomain resolves to that host's addresses. Default: attacker.example when present. */
+  /**
+   * Host names (from `hosts`) whose every subdomain resolves to that host's addresses, except the subdomains of
+   * `${LAB_UNANSWERED_LABEL}.<name>`, which the resolvers forward to a dead port and never answer. Default:
+   * attacker.example when present.
+   */
   wildcardDomains?: string[];
   /** Internet addresses without a name (see Lab.inet): 198.18.100.<n> and fd00:eb:100::<n> for each n. */
   unnamedHosts?: number[];
@@ -634,7 +641,9 @@ export class Lab {
     const records = this.hosts.map((host) => `--host-record=${host.name},${host.ipv4},${host.ipv6},${host.ttl}`);
     const wildcardOptions = this.wildcardDomains.flatMap((domain) => {
       const host = this.hosts.find((candidate) => candidate.name === domain) as LabHost;
-      return [`--address=/${domain}/${host.ipv4}`, `--address=/${domain}/${host.ipv6}`];
+      // Nothing listens on port 9 of the resolvers' namespace: forwarded there, a query is never answered.
+      const unanswered = `--server=/${LAB_UNANSWERED_LABEL}.${domain}/127.0.0.1#9`;
+      return [`--address=/${domain}/${host.ipv4}`, `--address=/${domain}/${host.ipv6}`, unanswered];
     });
     const wildcardTtls = this.hosts.filter((host) => this.wildcardDomains.includes(host.name)).map((host) => host.ttl);
     if (wildcardTtls.length > 0) wildcardOptions.push(`--local-ttl=${Math.min(...wildcardTtls)}`);

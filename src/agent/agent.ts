@@ -293,7 +293,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       if (first) log.info({ workloads: workloads.length }, 'workloads known: ready');
       sources.workloadsApplied(reconciler.failures());
     });
-    const { listen, port, upstreams, deniedRcode, maxIpsPerName, maxTcpConnections, maxTcpConnectionsPerWorkload } = config.dns;
+    const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
+    const { maxTcpConnections, maxTcpConnectionsPerWorkload, maxInflightQueries, maxInflightQueriesPerWorkload } = config.dns;
     const lifetime = config.dns;
     if (listen.length > 0) {
       const { minTtlSeconds, maxTtlSeconds, graceSeconds } = config.dns;
@@ -307,6 +308,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           maxIpsPerName,
           maxTcpConnections,
           maxTcpConnectionsPerWorkload,
+          maxInflightQueries,
+          maxInflightQueriesPerWorkload,
         },
         policy: dnsPolicy(),
         learn: (workloadId, ruleIds, ips, ttlSeconds, name) => {

@@ -99,6 +99,10 @@ export interface AgentConfig {
     maxTcpConnections: number;
     /** ... of those, what one workload may hold, so one workload cannot take the others' slots. */
     maxTcpConnectionsPerWorkload: number;
+    /** DNS queries the proxy serves at once (node-wide); more are dropped and the clients retry. */
+    maxInflightQueries: number;
+    /** ... of those, what one workload may have in flight, so names that resolve slowly cannot take the others' slots. */
+    maxInflightQueriesPerWorkload: number;
   };
   events: {
     /** Each entry validated against its type's schema in the sink registry (src/sinks/registry.ts). */
@@ -131,6 +135,8 @@ export const CONFIG_DEFAULTS = {
     maxIpsPerWorkload: 4096,
     maxTcpConnections: 256,
     maxTcpConnectionsPerWorkload: 16,
+    maxInflightQueries: 4096,
+    maxInflightQueriesPerWorkload: 256,
   },
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
   // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
@@ -246,6 +252,8 @@ const schema = {
         maxIpsPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
         maxTcpConnections: { type: 'integer', minimum: 1, maximum: 65536 },
         maxTcpConnectionsPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
+        maxInflightQueries: { type: 'integer', minimum: 1, maximum: 65536 },
+        maxInflightQueriesPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
       },
     },
     events: {
@@ -312,6 +320,8 @@ interface RawConfig {
     maxIpsPerWorkload?: number;
     maxTcpConnections?: number;
     maxTcpConnectionsPerWorkload?: number;
+    maxInflightQueries?: number;
+    maxInflightQueriesPerWorkload?: number;
   };
   events?: { sinks?: SinkConfig[]; aggregateWindowMs?: number };
   metrics?: { enabled?: boolean; listen?: string };
@@ -527,6 +537,12 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string, en
     problems.push(
       `dns.maxTcpConnectionsPerWorkload: ${maxTcpConnectionsPerWorkload} must not exceed dns.maxTcpConnections (${maxTcpConnections})`,
     );
+  const maxInflightQueries = dns.maxInflightQueries ?? CONFIG_DEFAULTS.dns.maxInflightQueries;
+  const maxInflightQueriesPerWorkload = dns.maxInflightQueriesPerWorkload ?? CONFIG_DEFAULTS.dns.maxInflightQueriesPerWorkload;
+  if (maxInflightQueriesPerWorkload > maxInflightQueries)
+    problems.push(
+      `dns.maxInflightQueriesPerWorkload: ${maxInflightQueriesPerWorkload} must not exceed dns.maxInflightQueries (${maxInflightQueries})`,
+    );
 
   const metricsEnabled = raw.metrics?.enabled ?? CONFIG_DEFAULTS.metrics.enabled;
   const metricsListenText = raw.metrics?.listen ?? CONFIG_DEFAULTS.metrics.listen;
@@ -568,6 +584,8 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string, en
       maxIpsPerWorkload: dns.maxIpsPerWorkload ?? CONFIG_DEFAULTS.dns.maxIpsPerWorkload,
       maxTcpConnections,
       maxTcpConnectionsPerWorkload,
+      maxInflightQueries,
+      maxInflightQueriesPerWorkload,
     },
     events: {
       sinks: raw.events?.sinks ?? CONFIG_DEFAULTS.events.sinks.map((sink) => ({ ...sink })),

@@ -73,8 +73,13 @@ export interface DnsProxyOptions {
    * dns.maxTcpConnectionsPerWorkload).
    */
   maxTcpConnectionsPerWorkload: number;
-  /** Queries being served at once over all transports; more are dropped (clients retry). Default 4096. */
-  maxInflightQueries?: number;
+  /** Queries being served at once over all transports; more are dropped (clients retry) (config dns.maxInflightQueries). */
+  maxInflightQueries: number;
+  /**
+   * Queries of one workload (unknown sources: of one address) being served at once, at most maxInflightQueries; more
+   * are dropped, so names that resolve slowly cannot hold every slot (config dns.maxInflightQueriesPerWorkload).
+   */
+  maxInflightQueriesPerWorkload: number;
   /** Positive answers kept for all workloads (0: no cache). Default 10000. */
   answerCacheEntries?: number;
   /** Sockets a holder passed in (see activation.ts), used instead of binding for the listen addresses they are bound to. */
@@ -125,6 +130,8 @@ export class DnsProxy {
   private readonly cancel = new AbortController();
   private listening: ListeningAddress[] = [];
   private inflight = 0;
+  /** Queries in flight per owner (see ownerOf). */
+  private readonly inflightByOwner = new Map<string, number>();
   private pruneTimer: NodeJS.Timeout | null = null;
 
   constructor(options: DnsProxyOptions) {
@@ -136,22 +143,12 @@ export class DnsProxy {
       throw new Error(`DNS proxy: port ${options.port} is out of range 0-65535`);
     }
     if (options.upstreams.length === 0) throw new Error('DNS proxy: no upstream resolver is configured');
-    const { maxTcpConnections, maxTcpConnectionsPerWorkload } = options;
-    if (!Number.isInteger(maxTcpConnections) || maxTcpConnections < 1)
-      throw new Error(`DNS proxy: maxTcpConnections ${maxTcpConnections} is not a positive integer`);
-    if (
-      !Number.isInteger(maxTcpConnectionsPerWorkload) ||
-      maxTcpConnectionsPerWorkload < 1 ||
-      maxTcpConnectionsPerWorkload > maxTcpConnections
-    )
-      throw new Error(
-        `DNS proxy: maxTcpConnectionsPerWorkload ${maxTcpConnectionsPerWorkload} must be a positive integer no larger than maxTcpConnections (${maxTcpConnections})`,
-      );
+    checkShare('maxTcpConnections', options.maxTcpConnections, 'maxTcpConnectionsPerWorkload', options.maxTcpConnectionsPerWorkload);
+    checkShare('maxInflightQueries', options.maxInflightQueries, 'maxInflightQueriesPerWorkload', options.maxInflightQueriesPerWorkload);
     this.options = {
       upstreamTimeoutMs: 2000,
       learnTimeoutMs: 2000,
       tcpIdleTimeoutMs: 10_000,
-      maxInflightQueries: 4096,
       answerCacheEntries: 10_000,
       ...options,
     };
@@ -225,7 +222,7 @@ export class DnsProxy {
 
   private onConnection(socket: net.Socket): void {
     const client: Client = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
-    const owner = this.options.oracle.workloadFor(client.ip)?.key ?? `address ${client.ip}`;
+    const owner = this.ownerOf(client);
     const held = this.tcpConnectionsByOwner.get(owner) ?? 0;
     // Counted here, not with each server's maxConnections: the cap is the node's, over both families' listeners.
     if (this.tcpConnections.size >= this.options.maxTcpConnections) {
@@ -273,6 +270,13 @@ export class DnsProxy {
       this.counters.droppedOverload += 1;
       return null;
     }
+    const owner = this.ownerOf(client);
+    const held = this.inflightByOwner.get(owner) ?? 0;
+    if (held >= this.options.maxInflightQueriesPerWorkload) {
+      this.counters.droppedOverloadPerWorkload += 1;
+      return null;
+    }
+    this.inflightByOwner.set(owner, held + 1);
     this.inflight += 1;
     this.counters.queries += 1;
     try {
@@ -287,7 +291,15 @@ export class DnsProxy {
       return outcome.response;
     } finally {
       this.inflight -= 1;
+      const left = (this.inflightByOwner.get(owner) ?? 1) - 1;
+      if (left > 0) this.inflightByOwner.set(owner, left);
+      else this.inflightByOwner.delete(owner);
     }
+  }
+
+  /** Whose share a client's queries and connections take: its workload, or for unknown sources its address. */
+  private ownerOf(client: Client): string {
+    return this.options.oracle.workloadFor(client.ip)?.key ?? `address ${client.ip}`;
   }
 
   private async decideAndAnswer(message: Buffer, client: Client): Promise<Outcome> {
@@ -485,6 +497,7 @@ export function zeroStats(): DnsProxyStats {
     learnedAddresses: 0,
     addressesOverCap: 0,
     droppedOverload: 0,
+    droppedOverloadPerWorkload: 0,
     tcpConnectionsRejected: 0,
     tcpConnectionsRejectedPerWorkload: 0,
     tcpConnectionsOpen: 0,
@@ -518,6 +531,13 @@ function decisionEvent(time: string, client: Client, event: NonNullable<Outcome[
 let isoMs = 0;
 let isoText = '';
 /** The current time as ISO-8601, formatted once per millisecond (a busy proxy receives several queries in one). */
+/** A node-wide cap must be a positive integer and one workload's share of it a positive integer no larger. */
+function checkShare(nodeName: string, node: number, shareName: string, share: number): void {
+  if (!Number.isInteger(node) || node < 1) throw new Error(`DNS proxy: ${nodeName} ${node} is not a positive integer`);
+  if (!Number.isInteger(share) || share < 1 || share > node)
+    throw new Error(`DNS proxy: ${shareName} ${share} must be a positive integer no larger than ${nodeName} (${node})`);
+}
+
 function isoNow(): string {
   const ms = Date.now();
   if (ms !== isoMs) [isoMs, isoText] = [ms, new Date(ms).toISOString()];

@@ -100,6 +100,8 @@ export interface DnsProxyStats {
   addressesOverCap: number;
   /** Queries dropped because too many were in flight. */
   droppedOverload: number;
+  /** Queries dropped because their workload (unknown sources: their address) had its own share in flight. */
+  droppedOverloadPerWorkload: number;
   /** TCP connections closed at accept because the connection cap was reached. */
   tcpConnectionsRejected: number;
   /** TCP connections closed at accept because their workload held its own cap of slots. */

@@ -304,7 +304,15 @@ export class AgentMetrics {
     mirroredCounter(registry, 'dns_queries_total', 'Queries the DNS proxy handled, by outcome.', ['outcome'], () => {
       const dns = sources.dns();
       if (dns === null) return [];
-      const outcomes = ['permitted', 'denied', 'unknownSource', 'malformed', 'upstreamErrors', 'droppedOverload'] as const;
+      const outcomes = [
+        'permitted',
+        'denied',
+        'unknownSource',
+        'malformed',
+        'upstreamErrors',
+        'droppedOverload',
+        'droppedOverloadPerWorkload',
+      ] as const;
       return outcomes.map((outcome) => [{ outcome }, dns[outcome]]);
     });
     mirroredCounter(

@@ -217,6 +217,7 @@ describe('helm chart', () => {
     ['an upstream without a port', ['--set-json', 'dns.upstreams=["10.96.0.10"]'], /dns\/upstreams\/0/],
     ['no upstream', ['--set-json', 'dns.upstreams=[]'], /dns\/upstreams/],
     ['a DNS-over-TCP share of no connection', ['--set', 'dns.maxTcpConnectionsPerWorkload=0'], /dns\/maxTcpConnectionsPerWorkload/],
+    ['an in-flight DNS share of no query', ['--set', 'dns.maxInflightQueriesPerWorkload=0'], /dns\/maxInflightQueriesPerWorkload/],
     ['an interface name over 15 characters', ['--set', 'dns.interface=egressguard-dns-proxy'], /dns\/interface/],
     ['a metrics port out of range', ['--set', 'metrics.port=70000'], /metrics\/port/],
     ['a relative bpffs path', ['--set', 'hostPaths.bpffs=sys/fs/bpf'], /hostPaths\/bpffs/],

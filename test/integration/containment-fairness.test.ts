@@ -12,7 +12,7 @@ import { destroyDatapath, openDatapath } from '../../src/datapath/datapath.js';
 import { EG_MAX_FLOWS, EG_MAX_FLOWS_PER_WORKLOAD } from '../../src/datapath/abi.js';
 import type { Datapath, KernelEvent } from '../../src/datapath/types.js';
 import { buildClientHello } from '../../lab/clienthello.js';
-import { Lab, LAB_ADDRESSES, DEFAULT_LAB_HOSTS, type LabPod } from '../../lab/lab.js';
+import { Lab, LAB_ADDRESSES, LAB_UNANSWERED_LABEL, DEFAULT_LAB_HOSTS, type LabPod } from '../../lab/lab.js';
 import { LabAgent, type LabWorkload } from '../../lab/lab-agent.js';
 import type { DnsProbeResult } from '../../lab/probe-result.js';
 import { DENY_BY_DEFAULT, eventMatching, rule } from '../support/datapath-helpers.js';
@@ -95,7 +95,24 @@ while True:
             held.remove(s)
             s.close()`;
 
-describe('one workload cannot starve another of DNS over TCP', { skip: privilegedSkip() }, () => {
+/** Sends EG_ARGS lookups of q<n>.<zone> to <dst>:53 over UDP, one a millisecond, until stdin closes. */
+const FLOOD_UNANSWERED_SCRIPT = String.raw`
+import json, os, select, socket, sys
+a = json.loads(os.environ['EG_ARGS'])
+s = socket.socket(socket.AF_INET6 if ':' in a['dst'] else socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+n = 0
+while not select.select([sys.stdin], [], [], 0.001)[0]:
+    n += 1
+    name = b''.join(bytes([len(label)]) + label.encode() for label in ('q%d.%s' % (n, a['zone'])).split('.'))
+    s.sendto((n % 65536).to_bytes(2, 'big') + b'\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00' + name + b'\x00\x00\x01\x00\x01', (a['dst'], 53))
+    try:
+        while True:
+            s.recv(512)
+    except BlockingIOError:
+        pass`;
+
+describe('one workload cannot starve another of the DNS proxy (TCP connections, queries in flight)', { skip: privilegedSkip() }, () => {
   let lab: Lab;
   let agent: LabAgent;
 
@@ -113,12 +130,14 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
     }
   });
 
-  /** (Re)start the agent with these DNS-over-TCP caps: the proxy takes its settings at start. */
-  async function runAgent(perWorkload: number): Promise<void> {
+  /** (Re)start the agent with these DNS caps (TCP connections, or queries in flight): the proxy takes them at start. */
+  async function runAgent(perWorkload: number, caps: 'tcp' | 'inflight' = 'tcp'): Promise<void> {
     await agent.stop();
-    agent.editConfig((config) =>
-      Object.assign(config.dns as object, { maxTcpConnections: NODE_SLOTS, maxTcpConnectionsPerWorkload: perWorkload }),
-    );
+    const settings =
+      caps === 'tcp'
+        ? { maxTcpConnections: NODE_SLOTS, maxTcpConnectionsPerWorkload: perWorkload }
+        : { maxInflightQueries: NODE_SLOTS, maxInflightQueriesPerWorkload: perWorkload };
+    agent.editConfig((config) => Object.assign(config.dns as object, settings));
     await agent.start();
     await agent.waitForPolicies([POLICY_NAME]);
   }
@@ -148,21 +167,42 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
     return release;
   }
 
-  /** The victim's lookup over TCP, addressed to the resolver (steered to the proxy), and whether the resolver saw it. */
-  async function victimLookup(family: 4 | 6, name: string): Promise<DnsProbeResult> {
+  /** The victim's lookup (over TCP unless told), addressed to the resolver (steered to the proxy). */
+  async function victimLookup(family: 4 | 6, name: string, transport: 'tcp' | 'udp' = 'tcp'): Promise<DnsProbeResult> {
     const resolver = family === 4 ? LAB_ADDRESSES.resolver.ipv4 : LAB_ADDRESSES.resolver.ipv6;
     const type = family === 4 ? 'A' : 'AAAA';
+    const tcp = transport === 'tcp' ? ['--tcp'] : [];
     return (await lab.probe(VICTIM.pod, [
       'dns',
       name,
       '--server',
       resolver,
-      '--tcp',
+      ...tcp,
       '--type',
       type,
       '--timeout-ms',
       '3000',
     ])) as DnsProbeResult;
+  }
+
+  /**
+   * The attacker's lookups of names the resolver never answers, a new name every millisecond over UDP, so they hold
+   * every in-flight slot they may; until the returned function is called.
+   */
+  async function floodUnanswered(family: 4 | 6): Promise<() => Promise<void>> {
+    const resolver = family === 4 ? LAB_ADDRESSES.resolver.ipv4 : LAB_ADDRESSES.resolver.ipv6;
+    const zone = `${LAB_UNANSWERED_LABEL}.${LOOKUP_HOST.name}`;
+    const child = lab.spawnInPod(ATTACKER.pod, ['python3', '-c', FLOOD_UNANSWERED_SCRIPT], {
+      env: { ...process.env, EG_ARGS: JSON.stringify({ dst: resolver, zone }) },
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    let errors = '';
+    child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    return async () => {
+      child.stdin!.end();
+      assert.equal(await exited, 0, `the attacker exited cleanly: ${errors}`);
+    };
   }
 
   const stat = async (name: string) => Number((await agent.status()).stats[`dns.${name}`]);
@@ -221,6 +261,44 @@ describe('one workload cannot starve another of DNS over TCP', { skip: privilege
           "the attacker's share to be all the proxy holds",
           async () => (await stat('tcpConnectionsOpen')) === WORKLOAD_SLOTS,
         );
+      } finally {
+        await release();
+      }
+    }, 120_000);
+  }
+
+  for (const family of [4, 6] as const) {
+    test(`IPv${family}: names that are never answered hold the attacker's share of in-flight queries and no more; the victim is answered`, async () => {
+      // Calibration: the per-workload share equals the node's. The attacker's unanswered lookups hold every slot and
+      // the victim's UDP lookup is dropped: no answer, and the resolver never sees it.
+      await runAgent(NODE_SLOTS, 'inflight');
+      const starvedName = `starved-inflight-v${family}.${LOOKUP_HOST.name}`;
+      let release = await floodUnanswered(family);
+      try {
+        await waitUntil('the proxy to drop lookups at the node cap', async () => (await stat('droppedOverload')) > 0);
+        const starved = await victimLookup(family, starvedName, 'udp');
+        assert.equal(starved.ok, false, `the attack works without a per-workload share: ${JSON.stringify(starved)}`);
+        assert.deepEqual(await resolverSaw(starvedName), [], 'the resolver never saw the starved lookup');
+      } finally {
+        await release();
+      }
+
+      // Bounded: the attacker's excess is dropped and counted against it; the node cap is never reached and the
+      // victim's lookup is answered by the resolver, through the proxy.
+      await runAgent(WORKLOAD_SLOTS, 'inflight');
+      const answeredName = `answered-inflight-v${family}.${LOOKUP_HOST.name}`;
+      release = await floodUnanswered(family);
+      try {
+        await waitUntil('the proxy to drop the attacker past its share', async () => (await stat('droppedOverloadPerWorkload')) > 0);
+        const answered = await victimLookup(family, answeredName, 'udp');
+        assert.equal(answered.ok, true, JSON.stringify(answered));
+        assert.equal(answered.rcode, 'NOERROR');
+        assert.deepEqual(
+          answered.answers.map((answer) => answer.data),
+          [family === 4 ? LOOKUP_HOST.ipv4 : LOOKUP_HOST.ipv6],
+        );
+        await waitUntil("the resolver to log the victim's lookup", async () => (await resolverSaw(answeredName)).length === 1);
+        assert.equal(await stat('droppedOverload'), 0, 'the node cap was never reached');
       } finally {
         await release();
       }

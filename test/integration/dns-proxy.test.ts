@@ -27,6 +27,7 @@ const CLIENT_TIMEOUT_MS = 5000;
 const WORKLOAD = { key: 'obot-mcp/ms1kbsng', workloadId: 7 };
 const ALLOW_RULE = 101;
 const POLICY = { namespace: 'obot-mcp', name: 'ms1kbsng', generation: 3 };
+const BLACKHOLE_ZONE = 'blackhole.test';
 const ALLOWED = new Set(['api.openai.com', 'chat.openai.com', 'many.cdn.example', 'short.openai.com']);
 
 const oracle: DnsPolicyOracle = {
@@ -184,6 +185,8 @@ describe('DNS proxy against dnsmasq', () => {
       maxIpsPerName: 1000,
       maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
       maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
+      maxInflightQueries: CONFIG_DEFAULTS.dns.maxInflightQueries,
+      maxInflightQueriesPerWorkload: CONFIG_DEFAULTS.dns.maxInflightQueriesPerWorkload,
       ...overrides,
     });
     proxies.push(proxy);
@@ -220,6 +223,8 @@ describe('DNS proxy against dnsmasq', () => {
       '--host-record=short.openai.com,198.18.100.20,fd00:eb:100::20,1',
       '--cname=chat.openai.com,api.openai.com,120',
       ...manyRecords,
+      // Forwarded to a port nobody listens on: these names are never answered and stay in flight.
+      `--server=/${BLACKHOLE_ZONE}/127.0.0.1#9`,
       '--log-queries',
       `--log-facility=${logFile}`,
       '--pid-file=',
@@ -446,6 +451,49 @@ describe('DNS proxy against dnsmasq', () => {
     assert.equal(bounded.proxy.stats().tcpConnectionsRejectedPerWorkload, 4, 'the hog keeps its own 4 slots, no more');
     assert.equal(await askFromOther(bounded.port), '198.18.100.10', 'the other workload is still answered');
     for (const socket of held) socket.destroy();
+  });
+
+  test('in-flight slots are per workload: names that are never answered cannot starve another workload', async () => {
+    const other = { key: 'obot-mcp/other', workloadId: 8 };
+    const twoWorkloads: DnsPolicyOracle = {
+      workloadFor: (ip) => (ip === '127.0.0.1' ? WORKLOAD : ip === '127.0.0.2' ? other : null),
+      decide: (workload, qname) =>
+        qname.endsWith(`.${BLACKHOLE_ZONE}`) ? oracle.decide(workload, 'api.openai.com') : oracle.decide(workload, qname),
+    };
+    const caps = { oracle: twoWorkloads, upstreamTimeoutMs: 30_000, maxInflightQueries: 8 };
+    /** Sends `count` lookups of never-answered names from the hog's address; resolves once dnsmasq forwarded them. */
+    const hog = async (port: number, count: number, run: string): Promise<dgram.Socket> => {
+      const socket = dgram.createSocket('udp4');
+      await new Promise<void>((resolve) => socket.bind({ address: '127.0.0.1', port: 0 }, resolve));
+      for (let i = 0; i < count; i += 1) socket.send(encodeQuery(`${run}-${i}.${BLACKHOLE_ZONE}`, 'A', i), port, '127.0.0.1');
+      return socket;
+    };
+    const forwarded = (run: string) =>
+      queryLog()
+        .split('\n')
+        .filter((line) => line.includes(`query[A] ${run}-`)).length;
+
+    // Calibration: with one workload allowed every slot, its unanswered lookups hold them and the other's is dropped.
+    const open = await startProxy({ ...caps, maxInflightQueriesPerWorkload: 8 });
+    const starving = await hog(open.port, 8, 'starve');
+    await waitUntil('dnsmasq to log the hog lookups', () => forwarded('starve') === 8);
+    const starved = udpAsk(open.port, encodeQuery('starved.marker.test'), { localAddress: '127.0.0.2' });
+    await waitUntil('the proxy to drop the other workload at the node cap', () => open.proxy.stats().droppedOverload === 1);
+    await assert.rejects(starved, /no UDP answer/, 'the attack works without a per-workload share');
+    starving.close();
+    await open.proxy.stop();
+
+    const bounded = await startProxy({ ...caps, maxInflightQueriesPerWorkload: 4 });
+    await flushQueryLog(bounded.port);
+    assert.ok(!queryLog().includes('starved.marker.test'), 'the resolver never saw the starved lookup');
+    const held = await hog(bounded.port, 8, 'share');
+    await waitUntil('the proxy to drop the hog past its share', () => bounded.proxy.stats().droppedOverloadPerWorkload === 4);
+    await waitUntil('dnsmasq to log the hog lookups', () => forwarded('share') === 4);
+    const answered = await udpAsk(bounded.port, encodeQuery('answered.marker.test'), { localAddress: '127.0.0.2' });
+    assert.equal(answered.id, 4321, 'the other workload is answered');
+    await waitUntil("dnsmasq to log the other workload's lookup", () => queryLog().includes('query[A] answered.marker.test '));
+    assert.deepEqual([bounded.proxy.stats().droppedOverload, forwarded('share')], [0, 4], 'only the hog was held to its share');
+    held.close();
   });
 
   test('listens on IPv6 too: a query over ::1 is served (REFUSED here, as ::1 belongs to no workload)', async () => {
@@ -750,6 +798,8 @@ describe('DNS proxy against dnsmasq', () => {
           maxIpsPerName: 1000,
           maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
           maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
+          maxInflightQueries: CONFIG_DEFAULTS.dns.maxInflightQueries,
+          maxInflightQueriesPerWorkload: CONFIG_DEFAULTS.dns.maxInflightQueriesPerWorkload,
         },
         policy,
         learn: (_workloadId, ruleIds, ips, ttlSeconds, name) => {

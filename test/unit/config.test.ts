@@ -139,30 +139,27 @@ describe('agent configuration', () => {
     );
   });
 
-  test('DNS-over-TCP connection caps: defaults, limits, and no workload share larger than the node-wide cap', () => {
-    const defaults = parseConfig('c.yaml', minimal, cgroupMount).dns;
-    assert.equal(defaults.maxTcpConnections, CONFIG_DEFAULTS.dns.maxTcpConnections);
-    assert.equal(defaults.maxTcpConnectionsPerWorkload, CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload);
-    const set = parseConfig(
-      'c.yaml',
-      minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: 64\n  maxTcpConnectionsPerWorkload: 64\n'),
-      cgroupMount,
-    );
-    assert.deepEqual([set.dns.maxTcpConnections, set.dns.maxTcpConnectionsPerWorkload], [64, 64]);
-    assert.deepEqual(problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: 8\n  maxTcpConnectionsPerWorkload: 9\n')), [
-      'dns.maxTcpConnectionsPerWorkload: 9 must not exceed dns.maxTcpConnections (8)',
-    ]);
-    // Below the default node-wide cap without raising it: named the same way.
-    assert.match(
-      problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: 4\n')).join('\n'),
-      /dns\.maxTcpConnectionsPerWorkload: 16 must not exceed dns\.maxTcpConnections \(4\)/,
-    );
-    assert.match(
-      problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnectionsPerWorkload: 0\n')).join('\n'),
-      /dns\.maxTcpConnectionsPerWorkload/,
-    );
-    assert.match(problems(minimal.replace('dns:\n', 'dns:\n  maxTcpConnections: many\n')).join('\n'), /dns\.maxTcpConnections/);
-  });
+  const shareCaps = [
+    ['DNS-over-TCP connection', 'maxTcpConnections', 'maxTcpConnectionsPerWorkload'],
+    ['DNS in-flight query', 'maxInflightQueries', 'maxInflightQueriesPerWorkload'],
+  ] as const;
+  for (const [what, node, share] of shareCaps) {
+    test(`${what} caps: defaults, limits, and no workload share larger than the node-wide cap`, () => {
+      const withDns = (lines: string) => minimal.replace('dns:\n', `dns:\n${lines}`);
+      const defaults = parseConfig('c.yaml', minimal, cgroupMount).dns;
+      assert.deepEqual([defaults[node], defaults[share]], [CONFIG_DEFAULTS.dns[node], CONFIG_DEFAULTS.dns[share]]);
+      const set = parseConfig('c.yaml', withDns(`  ${node}: 64\n  ${share}: 64\n`), cgroupMount);
+      assert.deepEqual([set.dns[node], set.dns[share]], [64, 64]);
+      assert.deepEqual(problems(withDns(`  ${node}: 8\n  ${share}: 9\n`)), [`dns.${share}: 9 must not exceed dns.${node} (8)`]);
+      // Below the default share without raising it: named the same way.
+      const belowShare = CONFIG_DEFAULTS.dns[share] - 1;
+      assert.deepEqual(problems(withDns(`  ${node}: ${belowShare}\n`)), [
+        `dns.${share}: ${CONFIG_DEFAULTS.dns[share]} must not exceed dns.${node} (${belowShare})`,
+      ]);
+      assert.match(problems(withDns(`  ${share}: 0\n`)).join('\n'), new RegExp(`dns\\.${share}`));
+      assert.match(problems(withDns(`  ${node}: many\n`)).join('\n'), new RegExp(`dns\\.${node}`));
+    });
+  }
 
   test('two workloads may not share an address, a cgroup or a name', () => {
     const twice = minimal.replace(

@@ -133,12 +133,16 @@ describe('AgentMetrics', () => {
       tcpConnectionsRejected: 2,
       tcpConnectionsRejectedPerWorkload: 36,
       tcpConnectionsOpen: 5,
+      droppedOverload: 3,
+      droppedOverloadPerWorkload: 11,
     };
     const metrics = new AgentMetrics(sources({ dns: () => proxy }));
     const { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="node"}'), 2);
     assert.equal(sample(body, 'egressguard_dns_tcp_connections_rejected_total{limit="workload"}'), 36);
     assert.equal(sample(body, 'egressguard_dns_tcp_connections_open'), 5);
+    assert.equal(sample(body, 'egressguard_dns_queries_total{outcome="droppedOverload"}'), 3);
+    assert.equal(sample(body, 'egressguard_dns_queries_total{outcome="droppedOverloadPerWorkload"}'), 11);
     proxy.tcpConnectionsRejectedPerWorkload += 4;
     assert.equal(sample((await metrics.exposition()).body, 'egressguard_dns_tcp_connections_rejected_total{limit="workload"}'), 40);
   });
