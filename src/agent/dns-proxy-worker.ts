@@ -8,7 +8,7 @@ import { ConfirmedLearning } from '../dns/confirmed-learning.js';
 import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import { snapshotOracle } from './dns-policy.js';
 import { DnsProxy } from '../dns/proxy.js';
-import type { DnsPolicyOracle } from '../dns/types.js';
+import type { DnsDecisionEvent, DnsPolicyOracle } from '../dns/types.js';
 import { packEvent, type FromWorker, type PackedEvent, type ProxyWorkerData, type ToWorker } from './dns-worker-protocol.js';
 
 const NS_PER_SECOND = 1_000_000_000n;
@@ -66,9 +66,16 @@ const proxy = new DnsProxy({
   onEvent: (event) => {
     if (batch.length === 0) flushTimer = setTimeout(flush, EVENT_BATCH_MS);
     batch.push(packEvent(event));
-    if (batch.length >= EVENT_BATCH_SIZE) flush();
+    // An answer nothing was learned for (no rule to learn it for: discovery mode's default permit, a baseline permit)
+    // is named to the main thread by this event alone, so it goes now, before the answer is released: the workload's
+    // connect to the address comes right after, and its kernel event must find the name.
+    if (batch.length >= EVENT_BATCH_SIZE || namesUnlearnedAnswer(event)) flush();
   },
 });
+
+function namesUnlearnedAnswer(event: DnsDecisionEvent): boolean {
+  return event.verdict === 'permitted' && event.answers.length > 0 && event.learnedTtlSeconds === null;
+}
 
 function flush(): void {
   if (flushTimer !== null) clearTimeout(flushTimer);
