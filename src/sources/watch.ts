@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 // Quiet time after the last event: enough to take an editor's save (write, chmod, rename: microseconds apart) as one
 // change, and short, as it is part of every policy edit's way into the kernel (issue 10's 50 ms, bench/propagation.ts).
 // A write caught half done is rejected and the last good state stays in force until the rest of it arrives, which
-// brings another event: an emptied file (truncated, not written yet) holds no document and a cut one fails validation.
+// brings another event: an emptied file (truncated, not written yet) holds no document, and a file cut anywhere but
+// between two complete rules fails validation.
 const DEBOUNCE_MS = 5;
 
 export interface WatchTarget {
