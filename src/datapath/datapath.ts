@@ -845,6 +845,9 @@ class KernelDatapath implements Datapath {
     this.listeners.push(listener);
     // Read the ring buffer only once someone listens: unread events wait in the kernel.
     this.ringBuffer ??= new this.native.RingBuffer(this.maps.eg_events, (records, error) => {
+      // Batches the reader queued before close() are still delivered after it: nobody listens any more (the agent's
+      // event pipeline, closed next, threw from inside the native callback: Node's DEP0168 warning at SIGTERM).
+      if (this.closed) return;
       if (error !== undefined || records === null) throw error ?? new Error('ring buffer reader stopped');
       for (const record of records) {
         let event: KernelEvent;
