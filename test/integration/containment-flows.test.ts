@@ -179,6 +179,19 @@ const settings = (defaultAction: 'permit' | 'deny'): DatapathSettings => ({
   features: { tls: true, packet: true },
 });
 
+/** A logged webGroup rule permitting TCP to one exact name on `port`. */
+const webRule = (ruleId: number, name: string, port = TLS_PORT): KernelRule =>
+  rule({
+    ruleId,
+    action: 'permit',
+    protocol: 'tcp',
+    portLow: port,
+    portHigh: port,
+    web: true,
+    log: true,
+    domains: [{ kind: 'exact', name }],
+  });
+
 const allow = (lab: Lab, ruleId: number, host: number, protocol: 'tcp' | 'udp' = 'tcp'): KernelRule =>
   rule({
     ruleId,
@@ -367,16 +380,6 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
     });
 
     test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling; its ClientHello never arrives`, async () => {
-      const webRule = rule({
-        ruleId: WEB_RULE,
-        action: 'permit',
-        protocol: 'tcp',
-        portLow: TLS_PORT,
-        portHigh: TLS_PORT,
-        web: true,
-        log: true,
-        domains: [{ kind: 'exact', name: 'allowed.example' }],
-      });
       const hello = (sni: string) => ({
         host: flow.lab.inet(KEPT, family),
         port: TLS_PORT,
@@ -387,7 +390,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
       assert.equal((await send(`calibration${family}.evil.example`)).code, 'ANSWERED');
       await flow.server.waitFor(`tls calibration${family}.evil.example`);
-      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule]);
+      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule(WEB_RULE, 'allowed.example')]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
       flow.datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: flow.lab.inet(KEPT, family), expiresAtNs }]);
       // The permitted name reaches the server (its ack comes back).
@@ -402,20 +405,9 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
     });
 
     test(`IPv${family}: a TLS flow permitted on its name ends when no rule permits that name any more, though another name's rule covers its address`, async () => {
-      const web = (ruleId: number, name: string) =>
-        rule({
-          ruleId,
-          action: 'permit',
-          protocol: 'tcp',
-          portLow: TLS_PORT,
-          portHigh: TLS_PORT,
-          web: true,
-          log: true,
-          domains: [{ kind: 'exact', name }],
-        });
-      const withdrawnRule = web(NAME_WITHDRAWN_RULE, 'withdrawn.example');
-      const keptRule = web(NAME_KEPT_RULE, 'kept.example');
-      const keptAgainRule = web(NAME_KEPT_AGAIN_RULE, 'kept.example');
+      const withdrawnRule = webRule(NAME_WITHDRAWN_RULE, 'withdrawn.example');
+      const keptRule = webRule(NAME_KEPT_RULE, 'kept.example');
+      const keptAgainRule = webRule(NAME_KEPT_AGAIN_RULE, 'kept.example');
       const cgroup = flow.lab.pod(POD).cgroupPath;
       const address = flow.lab.inet(KEPT, family);
       // Three rules, two names, one (CDN-shared) address learned for all of them.
@@ -484,18 +476,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
       assert.equal((await send('evil.example', `/calibration${family}`)).code, 'ANSWERED');
       await flow.server.waitFor(`http evil.example /calibration${family}`);
-      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [
-        rule({
-          ruleId: HTTP_RULE,
-          action: 'permit',
-          protocol: 'tcp',
-          portLow: HTTP_PORT,
-          portHigh: HTTP_PORT,
-          web: true,
-          log: true,
-          domains: [{ kind: 'exact', name: 'allowed.example' }],
-        }),
-      ]);
+      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule(HTTP_RULE, 'allowed.example', HTTP_PORT)]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
       flow.datapath!.learn([{ workloadId, ruleId: HTTP_RULE, ip: flow.lab.inet(KEPT, family), expiresAtNs }]);
       const allowed = await send('allowed.example:8080', `/allowed${family}`);
