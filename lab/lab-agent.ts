@@ -300,3 +300,12 @@ export class LabAgent {
     }
   }
 }
+
+/** A test's afterAll: stops the agent and removes its node state, then the lab, even when the first step fails. */
+export async function teardownAgentLab(agent: LabAgent | null | undefined, lab: Lab | null | undefined): Promise<void> {
+  try {
+    await agent?.teardown();
+  } finally {
+    await lab?.destroy();
+  }
+}

@@ -288,9 +288,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const first = !workloadsKnown;
       workloadsKnown = true;
       guarded(() => reconciler.setWorkloads(workloads));
-      // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
-      if (first) proxy?.setPolicy(dnsPolicy());
-      if (first) log.info({ workloads: workloads.length }, 'workloads known: ready');
+      if (first) {
+        // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
+        proxy?.setPolicy(dnsPolicy());
+        log.info({ workloads: workloads.length }, 'workloads known: ready');
+      }
       sources.workloadsApplied(reconciler.failures());
     });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
