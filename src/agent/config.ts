@@ -139,7 +139,8 @@ export const CONFIG_DEFAULTS = {
     maxTcpConnectionsPerWorkload: 16,
     maxInflightQueries: 4096,
     maxInflightQueriesPerWorkload: 256,
-    // Past the cores a worker only adds wake-ups (every worker wakes for each datagram on the shared sockets).
+    // Two: the second answers while the first waits for a core (at 2,000 q/s on a loaded 2-core machine, p99 23 -> 8 ms;
+    // docs/benchmarks-notes.md, "Fourth pass"). Past the cores a worker only adds wake-ups (each wakes for every datagram).
     workers: Math.min(2, availableParallelism()),
   },
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
