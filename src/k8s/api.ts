@@ -235,23 +235,24 @@ export class KubeClient {
     payload: string | undefined,
     started?: (request: ReturnType<typeof httpsRequest>) => void,
   ): Promise<IncomingMessage> {
-    const headers: Record<string, string> = { Accept: 'application/json' };
-    const token = this.connection.token?.();
-    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
-    if (payload !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = String(Buffer.byteLength(payload));
-    }
-    const options: RequestOptions = {
-      method,
-      host: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
-      port: this.url.port === '' ? 443 : Number(this.url.port),
-      path: this.url.pathname.replace(/\/$/, '') + path,
-      headers,
-      agent: this.agent,
-      ...(this.connection.socketPath ? { socketPath: this.connection.socketPath } : {}),
-    };
+    // Built inside the executor: a token that cannot be read (a tokenFile mid-rewrite) rejects this request.
     return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = { Accept: 'application/json' };
+      const token = this.connection.token?.();
+      if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+      if (payload !== undefined) {
+        headers['Content-Type'] = 'application/json';
+        headers['Content-Length'] = String(Buffer.byteLength(payload));
+      }
+      const options: RequestOptions = {
+        method,
+        host: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: this.url.port === '' ? 443 : Number(this.url.port),
+        path: this.url.pathname.replace(/\/$/, '') + path,
+        headers,
+        agent: this.agent,
+        ...(this.connection.socketPath ? { socketPath: this.connection.socketPath } : {}),
+      };
       const request = httpsRequest(options, resolve);
       request.on('error', reject);
       started?.(request);
