@@ -30,7 +30,7 @@ import type {
 import { exchange, formatResolver, UpstreamError, UpstreamSockets } from './upstream.js';
 import {
   ageTtls,
-  capAnswerTtls,
+  capAnswerTtlsInPlace,
   clientUdpLimit,
   encodeErrorResponse,
   encodeTruncatedResponse,
@@ -38,7 +38,6 @@ import {
   FrameReader,
   parseQuery,
   rcodeOf,
-  withQueryId,
   type DnsQuery,
   type RcodeName,
 } from './wire.js';
@@ -112,6 +111,8 @@ interface Client {
 /** An answer to release: fresh from a resolver or from the cache, with what it teaches. */
 interface Resolved {
   message: Buffer;
+  /** `message` is this query's own copy (an aged cache hit), patched in place for release; else the cache's too. */
+  owned: boolean;
   extracted: ExtractedAddresses;
   upstream: ResolverAddress;
   /** null when answered from the cache. */
@@ -132,6 +133,8 @@ export class DnsProxy {
   private readonly inflight: SharedQuota;
   private readonly tcpQuota: SharedQuota;
   private readonly cache: AnswerCache;
+  /** Each resolver's name in events, formatted once. */
+  private readonly resolverNames: Map<ResolverAddress, string>;
   private readonly upstreamSockets: UpstreamSockets;
   private readonly counters = zeroStats();
   private readonly udpSockets: dgram.Socket[] = [];
@@ -161,6 +164,7 @@ export class DnsProxy {
     const quotas = options.quotas ?? { ...proxyQuotas(1), worker: 0 };
     this.inflight = new SharedQuota(quotas.inflight, quotas.worker, options.maxInflightQueries, options.maxInflightQueriesPerWorkload);
     this.tcpQuota = new SharedQuota(quotas.tcp, quotas.worker, options.maxTcpConnections, options.maxTcpConnectionsPerWorkload);
+    this.resolverNames = new Map(options.upstreams.map((resolver) => [resolver, formatResolver(resolver)]));
     this.cache = new AnswerCache(this.options.answerCacheEntries, this.options.lifetime.maxTtlSeconds);
     this.upstreamSockets = new UpstreamSockets({}, () => (this.counters.upstreamResponsesIgnored += 1));
     // Every query in flight listens for the proxy's cancellation.
@@ -353,7 +357,7 @@ export class DnsProxy {
       return { response: errorFor(query, 'SERVFAIL'), event: { ...decided, ...notForwarded('SERVFAIL', error.message) } };
     }
     const upstreamFields = {
-      upstream: formatResolver(answer.upstream),
+      upstream: this.resolverNames.get(answer.upstream) ?? formatResolver(answer.upstream),
       upstreamLatencyMs: answer.latencyMs === null ? null : Math.round(answer.latencyMs * 1000) / 1000,
     };
     const rcode = rcodeOf(answer.message);
@@ -365,9 +369,9 @@ export class DnsProxy {
         event: { ...decided, ...upstreamFields, rcode: 'SERVFAIL', answers: addresses, learnedTtlSeconds: null, reason: learning.reason },
       };
     }
-    // The workload must not cache an address longer than the kernel keeps it.
-    const released = learning.ttlSeconds === null ? answer.message : capAnswerTtls(answer.message, learning.ttlSeconds);
-    if (released === null) {
+    // One copy per answer, patched in place: the workload must not cache an address longer than the kernel keeps it.
+    let response = answer.owned ? answer.message : Buffer.from(answer.message);
+    if (learning.ttlSeconds !== null && !capAnswerTtlsInPlace(response, learning.ttlSeconds)) {
       return {
         response: errorFor(query, 'SERVFAIL'),
         event: {
@@ -380,7 +384,7 @@ export class DnsProxy {
         },
       };
     }
-    let response = withQueryId(released, query.id);
+    response.writeUInt16BE(query.id, 0);
     if (client.transport === 'udp' && response.length > clientUdpLimit(query)) response = encodeTruncatedResponse(query);
     return {
       response,
@@ -411,7 +415,13 @@ export class DnsProxy {
     if (hit !== null && aged !== null) {
       const { addresses, ttlSeconds } = hit.answer.extracted;
       const remaining = ttlSeconds === null ? null : Math.max(0, ttlSeconds - hit.ageSeconds);
-      return { message: aged, extracted: { addresses, ttlSeconds: remaining }, upstream: hit.answer.upstream, latencyMs: null };
+      return {
+        message: aged,
+        owned: true,
+        extracted: { addresses, ttlSeconds: remaining },
+        upstream: hit.answer.upstream,
+        latencyMs: null,
+      };
     }
     const answer = await exchange(query, {
       upstreams: this.options.upstreams,
@@ -424,7 +434,7 @@ export class DnsProxy {
     const extracted =
       rcodeOf(answer.message) === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
     if (answer.transport === 'udp') this.cache.put(query, { ...answer, extracted }, Date.now());
-    return { message: answer.message, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
+    return { message: answer.message, owned: false, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
   }
 
   /** Install the answer's addresses for the decision's rules (the sink applies the per-name cap), within the learn timeout. */
