@@ -25,6 +25,7 @@ import type {
   DnsProxyStats,
   DnsTransport,
   DnsWorkload,
+  LearnOutcome,
   ResolverAddress,
 } from './types.js';
 import { exchange, formatResolver, UpstreamError, UpstreamSockets } from './upstream.js';
@@ -118,6 +119,14 @@ interface Resolved {
   /** null when answered from the cache. */
   latencyMs: number | null;
 }
+
+/** What learning an answer's addresses came to: `ttlSeconds` null when nothing was learned. */
+interface Learning {
+  failed: boolean;
+  ttlSeconds: number | null;
+  reason: string | null;
+}
+const NOTHING_LEARNED: Learning = Object.freeze({ failed: false, ttlSeconds: null, reason: null });
 
 /** What the proxy decided, before it became a response and an event. */
 interface Outcome {
@@ -350,7 +359,9 @@ export class DnsProxy {
     this.counters.permitted += 1;
     let answer: Resolved;
     try {
-      answer = await this.resolve(query, client.transport);
+      // A cached answer comes back synchronously: no promise or microtask for it.
+      const resolving = this.resolve(query, client.transport);
+      answer = resolving instanceof Promise ? await resolving : resolving;
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       this.counters.upstreamErrors += 1;
@@ -362,7 +373,8 @@ export class DnsProxy {
     };
     const rcode = rcodeOf(answer.message);
     const { addresses, ttlSeconds } = answer.extracted;
-    const learning = await this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
+    const learningOrPending = this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
+    const learning = learningOrPending instanceof Promise ? await learningOrPending : learningOrPending;
     if (learning.failed) {
       return {
         response: errorFor(query, 'SERVFAIL'),
@@ -408,8 +420,8 @@ export class DnsProxy {
     };
   }
 
-  /** The cached answer when there is one, else the resolvers' (cached when it may be). */
-  private async resolve(query: DnsQuery, transport: DnsTransport): Promise<Resolved> {
+  /** The cached answer when there is one (synchronously), else the resolvers' (cached when it may be). */
+  private resolve(query: DnsQuery, transport: DnsTransport): Resolved | Promise<Resolved> {
     const hit = this.cache.get(query, Date.now());
     const aged = hit === null ? null : ageTtls(hit.answer.message, hit.ageSeconds);
     if (hit !== null && aged !== null) {
@@ -423,6 +435,10 @@ export class DnsProxy {
         latencyMs: null,
       };
     }
+    return this.forward(query, transport);
+  }
+
+  private async forward(query: DnsQuery, transport: DnsTransport): Promise<Resolved> {
     const answer = await exchange(query, {
       upstreams: this.options.upstreams,
       sockets: this.upstreamSockets,
@@ -437,35 +453,36 @@ export class DnsProxy {
     return { message: answer.message, owned: false, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
   }
 
-  /** Install the answer's addresses for the decision's rules (the sink applies the per-name cap), within the learn timeout. */
-  private async learn(
+  /**
+   * Install the answer's addresses for the decision's rules (the sink applies the per-name cap), within the learn
+   * timeout. A synchronous sink's outcome (the worker's, when the kernel already holds the addresses) comes back
+   * synchronously; only a pending one races the timeout (a timer per query costs).
+   */
+  private learn(
     workload: DnsWorkload,
     query: DnsQuery,
     ruleIds: number[],
     addresses: string[],
     answerTtlSeconds: number | null,
-  ): Promise<{ failed: boolean; ttlSeconds: number | null; reason: string | null }> {
-    if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null)
-      return { failed: false, ttlSeconds: null, reason: null };
+  ): Learning | Promise<Learning> {
+    if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null) return NOTHING_LEARNED;
     const ttlSeconds = learnedTtlSeconds(answerTtlSeconds, this.options.lifetime);
     const name = query.question.normalizedName;
-    let overCap: string[];
+    let outcome: LearnOutcome | Promise<LearnOutcome>;
     try {
-      const learning = this.options.sink.learn(workload.workloadId, ruleIds, addresses, ttlSeconds, name);
-      // A synchronous sink is done here; only a pending one races the timeout (a timer per query costs).
-      overCap = (
-        learning instanceof Promise
-          ? await withTimeout(
-              learning,
-              this.options.learnTimeoutMs,
-              `learning addresses took longer than ${this.options.learnTimeoutMs} ms`,
-            )
-          : learning
-      ).overCap;
+      outcome = this.options.sink.learn(workload.workloadId, ruleIds, addresses, ttlSeconds, name);
     } catch (error) {
-      this.counters.learnFailures += 1;
-      return { failed: true, ttlSeconds: null, reason: `could not install learned addresses: ${(error as Error).message}` };
+      return this.learnFailed(error);
     }
+    if (!(outcome instanceof Promise)) return this.learned(name, addresses, ttlSeconds, outcome.overCap);
+    const { learnTimeoutMs } = this.options;
+    return withTimeout(outcome, learnTimeoutMs, `learning addresses took longer than ${learnTimeoutMs} ms`).then(
+      (done) => this.learned(name, addresses, ttlSeconds, done.overCap),
+      (error: unknown) => this.learnFailed(error),
+    );
+  }
+
+  private learned(name: string, addresses: string[], ttlSeconds: number, overCap: string[]): Learning {
     this.counters.addressesOverCap += overCap.length;
     this.counters.learnedAddresses += addresses.length - overCap.length;
     const capReason =
@@ -473,6 +490,11 @@ export class DnsProxy {
         ? null
         : `${overCap.length} address(es) not learned: ${name} already has dns.maxIpsPerName live addresses for this workload (${overCap.join(', ')})`;
     return { failed: false, ttlSeconds: overCap.length === addresses.length ? null : ttlSeconds, reason: capReason };
+  }
+
+  private learnFailed(error: unknown): Learning {
+    this.counters.learnFailures += 1;
+    return { failed: true, ttlSeconds: null, reason: `could not install learned addresses: ${(error as Error).message}` };
   }
 
   private emit(event: DnsDecisionEvent): void {
