@@ -307,12 +307,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           upstreams,
           deniedRcode,
           lifetime: { minTtlSeconds, maxTtlSeconds, graceSeconds },
-          maxIpsPerName,
           maxTcpConnections,
           maxTcpConnectionsPerWorkload,
           maxInflightQueries,
           maxInflightQueriesPerWorkload,
         },
+        workers: config.dns.workers,
+        maxIpsPerName,
         policy: dnsPolicy(),
         learn: (workloadId, ruleIds, ips, ttlSeconds, name) => {
           // Named before the answer is released: the workload's first connect to it is reported with the name.

@@ -21,6 +21,8 @@ import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+/** The same source without the cgroup_skb program's source and owner check (Makefile): tc's per-workload approvals alone. */
+const withoutSkbSourceCheckPath = fileURLToPath(new URL('../../../bpf/tests/egressguard-without-skb-source-check.bpf.o', import.meta.url));
 const skip = privilegedSkip();
 
 const ALPHA_HOST = 2; // permitted to alpha only
@@ -165,7 +167,11 @@ interface Attempt {
   sport?: number;
 }
 
-describe('containment: socket identity and judged approvals (real kernel)', { skip }, () => {
+/**
+ * The tests, on the production object (skbChecksSource) or on the object whose cgroup_skb program does not check a
+ * packet's source and owning cgroup, where only the test that needs tc's per-workload approval key alone runs.
+ */
+const identitySuite = (skbChecksSource: boolean) => () => {
   let lab: Lab;
   let alpha: LabPod;
   let beta: LabPod;
@@ -297,7 +303,7 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
 
   beforeAll(async () => {
     lab = await Lab.create({
-      prefix: uniquePrefix('ci'),
+      prefix: uniquePrefix(skbChecksSource ? 'ci' : 'cj'),
       pods: ['alpha', 'beta'],
       hosts: [],
       unnamedHosts: [ALPHA_HOST, BETA_HOST, WEB_HOST],
@@ -317,7 +323,12 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     gatewayMac = (
       JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', alpha.nodeInterface])) as Array<{ address: string }>
     )[0]!.address;
-    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
+    datapath = openDatapath({
+      objectPath: skbChecksSource ? objectPath : withoutSkbSourceCheckPath,
+      pinDir: lab.pinDir,
+      attachCgroup: lab.attachCgroup,
+      hostNetns: `/run/netns/${lab.nodeNetns}`,
+    });
     datapath.onEvent((event) => events.push(event as DecodedEvent));
     datapath.configure(DENY_BY_DEFAULT);
     enrol();
@@ -335,6 +346,35 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
   const procs = (cgroup: string): string => join(cgroup, 'cgroup.procs');
   const unenrolled = (): string => procs(join(lab.attachCgroup, 'unenrolled'));
   const cgroupRoot = (): string => procs(findCgroup2Mount()!);
+
+  if (!skbChecksSource) {
+    for (const family of [4, 6] as const) {
+      test(`IPv${family}: a flow approved for the workload whose cgroup a process joined never passes its own pod's interface`, async () => {
+        // The socket is beta's (created in beta's cgroup) and beta's rules permit it, so its connect passes and,
+        // without the cgroup_skb check, its packets are approved for beta: only tc on alpha's interface, which
+        // looks approvals up under alpha's workload id, stands between it and beta's host.
+        // Judged on the internet side's capture: not one payload byte of it arrives.
+        const enforced = await contained(
+          family,
+          () => attempt({ pod: alpha, dst: lab.inet(BETA_HOST, family), moveBefore: procs(beta.cgroupPath) }),
+          captured,
+        );
+        assert.notEqual(enforced.result, 'PermissionError', 'the connect hook judged it as beta and permitted it');
+        const atTc = await eventMatching(events, (e) => e.hook === 6 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
+        assert.equal(atTc.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)));
+        assert.equal(
+          events.some((e) => e.hook === 5 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family)),
+          false,
+          'the cgroup_skb program let it pass: tc alone dropped it',
+        );
+        // Beta itself still reaches its host (alpha reached its own in `contained`).
+        const allowed = attempt({ pod: beta, dst: lab.inet(BETA_HOST, family) });
+        assert.equal(allowed.result, 'sent');
+        await arrived(allowed.tag);
+      });
+    }
+    return;
+  }
 
   for (const family of [4, 6] as const) {
     test(`IPv${family}: a socket created in the workload is judged as the workload after its process moves out`, async () => {
@@ -448,7 +488,14 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
       await arrived('allowed.example'); // the server's own record of the ClientHello
     });
   }
-});
+};
+
+describe('containment: socket identity and judged approvals (real kernel)', { skip }, identitySuite(true));
+describe(
+  "containment without the cgroup_skb program's source and owner check (tests-only object): tc's per-workload approvals (real kernel)",
+  { skip },
+  identitySuite(false),
+);
 
 function nftInPod(pod: LabPod, commands: string): void {
   const result = spawnSync('nsenter', [`--net=${pod.netnsPath}`, '--', 'nft', '-f', '-'], { input: commands, encoding: 'utf8' });

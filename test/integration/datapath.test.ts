@@ -626,6 +626,30 @@ describe('datapath (real kernel)', { skip }, () => {
     }
   });
 
+  test('events the reader queued before close() reach no listener after it (the agent closes its event pipeline next)', async () => {
+    datapath!.setWorkload(workloadCgroup, []);
+    let closed = false;
+    let afterClose = 0;
+    datapath!.onEvent(() => {
+      if (closed) afterClose++;
+    });
+    const deniedBefore = datapath!.stats().decisionsDenied;
+    const clients = Array.from({ length: 8 }, () => client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 }));
+    // Hold the event loop until the kernel denied all eight: the reader thread takes their events from the ring buffer
+    // meanwhile and queues them for JavaScript, where nothing can run them before close().
+    const hold = new Int32Array(new SharedArrayBuffer(4));
+    for (const deadline = Date.now() + 10_000; datapath!.stats().decisionsDenied < deniedBefore + 8n;) {
+      if (Date.now() > deadline) throw new Error('the eight connects were not denied within 10 s');
+      Atomics.wait(hold, 0, 0, 5);
+    }
+    closed = true;
+    datapath!.close();
+    const results = await Promise.all(clients);
+    datapath = openDatapath(options);
+    for (const result of results) assert.equal(result.code, 'EPERM');
+    assert.equal(afterClose, 0);
+  });
+
   test('enforcement survives the agent: close, deny without agent, adopt', async () => {
     datapath!.setWorkload(workloadCgroup, []);
     datapath!.close();

@@ -134,7 +134,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 7, fingerprint: 'f30ea620e6ebb924a8f8c463514d996dee0a301f7d92116fee144596fc13c77b' };
+const PINNED_ABI = { version: 8, fingerprint: '5e0f873c2644d65e82a6a99db20181d4b6f6a0b266288e5611c6604878320fd2' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
