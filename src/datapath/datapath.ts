@@ -486,7 +486,7 @@ class KernelDatapath implements Datapath {
     if (network !== undefined) this.syncInterfaces(workloadId, ifindexes);
     // Addresses learned for rules that are gone must not wait for their TTL to stop counting.
     const webRuleIds = new Set(rules.filter((rule) => rule.web).map((rule) => rule.ruleId));
-    this.learnedTable.delete((entry) => entry.workloadId === workloadId && !webRuleIds.has(entry.ruleId));
+    this.learnedTable.delete((entry) => !webRuleIds.has(entry.ruleId), workloadId);
     // Sockets connected before enrolment or under rules just withdrawn are judged again now: only
     // this workload's rules changed, so only the namespaces its processes live in are walked (and the
     // node's own for a host-network workload, whose sockets stay there whichever namespace their owner moves to).
@@ -739,7 +739,7 @@ class KernelDatapath implements Datapath {
     this.ruleSlots.delete(entry.workloadId);
     this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
     this.syncRuleCidrs(entry.workloadId, () => true, new Map());
-    this.learnedTable.delete((learned) => learned.workloadId === entry.workloadId);
+    this.learnedTable.delete(() => true, entry.workloadId);
     this.syncInterfaces(entry.workloadId, new Set());
     this.syncAddresses(entry.workloadId, []);
     this.syncDomains(entry.workloadId, new Map());
