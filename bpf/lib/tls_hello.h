@@ -392,7 +392,7 @@ static __always_inline int candidate_matches(const struct eg_candidate *candidat
 /*
  * What a first flight is, as every reader of it sees it: parses a complete ClientHello (or HTTP request head) into
  * info and copies its name into hello->sni (and the lookup key, info->name_ok). Used by the deciding path
- * (eg_hello_first_match) and the evidence path alike (lib/sock_state.h).
+ * (tls_decide, then name_verdict) and the evidence path alike (lib/sock_state.h).
  */
 EG_SUBPROG int eg_hello_inspect(struct eg_sk_hello *hello, int status, struct eg_hello_info *info)
 {
@@ -442,16 +442,6 @@ EG_SUBPROG int eg_first_candidate(const struct eg_candidate_list *list, struct e
 			return index;
 	}
 	return -1;
-}
-
-/* Inspects the first flight (eg_hello_inspect) and returns the first candidate it satisfies, or -1. */
-EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const struct eg_candidate_list *list,
-				    struct eg_hello_info *info)
-{
-	if (!hello || !list || !info)
-		return -1;
-	eg_hello_inspect(hello, status, info);
-	return eg_first_candidate(list, &hello->key, info);
 }
 
 #endif

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* eg_hello_probe: the production ClientHello path (bpf/lib/tls_hello.h) without a socket, for
+/* eg_hello_probe: the production ClientHello parser and candidate match (bpf/lib/tls_hello.h: eg_hello_inspect,
+ * eg_first_candidate; not the overflow walk or the ECH baseline of name_verdict) without a socket, for
  * test/unit/clienthello-fuzz.test.ts and bench/packet-cost.ts. Its own object: nothing here ships
  * in bpf/egressguard.bpf.o. Loaded with the production object's pin root, it shares eg_domains. */
 #include "lib/tls_hello.h"
@@ -44,7 +45,8 @@ int eg_hello_probe(struct __sk_buff *skb)
 	list.items[0].flags = header.flags;
 	list.items[0].action = EG_ACTION_PERMIT;
 	status = hello_status_after(hello, skb->len > offset ? eg_hello_append(skb, offset, skb->len - offset, hello) : 0);
-	if (eg_hello_first_match(hello, status, &list, &info) == 0)
+	eg_hello_inspect(hello, status, &info);
+	if (eg_first_candidate(&list, &hello->key, &info) == 0)
 		result |= EG_PROBE_MATCH;
 	if (status == EG_HELLO_INCOMPLETE)
 		result |= EG_PROBE_INCOMPLETE;
