@@ -266,6 +266,7 @@ export class ResilientInformer<T extends KubeObject> {
   }
 }
 
-function keyOf(object: KubeObject): string {
+/** An object's cache key: namespace/name. */
+export function keyOf(object: KubeObject): string {
   return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }

@@ -3,7 +3,7 @@
 // comparing resourceVersions with what was seen before. A burst is one comparison of the cache, O(objects).
 import type { Logger } from 'pino';
 import type { KubeClient, KubeObject } from './api.js';
-import { ResilientInformer, type InformerStatus } from './informer.js';
+import { keyOf, ResilientInformer, type InformerStatus } from './informer.js';
 
 export type ChangeType = 'add' | 'update' | 'delete';
 
@@ -17,10 +17,6 @@ export interface WatchedOptions<T extends KubeObject> {
   onChange: (type: ChangeType, object: T) => void;
   /** After each burst of changes has been reported object by object. */
   onSettled?: () => void;
-}
-
-function keyOf(object: KubeObject): string {
-  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }
 
 export class WatchedCollection<T extends KubeObject> {
