@@ -15,6 +15,7 @@ import {
   decodeAddrKeyWorkload,
   decodeApproval,
   decodeFlowCount,
+  LAYOUTS,
   encodeFlowCount,
   CLOSING,
   decodeDomainKeyRuleId,
@@ -100,6 +101,7 @@ const MAP_NAMES = [
   'eg_stats',
   'eg_approved',
   'eg_flow_counts',
+  'eg_first_flights',
 ] as const;
 type MapName = (typeof MAP_NAMES)[number];
 
@@ -635,7 +637,7 @@ class KernelDatapath implements Datapath {
       const value = this.maps.eg_approved.lookup(key);
       if (value !== null && decodeApproval(key, value).workloadId === workloadId) this.maps.eg_approved.delete(key);
     }
-    this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(0, 0n));
+    this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(0, 0, 0n));
   }
 
   workloads(): Map<bigint, number> {
@@ -677,7 +679,7 @@ class KernelDatapath implements Datapath {
     const found = new Map<number, ApprovedFlows>();
     for (const { workloadId } of this.enrolled.values()) {
       const value = this.maps.eg_flow_counts.lookup(encodeU32(workloadId));
-      found.set(workloadId, value === null ? { held: 0, refused: 0n } : decodeFlowCount(value));
+      found.set(workloadId, value === null ? { held: 0, flights: 0, refused: 0n } : decodeFlowCount(value));
     }
     return found;
   }
@@ -717,12 +719,22 @@ class KernelDatapath implements Datapath {
       }
       remaining.set(approval.workloadId, (remaining.get(approval.workloadId) ?? 0) + 1);
     }
+    // A first flight lives only as long as its approval (the kernel removes both together; this sweep removed approvals).
+    const flights = new Map<number, number>();
+    for (const key of this.maps.eg_first_flights.keys()) {
+      const workloadId = key.readUInt32LE(LAYOUTS.eg_flow_key.members.workload_id.offset);
+      if (this.maps.eg_approved.lookup(key) === null) this.maps.eg_first_flights.delete(key);
+      else flights.set(workloadId, (flights.get(workloadId) ?? 0) + 1);
+    }
     // Recount from what is there: the kernel counts with atomics this process cannot join, so the count is
     // written back rather than decremented (a race with an approval in flight is corrected by the next sweep).
     for (const workloadId of enrolledIds) {
       const value = this.maps.eg_flow_counts.lookup(encodeU32(workloadId));
       const refused = value === null ? 0n : decodeFlowCount(value).refused;
-      this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(remaining.get(workloadId) ?? 0, refused));
+      this.maps.eg_flow_counts.update(
+        encodeU32(workloadId),
+        encodeFlowCount(remaining.get(workloadId) ?? 0, flights.get(workloadId) ?? 0, refused),
+      );
     }
     return removed;
   }
@@ -764,6 +776,7 @@ class KernelDatapath implements Datapath {
       flowsRefused: read(STAT.flowsRefused),
       candidateOverflows: read(STAT.candidateOverflows),
       evidenceRead: read(STAT.evidenceRead),
+      firstFlightsRefused: read(STAT.flightsRefused),
       flowsEnded: read(STAT.flowsEnded),
       flowsNotEnded: this.flowsNotEnded,
     };

@@ -67,6 +67,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_REASON_ORPHAN_FRAGMENT: REASONS.indexOf('orphan-fragment'),
     EG_REASON_NOT_AS_JUDGED: REASONS.indexOf('not-as-judged'),
     EG_REASON_WITHDRAWN: REASONS.indexOf('withdrawn-no-sock-destroy'),
+    EG_REASON_NOT_AS_SENT: REASONS.indexOf('not-as-sent'),
   },
   eg_hook: {
     EG_HOOK_CONNECT4: HOOK.connect4,
@@ -105,6 +106,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
     EG_STAT_CANDIDATE_OVERFLOWS: STAT.candidateOverflows,
     EG_STAT_EVIDENCE_READ: STAT.evidenceRead,
+    EG_STAT_FLIGHTS_REFUSED: STAT.flightsRefused,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -134,7 +136,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 7, fingerprint: 'f30ea620e6ebb924a8f8c463514d996dee0a301f7d92116fee144596fc13c77b' };
+const PINNED_ABI = { version: 8, fingerprint: '526420a8507d489ae724b33d45807c587beff16c81dd1031829edaa859c600f3' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();
