@@ -35,7 +35,11 @@ BPF_WITHOUT_SOCK_DESTROY := bpf/tests/egressguard-without-sock-destroy.bpf.o
 # behaviour test/integration/containment-fairness.test.ts calibrates its flood against.
 BPF_WITHOUT_FLOW_SHARE := bpf/tests/egressguard-without-flow-share.bpf.o
 
-bpf: $(BPF_OBJECTS) $(BPF_WITHOUT_SOCK_DESTROY) $(BPF_WITHOUT_FLOW_SHARE)
+# Tests only: the production object whose cgroup_skb program does not check a packet's source and owning cgroup, so
+# that test/integration/containment-identity.test.ts proves the tc backstop's per-workload approvals on their own.
+BPF_WITHOUT_SKB_SOURCE_CHECK := bpf/tests/egressguard-without-skb-source-check.bpf.o
+
+bpf: $(BPF_OBJECTS) $(BPF_WITHOUT_SOCK_DESTROY) $(BPF_WITHOUT_FLOW_SHARE) $(BPF_WITHOUT_SKB_SOURCE_CHECK)
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -46,7 +50,10 @@ $(BPF_WITHOUT_SOCK_DESTROY): bpf/egressguard.bpf.c
 $(BPF_WITHOUT_FLOW_SHARE): bpf/egressguard.bpf.c
 	$(CLANG) $(BPF_CFLAGS) -DEG_MAX_FLOWS_PER_WORKLOAD=EG_MAX_FLOWS -c $< -o $@
 
--include $(BPF_OBJECTS:.o=.d) $(BPF_WITHOUT_SOCK_DESTROY:.o=.d) $(BPF_WITHOUT_FLOW_SHARE:.o=.d)
+$(BPF_WITHOUT_SKB_SOURCE_CHECK): bpf/egressguard.bpf.c
+	$(CLANG) $(BPF_CFLAGS) -DEG_SKB_CHECKS_SOURCE=0 -c $< -o $@
+
+-include $(BPF_OBJECTS:.o=.d) $(BPF_WITHOUT_SOCK_DESTROY:.o=.d) $(BPF_WITHOUT_FLOW_SHARE:.o=.d) $(BPF_WITHOUT_SKB_SOURCE_CHECK:.o=.d)
 
 # Use the installed Node headers when present (Debian's nodejs: /usr; the official node images: /usr/local): node-gyp
 # would otherwise download them.

@@ -135,7 +135,9 @@ writeFileSync(queryFile, 'api.openai.com A\napi.openai.com AAAA\n');
 // BENCH_AGENT_PROFILE=<dir>: the agent writes a CPU profile of each dnsperf run there (see bench/cpu-profile.ts).
 const profiling = process.env.BENCH_AGENT_PROFILE !== undefined;
 const nodeArgs = profiling ? [`--import=${fileURLToPath(new URL('./cpu-profile.js', import.meta.url))}`] : [];
-const agent = new LabAgent(lab, { workloads: [WORKLOAD], mode: 'enforce', nodeArgs });
+// BENCH_DNS_WORKERS=<n>: the agent's dns.workers (default: the agent's own, min(2, CPUs)).
+const workers = process.env.BENCH_DNS_WORKERS === undefined ? {} : { workers: Number(process.env.BENCH_DNS_WORKERS) };
+const agent = new LabAgent(lab, { workloads: [WORKLOAD], mode: 'enforce', nodeArgs, dns: workers });
 agent.writePolicy('bench.yaml', allowOpenAiPolicy('bench-dns-fw', 443));
 const samples: Record<Side, DnsperfSample[]> = { direct: [], egressguard: [], dnsmasq: [] };
 try {

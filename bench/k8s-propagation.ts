@@ -94,7 +94,7 @@ try {
   }));
   const token = await plane.serviceAccountToken(AGENT_NAMESPACE, 'egressguard');
   agentPlane = new PolicyPlane({
-    kubeConfig: plane.tokenKubeConfig(token),
+    client: plane.agentClient({ token }),
     node: NODE,
     agentNamespace: AGENT_NAMESPACE,
     fallbackNamespaces: [NAMESPACE],

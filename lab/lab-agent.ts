@@ -10,9 +10,11 @@ import { stringify } from 'yaml';
 import { controlRequest } from '../src/agent/control.js';
 import type { AgentStatus } from '../src/agent/agent.js';
 import type { FlowEvent } from '../src/events/types.js';
+import { ConfigMapVolume } from './configmap-volume.js';
 import { LAB_ADDRESSES, type Lab } from './lab.js';
 
 export const CLI_SCRIPT = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const CONFIG_KEY = 'egressguard.yaml';
 const DNS_HOLDER_SCRIPT = fileURLToPath(new URL('../../scripts/egressguard-dns-holder.py', import.meta.url));
 
 export interface LabWorkload {
@@ -43,6 +45,8 @@ export interface LabAgentOptions {
   dnsSocketHolder?: boolean;
   /** How the agent is started, before `run --config FILE` (default: this checkout's CLI; the image test: docker run). */
   agentCommand?: readonly string[];
+  /** Config file and policy folder mounted as Kubernetes ConfigMap volumes (lab/configmap-volume.ts), edited by `..data` swaps. */
+  configMapVolumes?: boolean;
 }
 
 export class LabAgent {
@@ -58,6 +62,10 @@ export class LabAgent {
   private readonly dnsSocketHolder: boolean;
   private readonly env: NodeJS.ProcessEnv;
   private readonly agentCommand: readonly string[];
+  private readonly configVolume: ConfigMapVolume | null;
+  private readonly policyVolume: ConfigMapVolume | null;
+  /** The policy files written (file name -> text): a ConfigMap volume publishes them all at each change. */
+  private policyFiles: Record<string, string> = {};
 
   constructor(
     private readonly lab: Lab,
@@ -68,7 +76,9 @@ export class LabAgent {
     this.dir = join(lab.workDir, 'agent');
     this.policiesDir = join(this.dir, 'policies');
     mkdirSync(this.policiesDir, { recursive: true });
-    this.configPath = join(this.dir, 'egressguard.yaml');
+    this.configVolume = options.configMapVolumes ? new ConfigMapVolume(join(this.dir, 'config')) : null;
+    this.policyVolume = options.configMapVolumes ? new ConfigMapVolume(this.policiesDir) : null;
+    this.configPath = this.configVolume?.path(CONFIG_KEY) ?? join(this.dir, CONFIG_KEY);
     this.eventsPath = join(this.dir, 'events.jsonl');
     this.logPath = join(this.dir, 'agent.log');
     this.socketPath = join(this.dir, 'agent.sock');
@@ -114,7 +124,7 @@ export class LabAgent {
   }
 
   private writeConfig(): void {
-    writeFileSync(this.configPath, stringify(this.config));
+    this.writeRawConfig(stringify(this.config));
   }
 
   /** Start the agent and wait until it answers on its control socket. */
@@ -199,7 +209,24 @@ export class LabAgent {
   }
 
   writePolicy(fileName: string, yaml: string): void {
+    if (this.policyVolume) {
+      this.replacePolicies({ ...this.policyFiles, [fileName]: yaml });
+      return;
+    }
     writeFileSync(join(this.policiesDir, fileName), yaml);
+    this.policyFiles[fileName] = yaml;
+  }
+
+  /** Make `files` (file name -> text) the whole policy folder: one `..data` swap on a ConfigMap volume. */
+  replacePolicies(files: Record<string, string>): void {
+    if (this.policyVolume) {
+      this.policyVolume.publish(files);
+    } else {
+      for (const [fileName, yaml] of Object.entries(files)) writeFileSync(join(this.policiesDir, fileName), yaml);
+      for (const fileName of Object.keys(this.policyFiles))
+        if (!Object.hasOwn(files, fileName)) rmSync(join(this.policiesDir, fileName), { force: true });
+    }
+    this.policyFiles = { ...files };
   }
 
   /** Switch between discovery (default permit + log) and enforce (default deny), and wait until the agent applied it. */
@@ -216,7 +243,8 @@ export class LabAgent {
 
   /** Write arbitrary text as the config file (to test how the agent treats a broken edit). */
   writeRawConfig(text: string): void {
-    writeFileSync(this.configPath, text);
+    if (this.configVolume) this.configVolume.publish({ [CONFIG_KEY]: text });
+    else writeFileSync(this.configPath, text);
   }
 
   events(): FlowEvent[] {
@@ -270,5 +298,14 @@ export class LabAgent {
       rmSync(this.pinDir, { recursive: true, force: true });
       throw new Error(`egressguard teardown failed: ${result.stderr}`);
     }
+  }
+}
+
+/** A test's afterAll: stops the agent and removes its node state, then the lab, even when the first step fails. */
+export async function teardownAgentLab(agent: LabAgent | null | undefined, lab: Lab | null | undefined): Promise<void> {
+  try {
+    await agent?.teardown();
+  } finally {
+    await lab?.destroy();
   }
 }

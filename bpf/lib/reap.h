@@ -152,12 +152,14 @@ static __always_inline int socket_peer(struct sock___eg *sk, __u8 protocol, stru
 	return 1;
 }
 
-/* Whether the flow's connect-time verdict still holds under the rules in force now. A DNS socket
- * holds only when it talks to the proxy (enrolled DNS is always steered there). A webGroup flow
- * holds while a name rule that could permit it still covers its address: the name it was allowed
- * on is not seen again. Events are emitted for the ones that do not hold; denied gets the tier and
- * rule that deny it now. */
-static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_decision *denied)
+/* Whether the flow's verdict still holds under the rules in force now. A DNS socket holds only when
+ * it talks to the proxy (enrolled DNS is always steered there). A TCP flow whose first flight was
+ * read (name: what it named, lib/sock_state.h) is judged on that name as its ClientHello (or request
+ * head) was: the rules covering its address now, in order, the first whose name set accepts it deciding,
+ * so withdrawing the rule that permitted its name ends it even while another name's rule covers the same
+ * (CDN-shared) address. Any other flow holds while some rule could permit its address. Events are
+ * emitted for the ones that do not hold; denied gets the tier and rule that deny it now. */
+static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_sk_name *name, struct eg_decision *denied)
 {
 	struct eg_decision decision;
 	struct eg_config *config = config_get();
@@ -178,8 +180,14 @@ static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_decisio
 		return finish(flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0);
 	}
 	eg_evaluate(flow, &decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
-	if (decision_could_permit(&decision))
+	if (name && (config_flags & EG_CONFIG_TLS)) {
+		name_verdict(flow, &decision.candidates, decision.overflow & EG_OVERFLOW, &name->key, &name->info,
+			     &decision.permit, &decision.tier, &decision.rule_id, &decision.log);
+		if (decision.permit)
+			return 1;
+	} else if (decision_could_permit(&decision)) {
 		return 1; /* no event: nothing changed for this flow */
+	}
 	denied->tier = decision.tier;
 	denied->rule_id = decision.rule_id;
 	return finish_decision(flow, &decision);
@@ -270,7 +278,7 @@ static __always_inline int reap_socket(struct seq_file *seq, struct sock_common_
 		if (bpf_map_lookup_elem(&eg_reap_listeners, &listener))
 			return 0;
 	}
-	if (verdict_holds(&flow, &denied))
+	if (verdict_holds(&flow, state && protocol == IPPROTO_TCP ? bpf_sk_storage_get(&eg_sk_name, full, 0, 0) : 0, &denied))
 		return 0;
 	if (reap_end(seq, common, &flow, &key))
 		mark_withdrawn(full, &flow, &denied);

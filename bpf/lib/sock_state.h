@@ -22,6 +22,35 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_sk_hello SEC(".maps");
 
+/* What the first flight of a TCP socket permitted after it was read named (its ClientHello's SNI or its request's
+ * Host): the re-judgment matches it against the rules in force as the first flight was matched (lib/reap.h), so a
+ * flow permitted on its name ends when that name stops being permitted. Kernel-private, like eg_sk_state. */
+struct eg_sk_name {
+	struct eg_domain_key key;  /* the name's lookup key (info.name_ok); its rule_id is set per lookup */
+	struct eg_hello_info info; /* what eg_hello_inspect found (zero: no first flight was read) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct eg_sk_name);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_sk_name SEC(".maps");
+
+/* Keeps what a permitted socket's first flight named (hello null: none was read). Without memory for it the socket is
+ * re-judged on its address alone, as before names were kept. */
+static __always_inline void keep_name(struct bpf_sock *sk, const struct eg_sk_hello *hello, const struct eg_hello_info *info)
+{
+	struct eg_sk_name *name = bpf_sk_storage_get(&eg_sk_name, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!name)
+		return;
+	name->info = *info;
+	if (hello)
+		__builtin_memcpy(&name->key, &hello->key, sizeof(name->key));
+}
+
 /* Whether a permitted connect's first flight is read for its events: a TCP flow whose decision is reported (the
  * default action's always is, so every flow in discovery mode), when the cgroup_skb program runs to read it. */
 static __always_inline int wants_evidence(const struct eg_flow *flow, const struct eg_decision *decision, __u8 config_flags)
@@ -153,6 +182,12 @@ static __always_inline int same_addr(const __u8 a[16], const __u8 b[16])
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
+/* 0 only in a tests-only object (Makefile): judged_mismatch then skips the source and owner check, so that the tc
+ * backstop's per-workload approvals are tested on their own. */
+#ifndef EG_SKB_CHECKS_SOURCE
+#define EG_SKB_CHECKS_SOURCE 1
+#endif
+
 /* Whether the packet leaves as the hook judged it: EG_REASON_NONE when it goes to the judged destination,
  * port and protocol, from one of the workload's own addresses, from a socket whose own cgroup is that
  * workload's; otherwise why not (a foreign source is forged-source, anything else not-as-judged). */
@@ -164,6 +199,8 @@ static __always_inline __u8 judged_mismatch(struct __sk_buff *skb, const struct 
 	if (pkt->protocol != state->protocol || pkt->dport != state->port || pkt->fragment == EG_FRAG_LATER ||
 	    !same_addr(pkt->dst, state->addr))
 		return EG_REASON_NOT_AS_JUDGED;
+	if (!EG_SKB_CHECKS_SOURCE)
+		return EG_REASON_NONE;
 	/* Loopback traffic never leaves the network namespace, and its sources are loopback addresses. */
 	if (skb->ifindex != EG_LOOPBACK_IFINDEX && !source_allowed(&state->workload, pkt, 0))
 		return EG_REASON_FORGED_SOURCE;
@@ -278,7 +315,7 @@ static __always_inline void flow_from_state(struct eg_flow *flow, const struct e
 /* The overflow walk's state (a bpf_loop callback's data: the verifier checks the step once). */
 struct eg_overflow_walk {
 	const struct eg_flow *flow;
-	struct eg_sk_hello *hello;
+	struct eg_domain_key *key;
 	const struct eg_hello_info *info;
 	struct eg_candidate *match;
 	__u64 now;
@@ -311,7 +348,7 @@ static long overflow_step(__u64 index, void *data)
 	candidate.rule_id = rule->rule_id;
 	candidate.flags = rule->flags;
 	candidate.action = rule->action;
-	if (!candidate_matches(&candidate, walk->hello, walk->info, walk->info->name_ok))
+	if (!candidate_matches(&candidate, walk->key, walk->info))
 		return 0;
 	*walk->match = candidate;
 	walk->found = 1;
@@ -320,19 +357,19 @@ static long overflow_step(__u64 index, void *data)
 
 /*
  * The candidate that decides an EG_SK_OVERFLOW socket: the workload's rules walked in order for this
- * flow, as at connect, each candidate matched against the first flight (info, from
- * eg_hello_first_match). Same semantics as the list: first match wins, so a deny before a permit
+ * flow, as at connect, each candidate matched against the first flight (info and key, from
+ * eg_hello_inspect). Same semantics as the list: first match wins, so a deny before a permit
  * for the same name denies. 1 with match set, or 0: the fallback decides.
  */
-EG_SUBPROG int eg_overflow_match(const struct eg_flow *flow, struct eg_sk_hello *hello, const struct eg_hello_info *info,
+EG_SUBPROG int eg_overflow_match(const struct eg_flow *flow, struct eg_domain_key *key, const struct eg_hello_info *info,
 				 struct eg_candidate *match)
 {
 	struct eg_overflow_walk walk = {};
 
-	if (!flow || !hello || !info || !match)
+	if (!flow || !key || !info || !match)
 		return 0;
 	walk.flow = flow;
-	walk.hello = hello;
+	walk.key = key;
 	walk.info = info;
 	walk.match = match;
 	walk.now = bpf_ktime_get_ns();
@@ -340,43 +377,61 @@ EG_SUBPROG int eg_overflow_match(const struct eg_flow *flow, struct eg_sk_hello 
 	return walk.found;
 }
 
+/*
+ * The verdict of an inspected first flight (info; key: its name's lookup key) under a connect-time decision: the first
+ * candidate in rule order its name satisfies (list; past the list's end, overflow, by walking the rules), else the
+ * fallback already in *permit, *tier, *rule_id, *log; a baseline that refuses ECH denies it whatever matched. The one
+ * rule for the ClientHello's verdict (tls_decide) and for a permitted flow's re-judgment on its name (lib/reap.h).
+ */
+static __always_inline void name_verdict(const struct eg_flow *flow, const struct eg_candidate_list *list, int overflow,
+					 struct eg_domain_key *key, const struct eg_hello_info *info, __u8 *permit,
+					 __u8 *tier, __u32 *rule_id, __u8 *log)
+{
+	struct eg_config *config = config_get();
+	struct eg_candidate match = {};
+	int index = eg_first_candidate(list, key, info), matched = 0;
+
+	if (index >= 0) {
+		match = list->items[index & (EG_TLS_MAX_CANDIDATES - 1)];
+		matched = 1;
+	} else if (overflow) {
+		matched = eg_overflow_match(flow, key, info, &match);
+	}
+	if (matched) {
+		*permit = match.action == EG_ACTION_PERMIT;
+		*tier = EG_TIER_POLICY;
+		*rule_id = match.rule_id;
+		*log = (match.flags & EG_RULE_LOG) != 0;
+	}
+	if (info->ech && config && (config->flags & EG_CONFIG_DENY_ECH)) {
+		*permit = 0; /* the baseline refuses names it cannot see */
+		*tier = EG_TIER_BASELINE;
+		*rule_id = 0;
+	}
+}
+
 /* The ClientHello (or what came instead) decides a pending socket; 1 passes this packet. */
 static __always_inline int tls_decide(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
 				      struct eg_sk_hello *hello, int status, struct eg_scratch *work)
 {
 	struct eg_hello_info info = {};
-	struct eg_candidate match = {};
 	struct eg_flow *flow = &work->flow;
-	struct eg_config *config = config_get();
 	__u8 permit = state->fallback_action, tier = state->fallback_tier, log = state->fallback_log;
 	__u32 rule_id = state->fallback_rule_id;
-	int index, matched = 0, verdict;
+	int verdict;
 
 	flow_from_state(flow, state, EG_HOOK_SKB_EGRESS, EG_LAYER_TLS);
 	if (hello) {
-		index = eg_hello_first_match(hello, status, &state->candidates, &info);
-		if (index >= 0) {
-			match = state->candidates.items[index & (EG_TLS_MAX_CANDIDATES - 1)];
-			matched = 1;
-		} else if (state->flags & EG_SK_OVERFLOW) {
-			matched = eg_overflow_match(flow, hello, &info, &match);
-		}
-	}
-	if (matched) {
-		permit = match.action == EG_ACTION_PERMIT;
-		tier = EG_TIER_POLICY;
-		rule_id = match.rule_id;
-		log = (match.flags & EG_RULE_LOG) != 0;
-	}
-	if (info.ech && config && (config->flags & EG_CONFIG_DENY_ECH)) {
-		permit = 0; /* the baseline refuses names it cannot see */
-		tier = EG_TIER_BASELINE;
-		rule_id = 0;
+		eg_hello_inspect(hello, status, &info);
+		name_verdict(flow, &state->candidates, state->flags & EG_SK_OVERFLOW, &hello->key, &info, &permit, &tier,
+			     &rule_id, &log);
 	}
 	flow->layer = info.http ? EG_LAYER_HTTP : EG_LAYER_TLS;
 	/* Marked before the event leaves: the agent's answer to a deny is to end the socket marked denied. */
 	state->verdict = permit ? EG_SK_PERMIT : EG_SK_DENY;
 	verdict = finish(flow, permit, tier, rule_id, log, hello, hello ? hello_evidence(status, &info) : EG_EVIDENCE_OTHER);
+	if (verdict)
+		keep_name(sk, hello, &info);
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
 	handshake_settled(skb, state, verdict, work);
 	return verdict;
@@ -484,6 +539,7 @@ static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_so
 	stat_inc(EG_STAT_EVIDENCE_READ);
 	emit_event(&work->flow, EG_KIND_EVIDENCE, EG_VERDICT_PERMITTED, state->fallback_tier, state->fallback_rule_id, hello,
 		   hello_evidence(status, &info));
+	keep_name(sk, hello, &info);
 	state->flags &= ~EG_SK_EVIDENCE;
 	bpf_sk_storage_delete(&eg_sk_hello, sk);
 	return 1;

@@ -369,8 +369,9 @@ EG_SUBPROG int eg_hello_name(struct eg_sk_hello *hello, const struct eg_hello_in
 	return 1;
 }
 
-static __always_inline int candidate_matches(const struct eg_candidate *candidate, struct eg_sk_hello *hello,
-					     const struct eg_hello_info *info, int name_ok)
+/* key: the name's lookup key (info->name_ok), its rule_id set here per lookup. */
+static __always_inline int candidate_matches(const struct eg_candidate *candidate, struct eg_domain_key *key,
+					     const struct eg_hello_info *info)
 {
 	if (!info->valid)
 		return 0;
@@ -382,10 +383,10 @@ static __always_inline int candidate_matches(const struct eg_candidate *candidat
 		return 0;
 	if (candidate->flags & EG_RULE_ANY_NAME)
 		return 1;
-	if (!name_ok)
+	if (!info->name_ok)
 		return 0;
-	hello->key.rule_id = candidate->rule_id;
-	return bpf_map_lookup_elem(&eg_domains, &hello->key) != 0;
+	key->rule_id = candidate->rule_id;
+	return bpf_map_lookup_elem(&eg_domains, key) != 0;
 }
 
 /*
@@ -425,23 +426,32 @@ static __always_inline __u8 hello_evidence(int status, const struct eg_hello_inf
 }
 
 /*
- * The index of the first candidate (in rule order) the first flight satisfies, or -1.
- * A global function: the verifier checks it once, not once per path of its callers.
+ * The index of the first candidate (in rule order) an inspected first flight satisfies (info; key: its name's
+ * lookup key), or -1. A global function: the verifier checks it once, not once per path of its callers.
  */
+EG_SUBPROG int eg_first_candidate(const struct eg_candidate_list *list, struct eg_domain_key *key,
+				  const struct eg_hello_info *info)
+{
+	if (!list || !key || !info)
+		return -1;
+#pragma clang loop unroll(disable)
+	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
+		if (index >= list->count)
+			break;
+		if (candidate_matches(&list->items[index], key, info))
+			return index;
+	}
+	return -1;
+}
+
+/* Inspects the first flight (eg_hello_inspect) and returns the first candidate it satisfies, or -1. */
 EG_SUBPROG int eg_hello_first_match(struct eg_sk_hello *hello, int status, const struct eg_candidate_list *list,
 				    struct eg_hello_info *info)
 {
 	if (!hello || !list || !info)
 		return -1;
 	eg_hello_inspect(hello, status, info);
-#pragma clang loop unroll(disable)
-	for (int index = 0; index < EG_TLS_MAX_CANDIDATES; index++) {
-		if (index >= list->count)
-			break;
-		if (candidate_matches(&list->items[index], hello, info, info->name_ok))
-			return index;
-	}
-	return -1;
+	return eg_first_candidate(list, &hello->key, info);
 }
 
 #endif

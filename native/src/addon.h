@@ -93,6 +93,9 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   Napi::Value Lookup(const Napi::CallbackInfo& info);
   Napi::Value Update(const Napi::CallbackInfo& info);
   Napi::Value Delete(const Napi::CallbackInfo& info);
+  Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
+  Napi::Value DeleteBatch(const Napi::CallbackInfo& info);
+  uint32_t BatchCount(Napi::Env env, const Napi::Buffer<uint8_t>& keys) const;
   Napi::Value Keys(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void CheckKey(Napi::Env env, const Napi::Buffer<uint8_t>& key) const;

@@ -28,6 +28,7 @@ Napi::Function BpfMap::Init(Napi::Env env) {
                     }),
        InstanceMethod("lookup", &BpfMap::Lookup),
        InstanceMethod("update", &BpfMap::Update), InstanceMethod("delete", &BpfMap::Delete),
+       InstanceMethod("updateBatch", &BpfMap::UpdateBatch), InstanceMethod("deleteBatch", &BpfMap::DeleteBatch),
        InstanceMethod("keys", &BpfMap::Keys),
        InstanceMethod("close", &BpfMap::Close)});
   constructor = Napi::Persistent(fn);
@@ -122,6 +123,44 @@ Napi::Value BpfMap::Delete(const Napi::CallbackInfo& info) {
     ThrowErrno(env, "bpf_map_delete_elem(" + name_ + ")", errno);
   }
   return Napi::Boolean::New(env, true);
+}
+
+// Entries in a batch of concatenated keys; at least one.
+uint32_t BpfMap::BatchCount(Napi::Env env, const Napi::Buffer<uint8_t>& keys) const {
+  if (keys.Length() == 0 || keys.Length() % keySize_ != 0)
+    throw Napi::RangeError::New(env, "keys for map " + name_ + " must be a non-empty multiple of " +
+                                         std::to_string(keySize_) + " bytes, got " + std::to_string(keys.Length()));
+  return static_cast<uint32_t>(keys.Length() / keySize_);
+}
+
+// updateBatch(keys, values): keys and values concatenated, entry i at i * size (BPF_MAP_UPDATE_BATCH, BPF_ANY)
+Napi::Value BpfMap::UpdateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto keys = RequireBuffer(info, 0, "keys");
+  auto values = RequireBuffer(info, 1, "values");
+  uint32_t count = BatchCount(env, keys);
+  if (values.Length() != count * LookupValueSize())
+    throw Napi::RangeError::New(env, "values for map " + name_ + " must be " + std::to_string(count) + " x " +
+                                         std::to_string(LookupValueSize()) + " bytes, got " + std::to_string(values.Length()));
+  uint32_t done = count;
+  if (bpf_map_update_batch(Fd(env), keys.Data(), values.Data(), &done, nullptr) != 0) {
+    int err = errno;
+    ThrowErrno(env, "bpf_map_update_batch(" + name_ + ", " + std::to_string(done) + " of " + std::to_string(count) + " written)", err);
+  }
+  return env.Undefined();
+}
+
+// deleteBatch(keys): every key must be present (BPF_MAP_DELETE_BATCH stops at the first missing one: ENOENT)
+Napi::Value BpfMap::DeleteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto keys = RequireBuffer(info, 0, "keys");
+  uint32_t count = BatchCount(env, keys);
+  uint32_t done = count;
+  if (bpf_map_delete_batch(Fd(env), keys.Data(), &done, nullptr) != 0) {
+    int err = errno;
+    ThrowErrno(env, "bpf_map_delete_batch(" + name_ + ", " + std::to_string(done) + " of " + std::to_string(count) + " deleted)", err);
+  }
+  return env.Undefined();
 }
 
 // keys() -> Buffer[] (a snapshot; concurrent deletes may make iteration restart at the start)

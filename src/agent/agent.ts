@@ -288,9 +288,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const first = !workloadsKnown;
       workloadsKnown = true;
       guarded(() => reconciler.setWorkloads(workloads));
-      // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
-      if (first) proxy?.setPolicy(dnsPolicy());
-      if (first) log.info({ workloads: workloads.length }, 'workloads known: ready');
+      if (first) {
+        // The proxy stops leaving unknown sources unanswered once it hears the workloads are known, changed or not.
+        proxy?.setPolicy(dnsPolicy());
+        log.info({ workloads: workloads.length }, 'workloads known: ready');
+      }
       sources.workloadsApplied(reconciler.failures());
     });
     const { listen, port, upstreams, deniedRcode, maxIpsPerName } = config.dns;
@@ -305,12 +307,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           upstreams,
           deniedRcode,
           lifetime: { minTtlSeconds, maxTtlSeconds, graceSeconds },
-          maxIpsPerName,
           maxTcpConnections,
           maxTcpConnectionsPerWorkload,
           maxInflightQueries,
           maxInflightQueriesPerWorkload,
         },
+        workers: config.dns.workers,
+        maxIpsPerName,
         policy: dnsPolicy(),
         learn: (workloadId, ruleIds, ips, ttlSeconds, name) => {
           // Named before the answer is released: the workload's first connect to it is reported with the name.

@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -103,6 +103,8 @@ export interface AgentConfig {
     maxInflightQueries: number;
     /** ... of those, what one workload may have in flight, so names that resolve slowly cannot take the others' slots. */
     maxInflightQueriesPerWorkload: number;
+    /** Worker threads serving the proxy's sockets; the caps above hold over all of them. */
+    workers: number;
   };
   events: {
     /** Each entry validated against its type's schema in the sink registry (src/sinks/registry.ts). */
@@ -137,6 +139,9 @@ export const CONFIG_DEFAULTS = {
     maxTcpConnectionsPerWorkload: 16,
     maxInflightQueries: 4096,
     maxInflightQueriesPerWorkload: 256,
+    // Two: the second answers while the first waits for a core (at 2,000 q/s on a loaded 2-core machine, p99 23 -> 8 ms;
+    // docs/benchmarks-notes.md, "Fourth pass"). Past the cores a worker only adds wake-ups (each wakes for every datagram).
+    workers: Math.min(2, availableParallelism()),
   },
   events: { sinks: [{ type: 'jsonl', path: '-' }], aggregateWindowMs: 1000 },
   // Loopback: the metrics name namespaces, policies and rules; expose them wider on purpose only.
@@ -254,6 +259,7 @@ const schema = {
         maxTcpConnectionsPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
         maxInflightQueries: { type: 'integer', minimum: 1, maximum: 65536 },
         maxInflightQueriesPerWorkload: { type: 'integer', minimum: 1, maximum: 65536 },
+        workers: { type: 'integer', minimum: 1, maximum: 64 },
       },
     },
     events: {
@@ -322,6 +328,7 @@ interface RawConfig {
     maxTcpConnectionsPerWorkload?: number;
     maxInflightQueries?: number;
     maxInflightQueriesPerWorkload?: number;
+    workers?: number;
   };
   events?: { sinks?: SinkConfig[]; aggregateWindowMs?: number };
   metrics?: { enabled?: boolean; listen?: string };
@@ -586,6 +593,7 @@ export function parseConfig(file: string, text: string, cgroup2Mount: string, en
       maxTcpConnectionsPerWorkload,
       maxInflightQueries,
       maxInflightQueriesPerWorkload,
+      workers: dns.workers ?? CONFIG_DEFAULTS.dns.workers,
     },
     events: {
       sinks: raw.events?.sinks ?? CONFIG_DEFAULTS.events.sinks.map((sink) => ({ ...sink })),

@@ -1,13 +1,19 @@
-// The DNS proxy as the agent runs it: in a worker thread (dns-proxy-worker.ts), off the agent's main event loop. The main
-// thread binds the listening sockets and keeps them; the worker serves duplicates of their descriptors. The main
-// thread stays the datapath's only writer: it learns what the worker asks (checking the rules are still in force,
-// since the worker may have decided under the previous policy) and tells it when the kernel holds the addresses;
-// the worker releases the answer only then. When the worker dies, the sockets stay open in the main thread and a new
-// worker is started on them: queries that arrive meanwhile wait in the socket, none is answered without a worker.
+// The DNS proxy as the agent runs it: in worker threads (dns-proxy-worker.ts), off the agent's main event loop. The main
+// thread binds the listening sockets and keeps them; each worker serves its own duplicates of their descriptors (the
+// kernel hands each datagram and connection to whichever worker reads first). The main thread stays the datapath's
+// only writer and holds the per-name address cap, one for every worker: it learns what a worker asks (checking the
+// rules are still in force, since the worker may have decided under the previous policy, and admitting addresses
+// within the cap) and tells it when the kernel holds them; the worker releases the answer only then. The in-flight and
+// TCP quotas are shared memory all workers count in (SharedQuota). Each worker keeps its own answer cache: sharing it
+// would cost a cross-thread exchange per query, more than the upstream queries N caches add. When a worker dies, the
+// sockets stay open in the main thread and a new worker is started on them: queries that arrive meanwhile are served
+// by the other workers or wait in the socket; none is answered without a worker.
 import { Worker } from 'node:worker_threads';
 import type { InheritedSocket } from '../dns/activation.js';
+import { AddressCap } from '../dns/address-cap.js';
 import { rulesInForce, type DnsPolicySnapshot } from './dns-policy.js';
-import { zeroStats, type ListeningAddress } from '../dns/proxy.js';
+import { proxyQuotas, zeroStats, type ListeningAddress, type ProxyQuotas } from '../dns/proxy.js';
+import { releaseWorker } from '../dns/shared-quota.js';
 import type { DnsDecisionEvent, DnsProxyStats } from '../dns/types.js';
 import { unpackEvent, type FromWorker, type ProxyWorkerData, type ToWorker, type WorkerProxySettings } from './dns-worker-protocol.js';
 
@@ -22,6 +28,10 @@ export type HostLearn = (workloadId: number, ruleIds: number[], ips: string[], t
 
 export interface DnsProxyHostOptions {
   settings: WorkerProxySettings;
+  /** Worker threads serving the sockets (config dns.workers). */
+  workers: number;
+  /** Live addresses one name may teach one workload, over every worker; extra addresses are not learned (config dns.maxIpsPerName). */
+  maxIpsPerName: number;
   /** The policy the worker starts with; later ones through setPolicy(). */
   policy: DnsPolicySnapshot;
   learn: HostLearn;
@@ -37,49 +47,76 @@ const WORKER_URL = new URL('./dns-proxy-worker.js', import.meta.url);
 /** A worker that dies within this of starting counts as failing again: restarts back off up to MAX_RESTART_DELAY_MS. */
 const QUICK_DEATH_MS = 5000;
 const MAX_RESTART_DELAY_MS = 5000;
+const CAP_PRUNE_INTERVAL_MS = 60_000;
+
+/** One worker's place: the worker running in it (null between workers) and its restart state. */
+interface WorkerSlot {
+  worker: Worker | null;
+  /** The running worker's latest counters. */
+  stats: DnsProxyStats;
+  restartTimer: NodeJS.Timeout | null;
+  restartDelayMs: number;
+}
 
 export class DnsProxyHost {
   private readonly sockets: InheritedSocket[] = [];
   private policy: DnsPolicySnapshot;
   private inForce: Map<number, Set<number>>;
-  private worker: Worker | null = null;
+  private readonly cap: AddressCap;
+  private readonly quotas: Omit<ProxyQuotas, 'worker'>;
+  private readonly slots: WorkerSlot[];
   private listening: ListeningAddress[] = [];
-  /** Counters of the workers that ended, plus the running one's latest. */
-  private endedStats: DnsProxyStats = zeroStats();
-  private currentStats: DnsProxyStats = zeroStats();
+  /** Counters of the workers that ended. */
+  private readonly endedStats: DnsProxyStats = zeroStats();
   private stopping = false;
-  private restartTimer: NodeJS.Timeout | null = null;
-  private restartDelayMs = 0;
   private workerRestarts = 0;
+  private readonly pruneTimer: NodeJS.Timeout;
 
   constructor(private readonly options: DnsProxyHostOptions) {
+    if (!Number.isInteger(options.workers) || options.workers < 1)
+      throw new Error(`DNS proxy: workers ${options.workers} is not a positive integer`);
     this.policy = options.policy;
     this.inForce = rulesInForce(options.policy);
+    this.cap = new AddressCap(options.maxIpsPerName);
+    this.quotas = proxyQuotas(options.workers);
+    this.slots = Array.from({ length: options.workers }, () => ({
+      worker: null,
+      stats: zeroStats(),
+      restartTimer: null,
+      restartDelayMs: 0,
+    }));
+    this.pruneTimer = setInterval(() => this.cap.prune(Date.now()), CAP_PRUNE_INTERVAL_MS);
+    this.pruneTimer.unref();
   }
 
   async start(): Promise<void> {
     const inherited = this.options.inherited ?? [];
     if (inherited.length > 0) this.sockets.push(...inherited);
     else this.bindAll();
-    try {
-      this.listening = await this.startWorker();
-    } catch (error) {
-      this.closeSockets();
-      throw error;
+    const started = await Promise.allSettled(this.slots.map((_, index) => this.startWorker(index)));
+    const failed = started.find((result) => result.status === 'rejected');
+    if (failed !== undefined) {
+      await this.stop();
+      throw failed.reason;
     }
+    this.listening = (started[0] as PromiseFulfilledResult<ListeningAddress[]>).value;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.restartTimer !== null) clearTimeout(this.restartTimer);
-    const worker = this.worker;
-    if (worker !== null) {
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      worker.postMessage({ type: 'stop' } satisfies ToWorker);
-      const forced = setTimeout(() => void worker.terminate(), 5000);
-      await exited;
-      clearTimeout(forced);
-    }
+    clearInterval(this.pruneTimer);
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        if (slot.restartTimer !== null) clearTimeout(slot.restartTimer);
+        const worker = slot.worker;
+        if (worker === null) return;
+        const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+        worker.postMessage({ type: 'stop' } satisfies ToWorker);
+        const forced = setTimeout(() => void worker.terminate(), 5000);
+        await exited;
+        clearTimeout(forced);
+      }),
+    );
     this.closeSockets();
     this.listening = [];
   }
@@ -88,7 +125,7 @@ export class DnsProxyHost {
   setPolicy(policy: DnsPolicySnapshot): void {
     this.policy = policy;
     this.inForce = rulesInForce(policy);
-    this.worker?.postMessage({ type: 'policy', policy } satisfies ToWorker);
+    for (const slot of this.slots) slot.worker?.postMessage({ type: 'policy', policy } satisfies ToWorker);
   }
 
   addresses(): ListeningAddress[] {
@@ -96,15 +133,15 @@ export class DnsProxyHost {
   }
 
   stats(): DnsProxyStats {
-    const sum = { ...this.endedStats };
-    for (const key of Object.keys(sum) as (keyof DnsProxyStats)[]) sum[key] += this.currentStats[key];
-    // A level, not a count: an ended worker's connections are closed.
-    return { ...sum, tcpConnectionsOpen: this.currentStats.tcpConnectionsOpen };
+    const sum = { ...this.endedStats, tcpConnectionsOpen: 0 };
+    // tcpConnectionsOpen is a level, not a count: an ended worker's connections are closed, so only running ones add.
+    for (const slot of this.slots) for (const key of Object.keys(sum) as (keyof DnsProxyStats)[]) sum[key] += slot.stats[key];
+    return sum;
   }
 
-  /** End the running worker as a crash would; the host starts the next one as after a crash. */
-  async terminateWorker(): Promise<void> {
-    await this.worker?.terminate();
+  /** End one running worker as a crash would; the host starts the next one in its place as after a crash. */
+  async terminateWorker(index = 0): Promise<void> {
+    await this.slots[index]?.worker?.terminate();
   }
 
   /** Workers started again after one ended unasked. */
@@ -112,9 +149,9 @@ export class DnsProxyHost {
     return this.workerRestarts;
   }
 
-  /** The running worker's thread id (tests end it to prove the restart); null between workers. */
-  get workerThreadId(): number | null {
-    return this.worker?.threadId ?? null;
+  /** The running workers' thread ids (tests end one to prove the restart); null for a place between workers. */
+  get workerThreadIds(): (number | null)[] {
+    return this.slots.map((slot) => slot.worker?.threadId ?? null);
   }
 
   private bindAll(): void {
@@ -145,15 +182,21 @@ export class DnsProxyHost {
     }
   }
 
-  /** Start a worker on duplicates of the sockets; resolves when it serves, rejects with its start error. */
-  private startWorker(): Promise<ListeningAddress[]> {
+  /** Start a worker in place `index` on duplicates of the sockets; resolves when it serves, rejects with its start error. */
+  private startWorker(index: number): Promise<ListeningAddress[]> {
+    const slot = this.slots[index] as WorkerSlot;
     const copies = this.sockets.map((socket) => ({ fd: this.options.sockets.dupFd(socket.fd), kind: socket.kind }));
-    const workerData: ProxyWorkerData = { settings: this.options.settings, sockets: copies, policy: this.policy };
+    const workerData: ProxyWorkerData = {
+      settings: this.options.settings,
+      quotas: { ...this.quotas, worker: index },
+      sockets: copies,
+      policy: this.policy,
+    };
     const worker = new Worker(WORKER_URL, { workerData });
-    this.worker = worker;
+    slot.worker = worker;
+    slot.stats = zeroStats();
     const startedMs = Date.now();
     let ready = false;
-    this.currentStats = zeroStats();
     return new Promise((resolve, reject) => {
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
@@ -167,7 +210,7 @@ export class DnsProxyHost {
           case 'learn':
             return worker.postMessage(this.learnFor(message));
           case 'events':
-            this.currentStats = message.stats;
+            slot.stats = message.stats;
             if (message.events.length > 0) this.options.onEvents(message.events.map(unpackEvent));
             return;
           case 'stopped':
@@ -180,30 +223,34 @@ export class DnsProxyHost {
       worker.on('exit', (code) => {
         // The worker's descriptors may still be open when it died before its proxy took them.
         if (!ready) for (const copy of copies) this.closeQuietly(copy.fd);
-        if (this.worker === worker) this.worker = null;
-        for (const key of Object.keys(this.endedStats) as (keyof DnsProxyStats)[]) this.endedStats[key] += this.currentStats[key];
-        this.currentStats = zeroStats();
+        if (slot.worker === worker) slot.worker = null;
+        // What its queries and connections held in the shared quotas is free again: they ended with it.
+        releaseWorker(this.quotas.inflight, index);
+        releaseWorker(this.quotas.tcp, index);
+        for (const key of Object.keys(this.endedStats) as (keyof DnsProxyStats)[]) this.endedStats[key] += slot.stats[key];
+        slot.stats = zeroStats();
         if (!ready) return reject(new Error(`DNS proxy worker exited with code ${code} before serving`));
         if (this.stopping) return;
-        this.restartDelayMs =
-          Date.now() - startedMs < QUICK_DEATH_MS ? Math.min(Math.max(this.restartDelayMs * 2, 100), MAX_RESTART_DELAY_MS) : 0;
-        this.options.onWorkerExit?.(`DNS proxy worker exited with code ${code}`, this.restartDelayMs);
-        this.restartTimer = setTimeout(() => this.restart(), this.restartDelayMs);
+        slot.restartDelayMs =
+          Date.now() - startedMs < QUICK_DEATH_MS ? Math.min(Math.max(slot.restartDelayMs * 2, 100), MAX_RESTART_DELAY_MS) : 0;
+        this.options.onWorkerExit?.(`DNS proxy worker exited with code ${code}`, slot.restartDelayMs);
+        slot.restartTimer = setTimeout(() => this.restart(index), slot.restartDelayMs);
       });
     });
   }
 
-  private restart(): void {
-    this.restartTimer = null;
+  private restart(index: number): void {
+    const slot = this.slots[index] as WorkerSlot;
+    slot.restartTimer = null;
     if (this.stopping) return;
     this.workerRestarts += 1;
-    this.startWorker().then(
+    this.startWorker(index).then(
       (addresses) => (this.listening = addresses),
       (error: Error) => {
         // Keep trying: without a worker nothing is answered (queries wait in the sockets), so the node fails closed.
-        this.restartDelayMs = Math.min(Math.max(this.restartDelayMs * 2, 100), MAX_RESTART_DELAY_MS);
-        this.options.onWorkerExit?.(`DNS proxy worker failed to start: ${error.message}`, this.restartDelayMs);
-        if (!this.stopping) this.restartTimer = setTimeout(() => this.restart(), this.restartDelayMs);
+        slot.restartDelayMs = Math.min(Math.max(slot.restartDelayMs * 2, 100), MAX_RESTART_DELAY_MS);
+        this.options.onWorkerExit?.(`DNS proxy worker failed to start: ${error.message}`, slot.restartDelayMs);
+        if (!this.stopping) slot.restartTimer = setTimeout(() => this.restart(index), slot.restartDelayMs);
       },
     );
   }
@@ -228,8 +275,11 @@ export class DnsProxyHost {
       };
     }
     try {
-      const heldUntilNs = this.options.learn(request.workloadId, request.ruleIds, request.ips, request.ttlSeconds, request.name);
-      return { type: 'learned', id: request.id, heldUntilNs, error: null };
+      // One cap for every worker: this thread sees each address a worker would teach the kernel.
+      const { workloadId, ruleIds, ips, ttlSeconds, name } = request;
+      const { admitted, rejected } = this.cap.admit(workloadId, name, ips, ttlSeconds, Date.now());
+      const heldUntilNs = admitted.length === 0 ? 0n : this.options.learn(workloadId, ruleIds, admitted, ttlSeconds, name);
+      return { type: 'learned', id: request.id, heldUntilNs, overCap: rejected, error: null };
     } catch (error) {
       return { type: 'learned', id: request.id, heldUntilNs: null, error: (error as Error).message };
     }

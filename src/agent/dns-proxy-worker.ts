@@ -8,7 +8,7 @@ import { ConfirmedLearning } from '../dns/confirmed-learning.js';
 import { kernelLifetimeSeconds } from '../dns/lifetime.js';
 import { snapshotOracle } from './dns-policy.js';
 import { DnsProxy } from '../dns/proxy.js';
-import type { DnsDecisionEvent, DnsPolicyOracle } from '../dns/types.js';
+import type { DnsDecisionEvent, DnsPolicyOracle, LearnOutcome } from '../dns/types.js';
 import { packEvent, type FromWorker, type PackedEvent, type ProxyWorkerData, type ToWorker } from './dns-worker-protocol.js';
 
 const NS_PER_SECOND = 1_000_000_000n;
@@ -33,7 +33,7 @@ interface PendingLearn {
   workloadId: number;
   ruleIds: number[];
   ips: string[];
-  resolve: () => void;
+  resolve: (outcome: LearnOutcome) => void;
   reject: (error: Error) => void;
 }
 /** Learns the main thread has not answered yet, by request id. */
@@ -41,10 +41,13 @@ const pendingLearns = new Map<number, PendingLearn>();
 let nextLearnId = 1;
 let batch: PackedEvent[] = [];
 let flushTimer: NodeJS.Timeout | null = null;
+/** An answer whose addresses the kernel already holds long enough was admitted by the cap when they were learned. */
+const NOTHING_OVER_CAP: LearnOutcome = Object.freeze({ overCap: [] });
 
 const proxy = new DnsProxy({
   ...data.settings,
   inherited: data.sockets,
+  quotas: data.quotas,
   // Every question goes to the newest snapshot, workloadsKnown included: without it a new agent's worker refused the
   // pods it had not heard of yet instead of leaving their queries unanswered (k8s-dns-restart.test.ts, replace).
   oracle: {
@@ -55,9 +58,9 @@ const proxy = new DnsProxy({
   sink: {
     learn(workloadId, ruleIds, ips, ttlSeconds, name) {
       const neededUntilNs = process.hrtime.bigint() + BigInt(kernelLifetimeSeconds(ttlSeconds, data.settings.lifetime)) * NS_PER_SECOND;
-      if (confirmed.covers(workloadId, ruleIds, ips, neededUntilNs)) return;
+      if (confirmed.covers(workloadId, ruleIds, ips, neededUntilNs)) return NOTHING_OVER_CAP;
       const id = nextLearnId++;
-      return new Promise<void>((resolve, reject) => {
+      return new Promise<LearnOutcome>((resolve, reject) => {
         pendingLearns.set(id, { workloadId, ruleIds, ips, resolve, reject });
         post({ type: 'learn', id, workloadId, ruleIds, ips, ttlSeconds, name });
       });
@@ -96,8 +99,10 @@ port.on('message', (message: ToWorker) => {
       if (waiting === undefined) return;
       pendingLearns.delete(message.id);
       if (message.error !== null) return waiting.reject(new Error(message.error));
-      confirmed.record(waiting.workloadId, waiting.ruleIds, waiting.ips, message.heldUntilNs);
-      return waiting.resolve();
+      const overCap = new Set(message.overCap);
+      const learned = overCap.size === 0 ? waiting.ips : waiting.ips.filter((ip) => !overCap.has(ip));
+      confirmed.record(waiting.workloadId, waiting.ruleIds, learned, message.heldUntilNs);
+      return waiting.resolve({ overCap: message.overCap });
     }
     case 'stop':
       void stop();

@@ -1,14 +1,16 @@
 // Messages between the agent's main thread (DnsProxyHost) and the DNS proxy worker (dns-proxy-worker.ts).
 import type { InheritedSocket } from '../dns/activation.js';
 import type { DnsPolicySnapshot } from './dns-policy.js';
-import type { DnsProxyOptions, ListeningAddress } from '../dns/proxy.js';
+import type { DnsProxyOptions, ListeningAddress, ProxyQuotas } from '../dns/proxy.js';
 import type { DnsDecisionEvent, DnsProxyStats } from '../dns/types.js';
 
 /** The DnsProxy options that are plain data (the oracle, sink and listener are the worker's own). */
-export type WorkerProxySettings = Omit<DnsProxyOptions, 'oracle' | 'sink' | 'onEvent' | 'inherited'>;
+export type WorkerProxySettings = Omit<DnsProxyOptions, 'oracle' | 'sink' | 'onEvent' | 'inherited' | 'quotas'>;
 
 export interface ProxyWorkerData {
   settings: WorkerProxySettings;
+  /** The quotas all the host's workers share, and this worker's index into them. */
+  quotas: ProxyQuotas;
   /** Descriptors of this worker's own (duplicated) listening sockets; the worker's proxy closes them when it ends. */
   sockets: InheritedSocket[];
   policy: DnsPolicySnapshot;
@@ -16,7 +18,8 @@ export interface ProxyWorkerData {
 
 export type ToWorker =
   | { type: 'policy'; policy: DnsPolicySnapshot }
-  | { type: 'learned'; id: number; heldUntilNs: bigint; error: null }
+  /** `overCap`: the request's addresses the per-name cap kept out (not learned, so not held until heldUntilNs). */
+  | { type: 'learned'; id: number; heldUntilNs: bigint; overCap: string[]; error: null }
   | { type: 'learned'; id: number; heldUntilNs: null; error: string }
   | { type: 'stop' };
 

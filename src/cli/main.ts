@@ -84,23 +84,23 @@ async function run(args: string[]): Promise<number> {
 // DaemonSet, so by the time the pod is stopped a read of it is refused; the established watch saw the deletion.
 async function watchForUninstall(configPath: string, log: Logger): Promise<UninstallWatch | null> {
   const owner = agentOwnerFromEnv(process.env);
-  // Outside the chart nothing is watched, and the Kubernetes client (a second of CPU to load) stays unloaded.
+  // Outside the chart nothing is watched, and the Kubernetes client stays unloaded.
   if (owner === null) return null;
   const { apiDaemonSetReader, OwnDaemonSetWatch } = await import('../k8s/uninstall.js');
   try {
     // The API server as the agent reaches it (kubernetes.kubeconfig, or its service-account directory), not the
     // client's defaults, which know only the standard in-cluster paths.
-    const [{ loadConfigFile }, { findCgroup2Mount }, { kubeConfigFor }] = await Promise.all([
+    const [{ loadConfigFile }, { findCgroup2Mount }, { kubeClientFor }] = await Promise.all([
       import('../agent/config.js'),
       import('../datapath/mounts.js'),
       import('../k8s/client.js'),
     ]);
     const { kubernetes } = loadConfigFile(configPath, findCgroup2Mount() ?? '/sys/fs/cgroup').config;
     if (kubernetes === null) return null;
-    const { kubeConfig } = kubeConfigFor(kubernetes);
-    const watch = new OwnDaemonSetWatch(kubeConfig, owner, log);
+    const { client } = kubeClientFor(kubernetes);
+    const watch = new OwnDaemonSetWatch(client, owner, log);
     watch.start();
-    return { owner, reader: await apiDaemonSetReader(kubeConfig), watch };
+    return { owner, reader: apiDaemonSetReader(client), watch };
   } catch (error) {
     log.warn({ error: String(error) }, 'cannot reach Kubernetes to tell an uninstall from a restart: enforcement stays in force on stop');
     return null;

@@ -12,7 +12,7 @@ import type { KernelEvent } from './types.js';
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 8;
+export const EG_ABI_VERSION = 9;
 
 export const EG_MAX_RULES = 64;
 /** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
@@ -92,6 +92,9 @@ export const STAT_COUNT = 10;
 /** eg_approved: node capacity, and the share one workload may hold (bpf/egressguard.h). */
 export const EG_MAX_FLOWS = 262144;
 export const EG_MAX_FLOWS_PER_WORKLOAD = 4096;
+/** enum eg_approval_kind: all of a flow, its handshake only (pending its ClientHello), or permitted with its first
+ * flight still compared until the server acknowledges it. */
+export const APPROVAL_KIND = { flow: 1, handshake: 2, judged: 3 } as const;
 /** enum eg_closing: FINs tc saw on an approved TCP flow. */
 export const CLOSING = { workload: 1 << 0, peer: 1 << 1 } as const;
 /** The kernel's event rate limit per workload and CPU (bpf/lib/report.h). */
@@ -527,6 +530,7 @@ export function encodeU32(value: number): Buffer {
 export interface Approval {
   workloadId: number;
   protocol: number;
+  kind: number;
   closing: number;
   seenNs: bigint;
 }
@@ -537,6 +541,7 @@ export function decodeApproval(key: Buffer, value: Buffer): Approval {
   return {
     workloadId: key.readUInt32LE(k.workload_id.offset),
     protocol: key.readUInt8(k.protocol.offset),
+    kind: value.readUInt8(v.kind.offset),
     closing: value.readUInt8(v.closing.offset),
     seenNs: value.readBigUInt64LE(v.seen_ns.offset),
   };

@@ -18,6 +18,7 @@ import {
   LAYOUTS,
   encodeFlowCount,
   CLOSING,
+  APPROVAL_KIND,
   decodeDomainKeyRuleId,
   encodeAddrKey,
   encodeDomainKey,
@@ -40,7 +41,7 @@ import {
 import { checkKernelFeatures, optionalFeatures, type DatapathFeatures, type OptionalFeatures } from './features.js';
 import { LearnedTable } from './learned-table.js';
 import { ensureBpffs, findCgroup2Mount, isAtOrBelow } from './mounts.js';
-import { loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
+import { isNativeError, loadNative, type NativeAddon, type NativeMap, type NativeObject, type NativeRingBuffer } from './native.js';
 import type { Cidr } from '../policy/types.js';
 import type {
   ApprovedFlows,
@@ -111,7 +112,8 @@ const SECOND_NS = 1_000_000_000n;
 /**
  * How long an approval may go unused before the sweep removes it (tc refreshes seen_ns at most once a second):
  * a TCP flow that saw a FIN or a reset (its last segments are long gone; the kernel removes it itself on the
- * normal close), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
+ * normal close) or whose first flight is still compared (a handshake that stalled there holds one of its
+ * workload's first-flight copies, EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
  * connection, after conntrack's own established timeout (nf_conntrack_tcp_timeout_established, 5 days).
  */
 export const APPROVAL_IDLE = {
@@ -219,6 +221,62 @@ function syncMap(map: NativeMap, desired: Map<string, Buffer>): void {
   for (const [hex, value] of desired) map.update(Buffer.from(hex, 'hex'), value);
 }
 
+/** The value of a set-like map's entries (eg_domains, eg_workload_addrs). */
+const PRESENT = Buffer.from([1]);
+
+/**
+ * Deletes then writes entries (hex keys) with one batch call each (BPF_MAP_DELETE_BATCH / UPDATE_BATCH) instead of
+ * a syscall per entry, telling `recorded` (a mirror) of each entry the kernel took (value null: deleted). A batch
+ * that fails (no batch ops for the map's type, a full map, a key not there to delete) is done again one entry at a
+ * time: the mirror learns exactly which entries went in, and a real error is the one the failing entry gets.
+ */
+function writeEntries(
+  map: NativeMap,
+  deletes: readonly string[],
+  updates: ReadonlyMap<string, Buffer>,
+  recorded: (hex: string, value: Buffer | null) => void,
+): void {
+  const keysOf = (hexes: Iterable<string>) => Buffer.from([...hexes].join(''), 'hex');
+  if (deletes.length > 0) {
+    batchOr(
+      () => map.deleteBatch(keysOf(deletes)),
+      (hex) => void map.delete(Buffer.from(hex, 'hex')),
+      deletes.map((hex) => [hex, null]),
+      recorded,
+    );
+  }
+  if (updates.size > 0) {
+    batchOr(
+      () => map.updateBatch(keysOf(updates.keys()), Buffer.concat([...updates.values()])),
+      (hex, value) => map.update(Buffer.from(hex, 'hex'), value!),
+      [...updates],
+      recorded,
+    );
+  }
+}
+
+function batchOr(
+  batch: () => void,
+  one: (hex: string, value: Buffer | null) => void,
+  entries: ReadonlyArray<readonly [string, Buffer | null]>,
+  recorded: (hex: string, value: Buffer | null) => void,
+): void {
+  try {
+    batch();
+  } catch (error) {
+    if (!isNativeError(error)) throw error;
+    for (const [hex, value] of entries) {
+      one(hex, value);
+      recorded(hex, value);
+    }
+    return;
+  }
+  for (const [hex, value] of entries) recorded(hex, value);
+}
+
+/** What this datapath wrote to one slot of a workload's eg_rules: the encoded rule (hex) at each index. */
+type RuleSlot = string[];
+
 class KernelDatapath implements Datapath {
   readonly adopted: boolean;
   private readonly maps: Record<MapName, NativeMap>;
@@ -235,8 +293,17 @@ class KernelDatapath implements Datapath {
   private maxLearnedPerWorkload = 0;
   /** Cgroup id each path was enrolled under: a deleted cgroup (its pod is gone) can still be removed. */
   private readonly cgroupIdsByPath = new Map<string, bigint>();
-  /** Entries of eg_rule_cidrs, hex-encoded key -> value (1 match, 0 exclusion): a mirror, so swaps diff without a scan. */
-  private readonly ruleCidrKeys = new Map<string, number>();
+  /** Entries of eg_rule_cidrs per workload id, hex-encoded key -> value (1 match, 0 exclusion): a mirror, so swaps diff without a scan. */
+  private readonly ruleCidrs = new Map<number, Map<string, number>>();
+  /**
+   * eg_rules as this datapath wrote it, per workload id and slot (undefined: not known, e.g. adopted): a rule set
+   * is written as its difference from what the slot being filled already holds.
+   */
+  private readonly ruleSlots = new Map<number, [RuleSlot | undefined, RuleSlot | undefined]>();
+  /** eg_workload_addrs keys (hex) per workload id, a mirror. */
+  private readonly addressKeys = new Map<number, Set<string>>();
+  /** Interfaces this datapath attached its tc programs to (a re-write of the workload leaves them be). */
+  private readonly tcAttached = new Set<number>();
   /** Which workloads use each webGroup rule id (its eg_domains keys go when the last one does). */
   private readonly domainUsers = new Map<number, Set<number>>();
   private readonly writtenDomainRules = new Set<number>();
@@ -269,8 +336,11 @@ class KernelDatapath implements Datapath {
       const value = maps.eg_workloads.lookup(key);
       if (value !== null) this.enrolled.set(key.readBigUInt64LE(0), decodeWorkload(value));
     }
-    for (const key of maps.eg_rule_cidrs.keys())
-      this.ruleCidrKeys.set(key.toString('hex'), maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1);
+    for (const key of maps.eg_rule_cidrs.keys()) {
+      const value = maps.eg_rule_cidrs.lookup(key)?.readUInt32LE(0) ?? 1;
+      this.workloadRuleCidrs(decodeRuleCidrKey(key).workloadId).set(key.toString('hex'), value);
+    }
+    for (const key of maps.eg_workload_addrs.keys()) this.workloadAddressKeys(decodeAddrKeyWorkload(key)).add(key.toString('hex'));
     for (const key of maps.eg_domains.keys()) this.recordDomainKey(decodeDomainKeyRuleId(key), key.toString('hex'));
     this.learnedTable = new LearnedTable(maps.eg_learned);
     for (const key of maps.eg_interfaces.keys()) {
@@ -316,15 +386,20 @@ class KernelDatapath implements Datapath {
   }
 
   private attachTc(ifindex: number): void {
+    this.tcAttached.delete(ifindex);
     // Egress first: an inbound connection is approved before the workload's answer can be judged without it.
     this.native.tcAttachEgress(this.object.program(TC_EGRESS_PROGRAM), ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
     this.native.tcAttachIngress(this.object.program(TC_PROGRAM), ifindex, TC_HANDLE, TC_PRIORITY, this.options.hostNetns);
+    this.tcAttached.add(ifindex);
+  }
+
+  private detachTc(ifindex: number): void {
+    this.tcAttached.delete(ifindex);
+    detachTc(this.native, ifindex, this.options.hostNetns);
   }
 
   private detachAllTc(): void {
-    for (const ifindexes of this.interfaces.values()) {
-      for (const ifindex of ifindexes) detachTc(this.native, ifindex, this.options.hostNetns);
-    }
+    for (const ifindexes of this.interfaces.values()) for (const ifindex of ifindexes) this.detachTc(ifindex);
   }
 
   setDenyList(entries: CidrEntry[]): void {
@@ -380,25 +455,25 @@ class KernelDatapath implements Datapath {
     const base = slot * EG_MAX_RULES;
 
     // Domains and addresses first: the new rules may need them the moment the slot flips.
+    const newDomainKeys = new Map<string, Buffer>();
     for (const [ruleId, keys] of domainsByRule) {
-      for (const hex of keys) {
-        this.maps.eg_domains.update(Buffer.from(hex, 'hex'), Buffer.from([1]));
-        this.recordDomainKey(ruleId, hex);
-      }
+      const held = this.domainKeys.get(ruleId);
+      for (const hex of keys) if (held?.has(hex) !== true) newDomainKeys.set(hex, PRESENT);
     }
+    const ruleOfKey = new Map([...domainsByRule].flatMap(([ruleId, keys]) => [...keys].map((hex) => [hex, ruleId] as const)));
+    writeEntries(this.maps.eg_domains, [], newDomainKeys, (hex) => this.recordDomainKey(ruleOfKey.get(hex)!, hex));
     const addresses = network?.addresses ?? [];
     this.syncAddresses(workloadId, addresses);
 
-    // Fill the inactive slot completely before the one update that makes it live.
+    // Fill the inactive slot completely before the one update that makes it live (a half-written slot is never
+    // enforced); only what differs from what that slot already holds is written.
     const wantedCidrs = new Map<string, number>();
-    rules.forEach((rule, index) => {
-      this.maps.eg_rules.update(encodeRuleKey(workloadId, base + index), encodeRule({ ...rule, flags: ruleFlags(rule) }));
+    const wantedRules = rules.map((rule, index) => {
       for (const [cidr, value] of ruleCidrEntries(rule))
         wantedCidrs.set(encodeRuleCidrKey(workloadId, base + index, cidr).toString('hex'), value);
+      return encodeRule({ ...rule, flags: ruleFlags(rule) }).toString('hex');
     });
-    for (let index = rules.length; index < EG_MAX_RULES; index++) {
-      this.maps.eg_rules.delete(encodeRuleKey(workloadId, base + index));
-    }
+    this.writeRuleSlot(workloadId, slot, wantedRules);
     this.syncRuleCidrs(workloadId, (ruleRef) => ruleRef >= base && ruleRef < base + EG_MAX_RULES, wantedCidrs);
 
     const entry: WorkloadEntry = {
@@ -422,6 +497,27 @@ class KernelDatapath implements Datapath {
     return workloadId;
   }
 
+  /** Makes one slot of the workload's eg_rules hold `wanted` (encoded rules, hex, by index) and nothing after it. */
+  private writeRuleSlot(workloadId: number, slot: 0 | 1, wanted: RuleSlot): void {
+    const slots = this.ruleSlots.get(workloadId) ?? [undefined, undefined];
+    this.ruleSlots.set(workloadId, slots);
+    const held = slots[slot];
+    slots[slot] = undefined; // not known while it is being written: a failed write leaves it unknown
+    const base = slot * EG_MAX_RULES;
+    const keyHex = (index: number) => encodeRuleKey(workloadId, base + index).toString('hex');
+    const updates = new Map<string, Buffer>();
+    wanted.forEach((hex, index) => {
+      if (held?.[index] !== hex) updates.set(keyHex(index), Buffer.from(hex, 'hex'));
+    });
+    if (held === undefined) {
+      // What is past the new rules is not known: delete every index one by one (a missing one is no error).
+      for (let index = wanted.length; index < EG_MAX_RULES; index++) this.maps.eg_rules.delete(encodeRuleKey(workloadId, base + index));
+    }
+    const stale = (held ?? []).slice(wanted.length).map((_, offset) => keyHex(wanted.length + offset));
+    writeEntries(this.maps.eg_rules, stale, updates, () => {});
+    slots[slot] = [...wanted];
+  }
+
   endStaleFlows(): FlowsEnded {
     this.assertOpen();
     return this.endStaleFlowsIn([...this.cgroupIdsByPath.keys()]);
@@ -429,14 +525,15 @@ class KernelDatapath implements Datapath {
 
   private endStaleFlowsIn(cgroupPaths: readonly string[]): FlowsEnded {
     const result: FlowsEnded = { ended: 0, unsupported: 0, failed: 0 };
-    if (this.enrolled.size === 0) return result;
+    const namespaces = this.enrolled.size === 0 ? [] : this.workloadNetns(cgroupPaths);
+    if (namespaces.length === 0) return result;
     const listeners = this.object.map(REAP_LISTENERS_MAP);
     try {
       for (const key of listeners.keys()) listeners.delete(key);
     } finally {
       listeners.close();
     }
-    for (const netns of this.workloadNetns(cgroupPaths)) {
+    for (const netns of namespaces) {
       for (const name of REAP_PROGRAMS) {
         let output: string;
         try {
@@ -460,12 +557,14 @@ class KernelDatapath implements Datapath {
   }
 
   /**
-   * Socket iterators walk one network namespace each: the agent's own (host-network workloads) and
-   * every other one a process of the given workload cgroups lives in (/proc/<pid>/ns/net, one per namespace).
+   * Socket iterators walk one network namespace each, and a walk costs the same whatever it finds (the kernel's
+   * socket tables are shared by every namespace): only the namespaces a process of the given workload cgroups lives
+   * in are walked (/proc/<pid>/ns/net, one per namespace; undefined: the agent's own, for host-network workloads).
    */
   private workloadNetns(cgroupPaths: readonly string[]): Array<string | undefined> {
-    const seen = new Set<bigint>([statSync('/proc/self/ns/net', { bigint: true }).ino]);
-    const found: Array<string | undefined> = [undefined];
+    const own = statSync('/proc/self/ns/net', { bigint: true }).ino;
+    const seen = new Set<bigint>();
+    const found: Array<string | undefined> = [];
     const visit = (dir: string): void => {
       let procs: string;
       try {
@@ -480,7 +579,7 @@ class KernelDatapath implements Datapath {
           const inode = statSync(path, { bigint: true }).ino;
           if (seen.has(inode)) continue;
           seen.add(inode);
-          found.push(path);
+          found.push(inode === own ? undefined : path);
         } catch {
           // the process exited
         }
@@ -530,10 +629,26 @@ class KernelDatapath implements Datapath {
 
   private syncAddresses(workloadId: number, addresses: string[]): void {
     const wanted = new Set(addresses.map((address) => encodeAddrKey(workloadId, address).toString('hex')));
-    for (const key of this.maps.eg_workload_addrs.keys()) {
-      if (decodeAddrKeyWorkload(key) === workloadId && !wanted.has(key.toString('hex'))) this.maps.eg_workload_addrs.delete(key);
+    const held = this.workloadAddressKeys(workloadId);
+    const stale = [...held].filter((hex) => !wanted.has(hex));
+    const added = new Map([...wanted].filter((hex) => !held.has(hex)).map((hex) => [hex, PRESENT] as const));
+    try {
+      writeEntries(this.maps.eg_workload_addrs, stale, added, (hex, value) => (value === null ? held.delete(hex) : held.add(hex)));
+    } finally {
+      if (held.size === 0) this.addressKeys.delete(workloadId);
     }
-    for (const hex of wanted) this.maps.eg_workload_addrs.update(Buffer.from(hex, 'hex'), Buffer.from([1]));
+  }
+
+  private workloadAddressKeys(workloadId: number): Set<string> {
+    const held = this.addressKeys.get(workloadId) ?? new Set<string>();
+    this.addressKeys.set(workloadId, held);
+    return held;
+  }
+
+  private workloadRuleCidrs(workloadId: number): Map<string, number> {
+    const held = this.ruleCidrs.get(workloadId) ?? new Map<string, number>();
+    this.ruleCidrs.set(workloadId, held);
+    return held;
   }
 
   /**
@@ -567,22 +682,24 @@ class KernelDatapath implements Datapath {
   private deleteDomainKeys(ruleId: number, keep: Set<string>): void {
     const keys = this.domainKeys.get(ruleId);
     if (keys === undefined) return;
-    for (const hex of keys) {
-      if (keep.has(hex)) continue;
-      this.maps.eg_domains.delete(Buffer.from(hex, 'hex'));
-      keys.delete(hex);
+    const doomed = [...keys].filter((hex) => !keep.has(hex));
+    try {
+      writeEntries(this.maps.eg_domains, doomed, new Map(), (hex) => keys.delete(hex));
+    } finally {
+      if (keys.size === 0) this.domainKeys.delete(ruleId);
     }
-    if (keys.size === 0) this.domainKeys.delete(ruleId);
   }
 
   private syncInterfaces(workloadId: number, wanted: Set<number>): void {
     const current = this.interfaces.get(workloadId) ?? new Set<number>();
     for (const ifindex of current) {
       if (wanted.has(ifindex)) continue;
-      detachTc(this.native, ifindex, this.options.hostNetns);
+      this.detachTc(ifindex);
       this.maps.eg_interfaces.delete(encodeU32(ifindex));
     }
     for (const ifindex of wanted) {
+      // Already this workload's, filters in place: nothing to do (configure() re-attaches when the features change).
+      if (current.has(ifindex) && (this.tcAttached.has(ifindex) || !this.features.packet)) continue;
       const owner = this.maps.eg_interfaces.lookup(encodeU32(ifindex));
       if (owner !== null && owner.readUInt32LE(0) !== workloadId) {
         throw new Error(`interface index ${ifindex} already belongs to workload ${owner.readUInt32LE(0)}`);
@@ -595,18 +712,17 @@ class KernelDatapath implements Datapath {
   }
 
   private syncRuleCidrs(workloadId: number, inScope: (ruleRef: number) => boolean, wanted: Map<string, number>): void {
-    for (const hex of this.ruleCidrKeys.keys()) {
-      if (wanted.has(hex)) continue;
-      const key = Buffer.from(hex, 'hex');
-      const parts = decodeRuleCidrKey(key);
-      if (parts.workloadId !== workloadId || !inScope(parts.ruleRef)) continue;
-      this.maps.eg_rule_cidrs.delete(key);
-      this.ruleCidrKeys.delete(hex);
-    }
-    for (const [hex, value] of wanted) {
-      if (this.ruleCidrKeys.get(hex) === value) continue;
-      this.maps.eg_rule_cidrs.update(Buffer.from(hex, 'hex'), encodeU32(value));
-      this.ruleCidrKeys.set(hex, value);
+    const held = this.workloadRuleCidrs(workloadId);
+    const stale = [...held.keys()].filter((hex) => !wanted.has(hex) && inScope(decodeRuleCidrKey(Buffer.from(hex, 'hex')).ruleRef));
+    const changed = new Map(
+      [...wanted].filter(([hex, value]) => held.get(hex) !== value).map(([hex, value]) => [hex, encodeU32(value)] as const),
+    );
+    try {
+      writeEntries(this.maps.eg_rule_cidrs, stale, changed, (hex, value) =>
+        value === null ? held.delete(hex) : held.set(hex, value.readUInt32LE(0)),
+      );
+    } finally {
+      if (held.size === 0) this.ruleCidrs.delete(workloadId);
     }
   }
 
@@ -619,9 +735,8 @@ class KernelDatapath implements Datapath {
     this.maps.eg_workloads.delete(encodeCgroupId(cgroupId));
     this.enrolled.delete(cgroupId);
     for (const [path, id] of this.cgroupIdsByPath) if (id === cgroupId) this.cgroupIdsByPath.delete(path);
-    for (let ruleRef = 0; ruleRef < 2 * EG_MAX_RULES; ruleRef++) {
-      this.maps.eg_rules.delete(encodeRuleKey(entry.workloadId, ruleRef));
-    }
+    for (const slot of [0, 1] as const) this.writeRuleSlot(entry.workloadId, slot, []);
+    this.ruleSlots.delete(entry.workloadId);
     this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
     this.syncRuleCidrs(entry.workloadId, () => true, new Map());
     this.learnedTable.delete((learned) => learned.workloadId === entry.workloadId);
@@ -710,7 +825,7 @@ class KernelDatapath implements Datapath {
       const limit =
         approval.protocol !== IPPROTO_TCP
           ? APPROVAL_IDLE.datagramNs
-          : approval.closing & (CLOSING.workload | CLOSING.peer)
+          : approval.kind !== APPROVAL_KIND.flow || approval.closing & (CLOSING.workload | CLOSING.peer)
             ? APPROVAL_IDLE.closingNs
             : APPROVAL_IDLE.tcpNs;
       if (!enrolledIds.has(approval.workloadId) || idleNs >= limit) {
@@ -744,6 +859,9 @@ class KernelDatapath implements Datapath {
     this.listeners.push(listener);
     // Read the ring buffer only once someone listens: unread events wait in the kernel.
     this.ringBuffer ??= new this.native.RingBuffer(this.maps.eg_events, (records, error) => {
+      // Batches the reader queued before close() are still delivered after it: nobody listens any more (the agent's
+      // event pipeline, closed next, threw from inside the native callback: Node's DEP0168 warning at SIGTERM).
+      if (this.closed) return;
       if (error !== undefined || records === null) throw error ?? new Error('ring buffer reader stopped');
       for (const record of records) {
         let event: KernelEvent;

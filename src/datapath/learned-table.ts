@@ -20,6 +20,9 @@ import {
 import type { NativeMap } from './native.js';
 import type { LearnedEntry } from './types.js';
 
+/** The map operations the mirror uses (entry by entry: learning writes few at a time). */
+export type LearnedMap = Pick<NativeMap, 'lookup' | 'update' | 'delete' | 'keys'>;
+
 /** What the mirror keeps per kernel entry. */
 export interface HeldLearned {
   workloadId: number;
@@ -40,7 +43,7 @@ export class LearnedTable {
   /** Address as written → its key bytes (hex): answers repeat the same few addresses, parsing each costs more than the rest. */
   private readonly addresses = new Map<string, string>();
 
-  constructor(private readonly map: NativeMap) {
+  constructor(private readonly map: LearnedMap) {
     for (const key of map.keys()) {
       const value = map.lookup(key);
       if (value === null) continue;

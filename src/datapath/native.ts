@@ -31,6 +31,10 @@ export interface NativeMap {
   update(key: Buffer, value: Buffer, flags?: number): void;
   /** True when an entry was removed, false when there was none. */
   delete(key: Buffer): boolean;
+  /** BPF_MAP_UPDATE_BATCH (BPF_ANY): keys and values concatenated, at least one entry. EINVAL where the map type has no batch ops. */
+  updateBatch(keys: Buffer, values: Buffer): void;
+  /** BPF_MAP_DELETE_BATCH: every key must be present (ENOENT stops the batch at the first one that is not). */
+  deleteBatch(keys: Buffer): void;
   keys(): Buffer[];
   close(): void;
 }

@@ -10,12 +10,13 @@ import * as net from 'node:net';
 import { once, setMaxListeners } from 'node:events';
 import type { Tier } from '../model/decision.js';
 import { unmapIpv4 } from '../model/ip.js';
-import { AddressCap } from './address-cap.js';
 import type { InheritedSocket } from './activation.js';
 import { AnswerCache } from './answer-cache.js';
 import { extractAddresses, type ExtractedAddresses } from './answers.js';
 import { learnedTtlSeconds, type LearnedLifetimeBounds } from './lifetime.js';
+import { quotaBuffer, quotaOwner, SharedQuota } from './shared-quota.js';
 import type {
+  AnswerLearnSink,
   DeniedRcode,
   DnsDecision,
   DnsDecisionEvent,
@@ -24,7 +25,6 @@ import type {
   DnsProxyStats,
   DnsTransport,
   DnsWorkload,
-  LearnedIpSink,
   ResolverAddress,
 } from './types.js';
 import { exchange, formatResolver, UpstreamError, UpstreamSockets } from './upstream.js';
@@ -51,14 +51,12 @@ export interface DnsProxyOptions {
   /** Trusted resolvers, asked in order. Answers are learned from these only. */
   upstreams: ResolverAddress[];
   oracle: DnsPolicyOracle;
-  sink: LearnedIpSink;
+  sink: AnswerLearnSink;
   onEvent?: DnsEventListener;
   /** Response code for denied names. NXDOMAIN lets musl continue its search list; REFUSED stops it. */
   deniedRcode: DeniedRcode;
   /** How long learned addresses are trusted; answers that teach addresses are released with TTLs no longer. */
   lifetime: LearnedLifetimeBounds;
-  /** Live addresses one name may teach one workload; extra addresses are not learned. */
-  maxIpsPerName: number;
   /** Per resolver attempt. Default 2000. */
   upstreamTimeoutMs?: number;
   /** learn() must finish within this, or the client gets SERVFAIL. Default 2000. */
@@ -84,6 +82,19 @@ export interface DnsProxyOptions {
   answerCacheEntries?: number;
   /** Sockets a holder passed in (see activation.ts), used instead of binding for the listen addresses they are bound to. */
   inherited?: InheritedSocket[];
+  /** The in-flight and TCP quotas every worker of one host draws on (SharedQuota), and this proxy's worker index. Absent: its own. */
+  quotas?: ProxyQuotas;
+}
+
+export interface ProxyQuotas {
+  inflight: SharedArrayBuffer;
+  tcp: SharedArrayBuffer;
+  worker: number;
+}
+
+/** Quotas for `workers` proxies; worker i passes { ...quotas, worker: i }. */
+export function proxyQuotas(workers: number): Omit<ProxyQuotas, 'worker'> {
+  return { inflight: quotaBuffer(workers), tcp: quotaBuffer(workers) };
 }
 
 export interface ListeningAddress {
@@ -114,25 +125,20 @@ interface Outcome {
 }
 
 const MAX_QUERIES_PER_TCP_CONNECTION = 64;
-const CAP_PRUNE_INTERVAL_MS = 60_000;
 
 export class DnsProxy {
-  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited'>> & Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
-  private readonly cap: AddressCap;
+  private readonly options: Required<Omit<DnsProxyOptions, 'onEvent' | 'inherited' | 'quotas'>> &
+    Pick<DnsProxyOptions, 'onEvent' | 'inherited'>;
+  private readonly inflight: SharedQuota;
+  private readonly tcpQuota: SharedQuota;
   private readonly cache: AnswerCache;
   private readonly upstreamSockets: UpstreamSockets;
   private readonly counters = zeroStats();
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpConnections = new Set<net.Socket>();
-  /** Open TCP connections per workload key (or "address <ip>" for unknown sources). */
-  private readonly tcpConnectionsByOwner = new Map<string, number>();
   private readonly cancel = new AbortController();
   private listening: ListeningAddress[] = [];
-  private inflight = 0;
-  /** Queries in flight per owner (see ownerOf). */
-  private readonly inflightByOwner = new Map<string, number>();
-  private pruneTimer: NodeJS.Timeout | null = null;
 
   constructor(options: DnsProxyOptions) {
     if (options.listen.length === 0) throw new Error('DNS proxy: listen is empty; give at least one IPv4 or IPv6 address');
@@ -152,7 +158,9 @@ export class DnsProxy {
       answerCacheEntries: 10_000,
       ...options,
     };
-    this.cap = new AddressCap(this.options.maxIpsPerName);
+    const quotas = options.quotas ?? { ...proxyQuotas(1), worker: 0 };
+    this.inflight = new SharedQuota(quotas.inflight, quotas.worker, options.maxInflightQueries, options.maxInflightQueriesPerWorkload);
+    this.tcpQuota = new SharedQuota(quotas.tcp, quotas.worker, options.maxTcpConnections, options.maxTcpConnectionsPerWorkload);
     this.cache = new AnswerCache(this.options.answerCacheEntries, this.options.lifetime.maxTtlSeconds);
     this.upstreamSockets = new UpstreamSockets({}, () => (this.counters.upstreamResponsesIgnored += 1));
     // Every query in flight listens for the proxy's cancellation.
@@ -187,14 +195,11 @@ export class DnsProxy {
       await this.stop();
       throw new Error(`DNS proxy: inherited socket(s) ${unused.join(', ')} match no dns.listen address and port`);
     }
-    this.pruneTimer = setInterval(() => this.cap.prune(Date.now()), CAP_PRUNE_INTERVAL_MS);
-    this.pruneTimer.unref();
   }
 
   async stop(): Promise<void> {
     this.cancel.abort();
     this.upstreamSockets.close();
-    if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     for (const socket of this.tcpConnections) socket.destroy();
     await Promise.all([
       ...this.udpSockets.map((socket) => new Promise<void>((resolve) => socket.close(() => resolve()))),
@@ -222,20 +227,15 @@ export class DnsProxy {
 
   private onConnection(socket: net.Socket): void {
     const client: Client = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
-    const owner = this.ownerOf(client);
-    const held = this.tcpConnectionsByOwner.get(owner) ?? 0;
-    // Counted here, not with each server's maxConnections: the cap is the node's, over both families' listeners.
-    if (this.tcpConnections.size >= this.options.maxTcpConnections) {
-      this.counters.tcpConnectionsRejected += 1;
+    const owner = quotaOwner(this.options.oracle.workloadFor(client.ip)?.workloadId ?? null, client.ip);
+    // Counted here, not with each server's maxConnections: the cap is the node's, over both families' listeners and every worker.
+    const taken = this.tcpQuota.take(owner);
+    if (taken !== 'taken') {
+      if (taken === 'node-full') this.counters.tcpConnectionsRejected += 1;
+      else this.counters.tcpConnectionsRejectedPerWorkload += 1;
       socket.destroy();
       return;
     }
-    if (held >= this.options.maxTcpConnectionsPerWorkload) {
-      this.counters.tcpConnectionsRejectedPerWorkload += 1;
-      socket.destroy();
-      return;
-    }
-    this.tcpConnectionsByOwner.set(owner, held + 1);
     this.tcpConnections.add(socket);
     const reader = new FrameReader();
     let pending = 0;
@@ -245,9 +245,7 @@ export class DnsProxy {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.tcpConnections.delete(socket);
-      const left = (this.tcpConnectionsByOwner.get(owner) ?? 1) - 1;
-      if (left > 0) this.tcpConnectionsByOwner.set(owner, left);
-      else this.tcpConnectionsByOwner.delete(owner);
+      this.tcpQuota.give(owner);
     });
     socket.on('data', (chunk) => {
       for (const message of reader.push(chunk)) {
@@ -266,21 +264,17 @@ export class DnsProxy {
   /** Serve one query; resolves to the response to send (null: send nothing). Never rejects. */
   private async serve(message: Buffer, client: Client): Promise<Buffer | null> {
     const receivedAt = isoNow();
-    if (this.inflight >= this.options.maxInflightQueries) {
-      this.counters.droppedOverload += 1;
+    const workload = this.options.oracle.workloadFor(client.ip);
+    const owner = quotaOwner(workload?.workloadId ?? null, client.ip);
+    const taken = this.inflight.take(owner);
+    if (taken !== 'taken') {
+      if (taken === 'node-full') this.counters.droppedOverload += 1;
+      else this.counters.droppedOverloadPerWorkload += 1;
       return null;
     }
-    const owner = this.ownerOf(client);
-    const held = this.inflightByOwner.get(owner) ?? 0;
-    if (held >= this.options.maxInflightQueriesPerWorkload) {
-      this.counters.droppedOverloadPerWorkload += 1;
-      return null;
-    }
-    this.inflightByOwner.set(owner, held + 1);
-    this.inflight += 1;
     this.counters.queries += 1;
     try {
-      const outcome = await this.decideAndAnswer(message, client).catch((error: unknown): Outcome => {
+      const outcome = await this.decideAndAnswer(message, client, workload).catch((error: unknown): Outcome => {
         // A bug in the proxy drops the query (the client retries) instead of crashing the agent.
         process.emitWarning(`DNS proxy: query failed unexpectedly: ${(error as Error)?.stack ?? String(error)}`);
         return { response: null, event: null };
@@ -290,25 +284,16 @@ export class DnsProxy {
       }
       return outcome.response;
     } finally {
-      this.inflight -= 1;
-      const left = (this.inflightByOwner.get(owner) ?? 1) - 1;
-      if (left > 0) this.inflightByOwner.set(owner, left);
-      else this.inflightByOwner.delete(owner);
+      this.inflight.give(owner);
     }
   }
 
-  /** Whose share a client's queries and connections take: its workload, or for unknown sources its address. */
-  private ownerOf(client: Client): string {
-    return this.options.oracle.workloadFor(client.ip)?.key ?? `address ${client.ip}`;
-  }
-
-  private async decideAndAnswer(message: Buffer, client: Client): Promise<Outcome> {
+  private async decideAndAnswer(message: Buffer, client: Client, workload: DnsWorkload | null): Promise<Outcome> {
     const parsed = parseQuery(message);
     if (parsed.kind === 'drop') {
       this.counters.malformed += 1;
       return { response: null, event: null };
     }
-    const workload = this.options.oracle.workloadFor(client.ip);
     if (parsed.kind === 'reject') {
       this.counters.malformed += 1;
       return {
@@ -442,7 +427,7 @@ export class DnsProxy {
     return { message: answer.message, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
   }
 
-  /** Install the answer's addresses for the decision's rules, within the cap and the learn timeout. */
+  /** Install the answer's addresses for the decision's rules (the sink applies the per-name cap), within the learn timeout. */
   private async learn(
     workload: DnsWorkload,
     query: DnsQuery,
@@ -453,25 +438,31 @@ export class DnsProxy {
     if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null)
       return { failed: false, ttlSeconds: null, reason: null };
     const ttlSeconds = learnedTtlSeconds(answerTtlSeconds, this.options.lifetime);
-    const { admitted, rejected } = this.cap.admit(workload.workloadId, query.question.normalizedName, addresses, ttlSeconds, Date.now());
-    this.counters.addressesOverCap += rejected.length;
-    const capReason =
-      rejected.length === 0
-        ? null
-        : `${rejected.length} address(es) not learned: ${query.question.normalizedName} already has ${this.options.maxIpsPerName} live addresses for this workload (${rejected.join(', ')})`;
-    if (admitted.length === 0) return { failed: false, ttlSeconds: null, reason: capReason };
+    const name = query.question.normalizedName;
+    let overCap: string[];
     try {
-      const learning = this.options.sink.learn(workload.workloadId, ruleIds, admitted, ttlSeconds, query.question.normalizedName);
-      // A synchronous sink (the datapath) is done here; only a pending one races the timeout (a timer per query costs).
-      if (learning instanceof Promise) {
-        await withTimeout(learning, this.options.learnTimeoutMs, `learning addresses took longer than ${this.options.learnTimeoutMs} ms`);
-      }
+      const learning = this.options.sink.learn(workload.workloadId, ruleIds, addresses, ttlSeconds, name);
+      // A synchronous sink is done here; only a pending one races the timeout (a timer per query costs).
+      overCap = (
+        learning instanceof Promise
+          ? await withTimeout(
+              learning,
+              this.options.learnTimeoutMs,
+              `learning addresses took longer than ${this.options.learnTimeoutMs} ms`,
+            )
+          : learning
+      ).overCap;
     } catch (error) {
       this.counters.learnFailures += 1;
       return { failed: true, ttlSeconds: null, reason: `could not install learned addresses: ${(error as Error).message}` };
     }
-    this.counters.learnedAddresses += admitted.length;
-    return { failed: false, ttlSeconds, reason: capReason };
+    this.counters.addressesOverCap += overCap.length;
+    this.counters.learnedAddresses += addresses.length - overCap.length;
+    const capReason =
+      overCap.length === 0
+        ? null
+        : `${overCap.length} address(es) not learned: ${name} already has dns.maxIpsPerName live addresses for this workload (${overCap.join(', ')})`;
+    return { failed: false, ttlSeconds: overCap.length === addresses.length ? null : ttlSeconds, reason: capReason };
   }
 
   private emit(event: DnsDecisionEvent): void {

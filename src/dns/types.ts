@@ -31,6 +31,18 @@ export interface DnsPolicyOracle {
   decide(workload: DnsWorkload, qname: string): DnsDecision;
 }
 
+/** What the proxy's learn() did not install. */
+export interface LearnOutcome {
+  /** Addresses over the workload's per-name cap (AddressCap, applied where every worker's learns meet): not learned. */
+  overCap: string[];
+}
+
+/** Where the proxy teaches an answer's addresses: applies the per-name cap and installs the rest. */
+export interface AnswerLearnSink {
+  /** Install what the cap admits for (workloadId, ruleIds); MUST be complete when the promise resolves. */
+  learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number, name: string): LearnOutcome | Promise<LearnOutcome>;
+}
+
 export interface LearnedIpSink {
   /** Install addresses for (workloadId, ruleIds) with expiry; MUST be complete when the promise resolves. `name` is
    * the name they answer for. */

@@ -11,22 +11,11 @@
 // agent runs FAIL_CLOSED_BASELINE (enforce mode, detected infrastructure only, no named permits) over the namespaces
 // of its own configuration, and says so (agent status, log, the object's Valid condition and an Event).
 import { isIP } from 'node:net';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  DiscoveryV1Api,
-  NetworkingV1Api,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Node,
-  type V1Service,
-  type V1ServiceCIDR,
-} from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { cidrEntries, type AgentConfig, type BaselineEntryConfig, type Mode, type RawCidrEntry } from '../agent/config.js';
 import { formatCidr } from '../policy/cidr.js';
+import { apiStatusOf, type KubeClient, type KubeObject, type Wire } from './api.js';
 import type { KeptPolicySet } from './kept-policies.js';
 import { WatchedCollection } from './watched.js';
 
@@ -59,7 +48,7 @@ export interface EgressBaselineSpec {
   denyEch?: boolean;
 }
 
-export interface EgressBaselineObject extends KubernetesObject {
+export interface EgressBaselineObject extends KubeObject {
   spec?: EgressBaselineSpec;
   status?: Record<string, unknown>;
 }
@@ -72,14 +61,14 @@ export interface DetectedInfrastructure {
 
 /** The cluster objects detection reads. `serviceCIDRs` is null when the API server does not serve them. */
 export interface ClusterObjects {
-  nodes: readonly V1Node[];
-  kubernetesService: V1Service | undefined;
-  kubeDnsService: V1Service | undefined;
-  apiEndpointSlices: readonly V1EndpointSlice[];
-  serviceCIDRs: readonly V1ServiceCIDR[] | null;
+  nodes: readonly Wire<V1Node>[];
+  kubernetesService: Wire<V1Service> | undefined;
+  kubeDnsService: Wire<V1Service> | undefined;
+  apiEndpointSlices: readonly Wire<V1EndpointSlice>[];
+  serviceCIDRs: readonly Wire<V1ServiceCIDR>[] | null;
 }
 
-function clusterIPs(service: V1Service | undefined): string[] {
+function clusterIPs(service: Wire<V1Service> | undefined): string[] {
   const ips = service?.spec?.clusterIPs ?? (service?.spec?.clusterIP ? [service.spec.clusterIP] : []);
   return ips.filter((ip) => isIP(ip) !== 0);
 }
@@ -246,7 +235,7 @@ export interface BaselineState {
 }
 
 export interface BaselineSourceOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   name?: string;
   /** The agent configuration's namespaces: used only while no valid baseline was ever read. */
   fallbackNamespaces: readonly string[];
@@ -261,13 +250,13 @@ export interface BaselineSourceOptions {
 
 /** Watches the EgressBaseline and the objects detection reads; reports the posture whenever it changes. */
 export class BaselineSource {
-  private readonly collections: WatchedCollection<KubernetesObject>[] = [];
+  private readonly collections: WatchedCollection<KubeObject>[] = [];
   private baselines!: WatchedCollection<EgressBaselineObject>;
-  private nodes!: WatchedCollection<V1Node>;
-  private services!: WatchedCollection<V1Service>;
-  private dnsServices!: WatchedCollection<V1Service>;
-  private slices!: WatchedCollection<V1EndpointSlice>;
-  private serviceCIDRs: WatchedCollection<V1ServiceCIDR> | null = null;
+  private nodes!: WatchedCollection<Wire<V1Node>>;
+  private services!: WatchedCollection<Wire<V1Service>>;
+  private dnsServices!: WatchedCollection<Wire<V1Service>>;
+  private slices!: WatchedCollection<Wire<V1EndpointSlice>>;
+  private serviceCIDRs: WatchedCollection<Wire<V1ServiceCIDR>> | null = null;
   private lastGoodSpec: EgressBaselineSpec | null = null;
   private lastText = '';
   private current: BaselineState | null = null;
@@ -287,11 +276,7 @@ export class BaselineSource {
    * and the kept copy is in force until every collection is listed.
    */
   async start(startTimeoutMs = 10_000, kept?: KeptPolicySet['baseline'] & { writtenAt: string }): Promise<BaselineState> {
-    const { kubeConfig, log } = this.options;
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-    const networking = kubeConfig.makeApiClient(NetworkingV1Api);
+    const { client, log } = this.options;
     const onChange = () => this.schedule();
     // Evaluated after every list too: the last collection to list may bring no object, yet ends the kept copy's term.
     const onSettled = () => {
@@ -300,45 +285,34 @@ export class BaselineSource {
       if (listed && !this.wasListed) this.options.onListed?.();
       this.wasListed = listed;
     };
-    const watch = <T extends KubernetesObject>(path: string, list: () => Promise<KubernetesListObject<T>>, labelSelector?: string) => {
+    const watch = <T extends KubeObject>(path: string, labelSelector?: string) => {
       const collection = new WatchedCollection<T>({
-        kubeConfig,
+        client,
         path,
-        list,
         log,
         onChange,
         onSettled,
         ...(labelSelector ? { labelSelector } : {}),
       });
-      this.collections.push(collection as unknown as WatchedCollection<KubernetesObject>);
+      this.collections.push(collection as unknown as WatchedCollection<KubeObject>);
       return collection;
     };
-    this.baselines = watch(
-      `/apis/${BASELINE_GROUP}/${BASELINE_VERSION}/${BASELINE_PLURAL}`,
-      () =>
-        custom.listClusterCustomObject({ group: BASELINE_GROUP, version: BASELINE_VERSION, plural: BASELINE_PLURAL }) as Promise<
-          KubernetesListObject<EgressBaselineObject>
-        >,
-    );
-    this.nodes = watch('/api/v1/nodes', () => core.listNode());
-    this.services = watch('/api/v1/namespaces/default/services', () => core.listNamespacedService({ namespace: 'default' }));
-    this.dnsServices = watch('/api/v1/namespaces/kube-system/services', () => core.listNamespacedService({ namespace: 'kube-system' }));
-    const sliceLabel = 'kubernetes.io/service-name=kubernetes';
-    this.slices = watch(
-      '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
-      () => discovery.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: sliceLabel }),
-      sliceLabel,
-    );
+    this.baselines = watch(`/apis/${BASELINE_GROUP}/${BASELINE_VERSION}/${BASELINE_PLURAL}`);
+    this.nodes = watch('/api/v1/nodes');
+    this.services = watch('/api/v1/namespaces/default/services');
+    this.dnsServices = watch('/api/v1/namespaces/kube-system/services');
+    this.slices = watch('/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', 'kubernetes.io/service-name=kubernetes');
     // ServiceCIDR is served from Kubernetes 1.33 (GA): an older server answers 404 and detection falls back.
+    const serviceCIDRs = '/apis/networking.k8s.io/v1/servicecidrs';
     const probe = await Promise.race([
-      networking.listServiceCIDR({ limit: 1 }).then(
+      client.list(serviceCIDRs, { limit: 1 }).then(
         () => 'served',
-        (error: { code?: number }) => (error?.code === 404 ? 'not served' : 'unknown'),
+        (error: unknown) => (apiStatusOf(error) === 404 ? 'not served' : 'unknown'),
       ),
       new Promise<string>((resolve) => setTimeout(() => resolve('unknown'), startTimeoutMs).unref()),
     ]);
     if (probe === 'not served') log.info('the API server serves no ServiceCIDR objects; service CIDRs are not detected');
-    else this.serviceCIDRs = watch('/apis/networking.k8s.io/v1/servicecidrs', () => networking.listServiceCIDR());
+    else this.serviceCIDRs = watch(serviceCIDRs);
     for (const collection of this.collections) collection.start();
     // Until the baseline and detection are listed, the posture is unknown: wait, then evaluate (fail-closed if the API
     // server is still unreachable; the posture follows as soon as the lists succeed).

@@ -1,33 +1,24 @@
 // The one place that decides how the agent reaches the API server: a kubeconfig file when the configuration names
 // one, else the pod's service account (its token file, CA and the KUBERNETES_SERVICE_HOST/PORT the kubelet sets).
+//
+// A kubeconfig gives the server, its CA (file or data, or insecure-skip-tls-verify), tls-server-name, and a bearer
+// token (token or tokenFile) or a client certificate (file or data). Exec plugins, auth providers, basic auth and
+// proxy-url are refused by name: the agent is meant to run in the cluster, and a kubeconfig for it is written for it.
 
 import { readFileSync, statSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
-import { join } from 'node:path';
-import { KubeConfig, type User } from '@kubernetes/client-node';
+import { dirname, isAbsolute, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import type { KubernetesConfig } from '../agent/config.js';
-
-/** The auth provider name under which the service-account token file is read (ours, not the library's `tokenFile`). */
-const TOKEN_PROVIDER = 'egressguard-service-account';
+import { KubeClient, type ApiConnection } from './api.js';
 
 /**
  * A bound service-account token rotates: the kubelet rewrites the projected file well before the old token expires.
  * The file is read again whenever its identity or modification time changes (one stat per request), so a rotation
- * applies to the next request, not a minute later as with the client's own token-file provider.
+ * applies to the next request.
  */
 export class ServiceAccountTokenAuth {
   private cached: { stamp: string; token: string } | null = null;
-
-  isAuthProvider(user: User): boolean {
-    return user.authProvider?.name === TOKEN_PROVIDER;
-  }
-
-  async applyAuthentication(user: User, opts: { headers?: Record<string, unknown> }): Promise<void> {
-    const path = (user.authProvider?.config as { path?: string } | undefined)?.path;
-    if (path === undefined) throw new Error(`auth provider ${TOKEN_PROVIDER} needs config.path`);
-    opts.headers ??= {};
-    opts.headers.Authorization = `Bearer ${this.token(path)}`;
-  }
 
   /** The token in `path`, read again when the file changed. */
   token(path: string): string {
@@ -47,32 +38,109 @@ export class ServiceAccountTokenAuth {
   }
 }
 
-/** Which credentials a KubeConfig was built from: status and the start log say so. */
+/** Which credentials the client was built from: status and the start log say so. */
 export interface ApiEndpoint {
   server: string;
   /** `kubeconfig <path>` or `service account <dir>`. */
   credentials: string;
 }
 
+interface NamedEntry<T> {
+  name?: string;
+  cluster?: T;
+  user?: T;
+  context?: T;
+}
+
+interface KubeconfigCluster {
+  server?: string;
+  'certificate-authority'?: string;
+  'certificate-authority-data'?: string;
+  'insecure-skip-tls-verify'?: boolean;
+  'tls-server-name'?: string;
+  'proxy-url'?: string;
+}
+
+interface KubeconfigUser {
+  token?: string;
+  tokenFile?: string;
+  'client-certificate'?: string;
+  'client-certificate-data'?: string;
+  'client-key'?: string;
+  'client-key-data'?: string;
+  exec?: unknown;
+  'auth-provider'?: unknown;
+  username?: string;
+}
+
+interface Kubeconfig {
+  clusters?: NamedEntry<KubeconfigCluster>[];
+  users?: NamedEntry<KubeconfigUser>[];
+  contexts?: NamedEntry<{ cluster?: string; user?: string }>[];
+  'current-context'?: string;
+}
+
+/** The connection a kubeconfig file describes (its current context); relative paths are relative to the file. */
+export function connectionFromKubeconfig(path: string): ApiConnection {
+  const fail = (problem: string) => new Error(`kubernetes.kubeconfig ${path}: ${problem}`);
+  let config: Kubeconfig;
+  try {
+    config = parseYaml(readFileSync(path, 'utf8')) as Kubeconfig;
+  } catch (error) {
+    throw fail(`cannot be loaded: ${(error as Error).message}`);
+  }
+  if (config === null || typeof config !== 'object') throw fail('cannot be loaded: not a kubeconfig object');
+  const current = config['current-context'];
+  if (!current) throw fail('names no current-context; set current-context');
+  const context = config.contexts?.find((c) => c.name === current)?.context;
+  if (!context) throw fail(`contexts has no entry named ${current} (current-context)`);
+  const cluster = config.clusters?.find((c) => c.name === context.cluster)?.cluster;
+  if (!cluster?.server)
+    throw fail(`its current context names no cluster with a server (cluster ${context.cluster ?? 'unset'}); set current-context`);
+  const user = (context.user === undefined ? undefined : config.users?.find((u) => u.name === context.user)?.user) ?? {};
+  for (const field of ['exec', 'auth-provider', 'username'] as const)
+    if (user[field] !== undefined)
+      throw fail(`users[${context.user}].user.${field} is not supported by the agent: use token, tokenFile or a client certificate`);
+  if (cluster['proxy-url'] !== undefined) throw fail(`clusters[${context.cluster}].cluster.proxy-url is not supported by the agent`);
+  const file = (name: string | undefined) => (name === undefined || isAbsolute(name) ? name : join(dirname(path), name));
+  const pem = (field: string, name: string | undefined, data: string | undefined): Buffer | undefined => {
+    try {
+      return data !== undefined ? Buffer.from(data, 'base64') : name === undefined ? undefined : readFileSync(file(name)!);
+    } catch (error) {
+      throw fail(`${field} ${file(name)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+  };
+  const ca = pem('certificate-authority', cluster['certificate-authority'], cluster['certificate-authority-data']);
+  const cert = pem('client-certificate', user['client-certificate'], user['client-certificate-data']);
+  const key = pem('client-key', user['client-key'], user['client-key-data']);
+  if ((cert === undefined) !== (key === undefined)) throw fail(`users[${context.user}].user needs both client-certificate and client-key`);
+  const tokenFile = file(user.tokenFile);
+  const tokenAuth = new ServiceAccountTokenAuth();
+  const token = user.token ?? undefined;
+  return {
+    server: cluster.server,
+    rejectUnauthorized: cluster['insecure-skip-tls-verify'] !== true,
+    ...(ca ? { ca } : {}),
+    ...(cert && key ? { cert, key } : {}),
+    ...(cluster['tls-server-name'] ? { servername: cluster['tls-server-name'] } : {}),
+    ...(token !== undefined ? { token: () => token } : tokenFile !== undefined ? { token: () => tokenAuth.token(tokenFile) } : {}),
+  };
+}
+
 /**
- * The KubeConfig the agent's informers and writers use. In-cluster: the token, CA and namespace files in
+ * The client the agent's informers and writers use. In-cluster: the token, CA and namespace files in
  * `serviceAccountDir` and the API address from KUBERNETES_SERVICE_HOST/PORT; missing pieces are named.
  */
-export function kubeConfigFor(
+export function kubeClientFor(
   settings: Pick<KubernetesConfig, 'kubeconfig' | 'serviceAccountDir'>,
   env: NodeJS.ProcessEnv = process.env,
-): { kubeConfig: KubeConfig; endpoint: ApiEndpoint } {
-  const kubeConfig = new KubeConfig();
+): { client: KubeClient; endpoint: ApiEndpoint } {
   if (settings.kubeconfig !== null) {
-    try {
-      kubeConfig.loadFromFile(settings.kubeconfig);
-    } catch (error) {
-      throw new Error(`kubernetes.kubeconfig ${settings.kubeconfig}: cannot be loaded: ${(error as Error).message}`);
-    }
-    const cluster = kubeConfig.getCurrentCluster();
-    if (cluster === null)
-      throw new Error(`kubernetes.kubeconfig ${settings.kubeconfig}: its current context names no cluster; set current-context`);
-    return { kubeConfig, endpoint: { server: cluster.server, credentials: `kubeconfig ${settings.kubeconfig}` } };
+    const connection = connectionFromKubeconfig(settings.kubeconfig);
+    return {
+      client: new KubeClient(connection),
+      endpoint: { server: connection.server, credentials: `kubeconfig ${settings.kubeconfig}` },
+    };
   }
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT;
@@ -93,12 +161,7 @@ export function kubeConfigFor(
     }
   }
   const server = `https://${isIPv6(host) ? `[${host}]` : host}:${port}`;
-  kubeConfig.addAuthenticator(new ServiceAccountTokenAuth());
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'in-cluster', server, caFile, skipTLSVerify: false }],
-    users: [{ name: 'service-account', authProvider: { name: TOKEN_PROVIDER, config: { path: tokenFile } } }],
-    contexts: [{ name: 'in-cluster', cluster: 'in-cluster', user: 'service-account' }],
-    currentContext: 'in-cluster',
-  });
-  return { kubeConfig, endpoint: { server, credentials: `service account ${dir}` } };
+  const tokenAuth = new ServiceAccountTokenAuth();
+  const client = new KubeClient({ server, ca: readFileSync(caFile), rejectUnauthorized: true, token: () => tokenAuth.token(tokenFile) });
+  return { client, endpoint: { server, credentials: `service account ${dir}` } };
 }

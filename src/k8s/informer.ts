@@ -1,11 +1,20 @@
-// A list-watch informer (the client's ListWatch) that never gives up and says how it is doing. ListWatch itself
-// re-lists after 410 Gone and resumes a watch that ended, but stops for good on any other error and lets a list hang
-// on a server that accepted the connection and never answers; here every error restarts it after an exponential
-// backoff (with jitter), a list is bounded in time, and the state (watching, connecting, backing off; when it last
+// A list-watch informer that never gives up and says how it is doing: it lists, then watches from the list's
+// resourceVersion (with bookmarks, so a quiet collection's version stays fresh); 410 Gone lists again at once, a watch
+// that went silent for 30 s or that the server ended is resumed from the last version seen, and every other error
+// restarts it after an exponential backoff (with jitter). A list is bounded in time, and the state (watching, connecting, backing off; when it last
 // listed; the last error) is kept for status and readiness. Until the first list succeeds nothing is reported, so an
 // agent started while the API server is down keeps the kernel's last known state instead of an empty set.
 
-import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  ApiError,
+  apiStatusOf,
+  WatchIdleTimeout,
+  type KubeClient,
+  type KubeObject,
+  type ObjectList,
+  type WatchEventType,
+  type Watching,
+} from './api.js';
 import type { Logger } from 'pino';
 
 export interface InformerStatus {
@@ -21,14 +30,12 @@ export interface InformerStatus {
   restarts: number;
 }
 
-export interface InformerOptions<T extends KubernetesObject> {
+export interface InformerOptions {
   /** What the log and status call it (`pods on node-1`). */
   name: string;
-  kubeConfig: KubeConfig;
-  /** The watch path (`/api/v1/pods`). */
+  client: KubeClient;
+  /** The collection listed and watched (`/api/v1/pods`). */
   path: string;
-  /** One list call with the same selectors as the watch. */
-  list: () => Promise<KubernetesListObject<T>>;
   fieldSelector?: string;
   labelSelector?: string;
   /** Called (once per burst of changes, after the first list) when the cache changed. */
@@ -42,6 +49,8 @@ export interface InformerOptions<T extends KubernetesObject> {
 }
 
 const DEFAULTS = { listTimeoutMs: 30_000, backoffBaseMs: 500, backoffMaxMs: 30_000 };
+/** A watch the server ends sooner than this after it began is retried after a backoff, not at once (no tight loop). */
+const QUICK_END_MS = 1000;
 
 /** A readable reason from a list or watch failure (the client throws several shapes). */
 export function describeApiError(error: unknown): string {
@@ -71,35 +80,8 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** A Watch that reports when its request was answered, when events arrive and when it ended. */
-class ObservedWatch extends Watch {
-  constructor(
-    config: KubeConfig,
-    private readonly hooks: { established(): void; ended(error: unknown): void },
-  ) {
-    super(config);
-  }
-
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
-    done: (err: unknown) => void,
-  ): Promise<AbortController> {
-    let ended = false;
-    const controller = await super.watch(path, queryParams, callback, (error: unknown) => {
-      ended = true;
-      this.hooks.ended(error);
-      done(error);
-    });
-    if (!ended) this.hooks.established();
-    return controller;
-  }
-}
-
-export class ResilientInformer<T extends KubernetesObject> {
-  private readonly listWatch: ListWatch<T>;
-  private readonly options: InformerOptions<T> & typeof DEFAULTS;
+export class ResilientInformer<T extends KubeObject> {
+  private readonly options: InformerOptions & typeof DEFAULTS;
   private current: InformerStatus = {
     state: 'connecting',
     since: new Date().toISOString(),
@@ -108,49 +90,41 @@ export class ResilientInformer<T extends KubernetesObject> {
     lastError: null,
     restarts: 0,
   };
+  /** The cache, by `namespace/name`. */
+  private readonly objects = new Map<string, T>();
+  /** Where the watch resumes; empty: list first. */
+  private resourceVersion = '';
+  private watching: Watching | null = null;
+  /** Each list-and-watch run has a number; callbacks of an earlier run (stopped, restarted) are ignored. */
+  private run = 0;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private changeScheduled = false;
   private stopped = false;
 
-  constructor(options: InformerOptions<T>) {
+  constructor(options: InformerOptions) {
     this.options = { ...DEFAULTS, ...options };
-    const watch = new ObservedWatch(options.kubeConfig, {
-      established: () => {
-        this.failures = 0;
-        this.enter('watching');
-      },
-      ended: (error) => {
-        if (this.stopped) return;
-        if (error) this.current.lastError = describeApiError(error);
-        this.enter('connecting');
-      },
-    });
-    this.listWatch = new ListWatch<T>(options.path, watch, () => this.listOnce(), false, options.labelSelector, options.fieldSelector);
-    for (const verb of ['add', 'update', 'delete'] as const) this.listWatch.on(verb, () => this.scheduleChange());
-    this.listWatch.on('connect', () => {
-      if (this.current.state !== 'connecting') this.enter('connecting');
-    });
-    this.listWatch.on('error', (error: unknown) => this.failed(error));
   }
 
   /** Start listing and watching; returns at once (the first list may take a while or fail and be retried). */
   start(): void {
     this.stopped = false;
-    void this.listWatch.start();
+    void this.listAndWatch();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.run++;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.watching?.abort();
+    this.watching = null;
     this.enter('stopped');
-    await this.listWatch.stop();
   }
 
   /** The cached objects (the API server's view as of the last event). */
   list(): readonly T[] {
-    return this.listWatch.list();
+    return [...this.objects.values()];
   }
 
   get synced(): boolean {
@@ -161,14 +135,96 @@ export class ResilientInformer<T extends KubernetesObject> {
     return { ...this.current };
   }
 
-  private async listOnce(): Promise<KubernetesListObject<T>> {
-    const list = await withTimeout(this.options.list(), this.options.listTimeoutMs, `list ${this.options.name}`);
-    this.failures = 0;
-    this.current.synced = true;
-    this.current.lastListAt = new Date().toISOString();
-    // ListWatch applies the list to its cache right after this promise resolves: report after that.
+  /** Lists when there is no resourceVersion to resume from (first run, 410 Gone), then watches. */
+  private async listAndWatch(): Promise<void> {
+    const run = ++this.run;
+    this.watching?.abort();
+    this.watching = null;
+    this.enter('connecting');
+    const { client, path, fieldSelector, labelSelector } = this.options;
+    const selectors = {
+      ...(fieldSelector !== undefined ? { fieldSelector } : {}),
+      ...(labelSelector !== undefined ? { labelSelector } : {}),
+    };
+    if (this.resourceVersion === '') {
+      let listed: ObjectList<T>;
+      try {
+        listed = await withTimeout(client.list<T>(path, selectors), this.options.listTimeoutMs, `list ${this.options.name}`);
+      } catch (error) {
+        if (run === this.run) this.failed(error);
+        return;
+      }
+      if (run !== this.run) return;
+      this.objects.clear();
+      for (const object of listed.items) this.objects.set(keyOf(object), object);
+      this.resourceVersion = listed.metadata?.resourceVersion ?? '';
+      this.failures = 0;
+      this.current.synced = true;
+      this.current.lastListAt = new Date().toISOString();
+      this.scheduleChange();
+    }
+    const establishedAt = { ms: 0 };
+    this.watching = client.watch(
+      path,
+      { ...selectors, resourceVersion: this.resourceVersion },
+      {
+        onEstablished: () => {
+          if (run !== this.run) return;
+          establishedAt.ms = Date.now();
+          this.failures = 0;
+          this.enter('watching');
+        },
+        onEvent: (type, object) => {
+          if (run === this.run) this.apply(type, object);
+        },
+        done: (error) => {
+          if (run === this.run) this.watchEnded(error, establishedAt.ms);
+        },
+      },
+    );
+  }
+
+  private apply(type: WatchEventType, object: unknown): void {
+    if (type === 'ERROR') {
+      // A Status: 410 Gone (the resourceVersion was compacted away) lists again at once; anything else is a failure.
+      const status = object as { code?: number; message?: string } | null;
+      this.watching?.abort();
+      this.watching = null;
+      const error = new ApiError(status?.code ?? 0, JSON.stringify(status), `watch ${this.options.name}`);
+      this.current.lastError = describeApiError(error);
+      if (status?.code === 410) {
+        this.resourceVersion = '';
+        void this.listAndWatch();
+      } else this.failed(error);
+      return;
+    }
+    const item = object as T;
+    this.resourceVersion = item.metadata?.resourceVersion ?? this.resourceVersion;
+    if (type === 'BOOKMARK') return;
+    const key = keyOf(item);
+    if (type === 'DELETED') {
+      if (this.objects.delete(key)) this.scheduleChange();
+      return;
+    }
+    const before = this.objects.get(key);
+    if (before?.metadata?.resourceVersion === item.metadata?.resourceVersion && before !== undefined) return;
+    this.objects.set(key, item);
     this.scheduleChange();
-    return list;
+  }
+
+  private watchEnded(error: Error | null, establishedAtMs: number): void {
+    this.watching = null;
+    if (this.stopped) return;
+    if (error !== null) this.current.lastError = describeApiError(error);
+    if (apiStatusOf(error) === 410) this.resourceVersion = '';
+    // Gone, a silent connection (after its 30 s) or a watch the server ended after a while: resume at once. A watch
+    // closed as soon as it began, or any other error, waits out a backoff.
+    const resume =
+      apiStatusOf(error) === 410 ||
+      error instanceof WatchIdleTimeout ||
+      (error === null && establishedAtMs > 0 && Date.now() - establishedAtMs >= QUICK_END_MS);
+    if (resume) void this.listAndWatch();
+    else this.failed(error ?? new Error(`watch ${this.options.name}: closed by the server as soon as it began`));
   }
 
   private scheduleChange(): void {
@@ -199,9 +255,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     );
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      if (this.stopped) return;
-      this.enter('connecting');
-      void this.listWatch.start();
+      if (!this.stopped) void this.listAndWatch();
     }, delayMs);
   }
 
@@ -210,4 +264,8 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.current.state = state;
     this.current.since = new Date().toISOString();
   }
+}
+
+function keyOf(object: KubeObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }

@@ -1,10 +1,9 @@
 // Kubernetes mode's sources, the twin of host mode's (src/agent/mode.ts): the node's pods as workloads, found
 // through the API server; Events on pods that cannot be enforced; the pod source's metrics.
-import { CoreV1Api } from '@kubernetes/client-node';
 import type { AgentConfig } from '../agent/config.js';
 import type { KubernetesModeFactory, ModeSources } from '../agent/mode.js';
 import type { WorkloadSource, WorkloadSpec } from '../identity/source.js';
-import { kubeConfigFor } from './client.js';
+import { kubeClientFor } from './client.js';
 import { keptPoliciesPath } from './kept-policies.js';
 import { registerKubernetesMetrics } from './metrics.js';
 import { podWorkloadHost } from './pod-host.js';
@@ -13,12 +12,12 @@ import { PodSource } from './pod-source.js';
 import { PolicyPlane, agentNamespace } from './policy-plane.js';
 
 export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2Mount, log, isEnrolled, baselineChanged }) => {
-  const { kubeConfig, endpoint } = kubeConfigFor(settings);
+  const { client, endpoint } = kubeClientFor(settings);
   log.info({ server: endpoint.server, credentials: endpoint.credentials, node: settings.nodeName }, 'Kubernetes mode');
   if (settings.namespaces.length === 0) log.warn('kubernetes.namespaces is empty: no pod is enforced');
   let observeEnrolment: (seconds: number) => void = () => {};
   const pods = new PodSource({
-    kubeConfig,
+    client,
     nodeName: settings.nodeName,
     namespaces: settings.namespaces,
     cgroup2Mount,
@@ -30,12 +29,12 @@ export const kubernetesModeSources: KubernetesModeFactory = (settings, { cgroup2
     observeEnrolment: (seconds) => observeEnrolment(seconds),
     log,
   });
-  const events = new PodEventRecorder(kubeConfig.makeApiClient(CoreV1Api), settings.nodeName, log);
+  const events = new PodEventRecorder(client, settings.nodeName, log);
   // The EgressBaseline decides the posture and the enforced namespaces; the configuration's namespaces apply only
   // while no valid one was ever read (fail closed).
   let clusterBaseline: AgentConfig['baseline'] | null = null;
   const plane = new PolicyPlane({
-    kubeConfig,
+    client,
     node: settings.nodeName,
     agentNamespace: agentNamespace(settings.serviceAccountDir),
     fallbackNamespaces: settings.namespaces,

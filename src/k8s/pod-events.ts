@@ -4,7 +4,8 @@
 // could not be set up). One Event per pod and distinct problem; a failed write is logged and tried again on the next
 // report.
 
-import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
+import type { CoreV1Event } from '@kubernetes/client-node';
+import type { KubeClient } from './api.js';
 import type { Logger } from 'pino';
 import { describeApiError } from './informer.js';
 
@@ -47,7 +48,7 @@ export class PodEventRecorder {
   private readonly recorded = new Map<string, string>();
 
   constructor(
-    private readonly core: Pick<CoreV1Api, 'createNamespacedEvent'>,
+    private readonly client: Pick<KubeClient, 'create'>,
     private readonly node: string,
     private readonly log: Logger,
   ) {}
@@ -62,8 +63,8 @@ export class PodEventRecorder {
       const text = `${problem.enforced}: ${problem.error}`;
       if (this.recorded.get(pod.uid) === text) continue;
       this.recorded.set(pod.uid, text);
-      this.core
-        .createNamespacedEvent({ namespace: pod.namespace, body: podProblemEvent(pod, problem, this.node, new Date()) })
+      this.client
+        .create(`/api/v1/namespaces/${pod.namespace}/events`, podProblemEvent(pod, problem, this.node, new Date()))
         .catch((error: unknown) => {
           this.recorded.delete(pod.uid);
           this.log.warn({ workload: problem.key, err: describeApiError(error) }, 'cannot write the Event for a pod not enforced');

@@ -14,7 +14,8 @@
 // cgroup has not appeared is held back for `cgroupTimeoutMs`; after that it is reported with the cgroup it should
 // have, so the reconciler records it as not enforced (status failures, log, metric) instead of forgetting it.
 
-import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { KubeClient, Wire } from './api.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
@@ -28,8 +29,11 @@ import { ResilientInformer, type InformerStatus } from './informer.js';
 
 export type PodExclusion = 'namespace-not-enforced' | 'host-network' | 'finished';
 
+/** A Pod as the API server sends it. */
+export type Pod = Wire<V1Pod>;
+
 /** Why a pod on this node is not enforced by design, or null when it is one to enforce. */
-export function podExclusion(pod: V1Pod, namespaces: ReadonlySet<string>): PodExclusion | null {
+export function podExclusion(pod: Pod, namespaces: ReadonlySet<string>): PodExclusion | null {
   if (!namespaces.has(pod.metadata?.namespace ?? '')) return 'namespace-not-enforced';
   if (pod.spec?.hostNetwork === true) return 'host-network';
   const phase = pod.status?.phase;
@@ -38,19 +42,19 @@ export function podExclusion(pod: V1Pod, namespaces: ReadonlySet<string>): PodEx
 }
 
 /** The pod's addresses: status.podIPs (every family), else the older status.podIP; invalid entries left out. */
-export function podAddresses(pod: V1Pod): string[] {
+export function podAddresses(pod: Pod): string[] {
   const listed = pod.status?.podIPs?.map((p) => p.ip) ?? [];
   const candidates = listed.length > 0 ? listed : [pod.status?.podIP ?? ''];
   return [...new Set(candidates.filter((ip) => isIP(ip) !== 0))];
 }
 
 /** The QoS class the API server recorded, or null when it has none (a pod object without status). */
-export function podQosClass(pod: V1Pod): QosClass | null {
+export function podQosClass(pod: Pod): QosClass | null {
   const qos = pod.status?.qosClass;
   return QOS_CLASSES.find((c) => c === qos) ?? null;
 }
 
-export function podSpecOf(pod: V1Pod, cgroupPath: string): WorkloadSpec {
+export function podSpecOf(pod: Pod, cgroupPath: string): WorkloadSpec {
   return {
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
@@ -102,7 +106,7 @@ export interface PodSourceStatus {
 }
 
 export interface PodSourceOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   nodeName: string;
   /** The enforced namespaces (setNamespaces changes them at run time). */
   namespaces: Iterable<string>;
@@ -138,7 +142,7 @@ export interface PodRecord {
 }
 
 export interface PodSnapshotInput {
-  pods: readonly V1Pod[];
+  pods: readonly Pod[];
   namespaces: ReadonlySet<string>;
   cgroupOf: (uid: string) => { path: string } | null;
   /** Per pod uid, updated in place: new pods added, pods gone removed. */
@@ -146,7 +150,7 @@ export interface PodSnapshotInput {
   now: number;
   cgroupTimeoutMs: number;
   /** Where a pod's cgroup should be, for the report of one that never appeared. */
-  expectedCgroup: (pod: V1Pod) => string;
+  expectedCgroup: (pod: Pod) => string;
 }
 
 export interface PodSnapshot {
@@ -234,7 +238,7 @@ function enrolledLate(records: ReadonlyMap<string, PodRecord>): string[] {
 const wallClockMs = () => performance.timeOrigin + performance.now();
 
 export class PodSource implements WorkloadSource {
-  private readonly informer: ResilientInformer<V1Pod>;
+  private readonly informer: ResilientInformer<Pod>;
   private namespaces: Set<string>;
   private layout: PodCgroupLayout | null = null;
   private watch: PodCgroupWatch | null = null;
@@ -256,14 +260,11 @@ export class PodSource implements WorkloadSource {
   constructor(private readonly options: PodSourceOptions) {
     this.clock = options.clock ?? wallClockMs;
     this.namespaces = new Set(options.namespaces);
-    const api = options.kubeConfig.makeApiClient(CoreV1Api);
-    const fieldSelector = `spec.nodeName=${options.nodeName}`;
-    this.informer = new ResilientInformer<V1Pod>({
+    this.informer = new ResilientInformer<Pod>({
       name: `pods on node ${options.nodeName}`,
-      kubeConfig: options.kubeConfig,
+      client: options.client,
       path: '/api/v1/pods',
-      list: () => api.listPodForAllNamespaces({ fieldSelector }),
-      fieldSelector,
+      fieldSelector: `spec.nodeName=${options.nodeName}`,
       onChange: () => this.report(),
       log: options.log,
     });

@@ -2,10 +2,10 @@
 // namespaces), the FirewallPolicy/WebgroupPolicy source, this node's report, and the Lease-elected status writer.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { PolicyEnforcement } from '../agent/reconciler.js';
 import type { PolicySink, PolicySource } from '../policy/source.js';
+import type { KubeClient } from './api.js';
 import { BaselineSource, DEFAULT_BASELINE_NAME, type BaselineState } from './baseline.js';
 import { readKeptPolicies, writeKeptPolicies, type KeptCopy, type KeptPolicySet } from './kept-policies.js';
 import { KubePolicySource } from './policy-source.js';
@@ -26,7 +26,7 @@ export function agentNamespace(serviceAccountDir: string, env: NodeJS.ProcessEnv
 }
 
 export interface PolicyPlaneOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   node: string;
   /** Where the node reports and the status Lease live. */
   agentNamespace: string;
@@ -75,18 +75,18 @@ export class PolicyPlane implements PolicySource {
   private savedText = '';
 
   constructor(private readonly options: PolicyPlaneOptions) {
-    const { kubeConfig, node, log, timing } = options;
+    const { client, node, log, timing } = options;
     this.baselineName = options.baselineName ?? DEFAULT_BASELINE_NAME;
     this.namespaces = [...options.fallbackNamespaces];
     this.baseline = new BaselineSource({
-      kubeConfig,
+      client,
       name: this.baselineName,
       fallbackNamespaces: options.fallbackNamespaces,
       log,
       onChange: (state) => this.baselineChanged(state),
       onListed: () => this.scheduleSave(),
     });
-    this.policies = new KubePolicySource({ kubeConfig, namespaces: this.namespaces, log });
+    this.policies = new KubePolicySource({ client, namespaces: this.namespaces, log });
     this.report = new NodeReportBuilder(
       node,
       (key) => this.enforcement(key),
@@ -98,9 +98,9 @@ export class PolicyPlane implements PolicySource {
       this.scheduleSave();
       this.enforcementChanged(policyKeys);
     });
-    this.reporter = new NodeReporter({ kubeConfig, namespace: options.agentNamespace, node, log, ...(timing ? { timing } : {}) });
+    this.reporter = new NodeReporter({ client, namespace: options.agentNamespace, node, log, ...(timing ? { timing } : {}) });
     this.writer = new PolicyStatusWriter({
-      kubeConfig,
+      client,
       namespace: options.agentNamespace,
       node,
       namespaces: this.namespaces,
@@ -110,7 +110,7 @@ export class PolicyPlane implements PolicySource {
       ...(timing ? { timing } : {}),
     });
     this.elector = new LeaderElector({
-      kubeConfig,
+      client,
       namespace: options.agentNamespace,
       identity: `${node}_${process.pid}`,
       log,

@@ -8,19 +8,13 @@
 // reconciler re-selects their pods like for any policy change. A Service that does not exist or has no selector leaves
 // the rule selecting no pod, reported as not enforced (never widened to the whole namespace).
 import { createHash } from 'node:crypto';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { hostModeResolver, type DestinationResolver } from '../policy/destination-resolver.js';
 import { FIREWALL_POLICY_KIND, POLICY_API_VERSION, WEBGROUP_POLICY_KIND, type FirewallPolicySpec } from '../policy/manifest.js';
 import type { PolicySink, PolicySource } from '../policy/source.js';
 import type { PolicyDiagnostic } from '../policy/types.js';
+import type { KubeClient, KubeObject, Wire } from './api.js';
 import type { KeptPolicy } from './kept-policies.js';
 import { policyKey, type PolicyVerdict } from './status.js';
 import { WatchedCollection } from './watched.js';
@@ -34,7 +28,7 @@ export const POLICY_KINDS = [
 export type PolicyKind = (typeof POLICY_KINDS)[number]['kind'];
 
 /** A FirewallPolicy or WebgroupPolicy as the API server returns it. */
-export interface PolicyObject extends KubernetesObject {
+export interface PolicyObject extends KubeObject {
   spec?: unknown;
   status?: Record<string, unknown>;
 }
@@ -70,8 +64,10 @@ function sourceIdOf(kind: PolicyKind, namespace: string, name: string): string {
   return `kubernetes:${kind}/${namespace}/${name}`;
 }
 
+type Service = Wire<V1Service>;
+
 /** A Service's selector when it selects pods; null for a Service without one (endpoints managed by hand). */
-function selectorOf(service: V1Service | undefined): Record<string, string> | null {
+function selectorOf(service: Service | undefined): Record<string, string> | null {
   const selector = service?.spec?.selector;
   return selector && Object.keys(selector).length > 0 ? { ...selector } : null;
 }
@@ -316,31 +312,27 @@ export class PolicyObjects {
 }
 
 export interface KubePolicySourceOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   /** Namespaces whose policies are enforced (the baseline's enforcedNamespaces). */
   namespaces: readonly string[];
   log: Logger;
 }
 
 export class KubePolicySource implements PolicySource {
-  private readonly custom: CustomObjectsApi;
-  private readonly core: CoreV1Api;
   private namespaces: string[];
   private readonly collections = new Map<string, WatchedCollection<PolicyObject>>();
-  private readonly serviceCollections = new Map<string, WatchedCollection<V1Service>>();
+  private readonly serviceCollections = new Map<string, WatchedCollection<Service>>();
   private readonly objects: PolicyObjects;
   private sink: PolicySink | null = null;
   /** The store receives objects (after the first lists). */
   private connected = false;
   private readonly log: Logger;
-  private readonly kubeConfig: KubeConfig;
+  private readonly client: KubeClient;
 
   constructor(options: KubePolicySourceOptions) {
-    this.custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
     this.namespaces = [...options.namespaces];
     this.log = options.log;
-    this.kubeConfig = options.kubeConfig;
+    this.client = options.client;
     this.objects = new PolicyObjects(
       (namespace, name) => selectorOf(this.serviceCollections.get(namespace)?.get(name, namespace)),
       this.log,
@@ -407,8 +399,8 @@ export class KubePolicySource implements PolicySource {
     return this.synced() ? null : this.restoredFrom;
   }
 
-  private allCollections(): WatchedCollection<KubernetesObject>[] {
-    return [...this.collections.values(), ...this.serviceCollections.values()] as unknown as WatchedCollection<KubernetesObject>[];
+  private allCollections(): WatchedCollection<KubeObject>[] {
+    return [...this.collections.values(), ...this.serviceCollections.values()] as unknown as WatchedCollection<KubeObject>[];
   }
 
   /** The store receives objects once every collection of the start has been listed. */
@@ -494,10 +486,9 @@ export class KubePolicySource implements PolicySource {
   }
 
   private watchNamespace(namespace: string): void {
-    const services = new WatchedCollection<V1Service>({
-      kubeConfig: this.kubeConfig,
+    const services = new WatchedCollection<Service>({
+      client: this.client,
       path: `/api/v1/namespaces/${namespace}/services`,
-      list: () => this.core.listNamespacedService({ namespace }),
       log: this.log,
       onChange: (_type, service) => this.objects.serviceChanged(namespace, service.metadata?.name ?? ''),
       onSettled: () => this.connectWhenSynced(),
@@ -507,12 +498,8 @@ export class KubePolicySource implements PolicySource {
     for (const { kind, plural } of POLICY_KINDS) {
       const path = this.policyPath(namespace, plural);
       const collection = new WatchedCollection<PolicyObject>({
-        kubeConfig: this.kubeConfig,
+        client: this.client,
         path,
-        list: () =>
-          this.custom.listNamespacedCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, namespace, plural }) as Promise<
-            KubernetesListObject<PolicyObject>
-          >,
         log: this.log,
         onChange: (type, object) => this.objects.changed(kind, type === 'delete' ? null : object, object),
         onSettled: () => this.connectWhenSynced(),

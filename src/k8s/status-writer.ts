@@ -11,19 +11,7 @@
 // Kubernetes Event on an object whose newest generation is invalid, once per generation (an object whose Invalid
 // condition already names that generation had its Event from an earlier leader).
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  ApiException,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  EventsV1Api,
-  V1MicroTime,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1Lease,
-  type V1OwnerReference,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import type { EventsV1Event, V1Lease, V1Node, V1OwnerReference } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { PolicyEnforcement } from '../agent/reconciler.js';
 import {
@@ -46,7 +34,9 @@ import {
   type PolicyStatusFields,
   type SelectedPod,
 } from './status.js';
+import { apiStatusOf, microTime, type KubeClient, type KubeObject, type Wire } from './api.js';
 import { withTimeout } from './informer.js';
+import type { Pod } from './pod-source.js';
 import { WatchedCollection } from './watched.js';
 
 export const STATUS_LEASE = 'egressguard-status';
@@ -71,18 +61,14 @@ export function callTimeoutMs(timing: LeaseTiming): number {
   return Math.max(1000, (timing.durationSeconds * 1000) / 3);
 }
 
-function statusCode(error: unknown): number | undefined {
-  if (error instanceof ApiException) return error.code;
-  const code = (error as { code?: unknown; statusCode?: unknown } | null)?.code ?? (error as { statusCode?: unknown } | null)?.statusCode;
-  return typeof code === 'number' ? code : undefined;
-}
+type Lease = Wire<V1Lease>;
 
 function messageOf(error: unknown): string {
-  if (error instanceof ApiException) {
-    const body = error.body as { message?: string } | string | undefined;
-    return `HTTP ${error.code}: ${typeof body === 'string' ? body : (body?.message ?? error.message)}`;
-  }
   return error instanceof Error ? error.message : String(error);
+}
+
+function leasesPath(namespace: string): string {
+  return `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
 }
 
 /** The Lease carrying a node's report: a DNS-subdomain name, hashed when the node's name would make it too long. */
@@ -134,7 +120,7 @@ export class NodeReportBuilder {
 }
 
 /** A running pod in an enforced namespace counts for status; hostNetwork pods are not enforced, finished pods are gone. */
-function enforcedPod(pod: V1Pod): boolean {
+function enforcedPod(pod: Pod): boolean {
   return !!pod.spec?.nodeName && !pod.spec.hostNetwork && pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
 }
 
@@ -143,7 +129,7 @@ function labelsMatch(matchLabels: Record<string, string>, labels: Record<string,
 }
 
 export interface NodeReporterOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   /** The agent's namespace (where the Leases live). */
   namespace: string;
   node: string;
@@ -153,8 +139,6 @@ export interface NodeReporterOptions {
 
 /** Keeps this node's Lease renewed with the latest report. */
 export class NodeReporter {
-  private readonly api: CoordinationV1Api;
-  private readonly core: CoreV1Api;
   private report: string | null = null;
   private written: string | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -165,8 +149,6 @@ export class NodeReporter {
   lastError: string | null = null;
 
   constructor(private readonly options: NodeReporterOptions) {
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
     this.timing = options.timing ?? DEFAULT_LEASE_TIMING;
   }
 
@@ -212,15 +194,16 @@ export class NodeReporter {
     const { namespace, node } = this.options;
     const name = nodeLeaseName(node);
     const report = this.report!;
-    const now = new V1MicroTime();
+    const now = microTime();
+    const leases = leasesPath(namespace);
     for (let attempt = 0; attempt < 3; attempt++) {
-      let lease: V1Lease | null = null;
+      let lease: Lease | null = null;
       try {
-        lease = await this.call(this.api.readNamespacedLease({ name, namespace }), 'read the node report');
+        lease = await this.call(this.options.client.get<Lease>(`${leases}/${name}`), 'read the node report');
       } catch (error) {
-        if (statusCode(error) !== 404) throw error;
+        if (apiStatusOf(error) !== 404) throw error;
       }
-      const body: V1Lease = {
+      const body: Lease = {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: {
@@ -235,7 +218,7 @@ export class NodeReporter {
       };
       try {
         await this.call(
-          lease ? this.api.replaceNamespacedLease({ name, namespace, body }) : this.api.createNamespacedLease({ namespace, body }),
+          lease ? this.options.client.replace(`${leases}/${name}`, body) : this.options.client.create(leases, body),
           'write the node report',
         );
         this.written = report;
@@ -243,7 +226,7 @@ export class NodeReporter {
         return;
       } catch (error) {
         // Another write got there first (or the Lease appeared): read it again.
-        if (statusCode(error) !== 409) throw error;
+        if (apiStatusOf(error) !== 409) throw error;
       }
     }
     throw new Error(`Lease ${namespace}/${name} kept changing under three writes`);
@@ -252,7 +235,7 @@ export class NodeReporter {
   /** The Node owns its report, so deleting the node deletes the Lease; without read access to the Node, no owner. */
   private async nodeOwner(): Promise<V1OwnerReference[] | undefined> {
     try {
-      const found = await this.call(this.core.readNode({ name: this.options.node }), 'read the node');
+      const found = await this.call(this.options.client.get<Wire<V1Node>>(`/api/v1/nodes/${this.options.node}`), 'read the node');
       if (!found.metadata?.uid) return undefined;
       return [{ apiVersion: 'v1', kind: 'Node', name: this.options.node, uid: found.metadata.uid }];
     } catch {
@@ -271,7 +254,7 @@ export class NodeReporter {
 }
 
 export interface LeaderElectionOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   namespace: string;
   /** Unique per agent process: node name and process id. */
   identity: string;
@@ -289,9 +272,10 @@ export interface LeaderElectionOptions {
  * two candidates racing, exactly one wins (the other gets 409 Conflict).
  */
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
   private readonly timing: LeaseTiming;
   private readonly name: string;
+  /** The Lease's path. */
+  private readonly path: string;
   private timer: NodeJS.Timeout | null = null;
   private observed: { record: string; atMs: number } | null = null;
   private leading = false;
@@ -299,9 +283,9 @@ export class LeaderElector {
   private running: Promise<void> | null = null;
 
   constructor(private readonly options: LeaderElectionOptions) {
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
     this.timing = options.timing ?? DEFAULT_LEASE_TIMING;
     this.name = options.leaseName ?? STATUS_LEASE;
+    this.path = `${leasesPath(options.namespace)}/${this.name}`;
   }
 
   get isLeader(): boolean {
@@ -325,10 +309,10 @@ export class LeaderElector {
     if (!this.leading) return;
     this.setLeading(false);
     try {
-      const lease = await this.call(this.api.readNamespacedLease({ name: this.name, namespace: this.options.namespace }));
+      const lease = await this.call(this.options.client.get<Lease>(this.path));
       if (lease.spec?.holderIdentity !== this.options.identity) return;
       lease.spec = { ...lease.spec, holderIdentity: undefined, renewTime: undefined, acquireTime: undefined };
-      await this.call(this.api.replaceNamespacedLease({ name: this.name, namespace: this.options.namespace, body: lease }));
+      await this.call(this.options.client.replace(this.path, lease));
     } catch (error) {
       this.options.log.debug({ err: messageOf(error) }, 'status Lease not released; it expires by itself');
     }
@@ -352,25 +336,22 @@ export class LeaderElector {
   private async tryAcquireOrRenew(): Promise<void> {
     const { namespace, identity, log } = this.options;
     const nowMs = Date.now();
-    const now = new V1MicroTime(nowMs);
+    const now = microTime(new Date(nowMs));
     try {
-      let lease: V1Lease;
+      let lease: Lease;
       try {
-        lease = await this.call(this.api.readNamespacedLease({ name: this.name, namespace }));
+        lease = await this.call(this.options.client.get<Lease>(this.path));
       } catch (error) {
-        if (statusCode(error) !== 404) throw error;
+        if (apiStatusOf(error) !== 404) throw error;
         await this.call(
-          this.api.createNamespacedLease({
-            namespace,
-            body: {
-              metadata: { name: this.name, namespace },
-              spec: {
-                holderIdentity: identity,
-                leaseDurationSeconds: this.timing.durationSeconds,
-                acquireTime: now,
-                renewTime: now,
-                leaseTransitions: 0,
-              },
+          this.options.client.create<Lease>(leasesPath(namespace), {
+            metadata: { name: this.name, namespace },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: this.timing.durationSeconds,
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: 0,
             },
           }),
         );
@@ -397,21 +378,21 @@ export class LeaderElector {
         acquireTime: mine ? spec.acquireTime : now,
         leaseTransitions: mine ? spec.leaseTransitions : (spec.leaseTransitions ?? 0) + 1,
       };
-      await this.call(this.api.replaceNamespacedLease({ name: this.name, namespace, body: lease }));
+      await this.call(this.options.client.replace(this.path, lease));
       this.lastRenewMs = nowMs;
       this.setLeading(true);
     } catch (error) {
       // 409: another candidate wrote first; anything else: the API is unreachable. A leader that cannot renew steps
       // down before its Lease can expire for the others, so two writers never overlap.
-      if (statusCode(error) !== 409) log.warn({ err: messageOf(error) }, 'status Lease not renewed');
-      if (this.leading && (statusCode(error) === 409 || Date.now() - this.lastRenewMs > (this.timing.durationSeconds * 1000) / 2))
+      if (apiStatusOf(error) !== 409) log.warn({ err: messageOf(error) }, 'status Lease not renewed');
+      if (this.leading && (apiStatusOf(error) === 409 || Date.now() - this.lastRenewMs > (this.timing.durationSeconds * 1000) / 2))
         this.setLeading(false);
     }
   }
 }
 
 export interface StatusWriterOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   /** The agent's namespace: node report Leases. */
   namespace: string;
   /** This agent's node (reportingInstance of Events). */
@@ -432,11 +413,8 @@ class WriteFailed extends Error {}
 
 /** The elected agent's writer: status of every policy object, and Events for invalid generations. */
 export class PolicyStatusWriter {
-  private readonly custom: CustomObjectsApi;
-  private readonly events: EventsV1Api;
-  private readonly core: CoreV1Api;
-  private reports: WatchedCollection<V1Lease> | null = null;
-  private readonly pods = new Map<string, WatchedCollection<V1Pod>>();
+  private reports: WatchedCollection<Lease> | null = null;
+  private readonly pods = new Map<string, WatchedCollection<Pod>>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -446,9 +424,6 @@ export class PolicyStatusWriter {
   readonly stats = { written: 0, conflicts: 0, failed: 0, events: 0 };
 
   constructor(private readonly options: StatusWriterOptions) {
-    this.custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.events = options.kubeConfig.makeApiClient(EventsV1Api);
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
     this.namespaces = [...options.namespaces];
     options.policies.onChange(() => this.schedule());
   }
@@ -456,12 +431,10 @@ export class PolicyStatusWriter {
   /** Start writing (this agent was elected). */
   async start(): Promise<void> {
     this.stopped = false;
-    const { kubeConfig, namespace, log } = this.options;
-    const coordination = kubeConfig.makeApiClient(CoordinationV1Api);
-    this.reports = new WatchedCollection<V1Lease>({
-      kubeConfig,
-      path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
-      list: () => coordination.listNamespacedLease({ namespace, labelSelector: `${REPORT_LABEL}=true` }),
+    const { client, namespace, log } = this.options;
+    this.reports = new WatchedCollection<Lease>({
+      client,
+      path: leasesPath(namespace),
       labelSelector: `${REPORT_LABEL}=true`,
       log,
       onChange: () => this.schedule(),
@@ -504,10 +477,9 @@ export class PolicyStatusWriter {
   }
 
   private async watchPods(namespace: string): Promise<void> {
-    const collection = new WatchedCollection<V1Pod>({
-      kubeConfig: this.options.kubeConfig,
+    const collection = new WatchedCollection<Pod>({
+      client: this.options.client,
       path: `/api/v1/namespaces/${namespace}/pods`,
-      list: () => this.core.listNamespacedPod({ namespace }),
       log: this.options.log,
       onChange: () => this.schedule(),
     });
@@ -621,17 +593,17 @@ export class PolicyStatusWriter {
     decide: (previous: Partial<PolicyStatusFields> | undefined) => PolicyStatusFields,
   ): Promise<void> {
     const plural = POLICY_KINDS.find((k) => k.kind === kind)!.plural;
-    const ref = { group: POLICY_GROUP, version: POLICY_VERSION, namespace: seen.metadata!.namespace!, plural, name: seen.metadata!.name! };
+    const { namespace, name } = seen.metadata as { namespace: string; name: string };
+    const path = `/apis/${POLICY_GROUP}/${POLICY_VERSION}/namespaces/${namespace}/${plural}/${name}`;
     return this.replaceStatus(
-      `${kind} ${ref.namespace}/${ref.name}`,
+      `${kind} ${namespace}/${name}`,
       seen,
       (object) => {
         const current = object.status as Partial<PolicyStatusFields> | undefined;
         const desired = decide(current);
         return statusDiffers(current, desired) ? desired : null;
       },
-      () => this.custom.getNamespacedCustomObject(ref) as Promise<PolicyObject>,
-      (body) => this.custom.replaceNamespacedCustomObjectStatus({ ...ref, body, fieldManager: FIELD_MANAGER }),
+      path,
     );
   }
 
@@ -640,23 +612,25 @@ export class PolicyStatusWriter {
    * object is read again and the status decided again from what it now holds; `decide` returns null when nothing
    * needs writing. A gone object is skipped; other errors wait for the next pass.
    */
-  private async replaceStatus<T extends KubernetesObject & { status?: Record<string, unknown> }>(
+  private async replaceStatus<T extends KubeObject & { status?: Record<string, unknown> }>(
     what: string,
     seen: T,
     decide: (object: T) => object | null,
-    read: () => Promise<T>,
-    replace: (body: T) => Promise<unknown>,
+    /** The object's path; its status subresource is `${path}/status`. */
+    path: string,
   ): Promise<void> {
+    const { client } = this.options;
     let object = seen;
     for (let attempt = 0; attempt < 5; attempt++) {
       const desired = decide(object);
       if (desired === null) return;
       try {
-        await this.call(replace({ ...object, status: { ...(object.status ?? {}), ...desired } }), `write ${what}`);
+        const body = { ...object, status: { ...(object.status ?? {}), ...desired } };
+        await this.call(client.replace(`${path}/status`, body, { fieldManager: FIELD_MANAGER }), `write ${what}`);
         this.stats.written++;
         return;
       } catch (error) {
-        const code = statusCode(error);
+        const code = apiStatusOf(error);
         if (code === 404) return;
         if (code !== 409) {
           this.stats.failed++;
@@ -664,9 +638,9 @@ export class PolicyStatusWriter {
         }
         this.stats.conflicts++;
         try {
-          object = await this.call(read(), `read ${what}`);
+          object = await this.call(client.get<T>(path), `read ${what}`);
         } catch (readError) {
-          if (statusCode(readError) === 404) return;
+          if (apiStatusOf(readError) === 404) return;
           this.stats.failed++;
           throw new WriteFailed(`${what}: not read again after a conflict: ${messageOf(readError)}`);
         }
@@ -683,7 +657,6 @@ export class PolicyStatusWriter {
     if (!source || !object) return [];
     const state = source.state();
     const name = object.metadata!.name!;
-    const ref = { group: BASELINE_GROUP, version: BASELINE_VERSION, plural: BASELINE_PLURAL, name };
     const comparable = (status: Record<string, unknown> | undefined) =>
       canonicalJson([
         status?.observedGeneration,
@@ -708,8 +681,7 @@ export class PolicyStatusWriter {
           `EgressBaseline ${name}`,
           object,
           decide,
-          () => this.custom.getClusterCustomObject(ref) as Promise<EgressBaselineObject>,
-          (body) => this.custom.replaceClusterCustomObjectStatus({ ...ref, body, fieldManager: FIELD_MANAGER }),
+          `/apis/${BASELINE_GROUP}/${BASELINE_VERSION}/${BASELINE_PLURAL}/${name}`,
         ),
       );
     return work;
@@ -723,26 +695,23 @@ export class PolicyStatusWriter {
     return this.recordEvent(kind, `${POLICY_GROUP}/${POLICY_VERSION}`, object, 'InvalidPolicy', note);
   }
 
-  private async recordEvent(kind: string, apiVersion: string, object: KubernetesObject, reason: string, note: string): Promise<void> {
+  private async recordEvent(kind: string, apiVersion: string, object: KubeObject, reason: string, note: string): Promise<void> {
     const { name, namespace, uid, resourceVersion } = object.metadata ?? {};
     // Events of a cluster-scoped object live in the default namespace.
     const eventNamespace = namespace ?? 'default';
     try {
       await this.call(
-        this.events.createNamespacedEvent({
-          namespace: eventNamespace,
-          body: {
-            // As client-go names them: the object's name and a unique suffix (generateName may not end in a dot).
-            metadata: { name: `${name}.${Date.now().toString(16)}${randomBytes(3).toString('hex')}`, namespace: eventNamespace },
-            eventTime: new V1MicroTime(),
-            type: 'Warning',
-            reason,
-            action: 'Validate',
-            note: note.length > 1024 ? `${note.slice(0, 1020)} …` : note,
-            regarding: { apiVersion, kind, name, uid, resourceVersion, ...(namespace ? { namespace } : {}) },
-            reportingController: REPORTING_CONTROLLER,
-            reportingInstance: this.options.node,
-          },
+        this.options.client.create<Wire<EventsV1Event>>(`/apis/events.k8s.io/v1/namespaces/${eventNamespace}/events`, {
+          // As client-go names them: the object's name and a unique suffix (generateName may not end in a dot).
+          metadata: { name: `${name}.${Date.now().toString(16)}${randomBytes(3).toString('hex')}`, namespace: eventNamespace },
+          eventTime: microTime(),
+          type: 'Warning',
+          reason,
+          action: 'Validate',
+          note: note.length > 1024 ? `${note.slice(0, 1020)} …` : note,
+          regarding: { apiVersion, kind, name, uid, resourceVersion, ...(namespace ? { namespace } : {}) },
+          reportingController: REPORTING_CONTROLLER,
+          reportingInstance: this.options.node,
         }),
         `record the ${reason} Event`,
       );

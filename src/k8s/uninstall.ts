@@ -9,15 +9,16 @@
 // forbidden read, a timeout) keeps enforcing: failing open on a node because the API server was slow is the worse
 // error, and `egressguard teardown` on the node ends enforcement on purpose.
 
-import { AppsV1Api, type KubeConfig, type V1DaemonSet } from '@kubernetes/client-node';
+import type { V1DaemonSet } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { AgentOwner } from './agent-owner.js';
+import { apiStatusOf, type KubeClient, type Wire } from './api.js';
 import { ResilientInformer } from './informer.js';
 
 export { agentOwnerFromEnv, type AgentOwner } from './agent-owner.js';
 
 /** null: the DaemonSet does not exist (HTTP 404). */
-export type DaemonSetReader = (owner: AgentOwner) => Promise<{ deletionTimestamp: Date | null } | null>;
+export type DaemonSetReader = (owner: AgentOwner) => Promise<{ deletionTimestamp: string | null } | null>;
 
 export interface StopDecision {
   /** true: end enforcement on this node (detach, unpin); false: leave the pinned state for the next agent. */
@@ -48,7 +49,7 @@ export async function decideOnStop(
       return { cleanNode: true, reason: `${where} is being deleted: egressguard is being uninstalled` };
     return { cleanNode: false, reason: `${where} still exists (rolling update or restart): the next agent adopts the pinned state` };
   } catch (error) {
-    const status = httpStatusOf(error);
+    const status = apiStatusOf(error) ?? null;
     const detail = status !== null ? `HTTP ${status}` : error instanceof Error ? error.message : String(error);
     return {
       cleanNode: false,
@@ -59,30 +60,21 @@ export async function decideOnStop(
   }
 }
 
-/** The HTTP status of a client-node ApiException (a numeric `code`), or null for any other error. */
-function httpStatusOf(error: unknown): number | null {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : null;
-}
-
 /**
  * The agent's own DaemonSet, watched by name (field selector metadata.name, which RBAC's resourceNames allows for list
  * and watch) while the agent runs: remembers a deletion it saw, gone from a list or marked for deletion.
  */
 export class OwnDaemonSetWatch {
-  private readonly informer: ResilientInformer<V1DaemonSet>;
+  private readonly informer: ResilientInformer<Wire<V1DaemonSet>>;
   private seen: string | null = null;
   private listedOnce = false;
 
-  constructor(kubeConfig: KubeConfig, owner: AgentOwner, log: Logger) {
-    const apps = kubeConfig.makeApiClient(AppsV1Api);
-    const fieldSelector = `metadata.name=${owner.daemonSet}`;
-    this.informer = new ResilientInformer<V1DaemonSet>({
+  constructor(client: KubeClient, owner: AgentOwner, log: Logger) {
+    this.informer = new ResilientInformer<Wire<V1DaemonSet>>({
       name: `DaemonSet ${owner.namespace}/${owner.daemonSet}`,
-      kubeConfig,
+      client,
       path: `/apis/apps/v1/namespaces/${owner.namespace}/daemonsets`,
-      list: () => apps.listNamespacedDaemonSet({ namespace: owner.namespace, fieldSelector }),
-      fieldSelector,
+      fieldSelector: `metadata.name=${owner.daemonSet}`,
       log,
       onChange: () => this.observe(),
     });
@@ -114,14 +106,13 @@ export class OwnDaemonSetWatch {
 }
 
 /** A reader over the API server the agent already talks to (in-cluster service account, or $KUBECONFIG). */
-export async function apiDaemonSetReader(kubeConfig: KubeConfig): Promise<DaemonSetReader> {
-  const apps = kubeConfig.makeApiClient(AppsV1Api);
+export function apiDaemonSetReader(client: KubeClient): DaemonSetReader {
   return async ({ namespace, daemonSet }) => {
     try {
-      const found = await apps.readNamespacedDaemonSet({ name: daemonSet, namespace });
+      const found = await client.get<Wire<V1DaemonSet>>(`/apis/apps/v1/namespaces/${namespace}/daemonsets/${daemonSet}`);
       return { deletionTimestamp: found.metadata?.deletionTimestamp ?? null };
     } catch (error) {
-      if (httpStatusOf(error) === 404) return null;
+      if (apiStatusOf(error) === 404) return null;
       throw error;
     }
   };

@@ -1,17 +1,16 @@
 // A ResilientInformer (informer.ts: retries with backoff, bounded lists, status) with what the policy, baseline and
 // status code need on top: lookup by name, and the cache's changes per object (added, updated, deleted), found by
 // comparing resourceVersions with what was seen before. A burst is one comparison of the cache, O(objects).
-import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeClient, KubeObject } from './api.js';
 import { ResilientInformer, type InformerStatus } from './informer.js';
 
 export type ChangeType = 'add' | 'update' | 'delete';
 
-export interface WatchedOptions<T extends KubernetesObject> {
-  kubeConfig: KubeConfig;
+export interface WatchedOptions<T extends KubeObject> {
+  client: KubeClient;
   /** The collection's path, e.g. /apis/networking.aviatrix.com/v1alpha1/namespaces/obot-mcp/firewallpolicies. */
   path: string;
-  list: () => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
   log: Logger;
   /** Each object that changed since the last call, after the first list. */
@@ -20,11 +19,11 @@ export interface WatchedOptions<T extends KubernetesObject> {
   onSettled?: () => void;
 }
 
-function keyOf(object: KubernetesObject): string {
+function keyOf(object: KubeObject): string {
   return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }
 
-export class WatchedCollection<T extends KubernetesObject> {
+export class WatchedCollection<T extends KubeObject> {
   private readonly informer: ResilientInformer<T>;
   private readonly seen = new Map<string, T>();
   private readonly waiting: Array<() => void> = [];
@@ -36,9 +35,8 @@ export class WatchedCollection<T extends KubernetesObject> {
   constructor(private readonly options: WatchedOptions<T>) {
     this.informer = new ResilientInformer<T>({
       name: options.path,
-      kubeConfig: options.kubeConfig,
+      client: options.client,
       path: options.path,
-      list: options.list,
       ...(options.labelSelector !== undefined ? { labelSelector: options.labelSelector } : {}),
       log: options.log,
       onChange: () => this.compare(),

@@ -1,5 +1,7 @@
 // Host mode's policy source: FirewallPolicy manifests in files and folders, read again when they change. An invalid
-// file keeps its last good objects in force (the store's rule); a removed file withdraws its objects.
+// file keeps its last good objects in force (the store's rule); a removed file withdraws its objects. A file holding
+// no document at all is what a write looks like between its truncation and its content: rejected, never read as
+// "no policies" (delete the file to withdraw them).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -57,6 +59,12 @@ export class PolicyFileSource implements PolicySource {
           this.log.error({ file, err: error }, 'cannot read policy file; previous objects stay in force');
           continue;
         }
+        if (holdsNoDocument(text)) {
+          const message = `${file}: holds no policy document (a write caught half done?); its last good objects stay in force: delete the file to withdraw them`;
+          this.rejectedFiles.set(file, [message]);
+          this.log.error({ file }, message);
+          continue;
+        }
         const digest = createHash('sha256').update(text).digest('hex');
         if (this.digests.get(file) === digest && !this.rejectedFiles.has(file)) continue;
         digests.set(file, digest);
@@ -106,4 +114,9 @@ export class PolicyFileSource implements PolicySource {
     this.watch = null;
     this.sink = null;
   }
+}
+
+/** Nothing but blank lines, comments and document markers. */
+function holdsNoDocument(text: string): boolean {
+  return text.split('\n').every((line) => /^\s*(#.*)?$/.test(line) || /^(---|\.\.\.)\s*(#.*)?$/.test(line));
 }

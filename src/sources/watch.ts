@@ -4,10 +4,12 @@ import { readFileSync, realpathSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 
-// Long enough to take an editor's save (write, chmod, rename: microseconds apart) as one change, short enough to keep
-// a policy edit's way into the kernel under the 50 ms of issue 10 (bench/propagation.ts). A write caught half done
-// fails validation and the last good state stays in force until the rest of it arrives.
-const DEBOUNCE_MS = 20;
+// Quiet time after the last event: enough to take an editor's save (write, chmod, rename: microseconds apart) as one
+// change, and short, as it is part of every policy edit's way into the kernel (issue 10's 50 ms, bench/propagation.ts).
+// A write caught half done is rejected and the last good state stays in force until the rest of it arrives, which
+// brings another event: an emptied file (truncated, not written yet) holds no document, and a file cut anywhere but
+// between two complete rules fails validation.
+const DEBOUNCE_MS = 5;
 
 export interface WatchTarget {
   path: string;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import { LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { TcpProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { waitUntil } from '../support/wait.js';
@@ -23,13 +23,7 @@ describe('agent lifecycle', { skip: privilegedSkip() }, () => {
     await agent.start();
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   const connect = async (pod: string) => (await lab.probe(pod, ['tcp', HTTPBIN.ipv4, '8443'])) as TcpProbeResult;
 

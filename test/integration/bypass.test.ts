@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab, PROBE_SCRIPT } from '../../lab/lab.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import { LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type {
   DnsProbeResult,
   LoopTcpProbeResult,
@@ -118,13 +118,7 @@ describe('bypass attempts against an enforcing agent', { skip: privilegedSkip() 
     await agent.waitForPolicies(['benign-fw', 'rogue-fw']);
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   async function assertBenignStillWorks(): Promise<void> {
     const r = tls(await lab.probe(BENIGN.pod, ['tls', 'api.openai.com', '443', '--ca', lab.caPath]));

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
-import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { CLI_SCRIPT, LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { TcpProbeResult } from '../../lab/probe-result.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 
@@ -44,13 +44,7 @@ describe('node cleanup (chart uninstall path)', { skip: privilegedSkip() }, () =
     await agent.start();
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   const connect = async () => (await lab.probe(POD.pod, ['tcp', HTTPBIN.ipv4, '8443'])) as TcpProbeResult;
   /** The tc filters on the workload's host-side interface, both directions (the backstop and the inbound approver). */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { parseConfig } from '../../src/agent/config.js';
+import { CONFIG_DEFAULTS, parseConfig } from '../../src/agent/config.js';
 import { BUILD_TIMEOUT_MS, ControlPlane } from '../support/kube/control-plane.js';
 import { installChartCrds } from '../support/kube/crds.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
@@ -125,6 +125,15 @@ describe('helm chart', () => {
     }
   });
 
+  test("dns.workers reaches the agent's configuration; left null, the agent's own default applies", () => {
+    const configOf = (args: string[]) => {
+      const configMap = find(template(args), 'ConfigMap') as unknown as { data: Record<string, string> };
+      return parseConfig('egressguard.yaml', configMap.data['egressguard.yaml'] ?? '', '/sys/fs/cgroup', { NODE_NAME: 'node-a' });
+    };
+    assert.equal(configOf(['--set', 'dns.workers=3']).dns.workers, 3);
+    assert.equal(configOf([]).dns.workers, CONFIG_DEFAULTS.dns.workers);
+  });
+
   test('the DaemonSet holds exactly the documented privileges and nothing more', () => {
     const objects = template();
     const spec = podSpec(objects);
@@ -218,6 +227,7 @@ describe('helm chart', () => {
     ['no upstream', ['--set-json', 'dns.upstreams=[]'], /dns\/upstreams/],
     ['a DNS-over-TCP share of no connection', ['--set', 'dns.maxTcpConnectionsPerWorkload=0'], /dns\/maxTcpConnectionsPerWorkload/],
     ['an in-flight DNS share of no query', ['--set', 'dns.maxInflightQueriesPerWorkload=0'], /dns\/maxInflightQueriesPerWorkload/],
+    ['no DNS proxy worker', ['--set', 'dns.workers=0'], /dns\/workers/],
     ['an interface name over 15 characters', ['--set', 'dns.interface=egressguard-dns-proxy'], /dns\/interface/],
     ['a metrics port out of range', ['--set', 'metrics.port=70000'], /metrics\/port/],
     ['a relative bpffs path', ['--set', 'hostPaths.bpffs=sys/fs/bpf'], /hostPaths\/bpffs/],

@@ -13,7 +13,7 @@ import { EG_MAX_FLOWS, EG_MAX_FLOWS_PER_WORKLOAD } from '../../src/datapath/abi.
 import type { Datapath, KernelEvent } from '../../src/datapath/types.js';
 import { buildClientHello } from '../../lab/clienthello.js';
 import { Lab, LAB_ADDRESSES, LAB_UNANSWERED_LABEL, DEFAULT_LAB_HOSTS, type LabPod } from '../../lab/lab.js';
-import { LabAgent, type LabWorkload } from '../../lab/lab-agent.js';
+import { LabAgent, type LabWorkload, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { DnsProbeResult } from '../../lab/probe-result.js';
 import { DENY_BY_DEFAULT, eventMatching, rule } from '../support/datapath-helpers.js';
 import { Lines } from '../support/lines.js';
@@ -122,13 +122,7 @@ describe('one workload cannot starve another of the DNS proxy (TCP connections, 
     agent.writePolicy('fair.yaml', policy);
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   /** (Re)start the agent with these DNS caps (TCP connections, or queries in flight): the proxy takes them at start. */
   async function runAgent(perWorkload: number, caps: 'tcp' | 'inflight' = 'tcp'): Promise<void> {

@@ -37,6 +37,9 @@ const WEB_RULE = 23;
 const HTTP_RULE = 24;
 const ALLOW_KEPT_UDP = 25;
 const ALLOW_REVOKED_UDP = 26;
+const NAME_WITHDRAWN_RULE = 27;
+const NAME_KEPT_RULE = 28;
+const NAME_KEPT_AGAIN_RULE = 29;
 
 /**
  * Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink) and
@@ -66,14 +69,17 @@ const udp = require('dgram').createSocket({ type: 'udp6', ipv6Only: false });
 udp.on('message', (m) => console.log('udp ' + m));
 udp.bind(${LINE_PORT}, '::', ready);`;
 
-/** Long-lived client: opens the connections in EG_ARGS, then obeys "send <tag> <word>" on stdin; reports on stdout. */
+/**
+ * Long-lived client: opens the connections in EG_ARGS (sending a connection's `hello`, hex, first), then obeys
+ * "send <tag> <word>" on stdin; reports on stdout.
+ */
 const CLIENT_SCRIPT = `
 const net = require('net');
 const sockets = new Map();
 for (const c of JSON.parse(process.env.EG_ARGS)) {
   const s = net.connect({ host: c.host, port: c.port, noDelay: true });
   sockets.set(c.tag, s);
-  s.on('connect', () => console.log('connected ' + c.tag));
+  s.on('connect', () => { if (c.hello) s.write(Buffer.from(c.hello, 'hex')); console.log('connected ' + c.tag); });
   s.on('error', (e) => console.log('error ' + c.tag + ' ' + e.code));
   s.on('close', () => console.log('closed ' + c.tag));
   let received = '';
@@ -172,6 +178,19 @@ const settings = (defaultAction: 'permit' | 'deny'): DatapathSettings => ({
   maxLearnedPerWorkload: 4096,
   features: { tls: true, packet: true },
 });
+
+/** A logged webGroup rule permitting TCP to one exact name on `port`. */
+const webRule = (ruleId: number, name: string, port = TLS_PORT): KernelRule =>
+  rule({
+    ruleId,
+    action: 'permit',
+    protocol: 'tcp',
+    portLow: port,
+    portHigh: port,
+    web: true,
+    log: true,
+    domains: [{ kind: 'exact', name }],
+  });
 
 const allow = (lab: Lab, ruleId: number, host: number, protocol: 'tcp' | 'udp' = 'tcp'): KernelRule =>
   rule({
@@ -361,16 +380,6 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
     });
 
     test(`IPv${family}: a flow denied on its SNI ends at once instead of stalling; its ClientHello never arrives`, async () => {
-      const webRule = rule({
-        ruleId: WEB_RULE,
-        action: 'permit',
-        protocol: 'tcp',
-        portLow: TLS_PORT,
-        portHigh: TLS_PORT,
-        web: true,
-        log: true,
-        domains: [{ kind: 'exact', name: 'allowed.example' }],
-      });
       const hello = (sni: string) => ({
         host: flow.lab.inet(KEPT, family),
         port: TLS_PORT,
@@ -381,7 +390,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
       assert.equal((await send(`calibration${family}.evil.example`)).code, 'ANSWERED');
       await flow.server.waitFor(`tls calibration${family}.evil.example`);
-      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule]);
+      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule(WEB_RULE, 'allowed.example')]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
       flow.datapath!.learn([{ workloadId, ruleId: WEB_RULE, ip: flow.lab.inet(KEPT, family), expiresAtNs }]);
       // The permitted name reaches the server (its ack comes back).
@@ -393,6 +402,66 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       // Judged where it would land: an allowed ClientHello after it arrives, the denied one never did.
       assert.equal((await send('allowed.example')).code, 'ANSWERED');
       assert.equal(flow.server.lines.includes(`tls enforced${family}.evil.example`), false, 'the denied ClientHello never arrives');
+    });
+
+    test(`IPv${family}: a TLS flow permitted on its name ends when no rule permits that name any more, though another name's rule covers its address`, async () => {
+      const withdrawnRule = webRule(NAME_WITHDRAWN_RULE, 'withdrawn.example');
+      const keptRule = webRule(NAME_KEPT_RULE, 'kept.example');
+      const keptAgainRule = webRule(NAME_KEPT_AGAIN_RULE, 'kept.example');
+      const cgroup = flow.lab.pod(POD).cgroupPath;
+      const address = flow.lab.inet(KEPT, family);
+      // Three rules, two names, one (CDN-shared) address learned for all of them.
+      const workloadId = flow.datapath!.setWorkload(cgroup, [withdrawnRule, keptRule, keptAgainRule]);
+      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+      flow.datapath!.learn(
+        [NAME_WITHDRAWN_RULE, NAME_KEPT_RULE, NAME_KEPT_AGAIN_RULE].map((ruleId) => ({ workloadId, ruleId, ip: address, expiresAtNs })),
+      );
+      const connection = (tag: string, sni: string) => ({
+        tag,
+        host: address,
+        port: TLS_PORT,
+        hello: buildClientHello({ sni }).toString('hex'),
+      });
+      const child = flow.lab.spawnInPod(POD, [process.execPath, '-e', CLIENT_SCRIPT], {
+        env: {
+          ...process.env,
+          EG_ARGS: JSON.stringify([connection('withdrawn', 'withdrawn.example'), connection('kept', 'kept.example')]),
+        },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      clients.push(child);
+      const client = new Lines(child);
+      const send = (tag: string, word: string) => child.stdin!.write(`send ${tag} ${word}${family}.evil.example\n`);
+      // Calibration: both names' connections deliver past their ClientHellos.
+      for (const tag of ['withdrawn', 'kept']) {
+        await client.waitFor(`connected ${tag}`);
+        send(tag, `${tag}before`);
+        await flow.server.waitFor(`tls ${tag}before${family}.evil.example`);
+      }
+      // withdrawn.example's rule goes; kept.example's rule, learned at the same address, stays.
+      const mark = events.length;
+      flow.datapath!.setWorkload(cgroup, [keptRule, keptAgainRule]);
+      await client.waitFor('error withdrawn ECONNABORTED');
+      const ended = await eventMatching(
+        events,
+        (e) => events.indexOf(e) >= mark && e.ip === address && e.port === TLS_PORT && e.verdict === 'denied',
+      );
+      assert.equal(ended.tier, 3, 'nothing permits the name: the default denies it');
+      // kept.example's rule is replaced by another that permits the same name: its connection is kept.
+      flow.datapath!.setWorkload(cgroup, [keptAgainRule]);
+      send('withdrawn', 'withdrawnafter');
+      send('kept', 'keptafter');
+      await flow.server.waitFor(`tls keptafter${family}.evil.example`);
+      assert.equal(client.lines.includes('error kept ECONNABORTED'), false, 'the flow whose name is still permitted lives');
+      assert.equal(flow.server.lines.includes(`tls withdrawnafter${family}.evil.example`), false, 'no byte of the ended flow arrives');
+      // New connections are judged on their names as before.
+      const hello = (sni: string) => ({ host: address, port: TLS_PORT, hello: buildClientHello({ sni }).toString('hex') });
+      const open = (sni: string) => flow.lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello(sni));
+      assert.equal((await open('kept.example')).code, 'ANSWERED');
+      assert.equal((await open('withdrawn.example')).code, 'ECONNABORTED');
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill();
+      await exited;
     });
 
     test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
@@ -407,18 +476,7 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       flow.datapath!.removeWorkload(flow.lab.pod(POD).cgroupPath);
       assert.equal((await send('evil.example', `/calibration${family}`)).code, 'ANSWERED');
       await flow.server.waitFor(`http evil.example /calibration${family}`);
-      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [
-        rule({
-          ruleId: HTTP_RULE,
-          action: 'permit',
-          protocol: 'tcp',
-          portLow: HTTP_PORT,
-          portHigh: HTTP_PORT,
-          web: true,
-          log: true,
-          domains: [{ kind: 'exact', name: 'allowed.example' }],
-        }),
-      ]);
+      const workloadId = flow.datapath!.setWorkload(flow.lab.pod(POD).cgroupPath, [webRule(HTTP_RULE, 'allowed.example', HTTP_PORT)]);
       const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
       flow.datapath!.learn([{ workloadId, ruleId: HTTP_RULE, ip: flow.lab.inet(KEPT, family), expiresAtNs }]);
       const allowed = await send('allowed.example:8080', `/allowed${family}`);

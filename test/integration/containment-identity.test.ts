@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 
-import { openDatapath } from '../../src/datapath/datapath.js';
+import { APPROVAL_IDLE, openDatapath } from '../../src/datapath/datapath.js';
 import { findCgroup2Mount } from '../../src/datapath/mounts.js';
 import type { DecodedEvent } from '../../src/datapath/abi.js';
 import type { Datapath, KernelRule } from '../../src/datapath/types.js';
@@ -21,6 +21,8 @@ import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
 import { buildClientHello } from '../unit/clienthello-helpers.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
+/** The same source without the cgroup_skb program's source and owner check (Makefile): tc's per-workload approvals alone. */
+const withoutSkbSourceCheckPath = fileURLToPath(new URL('../../../bpf/tests/egressguard-without-skb-source-check.bpf.o', import.meta.url));
 const skip = privilegedSkip();
 
 const ALPHA_HOST = 2; // permitted to alpha only
@@ -231,7 +233,11 @@ try:
 except OSError as e:
     print(json.dumps({'result': type(e).__name__}))`;
 
-describe('containment: socket identity and judged approvals (real kernel)', { skip }, () => {
+/**
+ * The tests, on the production object (skbChecksSource) or on the object whose cgroup_skb program does not check a
+ * packet's source and owning cgroup, where only the test that needs tc's per-workload approval key alone runs.
+ */
+const identitySuite = (skbChecksSource: boolean) => () => {
   let lab: Lab;
   let alpha: LabPod;
   let beta: LabPod;
@@ -319,6 +325,18 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     return { tag, result: (JSON.parse(out.stdout) as { result: string }).result };
   }
 
+  /** HELD_SCRIPT on a new connection of alpha's to WEB_HOST, once the server has acknowledged `hello`. */
+  async function heldConnection(family: 4 | 6, hello: Buffer, tag: string): Promise<{ process: ChildProcess; lines: string[] }> {
+    const child = lab.spawnInPod(alpha, ['python3', '-c', HELD_SCRIPT], {
+      env: { ...process.env, EG_ARGS: JSON.stringify({ dst: lab.inet(WEB_HOST, family), port: PORT, tag, hello: hello.toString('hex') }) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    new Lines(child, (line) => lines.push(line));
+    await arrived('acked', lines);
+    return { process: child, lines };
+  }
+
   const attempt = ({ pod, ...args }: Attempt): { tag: string; result: string } => runAttack(pod, ATTACK_SCRIPT, args);
 
   /** Waits until a line of `log` (what the server received, or the capture) contains text. */
@@ -363,7 +381,7 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
 
   beforeAll(async () => {
     lab = await Lab.create({
-      prefix: uniquePrefix('ci'),
+      prefix: uniquePrefix(skbChecksSource ? 'ci' : 'cj'),
       pods: ['alpha', 'beta'],
       hosts: [],
       unnamedHosts: [ALPHA_HOST, BETA_HOST, WEB_HOST, PROXY_HOST],
@@ -383,7 +401,12 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     gatewayMac = (
       JSON.parse(mustRunSync(['ip', '-n', lab.nodeNetns, '-j', 'link', 'show', alpha.nodeInterface])) as Array<{ address: string }>
     )[0]!.address;
-    datapath = openDatapath({ objectPath, pinDir: lab.pinDir, attachCgroup: lab.attachCgroup, hostNetns: `/run/netns/${lab.nodeNetns}` });
+    datapath = openDatapath({
+      objectPath: skbChecksSource ? objectPath : withoutSkbSourceCheckPath,
+      pinDir: lab.pinDir,
+      attachCgroup: lab.attachCgroup,
+      hostNetns: `/run/netns/${lab.nodeNetns}`,
+    });
     datapath.onEvent((event) => events.push(event as DecodedEvent));
     datapath.configure({ ...DENY_BY_DEFAULT, dnsProxy: { ipv4: lab.inet(PROXY_HOST, 4), ipv6: lab.inet(PROXY_HOST, 6), port: 53 } });
     enrol();
@@ -401,6 +424,35 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
   const procs = (cgroup: string): string => join(cgroup, 'cgroup.procs');
   const unenrolled = (): string => procs(join(lab.attachCgroup, 'unenrolled'));
   const cgroupRoot = (): string => procs(findCgroup2Mount()!);
+
+  if (!skbChecksSource) {
+    for (const family of [4, 6] as const) {
+      test(`IPv${family}: a flow approved for the workload whose cgroup a process joined never passes its own pod's interface`, async () => {
+        // The socket is beta's (created in beta's cgroup) and beta's rules permit it, so its connect passes and,
+        // without the cgroup_skb check, its packets are approved for beta: only tc on alpha's interface, which
+        // looks approvals up under alpha's workload id, stands between it and beta's host.
+        // Judged on the internet side's capture: not one payload byte of it arrives.
+        const enforced = await contained(
+          family,
+          () => attempt({ pod: alpha, dst: lab.inet(BETA_HOST, family), moveBefore: procs(beta.cgroupPath) }),
+          captured,
+        );
+        assert.notEqual(enforced.result, 'PermissionError', 'the connect hook judged it as beta and permitted it');
+        const atTc = await eventMatching(events, (e) => e.hook === 6 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
+        assert.equal(atTc.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)));
+        assert.equal(
+          events.some((e) => e.hook === 5 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family)),
+          false,
+          'the cgroup_skb program let it pass: tc alone dropped it',
+        );
+        // Beta itself still reaches its host (alpha reached its own in `contained`).
+        const allowed = attempt({ pod: beta, dst: lab.inet(BETA_HOST, family) });
+        assert.equal(allowed.result, 'sent');
+        await arrived(allowed.tag);
+      });
+    }
+    return;
+  }
 
   for (const family of [4, 6] as const) {
     test(`IPv${family}: a socket created in the workload is judged as the workload after its process moves out`, async () => {
@@ -574,33 +626,40 @@ describe('containment: socket identity and judged approvals (real kernel)', { sk
     test(`IPv${family}: a permitted first flight's copy is freed when the server acknowledges it, and the flow goes on`, async () => {
       const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath))!;
       const tag = `held${family}-${++serial}`;
-      const held = lab.spawnInPod(alpha, ['python3', '-c', HELD_SCRIPT], {
-        env: {
-          ...process.env,
-          EG_ARGS: JSON.stringify({
-            dst: lab.inet(WEB_HOST, family),
-            port: PORT,
-            tag,
-            hello: buildClientHello({ sni: 'allowed.example' }).toString('hex'),
-          }),
-        },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      const lines: string[] = [];
-      new Lines(held, (line) => lines.push(line));
+      const held = await heldConnection(family, buildClientHello({ sni: 'allowed.example' }), tag);
       try {
-        await arrived('acked', lines);
         // Still open (no FIN has ended its approval): only the server's ACK, seen at tc egress, can have freed the copy.
         assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 0, 'the acknowledged first flight is no longer held');
-        held.stdin!.write('go\n');
-        await arrived('sent', lines);
+        held.process.stdin!.write('go\n');
+        await arrived('sent', held.lines);
         await arrived(tag); // bytes after the first flight pass on the now fully approved flow
       } finally {
-        held.stdin!.end();
+        held.process.stdin!.end();
+      }
+    });
+
+    test(`IPv${family}: a handshake stalled before its verdict gives its first flight's copy back to the idle sweep`, async () => {
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath))!;
+      // Pending: the rest of the ClientHello never comes.
+      const held = await heldConnection(family, buildClientHello({ sni: 'allowed.example' }).subarray(0, 60), 'unused');
+      try {
+        // Acknowledged but still pending: the copy stays (only a permitted first flight is freed by the ACK).
+        assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 1);
+        datapath.sweepApprovals(process.hrtime.bigint() + APPROVAL_IDLE.closingNs + 1_000_000_000n); // short of an open flow's limit
+        assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 0, 'idle past the closing limit: swept with its approval');
+      } finally {
+        held.process.stdin!.end();
       }
     });
   }
-});
+};
+
+describe('containment: socket identity and judged approvals (real kernel)', { skip }, identitySuite(true));
+describe(
+  "containment without the cgroup_skb program's source and owner check (tests-only object): tc's per-workload approvals (real kernel)",
+  { skip },
+  identitySuite(false),
+);
 
 function nftInPod(pod: LabPod, commands: string): void {
   const result = spawnSync('nsenter', [`--net=${pod.netnsPath}`, '--', 'nft', '-f', '-'], { input: commands, encoding: 'utf8' });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import { LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { ServerRecord } from '../../lab/internet-server.js';
 import type { TlsProbeResult } from '../../lab/probe-result.js';
 import { ruleIdFor } from '../../src/policy/rule-ids.js';
@@ -64,13 +64,7 @@ describe('colliding rule names keep their own SNI domain sets in the kernel', { 
     agent.writePolicy('pb.yaml', webPolicy('pb', RULE_B, 'two', 'webhook.site'));
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   const tls = async (pod: string, target: string, sni: string, family: 4 | 6) => {
     const result = await lab.probe(pod, ['tls', target, '443', '--sni', sni, '--family', String(family), '--ca', lab.caPath]);

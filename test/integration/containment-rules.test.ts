@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import type { ServerRecord } from '../../lab/internet-server.js';
 import { DEFAULT_LAB_HOSTS, LAB_TLS_SINK_PORT, Lab } from '../../lab/lab.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import { LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { ProbeResult, ProbeResultOfKind } from '../../lab/probe-result.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { CONFIG_DEFAULTS } from '../../src/agent/config.js';
@@ -106,13 +106,7 @@ describe('more than 8 SNI candidates at one address (real kernel, agent)', { ski
     lab = await Lab.create({ prefix: uniquePrefix('cr'), pods: [POD.pod] });
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   /** The server's record of a probe's connection (written when it closes; idle ones after 5 s). */
   async function recordOf(probe: { sourcePort?: number }): Promise<ServerRecord> {

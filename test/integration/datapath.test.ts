@@ -6,12 +6,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 
+import { decodeRuleKey, decodeWorkload, encodeCgroupId, encodeRuleKey } from '../../src/datapath/abi.js';
 import { openDatapath } from '../../src/datapath/datapath.js';
+import { loadNative } from '../../src/datapath/native.js';
 import type { Datapath, DatapathOptions, KernelEvent } from '../../src/datapath/types.js';
 import { mustRunSync } from '../../lab/exec.js';
 import { Lab } from '../../lab/lab.js';
 import { eventMatching as eventIn, monotonicPast, rule } from '../support/datapath-helpers.js';
+import { Lines } from '../support/lines.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
+import { waitUntil } from '../support/wait.js';
 
 const objectPath = fileURLToPath(new URL('../../../bpf/egressguard.bpf.o', import.meta.url));
 const skip = privilegedSkip();
@@ -66,6 +70,38 @@ if (a.op === 'tcp') {
   if (a.connect) u.connect(a.port, a.host, (e) => { if (e) return failed(e); u.send('hi', failed); });
   else u.send('hi', a.port, a.host, failed);
 }`;
+
+/** TCP connects to each of a.ports in turn; prints { "<port>": "ok" | error code }. */
+const PORTS_SCRIPT = `
+const net = require('net');
+const a = JSON.parse(process.env.EG_ARGS);
+const verdicts = {};
+const next = (i) => {
+  if (i === a.ports.length) return process.stdout.write(JSON.stringify(verdicts));
+  const s = net.connect({ host: a.host, port: a.ports[i] });
+  let data = '';
+  s.on('data', (c) => (data += c));
+  s.on('close', () => { verdicts[a.ports[i]] ??= data === 'ok:' + a.ports[i] ? 'ok' : 'no answer'; next(i + 1); });
+  s.on('error', (e) => (verdicts[a.ports[i]] = e.code));
+};
+next(0);`;
+
+/** Connects to a.host:a.port back to back until stdin ends; prints "leak" for every answer, then its totals. */
+const RACING_PROBER_SCRIPT = `
+const net = require('net');
+const a = JSON.parse(process.env.EG_ARGS);
+let attempts = 0, answered = 0, stop = false;
+process.stdin.on('end', () => (stop = true)).resume();
+const attempt = () => {
+  if (stop) { console.log(JSON.stringify({ attempts, answered })); return process.exit(0); }
+  const s = net.connect({ host: a.host, port: a.port });
+  let data = '';
+  s.on('data', (c) => (data += c));
+  s.on('error', () => {});
+  s.on('close', () => { attempts++; if (data === 'ok:' + a.port) { answered++; console.log('leak'); } setImmediate(attempt); });
+};
+console.log('ready');
+attempt();`;
 
 interface ClientResult {
   pid: number;
@@ -465,6 +501,118 @@ describe('datapath (real kernel)', { skip }, () => {
     assert.equal((await client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 8080 })).code, 'EPERM');
   });
 
+  test('a rule set is written as its difference from the slot it fills: each switch enforces exactly the new set', async () => {
+    const tcp = (
+      ruleId: number,
+      action: 'permit' | 'deny',
+      port: number,
+      cidrs = [{ family: 4 as const, address: v4(INET), prefix: 32 }],
+    ) => rule({ ruleId, action, protocol: 'tcp', portLow: port, portHigh: port, cidrs });
+    const everything = (ruleId: number, action: 'permit' | 'deny') =>
+      rule({ ruleId, action, cidrs: [{ family: 4, address: v4(0), prefix: 24 }] });
+    const sets: Array<{ rules: ReturnType<typeof rule>[]; verdicts: Record<string, string> }> = [
+      {
+        rules: [tcp(601, 'permit', 80), tcp(602, 'permit', 443), everything(603, 'deny')],
+        verdicts: { 80: 'ok', 443: 'ok', 8080: 'EPERM' },
+      },
+      { rules: [tcp(604, 'permit', 8080), everything(603, 'deny')], verdicts: { 80: 'EPERM', 443: 'EPERM', 8080: 'ok' } },
+      { rules: [tcp(605, 'deny', 443), everything(606, 'permit')], verdicts: { 80: 'ok', 443: 'EPERM', 8080: 'ok' } },
+      {
+        rules: [tcp(601, 'permit', 80), tcp(602, 'permit', 443), everything(603, 'deny')],
+        verdicts: { 80: 'ok', 443: 'ok', 8080: 'EPERM' },
+      },
+      { rules: [], verdicts: { 80: 'EPERM', 443: 'EPERM', 8080: 'EPERM' } },
+      { rules: [tcp(604, 'permit', 8080), everything(603, 'deny')], verdicts: { 80: 'EPERM', 443: 'EPERM', 8080: 'ok' } },
+    ];
+    const eg_rules = loadNative().BpfMap.openPinned(join(pinDir, 'maps', 'eg_rules'));
+    try {
+      let previous = -1;
+      for (const [index, { rules, verdicts }] of sets.entries()) {
+        datapath!.setWorkload(workloadCgroup, rules);
+        const seen = await lab.runScriptInPod<Record<string, string>>(
+          POD,
+          PORTS_SCRIPT,
+          { host: v4(INET), ports: [80, 443, 8080] },
+          { cgroup: workloadCgroup },
+        );
+        assert.deepEqual(seen, verdicts, `rule set #${index}`);
+        // Both slots, nothing stale: the live set and the one before it (unknown before the first switch here).
+        const held = eg_rules.keys().filter((key) => decodeRuleKey(key).workloadId === workloadId).length;
+        if (previous >= 0) assert.equal(held, rules.length + previous, `eg_rules entries after rule set #${index}`);
+        previous = rules.length;
+      }
+    } finally {
+      eg_rules.close();
+    }
+  });
+
+  test('a rule-set switch is atomic: a connect racing the writes never sees half of one set and half of the other', async () => {
+    // Either set alone denies port 8080; the first rule of one with the second of the other permits it.
+    const permit80ThenDeny = [
+      rule({ ruleId: 701, action: 'permit', protocol: 'tcp', portLow: 80, portHigh: 80, anyDestination: true }),
+      rule({ ruleId: 702, action: 'deny', anyDestination: true }),
+    ];
+    const denyThenPermit = [
+      rule({ ruleId: 703, action: 'deny', anyDestination: true }),
+      rule({ ruleId: 704, action: 'permit', anyDestination: true }),
+    ];
+    const maps = (name: string) => loadNative().BpfMap.openPinned(join(pinDir, 'maps', name));
+    const [eg_rules, eg_workloads] = [maps('eg_rules'), maps('eg_workloads')];
+    const liveRuleKey = (index: number) => {
+      const entry = decodeWorkload(eg_workloads.lookup(encodeCgroupId(cgroupId(workloadCgroup)))!);
+      return encodeRuleKey(entry.workloadId, entry.slot * 64 + index);
+    };
+    const prober = lab.spawnInPod(POD, [process.execPath, '-e', RACING_PROBER_SCRIPT], {
+      cgroup: workloadCgroup,
+      env: { ...process.env, EG_ARGS: JSON.stringify({ host: v4(INET), port: 8080 }) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = new Lines(prober);
+    try {
+      datapath!.setWorkload(workloadCgroup, permit80ThenDeny);
+      const permit80 = eg_rules.lookup(liveRuleKey(0))!;
+      datapath!.setWorkload(workloadCgroup, denyThenPermit);
+      await lines.waitFor('ready');
+      // Calibration: a writer that changes the live rules in place, one entry at a time. The half-written state
+      // permits 8080 and the prober sees it.
+      const deny = eg_rules.lookup(liveRuleKey(0))!;
+      eg_rules.update(liveRuleKey(0), permit80);
+      await lines.waitFor('leak');
+      eg_rules.update(liveRuleKey(0), deny); // as the datapath wrote it again
+      await waitUntil('the prober to see 8080 denied again', async () => {
+        const seen = await lab.runScriptInPod<Record<string, string>>(
+          POD,
+          PORTS_SCRIPT,
+          { host: v4(INET), ports: [8080] },
+          { cgroup: workloadCgroup },
+        );
+        return seen[8080] === 'EPERM';
+      });
+      const leaksBefore = lines.lines.filter((line) => line === 'leak').length;
+      for (let round = 0; round < 250; round++) {
+        datapath!.setWorkload(workloadCgroup, permit80ThenDeny);
+        datapath!.setWorkload(workloadCgroup, denyThenPermit);
+      }
+      datapath!.setWorkload(workloadCgroup, permit80ThenDeny);
+      prober.stdin!.end();
+      await lines.waitFor((line) => line.startsWith('{'));
+      const totals = JSON.parse(lines.lines.find((line) => line.startsWith('{'))!) as { attempts: number; answered: number };
+      assert.equal(totals.answered, leaksBefore, `no answer on 8080 while the rules switched (${totals.attempts} attempts)`);
+      assert.ok(totals.attempts > leaksBefore + 50, `the prober raced the switches (${totals.attempts} attempts)`);
+      const seen = await lab.runScriptInPod<Record<string, string>>(
+        POD,
+        PORTS_SCRIPT,
+        { host: v4(INET), ports: [80, 8080] },
+        { cgroup: workloadCgroup },
+      );
+      assert.deepEqual(seen, { 80: 'ok', 8080: 'EPERM' }, 'the last set written is the one enforced');
+    } finally {
+      if (prober.exitCode === null) prober.kill();
+      eg_rules.close();
+      eg_workloads.close();
+    }
+  });
+
   test('a workload whose cgroup is gone (its pod was deleted) can still be removed', () => {
     const gone = join(attachCgroup, 'gone');
     mkdirSync(gone);
@@ -476,6 +624,30 @@ describe('datapath (real kernel)', { skip }, () => {
     } finally {
       if (existsSync(gone)) rmdirSync(gone);
     }
+  });
+
+  test('events the reader queued before close() reach no listener after it (the agent closes its event pipeline next)', async () => {
+    datapath!.setWorkload(workloadCgroup, []);
+    let closed = false;
+    let afterClose = 0;
+    datapath!.onEvent(() => {
+      if (closed) afterClose++;
+    });
+    const deniedBefore = datapath!.stats().decisionsDenied;
+    const clients = Array.from({ length: 8 }, () => client(workloadCgroup, { op: 'tcp', host: v4(INET), port: 80 }));
+    // Hold the event loop until the kernel denied all eight: the reader thread takes their events from the ring buffer
+    // meanwhile and queues them for JavaScript, where nothing can run them before close().
+    const hold = new Int32Array(new SharedArrayBuffer(4));
+    for (const deadline = Date.now() + 10_000; datapath!.stats().decisionsDenied < deniedBefore + 8n;) {
+      if (Date.now() > deadline) throw new Error('the eight connects were not denied within 10 s');
+      Atomics.wait(hold, 0, 0, 5);
+    }
+    closed = true;
+    datapath!.close();
+    const results = await Promise.all(clients);
+    datapath = openDatapath(options);
+    for (const result of results) assert.equal(result.code, 'EPERM');
+    assert.equal(afterClose, 0);
   });
 
   test('enforcement survives the agent: close, deny without agent, adopt', async () => {

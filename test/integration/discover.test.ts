@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import { DEFAULT_LAB_HOSTS, LAB_ADDRESSES, Lab } from '../../lab/lab.js';
-import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { CLI_SCRIPT, LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import { parseReplayJson } from '../../src/cli/policy-replay.js';
 import type { ProbeResult } from '../../lab/probe-result.js';
 import type { FlowEvent } from '../../src/events/types.js';
@@ -89,13 +89,7 @@ describe('discovery to default-deny: suggest, replay, explain', { skip: privileg
     mkdirSync(suggestedDir);
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   test('discovery (the calibration: every flow gets through), then suggest reproduces the demo known-good policies', async () => {
     const tls = (workload: typeof BENIGN, name: string) => probe(workload, ['tls', name, '443', '--ca', lab.caPath]);

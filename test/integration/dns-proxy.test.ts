@@ -16,10 +16,19 @@ import { DnsProxy, type DnsProxyOptions } from '../../src/dns/proxy.js';
 import { NameRefresher } from '../../src/dns/resolver.js';
 import { DnsProxyHost } from '../../src/agent/dns-proxy-host.js';
 import type { DnsPolicySnapshot } from '../../src/agent/dns-policy.js';
+import type { WorkerProxySettings } from '../../src/agent/dns-worker-protocol.js';
 import { loadNative } from '../../src/datapath/native.js';
 import type { CompiledRule } from '../../src/policy/types.js';
 import { waitUntil } from '../support/wait.js';
-import type { DnsDecision, DnsDecisionEvent, DnsPolicyOracle, LearnedIpSink, ResolverAddress } from '../../src/dns/types.js';
+import type {
+  AnswerLearnSink,
+  DnsDecision,
+  DnsDecisionEvent,
+  DnsPolicyOracle,
+  LearnedIpSink,
+  LearnOutcome,
+  ResolverAddress,
+} from '../../src/dns/types.js';
 import { frame, FrameReader } from '../../src/dns/wire.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -46,11 +55,16 @@ interface LearnCall {
 }
 
 /** Completes each learn() only after a delay, so an answer released before learning finished would be caught. */
-class SlowSink implements LearnedIpSink {
+class SlowSink implements AnswerLearnSink {
   readonly calls: LearnCall[] = [];
-  async learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): Promise<void> {
+  async learn(workloadId: number, ruleIds: number[], ips: string[], ttlSeconds: number): Promise<LearnOutcome> {
     await sleep(50);
     this.calls.push({ workloadId, ruleIds, ips, ttlSeconds });
+    return { overCap: [] };
+  }
+  /** The same calls as a NameRefresher's sink, which has no cap to report on. */
+  refresherSink(): LearnedIpSink {
+    return { learn: async (workloadId, ruleIds, ips, ttlSeconds) => void (await this.learn(workloadId, ruleIds, ips, ttlSeconds)) };
   }
   learnedSoFar(): string[] {
     return this.calls.flatMap((call) => call.ips);
@@ -129,6 +143,9 @@ async function freePort(): Promise<number> {
 }
 
 const lifetime = { minTtlSeconds: 1, maxTtlSeconds: 3600, graceSeconds: 30 };
+const { maxTcpConnections, maxTcpConnectionsPerWorkload, maxInflightQueries, maxInflightQueriesPerWorkload } = CONFIG_DEFAULTS.dns;
+/** The agent's default TCP and in-flight caps. */
+const DEFAULT_CAPS = { maxTcpConnections, maxTcpConnectionsPerWorkload, maxInflightQueries, maxInflightQueriesPerWorkload };
 
 /** The policy the worker-thread proxy decides from: 127.0.0.1 is WORKLOAD, permitted the names in `permitted`. */
 function policySnapshot(permitted: string[]): DnsPolicySnapshot {
@@ -182,11 +199,7 @@ describe('DNS proxy against dnsmasq', () => {
       onEvent: (event) => events.push(event),
       deniedRcode: 'NXDOMAIN',
       lifetime,
-      maxIpsPerName: 1000,
-      maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
-      maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
-      maxInflightQueries: CONFIG_DEFAULTS.dns.maxInflightQueries,
-      maxInflightQueriesPerWorkload: CONFIG_DEFAULTS.dns.maxInflightQueriesPerWorkload,
+      ...DEFAULT_CAPS,
       ...overrides,
     });
     proxies.push(proxy);
@@ -509,14 +522,12 @@ describe('DNS proxy against dnsmasq', () => {
     assert.equal(rcodeOf(answer), 'REFUSED');
   });
 
-  test('truncated UDP answer: full answer fetched over TCP and learned, client told to retry over TCP; cap applies', async () => {
-    const { port, sink, events, proxy } = await startProxy({ maxIpsPerName: 30 });
+  test('truncated UDP answer: full answer fetched over TCP and learned, client told to retry over TCP', async () => {
+    const { port, sink } = await startProxy();
     const viaUdp = await udpAsk(port, encodeQuery('many.cdn.example'));
     assert.equal(viaUdp.flag_tc, true);
     assert.equal(sink.calls.length, 1);
-    assert.equal(sink.calls[0]?.ips.length, 30);
-    assert.equal(proxy.stats().addressesOverCap, 10);
-    assert.match(events[0]?.reason ?? '', /10 address\(es\) not learned/);
+    assert.equal(sink.calls[0]?.ips.length, 40);
     const [viaTcp] = await tcpAsk(port, [frame(encodeQuery('many.cdn.example'))], 1);
     assert.equal(addressesOf(viaTcp as dnsPacket.DecodedPacket).length, 40);
   });
@@ -755,7 +766,13 @@ describe('DNS proxy against dnsmasq', () => {
 
   test('NameRefresher resolves exact names itself, learns A and AAAA, and re-learns before the TTL expires', async () => {
     const sink = new SlowSink();
-    const refresher = new NameRefresher({ upstreams: [upstream], sink, lifetime, maxIpsPerName: 1000, maxRefreshSeconds: 60 });
+    const refresher = new NameRefresher({
+      upstreams: [upstream],
+      sink: sink.refresherSink(),
+      lifetime,
+      maxIpsPerName: 1000,
+      maxRefreshSeconds: 60,
+    });
     try {
       refresher.setNames([
         { workloadId: 7, ruleIds: [ALLOW_RULE], name: 'Short.OpenAI.com.' },
@@ -784,7 +801,15 @@ describe('DNS proxy against dnsmasq', () => {
       name: string;
     }
 
-    async function startHost(policy: DnsPolicySnapshot, resolver: ResolverAddress = upstream) {
+    async function startHost(
+      policy: DnsPolicySnapshot,
+      resolver: ResolverAddress = upstream,
+      {
+        workers = 1,
+        maxIpsPerName = 1000,
+        settings = {},
+      }: { workers?: number; maxIpsPerName?: number; settings?: Partial<WorkerProxySettings> } = {},
+    ) {
       const learns: HostLearnCall[] = [];
       const events: DnsDecisionEvent[] = [];
       const exits: string[] = [];
@@ -795,12 +820,11 @@ describe('DNS proxy against dnsmasq', () => {
           upstreams: [resolver],
           deniedRcode: 'NXDOMAIN',
           lifetime,
-          maxIpsPerName: 1000,
-          maxTcpConnections: CONFIG_DEFAULTS.dns.maxTcpConnections,
-          maxTcpConnectionsPerWorkload: CONFIG_DEFAULTS.dns.maxTcpConnectionsPerWorkload,
-          maxInflightQueries: CONFIG_DEFAULTS.dns.maxInflightQueries,
-          maxInflightQueriesPerWorkload: CONFIG_DEFAULTS.dns.maxInflightQueriesPerWorkload,
+          ...DEFAULT_CAPS,
+          ...settings,
         },
+        workers,
+        maxIpsPerName,
         policy,
         learn: (_workloadId, ruleIds, ips, ttlSeconds, name) => {
           learns.push({ ruleIds, ips, name });
@@ -853,6 +877,75 @@ describe('DNS proxy against dnsmasq', () => {
       }
     });
 
+    test('two workers draw on one per-name address cap, held in the main thread: the name never teaches more than the cap', async () => {
+      // Each answer lists the 40 addresses from a different first one: a cap per worker would admit different ones.
+      let answered = 0;
+      const resolver = await scriptedResolver((query) => {
+        const first = answered++;
+        const answers = Array.from({ length: 40 }, (_, i) => ({
+          type: 'A' as const,
+          name: 'many.cdn.example',
+          ttl: 60,
+          data: `198.18.101.${((first + i) % 40) + 1}`,
+        }));
+        return [
+          dnsPacket.encode({
+            type: 'response',
+            id: query.id ?? 0,
+            flags: dnsPacket.RECURSION_AVAILABLE,
+            questions: query.questions,
+            answers,
+          }),
+        ];
+      });
+      const { host, port, learns, events } = await startHost(policySnapshot(['many.cdn.example']), resolver.upstream, {
+        workers: 2,
+        maxIpsPerName: 30,
+        // Every query goes to the resolver: a cached answer would start from the same address.
+        settings: { answerCacheEntries: 0 },
+      });
+      try {
+        // Each query from its own socket: the kernel hands each to whichever worker reads first.
+        const answers = await Promise.all(Array.from({ length: 16 }, (_, i) => udpAsk(port, encodeQuery('many.cdn.example', 'A', i + 1))));
+        for (const answer of answers) assert.equal(answer.flag_tc, true, 'the 40 addresses do not fit a UDP answer');
+        const learnedIps = new Set(learns.flatMap((learn) => learn.ips));
+        assert.equal(learnedIps.size, 30, 'no address past the cap reached the datapath');
+        // No answer teaches all 40 addresses, so every one asks the main thread and every one has 10 over the cap.
+        await waitUntil('10 addresses over the cap counted for each query', () => host.stats().addressesOverCap === 16 * 10);
+        await waitUntil('the decision events', () => events.length === 16);
+        for (const event of events) assert.match(event.reason ?? '', /10 address\(es\) not learned/);
+      } finally {
+        await host.stop();
+        resolver.socket.close();
+      }
+    });
+
+    test('a worker that ends gives back the in-flight slots its queries held: the shared quota does not leak', async () => {
+      const held: dnsPacket.DecodedPacket[] = [];
+      const resolver = await scriptedResolver((query) =>
+        query.questions?.[0]?.name === 'held.example' ? (held.push(query), []) : [answerWith(query, 'NOERROR', '198.18.100.10')],
+      );
+      const { host, port } = await startHost(policySnapshot(['held.example', 'answered.example']), resolver.upstream, {
+        workers: 2,
+        settings: { maxInflightQueries: 4, maxInflightQueriesPerWorkload: 4, upstreamTimeoutMs: 30_000 },
+      });
+      try {
+        // Four queries the resolver never answers hold the node's four slots, over both workers.
+        const holding = Array.from({ length: 4 }, (_, i) => udpAsk(port, encodeQuery('held.example', 'A', i + 1)).catch(() => null));
+        await waitUntil('the held queries to reach the resolver', () => held.length === 4);
+        // Calibration: while they are in flight, another query is dropped at the node cap, whichever worker reads it.
+        await assert.rejects(udpAsk(port, encodeQuery('answered.example')), /no UDP answer/);
+        await waitUntil('the drop to be counted', () => host.stats().droppedOverload === 1);
+        await Promise.all([host.terminateWorker(0), host.terminateWorker(1)]);
+        await waitUntil('both workers replaced', () => host.workerThreadIds.every((id) => id !== null));
+        assert.deepEqual(addressesOf(await udpAsk(port, encodeQuery('answered.example'))), ['198.18.100.10']);
+        await Promise.all(holding);
+      } finally {
+        await host.stop();
+        resolver.socket.close();
+      }
+    });
+
     test('a learn for a rule withdrawn while the answer was on its way is refused: SERVFAIL, nothing learned', async () => {
       const held: { query: dnsPacket.DecodedPacket; from: dgram.RemoteInfo }[] = [];
       const resolver = await scriptedResolver((query, from) => (held.push({ query, from }), []));
@@ -878,12 +971,12 @@ describe('DNS proxy against dnsmasq', () => {
       const { host, port, exits } = await startHost(policySnapshot(['api.openai.com']));
       try {
         assert.deepEqual(addressesOf(await udpAsk(port, encodeQuery('api.openai.com'))), ['198.18.100.10']);
-        const first = host.workerThreadId;
+        const [first] = host.workerThreadIds;
         await host.terminateWorker();
-        assert.equal(host.workerThreadId, null, 'no worker runs while these queries are sent');
+        assert.deepEqual(host.workerThreadIds, [null], 'no worker runs while these queries are sent');
         const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => udpAsk(port, encodeQuery('api.openai.com', 'A', i + 1))));
         for (const answer of answers) assert.deepEqual(addressesOf(answer), ['198.18.100.10']);
-        assert.notEqual(host.workerThreadId, first);
+        assert.notEqual(host.workerThreadIds[0], first);
         assert.equal(host.restarts, 1);
         assert.equal(exits.length, 1);
       } finally {

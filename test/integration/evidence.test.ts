@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
-import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { CLI_SCRIPT, LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import { parseReplayJson } from '../../src/cli/policy-replay.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
@@ -64,13 +64,7 @@ describe('evidence: what every flow sent, in every mode', { skip: privilegedSkip
     mkdirSync(suggestedDir);
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   test('discovery mode: honest and fronted TLS flows both get through, and each has an evidence event with its real SNI', async () => {
     // Twice each, so the honest name is not left out as seen only once.

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Lab } from '../../lab/lab.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import { LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { DnsProbeResult, TcpProbeResult } from '../../lab/probe-result.js';
 import type { PipelineNotice } from '../../src/events/sink.js';
 import { ATTACKER, HTTPBIN, POLICY_NAME, POLICY_NAMESPACE, decisionPolicy } from '../support/decision-lab.js';
@@ -32,13 +32,7 @@ describe('flood control', { skip: privilegedSkip() }, () => {
     await agent.waitForPolicies([POLICY_NAME]);
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   test("a flooding workload's events are suppressed with counted notices; the other workload's all arrive", async () => {
     const before = (await agent.status()).stats;

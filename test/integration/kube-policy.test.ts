@@ -11,6 +11,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { CRD_DIR, createCrd, installChartCrds } from '../support/kube/crds.js';
 import { Reconciler } from '../../src/agent/reconciler.js';
 import type { WorkloadSpec } from '../../src/identity/source.js';
+import { KubeClient } from '../../src/k8s/api.js';
 import { PolicyPlane } from '../../src/k8s/policy-plane.js';
 import type { BaselineState } from '../../src/k8s/baseline.js';
 import { PolicyStore } from '../../src/policy/store.js';
@@ -64,16 +65,16 @@ describe('FirewallPolicy, EgressBaseline and status against a real kube-apiserve
   ): Promise<Agent> {
     const datapath = new FakeDatapath();
     const baselines: BaselineState[] = [];
-    const kubeConfig = cp.adminKubeConfig();
-    if (beforeRequest) {
-      const authenticate = kubeConfig.applySecurityAuthentication.bind(kubeConfig);
-      kubeConfig.applySecurityAuthentication = async (context) => {
-        await beforeRequest(context.getHttpMethod(), context.getUrl());
-        return authenticate(context);
-      };
+    // The hook runs for every call but watches, as the agent's requests all go through KubeClient.request.
+    class ObservedClient extends KubeClient {
+      override async request<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
+        await beforeRequest?.(method, `${this.server}${path}`);
+        return super.request<T>(method, path, body);
+      }
     }
+    const client = cp.agentClient('admin', ObservedClient);
     const plane = new PolicyPlane({
-      kubeConfig,
+      client,
       node,
       agentNamespace: AGENT_NS,
       fallbackNamespaces: [NS],

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Lab } from '../../lab/lab.js';
-import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { CLI_SCRIPT, LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { TcpProbeResult } from '../../lab/probe-result.js';
 import type { FlowEvent } from '../../src/events/types.js';
 import { ATTACKER, HTTPBIN, POLICY_NAME, POLICY_NAMESPACE, decisionPolicy } from '../support/decision-lab.js';
@@ -54,13 +54,7 @@ describe('egressguard observe', { skip: privilegedSkip() }, () => {
     await agent.waitForPolicies([POLICY_NAME]);
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   const connect = async (ip: string) => (await lab.probe(APP.pod, ['tcp', ip, '8443'])) as TcpProbeResult;
   const isFlowTo = (ip: string) => (line: Line) => line.kind === 'flow' && (line as unknown as FlowEvent).destination.ip === ip;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LAB_UNLISTED_TLS_NAME } from '../../lab/certs.js';
 import { DEFAULT_LAB_HOSTS, Lab, type LabHost } from '../../lab/lab.js';
-import { CLI_SCRIPT, LabAgent } from '../../lab/lab-agent.js';
+import { CLI_SCRIPT, LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { ServerRecord } from '../../lab/internet-server.js';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import type { ProbeResult, ProbeResultOfKind } from '../../lab/probe-result.js';
@@ -95,13 +95,7 @@ describe('TLS SNI enforcement through the agent', { skip: privilegedSkip() }, ()
     );
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   function learnedIps(status: AgentStatus): string[] {
     return status.workloads.find((w) => w.key === WORKLOAD_KEY)?.learned.map((l) => l.ip) ?? [];

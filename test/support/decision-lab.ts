@@ -1,5 +1,6 @@
 // The scripted scenario the metrics, observe and flood tests share: one FirewallPolicy that permits httpbin.org on
-// TCP 8443 (by address) and denies everything else, both logged, for pods labelled app=obs.
+// TCP 8443 (by address) and denies everything else, both logged, for pods labelled app=obs (decisionPolicyFor: the same
+// for another host).
 import { DEFAULT_LAB_HOSTS } from '../../lab/lab.js';
 
 export const HTTPBIN = DEFAULT_LAB_HOSTS.find((h) => h.name === 'httpbin.org')!;
@@ -7,28 +8,34 @@ export const ATTACKER = DEFAULT_LAB_HOSTS.find((h) => h.name === 'attacker.examp
 export const POLICY_NAME = 'obs-fw';
 export const POLICY_NAMESPACE = 'obs';
 
-export const decisionPolicy = `apiVersion: networking.aviatrix.com/v1alpha1
+/**
+ * The policy permitting TCP 8443 to `host` (by address) and denying everything else, both logged; its smart group
+ * and rule are named after the host's first label (httpbin.org: `httpbin`, `allow-httpbin`).
+ */
+export function decisionPolicyFor(host: { name: string; ipv4: string; ipv6: string }): string {
+  const label = host.name.split('.')[0]!;
+  return `apiVersion: networking.aviatrix.com/v1alpha1
 kind: FirewallPolicy
 metadata:
   name: ${POLICY_NAME}
   namespace: ${POLICY_NAMESPACE}
 spec:
   smartGroups:
-    - name: httpbin
+    - name: ${label}
       selectors:
-        - cidr: ${HTTPBIN.ipv4}/32
-        - cidr: ${HTTPBIN.ipv6}/128
+        - cidr: ${host.ipv4}/32
+        - cidr: ${host.ipv6}/128
     - name: anywhere
       selectors:
         - cidr: 0.0.0.0/0
         - cidr: ::/0
   rules:
-    - name: allow-httpbin
+    - name: allow-${label}
       action: permit
       protocol: tcp
       port: 8443
       selector: { matchLabels: { app: obs } }
-      destinationSmartGroups: [{ name: httpbin }]
+      destinationSmartGroups: [{ name: ${label} }]
       logging: true
     - name: deny-all
       action: deny
@@ -37,3 +44,6 @@ spec:
       destinationSmartGroups: [{ name: anywhere }]
       logging: true
 `;
+}
+
+export const decisionPolicy = decisionPolicyFor(HTTPBIN);

@@ -9,6 +9,7 @@ import { describe, test } from 'vitest';
 import {
   ACTION,
   CLOSING,
+  APPROVAL_KIND,
   CONFIG_FLAG,
   EG_ABI_VERSION,
   EVENT_KIND,
@@ -118,6 +119,11 @@ const ENUMS: Record<string, Record<string, number>> = {
   },
   eg_workload_flag: { EG_WORKLOAD_HAS_ADDRESSES: WORKLOAD_FLAG.hasAddresses },
   eg_closing: { EG_CLOSING_WORKLOAD: CLOSING.workload, EG_CLOSING_PEER: CLOSING.peer },
+  eg_approval_kind: {
+    EG_APPROVED_FLOW: APPROVAL_KIND.flow,
+    EG_APPROVED_HANDSHAKE: APPROVAL_KIND.handshake,
+    EG_APPROVED_JUDGED: APPROVAL_KIND.judged,
+  },
 };
 
 /** The same for enums only the test probe uses. */
@@ -136,7 +142,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 8, fingerprint: '526420a8507d489ae724b33d45807c587beff16c81dd1031829edaa859c600f3' };
+const PINNED_ABI = { version: 9, fingerprint: 'af2d6e1a64a01d7b286bfe0bfd7969577ca2b0825f51c2467211284bbb75e2cd' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

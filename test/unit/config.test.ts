@@ -63,6 +63,7 @@ describe('agent configuration', () => {
     const config = parseConfig('c.yaml', minimal.replace('dns:\n', 'dns:\n  maxTtlSeconds: 900\n  graceSeconds: 0\n'), cgroupMount);
     assert.equal(config.dns.maxTtlSeconds, 900);
     assert.equal(config.dns.graceSeconds, 0);
+    assert.equal(parseConfig('c.yaml', minimal.replace('dns:\n', 'dns:\n  workers: 3\n'), cgroupMount).dns.workers, 3);
     config.events.sinks.push({ type: 'jsonl', path: '/tmp/x' });
     assert.equal(CONFIG_DEFAULTS.events.sinks.length, 1);
   });
@@ -107,6 +108,7 @@ describe('agent configuration', () => {
       /endPort: needs "port"/,
     );
     assert.match(problems(minimal.replace('"198.18.100.53", ', '"resolver.local", ')).join('\n'), /dns\.upstreams\[0\]/);
+    assert.match(problems(minimal.replace('dns:\n', 'dns:\n  workers: 0\n')).join('\n'), /dns\.workers/);
     assert.match(problems('workloads: [\n').join('\n'), /not valid YAML/);
   });
 

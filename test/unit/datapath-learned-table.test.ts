@@ -2,12 +2,11 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'vitest';
 import { decodeLearnedKey, decodeLearnedValue, encodeLearnedKey, encodeLearnedValue } from '../../src/datapath/abi.js';
-import { LearnedTable } from '../../src/datapath/learned-table.js';
-import type { NativeMap } from '../../src/datapath/native.js';
+import { LearnedTable, type LearnedMap } from '../../src/datapath/learned-table.js';
 import type { LearnedEntry } from '../../src/datapath/types.js';
 
 /** Stands in for the kernel map: a hash keyed by the key bytes, counting the syscalls made. */
-class MemoryMap implements NativeMap {
+class MemoryMap implements LearnedMap {
   readonly entries = new Map<string, Buffer>();
   updates = 0;
   deletes = 0;
@@ -26,8 +25,6 @@ class MemoryMap implements NativeMap {
   keys(): Buffer[] {
     return [...this.entries.keys()].map((hex) => Buffer.from(hex, 'hex'));
   }
-  close(): void {}
-
   /** What the kernel holds, as `workload/rule/ip@expiry`, sorted. */
   held(): string[] {
     return [...this.entries]

@@ -2,6 +2,7 @@
 // validation of the object, the fail-closed baseline, and the status the elected agent writes.
 import { strict as assert } from 'node:assert';
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { Wire } from '../../src/k8s/api.js';
 import { describe, test } from 'vitest';
 import {
   baselineFromSpec,
@@ -12,7 +13,7 @@ import {
   type DetectedInfrastructure,
 } from '../../src/k8s/baseline.js';
 
-function node(name: string, podCIDRs: string[], internal: string[]): V1Node {
+function node(name: string, podCIDRs: string[], internal: string[]): Wire<V1Node> {
   return {
     metadata: { name },
     spec: { podCIDRs },
@@ -20,11 +21,11 @@ function node(name: string, podCIDRs: string[], internal: string[]): V1Node {
   };
 }
 
-function service(clusterIPs: string[]): V1Service {
+function service(clusterIPs: string[]): Wire<V1Service> {
   return { spec: { clusterIP: clusterIPs[0], clusterIPs } };
 }
 
-const SLICE: V1EndpointSlice = { addressType: 'IPv4', endpoints: [{ addresses: ['198.18.0.10'] }] };
+const SLICE: Wire<V1EndpointSlice> = { addressType: 'IPv4', endpoints: [{ addresses: ['198.18.0.10'] }] };
 
 const CLUSTER: ClusterObjects = {
   nodes: [

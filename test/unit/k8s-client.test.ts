@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kubeConfigFor, ServiceAccountTokenAuth } from '../../src/k8s/client.js';
+import { kubeClientFor, ServiceAccountTokenAuth } from '../../src/k8s/client.js';
 
 describe('API server client', () => {
   let dir: string;
@@ -17,28 +17,28 @@ describe('API server client', () => {
     const sa = join(dir, 'serviceaccount');
     mkdirSync(sa);
     writeFileSync(join(sa, 'token'), 'token-one\n');
-    writeFileSync(join(sa, 'ca.crt'), 'not checked here');
-    const { kubeConfig, endpoint } = kubeConfigFor(
+    writeFileSync(join(sa, 'ca.crt'), 'the CA, not checked here');
+    const { client, endpoint } = kubeClientFor(
       { kubeconfig: null, serviceAccountDir: sa },
       { KUBERNETES_SERVICE_HOST: 'fd00:eb::1', KUBERNETES_SERVICE_PORT: '443' },
     );
     assert.equal(endpoint.server, 'https://[fd00:eb::1]:443');
     assert.equal(endpoint.credentials, `service account ${sa}`);
-    assert.equal(kubeConfig.getCurrentCluster()?.caFile, join(sa, 'ca.crt'));
-    const options: { headers?: Record<string, unknown> } = {};
-    await kubeConfig.applyToHTTPSOptions(options);
-    assert.equal(options.headers?.Authorization, 'Bearer token-one');
+    assert.equal(client.connection.ca?.toString(), 'the CA, not checked here');
+    assert.equal(client.connection.rejectUnauthorized, true);
+    assert.equal(client.connection.token?.(), 'token-one');
+    client.close();
   });
 
   test('in-cluster: each missing piece is named', () => {
     const sa = join(dir, 'empty');
     assert.throws(
-      () => kubeConfigFor({ kubeconfig: null, serviceAccountDir: sa }, {}),
+      () => kubeClientFor({ kubeconfig: null, serviceAccountDir: sa }, {}),
       /KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set: outside a pod, give kubernetes\.kubeconfig/,
     );
     assert.throws(
       () =>
-        kubeConfigFor(
+        kubeClientFor(
           { kubeconfig: null, serviceAccountDir: sa },
           { KUBERNETES_SERVICE_HOST: '198.18.0.1', KUBERNETES_SERVICE_PORT: '6443' },
         ),
@@ -63,6 +63,7 @@ describe('API server client', () => {
 
   test('kubeconfig file: its current cluster; an unreadable file is named', () => {
     const file = join(dir, 'kubeconfig');
+    writeFileSync(join(dir, 'ca.crt'), 'the CA');
     writeFileSync(
       file,
       [
@@ -74,12 +75,52 @@ describe('API server client', () => {
         'current-context: x',
       ].join('\n'),
     );
-    const { kubeConfig, endpoint } = kubeConfigFor({ kubeconfig: file, serviceAccountDir: '/nonexistent' }, {});
+    const { client, endpoint } = kubeClientFor({ kubeconfig: file, serviceAccountDir: '/nonexistent' }, {});
     assert.deepEqual(endpoint, { server: 'https://198.18.0.1:6443', credentials: `kubeconfig ${file}` });
-    assert.equal(kubeConfig.getCurrentCluster()?.caFile, join(dir, 'ca.crt'));
+    // A relative path is relative to the kubeconfig's folder.
+    assert.equal(client.connection.ca?.toString(), 'the CA');
+    assert.equal(client.connection.token?.(), 't');
+    client.close();
     assert.throws(
-      () => kubeConfigFor({ kubeconfig: join(dir, 'missing'), serviceAccountDir: '/x' }, {}),
+      () => kubeClientFor({ kubeconfig: join(dir, 'missing'), serviceAccountDir: '/x' }, {}),
       /kubernetes\.kubeconfig .*missing: cannot be loaded/,
+    );
+  });
+
+  test('kubeconfig file: client certificate data, insecure-skip-tls-verify; what the agent cannot use is named', () => {
+    const file = join(dir, 'kubeconfig-cert');
+    const write = (user: string, cluster = 'server: "https://198.18.0.1:6443", insecure-skip-tls-verify: true') =>
+      writeFileSync(
+        file,
+        [
+          `clusters: [{ name: c, cluster: { ${cluster} } }]`,
+          `users: [{ name: u, user: { ${user} } }]`,
+          'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+          'current-context: x',
+        ].join('\n'),
+      );
+    const base64 = (text: string) => Buffer.from(text).toString('base64');
+    write(`client-certificate-data: ${base64('cert')}, client-key-data: ${base64('key')}`);
+    const { client } = kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {});
+    assert.equal(client.connection.cert?.toString(), 'cert');
+    assert.equal(client.connection.key?.toString(), 'key');
+    assert.equal(client.connection.rejectUnauthorized, false);
+    assert.equal(client.connection.token, undefined);
+    client.close();
+    write(`client-certificate-data: ${base64('cert')}`);
+    assert.throws(
+      () => kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {}),
+      /user needs both client-certificate and client-key/,
+    );
+    write('exec: { command: aws }');
+    assert.throws(
+      () => kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {}),
+      /users\[u\]\.user\.exec is not supported by the agent/,
+    );
+    write('token: t', 'server: "https://198.18.0.1:6443", certificate-authority: missing-ca.crt');
+    assert.throws(
+      () => kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {}),
+      /certificate-authority .*missing-ca\.crt cannot be read: ENOENT/,
     );
   });
 });

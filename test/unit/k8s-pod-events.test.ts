@@ -23,14 +23,15 @@ describe('Events for pods not enforced', () => {
   test('one Event per distinct problem; a solved problem that returns is reported again; a failed write is retried', async () => {
     const written: CoreV1Event[] = [];
     let fail = false;
-    const core = {
-      createNamespacedEvent: async ({ body }: { namespace: string; body: CoreV1Event }) => {
+    const client = {
+      create: async <T>(path: string, body: T) => {
         if (fail) throw Object.assign(new Error('Forbidden'), { code: 403 });
-        written.push(body);
+        assert.equal(path, '/api/v1/namespaces/obot-mcp/events');
+        written.push(body as CoreV1Event);
         return body;
       },
     };
-    const recorder = new PodEventRecorder(core, 'node-1', pino({ level: 'silent' }));
+    const recorder = new PodEventRecorder(client, 'node-1', pino({ level: 'silent' }));
     const podOf = () => pod;
     recorder.update([noCgroup], podOf);
     recorder.update([noCgroup], podOf);

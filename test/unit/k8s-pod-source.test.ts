@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { WorkloadSpec } from '../../src/identity/source.js';
+import { KubeClient } from '../../src/k8s/api.js';
 import { PodSource } from '../../src/k8s/pod-source.js';
 
 function spec(name: string, cgroupPath: string): WorkloadSpec {
@@ -18,15 +18,8 @@ describe('pod source: the last known set', () => {
   let dir: string;
   /** A source whose API server refuses at once: loopback port 1, nothing leaves the host. */
   const unansweredSource = (namespaces: string[], stateFile: string) => {
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromOptions({
-      clusters: [{ name: 'c', server: 'https://[::1]:1', skipTLSVerify: true }],
-      users: [{ name: 'u', token: 't' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
     return new PodSource({
-      kubeConfig,
+      client: new KubeClient({ server: 'https://[::1]:1', rejectUnauthorized: false, token: () => 't' }),
       nodeName: 'node-1',
       namespaces,
       cgroup2Mount: dir,

@@ -1,8 +1,7 @@
 // Pods → workload specs: which pods are enforced, and what each spec holds.
 import { describe, test } from 'vitest';
 import assert from 'node:assert/strict';
-import type { V1Pod } from '@kubernetes/client-node';
-import { podAddresses, podExclusion, podQosClass, podSnapshot, podSpecOf, type PodRecord } from '../../src/k8s/pod-source.js';
+import { podAddresses, podExclusion, podQosClass, podSnapshot, podSpecOf, type Pod, type PodRecord } from '../../src/k8s/pod-source.js';
 
 function pod(
   overrides: {
@@ -15,7 +14,7 @@ function pod(
     podIP?: string;
     qosClass?: string;
   } = {},
-): V1Pod {
+): Pod {
   return {
     metadata: {
       namespace: overrides.namespace ?? 'obot-mcp',
@@ -79,7 +78,7 @@ describe('pods to workloads', () => {
 
 describe('the set a pod source reports', () => {
   const timeoutMs = 30_000;
-  const snapshot = (pods: V1Pod[], cgroups: Record<string, string>, records: Map<string, PodRecord>, now: number) =>
+  const snapshot = (pods: Pod[], cgroups: Record<string, string>, records: Map<string, PodRecord>, now: number) =>
     podSnapshot({
       pods,
       namespaces: enforced,

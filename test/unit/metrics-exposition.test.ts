@@ -188,10 +188,13 @@ describe('AgentMetrics', () => {
     const metrics = new AgentMetrics(sources());
     metrics.observeReconcile(0.004, 'ok');
     metrics.observePropagation(0.3);
+    metrics.observePropagation(0.007); // below the 50 ms goal: told apart from it
     const { body } = await metrics.exposition();
     assert.equal(sample(body, 'egressguard_reconcile_duration_seconds_count{outcome="ok"}'), 1);
-    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.5"}'), 1);
-    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.25"}'), 0);
+    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.5"}'), 2);
+    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.25"}'), 1);
+    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.01"}'), 1);
+    assert.equal(sample(body, 'egressguard_policy_propagation_seconds_bucket{le="0.005"}'), 0);
   });
 
   test(`flow label sets are capped at ${MAX_FLOW_SERIES}; the rest are counted under (overflow)`, async () => {

@@ -63,6 +63,20 @@ describe('PolicyFileSource into the store and the reconciler', () => {
     assert.deepEqual(source.rejected(), []);
   });
 
+  test('a file emptied by a write in progress keeps its objects in force; its content, when it arrives, is applied', () => {
+    const before = enforced();
+    for (const halfWritten of ['', '# edit 2\n', '---\n\n']) {
+      writeFileSync(file, halfWritten);
+      source.scan();
+      assert.deepEqual(enforced(), before, JSON.stringify(halfWritten));
+      assert.match(source.rejected()[0]?.messages.join('\n') ?? '', /holds no policy document .* delete the file to withdraw/);
+    }
+    writeFileSync(file, firewallPolicy({ name: 'p', app: 'one', domains: ['api.example.com', 'cdn.example.com'] }));
+    source.scan();
+    assert.equal(cp.reconciler.rulesFor('team/one')[0]?.domains?.length, 2);
+    assert.deepEqual(source.rejected(), []);
+  });
+
   test('a removed file withdraws its objects', () => {
     unlinkSync(file);
     source.scan();

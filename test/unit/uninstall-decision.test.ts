@@ -26,7 +26,7 @@ describe('decideOnStop', () => {
   });
 
   test('the DaemonSet is being deleted (foreground deletion): clean the node', async () => {
-    const decision = await decideOnStop(OWNER, async () => ({ deletionTimestamp: new Date() }), 1000);
+    const decision = await decideOnStop(OWNER, async () => ({ deletionTimestamp: new Date().toISOString() }), 1000);
     assert.equal(decision.cleanNode, true);
     assert.match(decision.reason, /is being deleted/);
   });

@@ -9,7 +9,7 @@
 //   agent (netns) --> fault relay 198.18.1.1:6444 ----^
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'node:https';
 import { CoreV1Api, KubeConfig, type ApiType, type DispatcherOptions, type User } from '@kubernetes/client-node';
 import { collect, mustRun, run } from '../../../lab/exec.js';
+import { KubeClient } from '../../../src/k8s/api.js';
 import { createControlPlanePki, type ControlPlanePki } from './pki.js';
 import type { RelayCommand, RelayConfig } from './relay.js';
 
@@ -222,6 +223,23 @@ export class ControlPlane {
   /** A KubeConfig over the Unix socket that authenticates with a bearer token only (see serviceAccountToken). */
   tokenKubeConfig(token: string): KubeConfig {
     return this.unixSocketKubeConfig({ name: 'token', token });
+  }
+
+  /**
+   * The agent's own client (src/k8s/api.ts) over the Unix socket, as the admin or with a bearer token: for the
+   * agent's components run inside the test process. `Client` lets a test observe each request (a subclass).
+   */
+  agentClient(credentials: { token: string } | 'admin', Client: typeof KubeClient = KubeClient): KubeClient {
+    if (this.teardown !== null) throw new Error(`control plane ${this.prefix} is destroyed`);
+    return new Client({
+      server: this.apiServerUrl,
+      ca: readFileSync(this.pki.caPath),
+      rejectUnauthorized: true,
+      socketPath: this.adminSocketPath,
+      ...(credentials === 'admin'
+        ? { cert: readFileSync(this.pki.adminCertPath), key: readFileSync(this.pki.adminKeyPath) }
+        : { token: () => credentials.token }),
+    });
   }
 
   /** An admin API client of the given class, e.g. `plane.admin(CoreV1Api)`. */
