@@ -490,10 +490,11 @@ class KernelDatapath implements Datapath {
     if (network !== undefined) this.syncInterfaces(workloadId, ifindexes);
     // Addresses learned for rules that are gone must not wait for their TTL to stop counting.
     const webRuleIds = new Set(rules.filter((rule) => rule.web).map((rule) => rule.ruleId));
-    this.learnedTable.delete((entry) => entry.workloadId === workloadId && !webRuleIds.has(entry.ruleId));
+    this.learnedTable.delete((entry) => !webRuleIds.has(entry.ruleId), workloadId);
     // Sockets connected before enrolment or under rules just withdrawn are judged again now: only
-    // this workload's rules changed, so only the namespaces its processes live in are walked.
-    this.endStaleFlowsIn([cgroupPath]);
+    // this workload's rules changed, so only the namespaces its processes live in are walked (and the
+    // node's own for a host-network workload, whose sockets stay there whichever namespace their owner moves to).
+    this.endStaleFlowsIn([cgroupPath], !this.interfaces.has(workloadId));
     return workloadId;
   }
 
@@ -520,12 +521,14 @@ class KernelDatapath implements Datapath {
 
   endStaleFlows(): FlowsEnded {
     this.assertOpen();
-    return this.endStaleFlowsIn([...this.cgroupIdsByPath.keys()]);
+    // Adopted workloads have no cgroup path yet: any workload without interfaces keeps the node's namespace walked.
+    const hostNetwork = [...this.enrolled.values()].some((entry) => !this.interfaces.has(entry.workloadId));
+    return this.endStaleFlowsIn([...this.cgroupIdsByPath.keys()], hostNetwork);
   }
 
-  private endStaleFlowsIn(cgroupPaths: readonly string[]): FlowsEnded {
+  private endStaleFlowsIn(cgroupPaths: readonly string[], walkOwn: boolean): FlowsEnded {
     const result: FlowsEnded = { ended: 0, unsupported: 0, failed: 0 };
-    const namespaces = this.enrolled.size === 0 ? [] : this.workloadNetns(cgroupPaths);
+    const namespaces = this.enrolled.size === 0 ? [] : this.workloadNetns(cgroupPaths, walkOwn);
     if (namespaces.length === 0) return result;
     const listeners = this.object.map(REAP_LISTENERS_MAP);
     try {
@@ -559,12 +562,13 @@ class KernelDatapath implements Datapath {
   /**
    * Socket iterators walk one network namespace each, and a walk costs the same whatever it finds (the kernel's
    * socket tables are shared by every namespace): only the namespaces a process of the given workload cgroups lives
-   * in are walked (/proc/<pid>/ns/net, one per namespace; undefined: the agent's own, for host-network workloads).
+   * in are walked (/proc/<pid>/ns/net, one per namespace; undefined: the agent's own), and the agent's own whenever
+   * `walkOwn` (host-network workloads).
    */
-  private workloadNetns(cgroupPaths: readonly string[]): Array<string | undefined> {
+  private workloadNetns(cgroupPaths: readonly string[], walkOwn: boolean): Array<string | undefined> {
     const own = statSync('/proc/self/ns/net', { bigint: true }).ino;
-    const seen = new Set<bigint>();
-    const found: Array<string | undefined> = [];
+    const seen = new Set<bigint>(walkOwn ? [own] : []);
+    const found: Array<string | undefined> = walkOwn ? [undefined] : [];
     const visit = (dir: string): void => {
       let procs: string;
       try {
@@ -739,7 +743,7 @@ class KernelDatapath implements Datapath {
     this.ruleSlots.delete(entry.workloadId);
     this.maps.eg_workload_ids.delete(encodeU32(entry.workloadId));
     this.syncRuleCidrs(entry.workloadId, () => true, new Map());
-    this.learnedTable.delete((learned) => learned.workloadId === entry.workloadId);
+    this.learnedTable.delete(() => true, entry.workloadId);
     this.syncInterfaces(entry.workloadId, new Set());
     this.syncAddresses(entry.workloadId, []);
     this.syncDomains(entry.workloadId, new Map());

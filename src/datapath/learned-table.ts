@@ -36,10 +36,12 @@ export interface HeldLearned {
 const ADDRESS_MEMO_LIMIT = 65_536;
 
 export class LearnedTable {
-  /** `workload/rule/address hex` → what the kernel holds under that key. */
-  private readonly held = new Map<string, HeldLearned>();
-  /** Entries per workload id: the cap is checked on every new entry. */
-  private readonly counts = new Map<number, number>();
+  /**
+   * Workload id → `rule/address hex` → what the kernel holds under that key. By workload: a workload's rule change,
+   * its removal and its cap look at its own entries, not at the node's (up to 131,072).
+   */
+  private readonly held = new Map<number, Map<string, HeldLearned>>();
+  private total = 0;
   /** Address as written → its key bytes (hex): answers repeat the same few addresses, parsing each costs more than the rest. */
   private readonly addresses = new Map<string, string>();
 
@@ -60,7 +62,7 @@ export class LearnedTable {
     const refused = new Map<number, number>();
     for (const { workloadId, ruleId, ip, expiresAtNs } of entries) {
       const address = this.addressHex(ip);
-      const held = this.held.get(mirrorKey(workloadId, ruleId, address));
+      const held = this.held.get(workloadId)?.get(mirrorKey(ruleId, address));
       if (held !== undefined && held.expiresAtNs >= expiresAtNs) continue;
       if (held === undefined && this.count(workloadId) >= maxPerWorkload) {
         refused.set(workloadId, (refused.get(workloadId) ?? 0) + 1);
@@ -73,38 +75,44 @@ export class LearnedTable {
     return refused;
   }
 
-  /** Delete every entry `matches` selects from the kernel and the mirror; returns how many the kernel removed. */
-  delete(matches: (entry: HeldLearned) => boolean): number {
+  /**
+   * Delete every entry `matches` selects (among one workload's, when given) from the kernel and the mirror; returns
+   * how many the kernel removed.
+   */
+  delete(matches: (entry: HeldLearned) => boolean, workloadId?: number): number {
     let removed = 0;
-    for (const [key, entry] of this.held) {
-      if (!matches(entry)) continue;
-      if (this.map.delete(kernelKey(entry.workloadId, entry.ruleId, entry.address))) removed++;
-      this.held.delete(key);
-      const left = this.count(entry.workloadId) - 1;
-      if (left > 0) this.counts.set(entry.workloadId, left);
-      else this.counts.delete(entry.workloadId);
+    for (const [id, entries] of this.held) {
+      if (workloadId !== undefined && id !== workloadId) continue;
+      for (const [key, entry] of entries) {
+        if (!matches(entry)) continue;
+        if (this.map.delete(kernelKey(entry.workloadId, entry.ruleId, entry.address))) removed++;
+        entries.delete(key);
+        this.total--;
+      }
+      if (entries.size === 0) this.held.delete(id);
     }
     return removed;
   }
 
   /** What the kernel holds, from the mirror (no syscall): one workload's entries, or all. */
   entries(workloadId?: number): HeldLearned[] {
-    const found: HeldLearned[] = [];
-    for (const entry of this.held.values()) if (workloadId === undefined || entry.workloadId === workloadId) found.push(entry);
-    return found;
+    if (workloadId !== undefined) return [...(this.held.get(workloadId)?.values() ?? [])];
+    return [...this.held.values()].flatMap((entries) => [...entries.values()]);
   }
 
   count(workloadId: number): number {
-    return this.counts.get(workloadId) ?? 0;
+    return this.held.get(workloadId)?.size ?? 0;
   }
 
   get size(): number {
-    return this.held.size;
+    return this.total;
   }
 
   private record(entry: HeldLearned): void {
-    this.held.set(mirrorKey(entry.workloadId, entry.ruleId, entry.address), entry);
-    this.counts.set(entry.workloadId, this.count(entry.workloadId) + 1);
+    const entries = this.held.get(entry.workloadId) ?? new Map<string, HeldLearned>();
+    this.held.set(entry.workloadId, entries);
+    entries.set(mirrorKey(entry.ruleId, entry.address), entry);
+    this.total++;
   }
 
   private addressHex(ip: string): string {
@@ -118,8 +126,8 @@ export class LearnedTable {
   }
 }
 
-function mirrorKey(workloadId: number, ruleId: number, address: string): string {
-  return `${workloadId}/${ruleId}/${address}`;
+function mirrorKey(ruleId: number, address: string): string {
+  return `${ruleId}/${address}`;
 }
 
 function kernelKey(workloadId: number, ruleId: number, address: string): Buffer {

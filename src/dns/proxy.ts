@@ -25,12 +25,13 @@ import type {
   DnsProxyStats,
   DnsTransport,
   DnsWorkload,
+  LearnOutcome,
   ResolverAddress,
 } from './types.js';
 import { exchange, formatResolver, UpstreamError, UpstreamSockets } from './upstream.js';
 import {
   ageTtls,
-  capAnswerTtls,
+  capAnswerTtlsInPlace,
   clientUdpLimit,
   encodeErrorResponse,
   encodeTruncatedResponse,
@@ -38,7 +39,6 @@ import {
   FrameReader,
   parseQuery,
   rcodeOf,
-  withQueryId,
   type DnsQuery,
   type RcodeName,
 } from './wire.js';
@@ -112,11 +112,21 @@ interface Client {
 /** An answer to release: fresh from a resolver or from the cache, with what it teaches. */
 interface Resolved {
   message: Buffer;
+  /** `message` is this query's own copy (an aged cache hit), patched in place for release; else the cache's too. */
+  owned: boolean;
   extracted: ExtractedAddresses;
   upstream: ResolverAddress;
   /** null when answered from the cache. */
   latencyMs: number | null;
 }
+
+/** What learning an answer's addresses came to: `ttlSeconds` null when nothing was learned. */
+interface Learning {
+  failed: boolean;
+  ttlSeconds: number | null;
+  reason: string | null;
+}
+const NOTHING_LEARNED: Learning = Object.freeze({ failed: false, ttlSeconds: null, reason: null });
 
 /** What the proxy decided, before it became a response and an event. */
 interface Outcome {
@@ -132,6 +142,8 @@ export class DnsProxy {
   private readonly inflight: SharedQuota;
   private readonly tcpQuota: SharedQuota;
   private readonly cache: AnswerCache;
+  /** Each resolver's name in events, formatted once. */
+  private readonly resolverNames: Map<ResolverAddress, string>;
   private readonly upstreamSockets: UpstreamSockets;
   private readonly counters = zeroStats();
   private readonly udpSockets: dgram.Socket[] = [];
@@ -161,6 +173,7 @@ export class DnsProxy {
     const quotas = options.quotas ?? { ...proxyQuotas(1), worker: 0 };
     this.inflight = new SharedQuota(quotas.inflight, quotas.worker, options.maxInflightQueries, options.maxInflightQueriesPerWorkload);
     this.tcpQuota = new SharedQuota(quotas.tcp, quotas.worker, options.maxTcpConnections, options.maxTcpConnectionsPerWorkload);
+    this.resolverNames = new Map(options.upstreams.map((resolver) => [resolver, formatResolver(resolver)]));
     this.cache = new AnswerCache(this.options.answerCacheEntries, this.options.lifetime.maxTtlSeconds);
     this.upstreamSockets = new UpstreamSockets({}, () => (this.counters.upstreamResponsesIgnored += 1));
     // Every query in flight listens for the proxy's cancellation.
@@ -346,28 +359,31 @@ export class DnsProxy {
     this.counters.permitted += 1;
     let answer: Resolved;
     try {
-      answer = await this.resolve(query, client.transport);
+      // A cached answer comes back synchronously: no promise or microtask for it.
+      const resolving = this.resolve(query, client.transport);
+      answer = resolving instanceof Promise ? await resolving : resolving;
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       this.counters.upstreamErrors += 1;
       return { response: errorFor(query, 'SERVFAIL'), event: { ...decided, ...notForwarded('SERVFAIL', error.message) } };
     }
     const upstreamFields = {
-      upstream: formatResolver(answer.upstream),
+      upstream: this.resolverNames.get(answer.upstream) ?? formatResolver(answer.upstream),
       upstreamLatencyMs: answer.latencyMs === null ? null : Math.round(answer.latencyMs * 1000) / 1000,
     };
     const rcode = rcodeOf(answer.message);
     const { addresses, ttlSeconds } = answer.extracted;
-    const learning = await this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
+    const learningOrPending = this.learn(workload, query, decision.learnFor, addresses, ttlSeconds);
+    const learning = learningOrPending instanceof Promise ? await learningOrPending : learningOrPending;
     if (learning.failed) {
       return {
         response: errorFor(query, 'SERVFAIL'),
         event: { ...decided, ...upstreamFields, rcode: 'SERVFAIL', answers: addresses, learnedTtlSeconds: null, reason: learning.reason },
       };
     }
-    // The workload must not cache an address longer than the kernel keeps it.
-    const released = learning.ttlSeconds === null ? answer.message : capAnswerTtls(answer.message, learning.ttlSeconds);
-    if (released === null) {
+    // One copy per answer, patched in place: the workload must not cache an address longer than the kernel keeps it.
+    let response = answer.owned ? answer.message : Buffer.from(answer.message);
+    if (learning.ttlSeconds !== null && !capAnswerTtlsInPlace(response, learning.ttlSeconds)) {
       return {
         response: errorFor(query, 'SERVFAIL'),
         event: {
@@ -380,7 +396,7 @@ export class DnsProxy {
         },
       };
     }
-    let response = withQueryId(released, query.id);
+    response.writeUInt16BE(query.id, 0);
     if (client.transport === 'udp' && response.length > clientUdpLimit(query)) response = encodeTruncatedResponse(query);
     return {
       response,
@@ -404,15 +420,25 @@ export class DnsProxy {
     };
   }
 
-  /** The cached answer when there is one, else the resolvers' (cached when it may be). */
-  private async resolve(query: DnsQuery, transport: DnsTransport): Promise<Resolved> {
+  /** The cached answer when there is one (synchronously), else the resolvers' (cached when it may be). */
+  private resolve(query: DnsQuery, transport: DnsTransport): Resolved | Promise<Resolved> {
     const hit = this.cache.get(query, Date.now());
     const aged = hit === null ? null : ageTtls(hit.answer.message, hit.ageSeconds);
     if (hit !== null && aged !== null) {
       const { addresses, ttlSeconds } = hit.answer.extracted;
       const remaining = ttlSeconds === null ? null : Math.max(0, ttlSeconds - hit.ageSeconds);
-      return { message: aged, extracted: { addresses, ttlSeconds: remaining }, upstream: hit.answer.upstream, latencyMs: null };
+      return {
+        message: aged,
+        owned: true,
+        extracted: { addresses, ttlSeconds: remaining },
+        upstream: hit.answer.upstream,
+        latencyMs: null,
+      };
     }
+    return this.forward(query, transport);
+  }
+
+  private async forward(query: DnsQuery, transport: DnsTransport): Promise<Resolved> {
     const answer = await exchange(query, {
       upstreams: this.options.upstreams,
       sockets: this.upstreamSockets,
@@ -424,38 +450,39 @@ export class DnsProxy {
     const extracted =
       rcodeOf(answer.message) === 'NOERROR' ? extractAddresses(answer.packet, query.question.name) : { addresses: [], ttlSeconds: null };
     if (answer.transport === 'udp') this.cache.put(query, { ...answer, extracted }, Date.now());
-    return { message: answer.message, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
+    return { message: answer.message, owned: false, extracted, upstream: answer.upstream, latencyMs: answer.latencyMs };
   }
 
-  /** Install the answer's addresses for the decision's rules (the sink applies the per-name cap), within the learn timeout. */
-  private async learn(
+  /**
+   * Install the answer's addresses for the decision's rules (the sink applies the per-name cap), within the learn
+   * timeout. A synchronous sink's outcome (the worker's, when the kernel already holds the addresses) comes back
+   * synchronously; only a pending one races the timeout (a timer per query costs).
+   */
+  private learn(
     workload: DnsWorkload,
     query: DnsQuery,
     ruleIds: number[],
     addresses: string[],
     answerTtlSeconds: number | null,
-  ): Promise<{ failed: boolean; ttlSeconds: number | null; reason: string | null }> {
-    if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null)
-      return { failed: false, ttlSeconds: null, reason: null };
+  ): Learning | Promise<Learning> {
+    if (ruleIds.length === 0 || addresses.length === 0 || answerTtlSeconds === null) return NOTHING_LEARNED;
     const ttlSeconds = learnedTtlSeconds(answerTtlSeconds, this.options.lifetime);
     const name = query.question.normalizedName;
-    let overCap: string[];
+    let outcome: LearnOutcome | Promise<LearnOutcome>;
     try {
-      const learning = this.options.sink.learn(workload.workloadId, ruleIds, addresses, ttlSeconds, name);
-      // A synchronous sink is done here; only a pending one races the timeout (a timer per query costs).
-      overCap = (
-        learning instanceof Promise
-          ? await withTimeout(
-              learning,
-              this.options.learnTimeoutMs,
-              `learning addresses took longer than ${this.options.learnTimeoutMs} ms`,
-            )
-          : learning
-      ).overCap;
+      outcome = this.options.sink.learn(workload.workloadId, ruleIds, addresses, ttlSeconds, name);
     } catch (error) {
-      this.counters.learnFailures += 1;
-      return { failed: true, ttlSeconds: null, reason: `could not install learned addresses: ${(error as Error).message}` };
+      return this.learnFailed(error);
     }
+    if (!(outcome instanceof Promise)) return this.learned(name, addresses, ttlSeconds, outcome.overCap);
+    const { learnTimeoutMs } = this.options;
+    return withTimeout(outcome, learnTimeoutMs, `learning addresses took longer than ${learnTimeoutMs} ms`).then(
+      (done) => this.learned(name, addresses, ttlSeconds, done.overCap),
+      (error: unknown) => this.learnFailed(error),
+    );
+  }
+
+  private learned(name: string, addresses: string[], ttlSeconds: number, overCap: string[]): Learning {
     this.counters.addressesOverCap += overCap.length;
     this.counters.learnedAddresses += addresses.length - overCap.length;
     const capReason =
@@ -463,6 +490,11 @@ export class DnsProxy {
         ? null
         : `${overCap.length} address(es) not learned: ${name} already has dns.maxIpsPerName live addresses for this workload (${overCap.join(', ')})`;
     return { failed: false, ttlSeconds: overCap.length === addresses.length ? null : ttlSeconds, reason: capReason };
+  }
+
+  private learnFailed(error: unknown): Learning {
+    this.counters.learnFailures += 1;
+    return { failed: true, ttlSeconds: null, reason: `could not install learned addresses: ${(error as Error).message}` };
   }
 
   private emit(event: DnsDecisionEvent): void {

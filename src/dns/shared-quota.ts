@@ -57,10 +57,12 @@ export class SharedQuota {
   }
 
   give(owner: number): void {
-    Atomics.sub(this.totals, owner, 1);
-    Atomics.sub(this.totals, NODE, 1);
+    // This worker's own count first: a worker terminated between the steps leaves the totals too high (a unit
+    // lost until restart, fail closed), never given back twice by releaseWorker.
     this.held[NODE] = (this.held[NODE] as number) - 1;
     this.held[owner] = (this.held[owner] as number) - 1;
+    Atomics.sub(this.totals, owner, 1);
+    Atomics.sub(this.totals, NODE, 1);
   }
 }
 

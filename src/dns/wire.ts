@@ -184,13 +184,6 @@ function encodeHeaderOnlyResponse(header: QueryHeader, question: DnsQuestion | n
   });
 }
 
-/** A copy of an upstream response carrying the client's query id. */
-export function withQueryId(response: Buffer, id: number): Buffer {
-  const copy = Buffer.from(response);
-  copy.writeUInt16BE(id, 0);
-  return copy;
-}
-
 /** Whether a decoded upstream message answers the query we sent (id, response bit, same single question). */
 export function answersQuery(packet: dnsPacket.DecodedPacket, id: number, question: DnsQuestion): boolean {
   if (packet.id !== id || !packet.flag_qr || packet.questions?.length !== 1) return false;
@@ -255,20 +248,27 @@ function walkRecordTtls(message: Buffer, visit: (ttlOffset: number, type: number
 }
 
 /**
- * A copy of the response `message` in which no answer-section record has a TTL above `maxTtlSeconds` (the bytes
- * are patched in place, so everything else is relayed as the resolver sent it); null when the message cannot be
- * walked. Other sections keep their TTLs: they carry no address the workload connects to (and OPT's TTL is flags).
+ * A copy of the response `message` in which no answer-section record has a TTL above `maxTtlSeconds`; null when the
+ * message cannot be walked (see capAnswerTtlsInPlace).
  */
 export function capAnswerTtls(message: Buffer, maxTtlSeconds: number): Buffer | null {
   const capped = Buffer.from(message);
-  const walked = walkRecordTtls(
-    capped,
+  return capAnswerTtlsInPlace(capped, maxTtlSeconds) ? capped : null;
+}
+
+/**
+ * Lower every answer-section TTL of `message` above `maxTtlSeconds` to it, patching the bytes in place (everything else
+ * is relayed as the resolver sent it); false when the message cannot be walked. Other sections keep their TTLs: they
+ * carry no address the workload connects to (and OPT's TTL is flags).
+ */
+export function capAnswerTtlsInPlace(message: Buffer, maxTtlSeconds: number): boolean {
+  return walkRecordTtls(
+    message,
     (ttl) => {
-      if (capped.readUInt32BE(ttl) > maxTtlSeconds) capped.writeUInt32BE(maxTtlSeconds, ttl);
+      if (message.readUInt32BE(ttl) > maxTtlSeconds) message.writeUInt32BE(maxTtlSeconds, ttl);
     },
     message.length >= HEADER_BYTES ? message.readUInt16BE(6) : 0,
   );
-  return walked ? capped : null;
 }
 
 /** A copy of a cached response `elapsedSeconds` later: every record's TTL lowered by that much, never below 0 (OPT's is flags). */

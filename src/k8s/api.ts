@@ -67,7 +67,15 @@ export interface ApiConnection {
   token?: () => string;
   /** Connect over this Unix socket instead of TCP (TLS and the server's name as usual): the tests' way in. */
   socketPath?: string;
+  /** A call (not a watch) not answered in full within this is ended, its connection closed (default 60 s). */
+  requestTimeoutMs?: number;
 }
+
+/**
+ * Callers bound their waits themselves (shorter, per purpose); this bound ends the request they gave up on, so a
+ * black-holed path does not keep a connection open per abandoned call.
+ */
+const REQUEST_TIMEOUT_MS = 60_000;
 
 export interface Selectors {
   fieldSelector?: string;
@@ -132,11 +140,28 @@ export class KubeClient {
   /** One API call with a JSON answer; every call but a watch goes through here. */
   async request<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const response = await this.send(method, path, payload);
-    const text = await readBody(response);
-    if (response.statusCode === undefined || response.statusCode < 200 || response.statusCode > 299)
-      throw new ApiError(response.statusCode ?? 0, text, `${method} ${path.split('?')[0]}`);
-    return JSON.parse(text) as T;
+    const what = `${method} ${path.split('?')[0]}`;
+    const timeoutMs = this.connection.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    let request: ReturnType<typeof httpsRequest> | null = null;
+    const timeout = new Error(`${what}: no answer from the API server within ${timeoutMs / 1000} s`);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      request?.destroy(timeout);
+    }, timeoutMs);
+    timer.unref();
+    try {
+      const response = await this.send(method, path, payload, (started) => (request = started));
+      const text = await readBody(response);
+      if (response.statusCode === undefined || response.statusCode < 200 || response.statusCode > 299)
+        throw new ApiError(response.statusCode ?? 0, text, what);
+      return JSON.parse(text) as T;
+    } catch (error) {
+      // Ended mid-answer, the response reports only "aborted": say why.
+      throw timedOut ? timeout : error;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   get<T>(path: string): Promise<T> {
@@ -235,23 +260,24 @@ export class KubeClient {
     payload: string | undefined,
     started?: (request: ReturnType<typeof httpsRequest>) => void,
   ): Promise<IncomingMessage> {
-    const headers: Record<string, string> = { Accept: 'application/json' };
-    const token = this.connection.token?.();
-    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
-    if (payload !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = String(Buffer.byteLength(payload));
-    }
-    const options: RequestOptions = {
-      method,
-      host: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
-      port: this.url.port === '' ? 443 : Number(this.url.port),
-      path: this.url.pathname.replace(/\/$/, '') + path,
-      headers,
-      agent: this.agent,
-      ...(this.connection.socketPath ? { socketPath: this.connection.socketPath } : {}),
-    };
+    // Built inside the executor: a token that cannot be read (a tokenFile mid-rewrite) rejects this request.
     return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = { Accept: 'application/json' };
+      const token = this.connection.token?.();
+      if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+      if (payload !== undefined) {
+        headers['Content-Type'] = 'application/json';
+        headers['Content-Length'] = String(Buffer.byteLength(payload));
+      }
+      const options: RequestOptions = {
+        method,
+        host: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: this.url.port === '' ? 443 : Number(this.url.port),
+        path: this.url.pathname.replace(/\/$/, '') + path,
+        headers,
+        agent: this.agent,
+        ...(this.connection.socketPath ? { socketPath: this.connection.socketPath } : {}),
+      };
       const request = httpsRequest(options, resolve);
       request.on('error', reject);
       started?.(request);

@@ -97,7 +97,10 @@ export function connectionFromKubeconfig(path: string): ApiConnection {
   const cluster = config.clusters?.find((c) => c.name === context.cluster)?.cluster;
   if (!cluster?.server)
     throw fail(`its current context names no cluster with a server (cluster ${context.cluster ?? 'unset'}); set current-context`);
-  const user = (context.user === undefined ? undefined : config.users?.find((u) => u.name === context.user)?.user) ?? {};
+  // As client-go: a context naming a user the file does not have is an error, not an anonymous client.
+  const named = context.user === undefined ? undefined : config.users?.find((u) => u.name === context.user);
+  if (context.user !== undefined && named === undefined) throw fail(`users has no entry named ${context.user} (context ${current})`);
+  const user = named?.user ?? {};
   for (const field of ['exec', 'auth-provider', 'username'] as const)
     if (user[field] !== undefined)
       throw fail(`users[${context.user}].user.${field} is not supported by the agent: use token, tokenFile or a client certificate`);
@@ -111,15 +114,19 @@ export function connectionFromKubeconfig(path: string): ApiConnection {
     }
   };
   const ca = pem('certificate-authority', cluster['certificate-authority'], cluster['certificate-authority-data']);
+  const insecure = cluster['insecure-skip-tls-verify'] === true;
+  if (insecure && ca !== undefined)
+    throw fail(`clusters[${context.cluster}].cluster sets both a certificate authority and insecure-skip-tls-verify: keep one`);
   const cert = pem('client-certificate', user['client-certificate'], user['client-certificate-data']);
   const key = pem('client-key', user['client-key'], user['client-key-data']);
   if ((cert === undefined) !== (key === undefined)) throw fail(`users[${context.user}].user needs both client-certificate and client-key`);
   const tokenFile = file(user.tokenFile);
   const tokenAuth = new ServiceAccountTokenAuth();
-  const token = user.token ?? undefined;
+  // As client-go: tokenFile, re-read when it rotates, wins over an inline token.
+  const token = tokenFile === undefined ? user.token : undefined;
   return {
     server: cluster.server,
-    rejectUnauthorized: cluster['insecure-skip-tls-verify'] !== true,
+    rejectUnauthorized: !insecure,
     ...(ca ? { ca } : {}),
     ...(cert && key ? { cert, key } : {}),
     ...(cluster['tls-server-name'] ? { servername: cluster['tls-server-name'] } : {}),
@@ -139,7 +146,10 @@ export function kubeClientFor(
     const connection = connectionFromKubeconfig(settings.kubeconfig);
     return {
       client: new KubeClient(connection),
-      endpoint: { server: connection.server, credentials: `kubeconfig ${settings.kubeconfig}` },
+      endpoint: {
+        server: connection.server,
+        credentials: `kubeconfig ${settings.kubeconfig}${connection.rejectUnauthorized ? '' : ' (TLS verification off: insecure-skip-tls-verify)'}`,
+      },
     };
   }
   const host = env.KUBERNETES_SERVICE_HOST;

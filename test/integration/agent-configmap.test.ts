@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import { DEFAULT_LAB_HOSTS, Lab } from '../../lab/lab.js';
-import { LabAgent } from '../../lab/lab-agent.js';
+import { LabAgent, teardownAgentLab } from '../../lab/lab-agent.js';
 import type { TcpProbeResult } from '../../lab/probe-result.js';
 import { HTTPBIN, POLICY_NAME, POLICY_NAMESPACE, decisionPolicyFor } from '../support/decision-lab.js';
 import { privilegedSkip, uniquePrefix } from '../support/privileged.js';
@@ -29,13 +29,7 @@ describe('agent with its configuration and policies in ConfigMap volumes (real k
     await agent.waitForPolicies([POLICY_NAME]);
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.teardown();
-    } finally {
-      await lab?.destroy();
-    }
-  });
+  afterAll(() => teardownAgentLab(agent, lab));
 
   const connect = async (host: { ipv4: string }) => (await lab.probe(ONE.pod, ['tcp', host.ipv4, String(PORT)])) as TcpProbeResult;
   const arrivals = async (host: { ipv4: string }) =>

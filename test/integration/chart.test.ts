@@ -125,13 +125,14 @@ describe('helm chart', () => {
     }
   });
 
-  test("dns.workers reaches the agent's configuration; left null, the agent's own default applies", () => {
+  test("dns.workers reaches the agent's configuration: one by default (the 1-CPU limit); null, the agent's own default", () => {
     const configOf = (args: string[]) => {
       const configMap = find(template(args), 'ConfigMap') as unknown as { data: Record<string, string> };
       return parseConfig('egressguard.yaml', configMap.data['egressguard.yaml'] ?? '', '/sys/fs/cgroup', { NODE_NAME: 'node-a' });
     };
     assert.equal(configOf(['--set', 'dns.workers=3']).dns.workers, 3);
-    assert.equal(configOf([]).dns.workers, CONFIG_DEFAULTS.dns.workers);
+    assert.equal(configOf([]).dns.workers, 1);
+    assert.equal(configOf(['--set', 'dns.workers=null']).dns.workers, CONFIG_DEFAULTS.dns.workers);
   });
 
   test('the DaemonSet holds exactly the documented privileges and nothing more', () => {

@@ -404,65 +404,73 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
       assert.equal(flow.server.lines.includes(`tls enforced${family}.evil.example`), false, 'the denied ClientHello never arrives');
     });
 
-    test(`IPv${family}: a TLS flow permitted on its name ends when no rule permits that name any more, though another name's rule covers its address`, async () => {
-      const withdrawnRule = webRule(NAME_WITHDRAWN_RULE, 'withdrawn.example');
-      const keptRule = webRule(NAME_KEPT_RULE, 'kept.example');
-      const keptAgainRule = webRule(NAME_KEPT_AGAIN_RULE, 'kept.example');
-      const cgroup = flow.lab.pod(POD).cgroupPath;
-      const address = flow.lab.inet(KEPT, family);
-      // Three rules, two names, one (CDN-shared) address learned for all of them.
-      const workloadId = flow.datapath!.setWorkload(cgroup, [withdrawnRule, keptRule, keptAgainRule]);
-      const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
-      flow.datapath!.learn(
-        [NAME_WITHDRAWN_RULE, NAME_KEPT_RULE, NAME_KEPT_AGAIN_RULE].map((ruleId) => ({ workloadId, ruleId, ip: address, expiresAtNs })),
-      );
-      const connection = (tag: string, sni: string) => ({
-        tag,
-        host: address,
-        port: TLS_PORT,
-        hello: buildClientHello({ sni }).toString('hex'),
+    for (const kind of ['tls', 'http'] as const) {
+      /** The first flight naming `name`: a ClientHello's SNI, or a request head's Host. */
+      const firstFlight = (name: string) =>
+        (kind === 'tls' ? buildClientHello({ sni: name }) : Buffer.from(`GET / HTTP/1.1\r\nHost: ${name}\r\n\r\n`)).toString('hex');
+      test(`IPv${family}: a flow permitted on its ${kind === 'tls' ? 'SNI' : 'HTTP Host'} ends when no rule permits that name any more, though another name's rule covers its address`, async () => {
+        const withdrawnRule = webRule(NAME_WITHDRAWN_RULE, 'withdrawn.example');
+        const keptRule = webRule(NAME_KEPT_RULE, 'kept.example');
+        const keptAgainRule = webRule(NAME_KEPT_AGAIN_RULE, 'kept.example');
+        const cgroup = flow.lab.pod(POD).cgroupPath;
+        const address = flow.lab.inet(KEPT, family);
+        // Three rules, two names, one (CDN-shared) address learned for all of them.
+        const workloadId = flow.datapath!.setWorkload(cgroup, [withdrawnRule, keptRule, keptAgainRule]);
+        const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+        flow.datapath!.learn(
+          [NAME_WITHDRAWN_RULE, NAME_KEPT_RULE, NAME_KEPT_AGAIN_RULE].map((ruleId) => ({ workloadId, ruleId, ip: address, expiresAtNs })),
+        );
+        const connection = (tag: string, name: string) => ({ tag, host: address, port: TLS_PORT, hello: firstFlight(name) });
+        const child = flow.lab.spawnInPod(POD, [process.execPath, '-e', CLIENT_SCRIPT], {
+          env: {
+            ...process.env,
+            EG_ARGS: JSON.stringify([connection('withdrawn', 'withdrawn.example'), connection('kept', 'kept.example')]),
+          },
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        clients.push(child);
+        const client = new Lines(child);
+        const send = (tag: string, word: string) => child.stdin!.write(`send ${tag} ${word}${kind}${family}.evil.example\n`);
+        // Calibration: both names' connections deliver past their first flights (the sink acks any bytes).
+        for (const tag of ['withdrawn', 'kept']) {
+          await client.waitFor(`connected ${tag}`);
+          send(tag, `${tag}before`);
+          await flow.server.waitFor(`tls ${tag}before${kind}${family}.evil.example`);
+        }
+        // withdrawn.example's rule goes; kept.example's rule, learned at the same address, stays.
+        const mark = events.length;
+        flow.datapath!.setWorkload(cgroup, [keptRule, keptAgainRule]);
+        await client.waitFor('error withdrawn ECONNABORTED');
+        const ended = await eventMatching(
+          events,
+          (e) => events.indexOf(e) >= mark && e.ip === address && e.port === TLS_PORT && e.verdict === 'denied',
+        );
+        assert.equal(ended.tier, 3, 'nothing permits the name: the default denies it');
+        // kept.example's rule is replaced by another that permits the same name: its connection is kept.
+        flow.datapath!.setWorkload(cgroup, [keptAgainRule]);
+        send('withdrawn', 'withdrawnafter');
+        send('kept', 'keptafter');
+        await flow.server.waitFor(`tls keptafter${kind}${family}.evil.example`);
+        assert.equal(client.lines.includes('error kept ECONNABORTED'), false, 'the flow whose name is still permitted lives');
+        assert.equal(
+          flow.server.lines.includes(`tls withdrawnafter${kind}${family}.evil.example`),
+          false,
+          'no byte of the ended flow arrives',
+        );
+        // New connections are judged on their names as before.
+        const open = (name: string) =>
+          flow.lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, {
+            host: address,
+            port: TLS_PORT,
+            hello: firstFlight(name),
+          });
+        assert.equal((await open('kept.example')).code, 'ANSWERED');
+        assert.equal((await open('withdrawn.example')).code, 'ECONNABORTED');
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill();
+        await exited;
       });
-      const child = flow.lab.spawnInPod(POD, [process.execPath, '-e', CLIENT_SCRIPT], {
-        env: {
-          ...process.env,
-          EG_ARGS: JSON.stringify([connection('withdrawn', 'withdrawn.example'), connection('kept', 'kept.example')]),
-        },
-        stdio: ['pipe', 'pipe', 'inherit'],
-      });
-      clients.push(child);
-      const client = new Lines(child);
-      const send = (tag: string, word: string) => child.stdin!.write(`send ${tag} ${word}${family}.evil.example\n`);
-      // Calibration: both names' connections deliver past their ClientHellos.
-      for (const tag of ['withdrawn', 'kept']) {
-        await client.waitFor(`connected ${tag}`);
-        send(tag, `${tag}before`);
-        await flow.server.waitFor(`tls ${tag}before${family}.evil.example`);
-      }
-      // withdrawn.example's rule goes; kept.example's rule, learned at the same address, stays.
-      const mark = events.length;
-      flow.datapath!.setWorkload(cgroup, [keptRule, keptAgainRule]);
-      await client.waitFor('error withdrawn ECONNABORTED');
-      const ended = await eventMatching(
-        events,
-        (e) => events.indexOf(e) >= mark && e.ip === address && e.port === TLS_PORT && e.verdict === 'denied',
-      );
-      assert.equal(ended.tier, 3, 'nothing permits the name: the default denies it');
-      // kept.example's rule is replaced by another that permits the same name: its connection is kept.
-      flow.datapath!.setWorkload(cgroup, [keptAgainRule]);
-      send('withdrawn', 'withdrawnafter');
-      send('kept', 'keptafter');
-      await flow.server.waitFor(`tls keptafter${family}.evil.example`);
-      assert.equal(client.lines.includes('error kept ECONNABORTED'), false, 'the flow whose name is still permitted lives');
-      assert.equal(flow.server.lines.includes(`tls withdrawnafter${family}.evil.example`), false, 'no byte of the ended flow arrives');
-      // New connections are judged on their names as before.
-      const hello = (sni: string) => ({ host: address, port: TLS_PORT, hello: buildClientHello({ sni }).toString('hex') });
-      const open = (sni: string) => flow.lab.runScriptInPod<{ pid: number; code: string }>(POD, HELLO_SCRIPT, hello(sni));
-      assert.equal((await open('kept.example')).code, 'ANSWERED');
-      assert.equal((await open('withdrawn.example')).code, 'ECONNABORTED');
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill();
-      await exited;
-    });
+    }
 
     test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
       const request = (host: string, target: string) => ({

@@ -83,6 +83,26 @@ describe('LearnedTable', () => {
     assert.deepEqual(map.held(), ['1/7/203.0.113.1@200', '1/7/203.0.113.3@100']);
   });
 
+  test("a delete for one workload touches that workload's entries only", () => {
+    const map = new MemoryMap();
+    const table = new LearnedTable(map);
+    const both = [1, 2].flatMap((workload) => [entry('203.0.113.1', 100n, workload, 7), entry('203.0.113.2', 100n, workload, 8)]);
+    table.learn(both, CAP);
+    // Workload 1 loses rule 8: every entry of rule 8 is selected, only workload 1's go.
+    assert.equal(
+      table.delete((held) => held.ruleId === 8, 1),
+      1,
+    );
+    assert.deepEqual(map.held(), ['1/7/203.0.113.1@100', '2/7/203.0.113.1@100', '2/8/203.0.113.2@100']);
+    assert.deepEqual(
+      table.entries(1).map((held) => held.ruleId),
+      [7],
+    );
+    assert.equal(table.entries().length, 3);
+    assert.equal(table.size, 3);
+    assert.equal(table.count(2), 2);
+  });
+
   test('withdrawal and expiry leave no mirror entry behind: learning the same entry again writes it', () => {
     const map = new MemoryMap();
     const table = new LearnedTable(map);

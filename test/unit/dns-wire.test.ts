@@ -11,7 +11,6 @@ import {
   FrameReader,
   parseQuery,
   rcodeOf,
-  withQueryId,
   type DnsQuery,
 } from '../../src/dns/wire.js';
 
@@ -183,13 +182,6 @@ describe('upstream query and responses', () => {
     assert.equal(answersQuery(response({ type: 'query' }), 9, sent.question), false);
     assert.equal(answersQuery(response({ questions: [{ type: 'AAAA', name: 'api.openai.com' }] }), 9, sent.question), false);
     assert.equal(answersQuery(response({ questions: [{ type: 'A', name: 'evil.example' }] }), 9, sent.question), false);
-  });
-
-  test('withQueryId restores the client id without touching the caller buffer', () => {
-    const upstream = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'a.example' }] });
-    const restored = withQueryId(upstream, 4242);
-    assert.equal(restored.readUInt16BE(0), 4242);
-    assert.equal(upstream.readUInt16BE(0), 1);
   });
 
   test('truncated response sets TC and echoes the question', () => {

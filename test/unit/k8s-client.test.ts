@@ -122,5 +122,45 @@ describe('API server client', () => {
       () => kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {}),
       /certificate-authority .*missing-ca\.crt cannot be read: ENOENT/,
     );
+    // As client-go: a CA with insecure-skip-tls-verify is refused; a context's missing user is not anonymous.
+    write('token: t', `server: "https://198.18.0.1:6443", insecure-skip-tls-verify: true, certificate-authority-data: ${base64('ca')}`);
+    assert.throws(
+      () => kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {}),
+      /clusters\[c\]\.cluster sets both a certificate authority and insecure-skip-tls-verify/,
+    );
+    writeFileSync(
+      file,
+      [
+        'clusters: [{ name: c, cluster: { server: "https://198.18.0.1:6443" } }]',
+        'users: [{ name: u, user: { token: t } }]',
+        'contexts: [{ name: x, context: { cluster: c, user: someone-else } }]',
+        'current-context: x',
+      ].join('\n'),
+    );
+    assert.throws(
+      () => kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {}),
+      /users has no entry named someone-else \(context x\)/,
+    );
+  });
+
+  test('kubeconfig file: tokenFile wins over an inline token and is read again when it rotates; TLS verification off is said', () => {
+    const file = join(dir, 'kubeconfig-token-file');
+    const tokenFile = join(dir, 'rotating-token');
+    writeFileSync(tokenFile, 'first');
+    writeFileSync(
+      file,
+      [
+        'clusters: [{ name: c, cluster: { server: "https://198.18.0.1:6443", insecure-skip-tls-verify: true } }]',
+        `users: [{ name: u, user: { token: inline, tokenFile: ${tokenFile} } }]`,
+        'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+        'current-context: x',
+      ].join('\n'),
+    );
+    const { client, endpoint } = kubeClientFor({ kubeconfig: file, serviceAccountDir: '/x' }, {});
+    assert.equal(client.connection.token?.(), 'first');
+    writeFileSync(tokenFile, 'second');
+    assert.equal(client.connection.token?.(), 'second');
+    assert.match(endpoint.credentials, /TLS verification off: insecure-skip-tls-verify/);
+    client.close();
   });
 });
