@@ -14,7 +14,7 @@
  * until you do). eg_abi_version[0] holds it; its own layout (__u32 key, __u32 value) never changes,
  * so an agent can read it before reusing any other pin. Pins without it were written by v1.
  */
-enum eg_abi { EG_ABI_VERSION = 8 };
+enum eg_abi { EG_ABI_VERSION = 9 };
 
 #define EG_MAX_RULES 64          /* tier-2 rules per workload and slot */
 #define EG_MAX_WORKLOADS 4096
@@ -44,6 +44,10 @@ enum eg_abi { EG_ABI_VERSION = 8 };
 #ifndef EG_MAX_FLOWS_PER_WORKLOAD
 #define EG_MAX_FLOWS_PER_WORKLOAD 4096 /* approved 5-tuples one workload may hold */
 #endif
+/* First flights tc compares a pending flow's segments with (eg_first_flights, struct eg_sk_hello each, ~4.6 KB):
+ * held from a flow's first payload until the peer acknowledges the flight, its verdict denies it, or it ends. */
+#define EG_MAX_FIRST_FLIGHTS 8192
+#define EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD 256
 #define EG_MAX_FRAGMENTS 16384    /* first-fragment verdicts (LRU) */
 #define EG_MAX_ADDRESSES 65536    /* workload source addresses */
 #define EG_MAX_INTERFACES 4096
@@ -75,6 +79,9 @@ enum eg_reason {
 	EG_REASON_WITHDRAWN = 6,       /* a socket a re-judgment denied that the kernel could not end (no bpf_sock_destroy
 					* before Linux 6.5): its packets are dropped; tier and rule_id name the rule
 					* that denies it now */
+	EG_REASON_NOT_AS_SENT = 7,     /* a segment at tc on a flow whose first flight is still compared (pending its
+					* ClientHello, or permitted and not yet acknowledged) whose bytes are not the ones
+					* its socket sent: substituted or injected inside the pod. The flow is revoked */
 };
 
 enum eg_hook {
@@ -126,7 +133,9 @@ enum eg_stat {
 	EG_STAT_FLOWS_REFUSED = 6,     /* approvals refused: the workload held EG_MAX_FLOWS_PER_WORKLOAD, or the table was full */
 	EG_STAT_CANDIDATE_OVERFLOWS = 7, /* TLS connects with more candidates than EG_TLS_MAX_CANDIDATES: decided by a rule walk */
 	EG_STAT_EVIDENCE_READ = 8,     /* first flights of permitted flows read for their events (EG_SK_EVIDENCE) */
-	EG_STAT_COUNT = 9,
+	EG_STAT_FLIGHTS_REFUSED = 9,   /* pending first flights tc could not be given (share or table full): decided at
+					* once without the ClientHello (fail closed) */
+	EG_STAT_COUNT = 10,
 };
 
 /* Event rate limit per workload and CPU (a token bucket in eg_event_budget): a workload hammering denied
@@ -286,9 +295,11 @@ struct eg_flow_key {
 };
 
 /* eg_approved value. A flow waiting for its ClientHello verdict is approved for its handshake only: the
- * backstop passes its segments without payload and payload within [seq_start, seq_end), bytes its own
- * socket already sent through the cgroup skb program; the verdict turns it into a full approval or removes it. */
-enum eg_approval_kind { EG_APPROVED_FLOW = 1, EG_APPROVED_HANDSHAKE = 2 };
+ * backstop passes its segments without payload and payload whose bytes are the ones its own socket sent
+ * through the cgroup skb program (its first flight, eg_first_flights, from seq_start). A permit turns it into
+ * EG_APPROVED_JUDGED: bytes past the first flight pass, the first flight's still only as sent, until the peer
+ * acknowledges it (tc egress) and it becomes a full approval; a deny removes it. */
+enum eg_approval_kind { EG_APPROVED_FLOW = 1, EG_APPROVED_HANDSHAKE = 2, EG_APPROVED_JUDGED = 3 };
 
 /* TCP FINs the backstop saw on an approved flow: once both sides sent one, the next segment without FIN
  * is the last ACK, and the approval is removed after it passes. */
@@ -298,9 +309,8 @@ struct eg_approval {
 	__u8 kind;    /* enum eg_approval_kind */
 	__u8 closing; /* enum eg_closing */
 	__u8 _pad[2];
-	__u32 seq_start; /* HANDSHAKE: TCP sequence number of the first payload byte */
-	__u32 seq_end;   /* HANDSHAKE: TCP sequence number after the last byte its socket sent */
-	__u32 _pad2;
+	__u32 seq_start; /* HANDSHAKE, JUDGED: TCP sequence number of the first payload byte */
+	__u8 _pad2[8];
 	__u64 seen_ns; /* CLOCK_MONOTONIC when tc last passed a packet of it (refreshed at most once a second) */
 };
 
@@ -308,8 +318,8 @@ struct eg_approval {
  * of eg_approved. An approval past EG_MAX_FLOWS_PER_WORKLOAD is refused, never evicting another's: the
  * workload's flow is then judged packet by packet at tc. */
 struct eg_flow_count {
-	__u32 held; /* approvals of the workload in eg_approved */
-	__u32 _pad;
+	__u32 held;    /* approvals of the workload in eg_approved */
+	__u32 flights; /* its first flights in eg_first_flights (at most EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD) */
 	__u64 refused; /* approvals refused since enrolment (cap reached, or the table full) */
 };
 
@@ -397,7 +407,8 @@ struct eg_sk_state {
 	__u8 _pad2[6];
 };
 
-/* eg_sk_hello: the reassembled first flight of a pending socket, then the parsed name. */
+/* eg_sk_hello: the reassembled first flight of a pending socket, then the parsed name; eg_first_flights holds
+ * a copy by flow key for tc. */
 struct eg_sk_hello {
 	__u16 len;     /* bytes in buf */
 	__u16 sni_len; /* bytes in sni */

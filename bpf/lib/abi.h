@@ -19,6 +19,7 @@ struct eg_abi_enums {
 	enum eg_config_flag config_flag;
 	enum eg_workload_flag workload_flag;
 	enum eg_closing closing;
+	enum eg_approval_kind approval_kind;
 	enum eg_event_kind event_kind;
 	enum eg_evidence evidence;
 };

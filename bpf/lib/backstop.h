@@ -40,6 +40,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } eg_flow_counts SEC(".maps");
 
+/* The first flight of each flow tc still compares (HANDSHAKE, JUDGED), keyed like eg_approved: tc has no socket
+ * to read eg_sk_hello from. Each workload holds at most EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD (eg_flow_count.flights);
+ * a flight leaves with its approval, or when the peer acknowledges it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EG_MAX_FIRST_FLIGHTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct eg_flow_key);
+	__type(value, struct eg_sk_hello);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} eg_first_flights SEC(".maps");
+
 #define EG_SEEN_REFRESH_NS 1000000000ULL /* seen_ns is rewritten at most once a second per flow */
 
 static __always_inline struct eg_flow_count *flow_count_of(__u32 workload_id)
@@ -69,7 +81,6 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 	__builtin_memset(&work->approval, 0, sizeof(work->approval));
 	work->approval.kind = kind;
 	work->approval.seq_start = kind == EG_APPROVED_HANDSHAKE ? pkt->seq + 1 : 0;
-	work->approval.seq_end = work->approval.seq_start;
 	work->approval.seen_ns = bpf_ktime_get_ns();
 	if (!bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST))
 		return; /* the same tuple judged again: its entry is already counted */
@@ -90,7 +101,14 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 	}
 }
 
-/* Removes an approval and gives its workload's share back. */
+/* Removes a flow's first flight, if it has one, and gives its workload's share back. */
+static __always_inline void flight_forget(const struct eg_flow_key *key, struct eg_flow_count *count)
+{
+	if (!bpf_map_delete_elem(&eg_first_flights, key))
+		__sync_fetch_and_add(&count->flights, -1);
+}
+
+/* Removes an approval (and its first flight) and gives its workload's share back. */
 static __always_inline void unapprove(const struct eg_flow_key *key)
 {
 	struct eg_flow_count *count;
@@ -98,8 +116,11 @@ static __always_inline void unapprove(const struct eg_flow_key *key)
 	if (bpf_map_delete_elem(&eg_approved, key))
 		return; /* already gone (another CPU, or the agent's sweep) */
 	count = flow_count_of(key->workload_id);
-	if (count)
-		__sync_fetch_and_add(&count->held, -1);
+	if (!count)
+		return;
+	__sync_fetch_and_add(&count->held, -1);
+	if (count->flights) /* the workload has first flights: this flow's may be one */
+		flight_forget(key, count);
 }
 
 /* The approval of this packet's flow for workload_id, or null. */
@@ -111,17 +132,101 @@ static __always_inline struct eg_approval *approval_of(struct eg_scratch *work, 
 	return bpf_map_lookup_elem(&eg_approved, &work->key);
 }
 
-/* A pending flow's segment at the backstop: no payload, or payload its own socket already sent (a copy
- * of those bytes can only repeat them: the receiver keeps the ones that arrived first). */
-static __always_inline int handshake_passes(struct __sk_buff *skb, const struct eg_packet *pkt,
-					    const struct eg_approval *approval)
+#define EG_FLIGHT_COMPARE 64 /* bytes compared per bpf_skb_load_bytes call */
+
+/* A comparison of packet bytes with a first flight's, one chunk per step (a bpf_loop callback's data). */
+struct eg_flight_compare {
+	struct __sk_buff *skb;
+	const struct eg_sk_hello *flight;
+	__u32 skb_off;
+	__u32 flight_off;
+	__u32 len; /* bytes still to compare */
+	int matches;
+};
+
+static long flight_chunk_matches(__u64 index, void *data)
 {
+	struct eg_flight_compare *compare = data;
+	const struct eg_sk_hello *flight = compare->flight;
+	__u32 n = compare->len < EG_FLIGHT_COMPARE ? compare->len : EG_FLIGHT_COMPARE;
+	__u8 sent[EG_FLIGHT_COMPARE] = {};
+	__u32 base;
+
+	if (n == 0) {
+		compare->matches = 1;
+		return 1;
+	}
+	/* equal to n (1..EG_FLIGHT_COMPARE), written so the verifier sees the bound */
+	if (!flight || bpf_skb_load_bytes(compare->skb, compare->skb_off, sent, ((n - 1) & (EG_FLIGHT_COMPARE - 1)) + 1))
+		return 1;
+	base = compare->flight_off & (EG_HELLO_MAX - 1); /* within the flight already: shows the verifier the bound */
+#pragma clang loop unroll(disable)
+	for (__u32 offset = 0; offset < EG_FLIGHT_COMPARE && offset < n; offset++)
+		if (sent[offset] != flight->buf[base + offset])
+			return 1;
+	compare->skb_off += n;
+	compare->flight_off += n;
+	compare->len -= n;
+	return 0;
+}
+
+/* Whether len bytes of the packet at skb_off are the first flight's bytes at flight_off (flight_off + len is
+ * within the flight). */
+EG_SUBPROG int eg_flight_matches(struct __sk_buff *skb, __u32 skb_off, const struct eg_sk_hello *flight, __u32 flight_off,
+				 __u32 len)
+{
+	struct eg_flight_compare compare = {
+		.skb = skb, .flight = flight, .skb_off = skb_off, .flight_off = flight_off, .len = len,
+	};
+
+	if (!skb || !flight)
+		return 0;
+	bpf_loop(EG_HELLO_MAX / EG_FLIGHT_COMPARE + 1, flight_chunk_matches, &compare, 0);
+	return compare.matches;
+}
+
+/* A segment of a flow whose first flight tc still compares (HANDSHAKE, JUDGED; work->key is its key): no
+ * payload, or payload whose bytes within the first flight are the ones its own socket sent (a retransmission
+ * or re-segmentation repeats them); bytes past it pass once the ClientHello was permitted (JUDGED) only. */
+static __always_inline int first_flight_passes(struct __sk_buff *skb, struct eg_scratch *work,
+					       const struct eg_approval *approval)
+{
+	const struct eg_packet *pkt = &work->pkt;
 	__u32 payload_len = skb->len > pkt->payload_off ? skb->len - pkt->payload_off : 0;
+	struct eg_sk_hello *flight;
+	__u32 offset, overlap;
 
 	if (pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
 		return 0;
-	return payload_len == 0 || ((__s32)(pkt->seq - approval->seq_start) >= 0 &&
-				    (__s32)(pkt->seq + payload_len - approval->seq_end) <= 0);
+	if (payload_len == 0)
+		return 1;
+	offset = pkt->seq + ((pkt->tcp_flags & TCP_FLAG_SYN) ? 1 : 0) - approval->seq_start; /* data on a SYN */
+	flight = bpf_map_lookup_elem(&eg_first_flights, &work->key);
+	if (!flight || (__s32)offset < 0)
+		return 0;
+	if (offset >= flight->len)
+		return approval->kind == EG_APPROVED_JUDGED;
+	overlap = flight->len - offset;
+	if (overlap < payload_len && approval->kind != EG_APPROVED_JUDGED)
+		return 0;
+	return eg_flight_matches(skb, pkt->payload_off, flight, offset, overlap < payload_len ? overlap : payload_len);
+}
+
+/* The peer's ACK on a JUDGED flow (answer: the flow as the workload sends it): once it covers the first flight,
+ * the server has those bytes and no copy can replace them; the approval becomes a full one and the flight goes. */
+static __always_inline void first_flight_acknowledged(struct eg_scratch *work, const struct eg_packet *answer,
+						      __u32 workload_id, __u32 ack, struct eg_flow_count *count)
+{
+	struct eg_approval *approval = approval_of(work, answer, workload_id);
+	struct eg_sk_hello *flight;
+
+	if (!approval || approval->kind != EG_APPROVED_JUDGED)
+		return;
+	flight = bpf_map_lookup_elem(&eg_first_flights, &work->key);
+	if (flight && (__s32)(ack - (approval->seq_start + flight->len)) < 0)
+		return;
+	approval->kind = EG_APPROVED_FLOW;
+	flight_forget(&work->key, count);
 }
 
 /*
@@ -175,25 +280,31 @@ static __always_inline int backstop_inbound(struct __sk_buff *skb, struct eg_scr
 {
 	struct eg_packet *pkt = &work->pkt, *answer = &work->peer;
 	struct eg_workload *workload = interface_workload(skb);
+	struct eg_flow_count *count;
+	int peer_end;
 
 	if (!workload || (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6)))
 		return TC_ACT_OK;
 	if (eg_parse_packet(skb, ETH_HLEN, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
 		return TC_ACT_OK;
-	if (!(pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
-		return TC_ACT_OK;
+	peer_end = (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0;
+	count = (pkt->tcp_flags & TCP_FLAG_ACK) ? flow_count_of(workload->workload_id) : 0;
+	if (!peer_end && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN && !(count && count->flights))
+		return TC_ACT_OK; /* neither a flow's end or start, nor an ACK a first flight may wait for */
 	__builtin_memset(answer, 0, sizeof(*answer));
 	__builtin_memcpy(answer->src, pkt->dst, sizeof(answer->src));
 	__builtin_memcpy(answer->dst, pkt->src, sizeof(answer->dst));
 	answer->sport = pkt->dport;
 	answer->dport = pkt->sport;
 	answer->protocol = IPPROTO_TCP;
-	if (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
+	if (count && count->flights)
+		first_flight_acknowledged(work, answer, workload->workload_id, pkt->ack, count);
+	if (peer_end) {
 		struct eg_approval *approval = approval_of(work, answer, workload->workload_id);
 
 		if (approval)
 			approval->closing |= EG_CLOSING_PEER;
-	} else if (source_allowed(workload, answer, 0)) {
+	} else if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN && source_allowed(workload, answer, 0)) {
 		approve(work, answer, workload->workload_id, EG_APPROVED_FLOW);
 	}
 	return TC_ACT_OK;
@@ -326,7 +437,14 @@ static __always_inline int backstop_ingress(struct __sk_buff *skb, struct eg_scr
 	if (pkt->fragment == EG_FRAG_LATER)
 		return judge_packet(pkt, flow, &work->decision) ? TC_ACT_OK : TC_ACT_SHOT;
 	approval = approval_of(work, pkt, flow->workload.workload_id);
-	if (approval && (approval->kind == EG_APPROVED_FLOW || handshake_passes(skb, pkt, approval))) {
+	if (approval && approval->kind != EG_APPROVED_FLOW && !first_flight_passes(skb, work, approval)) {
+		/* Not the bytes its socket sent: tampering on the tuple inside the pod. Revoked, so a retry or a
+		 * race won another time finds nothing approved, and reported where it goes. */
+		unapprove(&work->key);
+		flow_from_packet(flow, pkt);
+		return deny_for(flow, EG_REASON_NOT_AS_SENT) ? TC_ACT_OK : TC_ACT_SHOT;
+	}
+	if (approval) {
 		if (pkt->fragment == EG_FRAG_FIRST) {
 			struct eg_fragment_key fragment;
 			__u8 approved = 1;

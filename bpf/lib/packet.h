@@ -28,6 +28,7 @@ struct eg_packet {
 	__u8 dst[16];
 	__u32 fragment_id;
 	__u32 seq;         /* TCP */
+	__u32 ack;         /* TCP */
 	__u32 payload_off; /* TCP */
 	__u16 sport;       /* host order; TCP/UDP outside later fragments */
 	__u16 dport;
@@ -219,6 +220,7 @@ EG_SUBPROG int eg_parse_packet(struct __sk_buff *skb, __u32 l3, struct eg_packet
 		pkt->sport = bpf_ntohs(tcp.sport);
 		pkt->dport = bpf_ntohs(tcp.dport);
 		pkt->seq = bpf_ntohl(tcp.seq);
+		pkt->ack = bpf_ntohl(tcp.ack);
 		pkt->tcp_flags = tcp.flags;
 		pkt->payload_off = l4 + (tcp.doff >> 4) * 4;
 	} else if (has_ports(protocol)) {

@@ -243,17 +243,41 @@ static __always_inline int record_flow(struct __sk_buff *skb, struct eg_sk_state
 	return deny_for(flow, reason);
 }
 
-/* The backstop follows a pending flow's socket: payload up to end may pass (see handshake_passes). */
-static __always_inline void handshake_sent(struct eg_scratch *work, const struct eg_sk_state *state, __u32 end)
+/*
+ * The backstop's copy of a pending flow's first flight (eg_first_flights, by its approval's key): rewritten with
+ * each segment that added bytes, before the segment reaches tc, which passes only those bytes at those sequence
+ * numbers. Created with the first payload, within the workload's share. 0 when it cannot be kept (share or table
+ * full, no memory): the flow is then decided without its ClientHello (fail closed). Without a handshake
+ * approval (no backstop, or none granted) tc passes nothing of the flow unjudged, and nothing is kept.
+ */
+static __always_inline int flight_recorded(struct eg_scratch *work, const struct eg_sk_state *state,
+					   const struct eg_sk_hello *hello)
 {
 	struct eg_approval *approval = approval_of(work, &work->pkt, state->workload.workload_id);
+	struct eg_flow_count *count;
 
-	if (approval && approval->kind == EG_APPROVED_HANDSHAKE && (__s32)(end - approval->seq_end) > 0)
-		approval->seq_end = end;
+	if (!approval || approval->kind != EG_APPROVED_HANDSHAKE)
+		return 1;
+	if (!bpf_map_update_elem(&eg_first_flights, &work->key, hello, BPF_EXIST))
+		return 1;
+	count = flow_count_of(state->workload.workload_id);
+	if (!count)
+		return 0;
+	/* Checked, then taken, as in approve(). */
+	if (count->flights >= EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD)
+		goto refused;
+	__sync_fetch_and_add(&count->flights, 1);
+	if (!bpf_map_update_elem(&eg_first_flights, &work->key, hello, BPF_NOEXIST))
+		return 1;
+	__sync_fetch_and_add(&count->flights, -1);
+refused:
+	stat_inc(EG_STAT_FLIGHTS_REFUSED);
+	return 0;
 }
 
-/* The ClientHello's verdict reaches the backstop at once: the handshake approval becomes a full one (never
- * created here: a tuple the SYN did not establish stays unapproved), or it is removed. */
+/* The ClientHello's verdict reaches the backstop at once: the handshake approval becomes a judged one (its first
+ * flight still compared until the peer acknowledges it), or a full one when it has none (never created here: a
+ * tuple the SYN did not establish stays unapproved), or it is removed. */
 static __always_inline void handshake_settled(struct __sk_buff *skb, const struct eg_sk_state *state, int permit,
 					      struct eg_scratch *work)
 {
@@ -264,10 +288,12 @@ static __always_inline void handshake_settled(struct __sk_buff *skb, const struc
 	approval = approval_of(work, &work->pkt, state->workload.workload_id);
 	if (!approval)
 		return;
-	if (permit)
-		approval->kind = EG_APPROVED_FLOW;
-	else
+	if (!permit)
 		unapprove(&work->key);
+	else if (bpf_map_lookup_elem(&eg_first_flights, &work->key))
+		approval->kind = EG_APPROVED_JUDGED;
+	else
+		approval->kind = EG_APPROVED_FLOW;
 }
 
 /* The flow a socket's state describes (its connect), as a later hook reports it: evidence joins its flow by it. */
@@ -421,12 +447,12 @@ enum eg_read {
 /*
  * One egress segment of a socket whose first flight is read (a pending one, or one read for evidence): its in-order
  * payload is appended to *hello, up to EG_HELLO_MAX; the buffer is created with the first payload (*hello null
- * until then). Returns the first flight's status after it (*end: the TCP sequence number after the segment),
- * EG_READ_PASS for a segment without new bytes (handshake, retransmission), EG_READ_HOLD for one that cannot be read
- * now (unparsable, or after a gap the stack fills by sending again) or EG_READ_NO_BUFFER.
+ * until then). Returns the first flight's status after it, EG_READ_PASS for a segment without new bytes (handshake,
+ * retransmission), EG_READ_HOLD for one that cannot be read now (unparsable, or after a gap the stack fills by
+ * sending again) or EG_READ_NO_BUFFER.
  */
 static __always_inline int eg_hello_read(struct __sk_buff *skb, struct bpf_sock *sk, struct eg_sk_state *state,
-					 struct eg_sk_hello **buffer, struct eg_packet *pkt, __u32 *end)
+					 struct eg_sk_hello **buffer, struct eg_packet *pkt)
 {
 	struct eg_sk_hello *hello;
 	__u32 payload_len, data_seq, have, offset, skip;
@@ -462,7 +488,6 @@ static __always_inline int eg_hello_read(struct __sk_buff *skb, struct bpf_sock 
 	skip = have - offset;
 	if (skip >= payload_len)
 		return EG_READ_PASS; /* bytes already buffered (and already passed to the backstop) */
-	*end = data_seq + payload_len;
 	return hello_status_after(hello, eg_hello_append(skb, pkt->payload_off + skip, payload_len - skip, hello));
 }
 
@@ -476,20 +501,17 @@ static __always_inline int tls_pending(struct __sk_buff *skb, struct bpf_sock *s
 				       struct eg_scratch *work)
 {
 	struct eg_sk_hello *hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, 0);
-	__u32 end = 0;
 	int status;
 
-	status = eg_hello_read(skb, sk, state, &hello, &work->pkt, &end);
-	if (status == EG_READ_NO_BUFFER)
-		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO, work);
+	status = eg_hello_read(skb, sk, state, &hello, &work->pkt);
 	if (status == EG_READ_HOLD)
 		return 0;
 	if (status == EG_READ_PASS)
 		return 1;
-	if (status == EG_HELLO_INCOMPLETE) {
-		handshake_sent(work, state, end);
+	if (status == EG_READ_NO_BUFFER || !hello || !flight_recorded(work, state, hello))
+		return tls_decide(skb, sk, state, 0, EG_HELLO_NOT_HELLO, work);
+	if (status == EG_HELLO_INCOMPLETE)
 		return 1;
-	}
 	return tls_decide(skb, sk, state, hello, status, work);
 }
 
@@ -503,10 +525,9 @@ static __always_inline int evidence_pending(struct __sk_buff *skb, struct bpf_so
 {
 	struct eg_sk_hello *hello = bpf_sk_storage_get(&eg_sk_hello, sk, 0, 0);
 	struct eg_hello_info info = {};
-	__u32 end = 0;
 	int status;
 
-	status = eg_hello_read(skb, sk, state, &hello, &work->pkt, &end);
+	status = eg_hello_read(skb, sk, state, &hello, &work->pkt);
 	if (status == EG_READ_NO_BUFFER) {
 		state->flags &= ~EG_SK_EVIDENCE; /* no memory for the buffer: the flow goes unread, never held back */
 		return 1;

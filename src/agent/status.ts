@@ -167,6 +167,11 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       flows.reduce((n, f) => n + f.held, 0),
     ),
     approvedFlowsPerWorkload: capacityUse('approvedFlowsPerWorkload', Math.max(0, ...flows.map((f) => f.held))),
+    firstFlights: capacityUse(
+      'firstFlights',
+      flows.reduce((n, f) => n + f.flights, 0),
+    ),
+    firstFlightsPerWorkload: capacityUse('firstFlightsPerWorkload', Math.max(0, ...flows.map((f) => f.flights))),
     workloadAddresses: capacityUse('workloadAddresses', entries.eg_workload_addrs),
     interfaces: capacityUse('interfaces', entries.eg_interfaces),
   };
@@ -195,6 +200,7 @@ export function agentStatus(inputs: StatusInputs): AgentStatus {
       approvedFlowsRefused: kernel.flowsRefused.toString(),
       candidateOverflows: kernel.candidateOverflows.toString(),
       kernelEvidenceRead: kernel.evidenceRead.toString(),
+      firstFlightsRefused: kernel.firstFlightsRefused.toString(),
       flowsEnded: kernel.flowsEnded.toString(),
       flowsNotEnded: kernel.flowsNotEnded.toString(),
       ...(inputs.dns ? Object.fromEntries(Object.entries(inputs.dns).map(([k, v]) => [`dns.${k}`, v])) : {}),

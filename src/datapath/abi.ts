@@ -12,7 +12,7 @@ import type { KernelEvent } from './types.js';
 if (endianness() !== 'LE') throw new Error('egressguard supports little-endian hosts only');
 
 /** enum eg_abi: the pinned state's layout version (see bpf/egressguard.h; bumped by hand, checked by abi.test.ts). */
-export const EG_ABI_VERSION = 8;
+export const EG_ABI_VERSION = 9;
 
 export const EG_MAX_RULES = 64;
 /** Capacities (max_entries) of the workload and learned-address maps, for occupancy metrics. */
@@ -33,6 +33,7 @@ export const REASONS: readonly (PacketReason | null)[] = [
   'orphan-fragment',
   'not-as-judged',
   'withdrawn-no-sock-destroy',
+  'not-as-sent',
 ];
 /** enum eg_hook: which program decided an event. */
 export const HOOK = {
@@ -85,11 +86,15 @@ export const STAT = {
   flowsRefused: 6,
   candidateOverflows: 7,
   evidenceRead: 8,
+  flightsRefused: 9,
 } as const;
-export const STAT_COUNT = 9;
+export const STAT_COUNT = 10;
 /** eg_approved: node capacity, and the share one workload may hold (bpf/egressguard.h). */
 export const EG_MAX_FLOWS = 262144;
 export const EG_MAX_FLOWS_PER_WORKLOAD = 4096;
+/** enum eg_approval_kind: all of a flow, its handshake only (pending its ClientHello), or permitted with its first
+ * flight still compared until the server acknowledges it. */
+export const APPROVAL_KIND = { flow: 1, handshake: 2, judged: 3 } as const;
 /** enum eg_closing: FINs tc saw on an approved TCP flow. */
 export const CLOSING = { workload: 1 << 0, peer: 1 << 1 } as const;
 /** The kernel's event rate limit per workload and CPU (bpf/lib/report.h). */
@@ -191,11 +196,10 @@ export const LAYOUTS = {
     closing: [1, 1],
     _pad: [2, 2],
     seq_start: [4, 4],
-    seq_end: [8, 4],
-    _pad2: [12, 4],
+    _pad2: [8, 8],
     seen_ns: [16, 8],
   }),
-  eg_flow_count: layout(16, { held: [0, 4], _pad: [4, 4], refused: [8, 8] }),
+  eg_flow_count: layout(16, { held: [0, 4], flights: [4, 4], refused: [8, 8] }),
   eg_probe_header: layout(8, { rule_id: [0, 4], flags: [4, 2], _pad: [6, 2] }),
 } satisfies Record<string, StructLayout>;
 
@@ -526,6 +530,7 @@ export function encodeU32(value: number): Buffer {
 export interface Approval {
   workloadId: number;
   protocol: number;
+  kind: number;
   closing: number;
   seenNs: bigint;
 }
@@ -536,20 +541,26 @@ export function decodeApproval(key: Buffer, value: Buffer): Approval {
   return {
     workloadId: key.readUInt32LE(k.workload_id.offset),
     protocol: key.readUInt8(k.protocol.offset),
+    kind: value.readUInt8(v.kind.offset),
     closing: value.readUInt8(v.closing.offset),
     seenNs: value.readBigUInt64LE(v.seen_ns.offset),
   };
 }
 
-export function decodeFlowCount(value: Buffer): { held: number; refused: bigint } {
+export function decodeFlowCount(value: Buffer): { held: number; flights: number; refused: bigint } {
   const m = LAYOUTS.eg_flow_count.members;
-  return { held: value.readUInt32LE(m.held.offset), refused: value.readBigUInt64LE(m.refused.offset) };
+  return {
+    held: value.readUInt32LE(m.held.offset),
+    flights: value.readUInt32LE(m.flights.offset),
+    refused: value.readBigUInt64LE(m.refused.offset),
+  };
 }
 
-export function encodeFlowCount(held: number, refused: bigint): Buffer {
+export function encodeFlowCount(held: number, flights: number, refused: bigint): Buffer {
   const m = LAYOUTS.eg_flow_count.members;
   const buffer = Buffer.alloc(LAYOUTS.eg_flow_count.size);
   buffer.writeUInt32LE(held, m.held.offset);
+  buffer.writeUInt32LE(flights, m.flights.offset);
   buffer.writeBigUInt64LE(refused, m.refused.offset);
   return buffer;
 }

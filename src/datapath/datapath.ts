@@ -15,8 +15,10 @@ import {
   decodeAddrKeyWorkload,
   decodeApproval,
   decodeFlowCount,
+  LAYOUTS,
   encodeFlowCount,
   CLOSING,
+  APPROVAL_KIND,
   decodeDomainKeyRuleId,
   encodeAddrKey,
   encodeDomainKey,
@@ -100,6 +102,7 @@ const MAP_NAMES = [
   'eg_stats',
   'eg_approved',
   'eg_flow_counts',
+  'eg_first_flights',
 ] as const;
 type MapName = (typeof MAP_NAMES)[number];
 
@@ -109,7 +112,8 @@ const SECOND_NS = 1_000_000_000n;
 /**
  * How long an approval may go unused before the sweep removes it (tc refreshes seen_ns at most once a second):
  * a TCP flow that saw a FIN or a reset (its last segments are long gone; the kernel removes it itself on the
- * normal close), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
+ * normal close) or whose first flight is still compared (a handshake that stalled there holds one of its
+ * workload's first-flight copies, EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
  * connection, after conntrack's own established timeout (nf_conntrack_tcp_timeout_established, 5 days).
  */
 export const APPROVAL_IDLE = {
@@ -752,7 +756,7 @@ class KernelDatapath implements Datapath {
       const value = this.maps.eg_approved.lookup(key);
       if (value !== null && decodeApproval(key, value).workloadId === workloadId) this.maps.eg_approved.delete(key);
     }
-    this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(0, 0n));
+    this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(0, 0, 0n));
   }
 
   workloads(): Map<bigint, number> {
@@ -794,7 +798,7 @@ class KernelDatapath implements Datapath {
     const found = new Map<number, ApprovedFlows>();
     for (const { workloadId } of this.enrolled.values()) {
       const value = this.maps.eg_flow_counts.lookup(encodeU32(workloadId));
-      found.set(workloadId, value === null ? { held: 0, refused: 0n } : decodeFlowCount(value));
+      found.set(workloadId, value === null ? { held: 0, flights: 0, refused: 0n } : decodeFlowCount(value));
     }
     return found;
   }
@@ -825,7 +829,7 @@ class KernelDatapath implements Datapath {
       const limit =
         approval.protocol !== IPPROTO_TCP
           ? APPROVAL_IDLE.datagramNs
-          : approval.closing & (CLOSING.workload | CLOSING.peer)
+          : approval.kind !== APPROVAL_KIND.flow || approval.closing & (CLOSING.workload | CLOSING.peer)
             ? APPROVAL_IDLE.closingNs
             : APPROVAL_IDLE.tcpNs;
       if (!enrolledIds.has(approval.workloadId) || idleNs >= limit) {
@@ -834,12 +838,22 @@ class KernelDatapath implements Datapath {
       }
       remaining.set(approval.workloadId, (remaining.get(approval.workloadId) ?? 0) + 1);
     }
+    // A first flight lives only as long as its approval (the kernel removes both together; this sweep removed approvals).
+    const flights = new Map<number, number>();
+    for (const key of this.maps.eg_first_flights.keys()) {
+      const workloadId = key.readUInt32LE(LAYOUTS.eg_flow_key.members.workload_id.offset);
+      if (this.maps.eg_approved.lookup(key) === null) this.maps.eg_first_flights.delete(key);
+      else flights.set(workloadId, (flights.get(workloadId) ?? 0) + 1);
+    }
     // Recount from what is there: the kernel counts with atomics this process cannot join, so the count is
     // written back rather than decremented (a race with an approval in flight is corrected by the next sweep).
     for (const workloadId of enrolledIds) {
       const value = this.maps.eg_flow_counts.lookup(encodeU32(workloadId));
       const refused = value === null ? 0n : decodeFlowCount(value).refused;
-      this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(remaining.get(workloadId) ?? 0, refused));
+      this.maps.eg_flow_counts.update(
+        encodeU32(workloadId),
+        encodeFlowCount(remaining.get(workloadId) ?? 0, flights.get(workloadId) ?? 0, refused),
+      );
     }
     return removed;
   }
@@ -884,6 +898,7 @@ class KernelDatapath implements Datapath {
       flowsRefused: read(STAT.flowsRefused),
       candidateOverflows: read(STAT.candidateOverflows),
       evidenceRead: read(STAT.evidenceRead),
+      firstFlightsRefused: read(STAT.flightsRefused),
       flowsEnded: read(STAT.flowsEnded),
       flowsNotEnded: this.flowsNotEnded,
     };

@@ -102,6 +102,9 @@ export interface DatapathStats {
   candidateOverflows: bigint;
   /** First flights of permitted TCP flows the kernel read for evidence events. */
   evidenceRead: bigint;
+  /** Pending TLS first flights the backstop could not be given a copy of (the workload's share of the table, or the
+   * table, full): decided at once without their ClientHello. */
+  firstFlightsRefused: bigint;
   /** Live sockets ended because the rules in force (or their ClientHello) no longer permit them. */
   flowsEnded: bigint;
   /** Sockets that should have ended but could not (kernel before 6.5: no bpf_sock_destroy): their tc approval is purged and
@@ -113,6 +116,8 @@ export interface DatapathStats {
 export interface ApprovedFlows {
   /** Approvals it holds now. */
   held: number;
+  /** Pending TLS first flights it holds now (eg_first_flights). */
+  flights: number;
   /** Approvals refused since it was enrolled (its flows were then judged packet by packet). */
   refused: bigint;
 }

@@ -29,6 +29,16 @@ export const KERNEL_CAPACITY = {
     max: 4096,
     header: 'EG_MAX_FLOWS_PER_WORKLOAD',
   },
+  firstFlights: {
+    what: 'pending TLS first flights the packet layer compares segments with (node; past it, new ones are decided without their ClientHello)',
+    max: 8192,
+    header: 'EG_MAX_FIRST_FLIGHTS',
+  },
+  firstFlightsPerWorkload: {
+    what: 'pending TLS first flights one workload may hold at once',
+    max: 256,
+    header: 'EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD',
+  },
   workloadAddresses: { what: 'workload source addresses', max: 65536, header: 'EG_MAX_ADDRESSES' },
   interfaces: { what: 'host-side interfaces under the backstop', max: 4096, header: 'EG_MAX_INTERFACES' },
 } as const satisfies Record<string, KernelCapacity>;

@@ -19,9 +19,10 @@ export type LearnedFrom = 'workload-dns' | 'agent-resolution' | 'other-workload-
 
 /** Why the packet layer dropped a packet before any rule applied (enum eg_reason); or `withdrawn-no-sock-destroy`:
  * a packet of a socket a re-judgment denied that the kernel could not end (no bpf_sock_destroy before Linux 6.5),
- * reported with the rule that denies it now. */
+ * reported with the rule that denies it now; `not-as-sent`: a segment at tc on a flow whose first flight is still
+ * compared, with bytes its socket did not send (substituted inside the pod). */
 export type PacketReason =
-  'forged-source' | 'source-routed' | 'malformed' | 'orphan-fragment' | 'not-as-judged' | 'withdrawn-no-sock-destroy';
+  'forged-source' | 'source-routed' | 'malformed' | 'orphan-fragment' | 'not-as-judged' | 'withdrawn-no-sock-destroy' | 'not-as-sent';
 
 /** A decision reported by the kernel, decoded by the datapath but not yet enriched (events/enrich.ts names it). */
 export interface KernelEvent {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 
-import { openDatapath } from '../../src/datapath/datapath.js';
+import { APPROVAL_IDLE, openDatapath } from '../../src/datapath/datapath.js';
 import { findCgroup2Mount } from '../../src/datapath/mounts.js';
 import type { DecodedEvent } from '../../src/datapath/abi.js';
 import type { Datapath, KernelRule } from '../../src/datapath/types.js';
@@ -28,6 +28,7 @@ const skip = privilegedSkip();
 const ALPHA_HOST = 2; // permitted to alpha only
 const BETA_HOST = 3; // permitted to beta only
 const WEB_HOST = 4; // learned for alpha's webGroup rule: its connections wait for the ClientHello
+const PROXY_HOST = 5; // the DNS proxy address alpha's port-53 traffic is steered to
 const WEB_RULE = 53;
 const LOOPBACK_RULE = 54;
 
@@ -77,7 +78,7 @@ try:
 except OSError as e:
     print(json.dumps({'result': type(e).__name__}))`;
 
-/** In the internet namespace: prints "cap:<payload as a JSON string>" for every TCP segment with payload that arrives (a capture). */
+/** In the internet namespace: prints "cap:<payload as a JSON string>" for every TCP segment or UDP datagram with payload that arrives (a capture). */
 const CAPTURE_SCRIPT = String.raw`
 import json, socket
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
@@ -90,7 +91,9 @@ while True:
     elif kind == b'\x86\xdd': proto, l4 = p[6], p[40:]
     else: continue
     if proto == 6 and len(l4) >= 20 and len(l4) > (l4[12] >> 4) * 4:
-        print('cap:' + json.dumps(l4[(l4[12] >> 4) * 4:].decode('latin1')), flush=True)`;
+        print('cap:' + json.dumps(l4[(l4[12] >> 4) * 4:].decode('latin1')), flush=True)
+    elif proto == 17 and len(l4) > 8:
+        print('cap:' + json.dumps(l4[8:].decode('latin1')), flush=True)`;
 
 /** Python prelude of the frame-crafting attacks: EG_ARGS in `a`, and frame() building an IP/TCP packet with checksums. */
 const FRAME_PY = String.raw`
@@ -102,9 +105,9 @@ def csum(b):
     if len(b) % 2: b += b'\0'
     t = sum(struct.unpack('!%dH' % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
     return (~t) & 0xffff
-def frame(src, dst, sport, dport, flags, seq, payload=b''):
+def frame(src, dst, sport, dport, flags, seq, payload=b'', ack=0):
     s, d = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)
-    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0) + payload
+    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
     pseudo = s + d + (struct.pack('!I', len(tcp)) + b'\0\0\0\x06' if v6 else struct.pack('!BBH', 0, 6, len(tcp)))
     tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
     if v6:
@@ -157,6 +160,56 @@ s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
 send_eth0(*frame(own, a['dst'], lport, a['port'], 0x18, seq, a['tag'].encode()))
 print(json.dumps({'result': 'sent'}))`;
 
+/**
+ * A first flight substituted after the cgroup skb program judged it: the pod's own nftables egress hook on its eth0
+ * (netdev family: it runs after the cgroup skb program, as a qdisc does) drops its socket's data segments (TCP header
+ * with timestamps, doff 8; the raw frame's has none), the socket sends the first `part` bytes of `judged`, and the pod sends the same
+ * number of bytes of `forged` (the tag in its random) in a raw frame at the same sequence number, acknowledging what
+ * the socket has received (both read in TCP_REPAIR mode).
+ */
+const SUBSTITUTE_SCRIPT =
+  FRAME_PY +
+  String.raw`
+import subprocess
+TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_RECV_QUEUE, TCP_SEND_QUEUE = 19, 20, 21, 1, 2
+def queue_seq(s, queue):
+    s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+    s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, queue)
+    seq = s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ) & 0xffffffff
+    s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+    return seq
+def nft(commands):
+    subprocess.run(['nft', '-f', '-'], input=commands, text=True, check=True)
+forged = bytearray(bytes.fromhex(a['forged']))
+forged[11:11 + len(a['tag'])] = a['tag'].encode()
+s = socket.create_connection((a['dst'], a['port']), timeout=3)
+own, lport = s.getsockname()[:2]
+nft('table netdev egsubst {\n chain out {\n type filter hook egress device eth0 priority 0\n tcp sport %d tcp doff 8 drop\n }\n}' % lport)
+try:
+    seq, ack = queue_seq(s, TCP_SEND_QUEUE), queue_seq(s, TCP_RECV_QUEUE)
+    s.sendall(bytes.fromhex(a['judged'])[:a['part']])
+    send_eth0(*frame(own, a['dst'], lport, a['port'], 0x18, seq, bytes(forged[:a['part']]), ack))
+finally:
+    nft('delete table netdev egsubst')
+print(json.dumps({'result': 'sent'}))`;
+
+/**
+ * A permitted TLS connection held open: sends the ClientHello (hex in `hello`), prints "acked" once the server has
+ * acknowledged all of it (tcp_info's unacked is 0), then, on a line on stdin, sends the tag and prints "sent".
+ */
+const HELD_SCRIPT = String.raw`
+import json, os, socket, struct, sys, time
+a = json.loads(os.environ['EG_ARGS'])
+s = socket.create_connection((a['dst'], a['port']), timeout=3)
+s.sendall(bytes.fromhex(a['hello']))
+while struct.unpack_from('I', s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0]:
+    time.sleep(0.01)
+print('acked', flush=True)
+sys.stdin.readline()
+s.sendall(a['tag'].encode())
+print('sent', flush=True)
+sys.stdin.readline()`;
+
 interface Attempt {
   /** Pod whose network namespace (address, interface) the process runs in. */
   pod: LabPod;
@@ -166,6 +219,19 @@ interface Attempt {
   /** Source port to bind (default: the kernel's choice). */
   sport?: number;
 }
+
+/** A UDP datagram carrying the tag from sport to dst port 53 (a DNS query's path: the proxy's, when steered). */
+const DNS_SCRIPT = String.raw`
+import json, os, socket
+a = json.loads(os.environ['EG_ARGS'])
+v6 = ':' in a['dst']
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('::' if v6 else '0.0.0.0', a['sport']))
+try:
+    s.sendto(a['tag'].encode(), (a['dst'], 53))
+    print(json.dumps({'result': 'sent'}))
+except OSError as e:
+    print(json.dumps({'result': type(e).__name__}))`;
 
 /**
  * The tests, on the production object (skbChecksSource) or on the object whose cgroup_skb program does not check a
@@ -259,6 +325,18 @@ const identitySuite = (skbChecksSource: boolean) => () => {
     return { tag, result: (JSON.parse(out.stdout) as { result: string }).result };
   }
 
+  /** HELD_SCRIPT on a new connection of alpha's to WEB_HOST, once the server has acknowledged `hello`. */
+  async function heldConnection(family: 4 | 6, hello: Buffer, tag: string): Promise<{ process: ChildProcess; lines: string[] }> {
+    const child = lab.spawnInPod(alpha, ['python3', '-c', HELD_SCRIPT], {
+      env: { ...process.env, EG_ARGS: JSON.stringify({ dst: lab.inet(WEB_HOST, family), port: PORT, tag, hello: hello.toString('hex') }) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    new Lines(child, (line) => lines.push(line));
+    await arrived('acked', lines);
+    return { process: child, lines };
+  }
+
   const attempt = ({ pod, ...args }: Attempt): { tag: string; result: string } => runAttack(pod, ATTACK_SCRIPT, args);
 
   /** Waits until a line of `log` (what the server received, or the capture) contains text. */
@@ -306,7 +384,7 @@ const identitySuite = (skbChecksSource: boolean) => () => {
       prefix: uniquePrefix(skbChecksSource ? 'ci' : 'cj'),
       pods: ['alpha', 'beta'],
       hosts: [],
-      unnamedHosts: [ALPHA_HOST, BETA_HOST, WEB_HOST],
+      unnamedHosts: [ALPHA_HOST, BETA_HOST, WEB_HOST, PROXY_HOST],
       extraCgroups: ['unenrolled'],
       services: false,
     });
@@ -330,7 +408,7 @@ const identitySuite = (skbChecksSource: boolean) => () => {
       hostNetns: `/run/netns/${lab.nodeNetns}`,
     });
     datapath.onEvent((event) => events.push(event as DecodedEvent));
-    datapath.configure(DENY_BY_DEFAULT);
+    datapath.configure({ ...DENY_BY_DEFAULT, dnsProxy: { ipv4: lab.inet(PROXY_HOST, 4), ipv6: lab.inet(PROXY_HOST, 6), port: 53 } });
     enrol();
     for (const family of [4, 6] as const) await flush(family);
   }, 60_000);
@@ -423,29 +501,54 @@ const identitySuite = (skbChecksSource: boolean) => () => {
 
     test(`IPv${family}: NAT inside the pod cannot send a judged flow elsewhere`, async () => {
       const table = family === 4 ? 'ip' : 'ip6';
-      // The pod's own nftables (CAP_NET_ADMIN in its netns) rewrites alpha's allowed destination to beta's host.
-      nftInPod(
-        alpha,
-        [
-          `table ${table} egtest {`,
-          '  chain out {',
-          '    type nat hook output priority -100;',
-          `    ${table} daddr ${lab.inet(ALPHA_HOST, family)} tcp sport ${NAT_PORTS} tcp dport ${PORT} dnat to ${lab.inet(BETA_HOST, family)}`,
-          '  }',
-          '}',
-        ].join('\n'),
-      );
-      try {
-        let sport = NAT_PORT_FIRST + family * 10;
-        await contained(family, () => attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family), sport: ++sport }));
-        // Reported where the packet really went, from where, and why: not as its connect hook judged it.
-        const event = await eventMatching(events, (e) => e.hook === 5 && e.verdict === 'denied' && e.ip === lab.inet(BETA_HOST, family));
-        assert.equal(event.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)));
-        assert.equal(event.reason, 'not-as-judged');
-        assert.equal(event.source, family === 4 ? alpha.ipv4 : alpha.ipv6);
-        assert.equal(event.port, PORT);
-      } finally {
-        nftInPod(alpha, `delete table ${table} egtest`);
+      const attacker = lab.inet(BETA_HOST, family);
+      let sport = NAT_PORT_FIRST + family * 10;
+      // The pod's own nftables (CAP_NET_ADMIN in its netns) rewrites the destination to beta's host (the attacker):
+      // an address rule's flow, a webGroup flow to an address learned for its allowed name, a DNS query (steered to
+      // the proxy when enforced; the rewrite applies to whatever port-53 destination it has).
+      const cases = [
+        {
+          match: `${table} daddr ${lab.inet(ALPHA_HOST, family)} tcp sport ${NAT_PORTS} tcp dport ${PORT}`,
+          run: () => attempt({ pod: alpha, dst: lab.inet(ALPHA_HOST, family), sport: ++sport }),
+          log: received,
+          port: PORT,
+        },
+        {
+          match: `${table} daddr ${lab.inet(WEB_HOST, family)} tcp sport ${NAT_PORTS} tcp dport ${PORT}`,
+          run: () => attempt({ pod: alpha, dst: lab.inet(WEB_HOST, family), sport: ++sport }),
+          log: received,
+          port: PORT,
+        },
+        {
+          match: `udp sport ${NAT_PORTS} udp dport 53`,
+          run: () => runAttack(alpha, DNS_SCRIPT, { dst: lab.inet(ALPHA_HOST, family), sport: ++sport }),
+          log: captured,
+          port: 53,
+        },
+      ];
+      for (const { match, run, log, port } of cases) {
+        nftInPod(
+          alpha,
+          [
+            `table ${table} egtest {`,
+            '  chain out {',
+            '    type nat hook output priority -100;',
+            `    ${match} dnat to ${attacker}`,
+            '  }',
+            '}',
+          ].join('\n'),
+        );
+        try {
+          await contained(family, run, log);
+          // Reported where the packet really went, from where, and why: not as its hook judged it.
+          const event = await eventMatching(events, (e) => e.hook === 5 && e.verdict === 'denied' && e.ip === attacker);
+          assert.equal(event.workloadId, datapath.workloads().get(statIno(alpha.cgroupPath)), match);
+          assert.equal(event.reason, 'not-as-judged', match);
+          assert.equal(event.source, family === 4 ? alpha.ipv4 : alpha.ipv6, match);
+          assert.equal(event.port, port, match);
+        } finally {
+          nftInPod(alpha, `delete table ${table} egtest`);
+        }
       }
       // Without the rewrite, the same destination works again.
       await flush(family);
@@ -486,6 +589,67 @@ const identitySuite = (skbChecksSource: boolean) => () => {
       const allowed = pending(buildClientHello({ sni: 'allowed.example' }).toString('hex'))();
       await arrived(allowed.tag, captured);
       await arrived('allowed.example'); // the server's own record of the ClientHello
+    });
+
+    test(`IPv${family}: a first flight substituted inside the pod after it was judged never leaves the node, and revokes its flow`, async () => {
+      // Same length, so the forged ClientHello covers exactly the sequence range its socket sent.
+      const judged = buildClientHello({ sni: 'allowed.example' });
+      const forged = buildClientHello({ sni: 'blocked.example' });
+      assert.equal(forged.length, judged.length);
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath));
+      // The whole ClientHello (permitted, its flow approved but its first flight still compared), then only the
+      // start of one (pending: the backstop passes its socket's bytes while the rest is awaited).
+      for (const part of [judged.length, 60]) {
+        const substitute = () =>
+          runAttack(alpha, SUBSTITUTE_SCRIPT, {
+            dst: lab.inet(WEB_HOST, family),
+            gatewayMac,
+            judged: judged.toString('hex'),
+            forged: forged.toString('hex'),
+            part,
+          });
+        await contained(family, substitute, captured);
+        const event = await eventMatching(events, (e) => e.hook === 6 && e.ip === lab.inet(WEB_HOST, family));
+        assert.equal(event.verdict, 'denied');
+        assert.equal(event.reason, 'not-as-sent');
+        assert.equal(event.workloadId, alphaId);
+        assert.equal(event.source, family === 4 ? alpha.ipv4 : alpha.ipv6);
+      }
+      // Revoked: nothing of the tuple is left approved, and no first flight is held.
+      assert.equal(datapath.approvedFlows().get(alphaId!)?.flights, 0);
+      // An allowed ClientHello on another connection still completes.
+      const allowed = runAttack(alpha, PENDING_SCRIPT, { dst: lab.inet(WEB_HOST, family), gatewayMac, hello: judged.toString('hex') });
+      await arrived(allowed.tag, captured);
+      await arrived('allowed.example');
+    });
+
+    test(`IPv${family}: a permitted first flight's copy is freed when the server acknowledges it, and the flow goes on`, async () => {
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath))!;
+      const tag = `held${family}-${++serial}`;
+      const held = await heldConnection(family, buildClientHello({ sni: 'allowed.example' }), tag);
+      try {
+        // Still open (no FIN has ended its approval): only the server's ACK, seen at tc egress, can have freed the copy.
+        assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 0, 'the acknowledged first flight is no longer held');
+        held.process.stdin!.write('go\n');
+        await arrived('sent', held.lines);
+        await arrived(tag); // bytes after the first flight pass on the now fully approved flow
+      } finally {
+        held.process.stdin!.end();
+      }
+    });
+
+    test(`IPv${family}: a handshake stalled before its verdict gives its first flight's copy back to the idle sweep`, async () => {
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath))!;
+      // Pending: the rest of the ClientHello never comes.
+      const held = await heldConnection(family, buildClientHello({ sni: 'allowed.example' }).subarray(0, 60), 'unused');
+      try {
+        // Acknowledged but still pending: the copy stays (only a permitted first flight is freed by the ACK).
+        assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 1);
+        datapath.sweepApprovals(process.hrtime.bigint() + APPROVAL_IDLE.closingNs + 1_000_000_000n); // short of an open flow's limit
+        assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 0, 'idle past the closing limit: swept with its approval');
+      } finally {
+        held.process.stdin!.end();
+      }
     });
   }
 };

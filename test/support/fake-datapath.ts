@@ -49,6 +49,7 @@ export class FakeDatapath implements Datapath {
     flowsRefused: 0n,
     candidateOverflows: 0n,
     evidenceRead: 0n,
+    firstFlightsRefused: 0n,
     eventsSuppressed: 0n,
     eventsDroppedByReader: 0n,
     flowsEnded: 0n,
@@ -130,7 +131,7 @@ export class FakeDatapath implements Datapath {
   }
 
   approvedFlows(): Map<number, ApprovedFlows> {
-    return new Map([...this.enrolled.values()].map((w) => [w.workloadId, { held: 0, refused: 0n }]));
+    return new Map([...this.enrolled.values()].map((w) => [w.workloadId, { held: 0, flights: 0, refused: 0n }]));
   }
 
   /** What the kernel would hold for what was written here (one rule slot: the fake keeps no previous one). */

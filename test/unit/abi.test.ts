@@ -9,6 +9,7 @@ import { describe, test } from 'vitest';
 import {
   ACTION,
   CLOSING,
+  APPROVAL_KIND,
   CONFIG_FLAG,
   EG_ABI_VERSION,
   EVENT_KIND,
@@ -67,6 +68,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_REASON_ORPHAN_FRAGMENT: REASONS.indexOf('orphan-fragment'),
     EG_REASON_NOT_AS_JUDGED: REASONS.indexOf('not-as-judged'),
     EG_REASON_WITHDRAWN: REASONS.indexOf('withdrawn-no-sock-destroy'),
+    EG_REASON_NOT_AS_SENT: REASONS.indexOf('not-as-sent'),
   },
   eg_hook: {
     EG_HOOK_CONNECT4: HOOK.connect4,
@@ -105,6 +107,7 @@ const ENUMS: Record<string, Record<string, number>> = {
     EG_STAT_FLOWS_REFUSED: STAT.flowsRefused,
     EG_STAT_CANDIDATE_OVERFLOWS: STAT.candidateOverflows,
     EG_STAT_EVIDENCE_READ: STAT.evidenceRead,
+    EG_STAT_FLIGHTS_REFUSED: STAT.flightsRefused,
     EG_STAT_COUNT: STAT_COUNT,
   },
   eg_config_flag: {
@@ -116,6 +119,11 @@ const ENUMS: Record<string, Record<string, number>> = {
   },
   eg_workload_flag: { EG_WORKLOAD_HAS_ADDRESSES: WORKLOAD_FLAG.hasAddresses },
   eg_closing: { EG_CLOSING_WORKLOAD: CLOSING.workload, EG_CLOSING_PEER: CLOSING.peer },
+  eg_approval_kind: {
+    EG_APPROVED_FLOW: APPROVAL_KIND.flow,
+    EG_APPROVED_HANDSHAKE: APPROVAL_KIND.handshake,
+    EG_APPROVED_JUDGED: APPROVAL_KIND.judged,
+  },
 };
 
 /** The same for enums only the test probe uses. */
@@ -134,7 +142,7 @@ const PROBE_ENUMS: Record<string, Record<string, number>> = {
  * struct layout and enum value. Recorded with the version it belongs to; when it changes, bump
  * EG_ABI_VERSION (bpf/egressguard.h and src/datapath/abi.ts) and record the new pair here.
  */
-const PINNED_ABI = { version: 8, fingerprint: '5e0f873c2644d65e82a6a99db20181d4b6f6a0b266288e5611c6604878320fd2' };
+const PINNED_ABI = { version: 9, fingerprint: 'af2d6e1a64a01d7b286bfe0bfd7969577ca2b0825f51c2467211284bbb75e2cd' };
 
 function pinnedAbiFingerprint(): string {
   const native = loadNative();

@@ -16,6 +16,7 @@ async function exportedNames(): Promise<Set<string>> {
       flowsRefused: 0n,
       candidateOverflows: 0n,
       evidenceRead: 0n,
+      firstFlightsRefused: 0n,
     }),
     flood: () => ({ suppressedByRateLimit: 0n, droppedByReader: 0n }),
     pipeline: () => ({

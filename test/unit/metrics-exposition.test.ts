@@ -19,6 +19,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
       flowsRefused: 0n,
       candidateOverflows: 0n,
       evidenceRead: 0n,
+      firstFlightsRefused: 0n,
     }),
     flood: () => ({ suppressedByRateLimit: 1234n, droppedByReader: 5n }),
     pipeline: () => ({
@@ -160,6 +161,7 @@ describe('AgentMetrics', () => {
           flowsRefused: 0n,
           candidateOverflows: 4n,
           evidenceRead: 0n,
+          firstFlightsRefused: 0n,
         }),
       }),
     );
