@@ -158,15 +158,15 @@ static __always_inline int socket_peer(struct sock___eg *sk, __u8 protocol, stru
  * head) was: the rules covering its address now, in order, the first whose name set accepts it deciding,
  * so withdrawing the rule that permitted its name ends it even while another name's rule covers the same
  * (CDN-shared) address. Any other flow holds while some rule could permit its address. Events are
- * emitted for the ones that do not hold; denied gets the tier and rule that deny it now. */
-static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_sk_name *name, struct eg_decision *denied)
+ * emitted for the ones that do not hold. decision: what the rules in force now decide (for a flow that does
+ * not hold, the tier and rule that deny it). */
+static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_sk_name *name, struct eg_decision *decision)
 {
-	struct eg_decision decision;
 	struct eg_config *config = config_get();
 	__u8 config_flags = config ? config->flags : 0;
 
-	denied->tier = EG_TIER_DEFAULT;
-	denied->rule_id = 0;
+	decision->tier = EG_TIER_DEFAULT;
+	decision->rule_id = 0;
 
 	if (is_dns(flow) && config && (config_flags & (flow->family == 4 ? EG_CONFIG_PROXY_V4 : EG_CONFIG_PROXY_V6))) {
 		__u32 proxy[4];
@@ -179,18 +179,29 @@ static __always_inline int verdict_holds(struct eg_flow *flow, struct eg_sk_name
 			return 1;
 		return finish(flow, 0, EG_TIER_DEFAULT, 0, 1, 0, 0);
 	}
-	eg_evaluate(flow, &decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
+	eg_evaluate(flow, decision, (config_flags & EG_CONFIG_TLS) ? EG_WEB_CANDIDATE : EG_WEB_IP_ONLY);
 	if (name && (config_flags & EG_CONFIG_TLS)) {
-		name_verdict(flow, &decision.candidates, decision.overflow & EG_OVERFLOW, &name->key, &name->info,
-			     &decision.permit, &decision.tier, &decision.rule_id, &decision.log);
-		if (decision.permit)
+		name_verdict(flow, &decision->candidates, decision->overflow & EG_OVERFLOW, &name->key, &name->info,
+			     &decision->permit, &decision->tier, &decision->rule_id, &decision->log);
+		if (decision->permit)
 			return 1;
-	} else if (decision_could_permit(&decision)) {
+	} else if (decision_could_permit(decision)) {
 		return 1; /* no event: nothing changed for this flow */
 	}
-	denied->tier = decision.tier;
-	denied->rule_id = decision.rule_id;
-	return finish_decision(flow, &decision);
+	return finish_decision(flow, decision);
+}
+
+/* A socket still waiting for its first flight is decided on it with what its connect found: it takes the
+ * decision of the rules in force now instead, so a rule edited in place (same id, another action) decides its
+ * ClientHello (or request head) as the rule reads now. */
+static __always_inline void pending_decision_renewed(struct eg_sk_state *state, const struct eg_decision *now)
+{
+	state->candidates = now->candidates;
+	state->flags = (state->flags & ~EG_SK_OVERFLOW) | ((now->overflow & EG_OVERFLOW) ? EG_SK_OVERFLOW : 0);
+	state->fallback_action = now->permit;
+	state->fallback_tier = now->tier;
+	state->fallback_log = now->log;
+	state->fallback_rule_id = now->rule_id;
 }
 
 /* Ends a socket: destroys it, purges its approval, counts it and tells the agent (one line per
@@ -241,7 +252,7 @@ static __always_inline int reap_socket(struct seq_file *seq, struct sock_common_
 {
 	struct sock___eg *sk = (struct sock___eg *)common;
 	struct eg_sk_state *state;
-	struct eg_decision denied;
+	struct eg_decision decision;
 	struct eg_flow flow = {};
 	struct eg_flow_key key;
 	__u8 tcp_state;
@@ -278,10 +289,13 @@ static __always_inline int reap_socket(struct seq_file *seq, struct sock_common_
 		if (bpf_map_lookup_elem(&eg_reap_listeners, &listener))
 			return 0;
 	}
-	if (verdict_holds(&flow, state && protocol == IPPROTO_TCP ? bpf_sk_storage_get(&eg_sk_name, full, 0, 0) : 0, &denied))
+	if (verdict_holds(&flow, state && protocol == IPPROTO_TCP ? bpf_sk_storage_get(&eg_sk_name, full, 0, 0) : 0, &decision)) {
+		if (state && state->verdict == EG_SK_PENDING && !is_dns(&flow)) /* DNS holds on the proxy, not evaluated */
+			pending_decision_renewed(state, &decision);
 		return 0;
+	}
 	if (reap_end(seq, common, &flow, &key))
-		mark_withdrawn(full, &flow, &denied);
+		mark_withdrawn(full, &flow, &decision);
 	return 1;
 }
 

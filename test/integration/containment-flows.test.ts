@@ -40,6 +40,8 @@ const ALLOW_REVOKED_UDP = 26;
 const NAME_WITHDRAWN_RULE = 27;
 const NAME_KEPT_RULE = 28;
 const NAME_KEPT_AGAIN_RULE = 29;
+const EDITED_RULE = 30;
+const OTHER_NAME_RULE = 31;
 
 /**
  * Logs "recv <line>" for every line on 9000; on 9443 acks each chunk's running byte total (a ClientHello sink) and
@@ -71,7 +73,7 @@ udp.bind(${LINE_PORT}, '::', ready);`;
 
 /**
  * Long-lived client: opens the connections in EG_ARGS (sending a connection's `hello`, hex, first), then obeys
- * "send <tag> <word>" on stdin; reports on stdout.
+ * "send <tag> <word>" (the word and a newline) and "hex <tag> <bytes>" on stdin; reports on stdout.
  */
 const CLIENT_SCRIPT = `
 const net = require('net');
@@ -90,9 +92,10 @@ process.stdin.on('data', (d) => {
   input += d;
   let i;
   while ((i = input.indexOf('\\n')) >= 0) {
-    const [, tag, word] = input.slice(0, i).split(' ');
+    const [command, tag, word] = input.slice(0, i).split(' ');
     input = input.slice(i + 1);
-    sockets.get(tag).write(word + '\\n', () => console.log('sent ' + tag + ' ' + word));
+    const bytes = command === 'hex' ? Buffer.from(word, 'hex') : word + '\\n';
+    sockets.get(tag).write(bytes, () => console.log('sent ' + tag + ' ' + word));
   }
 });`;
 
@@ -471,6 +474,46 @@ describe('flows that outlive their permission (real kernel)', { skip }, () => {
         await exited;
       });
     }
+
+    test(`IPv${family}: a socket waiting for its ClientHello is decided on the rules in force when it sends it (a rule edited in place)`, async () => {
+      const sni = `edited${family}.evil.example`;
+      const cgroup = flow.lab.pod(POD).cgroupPath;
+      const address = flow.lab.inet(KEPT, family);
+      const nameRule = (action: 'permit' | 'deny') => ({ ...webRule(EDITED_RULE, sni), action });
+      const learnBoth = (workloadId: number) => {
+        const expiresAtNs = process.hrtime.bigint() + 600_000_000_000n;
+        flow.datapath!.learn([EDITED_RULE, OTHER_NAME_RULE].map((ruleId) => ({ workloadId, ruleId, ip: address, expiresAtNs })));
+      };
+      /** A connection left waiting (connected, nothing sent) while `meanwhile` runs, then its ClientHello naming sni. */
+      const helloAfter = async (tag: string, meanwhile: () => void): Promise<Lines> => {
+        const child = flow.lab.spawnInPod(POD, [process.execPath, '-e', CLIENT_SCRIPT], {
+          env: { ...process.env, EG_ARGS: JSON.stringify([{ tag, host: address, port: TLS_PORT }]) },
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        clients.push(child);
+        const client = new Lines(child);
+        await client.waitFor(`connected ${tag}`);
+        meanwhile();
+        child.stdin!.write(`hex ${tag} ${buildClientHello({ sni }).toString('hex')}\n`);
+        return client;
+      };
+      // Calibration: unenrolled, the waiting connection's ClientHello reaches the server.
+      flow.datapath!.removeWorkload(cgroup);
+      await helloAfter('calibration', () => {});
+      await flow.server.waitFor(`tls ${sni}`);
+      // Enforced: permitted by name when it connects; the rule is edited in place (same id) to deny the name, while
+      // another name's rule keeps the address permitted, so the re-judgment keeps the waiting socket.
+      learnBoth(flow.datapath!.setWorkload(cgroup, [nameRule('permit'), webRule(OTHER_NAME_RULE, 'other.example')]));
+      const before = flow.server.lines.length;
+      const mark = events.length;
+      const client = await helloAfter('edited', () =>
+        learnBoth(flow.datapath!.setWorkload(cgroup, [nameRule('deny'), webRule(OTHER_NAME_RULE, 'other.example')])),
+      );
+      await client.waitFor('error edited ECONNABORTED');
+      const denied = await eventMatching(events, (e) => events.indexOf(e) >= mark && e.layer === 'tls' && e.sni === sni);
+      assert.deepEqual([denied.verdict, denied.ruleId], ['denied', EDITED_RULE]);
+      assert.equal(flow.server.lines.slice(before).includes(`tls ${sni}`), false, 'the ClientHello never arrives');
+    });
 
     test(`IPv${family}: a webGroup rule matches plain HTTP on its Host header`, async () => {
       const request = (host: string, target: string) => ({
