@@ -67,6 +67,13 @@ static __always_inline void approval_refused(struct eg_flow_count *count)
 	stat_inc(EG_STAT_FLOWS_REFUSED);
 }
 
+/* Removes a flow's first flight, if it has one, and gives its workload's share back. */
+static __always_inline void flight_forget(const struct eg_flow_key *key, struct eg_flow_count *count)
+{
+	if (!bpf_map_delete_elem(&eg_first_flights, key))
+		__sync_fetch_and_add(&count->flights, -1);
+}
+
 /* Records this packet's 5-tuple in eg_approved for workload_id, so the backstop passes the flow on that
  * workload's interfaces without judging it again: all of it (EG_APPROVED_FLOW), or, for the SYN of a flow
  * waiting for its ClientHello, its handshake only (EG_APPROVED_HANDSHAKE, see struct eg_approval). A new
@@ -82,13 +89,19 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 	work->approval.kind = kind;
 	work->approval.seq_start = kind == EG_APPROVED_HANDSHAKE ? pkt->seq + 1 : 0;
 	work->approval.seen_ns = bpf_ktime_get_ns();
-	if (!bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST))
-		return; /* the same tuple judged again: its entry is already counted */
 	count = flow_count_of(workload_id);
+	if (!bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST)) {
+		/* The same tuple judged again (a new socket on it): its entry is already counted, and a first flight
+		 * an earlier socket left on it is not this one's. */
+		if (count)
+			flight_forget(&work->key, count);
+		return;
+	}
 	if (!count)
 		return;
-	/* Checked, then taken: CPUs approving for one workload at the same instant can pass it by one each. */
-	if (count->held >= EG_MAX_FLOWS_PER_WORKLOAD) {
+	/* Checked, then taken: CPUs approving for one workload at the same instant can pass it by one each. Signed:
+	 * the agent's sweep writes the count back and can race an atomic step, which may leave it one below zero. */
+	if ((__s32)count->held >= EG_MAX_FLOWS_PER_WORKLOAD) {
 		approval_refused(count);
 		return;
 	}
@@ -99,13 +112,6 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 		if (error != -EEXIST) /* -E2BIG: the table is full; -EEXIST: another CPU just added it */
 			approval_refused(count);
 	}
-}
-
-/* Removes a flow's first flight, if it has one, and gives its workload's share back. */
-static __always_inline void flight_forget(const struct eg_flow_key *key, struct eg_flow_count *count)
-{
-	if (!bpf_map_delete_elem(&eg_first_flights, key))
-		__sync_fetch_and_add(&count->flights, -1);
 }
 
 /* Removes an approval (and its first flight) and gives its workload's share back. */
@@ -119,8 +125,7 @@ static __always_inline void unapprove(const struct eg_flow_key *key)
 	if (!count)
 		return;
 	__sync_fetch_and_add(&count->held, -1);
-	if (count->flights) /* the workload has first flights: this flow's may be one */
-		flight_forget(key, count);
+	flight_forget(key, count);
 }
 
 /* The approval of this packet's flow for workload_id, or null. */

@@ -274,14 +274,14 @@ export class DnsProxyHost {
         error: `the policy changed while answering (rule ids ${stale.join(', ')} no longer in force)`,
       };
     }
-    // One cap for every worker: this thread sees each address a worker would teach the kernel.
-    const { workloadId, ruleIds, ips, ttlSeconds, name } = request;
-    const { admitted, rejected, added } = this.cap.admit(workloadId, name, ips, ttlSeconds, Date.now());
     try {
+      // One cap for every worker: this thread sees each address a worker would teach the kernel. A learn that fails
+      // keeps what it admitted counted (some of it may be in the kernel already): the cap errs closed.
+      const { workloadId, ruleIds, ips, ttlSeconds, name } = request;
+      const { admitted, rejected } = this.cap.admit(workloadId, name, ips, ttlSeconds, Date.now());
       const heldUntilNs = admitted.length === 0 ? 0n : this.options.learn(workloadId, ruleIds, admitted, ttlSeconds, name);
       return { type: 'learned', id: request.id, heldUntilNs, overCap: rejected, error: null };
     } catch (error) {
-      this.cap.forget(workloadId, name, added);
       return { type: 'learned', id: request.id, heldUntilNs: null, error: (error as Error).message };
     }
   }

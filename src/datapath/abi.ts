@@ -550,8 +550,9 @@ export function decodeApproval(key: Buffer, value: Buffer): Approval {
 export function decodeFlowCount(value: Buffer): { held: number; flights: number; refused: bigint } {
   const m = LAYOUTS.eg_flow_count.members;
   return {
-    held: value.readUInt32LE(m.held.offset),
-    flights: value.readUInt32LE(m.flights.offset),
+    // Signed and clamped: a sweep's write-back racing the kernel's atomic steps can leave a count one below zero.
+    held: Math.max(0, value.readInt32LE(m.held.offset)),
+    flights: Math.max(0, value.readInt32LE(m.flights.offset)),
     refused: value.readBigUInt64LE(m.refused.offset),
   };
 }

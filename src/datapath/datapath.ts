@@ -18,7 +18,6 @@ import {
   LAYOUTS,
   encodeFlowCount,
   CLOSING,
-  APPROVAL_KIND,
   decodeDomainKeyRuleId,
   encodeAddrKey,
   encodeDomainKey,
@@ -112,8 +111,8 @@ const SECOND_NS = 1_000_000_000n;
 /**
  * How long an approval may go unused before the sweep removes it (tc refreshes seen_ns at most once a second):
  * a TCP flow that saw a FIN or a reset (its last segments are long gone; the kernel removes it itself on the
- * normal close) or whose first flight is still compared (a handshake that stalled there holds one of its
- * workload's first-flight copies, EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
+ * normal close) or that holds a first-flight copy still compared (a handshake that stalled there holds one of
+ * its workload's EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD), a flow of any other protocol (a datagram socket's earlier destinations), and an open TCP
  * connection, after conntrack's own established timeout (nf_conntrack_tcp_timeout_established, 5 days).
  */
 export const APPROVAL_IDLE = {
@@ -121,6 +120,8 @@ export const APPROVAL_IDLE = {
   datagramNs: 300n * SECOND_NS,
   tcpNs: 5n * 86_400n * SECOND_NS,
 } as const;
+/** The workload an eg_flow_key (eg_approved, eg_first_flights) belongs to. */
+const flowKeyWorkload = (key: Buffer): number => key.readUInt32LE(LAYOUTS.eg_flow_key.members.workload_id.offset);
 /** Pinned, never referenced by a program: the ABI version of every other pin (layout frozen: u32 -> u32). */
 const ABI_VERSION_MAP = 'eg_abi_version';
 /** Pins from before the version map were written by ABI v1. */
@@ -750,12 +751,13 @@ class KernelDatapath implements Datapath {
     this.releaseApprovals(entry.workloadId);
   }
 
-  /** A workload id leaves (or arrives) with no approvals and a zero count: a reused id starts clean. */
+  /** A workload id leaves (or arrives) with no approvals, no first flights and a zero count: a reused id starts clean. */
   private releaseApprovals(workloadId: number): void {
     for (const key of this.maps.eg_approved.keys()) {
       const value = this.maps.eg_approved.lookup(key);
       if (value !== null && decodeApproval(key, value).workloadId === workloadId) this.maps.eg_approved.delete(key);
     }
+    for (const key of this.maps.eg_first_flights.keys()) if (flowKeyWorkload(key) === workloadId) this.maps.eg_first_flights.delete(key);
     this.maps.eg_flow_counts.update(encodeU32(workloadId), encodeFlowCount(0, 0, 0n));
   }
 
@@ -820,6 +822,7 @@ class KernelDatapath implements Datapath {
     this.assertOpen();
     const enrolledIds = new Set([...this.enrolled.values()].map((entry) => entry.workloadId));
     const remaining = new Map<number, number>();
+    const withFlight = new Set(this.maps.eg_first_flights.keys().map((key) => key.toString('hex')));
     let removed = 0;
     for (const key of this.maps.eg_approved.keys()) {
       const value = this.maps.eg_approved.lookup(key);
@@ -829,7 +832,7 @@ class KernelDatapath implements Datapath {
       const limit =
         approval.protocol !== IPPROTO_TCP
           ? APPROVAL_IDLE.datagramNs
-          : approval.kind !== APPROVAL_KIND.flow || approval.closing & (CLOSING.workload | CLOSING.peer)
+          : withFlight.has(key.toString('hex')) || approval.closing & (CLOSING.workload | CLOSING.peer)
             ? APPROVAL_IDLE.closingNs
             : APPROVAL_IDLE.tcpNs;
       if (!enrolledIds.has(approval.workloadId) || idleNs >= limit) {
@@ -841,7 +844,7 @@ class KernelDatapath implements Datapath {
     // A first flight lives only as long as its approval (the kernel removes both together; this sweep removed approvals).
     const flights = new Map<number, number>();
     for (const key of this.maps.eg_first_flights.keys()) {
-      const workloadId = key.readUInt32LE(LAYOUTS.eg_flow_key.members.workload_id.offset);
+      const workloadId = flowKeyWorkload(key);
       if (this.maps.eg_approved.lookup(key) === null) this.maps.eg_first_flights.delete(key);
       else flights.set(workloadId, (flights.get(workloadId) ?? 0) + 1);
     }

@@ -5,8 +5,6 @@ export interface CapOutcome {
   admitted: string[];
   /** Addresses dropped because the name already holds `maxPerName` live addresses. */
   rejected: string[];
-  /** The admitted addresses the name did not hold before (what `forget` takes back when the kernel refused them). */
-  added: string[];
 }
 
 export class AddressCap {
@@ -33,7 +31,7 @@ export class AddressCap {
     }
     dropExpired(entries, nowMs);
     const expiresAt = nowMs + ttlSeconds * 1000;
-    const outcome: CapOutcome = { admitted: [], rejected: [], added: [] };
+    const outcome: CapOutcome = { admitted: [], rejected: [] };
     for (const address of addresses) {
       const known = entries.get(address);
       if (known === undefined && entries.size >= this.maxPerName) {
@@ -42,15 +40,8 @@ export class AddressCap {
       }
       entries.set(address, Math.max(known ?? 0, expiresAt));
       outcome.admitted.push(address);
-      if (known === undefined) outcome.added.push(address);
     }
     return outcome;
-  }
-
-  /** Takes back addresses admitted for a learn that failed: they never reached the kernel and must not use the cap. */
-  forget(workloadId: number, name: string, addresses: readonly string[]): void {
-    const entries = this.live.get(workloadId)?.get(name);
-    for (const address of addresses) entries?.delete(address);
   }
 
   /** Forget expired addresses and empty names so memory follows live state only. */

@@ -609,9 +609,9 @@ const identitySuite = (skbChecksSource: boolean) => () => {
             part,
           });
         await contained(family, substitute, captured);
-        const event = await eventMatching(events, (e) => e.hook === 6 && e.ip === lab.inet(WEB_HOST, family));
+        // The substitution's own event: once the flow is revoked, the socket's later segments are judged at tc too.
+        const event = await eventMatching(events, (e) => e.hook === 6 && e.ip === lab.inet(WEB_HOST, family) && e.reason === 'not-as-sent');
         assert.equal(event.verdict, 'denied');
-        assert.equal(event.reason, 'not-as-sent');
         assert.equal(event.workloadId, alphaId);
         assert.equal(event.source, family === 4 ? alpha.ipv4 : alpha.ipv6);
       }
@@ -647,6 +647,21 @@ const identitySuite = (skbChecksSource: boolean) => () => {
         assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 1);
         datapath.sweepApprovals(process.hrtime.bigint() + APPROVAL_IDLE.closingNs + 1_000_000_000n); // short of an open flow's limit
         assert.equal(datapath.approvedFlows().get(alphaId)?.flights, 0, 'idle past the closing limit: swept with its approval');
+      } finally {
+        held.process.stdin!.end();
+      }
+    });
+
+    test(`IPv${family}: a connection that has sent nothing yet keeps its handshake approval past the closing limit`, async () => {
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath))!;
+      const later = process.hrtime.bigint() + APPROVAL_IDLE.closingNs + 1_000_000_000n; // short of an open flow's limit
+      datapath.sweepApprovals(later); // what earlier tests left idle goes now, not in the sweep below
+      const held = await heldConnection(family, Buffer.alloc(0), `idle${family}`);
+      try {
+        const approved = datapath.approvedFlows().get(alphaId)!;
+        assert.equal(approved.flights, 0, 'nothing sent: no first-flight copy');
+        datapath.sweepApprovals(later);
+        assert.equal(datapath.approvedFlows().get(alphaId)?.held, approved.held, 'an open connection without a copy keeps its approval');
       } finally {
         held.process.stdin!.end();
       }
