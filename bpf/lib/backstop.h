@@ -87,7 +87,8 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 	work->key.workload_id = workload_id;
 	__builtin_memset(&work->approval, 0, sizeof(work->approval));
 	work->approval.kind = kind;
-	work->approval.seq_start = kind == EG_APPROVED_HANDSHAKE ? pkt->seq + 1 : 0;
+	/* A SYN's data starts one past its sequence number; a TCP_REPAIR socket's first packet is already data. */
+	work->approval.seq_start = kind == EG_APPROVED_HANDSHAKE ? pkt->seq + ((pkt->tcp_flags & TCP_FLAG_SYN) ? 1 : 0) : 0;
 	work->approval.seen_ns = bpf_ktime_get_ns();
 	count = flow_count_of(workload_id);
 	if (!bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST)) {
@@ -192,7 +193,12 @@ EG_SUBPROG int eg_flight_matches(struct __sk_buff *skb, __u32 skb_off, const str
 
 /* A segment of a flow whose first flight tc still compares (HANDSHAKE, JUDGED; work->key is its key): no
  * payload, or payload whose bytes within the first flight are the ones its own socket sent (a retransmission
- * or re-segmentation repeats them); bytes past it pass once the ClientHello was permitted (JUDGED) only. */
+ * or re-segmentation repeats them); bytes past it pass once the ClientHello was permitted (JUDGED) only.
+ * Offsets count from the socket's own initial sequence number, so a SYN passes only with that number: the
+ * server's stream then starts with the compared bytes, and bytes past the copy can only follow them (a SYN with
+ * another number would put forged bytes at the start of the server's stream, at offsets past the copy). Urgent
+ * data never passes: the server's stack takes the urgent byte out of the stream, so it would read other bytes
+ * than those judged. */
 static __always_inline int first_flight_passes(struct __sk_buff *skb, struct eg_scratch *work,
 					       const struct eg_approval *approval)
 {
@@ -201,7 +207,9 @@ static __always_inline int first_flight_passes(struct __sk_buff *skb, struct eg_
 	struct eg_sk_hello *flight;
 	__u32 offset, overlap;
 
-	if (pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
+	if (pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE || (pkt->tcp_flags & TCP_FLAG_URG))
+		return 0;
+	if ((pkt->tcp_flags & TCP_FLAG_SYN) && pkt->seq + 1 != approval->seq_start)
 		return 0;
 	if (payload_len == 0)
 		return 1;
@@ -309,7 +317,10 @@ static __always_inline int backstop_inbound(struct __sk_buff *skb, struct eg_scr
 
 		if (approval)
 			approval->closing |= EG_CLOSING_PEER;
-	} else if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN && source_allowed(workload, answer, 0)) {
+	} else if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN && source_allowed(workload, answer, 0) &&
+		   !approval_of(work, answer, workload->workload_id)) {
+		/* Never over an existing approval: a SYN on the tuple of a flow waiting for (or judged on) its first
+		 * flight would otherwise make it a full one, its first flight no longer compared. */
 		approve(work, answer, workload->workload_id, EG_APPROVED_FLOW);
 	}
 	return TC_ACT_OK;

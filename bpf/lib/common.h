@@ -20,6 +20,7 @@
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
+#define TCP_FLAG_URG 0x20
 /* A global function: verified once on its own instead of once per calling path. Pointer
  * arguments may be null to the verifier, so each one checks them. */
 #define EG_SUBPROG __attribute__((noinline))

@@ -459,6 +459,10 @@ static __always_inline int eg_hello_read(struct __sk_buff *skb, struct bpf_sock 
 
 	if (eg_parse_packet(skb, 0, pkt) || pkt->protocol != IPPROTO_TCP || pkt->fragment != EG_FRAG_NONE)
 		return EG_READ_HOLD;
+	/* Urgent data (send MSG_OOB): the peer's stack takes the urgent byte out of the stream, so it reads other
+	 * bytes than these; decided as not a ClientHello (tc passes no urgent segment of a pending flow either). */
+	if (pkt->tcp_flags & TCP_FLAG_URG)
+		return EG_HELLO_NOT_HELLO;
 	payload_len = skb->len > pkt->payload_off ? skb->len - pkt->payload_off : 0;
 	if (payload_len == 0) {
 		if (pkt->tcp_flags & TCP_FLAG_SYN) {

@@ -105,9 +105,9 @@ def csum(b):
     if len(b) % 2: b += b'\0'
     t = sum(struct.unpack('!%dH' % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
     return (~t) & 0xffff
-def frame(src, dst, sport, dport, flags, seq, payload=b'', ack=0):
+def frame(src, dst, sport, dport, flags, seq, payload=b'', ack=0, urgent=0):
     s, d = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)
-    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq, ack, 5 << 4, flags, 65535, 0, urgent) + payload
     pseudo = s + d + (struct.pack('!I', len(tcp)) + b'\0\0\0\x06' if v6 else struct.pack('!BBH', 0, 6, len(tcp)))
     tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
     if v6:
@@ -163,9 +163,12 @@ print(json.dumps({'result': 'sent'}))`;
 /**
  * A first flight substituted after the cgroup skb program judged it: the pod's own nftables egress hook on its eth0
  * (netdev family: it runs after the cgroup skb program, as a qdisc does) drops its socket's data segments (TCP header
- * with timestamps, doff 8; the raw frame's has none), the socket sends the first `part` bytes of `judged`, and the pod sends the same
- * number of bytes of `forged` (the tag in its random) in a raw frame at the same sequence number, acknowledging what
- * the socket has received (both read in TCP_REPAIR mode).
+ * with timestamps, doff 8; the raw frame's has none), the socket sends the first `part` bytes of `judged` (default:
+ * `forged` with the tag), and the pod sends the same number of bytes of `forged` (the tag in its random) in a raw frame
+ * at the same sequence number, acknowledging what the socket has received (both read in TCP_REPAIR mode). Variants:
+ * `offset` puts the raw frame that many bytes further, after a raw SYN one before it (a stream with another initial
+ * sequence number); `urgent` marks its first byte urgent; `peerSyn` (a script run in the netns at that path) first
+ * makes the server's address send a SYN on the tuple, which the pod waits to see arrive.
  */
 const SUBSTITUTE_SCRIPT =
   FRAME_PY +
@@ -182,15 +185,52 @@ def nft(commands):
     subprocess.run(['nft', '-f', '-'], input=commands, text=True, check=True)
 forged = bytearray(bytes.fromhex(a['forged']))
 forged[11:11 + len(a['tag'])] = a['tag'].encode()
+judged = bytes.fromhex(a['judged']) if a.get('judged') else bytes(forged)
 s = socket.create_connection((a['dst'], a['port']), timeout=3)
 own, lport = s.getsockname()[:2]
 nft('table netdev egsubst {\n chain out {\n type filter hook egress device eth0 priority 0\n tcp sport %d tcp doff 8 drop\n }\n}' % lport)
 try:
     seq, ack = queue_seq(s, TCP_SEND_QUEUE), queue_seq(s, TCP_RECV_QUEUE)
-    s.sendall(bytes.fromhex(a['judged'])[:a['part']])
-    send_eth0(*frame(own, a['dst'], lport, a['port'], 0x18, seq, bytes(forged[:a['part']]), ack))
+    s.sendall(judged[:a['part']])
+    if a.get('peerSyn'):
+        sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        sniff.bind(('eth0', 0))
+        sniff.settimeout(3)
+        env = dict(os.environ, EG_ARGS=json.dumps(dict(a, own=own, lport=lport)))
+        subprocess.run(['nsenter', '--net=' + a['peerSyn'], 'python3', '-c', a['peerSynScript']], env=env, check=True)
+        while True:  # until the SYN arrived on the pod's side (dst port lport, flags SYN only)
+            f = sniff.recv(65535)
+            l4 = f[14 + 40:] if v6 else f[14 + (f[14] & 15) * 4:]
+            if f[12:14] == (b'\x86\xdd' if v6 else b'\x08\x00') and struct.unpack('!H', l4[2:4])[0] == lport and l4[13] == 0x02:
+                break
+    at = seq + a.get('offset', 0)
+    if a.get('offset'):
+        send_eth0(*frame(own, a['dst'], lport, a['port'], 0x02, at - 1))
+    flags, urgent = (0x38, 1) if a.get('urgent') else (0x18, 0)
+    send_eth0(*frame(own, a['dst'], lport, a['port'], flags, at, bytes(forged[:a['part']]), ack, urgent))
 finally:
     nft('delete table netdev egsubst')
+print(json.dumps({'result': 'sent'}))`;
+
+/**
+ * In the internet namespace and the `peerCgroup` (cgroup.procs path): a SYN from the server's address and port to the pod's
+ * socket (`own`, `lport`), sent raw.
+ */
+const PEER_SYN_SCRIPT =
+  FRAME_PY +
+  String.raw`
+with open(a['peerCgroup'], 'w') as f: f.write(str(os.getpid()))  # not the pod's: it plays another host
+raw = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
+raw.sendto(frame(a['dst'], a['own'], a['port'], a['lport'], 0x02, 777)[1], (a['own'], 0))`;
+
+/** A ClientHello (hex in `hello`, the tag written into its random) sent as urgent data (MSG_OOB) on a new connection. */
+const URGENT_SCRIPT = String.raw`
+import json, os, socket
+a = json.loads(os.environ['EG_ARGS'])
+hello = bytearray(bytes.fromhex(a['hello']))
+hello[11:11 + len(a['tag'])] = a['tag'].encode()
+s = socket.create_connection((a['dst'], a['port']), timeout=3)
+s.send(bytes(hello), socket.MSG_OOB)
 print(json.dumps({'result': 'sent'}))`;
 
 /**
@@ -621,6 +661,46 @@ const identitySuite = (skbChecksSource: boolean) => () => {
       const allowed = runAttack(alpha, PENDING_SCRIPT, { dst: lab.inet(WEB_HOST, family), gatewayMac, hello: judged.toString('hex') });
       await arrived(allowed.tag, captured);
       await arrived('allowed.example');
+    });
+
+    test(`IPv${family}: a permitted first flight cannot be bypassed by a SYN with another initial sequence number, urgent data, or a SYN from the peer's address`, async () => {
+      const judged = buildClientHello({ sni: 'allowed.example' });
+      const forged = buildClientHello({ sni: 'blocked.example' });
+      const alphaId = datapath.workloads().get(statIno(alpha.cgroupPath));
+      const substitute = (variant: Record<string, unknown>) => () =>
+        runAttack(alpha, SUBSTITUTE_SCRIPT, { dst: lab.inet(WEB_HOST, family), gatewayMac, forged: forged.toString('hex'), ...variant });
+      const cases = [
+        // A new stream whose initial sequence number puts the forged ClientHello past the judged copy.
+        { judged: judged.toString('hex'), part: forged.length, offset: judged.length },
+        // The judged bytes themselves (the tag in their random), their first byte marked urgent: the server's stack
+        // would take it out of the stream.
+        { forged: judged.toString('hex'), part: judged.length, urgent: true },
+        // A SYN on the tuple from the server's address (over the node's routing path) must not make the judged
+        // approval a full one: the substituted ClientHello is still compared.
+        {
+          judged: judged.toString('hex'),
+          part: judged.length,
+          peerSyn: `/run/netns/${lab.inetNetns}`,
+          peerSynScript: PEER_SYN_SCRIPT,
+          peerCgroup: unenrolled(),
+        },
+      ];
+      for (const variant of cases) {
+        await contained(family, substitute(variant), captured);
+        // Matched by reason: an earlier case's socket, its nftables drop gone, may retransmit on its revoked tuple.
+        const event = await eventMatching(events, (e) => e.hook === 6 && e.reason === 'not-as-sent' && e.ip === lab.inet(WEB_HOST, family));
+        assert.equal(event.verdict, 'denied', JSON.stringify(Object.keys(variant)));
+        assert.equal(event.workloadId, alphaId);
+      }
+      // A ClientHello its socket sends as urgent data is not read as one: denied by the rule that needs a name.
+      await contained(
+        family,
+        () => runAttack(alpha, URGENT_SCRIPT, { dst: lab.inet(WEB_HOST, family), hello: judged.toString('hex') }),
+        captured,
+      );
+      const urgent = await eventMatching(events, (e) => e.layer === 'tls' && e.ip === lab.inet(WEB_HOST, family));
+      assert.equal(urgent.verdict, 'denied');
+      assert.equal(datapath.approvedFlows().get(alphaId!)?.flights, 0);
     });
 
     test(`IPv${family}: a permitted first flight's copy is freed when the server acknowledges it, and the flow goes on`, async () => {
