@@ -77,8 +77,10 @@ static __always_inline void flight_forget(const struct eg_flow_key *key, struct 
 /* Records this packet's 5-tuple in eg_approved for workload_id, so the backstop passes the flow on that
  * workload's interfaces without judging it again: all of it (EG_APPROVED_FLOW), or, for the SYN of a flow
  * waiting for its ClientHello, its handshake only (EG_APPROVED_HANDSHAKE, see struct eg_approval). A new
- * entry takes one of the workload's EG_MAX_FLOWS_PER_WORKLOAD; without one it is refused and counted. */
-static __always_inline void approve(struct eg_scratch *work, const struct eg_packet *pkt, __u32 workload_id, __u8 kind)
+ * entry takes one of the workload's EG_MAX_FLOWS_PER_WORKLOAD; without one it is refused and counted. replace:
+ * an existing entry of the tuple is overwritten (a socket's own judged flow); else it is left as it is. */
+static __always_inline void approve(struct eg_scratch *work, const struct eg_packet *pkt, __u32 workload_id, __u8 kind,
+				    int replace)
 {
 	struct eg_flow_count *count;
 	long error;
@@ -91,7 +93,7 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 	work->approval.seq_start = kind == EG_APPROVED_HANDSHAKE ? pkt->seq + ((pkt->tcp_flags & TCP_FLAG_SYN) ? 1 : 0) : 0;
 	work->approval.seen_ns = bpf_ktime_get_ns();
 	count = flow_count_of(workload_id);
-	if (!bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST)) {
+	if (replace && !bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_EXIST)) {
 		/* The same tuple judged again (a new socket on it): its entry is already counted, and a first flight
 		 * an earlier socket left on it is not this one's. */
 		if (count)
@@ -236,7 +238,8 @@ static __always_inline void first_flight_acknowledged(struct eg_scratch *work, c
 	if (!approval || approval->kind != EG_APPROVED_JUDGED)
 		return;
 	flight = bpf_map_lookup_elem(&eg_first_flights, &work->key);
-	if (flight && (__s32)(ack - (approval->seq_start + flight->len)) < 0)
+	/* No copy left to compare with (not expected: a copy goes with its approval's kind): stays judged, fail closed. */
+	if (!flight || (__s32)(ack - (approval->seq_start + flight->len)) < 0)
 		return;
 	approval->kind = EG_APPROVED_FLOW;
 	flight_forget(&work->key, count);
@@ -317,11 +320,10 @@ static __always_inline int backstop_inbound(struct __sk_buff *skb, struct eg_scr
 
 		if (approval)
 			approval->closing |= EG_CLOSING_PEER;
-	} else if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN && source_allowed(workload, answer, 0) &&
-		   !approval_of(work, answer, workload->workload_id)) {
-		/* Never over an existing approval: a SYN on the tuple of a flow waiting for (or judged on) its first
-		 * flight would otherwise make it a full one, its first flight no longer compared. */
-		approve(work, answer, workload->workload_id, EG_APPROVED_FLOW);
+	} else if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN && source_allowed(workload, answer, 0)) {
+		/* Never over an existing approval (created only, in one step): a SYN on the tuple of a flow waiting for
+		 * (or judged on) its first flight would otherwise make it a full one, its first flight no longer compared. */
+		approve(work, answer, workload->workload_id, EG_APPROVED_FLOW, 0);
 	}
 	return TC_ACT_OK;
 }

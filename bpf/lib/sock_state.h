@@ -227,7 +227,7 @@ static __always_inline int record_flow(struct __sk_buff *skb, struct eg_sk_state
 		reason = judged_mismatch(skb, state, pkt);
 		if (reason == EG_REASON_NONE) {
 			approve(work, pkt, state->workload.workload_id,
-				state->verdict == EG_SK_PENDING ? EG_APPROVED_HANDSHAKE : EG_APPROVED_FLOW);
+				state->verdict == EG_SK_PENDING ? EG_APPROVED_HANDSHAKE : EG_APPROVED_FLOW, 1);
 			__builtin_memcpy(state->approved_src, pkt->src, sizeof(state->approved_src));
 			state->approved_sport = pkt->sport;
 			return 1;
