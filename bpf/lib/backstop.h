@@ -67,6 +67,24 @@ static __always_inline void approval_refused(struct eg_flow_count *count)
 	stat_inc(EG_STAT_FLOWS_REFUSED);
 }
 
+/* Adds key -> value to map as a new entry charged to a workload's count *held, capped at cap. Checked, then
+ * taken: CPUs adding for one workload at the same instant can pass the cap by one each. Signed: the agent's sweep
+ * writes the count back and can race an atomic step, which may leave it one below zero. Returns 0 when added,
+ * -ENOSPC when the share is full, else the map's error (-EEXIST: another CPU just added it; -E2BIG: the table
+ * is full), the count given back. */
+static __always_inline long charged_insert(void *map, const void *key, const void *value, __u32 *held, __u32 cap)
+{
+	long error;
+
+	if ((__s32)*held >= (__s32)cap)
+		return -ENOSPC;
+	__sync_fetch_and_add(held, 1);
+	error = bpf_map_update_elem(map, key, value, BPF_NOEXIST);
+	if (error)
+		__sync_fetch_and_add(held, -1);
+	return error;
+}
+
 /* Removes a flow's first flight, if it has one, and gives its workload's share back. */
 static __always_inline void flight_forget(const struct eg_flow_key *key, struct eg_flow_count *count)
 {
@@ -102,19 +120,9 @@ static __always_inline void approve(struct eg_scratch *work, const struct eg_pac
 	}
 	if (!count)
 		return;
-	/* Checked, then taken: CPUs approving for one workload at the same instant can pass it by one each. Signed:
-	 * the agent's sweep writes the count back and can race an atomic step, which may leave it one below zero. */
-	if ((__s32)count->held >= EG_MAX_FLOWS_PER_WORKLOAD) {
+	error = charged_insert(&eg_approved, &work->key, &work->approval, &count->held, EG_MAX_FLOWS_PER_WORKLOAD);
+	if (error && error != -EEXIST) /* -EEXIST: another CPU just added it */
 		approval_refused(count);
-		return;
-	}
-	__sync_fetch_and_add(&count->held, 1);
-	error = bpf_map_update_elem(&eg_approved, &work->key, &work->approval, BPF_NOEXIST);
-	if (error) {
-		__sync_fetch_and_add(&count->held, -1);
-		if (error != -EEXIST) /* -E2BIG: the table is full; -EEXIST: another CPU just added it */
-			approval_refused(count);
-	}
 }
 
 /* Removes an approval (and its first flight) and gives its workload's share back. */

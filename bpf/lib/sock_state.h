@@ -263,14 +263,8 @@ static __always_inline int flight_recorded(struct eg_scratch *work, const struct
 	count = flow_count_of(state->workload.workload_id);
 	if (!count)
 		return 0;
-	/* Checked, then taken, as in approve() (signed, as there). */
-	if ((__s32)count->flights >= EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD)
-		goto refused;
-	__sync_fetch_and_add(&count->flights, 1);
-	if (!bpf_map_update_elem(&eg_first_flights, &work->key, hello, BPF_NOEXIST))
+	if (!charged_insert(&eg_first_flights, &work->key, hello, &count->flights, EG_MAX_FIRST_FLIGHTS_PER_WORKLOAD))
 		return 1;
-	__sync_fetch_and_add(&count->flights, -1);
-refused:
 	stat_inc(EG_STAT_FLIGHTS_REFUSED);
 	return 0;
 }

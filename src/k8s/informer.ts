@@ -54,8 +54,8 @@ const QUICK_END_MS = 1000;
 
 /** A readable reason from a list or watch failure (the client throws several shapes). */
 export function describeApiError(error: unknown): string {
-  const e = error as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown; cause?: { code?: unknown } };
-  const status = typeof e.code === 'number' ? e.code : typeof e.statusCode === 'number' ? e.statusCode : null;
+  const e = error as { code?: unknown; body?: unknown; message?: unknown; cause?: { code?: unknown } };
+  const status = typeof e.code === 'number' ? e.code : null;
   let detail = typeof e.message === 'string' ? e.message : String(error);
   if (typeof e.body === 'string') {
     try {
